@@ -1,0 +1,41 @@
+# optisweep: `make run` and `make test` set themselves up on a fresh machine.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# torch first, pinned: pip then takes the CPU wheel on disk and the project's looser range is
+# already satisfied, instead of downloading a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install run test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	@echo "optisweep: the optimizer module is installed in $(VENV); the service arrives with issue 3."
+	@echo "Try:  $(BIN)/python -c 'import optimizers; print(sorted(optimizers.OPTIMIZERS))'"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python benchmarks/optimizer_step.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""The shared optimizer module: registry, schemas, single-model and population paths."""
+
+from optimizers.population import MemberConfig, MemberExport, PopulationOptimizer
+from optimizers.registry import (
+    OPTIMIZERS,
+    BetaTarget,
+    HyperparameterError,
+    OptimizerSpec,
+    get_spec,
+    validate_hparams,
+)
+from optimizers.schedules import (
+    ConstantSchedule,
+    CosineSchedule,
+    ExponentialSchedule,
+    Schedule,
+    StepSchedule,
+    WarmupSchedule,
+)
+from optimizers.single import create_optimizer
+
+__all__ = [
+    "OPTIMIZERS",
+    "BetaTarget",
+    "ConstantSchedule",
+    "CosineSchedule",
+    "ExponentialSchedule",
+    "HyperparameterError",
+    "MemberConfig",
+    "MemberExport",
+    "OptimizerSpec",
+    "PopulationOptimizer",
+    "Schedule",
+    "StepSchedule",
+    "WarmupSchedule",
+    "create_optimizer",
+    "get_spec",
+    "validate_hparams",
+]

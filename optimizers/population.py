@@ -1,0 +1,424 @@
+"""PopulationOptimizer: K members, each with its own optimizer family and hyperparameters,
+updating stacked parameters of shape [K, ...] in one vectorised step."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+
+from optimizers.clipping import clip_coefficients, member_grad_norms
+from optimizers.registry import OptimizerSpec, get_spec
+from optimizers.rules.base import Variant, flat_hparams
+from optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
+from optimizers.schemas import HParams, PositiveFloat
+from optimizers.single import build_torch_optimizer
+
+ApplyFn = Callable[[Variant, Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]], None]
+
+
+class MemberConfig(BaseModel):
+    """One member of a population: its family, hyperparameters, lr schedule and clipping."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    schedule: Schedule = ConstantSchedule()
+    clip_norm: PositiveFloat | None = None
+    """Clip this member's gradients to this global L2 norm (None: no clipping)."""
+
+    @model_validator(mode="after")
+    def _valid_hparams(self) -> MemberConfig:
+        get_spec(self.optimizer).validate(self.hparams)
+        return self
+
+    @property
+    def spec(self) -> OptimizerSpec:
+        """The registry spec of this member's family."""
+        return get_spec(self.optimizer)
+
+    def validated(self) -> HParams:
+        """This member's hyperparameters, validated and with defaults filled in."""
+        return self.spec.validate(self.hparams)
+
+
+@dataclass
+class MemberExport:
+    """One member as plain tensors plus a torch.optim state dict: checkpoint it or go on alone."""
+
+    config: MemberConfig
+    params: list[Tensor]
+    """The member's parameters, without the member dimension."""
+    optimizer_state: dict[str, Any]
+    """A state dict for ``create_optimizer(config.optimizer, params, **config.hparams)``."""
+    step: int
+    schedule_step: int
+    lr_multiplier: float
+
+
+def _scalar_dtype() -> torch.dtype:
+    # torch.optim keeps scalar state (step, mu_product) in float64 only under a float64 default.
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+class _Group:
+    """Members that share a family and a code path (variant); they update together."""
+
+    def __init__(
+        self,
+        spec: OptimizerSpec,
+        variant: Variant,
+        members: list[int],
+        hparams: list[HParams],
+        params: list[Tensor],
+    ) -> None:
+        device = params[0].device
+        self.spec = spec
+        self.variant = variant
+        self.members = members
+        self.index = torch.tensor(members, dtype=torch.int64, device=device)
+        contiguous = members == list(range(members[0], members[0] + len(members)))
+        self.span = slice(members[0], members[-1] + 1) if contiguous else None
+        flat = [flat_hparams(h) for h in hparams]
+        self.hparams = {
+            name: torch.tensor([f[name] for f in flat], dtype=torch.float64, device=device)
+            for name in flat[0]
+        }
+        self.step = torch.zeros(len(members), dtype=torch.float64, device=device)
+        self.scalars = {
+            name: torch.ones(len(members), dtype=torch.float64, device=device)
+            for name in spec.rule.scalars
+        }
+        self.state = [
+            {
+                slot: spec.rule.init_slot(slot, self._rows(p), self.hparams)
+                for slot in spec.rule.slots(variant)
+            }
+            for p in params
+        ]
+        self.active: Tensor | None = None
+        """Local rows that still train, or None when all do (the fast path)."""
+
+    def _rows(self, tensor: Tensor) -> Tensor:
+        return tensor[self.span] if self.span is not None else tensor.index_select(0, self.index)
+
+    def set_frozen(self, frozen: Tensor) -> None:
+        """Recompute which local rows are active from the population's frozen mask."""
+        local_frozen = frozen[self.index.cpu()]
+        if not bool(local_frozen.any()):
+            self.active = None
+        else:
+            rows = torch.nonzero(~local_frozen).flatten()
+            self.active = rows.to(self.index.device)
+
+    def step_once(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor | None],
+        lr_multipliers: Tensor,
+        apply: ApplyFn,
+    ) -> None:
+        """Advance every active member of the group by one step."""
+        rule = self.spec.rule
+        active = self.active
+        if active is not None and active.numel() == 0:
+            return
+        if active is None:
+            self.step += 1
+            step, scalars = self.step, self.scalars
+            hparams = self.hparams
+            lr = hparams["lr"] * lr_multipliers[self.index]
+        else:
+            step = self.step[active] + 1
+            self.step.index_copy_(0, active, step)
+            scalars = {name: value[active] for name, value in self.scalars.items()}
+            hparams = {name: value[active] for name, value in self.hparams.items()}
+            lr = hparams["lr"] * lr_multipliers[self.index[active]]
+        coefficients = rule.coefficients(hparams, lr, step, scalars)
+        if active is not None:
+            for name, value in scalars.items():
+                self.scalars[name].index_copy_(0, active, value)
+
+        cast: dict[tuple[torch.dtype, int], dict[str, Tensor]] = {}
+        for param, grad, state in zip(params, grads, self.state, strict=True):
+            if grad is None:
+                continue
+            key = (param.dtype, param.dim())
+            if key not in cast:
+                shape = (-1,) + (1,) * (param.dim() - 1)
+                cast[key] = {k: v.to(param.dtype).view(shape) for k, v in coefficients.items()}
+            if active is None and self.span is not None:
+                apply(self.variant, param[self.span], grad[self.span], state, cast[key])
+                continue
+            rows = self.index if active is None else self.index[active]
+            param_rows = param.index_select(0, rows)
+            state_rows = state if active is None else {k: v[active] for k, v in state.items()}
+            apply(self.variant, param_rows, grad.index_select(0, rows), state_rows, cast[key])
+            param.index_copy_(0, rows, param_rows)
+            if active is not None:
+                for slot, value in state_rows.items():
+                    state[slot].index_copy_(0, active, value)
+
+
+class PopulationOptimizer:
+    """Updates K stacked models at once; member k has its own family and hyperparameters.
+
+    ``params`` are tensors of shape [K, ...] (member first). Members of the same family and code
+    path are updated together with hyperparameters held as [K, 1, ...] tensors. Per member:
+    lr schedule (advanced by ``advance_schedules``), gradient clipping by global norm,
+    freezing, and export as ordinary params plus a torch.optim state dict.
+    With ``compile=True`` each update rule runs as one torch.compile'd kernel (eager on failure).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        members: Sequence[MemberConfig | Mapping[str, Any]],
+        *,
+        compile: bool = False,
+    ) -> None:
+        self.params = list(params)
+        self.members = [MemberConfig.model_validate(m) for m in members]
+        size = len(self.members)
+        if size == 0:
+            raise ValueError("members: a population needs at least one member")
+        if not self.params:
+            raise ValueError("params: a population needs at least one parameter tensor")
+        for i, p in enumerate(self.params):
+            if p.dim() == 0 or p.shape[0] != size:
+                raise ValueError(
+                    f"params[{i}]: expected shape [{size}, ...] (one row per member), "
+                    f"got {list(p.shape)}"
+                )
+            if not p.is_floating_point():
+                raise ValueError(f"params[{i}]: expected a floating-point tensor, got {p.dtype}")
+            if p.device != self.params[0].device:
+                raise ValueError(
+                    f"params[{i}]: on {p.device}, but params[0] is on {self.params[0].device}"
+                )
+        self.device = self.params[0].device
+        self.size = size
+        hparams = [m.validated() for m in self.members]
+
+        by_key: dict[tuple[str, Variant], list[int]] = {}
+        for k, (member, hp) in enumerate(zip(self.members, hparams, strict=True)):
+            by_key.setdefault((member.optimizer, member.spec.rule.variant(hp)), []).append(k)
+        self._groups = [
+            _Group(get_spec(name), variant, rows, [hparams[k] for k in rows], self.params)
+            for (name, variant), rows in by_key.items()
+        ]
+        self._group_of = {k: (g, row) for g in self._groups for row, k in enumerate(g.members)}
+
+        self._frozen = torch.zeros(size, dtype=torch.bool)
+        self._schedule_steps = torch.zeros(size, dtype=torch.int64)
+        self._schedules = ScheduleTable([m.schedule for m in self.members])
+        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+        clip = [m.clip_norm if m.clip_norm is not None else float("inf") for m in self.members]
+        self._clip_norms = (
+            torch.tensor(clip, dtype=torch.float64, device=self.device)
+            if any(m.clip_norm is not None for m in self.members)
+            else None
+        )
+        self._compile = compile
+        self._compiled: dict[int, ApplyFn] = {}
+
+    # -- training -------------------------------------------------------------------------
+
+    def _apply_fn(self, group: _Group) -> ApplyFn:
+        rule = group.spec.rule
+        if not self._compile:
+            return rule.apply
+        key = id(rule)
+        if key not in self._compiled:
+            compiled = torch.compile(rule.apply)
+
+            def run(*args: Any) -> None:
+                # Compilation happens before the kernel touches its inputs, so falling back to
+                # eager after a failure (no C++ compiler, unsupported backend) updates once.
+                if self._compile:
+                    try:
+                        compiled(*args)
+                        return
+                    except Exception as exc:
+                        warnings.warn(
+                            f"torch.compile failed ({exc.__class__.__name__}: {exc}); "
+                            "using eager updates",
+                            RuntimeWarning,
+                            stacklevel=3,
+                        )
+                        self._compile = False
+                rule.apply(*args)
+
+            self._compiled[key] = run
+        return self._compiled[key]
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
+        """One update of every unfrozen member, from ``grads`` or each parameter's ``.grad``."""
+        grad_list = list(grads) if grads is not None else [p.grad for p in self.params]
+        if len(grad_list) != len(self.params):
+            raise ValueError(f"grads: expected {len(self.params)} tensors, got {len(grad_list)}")
+        if self._clip_norms is not None:
+            present = [g for g in grad_list if g is not None]
+            if present:
+                coef = clip_coefficients(member_grad_norms(present), self._clip_norms)
+                grad_list = [
+                    None if g is None else g * coef.to(g.dtype).view((-1,) + (1,) * (g.dim() - 1))
+                    for g in grad_list
+                ]
+        for group in self._groups:
+            group.step_once(self.params, grad_list, self._lr_multipliers, self._apply_fn(group))
+
+    def advance_schedules(self) -> None:
+        """Advance every unfrozen member's lr schedule by one (call per epoch or per step)."""
+        self._schedule_steps[~self._frozen] += 1
+        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+
+    # -- members ----------------------------------------------------------------------------
+
+    def _member_indices(self, members: int | Iterable[int]) -> list[int]:
+        indices = [members] if isinstance(members, int) else list(members)
+        for k in indices:
+            if not 0 <= k < self.size:
+                raise ValueError(f"member: expected an index in [0, {self.size}), got {k}")
+        return indices
+
+    def freeze(self, members: int | Iterable[int]) -> None:
+        """Stop updating these members: their parameters, state and schedule stay as they are."""
+        self._frozen[self._member_indices(members)] = True
+        for group in self._groups:
+            group.set_frozen(self._frozen)
+
+    def unfreeze(self, members: int | Iterable[int]) -> None:
+        """Resume updating these members."""
+        self._frozen[self._member_indices(members)] = False
+        for group in self._groups:
+            group.set_frozen(self._frozen)
+
+    @property
+    def frozen(self) -> Tensor:
+        """[K] bool: which members are frozen."""
+        return self._frozen.clone()
+
+    @property
+    def lr_multipliers(self) -> Tensor:
+        """[K] float64: each member's current schedule multiplier."""
+        return self._lr_multipliers.clone()
+
+    def lr(self, member: int) -> float:
+        """The learning rate member ``member`` uses on its next step."""
+        (k,) = self._member_indices(member)
+        group, row = self._group_of[k]
+        return float(group.hparams["lr"][row] * self._lr_multipliers[k])
+
+    def export_member(self, member: int) -> MemberExport:
+        """Member ``member`` as ordinary parameters and a torch.optim state dict."""
+        (k,) = self._member_indices(member)
+        group, row = self._group_of[k]
+        config = self.members[k]
+        params = [p[k].detach().clone() for p in self.params]
+        optimizer = build_torch_optimizer(group.spec, params, config.validated())
+        base_lr = optimizer.param_groups[0]["lr"]
+        optimizer.param_groups[0]["initial_lr"] = base_lr
+        optimizer.param_groups[0]["lr"] = self.lr(k)
+        step = int(group.step[row])
+        for p, state in zip(params, group.state, strict=True):
+            entry: dict[str, Any] = {}
+            if step > 0 or group.spec.rule.torch_has_step:
+                entry = {slot: value[row].detach().clone() for slot, value in state.items()}
+            if group.spec.rule.torch_has_step:
+                entry["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+            for name, value in group.scalars.items():
+                entry[name] = torch.tensor(float(value[row]), dtype=_scalar_dtype())
+            if entry:
+                optimizer.state[p] = entry
+        return MemberExport(
+            config=config,
+            params=params,
+            optimizer_state=optimizer.state_dict(),
+            step=step,
+            schedule_step=int(self._schedule_steps[k]),
+            lr_multiplier=float(self._lr_multipliers[k]),
+        )
+
+    @torch.no_grad()
+    def load_member(self, member: int, export: MemberExport) -> None:
+        """Overwrite member ``member`` with an export of the same family and code path."""
+        (k,) = self._member_indices(member)
+        group, row = self._group_of[k]
+        hparams = export.config.validated()
+        if (export.config.optimizer, export.config.spec.rule.variant(hparams)) != (
+            group.spec.name,
+            group.variant,
+        ):
+            raise ValueError(
+                f"member {k}: cannot load a {export.config.optimizer!r} export into a "
+                f"{group.spec.name!r} member with a different code path"
+            )
+        if len(export.params) != len(self.params):
+            raise ValueError(
+                f"export: expected {len(self.params)} parameter tensors, got {len(export.params)}"
+            )
+        torch_state = export.optimizer_state["state"]
+        row_hparams = {name: value[row : row + 1] for name, value in group.hparams.items()}
+        for i, (p, value, state) in enumerate(
+            zip(self.params, export.params, group.state, strict=True)
+        ):
+            p[k].copy_(value)
+            entry = torch_state.get(i, {})
+            for slot, tensor in state.items():
+                if slot in entry:
+                    tensor[row].copy_(entry[slot])
+                else:  # torch creates some state lazily on the first step
+                    fresh = group.spec.rule.init_slot(slot, tensor[row : row + 1], row_hparams)
+                    tensor[row].copy_(fresh[0])
+        first = torch_state.get(0, {})
+        for name, value in group.scalars.items():
+            value[row] = float(first.get(name, 1.0))
+        group.step[row] = float(export.step)
+        self._schedule_steps[k] = export.schedule_step
+        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically (the parameters themselves excepted)."""
+        return {
+            "members": [m.model_dump(mode="json") for m in self.members],
+            "frozen": self._frozen.clone(),
+            "schedule_steps": self._schedule_steps.clone(),
+            "groups": [
+                {
+                    "members": list(g.members),
+                    "step": g.step.clone(),
+                    "scalars": {k: v.clone() for k, v in g.scalars.items()},
+                    "state": [{k: v.clone() for k, v in s.items()} for s in g.state],
+                }
+                for g in self._groups
+            ],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state_dict() taken from a population with the same members."""
+        members = [m.model_dump(mode="json") for m in self.members]
+        if state_dict["members"] != members:
+            raise ValueError("state_dict: its members differ from this population's members")
+        for group, saved in zip(self._groups, state_dict["groups"], strict=True):
+            group.step.copy_(saved["step"])
+            for name, value in group.scalars.items():
+                value.copy_(saved["scalars"][name])
+            for state, saved_state in zip(group.state, saved["state"], strict=True):
+                for slot, tensor in state.items():
+                    tensor.copy_(saved_state[slot])
+        self._frozen.copy_(state_dict["frozen"])
+        self._schedule_steps.copy_(state_dict["schedule_steps"])
+        for group in self._groups:
+            group.set_frozen(self._frozen)
+        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)

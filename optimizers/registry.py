@@ -1,0 +1,244 @@
+"""The optimizer registry: one spec per family, shared by the API, the workers and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from optimizers.rules.adadelta import AdadeltaRule
+from optimizers.rules.adagrad import AdagradRule
+from optimizers.rules.adam import AdamRule
+from optimizers.rules.adamax import AdamaxRule
+from optimizers.rules.base import UpdateRule
+from optimizers.rules.momentum import MomentumRule
+from optimizers.rules.nadam import NAdamRule
+from optimizers.rules.rmsprop import RMSpropRule
+from optimizers.rules.sgd import SGDRule
+from optimizers.schemas import (
+    AdadeltaParams,
+    AdagradParams,
+    AdamaxParams,
+    AdamParams,
+    AdamWParams,
+    HParams,
+    MomentumParams,
+    NAdamParams,
+    RMSpropParams,
+    SGDParams,
+)
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter (or optimizer name) that is not valid; the message names field and value."""
+
+    def __init__(self, message: str, *, family: str | None, field: str | None) -> None:
+        super().__init__(message)
+        self.family = family
+        self.field = field
+
+
+@dataclass(frozen=True)
+class BetaTarget:
+    """Where a generic beta (beta1 or beta2) lands in a family's own hyperparameters."""
+
+    field: str
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything optisweep knows about one optimizer family."""
+
+    name: str
+    params_model: type[HParams]
+    torch_class: type[torch.optim.Optimizer]
+    rule: UpdateRule
+    beta1: BetaTarget | None
+    beta2: BetaTarget | None
+    state_tensors: int
+    """The most state tensors one parameter can need (used to estimate memory)."""
+    fused_on_cuda: bool
+    """Whether torch.optim has a fused CUDA kernel for this family."""
+    description: str
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        """The family's hyperparameter names, as torch.optim spells them."""
+        return tuple(self.params_model.model_fields)
+
+    def validate(self, hparams: Mapping[str, Any] | None = None) -> HParams:
+        """Validated hyperparameters with defaults filled in; raises HyperparameterError."""
+        try:
+            return self.params_model.model_validate(dict(hparams or {}))
+        except ValidationError as exc:
+            raise _hyperparameter_error(self, exc) from None
+
+    def with_betas(
+        self, hparams: Mapping[str, Any], *, beta1: float | None, beta2: float | None
+    ) -> dict[str, Any]:
+        """hparams with generic beta1/beta2 set on this family's own fields (if it has them)."""
+        merged = dict(hparams)
+        defaults = self.params_model.model_fields
+        for target, value in ((self.beta1, beta1), (self.beta2, beta2)):
+            if target is None or value is None:
+                continue
+            if target.index is None:
+                merged[target.field] = value
+                continue
+            current = merged.get(target.field, defaults[target.field].default)
+            items = list(current)
+            items[target.index] = value
+            merged[target.field] = tuple(items)
+        return merged
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _hyperparameter_error(spec: OptimizerSpec, exc: ValidationError) -> HyperparameterError:
+    messages = []
+    first_field: str | None = None
+    for error in exc.errors():
+        field = _location(tuple(error["loc"]))
+        first_field = first_field or field or None
+        if error["type"] == "extra_forbidden":
+            valid = ", ".join(spec.hyperparameters)
+            messages.append(f"unknown hyperparameter {field!r} (valid: {valid})")
+            continue
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] != "value_error":
+            message = f"{message}, got {error.get('input')!r}"
+        messages.append(f"{field} {message}" if field else message)
+    return HyperparameterError(
+        f"{spec.name}: " + "; ".join(messages), family=spec.name, field=first_field
+    )
+
+
+_BETAS_0 = BetaTarget("betas", 0)
+_BETAS_1 = BetaTarget("betas", 1)
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(
+        name="sgd",
+        params_model=SGDParams,
+        torch_class=torch.optim.SGD,
+        rule=SGDRule(),
+        beta1=None,
+        beta2=None,
+        state_tensors=0,
+        fused_on_cuda=True,
+        description="Gradient descent; mini-batch size is a training setting.",
+    ),
+    "momentum": OptimizerSpec(
+        name="momentum",
+        params_model=MomentumParams,
+        torch_class=torch.optim.SGD,
+        rule=MomentumRule(),
+        beta1=BetaTarget("momentum"),
+        beta2=None,
+        state_tensors=1,
+        fused_on_cuda=True,
+        description="SGD with heavy-ball or Nesterov momentum.",
+    ),
+    "adagrad": OptimizerSpec(
+        name="adagrad",
+        params_model=AdagradParams,
+        torch_class=torch.optim.Adagrad,
+        rule=AdagradRule(),
+        beta1=None,
+        beta2=None,
+        state_tensors=1,
+        fused_on_cuda=False,
+        description="Per-coordinate steps from the sum of squared gradients.",
+    ),
+    "adadelta": OptimizerSpec(
+        name="adadelta",
+        params_model=AdadeltaParams,
+        torch_class=torch.optim.Adadelta,
+        rule=AdadeltaRule(),
+        beta1=None,
+        beta2=BetaTarget("rho"),
+        state_tensors=2,
+        fused_on_cuda=False,
+        description="Decaying averages of squared gradients and of squared updates.",
+    ),
+    "rmsprop": OptimizerSpec(
+        name="rmsprop",
+        params_model=RMSpropParams,
+        torch_class=torch.optim.RMSprop,
+        rule=RMSpropRule(),
+        beta1=None,
+        beta2=BetaTarget("alpha"),
+        state_tensors=3,
+        fused_on_cuda=False,
+        description="Steps scaled by a decaying RMS of gradients; centred and momentum optional.",
+    ),
+    "adam": OptimizerSpec(
+        name="adam",
+        params_model=AdamParams,
+        torch_class=torch.optim.Adam,
+        rule=AdamRule(decoupled_weight_decay=False),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=3,
+        fused_on_cuda=True,
+        description="Bias-corrected first and second moments; AMSGrad optional.",
+    ),
+    "adamw": OptimizerSpec(
+        name="adamw",
+        params_model=AdamWParams,
+        torch_class=torch.optim.AdamW,
+        rule=AdamRule(decoupled_weight_decay=True),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=3,
+        fused_on_cuda=True,
+        description="Adam with decoupled weight decay.",
+    ),
+    "adamax": OptimizerSpec(
+        name="adamax",
+        params_model=AdamaxParams,
+        torch_class=torch.optim.Adamax,
+        rule=AdamaxRule(),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=2,
+        fused_on_cuda=False,
+        description="Adam with the infinity norm in place of the second moment.",
+    ),
+    "nadam": OptimizerSpec(
+        name="nadam",
+        params_model=NAdamParams,
+        torch_class=torch.optim.NAdam,
+        rule=NAdamRule(),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=2,
+        fused_on_cuda=False,
+        description="Adam with Nesterov momentum.",
+    ),
+}
+
+
+def get_spec(name: str) -> OptimizerSpec:
+    """The spec for ``name``; an unknown name raises HyperparameterError listing valid names."""
+    try:
+        return OPTIMIZERS[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(sorted(OPTIMIZERS))
+        raise HyperparameterError(
+            f"unknown optimizer {name!r} (valid: {valid})", family=None, field="optimizer"
+        ) from None
+
+
+def validate_hparams(name: str, hparams: Mapping[str, Any] | None = None) -> HParams:
+    """Validate ``hparams`` for family ``name``; errors name the field and the value."""
+    return get_spec(name).validate(hparams)

@@ -1,0 +1,1 @@
+"""Population update rules, one file per optimizer family, all with the same shape."""

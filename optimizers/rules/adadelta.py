@@ -1,0 +1,47 @@
+"""Adadelta: step sizes from decaying averages of squared gradients and squared updates."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+
+
+class AdadeltaRule(UpdateRule):
+    """delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * grad; param -= lr * delta."""
+
+    def slots(self, variant: Variant) -> tuple[str, ...]:
+        """Average squared gradient and average squared update."""
+        return ("square_avg", "acc_delta")
+
+    def coefficients(
+        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """rho and its complement, eps, weight decay."""
+        rho = hparams["rho"]
+        return {
+            "neg_lr": -lr,
+            "rho": rho,
+            "one_minus_rho": 1 - rho,
+            "eps": hparams["eps"],
+            "weight_decay": hparams["weight_decay"],
+        }
+
+    def apply(
+        self,
+        variant: Variant,
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Tensor],
+        coef: dict[str, Tensor],
+    ) -> None:
+        """One Adadelta step."""
+        (has_weight_decay,) = variant
+        if has_weight_decay:
+            grad = with_weight_decay(param, grad, coef["weight_decay"])
+        rho, one_minus_rho, eps = coef["rho"], coef["one_minus_rho"], coef["eps"]
+        square_avg = ema_(state["square_avg"], grad, rho, one_minus_rho)
+        std = square_avg.add(eps).sqrt_()
+        delta = state["acc_delta"].add(eps).sqrt_().div_(std).mul_(grad)
+        ema_(state["acc_delta"], delta, rho, one_minus_rho)
+        param.addcmul_(delta, coef["neg_lr"])

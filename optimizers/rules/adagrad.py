@@ -1,0 +1,45 @@
+"""Adagrad: per-coordinate step sizes from the running sum of squared gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+
+
+class AdagradRule(UpdateRule):
+    """sum <- sum + grad**2; param <- param - clr * grad / (sqrt(sum) + eps)."""
+
+    def slots(self, variant: Variant) -> tuple[str, ...]:
+        """The accumulated sum of squares."""
+        return ("sum",)
+
+    def init_slot(self, name: str, like: Tensor, hparams: dict[str, Tensor]) -> Tensor:
+        """The sum starts at initial_accumulator_value."""
+        start = hparams["initial_accumulator_value"].to(like.dtype)
+        shape = (-1,) + (1,) * (like.dim() - 1)
+        return torch.zeros_like(like).add_(start.view(shape))
+
+    def coefficients(
+        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """The decayed learning rate lr / (1 + (step - 1) * lr_decay)."""
+        clr = lr / (1 + (step - 1) * hparams["lr_decay"])
+        return {"neg_clr": -clr, "weight_decay": hparams["weight_decay"], "eps": hparams["eps"]}
+
+    def apply(
+        self,
+        variant: Variant,
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Tensor],
+        coef: dict[str, Tensor],
+    ) -> None:
+        """One Adagrad step."""
+        (has_weight_decay,) = variant
+        if has_weight_decay:
+            grad = with_weight_decay(param, grad, coef["weight_decay"])
+        accumulated = state["sum"].addcmul_(grad, grad)
+        std = accumulated.sqrt().add_(coef["eps"])
+        param.addcmul_(grad / std, coef["neg_clr"])

@@ -1,0 +1,68 @@
+"""Adam and AdamW (decoupled weight decay), with bias correction and optional AMSGrad."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optimizers.schemas import AdamParams, HParams
+
+
+class AdamRule(UpdateRule):
+    """m <- lerp(m, g, 1-b1); v <- b2 v + (1-b2) g^2; p -= lr/bc1 * m / (sqrt(v/bc2) + eps)."""
+
+    def __init__(self, *, decoupled_weight_decay: bool) -> None:
+        self.decoupled_weight_decay = decoupled_weight_decay
+
+    def variant(self, hparams: HParams) -> Variant:
+        """Weight decay on, AMSGrad on."""
+        assert isinstance(hparams, AdamParams)
+        return (hparams.weight_decay != 0, hparams.amsgrad)
+
+    def slots(self, variant: Variant) -> tuple[str, ...]:
+        """First and second moments, plus their running maximum with AMSGrad."""
+        _, amsgrad = variant
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
+
+    def coefficients(
+        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Bias corrections and the step size lr / bc1."""
+        beta1, beta2 = hparams["beta1"], hparams["beta2"]
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        coef = {
+            "one_minus_beta1": 1 - beta1,
+            "beta2": beta2,
+            "one_minus_beta2": 1 - beta2,
+            "neg_step_size": -lr / bias_correction1,
+            "bias_correction2_sqrt": bias_correction2.sqrt(),
+            "eps": hparams["eps"],
+            "weight_decay": hparams["weight_decay"],
+        }
+        if self.decoupled_weight_decay:
+            coef["decay_factor"] = 1 - lr * hparams["weight_decay"]
+        return coef
+
+    def apply(
+        self,
+        variant: Variant,
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Tensor],
+        coef: dict[str, Tensor],
+    ) -> None:
+        """One Adam (or AdamW) step."""
+        has_weight_decay, amsgrad = variant
+        if has_weight_decay:
+            if self.decoupled_weight_decay:
+                param.mul_(coef["decay_factor"])
+            else:
+                grad = with_weight_decay(param, grad, coef["weight_decay"])
+        exp_avg = state["exp_avg"].lerp_(grad, coef["one_minus_beta1"])
+        second = ema_(state["exp_avg_sq"], grad, coef["beta2"], coef["one_minus_beta2"])
+        if amsgrad:
+            second = torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
+        denom = (second.sqrt() / coef["bias_correction2_sqrt"]).add_(coef["eps"])
+        param.addcmul_(exp_avg / denom, coef["neg_step_size"])

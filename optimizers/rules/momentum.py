@@ -1,0 +1,55 @@
+"""SGD with heavy-ball or Nesterov momentum, as torch.optim.SGD(momentum > 0)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optimizers.schemas import HParams, MomentumParams
+
+
+class MomentumRule(UpdateRule):
+    """buf <- momentum * buf + (1 - dampening) * grad; the first step sets buf <- grad."""
+
+    torch_has_step = False
+
+    def variant(self, hparams: HParams) -> Variant:
+        """Weight decay on, Nesterov on."""
+        assert isinstance(hparams, MomentumParams)
+        return (hparams.weight_decay != 0, hparams.nesterov)
+
+    def slots(self, variant: Variant) -> tuple[str, ...]:
+        """One momentum buffer."""
+        return ("momentum_buffer",)
+
+    def coefficients(
+        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """On a member's first step the buffer is the gradient itself (decay 0, scale 1)."""
+        first = step == 1
+        momentum = hparams["momentum"]
+        return {
+            "neg_lr": -lr,
+            "weight_decay": hparams["weight_decay"],
+            "momentum": momentum,
+            "buffer_decay": torch.where(first, torch.zeros_like(momentum), momentum),
+            "grad_scale": torch.where(first, torch.ones_like(momentum), 1 - hparams["dampening"]),
+        }
+
+    def apply(
+        self,
+        variant: Variant,
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Tensor],
+        coef: dict[str, Tensor],
+    ) -> None:
+        """One momentum step."""
+        has_weight_decay, nesterov = variant
+        if has_weight_decay:
+            grad = with_weight_decay(param, grad, coef["weight_decay"])
+        buf = state["momentum_buffer"]
+        buf.mul_(coef["buffer_decay"]).addcmul_(grad, coef["grad_scale"])
+        direction = grad.addcmul(buf, coef["momentum"]) if nesterov else buf
+        param.addcmul_(direction, coef["neg_lr"])

@@ -1,0 +1,66 @@
+"""RMSprop, optionally centred and with momentum, as torch.optim.RMSprop."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optimizers.schemas import HParams, RMSpropParams
+
+
+class RMSpropRule(UpdateRule):
+    """square_avg <- alpha * square_avg + (1 - alpha) * grad**2; param -= lr * grad / rms."""
+
+    def variant(self, hparams: HParams) -> Variant:
+        """Weight decay on, centred, momentum on."""
+        assert isinstance(hparams, RMSpropParams)
+        return (hparams.weight_decay != 0, hparams.centered, hparams.momentum > 0)
+
+    def slots(self, variant: Variant) -> tuple[str, ...]:
+        """square_avg, plus momentum_buffer and grad_avg where the variant needs them."""
+        _, centered, has_momentum = variant
+        names = ["square_avg"]
+        if has_momentum:
+            names.append("momentum_buffer")
+        if centered:
+            names.append("grad_avg")
+        return tuple(names)
+
+    def coefficients(
+        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """alpha and its complement, eps, momentum, weight decay."""
+        alpha = hparams["alpha"]
+        return {
+            "neg_lr": -lr,
+            "alpha": alpha,
+            "one_minus_alpha": 1 - alpha,
+            "eps": hparams["eps"],
+            "momentum": hparams["momentum"],
+            "weight_decay": hparams["weight_decay"],
+        }
+
+    def apply(
+        self,
+        variant: Variant,
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Tensor],
+        coef: dict[str, Tensor],
+    ) -> None:
+        """One RMSprop step."""
+        has_weight_decay, centered, has_momentum = variant
+        if has_weight_decay:
+            grad = with_weight_decay(param, grad, coef["weight_decay"])
+        square_avg = ema_(state["square_avg"], grad, coef["alpha"], coef["one_minus_alpha"])
+        if centered:
+            grad_avg = state["grad_avg"].lerp_(grad, coef["one_minus_alpha"])
+            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+        else:
+            avg = square_avg.sqrt()
+        avg = avg.add_(coef["eps"])
+        if has_momentum:
+            buf = state["momentum_buffer"].mul_(coef["momentum"]).addcdiv_(grad, avg)
+            param.addcmul_(buf, coef["neg_lr"])
+        else:
+            param.addcmul_(grad / avg, coef["neg_lr"])

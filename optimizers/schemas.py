@@ -1,0 +1,130 @@
+"""Hyperparameter models, one per optimizer family, with torch.optim's field names."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+
+def _finite_positive(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be finite and > 0, got {value!r}")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be finite and >= 0, got {value!r}")
+    return value
+
+
+def _unit_interval(value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"must be in [0, 1), got {value!r}")
+    return value
+
+
+def _closed_unit_interval(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be in [0, 1], got {value!r}")
+    return value
+
+
+PositiveFloat = Annotated[float, AfterValidator(_finite_positive)]
+NonNegativeFloat = Annotated[float, AfterValidator(_non_negative)]
+UnitFloat = Annotated[float, AfterValidator(_unit_interval)]
+ClosedUnitFloat = Annotated[float, AfterValidator(_closed_unit_interval)]
+
+
+class HParams(BaseModel):
+    """Fields every family shares: a learning rate and (L2) weight decay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: PositiveFloat
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class SGDParams(HParams):
+    """Plain (mini-batch) gradient descent."""
+
+    lr: PositiveFloat = 1e-3
+
+
+class MomentumParams(HParams):
+    """SGD with heavy-ball or Nesterov momentum."""
+
+    lr: PositiveFloat = 1e-3
+    momentum: UnitFloat = 0.9
+    dampening: ClosedUnitFloat = 0.0
+    nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> Self:
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                "nesterov requires momentum > 0 and dampening == 0, "
+                f"got momentum={self.momentum!r}, dampening={self.dampening!r}"
+            )
+        return self
+
+
+class AdagradParams(HParams):
+    """Adagrad: per-coordinate step sizes from the sum of squared gradients."""
+
+    lr: PositiveFloat = 1e-2
+    lr_decay: NonNegativeFloat = 0.0
+    eps: PositiveFloat = 1e-10
+    initial_accumulator_value: NonNegativeFloat = 0.0
+
+
+class AdadeltaParams(HParams):
+    """Adadelta: Adagrad with decaying averages of squared gradients and updates."""
+
+    lr: PositiveFloat = 1.0
+    rho: UnitFloat = 0.9
+    eps: PositiveFloat = 1e-6
+
+
+class RMSpropParams(HParams):
+    """RMSprop, optionally centred and with momentum."""
+
+    lr: PositiveFloat = 1e-2
+    alpha: UnitFloat = 0.99
+    eps: PositiveFloat = 1e-8
+    momentum: UnitFloat = 0.0
+    centered: bool = False
+
+
+class AdamParams(HParams):
+    """Adam with bias correction, optionally AMSGrad."""
+
+    lr: PositiveFloat = 1e-3
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    amsgrad: bool = False
+
+
+class AdamWParams(AdamParams):
+    """Adam with decoupled weight decay."""
+
+    weight_decay: NonNegativeFloat = 1e-2
+
+
+class AdamaxParams(HParams):
+    """Adamax: Adam with the infinity norm in place of the second moment."""
+
+    lr: PositiveFloat = 2e-3
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+
+
+class NAdamParams(HParams):
+    """Adam with Nesterov momentum (Dozat's momentum-decay schedule)."""
+
+    lr: PositiveFloat = 2e-3
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    momentum_decay: NonNegativeFloat = 4e-3

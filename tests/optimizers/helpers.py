@@ -1,0 +1,96 @@
+"""Run a population and one torch.optim per member side by side on the same gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optimizers import MemberConfig, PopulationOptimizer, create_optimizer
+
+SHAPES: tuple[tuple[int, ...], ...] = ((6, 4), (4,), (3, 2, 2))
+
+
+@dataclass
+class SideBySide:
+    """A population over stacked params, and for each member its own params and torch optimizer."""
+
+    members: list[MemberConfig]
+    population: PopulationOptimizer
+    stacked: list[Tensor]
+    alone: list[list[Tensor]]
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list[Any] = field(default_factory=list)
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(1))
+
+    def grads(self, scale: float = 1.0) -> list[Tensor]:
+        """Random gradients for every stacked parameter."""
+        k = len(self.members)
+        return [torch.randn((k, *shape), generator=self.generator) * scale for shape in SHAPES]
+
+    def step(
+        self, grads: Sequence[Tensor], before_alone: Callable[[int], None] | None = None
+    ) -> None:
+        """One step of the population and of every (unfrozen) torch optimizer."""
+        for p, g in zip(self.stacked, grads, strict=True):
+            p.grad = g.clone()
+        self.population.step()
+        frozen = self.population.frozen
+        for k, (params, optimizer) in enumerate(zip(self.alone, self.optimizers, strict=True)):
+            if frozen[k]:
+                continue
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g[k].clone()
+            if before_alone is not None:
+                before_alone(k)
+            optimizer.step()
+
+
+def side_by_side(
+    members: Sequence[MemberConfig | dict[str, Any]], *, seed: int = 0, compile: bool = False
+) -> SideBySide:
+    """Identical starting parameters for a population and K separate torch optimizers."""
+    configs = [MemberConfig.model_validate(m) for m in members]
+    generator = torch.Generator().manual_seed(seed)
+    init = [torch.randn((len(configs), *shape), generator=generator) for shape in SHAPES]
+    stacked = [t.clone().requires_grad_() for t in init]
+    alone = [[t[k].clone().requires_grad_() for t in init] for k in range(len(configs))]
+    optimizers = [
+        create_optimizer(c.optimizer, params, **c.hparams)
+        for c, params in zip(configs, alone, strict=True)
+    ]
+    population = PopulationOptimizer(stacked, configs, compile=compile)
+    return SideBySide(configs, population, stacked, alone, optimizers)
+
+
+def max_param_diff(run: SideBySide) -> float:
+    """Largest absolute difference between a member's stacked row and its own parameters."""
+    return max(
+        (stacked[k] - own).abs().max().item()
+        for k, params in enumerate(run.alone)
+        for stacked, own in zip(run.stacked, params, strict=True)
+    )
+
+
+def max_state_diff(run: SideBySide) -> float:
+    """Largest absolute difference between exported member state and torch.optim's own state."""
+    worst = 0.0
+    for k, optimizer in enumerate(run.optimizers):
+        exported = run.population.export_member(k).optimizer_state["state"]
+        reference = optimizer.state_dict()["state"]
+        assert set(exported) == set(reference), f"member {k}: state params differ"
+        for index, ref_entry in reference.items():
+            entry = exported[index]
+            assert set(entry) == set(ref_entry), (
+                f"member {k} param {index}: {set(entry)} vs {set(ref_entry)}"
+            )
+            for slot, value in ref_entry.items():
+                mine = entry[slot]
+                diff = torch.as_tensor(mine, dtype=torch.float64) - torch.as_tensor(
+                    value, dtype=torch.float64
+                )
+                worst = max(worst, diff.abs().max().item())
+    return worst

@@ -1,0 +1,182 @@
+"""Member k of a mixed population matches torch.optim applied to member k alone (float64)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import torch
+
+from optimizers import OPTIMIZERS, PopulationOptimizer
+from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
+
+TOLERANCE = 1e-10
+STEPS = 100
+
+# A grid per family that covers every code path: amsgrad, nesterov, centred, momentum,
+# dampening, weight decay and non-default values of every continuous hyperparameter.
+GRID: dict[str, list[dict[str, Any]]] = {
+    "sgd": [{"lr": 0.1}, {"lr": 0.05, "weight_decay": 0.01}],
+    "momentum": [
+        {"lr": 0.05, "momentum": 0.9},
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.01},
+        {"lr": 0.02, "momentum": 0.5, "dampening": 0.3},
+    ],
+    "adagrad": [
+        {"lr": 0.1},
+        {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
+    ],
+    "adadelta": [{"lr": 1.0}, {"lr": 0.5, "rho": 0.95, "eps": 1e-5, "weight_decay": 0.01}],
+    "rmsprop": [
+        {"lr": 0.01},
+        {"lr": 0.01, "centered": True},
+        {"lr": 0.005, "momentum": 0.9},
+        {"lr": 0.005, "alpha": 0.9, "centered": True, "momentum": 0.5, "weight_decay": 0.01},
+    ],
+    "adam": [
+        {"lr": 0.01},
+        {"lr": 0.01, "amsgrad": True},
+        {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01},
+        {"lr": 0.02, "betas": (0.85, 0.95), "amsgrad": True, "weight_decay": 0.05},
+    ],
+    "adamw": [
+        {"lr": 0.01},
+        {"lr": 0.01, "amsgrad": True, "weight_decay": 0.1},
+        {"lr": 0.01, "betas": (0.7, 0.9), "weight_decay": 0.0},
+    ],
+    "adamax": [{"lr": 0.01}, {"lr": 0.02, "betas": (0.8, 0.99), "weight_decay": 0.01}],
+    "nadam": [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99), "momentum_decay": 0.01, "weight_decay": 0.01},
+    ],
+}
+
+
+def _mixed_members(order: str) -> list[dict[str, Any]]:
+    members = [
+        {"optimizer": name, "hparams": hparams} for name in sorted(GRID) for hparams in GRID[name]
+    ]
+    if order == "interleaved":
+        random.Random(0).shuffle(members)
+    return members
+
+
+def test_grid_covers_every_registered_family() -> None:
+    assert set(GRID) == set(OPTIMIZERS)
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("order", ["grouped", "interleaved"])
+def test_mixed_population_matches_torch_optim(order: str) -> None:
+    run = side_by_side(_mixed_members(order))
+    for _ in range(STEPS):
+        run.step(run.grads())
+    assert max_param_diff(run) <= TOLERANCE
+    assert max_state_diff(run) <= TOLERANCE
+    # the parameters really moved, so the comparison is not vacuous
+    assert all(p.grad is not None for p in run.stacked)
+    start = side_by_side(_mixed_members(order))
+    assert (
+        max((a - b).abs().max().item() for a, b in zip(run.stacked, start.stacked, strict=True))
+        > 0.1
+    )
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_family_alone_matches_torch_optim(name: str) -> None:
+    run = side_by_side([{"optimizer": name, "hparams": h} for h in GRID[name]])
+    for _ in range(STEPS):
+        run.step(run.grads())
+    assert max_param_diff(run) <= TOLERANCE
+    assert max_state_diff(run) <= TOLERANCE
+
+
+SCHEDULES: list[tuple[dict[str, Any], Any]] = [
+    (
+        {"kind": "step", "step_size": 7, "gamma": 0.5},
+        lambda opt, lr: torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5),
+    ),
+    (
+        {"kind": "exponential", "gamma": 0.97},
+        lambda opt, lr: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.97),
+    ),
+    (
+        {"kind": "cosine", "t_max": 30, "min_factor": 0.1},
+        lambda opt, lr: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30, eta_min=0.1 * lr),
+    ),
+    (
+        {"kind": "warmup", "start_factor": 0.2, "total_iters": 10},
+        lambda opt, lr: torch.optim.lr_scheduler.LinearLR(
+            opt, start_factor=0.2, end_factor=1.0, total_iters=10
+        ),
+    ),
+    ({"kind": "constant"}, lambda opt, lr: torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)),
+]
+
+
+@pytest.mark.usefixtures("float64")
+def test_schedules_match_torch_lr_schedulers() -> None:
+    families = sorted(OPTIMIZERS)
+    members = []
+    for i, (schedule, _) in enumerate(SCHEDULES):
+        for j, name in enumerate(families):
+            if (i + j) % 2 == 0:
+                members.append({"optimizer": name, "hparams": GRID[name][-1], "schedule": schedule})
+    run = side_by_side(members)
+    factories = {s["kind"]: factory for s, factory in SCHEDULES}
+    schedulers = [
+        factories[m.schedule.kind](opt, m.hparams["lr"])
+        for m, opt in zip(run.members, run.optimizers, strict=True)
+    ]
+    for _ in range(STEPS):
+        run.step(run.grads())
+        run.population.advance_schedules()
+        for scheduler in schedulers:
+            scheduler.step()
+        for k, optimizer in enumerate(run.optimizers):
+            assert abs(run.population.lr(k) - optimizer.param_groups[0]["lr"]) <= 1e-12
+    assert max_param_diff(run) <= TOLERANCE
+    assert max_state_diff(run) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("float64")
+def test_clipping_matches_clip_grad_norm() -> None:
+    members: list[dict[str, Any]] = []
+    for j, name in enumerate(sorted(OPTIMIZERS)):
+        members.append({"optimizer": name, "hparams": GRID[name][0], "clip_norm": 0.5 + j})
+        members.append({"optimizer": name, "hparams": GRID[name][-1]})
+    run = side_by_side(members)
+
+    def clip(k: int) -> None:
+        max_norm = run.members[k].clip_norm
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(run.alone[k], max_norm)
+
+    clipped_some = False
+    for step in range(STEPS):
+        grads = run.grads(scale=3.0 if step % 2 else 0.3)
+        norms = torch.linalg.vector_norm(
+            torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1), dim=1
+        )
+        clipped_some |= bool((norms > 0.5).any())
+        run.step(grads, before_alone=clip)
+    assert clipped_some
+    assert max_param_diff(run) <= TOLERANCE
+    assert max_state_diff(run) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("float64")
+def test_clipping_does_not_touch_the_callers_grads() -> None:
+    params = [torch.zeros(2, 3, requires_grad=True)]
+    pop = PopulationOptimizer(
+        params, [{"optimizer": "sgd", "hparams": {"lr": 1.0}, "clip_norm": 0.1}] * 2
+    )
+    grad = torch.full((2, 3), 10.0)
+    params[0].grad = grad.clone()
+    pop.step()
+    assert torch.equal(params[0].grad, grad)
+    # each row was clipped to norm 0.1 (within torch's 1e-6 guard)
+    norms = torch.linalg.vector_norm(params[0].detach(), dim=1)
+    assert torch.allclose(norms, torch.full((2,), 0.1), atol=1e-6)

@@ -1,0 +1,1 @@
+"""Ray workers: workloads and training loops that use the shared optimizers module."""
