@@ -19,7 +19,9 @@ from optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
 from optimizers.schemas import HParams, PositiveFloat
 from optimizers.single import build_torch_optimizer
 
-ApplyFn = Callable[[Variant, Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]], None]
+ApplyFn = Callable[
+    [Variant, list[Tensor], list[Tensor], list[dict[str, Tensor]], list[dict[str, Tensor]]], None
+]
 
 
 class MemberConfig(BaseModel):
@@ -146,6 +148,10 @@ class _Group:
                 self.scalars[name].index_copy_(0, active, value)
 
         cast: dict[tuple[torch.dtype, int], dict[str, Tensor]] = {}
+        views: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
+        writebacks: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
+        fast = active is None and self.span is not None
+        rows = self.index if active is None else self.index[active]
         for param, grad, state in zip(params, grads, self.state, strict=True):
             if grad is None:
                 continue
@@ -153,13 +159,23 @@ class _Group:
             if key not in cast:
                 shape = (-1,) + (1,) * (param.dim() - 1)
                 cast[key] = {k: v.to(param.dtype).view(shape) for k, v in coefficients.items()}
-            if active is None and self.span is not None:
-                apply(self.variant, param[self.span], grad[self.span], state, cast[key])
+            if fast:
+                views.append((param[self.span], grad[self.span], state, cast[key]))
                 continue
-            rows = self.index if active is None else self.index[active]
             param_rows = param.index_select(0, rows)
             state_rows = state if active is None else {k: v[active] for k, v in state.items()}
-            apply(self.variant, param_rows, grad.index_select(0, rows), state_rows, cast[key])
+            views.append((param_rows, grad.index_select(0, rows), state_rows, cast[key]))
+            writebacks.append((param, param_rows, state, state_rows))
+        if not views:
+            return
+        apply(
+            self.variant,
+            [v[0] for v in views],
+            [v[1] for v in views],
+            [v[2] for v in views],
+            [v[3] for v in views],
+        )
+        for param, param_rows, state, state_rows in writebacks:
             param.index_copy_(0, rows, param_rows)
             if active is not None:
                 for slot, value in state_rows.items():
@@ -233,10 +249,11 @@ class PopulationOptimizer:
     def _apply_fn(self, group: _Group) -> ApplyFn:
         rule = group.spec.rule
         if not self._compile:
-            return rule.apply
+            return rule.apply_all
         key = id(rule)
         if key not in self._compiled:
-            compiled = torch.compile(rule.apply)
+            # one compiled call per group and step: every parameter's update in one graph
+            compiled = torch.compile(rule.apply_all)
 
             def run(*args: Any) -> None:
                 # Compilation happens before the kernel touches its inputs, so falling back to
@@ -253,7 +270,7 @@ class PopulationOptimizer:
                             stacklevel=3,
                         )
                         self._compile = False
-                rule.apply(*args)
+                rule.apply_all(*args)
 
             self._compiled[key] = run
         return self._compiled[key]

@@ -78,3 +78,15 @@ class UpdateRule:
     ) -> None:
         """Update ``param`` and ``state`` in place from ``grad`` (never modified)."""
         raise NotImplementedError
+
+    def apply_all(
+        self,
+        variant: Variant,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[dict[str, Tensor]],
+        coefs: list[dict[str, Tensor]],
+    ) -> None:
+        """``apply`` to every parameter of a group: the unit that torch.compile fuses."""
+        for param, grad, state, coef in zip(params, grads, states, coefs, strict=True):
+            self.apply(variant, param, grad, state, coef)
