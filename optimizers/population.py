@@ -64,6 +64,9 @@ class MemberExport:
     lr_multiplier: float
 
 
+_RECOMPILE_LIMIT = 128
+
+
 def _scalar_dtype() -> torch.dtype:
     # torch.optim keeps scalar state (step, mu_product) in float64 only under a float64 default.
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -252,7 +255,11 @@ class PopulationOptimizer:
             return rule.apply_all
         key = id(rule)
         if key not in self._compiled:
-            # one compiled call per group and step: every parameter's update in one graph
+            # One compiled graph per group and step, holding every parameter's update. All rules
+            # share UpdateRule.apply_all's code, so dynamo sees one function with a graph per
+            # (family, variant, shapes): its default limit of 8 graphs per function is too low.
+            dynamo_config = torch._dynamo.config
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, _RECOMPILE_LIMIT)
             compiled = torch.compile(rule.apply_all)
 
             def run(*args: Any) -> None:
