@@ -1,0 +1,1 @@
+"""Alembic migrations for optisweep's database; run them with `optisweep db upgrade`."""

@@ -1,0 +1,18 @@
+"""Service settings, read from OPTISWEEP_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the database and Ray are, and the service's limits."""
+
+    model_config = SettingsConfigDict(env_prefix="OPTISWEEP_")
+
+    database_url: str = "sqlite:///optisweep.db"
+    ray_address: str | None = None
+    max_trials: int = Field(default=10_000, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)

@@ -1,0 +1,61 @@
+"""The declarative base, with a naming convention so constraint names are deterministic."""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import UTC, datetime
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Base class of every ORM model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (UTC)."""
+    return datetime.now(UTC)
+
+
+class FloatKind(enum.StrEnum):
+    """How a float is stored: diverged runs produce NaN and inf, which SQL stores unevenly."""
+
+    FINITE = "finite"
+    NAN = "nan"
+    INF_POS = "inf_pos"
+    INF_NEG = "inf_neg"
+
+
+def encode_float(value: float | None) -> tuple[float | None, FloatKind | None]:
+    """(column value, kind) for a float that may be NaN or infinite; None stays None."""
+    if value is None:
+        return None, None
+    if math.isnan(value):
+        return None, FloatKind.NAN
+    if math.isinf(value):
+        return None, FloatKind.INF_POS if value > 0 else FloatKind.INF_NEG
+    return float(value), FloatKind.FINITE
+
+
+def decode_float(value: float | None, kind: FloatKind | None) -> float | None:
+    """The float that encode_float stored."""
+    match kind:
+        case FloatKind.NAN:
+            return math.nan
+        case FloatKind.INF_POS:
+            return math.inf
+        case FloatKind.INF_NEG:
+            return -math.inf
+    return value

@@ -1,0 +1,1 @@
+"""Sweeps: a search over optimizer family, learning rate and betas."""

@@ -1,0 +1,1 @@
+"""Trials: one configuration trained once, with its per-epoch metrics."""

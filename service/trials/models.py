@@ -1,0 +1,96 @@
+"""The trials and metrics tables."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from service.db.base import Base, FloatKind, decode_float, encode_float, utcnow
+
+if TYPE_CHECKING:
+    from service.sweeps.models import Sweep
+
+
+class TrialStatus(enum.StrEnum):
+    """Where a trial is in its life; DIVERGED trials stopped on a NaN or inf loss."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class Trial(Base):
+    """One configuration of a sweep, trained once (retried on failure)."""
+
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("sweep_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    optimizer: Mapped[str] = mapped_column(String(32), index=True)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int]
+    status: Mapped[TrialStatus] = mapped_column(_enum(TrialStatus), index=True)
+    attempt: Mapped[int] = mapped_column(default=0)
+    pack_id: Mapped[str | None] = mapped_column(String(64))
+    objective_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    objective_kind: Mapped[FloatKind | None] = mapped_column(_enum(FloatKind))
+    best_objective_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    best_objective_kind: Mapped[FloatKind | None] = mapped_column(_enum(FloatKind))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    sweep: Mapped[Sweep] = relationship(back_populates="trials", lazy="raise")
+
+    @property
+    def objective(self) -> float | None:
+        """The objective metric's final value (NaN and inf come back as such)."""
+        return decode_float(self.objective_value, self.objective_kind)
+
+    @objective.setter
+    def objective(self, value: float | None) -> None:
+        self.objective_value, self.objective_kind = encode_float(value)
+
+    @property
+    def best_objective(self) -> float | None:
+        """The best value the objective metric reached in any epoch."""
+        return decode_float(self.best_objective_value, self.best_objective_kind)
+
+    @best_objective.setter
+    def best_objective(self, value: float | None) -> None:
+        self.best_objective_value, self.best_objective_kind = encode_float(value)
+
+
+class Metric(Base):
+    """One metric of one trial at one epoch; unique, so a replayed write is a no-op."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "name", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int]
+    value_finite: Mapped[float | None] = mapped_column(Float(precision=53))
+    value_kind: Mapped[FloatKind] = mapped_column(_enum(FloatKind))
+
+    @property
+    def value(self) -> float:
+        """The stored value, NaN and inf included."""
+        decoded = decode_float(self.value_finite, self.value_kind)
+        assert decoded is not None  # value_kind is never NULL
+        return decoded
