@@ -1,0 +1,1 @@
+"""The controller: owns sweep state, expands search spaces, dispatches trials."""

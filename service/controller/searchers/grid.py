@@ -1,0 +1,78 @@
+"""Grid search: every combination of the listed values, family by family."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from optimizers import get_spec
+from service.controller.searchers.base import Suggestion, to_suggestion
+from service.sweeps.schemas import Choice, Param, Space
+
+
+class GridError(ValueError):
+    """A space that cannot be enumerated, or whose grid is too large; names the field."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _values(param: Param | float | int | bool, field: str) -> list[Any]:
+    if isinstance(param, Choice):
+        return list(param.values)
+    if isinstance(param, float | int | bool):
+        return [param]
+    raise GridError(f"grid search needs {{'values': [...]}} for {field}, got a range", field=field)
+
+
+def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
+    """The axes one family's grid spans: lr, the betas it has, and its overrides."""
+    spec = get_spec(optimizer)
+    axes = {"lr": _values(space.lr, "space.lr")}
+    for name, target, param in (
+        ("beta1", spec.beta1, space.beta1),
+        ("beta2", spec.beta2, space.beta2),
+    ):
+        if target is not None and param is not None:
+            axes[name] = _values(param, f"space.{name}")
+    for name, override in space.overrides.get(optimizer, {}).items():
+        axes[f"{optimizer}.{name}"] = _values(override, f"space.overrides.{optimizer}.{name}")
+    return axes
+
+
+def grid_size(space: Space) -> int:
+    """How many trials the grid has."""
+    total = 0
+    for optimizer in space.optimizers:
+        size = 1
+        for values in grid_axes(space, optimizer).values():
+            size *= len(values)
+        total += size
+    return total
+
+
+class GridSearcher:
+    """Walks the grid in a fixed order: family, then lr, betas and overrides."""
+
+    def __init__(self, space: Space, *, max_trials: int) -> None:
+        size = grid_size(space)
+        if size > max_trials:
+            raise GridError(
+                f"the grid has {size} trials, more than the maximum of {max_trials}",
+                field="space",
+            )
+        self._pending = [
+            to_suggestion(space, optimizer, dict(zip(axes, combo, strict=True)))
+            for optimizer in space.optimizers
+            for axes in [grid_axes(space, optimizer)]
+            for combo in itertools.product(*axes.values())
+        ]
+
+    def suggest(self, count: int) -> list[Suggestion]:
+        """The next ``count`` grid points."""
+        taken, self._pending = self._pending[:count], self._pending[count:]
+        return taken
+
+    def on_result(self, suggestion: Suggestion, objective: float | None) -> None:
+        """Grid search does not adapt."""

@@ -1,0 +1,52 @@
+"""Random search: family uniformly, lr and betas from their ranges, reproducible from a seed."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+from service.controller.searchers.base import Suggestion, to_suggestion
+from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
+
+
+def sample(param: Param | float | int | bool, rng: random.Random) -> Any:
+    """One draw from a parameter (log ranges are log-uniform)."""
+    match param:
+        case Choice():
+            return rng.choice(param.values)
+        case IntRange():
+            return rng.randint(param.low, param.high)
+        case FloatRange(log=True):
+            return math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
+        case FloatRange():
+            return rng.uniform(param.low, param.high)
+    return param
+
+
+class RandomSearcher:
+    """num_trials independent draws from the space."""
+
+    def __init__(self, space: Space, *, num_trials: int, seed: int) -> None:
+        self._space = space
+        self._remaining = num_trials
+        self._rng = random.Random(seed)
+
+    def suggest(self, count: int) -> list[Suggestion]:
+        """The next ``count`` draws, until num_trials have been suggested."""
+        suggestions = []
+        for _ in range(min(count, self._remaining)):
+            optimizer = self._rng.choice(self._space.optimizers)
+            sampled: dict[str, Any] = {"lr": sample(self._space.lr, self._rng)}
+            for name in ("beta1", "beta2"):
+                param = getattr(self._space, name)
+                if param is not None:
+                    sampled[name] = sample(param, self._rng)
+            for name, param in self._space.overrides.get(optimizer, {}).items():
+                sampled[f"{optimizer}.{name}"] = sample(param, self._rng)
+            suggestions.append(to_suggestion(self._space, optimizer, sampled))
+        self._remaining -= len(suggestions)
+        return suggestions
+
+    def on_result(self, suggestion: Suggestion, objective: float | None) -> None:
+        """Random search does not adapt."""
