@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	@echo "optisweep: the optimizer module is installed in $(VENV); the service arrives with issue 3."
+	@echo "optisweep: the optimizer module and the storage layer are installed in $(VENV);"
+	@echo "the HTTP service is not built yet, so there is no server to start."
 	@echo "Try:  $(BIN)/python -c 'import optimizers; print(sorted(optimizers.OPTIMIZERS))'"
 
 lint: install
