@@ -1,0 +1,124 @@
+"""The single-trial training loop: reproducibility, divergence, stopping and devices."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from workers.train import TrialSpec, epoch_generator, resolve_device, train_trial
+
+
+def _run(spec: TrialSpec) -> list[tuple[int, dict[str, float]]]:
+    reports: list[tuple[int, dict[str, float]]] = []
+    train_trial(spec, report=lambda epoch, metrics: reports.append((epoch, metrics)))
+    return reports
+
+
+@pytest.mark.parametrize("name", ["mlp-digits", "quadratic"])
+def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> None:
+    def spec(seed: int) -> TrialSpec:
+        return TrialSpec(
+            workload={"name": name, "epochs": 2},
+            optimizer="adam",
+            hparams={"lr": 1e-2},
+            seed=seed,
+            device="cpu",
+        )
+
+    first = _run(spec(7))
+    assert _run(spec(7)) == first
+    assert _run(spec(8)) != first
+
+
+def test_epoch_shuffles_depend_on_seed_and_epoch() -> None:
+    def order(seed: int, epoch: int) -> list[int]:
+        return torch.randperm(100, generator=epoch_generator(seed, epoch)).tolist()
+
+    assert order(1, 1) == order(1, 1)
+    assert order(1, 1) != order(1, 2)
+    assert order(1, 2) != order(2, 1)
+
+
+@pytest.mark.parametrize("name", ["quadratic", "rosenbrock"])
+def test_huge_learning_rate_diverges_and_reports_the_epoch(name: str) -> None:
+    spec = TrialSpec(
+        workload={"name": name, "epochs": 5},
+        optimizer="sgd",
+        hparams={"lr": 1e6},
+        seed=0,
+        device="cpu",
+    )
+    reports = _run(spec)
+    result = train_trial(spec)
+
+    assert result.status == "diverged"
+    assert result.epochs_run == 1
+    assert [epoch for epoch, _ in reports] == [1]
+    assert not math.isfinite(result.metrics["train_loss"])
+    assert not math.isfinite(reports[0][1]["val_loss"])
+
+
+def test_should_stop_ends_the_trial_before_the_next_epoch() -> None:
+    reports: list[int] = []
+    spec = TrialSpec(workload={"name": "quadratic", "epochs": 10}, optimizer="sgd", seed=0)
+    result = train_trial(
+        spec,
+        report=lambda epoch, metrics: reports.append(epoch),
+        should_stop=lambda: len(reports) >= 3,
+    )
+    assert result.status == "stopped"
+    assert result.epochs_run == 3
+    assert reports == [1, 2, 3]
+
+
+def test_spec_fills_workload_defaults_and_validates_hyperparameters() -> None:
+    spec = TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=0)
+    assert spec.workload == {"name": "mlp-digits", "epochs": 10, "batch_size": 64}
+    assert spec.device == "auto"
+    with pytest.raises(ValueError, match="momentum"):
+        TrialSpec(
+            workload={"name": "mlp-digits"}, optimizer="sgd", hparams={"momentum": 0.9}, seed=0
+        )
+    with pytest.raises(ValueError, match="unknown optimizer 'nope'"):
+        TrialSpec(workload={"name": "mlp-digits"}, optimizer="nope", seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=-1)
+    with pytest.raises(ValueError, match="device"):
+        TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=0, device="warp")
+
+
+def test_resolve_device() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("warp")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    elif torch.cuda.device_count() < 2:
+        with pytest.raises(ValueError, match="only 1 CUDA device"):
+            resolve_device("cuda:1")
+    else:
+        assert resolve_device("cuda:1") == torch.device("cuda:1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["mlp-digits", "rosenbrock"])
+def test_trains_on_cuda_like_on_cpu(name: str) -> None:
+    def spec(device: str) -> TrialSpec:
+        return TrialSpec(
+            workload={"name": name, "epochs": 3},
+            optimizer="adam",
+            hparams={"lr": 1e-2},
+            seed=0,
+            device=device,
+        )
+
+    on_cuda = train_trial(spec("auto"))
+    on_cpu = train_trial(spec("cpu"))
+    assert on_cuda.device.startswith("cuda")
+    assert on_cuda.status == on_cpu.status == "completed"
+    assert on_cuda.metrics == pytest.approx(on_cpu.metrics, rel=1e-2, abs=1e-3)

@@ -1,0 +1,202 @@
+"""The workload registry, the built-in workloads and config validation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+import pytest
+import torch
+
+from workers.train import TrialSpec, train_trial
+from workers.workloads import (
+    ENTRY_POINT_GROUP,
+    WORKLOADS,
+    Workload,
+    WorkloadConfigError,
+    get_workload,
+    load_workloads,
+    parse_workload_config,
+)
+from workers.workloads.digits import TRAIN_SIZE, VAL_SIZE
+
+CPU = torch.device("cpu")
+
+EXTRA_METRICS = {
+    "cnn-digits": {"val_accuracy"},
+    "logreg-digits": {"val_accuracy"},
+    "mlp-digits": {"val_accuracy"},
+    "quadratic": {"distance_to_optimum"},
+    "rosenbrock": {"distance_to_optimum"},
+}
+FUNCTIONS = ("quadratic", "rosenbrock")
+DIGITS = ("cnn-digits", "logreg-digits", "mlp-digits")
+
+
+def test_every_workload_has_expected_metrics_listed() -> None:
+    assert set(EXTRA_METRICS) == set(WORKLOADS)
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_registry_entry_is_a_packable_workload_under_its_own_name(name: str) -> None:
+    workload = WORKLOADS[name]
+    assert isinstance(workload, Workload)
+    assert workload.name == name
+    assert workload.packable
+    assert get_workload(name) is workload
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_two_epochs_of_adam_report_finite_metrics(name: str) -> None:
+    reports: list[tuple[int, dict[str, float]]] = []
+    spec = TrialSpec(
+        workload={"name": name, "epochs": 2},
+        optimizer="adam",
+        hparams={"lr": 1e-2},
+        seed=0,
+        device="cpu",
+    )
+    result = train_trial(spec, report=lambda epoch, metrics: reports.append((epoch, metrics)))
+
+    assert result.status == "completed"
+    assert result.epochs_run == 2
+    assert result.device == "cpu"
+    assert [epoch for epoch, _ in reports] == [1, 2]
+    for _, metrics in reports:
+        assert set(metrics) == {"train_loss", "val_loss"} | EXTRA_METRICS[name]
+        assert all(math.isfinite(value) for value in metrics.values()), metrics
+    assert result.metrics == reports[-1][1]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_workloads_report_their_value_as_both_losses(name: str) -> None:
+    spec = TrialSpec(workload={"name": name, "epochs": 1}, optimizer="sgd", seed=3, device="cpu")
+    metrics = train_trial(spec).metrics
+    assert metrics["train_loss"] == metrics["val_loss"]
+    assert metrics["distance_to_optimum"] > 0.0
+
+
+def test_mlp_digits_with_adam_learns_digits() -> None:
+    spec = TrialSpec(
+        workload={"name": "mlp-digits", "epochs": 5},
+        optimizer="adam",
+        hparams={"lr": 1e-2},
+        seed=0,
+        device="cpu",
+    )
+    result = train_trial(spec)
+    assert result.metrics["val_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("name", DIGITS)
+def test_digits_split_is_fixed_and_disjoint(name: str) -> None:
+    workload, config = parse_workload_config({"name": name})
+    first = workload.build(config, seed=0, device=CPU)
+    second = workload.build(config, seed=1, device=CPU)
+
+    (train_x, train_y), (val_x, val_y) = first.train, first.val
+    assert len(train_x) == len(train_y) == TRAIN_SIZE == 1_437
+    assert len(val_x) == len(val_y) == VAL_SIZE == 360
+    assert float(train_x.min()) >= 0.0
+    assert float(train_x.max()) <= 1.0
+    assert torch.equal(train_x, second.train[0])
+    assert torch.equal(val_y, second.val[1])
+    train_rows = {tuple(row.tolist()) for row in train_x.reshape(len(train_x), -1)}
+    val_rows = {tuple(row.tolist()) for row in val_x.reshape(len(val_x), -1)}
+    # digits has a handful of duplicate images, so a few shared rows are expected
+    assert len(train_rows & val_rows) < 10
+
+
+def test_rosenbrock_starts_near_its_seeded_point() -> None:
+    workload, config = parse_workload_config({"name": "rosenbrock"})
+    start = [p.item() for p in workload.build(config, seed=0, device=CPU).model.parameters()]
+    other = [p.item() for p in workload.build(config, seed=1, device=CPU).model.parameters()]
+    assert len(start) == 2
+    assert math.hypot(start[0] + 1.5, start[1] - 2.0) < 0.5
+    assert start != other
+
+
+def test_quadratic_problem_is_independent_of_the_trial_seed() -> None:
+    workload, config = parse_workload_config({"name": "quadratic", "condition_number": 100.0})
+    first = workload.build(config, seed=0, device=CPU).model
+    second = workload.build(config, seed=1, device=CPU).model
+    assert torch.equal(first.get_buffer("curvature"), second.get_buffer("curvature"))
+    assert float(first.get_buffer("curvature").max()) == pytest.approx(100.0)
+    assert not torch.equal(first.get_parameter("x"), second.get_parameter("x"))
+    at_minimum = workload.build(config, seed=0, device=CPU).model
+    with torch.no_grad():
+        at_minimum.get_parameter("x").zero_()
+    assert at_minimum(torch.zeros(1, 0)).item() == 0.0
+
+
+def test_unknown_workload_lists_the_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown workload 'nope' \(valid: .*mlp-digits"):
+        get_workload("nope")
+    with pytest.raises(ValueError, match="unknown workload 'nope'"):
+        TrialSpec(workload={"name": "nope"}, optimizer="adam", seed=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "field"),
+    [
+        ("mlp-digits", {"epochs": 0}, "epochs"),
+        ("mlp-digits", {"epochs": 10_001}, "epochs"),
+        ("mlp-digits", {"epochs": "many"}, "epochs"),
+        ("cnn-digits", {"batch_size": 0}, "batch_size"),
+        ("logreg-digits", {"batch_size": 65_537}, "batch_size"),
+        ("rosenbrock", {"batch_size": 8}, "batch_size"),
+        ("quadratic", {"condition_number": 0.5}, "condition_number"),
+        ("mlp-digits", {"hidden": 64}, "hidden"),
+    ],
+)
+def test_bad_config_raises_value_error_naming_the_field(
+    name: str, changes: dict[str, object], field: str
+) -> None:
+    data = {"name": name, **changes}
+    with pytest.raises(WorkloadConfigError, match=rf"^{name}: .*{field}") as raised:
+        parse_workload_config(data)
+    assert raised.value.field == field
+    assert isinstance(raised.value, ValueError)
+    with pytest.raises(ValueError, match=field):
+        TrialSpec(workload=data, optimizer="adam", seed=0)
+
+
+def test_config_without_a_name_is_rejected() -> None:
+    with pytest.raises(WorkloadConfigError, match="name") as raised:
+        parse_workload_config({"epochs": 3})
+    assert raised.value.field == "name"
+
+
+def test_loader_returns_the_built_ins_when_no_plugin_is_installed() -> None:
+    if entry_points(group=ENTRY_POINT_GROUP):
+        pytest.skip("a workload plugin is installed in this environment")
+    assert load_workloads() == WORKLOADS
+
+
+def test_loader_adds_a_plugin_from_its_entry_point(
+    install_plugin: Callable[[str, str], None],
+) -> None:
+    install_plugin("tiny-regression", "tests.workers.plugin_workload:TINY_REGRESSION")
+
+    workloads = load_workloads()
+    assert set(workloads) == set(WORKLOADS) | {"tiny-regression"}
+    assert workloads["tiny-regression"].name == "tiny-regression"
+    spec = TrialSpec(
+        workload={"name": "tiny-regression", "epochs": 20, "batch_size": 8},
+        optimizer="adam",
+        hparams={"lr": 0.1},
+        seed=0,
+        device="cpu",
+    )
+    result = train_trial(spec)
+    assert result.status == "completed"
+    assert result.metrics["val_loss"] < 0.1
+
+
+def test_plugin_that_is_not_a_workload_is_rejected(
+    install_plugin: Callable[[str, str], None],
+) -> None:
+    install_plugin("broken", "tests.workers.plugin_workload:NOT_A_WORKLOAD")
+    with pytest.raises(TypeError, match=r"'broken'.*must resolve to a Workload instance"):
+        get_workload("broken")

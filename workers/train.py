@@ -1,0 +1,169 @@
+"""The training loop for one trial: build its workload and optimizer, train, report each epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import Tensor
+
+from optimizers import create_optimizer, validate_hparams
+from workers.workloads import Built, WorkloadConfig, parse_workload_config
+
+TrialStatus = Literal["completed", "diverged", "stopped"]
+
+_EVAL_CHUNK = 4_096
+"""Rows per forward pass when evaluating, so large datasets need not fit in one pass."""
+
+
+class TrialSpec(BaseModel):
+    """One trial: a workload config, an optimizer family with its hyperparameters, a seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: dict[str, Any]
+    """The workload's config (``name``, ``epochs``, ``batch_size``, ...), stored with defaults."""
+    optimizer: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(ge=0, lt=2**63)
+    device: str = "auto"
+
+    @field_validator("workload")
+    @classmethod
+    def _validate_workload(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _, config = parse_workload_config(value)
+        return config.model_dump()
+
+    @field_validator("device")
+    @classmethod
+    def _validate_device(cls, value: str) -> str:
+        if value != "auto":
+            _parse_device(value)
+        return value
+
+    @model_validator(mode="after")
+    def _validate_hparams(self) -> TrialSpec:
+        validate_hparams(self.optimizer, self.hparams)
+        return self
+
+    def workload_config(self) -> WorkloadConfig:
+        """The workload config validated into the workload's own config model."""
+        return parse_workload_config(self.workload)[1]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """How a trial ended, after how many epochs, with the last epoch's metrics."""
+
+    status: TrialStatus
+    epochs_run: int
+    """The last epoch that finished, counted from 1."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+def _parse_device(name: str) -> torch.device:
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device: not a torch device: {name!r}") from exc
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``: "auto" is cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = _parse_device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {name!r} requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device: {name!r} requested but only {count} CUDA device(s) exist")
+    return device
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator for epoch ``epoch``'s shuffle, seeded from (seed, epoch)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _mean_loss(built: Built, inputs: Tensor, targets: Tensor) -> tuple[float, Tensor]:
+    """Mean loss over all rows (in float64 across chunks) and the concatenated outputs."""
+    total = 0.0
+    outputs = []
+    for start in range(0, len(targets), _EVAL_CHUNK):
+        chunk_targets = targets[start : start + _EVAL_CHUNK]
+        output = built.model(inputs[start : start + _EVAL_CHUNK])
+        total += built.loss_fn(output, chunk_targets).item() * len(chunk_targets)
+        outputs.append(output)
+    return total / len(targets), torch.cat(outputs)
+
+
+@torch.no_grad()
+def evaluate(built: Built) -> dict[str, float]:
+    """train_loss and val_loss over the whole sets, plus the workload's validation metrics."""
+    built.model.eval()
+    train_loss, _ = _mean_loss(built, *built.train)
+    val_loss, val_output = _mean_loss(built, *built.val)
+    return {
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        **built.metrics(val_output, built.val[1]),
+    }
+
+
+def _train_epoch(
+    built: Built, optimizer: torch.optim.Optimizer, *, batch_size: int, order: Tensor
+) -> bool:
+    """One pass over the shuffled training set; whether every batch loss was finite."""
+    built.model.train()
+    inputs, targets = built.train
+    finite = torch.ones((), dtype=torch.bool, device=targets.device)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss = built.loss_fn(built.model(inputs[batch]), targets[batch])
+        loss.backward()
+        optimizer.step()
+        finite &= torch.isfinite(loss.detach())
+    return bool(finite.item())
+
+
+def train_trial(
+    spec: TrialSpec,
+    *,
+    report: Callable[[int, dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrialResult:
+    """Train one trial epoch by epoch, reporting metrics after each; stop early on divergence."""
+    workload, config = parse_workload_config(spec.workload)
+    device = resolve_device(spec.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        built = workload.build(config, seed=spec.seed, device=device)
+    optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hparams)
+
+    metrics: dict[str, float] = {}
+    epochs_run = 0
+    for epoch in range(1, config.epochs + 1):
+        if should_stop is not None and should_stop():
+            return TrialResult("stopped", epochs_run, metrics, str(device))
+        order = torch.randperm(len(built.train[1]), generator=epoch_generator(spec.seed, epoch))
+        batches_finite = _train_epoch(
+            built, optimizer, batch_size=config.batch_size, order=order.to(device)
+        )
+        metrics = evaluate(built)
+        epochs_run = epoch
+        if report is not None:
+            report(epoch, metrics)
+        losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])
+        if not (batches_finite and losses_finite):
+            return TrialResult("diverged", epochs_run, metrics, str(device))
+    return TrialResult("completed", epochs_run, metrics, str(device))

@@ -1,0 +1,24 @@
+"""Workloads: what a trial trains (data, model, loss, metrics), built-in or from a plugin."""
+
+from workers.workloads.base import Built, Workload, WorkloadConfig, WorkloadConfigError
+from workers.workloads.registry import (
+    ENTRY_POINT_GROUP,
+    WORKLOADS,
+    get_workload,
+    load_workloads,
+    parse_workload_config,
+    workload_names,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "WORKLOADS",
+    "Built",
+    "Workload",
+    "WorkloadConfig",
+    "WorkloadConfigError",
+    "get_workload",
+    "load_workloads",
+    "parse_workload_config",
+    "workload_names",
+]

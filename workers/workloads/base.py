@@ -1,0 +1,90 @@
+"""The workload protocol: a config model, and a build step giving model, data, loss and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import Tensor, nn
+
+
+class WorkloadConfig(BaseModel):
+    """Settings every workload shares; a workload subclasses it to add its own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    epochs: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=65_536)
+
+
+class WorkloadConfigError(ValueError):
+    """A workload config that is not valid; the message names the workload, field and value."""
+
+    def __init__(self, message: str, *, workload: str | None, field: str | None) -> None:
+        super().__init__(message)
+        self.workload = workload
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Built:
+    """One trial's workload on its device: the model, its data, its loss and its extra metrics."""
+
+    model: nn.Module
+    train: tuple[Tensor, Tensor]
+    """Training inputs and targets; the training loop shuffles and batches them."""
+    val: tuple[Tensor, Tensor]
+    """Validation inputs and targets."""
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    """Mean loss over a batch: ``loss_fn(model(X), y)``."""
+    metrics: Callable[[Tensor, Tensor], dict[str, float]]
+    """Metrics beyond the losses, from the model's validation output and targets."""
+
+
+ConfigT = TypeVar("ConfigT", bound=WorkloadConfig)
+
+
+@runtime_checkable
+class Workload(Protocol[ConfigT]):
+    """Data, model and metrics behind one name; plugins provide instances of this protocol."""
+
+    name: str
+    packable: bool
+    """Whether K trials of this workload can be trained as one batched (stacked) model."""
+    config_model: type[ConfigT]
+
+    def build(self, config: ConfigT, *, seed: int, device: torch.device) -> Built:
+        """The model (initialised from torch's seeded RNG and ``seed``) and data on ``device``."""
+        ...
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def config_error(
+    workload: str, model: type[BaseModel], exc: ValidationError
+) -> WorkloadConfigError:
+    """A WorkloadConfigError naming each invalid field of ``exc`` and the value it got."""
+    messages = []
+    first_field: str | None = None
+    for error in exc.errors():
+        field = _location(tuple(error["loc"]))
+        first_field = first_field or field or None
+        if error["type"] == "extra_forbidden":
+            valid = ", ".join(model.model_fields)
+            messages.append(f"unknown field {field!r} (valid: {valid})")
+            continue
+        message = str(error["msg"]).removeprefix("Value error, ")
+        got: Any = error.get("input")
+        messages.append(f"{field}: {message}, got {got!r}" if field else message)
+    return WorkloadConfigError(
+        f"{workload}: " + "; ".join(messages), workload=workload, field=first_field
+    )

@@ -1,0 +1,47 @@
+"""Shared pieces of the digits workloads: the fixed train/validation split, loss and accuracy."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import Tensor, nn
+
+TRAIN_SIZE = 1_437
+VAL_SIZE = 360
+_SPLIT_SEED = 0
+"""Fixed so that every trial of a sweep sees the same split, whatever its own seed."""
+
+
+@lru_cache(maxsize=1)
+def _split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    digits = load_digits()
+    features = torch.from_numpy(np.asarray(digits.data, dtype=np.float32) / 16.0)
+    labels = torch.from_numpy(np.asarray(digits.target, dtype=np.int64))
+    order = torch.from_numpy(np.random.default_rng(_SPLIT_SEED).permutation(len(labels)))
+    train, val = order[:TRAIN_SIZE], order[TRAIN_SIZE : TRAIN_SIZE + VAL_SIZE]
+    return features[train], labels[train], features[val], labels[val]
+
+
+def digits_split(
+    device: torch.device, *, image: bool = False
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """(train, val) digits on ``device``, pixels in [0, 1]: flat [N, 64] or images [N, 1, 8, 8]."""
+    train_x, train_y, val_x, val_y = _split()
+    shape = (-1, 1, 8, 8) if image else (-1, 64)
+    return (
+        (train_x.reshape(shape).to(device), train_y.to(device)),
+        (val_x.reshape(shape).to(device), val_y.to(device)),
+    )
+
+
+def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy of class logits against integer labels."""
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> dict[str, float]:
+    """The fraction of validation samples whose highest logit is the true class."""
+    return {"val_accuracy": (logits.argmax(dim=1) == labels).float().mean().item()}

@@ -1,0 +1,33 @@
+"""Shared pieces of the test-function workloads: no data, each step is one function evaluation."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from workers.workloads.base import WorkloadConfig
+
+
+class FunctionConfig(WorkloadConfig):
+    """A test function has no data, so a batch is one evaluation and an epoch a number of steps."""
+
+    batch_size: int = Field(default=1, ge=1, le=1)
+    steps_per_epoch: int = Field(default=100, ge=1, le=100_000)
+
+
+def evaluation_data(
+    steps_per_epoch: int, device: torch.device
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """(train, val) placeholder rows without features: ``steps_per_epoch`` of them, then one."""
+    train = (
+        torch.zeros(steps_per_epoch, 0, device=device),
+        torch.zeros(steps_per_epoch, device=device),
+    )
+    val = (torch.zeros(1, 0, device=device), torch.zeros(1, device=device))
+    return train, val
+
+
+def function_value(output: Tensor, targets: Tensor) -> Tensor:
+    """The loss of a test function is its value; the placeholder targets are ignored."""
+    return output.mean()

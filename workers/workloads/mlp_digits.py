@@ -1,0 +1,23 @@
+"""The mlp-digits workload: a 64-128-10 ReLU MLP on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from workers.workloads.base import Built, WorkloadConfig
+from workers.workloads.digits import accuracy, cross_entropy, digits_split
+
+
+class MLPDigits:
+    """A one-hidden-layer MLP classifying 8x8 digits from their 64 flattened pixels."""
+
+    name = "mlp-digits"
+    packable = True
+    config_model = WorkloadConfig
+
+    def build(self, config: WorkloadConfig, *, seed: int, device: torch.device) -> Built:
+        """The MLP and the fixed digits split on ``device``."""
+        model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
+        train, val = digits_split(device)
+        return Built(model=model, train=train, val=val, loss_fn=cross_entropy, metrics=accuracy)

@@ -1,0 +1,82 @@
+"""The workload registry: built-ins by stable name, plugins from the optisweep.workloads group."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import ValidationError
+
+from workers.workloads.base import Workload, WorkloadConfig, WorkloadConfigError, config_error
+from workers.workloads.cnn_digits import CNNDigits
+from workers.workloads.logreg_digits import LogRegDigits
+from workers.workloads.mlp_digits import MLPDigits
+from workers.workloads.quadratic import Quadratic
+from workers.workloads.rosenbrock import Rosenbrock
+
+ENTRY_POINT_GROUP = "optisweep.workloads"
+
+WORKLOADS: dict[str, Workload[Any]] = {
+    "mlp-digits": MLPDigits(),
+    "logreg-digits": LogRegDigits(),
+    "cnn-digits": CNNDigits(),
+    "rosenbrock": Rosenbrock(),
+    "quadratic": Quadratic(),
+}
+
+
+def _load_plugin(name: str) -> Workload[Any] | None:
+    matches = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not matches:
+        return None
+    entry_point = next(iter(matches))
+    workload = entry_point.load()
+    if not isinstance(workload, Workload):
+        raise TypeError(
+            f"entry point {name!r} ({entry_point.value}) in group {ENTRY_POINT_GROUP!r} "
+            f"must resolve to a Workload instance, got {type(workload).__name__}"
+        )
+    if workload.name != name:
+        raise ValueError(
+            f"entry point {name!r} in group {ENTRY_POINT_GROUP!r} "
+            f"resolves to a workload named {workload.name!r}"
+        )
+    return workload
+
+
+def workload_names() -> list[str]:
+    """Every workload name: built-ins, then installed plugins, each list sorted."""
+    plugins = {entry_point.name for entry_point in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted(WORKLOADS) + sorted(plugins - WORKLOADS.keys())
+
+
+def get_workload(name: str) -> Workload[Any]:
+    """The built-in or plugin workload called ``name``; raises ValueError listing valid names."""
+    if name in WORKLOADS:
+        return WORKLOADS[name]
+    workload = _load_plugin(name)
+    if workload is None:
+        valid = ", ".join(workload_names())
+        raise ValueError(f"unknown workload {name!r} (valid: {valid})")
+    return workload
+
+
+def load_workloads() -> dict[str, Workload[Any]]:
+    """Built-ins and every installed plugin, loaded; a built-in wins over a plugin of its name."""
+    return {name: get_workload(name) for name in workload_names()}
+
+
+def parse_workload_config(data: Mapping[str, Any]) -> tuple[Workload[Any], WorkloadConfig]:
+    """The workload named by ``data["name"]`` and ``data`` validated into its config model."""
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise WorkloadConfigError(
+            f"workload: name must be a workload name, got {name!r}", workload=None, field="name"
+        )
+    workload = get_workload(name)
+    try:
+        config = workload.config_model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise config_error(name, workload.config_model, exc) from None
+    return workload, config
