@@ -1,0 +1,46 @@
+"""The `optisweep` command as a user runs it: a real process, a real database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+OPTISWEEP = shutil.which("optisweep") or str(Path(".venv/bin/optisweep").resolve())
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OPTISWEEP, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    result = _run("db", "upgrade", env={"OPTISWEEP_DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "is at head" in result.stdout
+    tables = set(inspect(create_engine(url)).get_table_names())
+    assert {"sweeps", "trials", "metrics", "alembic_version"} <= tables
+    again = _run("db", "upgrade", "--database-url", url)  # idempotent
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("url", ["nosuchdb://x", "sqlite:////nonexistent-dir/deeper/x.db"])
+def test_db_upgrade_bad_url_is_one_line_and_exit_2(url: str) -> None:
+    result = _run("db", "upgrade", "--database-url", url)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "database-url" in lines[0]
+    assert url in lines[0]
