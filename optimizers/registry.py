@@ -29,6 +29,7 @@ from optimizers.schemas import (
     NAdamParams,
     RMSpropParams,
     SGDParams,
+    field_path,
 )
 
 
@@ -96,18 +97,11 @@ class OptimizerSpec:
         return merged
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 def _hyperparameter_error(spec: OptimizerSpec, exc: ValidationError) -> HyperparameterError:
     messages = []
     first_field: str | None = None
     for error in exc.errors():
-        field = _location(tuple(error["loc"]))
+        field = field_path(tuple(error["loc"]))
         first_field = first_field or field or None
         if error["type"] == "extra_forbidden":
             valid = ", ".join(spec.hyperparameters)

@@ -32,6 +32,14 @@ def _closed_unit_interval(value: float) -> float:
     return value
 
 
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as users write it: ("betas", 1) -> "betas[1]"."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
 PositiveFloat = Annotated[float, AfterValidator(_finite_positive)]
 NonNegativeFloat = Annotated[float, AfterValidator(_non_negative)]
 UnitFloat = Annotated[float, AfterValidator(_unit_interval)]

@@ -10,6 +10,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
+from optimizers.schemas import field_path
+
 
 class WorkloadConfig(BaseModel):
     """Settings every workload shares; a workload subclasses it to add its own fields."""
@@ -62,13 +64,6 @@ class Workload(Protocol[ConfigT]):
         ...
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 def config_error(
     workload: str, model: type[BaseModel], exc: ValidationError
 ) -> WorkloadConfigError:
@@ -76,7 +71,7 @@ def config_error(
     messages = []
     first_field: str | None = None
     for error in exc.errors():
-        field = _location(tuple(error["loc"]))
+        field = field_path(tuple(error["loc"]))
         first_field = first_field or field or None
         if error["type"] == "extra_forbidden":
             valid = ", ".join(model.model_fields)
