@@ -19,9 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	@echo "optisweep: the optimizer module and the storage layer are installed in $(VENV);"
-	@echo "the HTTP service is not built yet, so there is no server to start."
-	@echo "Try:  $(BIN)/python -c 'import optimizers; print(sorted(optimizers.OPTIMIZERS))'"
+	$(BIN)/optisweep serve
 
 lint: install
 	$(BIN)/ruff check .

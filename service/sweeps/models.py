@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, Enum, String, Text
+from sqlalchemy import JSON, Enum, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db.base import Base, utcnow
+from service.db.base import Base, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
     from service.trials.models import Trial
@@ -45,12 +45,12 @@ class Sweep(Base):
     )
     num_trials: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The controller running this sweep (the server's, or one ``optisweep run``)."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When that controller last said it is alive; a stale claim may be taken over."""
 
     trials: Mapped[list[Trial]] = relationship(back_populates="sweep", lazy="raise")

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Self
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from optimizers import OPTIMIZERS, HyperparameterError, get_spec
+from service.sweeps.models import SweepStatus
 
 
 class _Strict(BaseModel):
@@ -53,8 +64,45 @@ class Choice(_Strict):
     values: list[Any] = Field(min_length=1)
 
 
-Param = FloatRange | IntRange | Choice
+def _param_kind(value: Any) -> str | None:
+    """Which kind of parameter a value is, so a bad one gets one error, not one per kind."""
+    if isinstance(value, BaseModel):
+        return "choice" if isinstance(value, Choice) else getattr(value, "type", None)
+    if isinstance(value, dict):
+        if "values" in value:
+            return "choice"
+        return "int" if value.get("type") == "int" else "float"
+    if isinstance(value, bool | int | float):
+        return "fixed"
+    return None
+
+
+Param = Annotated[
+    Annotated[FloatRange, Tag("float")]
+    | Annotated[IntRange, Tag("int")]
+    | Annotated[Choice, Tag("choice")],
+    Discriminator(
+        _param_kind,
+        custom_error_type="parameter",
+        custom_error_message="expected {'low', 'high'[, 'log']}, {'type': 'int', ...} "
+        "or {'values': [...]}",
+    ),
+]
 """A searched hyperparameter."""
+
+Override = Annotated[
+    Annotated[FloatRange, Tag("float")]
+    | Annotated[IntRange, Tag("int")]
+    | Annotated[Choice, Tag("choice")]
+    | Annotated[bool | int | float, Tag("fixed")],
+    Discriminator(
+        _param_kind,
+        custom_error_type="parameter",
+        custom_error_message="expected a fixed value, {'low', 'high'[, 'log']}, "
+        "{'type': 'int', ...} or {'values': [...]}",
+    ),
+]
+"""A per-family override: a fixed value or a searched hyperparameter."""
 
 
 def param_bounds(param: Param) -> list[float]:
@@ -71,7 +119,7 @@ class Space(_Strict):
     lr: Param
     beta1: Param | None = None
     beta2: Param | None = None
-    overrides: dict[str, dict[str, Param | float | int | bool]] = Field(default_factory=dict)
+    overrides: dict[str, dict[str, Override]] = Field(default_factory=dict)
     """Per family: fixed values or searched ranges for any of its own hyperparameters."""
 
     @field_validator("optimizers")
@@ -100,12 +148,18 @@ class Space(_Strict):
                     raise ValueError(f"must be in [0, 1), got {value!r}")
         return beta
 
-    @model_validator(mode="after")
-    def _valid_overrides(self) -> Self:
-        for family, fields in self.overrides.items():
-            if family not in self.optimizers:
+    @field_validator("overrides")
+    @classmethod
+    def _valid_overrides(
+        cls, overrides: dict[str, dict[str, Override]], info: ValidationInfo
+    ) -> dict[str, dict[str, Override]]:
+        optimizers = info.data.get("optimizers")
+        if optimizers is None:  # already reported as invalid
+            return overrides
+        for family, fields in overrides.items():
+            if family not in optimizers:
                 raise ValueError(
-                    f"overrides.{family}: not one of the sweep's optimizers {self.optimizers}"
+                    f"overrides.{family}: not one of the sweep's optimizers {optimizers}"
                 )
             spec = OPTIMIZERS[family]
             for name, value in fields.items():
@@ -124,7 +178,7 @@ class Space(_Strict):
                         spec.validate({name: probe})
                     except HyperparameterError as exc:
                         raise ValueError(f"overrides.{family}.{name}: {exc}") from None
-        return self
+        return overrides
 
 
 class WorkloadSpec(BaseModel):
@@ -134,7 +188,12 @@ class WorkloadSpec(BaseModel):
 
     name: str
     epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(default=64, ge=1, le=65_536)
+    batch_size: int | None = Field(default=None, ge=1, le=65_536)
+    """None: the workload's own default (64 for the digits workloads)."""
+
+    def config(self) -> dict[str, Any]:
+        """The workload config a worker builds from (unset fields take the workload's defaults)."""
+        return self.model_dump(exclude_none=True)
 
 
 class SearchSpec(_Strict):
@@ -142,7 +201,7 @@ class SearchSpec(_Strict):
 
     algorithm: Literal["grid", "random"] = "random"
     num_trials: int | None = Field(default=None, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)
 
     @model_validator(mode="after")
     def _random_needs_count(self) -> Self:
@@ -175,3 +234,28 @@ class SweepCreate(_Strict):
     search: SearchSpec = SearchSpec(algorithm="random", num_trials=16)
     objective: ObjectiveSpec = ObjectiveSpec()
     resources: ResourcesSpec = ResourcesSpec()
+
+
+class SweepRead(BaseModel):
+    """A sweep as the API shows it, with how many of its trials are in each status."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    status: SweepStatus
+    num_trials: int
+    trial_counts: dict[str, int]
+    """Trials per status, every status present (0 where none)."""
+    spec: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class SweepPage(BaseModel):
+    """A page of sweeps, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[SweepRead]
+    next_cursor: str | None

@@ -6,10 +6,10 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db.base import Base, FloatKind, decode_float, encode_float, utcnow
+from service.db.base import Base, FloatKind, UTCDateTime, decode_float, encode_float, utcnow
 
 if TYPE_CHECKING:
     from service.sweeps.models import Sweep
@@ -50,9 +50,13 @@ class Trial(Base):
     best_objective_value: Mapped[float | None] = mapped_column(Float(precision=53))
     best_objective_kind: Mapped[FloatKind | None] = mapped_column(_enum(FloatKind))
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    node_id: Mapped[str | None] = mapped_column(String(64))
+    """The Ray node that ran the last attempt."""
+    device: Mapped[str | None] = mapped_column(String(32))
+    """The torch device the last attempt trained on (cpu, cuda:0, ...)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     sweep: Mapped[Sweep] = relationship(back_populates="trials", lazy="raise")
 

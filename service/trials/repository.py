@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from service.db.base import FloatKind, encode_float
-from service.trials.models import Metric
+from service.errors import NotFoundError
+from service.pagination import CursorError, after_nullable, decode_cursor, encode_cursor
+from service.trials.models import Metric, Trial, TrialStatus
 
 
 def record_metrics(
@@ -44,3 +47,100 @@ def list_metrics(session: Session, *, trial_id: int) -> list[Metric]:
     """Every metric of a trial, by step then name."""
     statement = select(Metric).where(Metric.trial_id == trial_id).order_by(Metric.step, Metric.name)
     return list(session.scalars(statement))
+
+
+def get_trial(session: Session, trial_id: int) -> Trial:
+    """The trial with this id; NotFoundError if there is none."""
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        raise NotFoundError(f"trial {trial_id} not found")
+    return trial
+
+
+TrialSort = Literal["number", "objective", "best_objective"]
+"""What a trial listing is ordered by."""
+
+_SORT_COLUMNS = {
+    "number": Trial.number,
+    "objective": Trial.objective_value,
+    "best_objective": Trial.best_objective_value,
+}
+
+
+def list_trials(
+    session: Session,
+    *,
+    sweep_id: int,
+    optimizer: str | None = None,
+    status: TrialStatus | None = None,
+    sort: TrialSort = "number",
+    descending: bool = False,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[Trial], str | None]:
+    """A page of a sweep's trials and the cursor of the next page (None on the last page).
+
+    Trials without a finite value of the sort key (pending, failed, NaN) come last, by id.
+    """
+    column = _SORT_COLUMNS[sort]
+    statement = select(Trial).where(Trial.sweep_id == sweep_id)
+    if optimizer is not None:
+        statement = statement.where(Trial.optimizer == optimizer)
+    if status is not None:
+        statement = statement.where(Trial.status == status)
+    if cursor is not None:
+        value, last_id = decode_cursor(cursor, length=2)
+        if not (value is None or isinstance(value, int | float)) or not isinstance(last_id, int):
+            raise CursorError(f"cursor: not a cursor this API issued: {cursor!r}")
+        statement = statement.where(
+            after_nullable(column, Trial.id, value=value, last_id=last_id, descending=descending)
+        )
+    statement = statement.order_by(
+        column.is_(None), column.desc() if descending else column.asc(), Trial.id
+    ).limit(limit + 1)
+    trials = list(session.scalars(statement))
+    if len(trials) <= limit:
+        return trials, None
+    last = trials[limit - 1]
+    return trials[:limit], encode_cursor(getattr(last, column.key), last.id)
+
+
+RANKED = (TrialStatus.COMPLETED, TrialStatus.STOPPED)
+"""Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
+
+
+def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tuple[Trial, int]]:
+    """The best trial of each optimizer family with its family's ranked-trial count, best first."""
+    value = Trial.objective_value
+    ranked = (
+        select(
+            Trial.id,
+            func.row_number()
+            .over(
+                partition_by=Trial.optimizer,
+                order_by=(value.desc() if maximize else value.asc(), Trial.id),
+            )
+            .label("place"),
+            func.count().over(partition_by=Trial.optimizer).label("family_count"),
+        )
+        .where(
+            Trial.sweep_id == sweep_id,
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+        .subquery()
+    )
+    statement = (
+        select(Trial, ranked.c.family_count)
+        .join(ranked, ranked.c.id == Trial.id)
+        .where(ranked.c.place == 1)
+        .order_by(value.desc() if maximize else value.asc(), Trial.id)
+    )
+    return [(trial, count) for trial, count in session.execute(statement)]
+
+
+def delete_metrics(session: Session, *, trial_ids: Iterable[int]) -> None:
+    """Forget the metrics of trials that start again from scratch."""
+    ids = list(trial_ids)
+    if ids:
+        session.execute(delete(Metric).where(Metric.trial_id.in_(ids)))

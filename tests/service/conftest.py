@@ -7,17 +7,26 @@ OPTISWEEP_REQUIRE_POSTGRES=1 (set by .ci/run), where a missing server fails them
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
+import uvicorn
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.config import Settings
 from service.db.migrate import upgrade_engine
-from service.db.session import make_engine
+from service.db.session import make_engine, make_sessionmaker
+from service.main import create_app
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPTISWEEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -76,3 +85,67 @@ def session(migrated_engine: Engine) -> Iterator[Session]:
         with Session(bind=connection, join_transaction_mode="create_savepoint") as db_session:
             yield db_session
         transaction.rollback()
+
+
+@dataclass
+class LiveAPI:
+    """A real uvicorn server running the app (API + controller) on one database."""
+
+    url: str
+    client: httpx.Client
+    sessions: sessionmaker[Session]
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """POST a sweep, asserting it was accepted."""
+        response = self.client.post("/sweeps", json=spec)
+        assert response.status_code == 201, response.text
+        sweep: dict[str, Any] = response.json()
+        return sweep
+
+    def wait(self, sweep_id: int, *, timeout: float = 180.0) -> dict[str, Any]:
+        """Poll a sweep until it finishes; its final state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sweep: dict[str, Any] = self.client.get(f"/sweeps/{sweep_id}").json()
+            if sweep["status"] not in ("pending", "running"):
+                return sweep
+            time.sleep(0.2)
+        raise AssertionError(f"sweep {sweep_id} did not finish within {timeout} s: {sweep}")
+
+    def trials(self, sweep_id: int, **params: Any) -> list[dict[str, Any]]:
+        """Every trial of a sweep (one page of up to 1000)."""
+        page = self.client.get(f"/sweeps/{sweep_id}/trials", params={"limit": 1000, **params})
+        assert page.status_code == 200, page.text
+        assert page.json()["next_cursor"] is None
+        items: list[dict[str, Any]] = page.json()["items"]
+        return items
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def live_api(database_url: str, ray_local: None) -> Iterator[LiveAPI]:
+    """The app under a real uvicorn server in this process, sharing the session's Ray."""
+    port = free_port()
+    app = create_app(Settings(database_url=database_url))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 60 s"
+        time.sleep(0.05)
+    engine = make_engine(database_url)
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=f"{url}/api/v1", timeout=30) as client:
+        yield LiveAPI(url=url, client=client, sessions=make_sessionmaker(engine))
+    server.should_exit = True
+    thread.join(30)
+    engine.dispose()

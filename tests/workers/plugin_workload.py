@@ -21,6 +21,7 @@ class TinyRegression:
 
     name = "tiny-regression"
     packable = False
+    metric_names: tuple[str, ...] = ()
     config_model = WorkloadConfig
 
     def build(self, config: WorkloadConfig, *, seed: int, device: torch.device) -> Built:

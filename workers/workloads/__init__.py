@@ -7,6 +7,7 @@ from workers.workloads.registry import (
     get_workload,
     load_workloads,
     parse_workload_config,
+    reported_metrics,
     workload_names,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "get_workload",
     "load_workloads",
     "parse_workload_config",
+    "reported_metrics",
     "workload_names",
 ]

@@ -57,6 +57,8 @@ class Workload(Protocol[ConfigT]):
     name: str
     packable: bool
     """Whether K trials of this workload can be trained as one batched (stacked) model."""
+    metric_names: tuple[str, ...]
+    """The metrics ``Built.metrics`` reports, besides train_loss and val_loss."""
     config_model: type[ConfigT]
 
     def build(self, config: ConfigT, *, seed: int, device: torch.device) -> Built:

@@ -14,6 +14,7 @@ class CNNDigits:
 
     name = "cnn-digits"
     packable = True
+    metric_names: tuple[str, ...] = ("val_accuracy",)
     config_model = WorkloadConfig
 
     def build(self, config: WorkloadConfig, *, seed: int, device: torch.device) -> Built:

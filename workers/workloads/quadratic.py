@@ -52,6 +52,7 @@ class Quadratic:
 
     name = "quadratic"
     packable = True
+    metric_names: tuple[str, ...] = ("distance_to_optimum",)
     config_model = QuadraticConfig
 
     def build(self, config: QuadraticConfig, *, seed: int, device: torch.device) -> Built:

@@ -62,6 +62,11 @@ def get_workload(name: str) -> Workload[Any]:
     return workload
 
 
+def reported_metrics(workload: Workload[Any]) -> tuple[str, ...]:
+    """Every metric a trial of ``workload`` reports each epoch: the losses, then its own."""
+    return ("train_loss", "val_loss", *workload.metric_names)
+
+
 def load_workloads() -> dict[str, Workload[Any]]:
     """Built-ins and every installed plugin, loaded; a built-in wins over a plugin of its name."""
     return {name: get_workload(name) for name in workload_names()}

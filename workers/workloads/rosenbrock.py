@@ -37,6 +37,7 @@ class Rosenbrock:
 
     name = "rosenbrock"
     packable = True
+    metric_names: tuple[str, ...] = ("distance_to_optimum",)
     config_model = FunctionConfig
 
     def build(self, config: FunctionConfig, *, seed: int, device: torch.device) -> Built:

@@ -1,0 +1,476 @@
+"""The controller: owns sweep state, dispatches trials to Ray, records what workers report.
+
+Everything it knows lives in SQL, so a restarted controller picks up where the last one
+stopped. A controller claims sweeps (``sweeps.claimed_by``) and renews the claim with a
+heartbeat; the server's controller is always called ``service`` and takes its own sweeps back
+at once after a restart, while a claim of a controller that stopped heartbeating (say an
+``optisweep run`` that was killed) can be taken over after ``lease_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.controller.expand import expand, trial_seed
+from service.controller.inbox import EpochReport, Inbox, Started
+from service.controller.ray_runtime import cluster_capacity
+from service.db.base import utcnow
+from service.errors import SpecError
+from service.sweeps.models import Sweep, SweepStatus
+from service.sweeps.repository import ACTIVE, finish_sweep
+from service.sweeps.schemas import ObjectiveSpec, SweepCreate
+from service.trials.models import Trial, TrialStatus
+from service.trials.repository import delete_metrics, record_metrics
+from workers.tasks import run_trial
+
+logger = logging.getLogger(__name__)
+
+SERVICE_CONTROLLER = "service"
+"""The claim name of the controller inside the server."""
+
+_RESULT_STATUS = {
+    "completed": TrialStatus.COMPLETED,
+    "diverged": TrialStatus.DIVERGED,
+    "stopped": TrialStatus.STOPPED,
+}
+_OPEN = (TrialStatus.PENDING, TrialStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A trial attempt handed to Ray and not yet collected."""
+
+    trial_id: int
+    sweep_id: int
+    attempt: int
+    cpus: float
+    gpus: float
+
+
+def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) -> bool:
+    if than is None or math.isnan(than):
+        return True
+    return value > than if objective.mode == "max" else value < than
+
+
+def _describe(exc: BaseException) -> str:
+    """A trial's error for users: the exception raised in the worker, without Ray's wrapping."""
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause
+        if cause is not None:
+            return f"{type(cause).__name__}: {cause}".strip()
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+
+
+class Controller:
+    """Runs sweeps on Ray: claim, expand, dispatch, record, retry, finish."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        max_trials: int,
+        controller_id: str = SERVICE_CONTROLLER,
+        sweep_id: int | None = None,
+        poll_seconds: float = 0.2,
+        claim_seconds: float = 2.0,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self._sessions = sessions
+        self._max_trials = max_trials
+        self.controller_id = controller_id
+        self._only_sweep = sweep_id
+        self._poll_seconds = poll_seconds
+        self._claim_seconds = claim_seconds
+        self._lease = timedelta(seconds=lease_seconds)
+        self._specs: dict[int, SweepCreate] = {}
+        """Specs of every sweep this controller took on (trials of cancelled ones still report)."""
+        self._active: set[int] = set()
+        """The sweeps this controller runs now."""
+        self._in_flight: dict[ray.ObjectRef[Any], _InFlight] = {}
+        self._by_trial: dict[int, _InFlight] = {}
+        self._capacity = (0.0, 0.0)
+        self._last_claim = -math.inf
+        self._recovered = False
+        self._last_capacity = -math.inf
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inbox: Any = None
+        self._remote: Any = None
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if self._inbox is None:
+            self._inbox = ray.remote(num_cpus=0)(Inbox).remote()
+            # Ray's type stubs only describe positional signatures; run_trial takes keywords.
+            self._remote = ray.remote(max_retries=0)(run_trial)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        """Run the controller loop in a background thread (Ray must be initialised)."""
+        self._connect()
+        self._thread = threading.Thread(target=self._loop, name="optisweep-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop; trials in flight stay RUNNING in SQL and are recovered on restart."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for new or cancelled sweeps now instead of at the next claim interval."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("controller tick failed; retrying")
+                self._stopping.wait(1.0)
+
+    def run_sweep(self, sweep_id: int, *, on_tick: Callable[[], None] | None = None) -> None:
+        """Drive one sweep in this thread until it finishes (``optisweep run``)."""
+        self._connect()
+        while not self._stopping.is_set():
+            self.tick()
+            if on_tick is not None:
+                on_tick()
+            if sweep_id not in self._active and not self._in_flight:
+                with self._sessions() as session:
+                    sweep = session.get(Sweep, sweep_id)
+                    if sweep is None or sweep.status not in ACTIVE:
+                        return
+
+    # one step of the loop --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Claim sweeps, collect finished attempts and reports, write them, dispatch more."""
+        now = time.monotonic()
+        if self._wake.is_set() or now - self._last_claim >= self._claim_seconds:
+            self._wake.clear()
+            self._last_claim = now
+            self._claim()
+        finished = self._wait()
+        events = ray.get(self._inbox.drain.remote()) if self._inbox is not None else []
+        if events or finished:
+            with self._sessions.begin() as session:
+                self._apply_events(session, events)
+                self._apply_results(session, finished)
+        self._dispatch()
+        self._finish_sweeps()
+
+    def _wait(self) -> list[ray.ObjectRef[Any]]:
+        refs = list(self._in_flight)
+        if not refs:
+            self._wake.wait(self._poll_seconds)
+            return []
+        ray.wait(refs, num_returns=1, timeout=self._poll_seconds)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return ready
+
+    # claiming and recovery -------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        now = utcnow()
+        conditions = [
+            Sweep.status.in_(ACTIVE),
+            or_(
+                Sweep.claimed_by.is_(None),
+                Sweep.claimed_by == self.controller_id,
+                Sweep.heartbeat_at < now - self._lease,
+            ),
+        ]
+        if self._only_sweep is not None:
+            conditions.append(Sweep.id == self._only_sweep)
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Sweep)
+                .where(*conditions)
+                .values(claimed_by=self.controller_id, heartbeat_at=now)
+                .values(updated_at=Sweep.updated_at)
+                .execution_options(synchronize_session=False)
+            )
+            owned = list(
+                session.scalars(
+                    select(Sweep).where(
+                        Sweep.claimed_by == self.controller_id, Sweep.status.in_(ACTIVE)
+                    )
+                )
+            )
+            for sweep in owned:
+                if sweep.id not in self._active:
+                    self._adopt_or_fail(session, sweep)
+            if not self._recovered:
+                self._stop_abandoned(session, now=now)
+                self._recovered = True
+        lost = self._active - {sweep.id for sweep in owned}
+        for sweep_id in lost:
+            self._release(sweep_id)
+
+    def _stop_abandoned(self, session: Session, *, now: datetime) -> None:
+        """Trials left open in sweeps cancelled while no controller ran them: STOPPED."""
+        ours = or_(
+            Sweep.claimed_by.is_(None),
+            Sweep.claimed_by == self.controller_id,
+            Sweep.heartbeat_at < now - self._lease,
+        )
+        finished = select(Sweep.id).where(Sweep.status.not_in(ACTIVE), ours)
+        session.execute(
+            update(Trial)
+            .where(Trial.sweep_id.in_(finished), Trial.status.in_(_OPEN))
+            .values(status=TrialStatus.STOPPED, finished_at=now, error="sweep cancelled")
+            .execution_options(synchronize_session=False)
+        )
+
+    def _adopt_or_fail(self, session: Session, sweep: Sweep) -> None:
+        """Adopt a sweep; one that cannot start (bad stored data) fails alone, not the loop."""
+        try:
+            with session.begin_nested():
+                self._adopt(session, sweep)
+        except OperationalError:
+            raise  # the database is unreachable: retry the whole tick later
+        except (SQLAlchemyError, ValueError) as exc:
+            logger.exception("sweep %s could not start", sweep.id)
+            message = f"could not start: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=message[:2000])
+
+    def _adopt(self, session: Session, sweep: Sweep) -> None:
+        """Take a sweep on: recover trials a previous controller left running, expand if new."""
+        spec = SweepCreate.model_validate(sweep.spec)
+        orphans = list(
+            session.scalars(
+                select(Trial).where(
+                    Trial.sweep_id == sweep.id,
+                    Trial.status == TrialStatus.RUNNING,
+                    Trial.id.not_in(list(self._by_trial) or [-1]),
+                )
+            )
+        )
+        for trial in orphans:
+            # The attempt was interrupted, not failed: it starts again and does not count.
+            trial.status = TrialStatus.PENDING
+            trial.attempt = max(trial.attempt - 1, 0)
+            trial.started_at = None
+            trial.best_objective = None
+        delete_metrics(session, trial_ids=[trial.id for trial in orphans])
+        if orphans:
+            logger.info("sweep %s: %d interrupted trials start again", sweep.id, len(orphans))
+        if sweep.status == SweepStatus.PENDING:
+            existing = session.scalar(select(func.count()).where(Trial.sweep_id == sweep.id))
+            if not existing:
+                try:
+                    suggestions = expand(spec, max_trials=self._max_trials)
+                except SpecError as exc:
+                    finish_sweep(
+                        session, sweep, SweepStatus.FAILED, at=utcnow(), error=f"{exc.field}: {exc}"
+                    )
+                    return
+                session.execute(
+                    insert(Trial),
+                    [
+                        {
+                            "sweep_id": sweep.id,
+                            "number": number,
+                            "optimizer": suggestion.optimizer,
+                            "hyperparameters": suggestion.hyperparameters,
+                            "seed": trial_seed(spec.search.seed, number),
+                            "status": TrialStatus.PENDING,
+                        }
+                        for number, suggestion in enumerate(suggestions)
+                    ],
+                )
+                session.execute(
+                    update(Sweep)
+                    .where(Sweep.id == sweep.id)
+                    .values(num_trials=len(suggestions))
+                    .execution_options(synchronize_session=False)
+                )
+            started = session.execute(
+                update(Sweep)
+                .where(Sweep.id == sweep.id, Sweep.status == SweepStatus.PENDING)
+                .values(status=SweepStatus.RUNNING)
+                .execution_options(synchronize_session=False)
+            )
+            if not started.rowcount:  # type: ignore[attr-defined]
+                return  # cancelled meanwhile
+        self._specs[sweep.id] = spec
+        self._active.add(sweep.id)
+
+    def _release(self, sweep_id: int) -> None:
+        """A sweep that is no longer ours to run (cancelled): stop its trials in flight."""
+        self._active.discard(sweep_id)
+        trial_ids = [f.trial_id for f in self._in_flight.values() if f.sweep_id == sweep_id]
+        if trial_ids:
+            self._inbox.stop.remote(trial_ids)
+
+    # recording -------------------------------------------------------------------------------
+
+    def _current(self, trial_id: int, attempt: int) -> _InFlight | None:
+        flight = self._by_trial.get(trial_id)
+        return flight if flight is not None and flight.attempt == attempt else None
+
+    def _apply_events(self, session: Session, events: Iterable[Started | EpochReport]) -> None:
+        events = [e for e in events if self._current(e.trial_id, e.attempt) is not None]
+        if not events:
+            return
+        trials = {
+            trial.id: trial
+            for trial in session.scalars(
+                select(Trial).where(Trial.id.in_({e.trial_id for e in events}))
+            )
+        }
+        epochs: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+        for event in events:
+            trial = trials[event.trial_id]
+            if isinstance(event, Started):
+                if trial.status == TrialStatus.PENDING:
+                    trial.status = TrialStatus.RUNNING
+                trial.attempt = event.attempt
+                trial.started_at = utcnow()
+                trial.node_id = event.node_id
+                trial.device = event.device
+                continue
+            epochs[trial.id].append((event.epoch, event.metrics))
+            objective = self._specs[trial.sweep_id].objective
+            value = event.metrics.get(objective.metric)
+            if (
+                value is not None
+                and math.isfinite(value)
+                and _is_better(value, trial.best_objective, objective=objective)
+            ):
+                trial.best_objective = value
+        for trial_id, rows in epochs.items():
+            record_metrics(session, trial_id=trial_id, rows=rows)
+
+    def _apply_results(self, session: Session, finished: Iterable[ray.ObjectRef[Any]]) -> None:
+        now = utcnow()
+        for ref in finished:
+            flight = self._in_flight.pop(ref)
+            del self._by_trial[flight.trial_id]
+            trial = session.get(Trial, flight.trial_id)
+            if trial is None:  # its sweep was deleted meanwhile
+                continue
+            trial.attempt = flight.attempt
+            try:
+                result: dict[str, Any] = ray.get(ref)
+            except RayError as exc:
+                self._attempt_failed(session, trial, flight, _describe(exc))
+                continue
+            objective = self._specs[flight.sweep_id].objective
+            trial.status = _RESULT_STATUS[result["status"]]
+            trial.objective = result["metrics"].get(objective.metric)
+            trial.device = result["device"]
+            trial.node_id = result["node_id"]
+            cancelled = flight.sweep_id not in self._active
+            trial.error = "sweep cancelled" if cancelled and result["status"] == "stopped" else None
+            trial.finished_at = now
+
+    def _attempt_failed(
+        self, session: Session, trial: Trial, flight: _InFlight, message: str
+    ) -> None:
+        spec = self._specs[flight.sweep_id]
+        if flight.sweep_id in self._active and flight.attempt <= spec.resources.max_failures:
+            logger.warning("trial %s attempt %s failed: %s", trial.id, flight.attempt, message)
+            trial.status = TrialStatus.PENDING
+            trial.error = f"attempt {flight.attempt} failed: {message}"
+            trial.best_objective = None
+            delete_metrics(session, trial_ids=[trial.id])
+            return
+        trial.status = TrialStatus.FAILED
+        trial.error = message
+        trial.finished_at = utcnow()
+
+    # dispatching and finishing ---------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if not self._active:
+            return
+        now = time.monotonic()
+        if now - self._last_capacity >= self._claim_seconds:
+            self._last_capacity = now
+            self._capacity = cluster_capacity()
+        total_cpus, total_gpus = self._capacity
+        used_cpus = sum(f.cpus for f in self._in_flight.values())
+        used_gpus = sum(f.gpus for f in self._in_flight.values())
+        with self._sessions() as session:
+            pending = session.scalars(
+                select(Trial)
+                .where(
+                    Trial.sweep_id.in_(list(self._active)),
+                    Trial.status == TrialStatus.PENDING,
+                    Trial.id.not_in(list(self._by_trial) or [-1]),
+                )
+                .order_by(Trial.sweep_id, Trial.number)
+                .limit(256)
+            ).all()
+        for trial in pending:
+            resources = self._specs[trial.sweep_id].resources
+            cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
+            fits = used_cpus + cpus <= total_cpus + 1e-9 and used_gpus + gpus <= total_gpus + 1e-9
+            if self._in_flight and not fits:
+                break
+            self._submit(trial, cpus=cpus, gpus=gpus)
+            used_cpus += cpus
+            used_gpus += gpus
+
+    def _submit(self, trial: Trial, *, cpus: float, gpus: float) -> None:
+        spec = self._specs[trial.sweep_id]
+        payload = {
+            "workload": spec.workload.config(),
+            "optimizer": trial.optimizer,
+            "hparams": trial.hyperparameters,
+            "seed": trial.seed,
+        }
+        attempt = trial.attempt + 1
+        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(
+            payload, trial_id=trial.id, attempt=attempt, inbox=self._inbox
+        )
+        flight = _InFlight(trial.id, trial.sweep_id, attempt, cpus, gpus)
+        self._in_flight[ref] = flight
+        self._by_trial[trial.id] = flight
+
+    def _finish_sweeps(self) -> None:
+        busy = {f.sweep_id for f in self._in_flight.values()}
+        idle = [sweep_id for sweep_id in self._active if sweep_id not in busy]
+        if not idle:
+            return
+        with self._sessions.begin() as session:
+            counts: dict[int, dict[TrialStatus, int]] = defaultdict(dict)
+            for sweep_id, status, count in session.execute(
+                select(Trial.sweep_id, Trial.status, func.count())
+                .where(Trial.sweep_id.in_(idle))
+                .group_by(Trial.sweep_id, Trial.status)
+            ):
+                counts[sweep_id][status] = count
+            for sweep_id in idle:
+                by_status = counts[sweep_id]
+                if any(by_status.get(status) for status in _OPEN):
+                    continue
+                sweep = session.get(Sweep, sweep_id)
+                if sweep is None:
+                    continue
+                failed = by_status.get(TrialStatus.FAILED, 0)
+                if by_status and failed == sum(by_status.values()):
+                    error = f"every one of its {failed} trials failed"
+                    finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=error)
+                else:
+                    finish_sweep(session, sweep, SweepStatus.COMPLETED, at=utcnow())
+                self._active.discard(sweep_id)

@@ -1,0 +1,47 @@
+"""Turn a sweep spec into its trial configurations, checking what the schema alone cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizers import HyperparameterError
+from service.controller.searchers import GridError, Suggestion, make_searcher
+from service.errors import SpecError
+from service.sweeps.schemas import SweepCreate
+from workers.workloads import WorkloadConfigError, parse_workload_config, reported_metrics
+
+
+def check_workload(spec: SweepCreate) -> None:
+    """The workload exists, its own fields are valid, and it reports the objective metric."""
+    try:
+        workload, _ = parse_workload_config(spec.workload.config())
+    except WorkloadConfigError as exc:
+        raise SpecError(str(exc), field=f"workload.{exc.field or 'name'}") from None
+    except ValueError as exc:  # unknown workload name, listing the valid ones
+        raise SpecError(str(exc), field="workload.name") from None
+    metrics = reported_metrics(workload)
+    if spec.objective.metric not in metrics:
+        raise SpecError(
+            f"workload {workload.name!r} does not report {spec.objective.metric!r} "
+            f"(it reports: {', '.join(metrics)})",
+            field="objective.metric",
+        )
+
+
+def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
+    """Every trial configuration of a grid or random sweep, in trial-number order."""
+    check_workload(spec)
+    try:
+        searcher = make_searcher(spec, max_trials=max_trials)
+        return searcher.suggest(max_trials)
+    except GridError as exc:
+        raise SpecError(str(exc), field=exc.field) from None
+    except HyperparameterError as exc:
+        field = f"space.overrides.{exc.family}" if exc.family else "space"
+        raise SpecError(str(exc), field=field) from None
+
+
+def trial_seed(sweep_seed: int, number: int) -> int:
+    """A trial's initialisation seed, in [0, 2**31) so every SQL integer column holds it."""
+    state = np.random.SeedSequence([sweep_seed, number]).generate_state(1, dtype=np.uint32)
+    return int(state[0] >> 1)

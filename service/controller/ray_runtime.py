@@ -1,0 +1,40 @@
+"""Connect to Ray: a local cluster by default, an existing one when an address is configured."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+LOCAL = "local"
+
+
+def ray_address(configured: str | None) -> str | None:
+    """The cluster to join: OPTISWEEP_RAY_ADDRESS, else RAY_ADDRESS, else None (start locally)."""
+    return configured or os.environ.get("RAY_ADDRESS") or None
+
+
+def init_ray(configured: str | None) -> bool:
+    """Start or join Ray unless this process already has; True if this call initialised it.
+
+    Joining a cluster started with ``ray start --head`` (token authentication on in Ray 2.60)
+    needs RAY_AUTH_MODE=token and the cluster's token in this process's environment.
+    """
+    if ray.is_initialized():
+        return False
+    address = ray_address(configured)
+    ray.init(
+        # "local" always starts a fresh cluster; None would join whatever `ray start` left behind.
+        address=address or LOCAL,
+        namespace="optisweep",
+        log_to_driver=False,
+        include_dashboard=False if address is None else None,
+        configure_logging=False,
+    )
+    return True
+
+
+def cluster_capacity() -> tuple[float, float]:
+    """The cluster's total CPUs and GPUs right now (nodes may join or leave)."""
+    resources = ray.cluster_resources()
+    return float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))

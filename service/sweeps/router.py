@@ -1,0 +1,129 @@
+"""/sweeps: submit, list, inspect and cancel sweeps; their trials and leaderboard."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from optimizers import OPTIMIZERS
+from service.controller.expand import expand
+from service.deps import ControllerDep, SessionDep, SettingsDep
+from service.errors import InputError
+from service.pagination import CursorError, decode_cursor, encode_cursor
+from service.sweeps import repository
+from service.sweeps.models import SweepStatus
+from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
+from service.sweeps.views import leaderboard_read, sweep_read
+from service.trials.models import TrialStatus
+from service.trials.repository import TrialSort, list_trials
+from service.trials.schemas import Leaderboard, TrialPage, TrialRead
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_sweep(
+    spec: SweepCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    controller: ControllerDep,
+) -> SweepRead:
+    """Submit a sweep; it is checked in full (a 422 names the field) and queued, or not written."""
+    suggestions = expand(spec, max_trials=settings.max_trials)
+    sweep = repository.create_sweep(session, spec=spec, num_trials=len(suggestions))
+    session.commit()
+    if controller is not None:
+        controller.wake()
+    response.headers["Location"] = str(request.url_for("get_sweep", sweep_id=sweep.id))
+    return sweep_read(sweep, {})
+
+
+@router.get("")
+def list_sweeps(
+    session: SessionDep,
+    status: SweepStatus | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> SweepPage:
+    """Sweeps, newest first, optionally only those in one status."""
+    before_id = None
+    if cursor is not None:
+        (before_id,) = decode_cursor(cursor, length=1)
+        if not isinstance(before_id, int):
+            raise CursorError(f"cursor: not a cursor this API issued: {cursor!r}")
+    sweeps = repository.list_sweeps(session, status=status, limit=limit + 1, before_id=before_id)
+    page, more = sweeps[:limit], len(sweeps) > limit
+    counts = repository.trial_counts(session, (sweep.id for sweep in page))
+    return SweepPage(
+        items=[sweep_read(sweep, counts[sweep.id]) for sweep in page],
+        next_cursor=encode_cursor(page[-1].id) if more else None,
+    )
+
+
+@router.get("/{sweep_id}")
+def get_sweep(sweep_id: int, session: SessionDep) -> SweepRead:
+    """One sweep with its trial counts by status."""
+    sweep = repository.get_sweep(session, sweep_id)
+    return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
+
+
+@router.post("/{sweep_id}/cancel")
+def cancel_sweep(sweep_id: int, session: SessionDep, controller: ControllerDep) -> SweepRead:
+    """Cancel a pending or running sweep (409 if it already finished); running trials stop."""
+    sweep = repository.cancel_sweep(session, sweep_id)
+    session.commit()
+    if controller is not None:
+        controller.wake()
+    return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
+
+
+@router.get("/{sweep_id}/trials")
+def get_trials(
+    sweep_id: int,
+    session: SessionDep,
+    optimizer: str | None = None,
+    status: TrialStatus | None = None,
+    sort: TrialSort = "number",
+    order: Annotated[
+        Literal["asc", "desc"] | None,
+        Query(description="Default: number ascending, objectives best first."),
+    ] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> TrialPage:
+    """A sweep's trials, filtered by optimizer family and status, sorted, a page at a time."""
+    sweep = repository.get_sweep(session, sweep_id)
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        valid = ", ".join(OPTIMIZERS)
+        raise InputError(
+            f"optimizer: unknown optimizer {optimizer!r} (valid: {valid})",
+            loc=("query", "optimizer"),
+        )
+    if order is None:
+        maximize = sweep.spec["objective"]["mode"] == "max"
+        order = "desc" if sort != "number" and maximize else "asc"
+    trials, next_cursor = list_trials(
+        session,
+        sweep_id=sweep_id,
+        optimizer=optimizer,
+        status=status,
+        sort=sort,
+        descending=order == "desc",
+        limit=limit,
+        cursor=cursor,
+    )
+    return TrialPage(
+        items=[TrialRead.model_validate(trial) for trial in trials], next_cursor=next_cursor
+    )
+
+
+@router.get("/{sweep_id}/leaderboard")
+def get_leaderboard(sweep_id: int, session: SessionDep) -> Leaderboard:
+    """The best trial of each optimizer family (completed or stopped, finite objective)."""
+    return leaderboard_read(session, repository.get_sweep(session, sweep_id))

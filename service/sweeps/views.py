@@ -1,0 +1,47 @@
+"""Read models assembled from several queries, shared by the API and the CLI."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from service.sweeps.models import Sweep
+from service.sweeps.schemas import SweepRead
+from service.trials.models import TrialStatus
+from service.trials.repository import leaderboard
+from service.trials.schemas import Leaderboard, LeaderboardEntry, TrialRead
+
+
+def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
+    """A sweep with its trial counts, every status present."""
+    return SweepRead(
+        id=sweep.id,
+        name=sweep.name,
+        status=sweep.status,
+        num_trials=sweep.num_trials,
+        trial_counts={status.value: counts.get(status, 0) for status in TrialStatus},
+        spec=sweep.spec,
+        error=sweep.error,
+        created_at=sweep.created_at,
+        updated_at=sweep.updated_at,
+        finished_at=sweep.finished_at,
+    )
+
+
+def leaderboard_read(session: Session, sweep: Sweep) -> Leaderboard:
+    """The best trial of each optimizer family of a sweep, best first."""
+    objective = sweep.spec["objective"]
+    best = leaderboard(session, sweep_id=sweep.id, maximize=objective["mode"] == "max")
+    return Leaderboard(
+        sweep_id=sweep.id,
+        metric=objective["metric"],
+        mode=objective["mode"],
+        entries=[
+            LeaderboardEntry(
+                rank=rank,
+                optimizer=trial.optimizer,
+                ranked_trials=count,
+                trial=TrialRead.model_validate(trial),
+            )
+            for rank, (trial, count) in enumerate(best, start=1)
+        ],
+    )

@@ -1,0 +1,35 @@
+"""/trials: one trial and its learning curves."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from fastapi import APIRouter
+
+from service.deps import SessionDep
+from service.trials.repository import get_trial, list_metrics
+from service.trials.schemas import MetricSeries, TrialMetrics, TrialRead
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+
+@router.get("/{trial_id}")
+def read_trial(trial_id: int, session: SessionDep) -> TrialRead:
+    """One trial."""
+    return TrialRead.model_validate(get_trial(session, trial_id))
+
+
+@router.get("/{trial_id}/metrics")
+def read_metrics(trial_id: int, session: SessionDep) -> TrialMetrics:
+    """Every metric the trial reported, one series per metric over its epochs."""
+    get_trial(session, trial_id)
+    metrics = sorted(list_metrics(session, trial_id=trial_id), key=lambda m: (m.name, m.step))
+    series = []
+    for name, rows in groupby(metrics, key=lambda m: m.name):
+        points = list(rows)
+        series.append(
+            MetricSeries(
+                name=name, steps=[m.step for m in points], values=[m.value for m in points]
+            )
+        )
+    return TrialMetrics(trial_id=trial_id, series=series)

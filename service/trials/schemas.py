@@ -1,0 +1,81 @@
+"""What the API returns for trials, their metrics and a sweep's leaderboard."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from service.trials.models import TrialStatus
+
+
+class ReadModel(BaseModel):
+    """Base of every response: reads ORM objects, writes NaN and inf as "NaN" / "Infinity"."""
+
+    model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
+
+
+class TrialRead(ReadModel):
+    """One trial: its configuration, where it ran, and how it ended."""
+
+    id: int
+    sweep_id: int
+    number: int
+    optimizer: str
+    hyperparameters: dict[str, Any]
+    seed: int
+    status: TrialStatus
+    attempt: int
+    pack_id: str | None
+    objective: float | None
+    """The objective metric's value at the last epoch that ran."""
+    best_objective: float | None
+    """The best value the objective metric reached in any epoch."""
+    error: str | None
+    node_id: str | None
+    device: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrialPage(BaseModel):
+    """A page of trials; pass ``next_cursor`` as ``cursor`` to get the next one."""
+
+    items: list[TrialRead]
+    next_cursor: str | None
+
+
+class MetricSeries(ReadModel):
+    """One metric's values over a trial's epochs."""
+
+    name: str
+    steps: list[int]
+    values: list[float]
+
+
+class TrialMetrics(ReadModel):
+    """A trial's learning curves: every metric at every epoch it reported."""
+
+    trial_id: int
+    series: list[MetricSeries]
+
+
+class LeaderboardEntry(ReadModel):
+    """The best trial of one optimizer family."""
+
+    rank: int
+    optimizer: str
+    ranked_trials: int
+    """How many of the family's trials finished with a finite objective."""
+    trial: TrialRead
+
+
+class Leaderboard(ReadModel):
+    """Best trial per optimizer family, best family first."""
+
+    sweep_id: int
+    metric: str
+    mode: str
+    entries: list[LeaderboardEntry]

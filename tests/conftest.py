@@ -1,0 +1,54 @@
+"""Session-wide fixtures: one local Ray per test session, and a test workload plugin."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workers.workloads import ENTRY_POINT_GROUP
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FLAKY_ENTRY_POINT = "tests.service.flaky_workload:FLAKY"
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PYTHONPATH with a real distribution that registers the `flaky` workload plugin."""
+    root = tmp_path_factory.mktemp("plugins")
+    dist_info = root / "optisweep_flaky-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: optisweep-flaky\nVersion: 0.1\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\nflaky = {FLAKY_ENTRY_POINT}\n"
+    )
+    return os.pathsep.join([str(root), str(REPO_ROOT)])
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """os.environ without RAY_* and OPTISWEEP_* variables (so no Ray setting leaks), plus extra."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RAY_", "OPTISWEEP_"))
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def ray_local(plugin_path: str) -> Iterator[None]:
+    """A local Ray for the whole session; its workers can import the test plugin."""
+    import ray
+
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [plugin_path, previous]))
+    sys.path[:0] = plugin_path.split(os.pathsep)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
