@@ -1,0 +1,90 @@
+"""Helpers for end-to-end tests: `optisweep serve` as a subprocess, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+from tests.conftest import clean_environment
+from tests.service.conftest import free_port
+
+OPTISWEEP = shutil.which("optisweep") or str(Path(".venv/bin/optisweep").resolve())
+
+
+class Server:
+    """`optisweep serve` in a subprocess on a free port, with its own local Ray."""
+
+    def __init__(self, *, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log: IO[str] = log.open("a")
+        self.process = subprocess.Popen(
+            [OPTISWEEP, "serve", "--port", str(self.port)],
+            env=clean_environment(OPTISWEEP_DATABASE_URL=database_url, **(env or {})),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.log = log
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until /readyz says the database and Ray answer."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx.get(f"{self.url}/api/v1/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        """Stop it as Ctrl-C would (SIGINT: graceful shutdown, Ray shut down with it)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[type[Server]]:
+    """Start servers with ``start_server(database_url=...)``; all are stopped after the test."""
+    started: list[Server] = []
+
+    class _Tracked(Server):
+        def __init__(self, *, database_url: str, env: dict[str, str] | None = None) -> None:
+            super().__init__(database_url=database_url, log=tmp_path / "server.log", env=env)
+            started.append(self)
+
+    yield _Tracked
+    for server in started:
+        server.stop()
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `optisweep ARGS` as a user would; never raises on a non-zero exit."""
+    return subprocess.run(
+        [OPTISWEEP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_environment(COLUMNS="200", **(env or {})),
+        check=False,
+    )

@@ -1,0 +1,162 @@
+"""A Ray cluster started as a deployment starts it (`ray start`), with token authentication.
+
+Two nodes on this machine: `ray start --head` and `ray start --address`, each in its own
+session so that teardown kills exactly their processes (``ray stop`` would kill every Ray on
+the machine, the test session's own included). HOME points at a private folder and the token
+comes from RAY_AUTH_TOKEN, so nothing touches the user's ~/.ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import clean_environment
+from tests.e2e.conftest import Server
+from tests.service.conftest import free_port
+
+RAY = str(Path(shutil.which("optisweep") or ".venv/bin/optisweep").with_name("ray"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the cluster listens and the environment a driver needs to join it."""
+
+    address: str
+    env: dict[str, str]
+
+
+def _ray_start(args: list[str], env: dict[str, str], sessions: list[int]) -> None:
+    process = subprocess.Popen(
+        [RAY, "start", *args, "--disable-usage-stats"],
+        env=env,
+        start_new_session=True,  # its daemons and workers keep this session id
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sessions.append(process.pid)
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, output
+
+
+def _members(sessions: set[int]) -> list[int]:
+    """Live processes of these sessions (Ray workers leave the group but keep the session)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) not in sessions:
+                continue
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+        if state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_sessions(sessions: set[int], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while pids := _members(sessions):
+        assert time.monotonic() < deadline, f"Ray processes still alive: {pids}"
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Cluster]:
+    """A head node (1 CPU) and a worker node (2 CPUs) on this machine, token auth on."""
+    # A short root: Ray's socket paths under --temp-dir must stay within 107 bytes.
+    root = tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    env = clean_environment(HOME=root, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    sessions: list[int] = []
+    try:
+        _ray_start(
+            [
+                "--head",
+                f"--port={port}",
+                f"--ray-client-server-port={free_port()}",
+                "--include-dashboard=false",
+                f"--temp-dir={root}/head",
+                "--num-cpus=1",
+            ],
+            env,
+            sessions,
+        )
+        _ray_start(
+            [f"--address={address}", f"--temp-dir={root}/worker", "--num-cpus=2"], env, sessions
+        )
+        yield Cluster(address=address, env=env)
+    finally:
+        _kill_sessions(set(sessions))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
+    ray_cluster: Cluster, tmp_path: Path
+) -> None:
+    join = {key: ray_cluster.env[key] for key in ("HOME", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    server = Server(
+        database_url=f"sqlite:///{tmp_path / 'cluster.db'}",
+        log=tmp_path / "server.log",
+        env={**join, "OPTISWEEP_RAY_ADDRESS": ray_cluster.address},
+    )
+    try:
+        server.wait_ready()
+        api = f"{server.url}/api/v1"
+        ready = httpx.get(f"{api}/readyz", timeout=30).json()
+        assert ready["cpus"] == 3.0  # the cluster's 1 + 2 CPUs, not a local Ray of this machine
+        spec = {
+            "name": "cluster",
+            "workload": {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 300},
+            "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-5, "high": 1e-4}},
+            "search": {"algorithm": "random", "num_trials": 9, "seed": 3},
+            "objective": {"metric": "val_loss", "mode": "min"},
+        }
+        sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=30).json()["id"]
+        deadline = time.monotonic() + 240
+        while httpx.get(f"{api}/sweeps/{sweep_id}", timeout=30).json()["status"] == "running":
+            assert time.monotonic() < deadline, "cluster sweep did not finish"
+            time.sleep(0.5)
+        sweep = httpx.get(f"{api}/sweeps/{sweep_id}", timeout=30).json()
+        assert sweep["status"] == "completed"
+        trials = httpx.get(f"{api}/sweeps/{sweep_id}/trials", timeout=30).json()["items"]
+        assert len(trials) == 9
+        assert {t["status"] for t in trials} == {"completed"}
+        assert len({t["node_id"] for t in trials}) == 2, [t["node_id"] for t in trials]
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_driver_without_the_token_is_refused(ray_cluster: Cluster, tmp_path: Path) -> None:
+    script = f"import ray; ray.init(address={ray_cluster.address!r}); print('joined')"
+    python = str(Path(RAY).with_name("python"))
+    result = subprocess.run(
+        [python, "-c", script],
+        env=clean_environment(HOME=str(tmp_path), RAY_AUTH_MODE="token"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "joined" not in result.stdout
+    assert "token" in result.stderr.lower()

@@ -1,0 +1,222 @@
+"""End to end as a user: `optisweep serve` (uvicorn + a local Ray), the CLI, HTTP and a restart."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import select
+
+from service.db.session import make_engine
+from service.sweeps.models import Sweep
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import Server, run_cli
+
+EXAMPLE = REPO_ROOT / "examples" / "rosenbrock-grid.yaml"
+
+
+def _get(server: Server, path: str, **params: Any) -> Any:
+    response = httpx.get(f"{server.url}/api/v1{path}", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _wait_until(server: Server, sweep_id: int, done: int, *, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sweep = _get(server, f"/sweeps/{sweep_id}")
+        counts = sweep["trial_counts"]
+        if sweep["status"] not in ("pending", "running") or (
+            sum(counts.values()) - counts["pending"] - counts["running"] >= done
+        ):
+            return sweep
+        time.sleep(0.2)
+    raise AssertionError(f"sweep {sweep_id} did not get {done} trials done in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server on a fresh SQLite file for this module's CLI tests."""
+    root = tmp_path_factory.mktemp("e2e")
+    running = Server(database_url=f"sqlite:///{root / 'e2e.db'}", log=root / "server.log")
+    running.wait_ready()
+    yield running
+    assert running.stop() == 0
+
+
+def test_submit_wait_shows_progress_and_the_leaderboard(server: Server) -> None:
+    result = run_cli("submit", str(EXAMPLE), "--wait", "--url", server.url)
+    assert result.returncode == 0, result.stderr
+    assert "sweep 1 submitted: 16 trials" in result.stdout
+    assert "16/16" in result.stdout  # the progress bar's last state
+    assert "Leaderboard: val_loss (min)" in result.stdout
+
+    trials = _get(server, "/sweeps/1/trials", limit=100)["items"]
+    assert len(trials) == 16
+    assert {t["status"] for t in trials} <= {"completed", "diverged"}
+    spec = yaml.safe_load(EXAMPLE.read_text())
+    for trial in trials:
+        series = _get(server, f"/trials/{trial['id']}/metrics")["series"]
+        steps = {s["name"]: s["steps"] for s in series}
+        assert set(steps) == {"train_loss", "val_loss", "distance_to_optimum"}
+        if trial["status"] == "completed":
+            assert all(s == list(range(1, spec["workload"]["epochs"] + 1)) for s in steps.values())
+    board = _get(server, "/sweeps/1/leaderboard")["entries"]
+    best = board[0]["trial"]
+    assert best["optimizer"] in result.stdout
+    assert best["objective"] == min(t["objective"] for t in trials if t["status"] == "completed")
+
+    listed = run_cli("status", "--url", server.url)
+    assert listed.returncode == 0
+    assert "rosenbrock-grid" in listed.stdout
+    assert "completed" in listed.stdout
+    one = run_cli("status", "1", "--url", server.url)
+    assert one.returncode == 0
+    assert "16/16 done" in one.stdout
+    table = run_cli("trials", "1", "--optimizer", "momentum", "--url", server.url)
+    assert table.returncode == 0
+    rows = re.findall(r"│\s*\d+\s*│\s*(\w+)\s*│", table.stdout)
+    assert rows == ["momentum"] * 8  # 4 lr values x nesterov on and off
+    again = run_cli("cancel", "1", "--url", server.url)
+    assert again.returncode == 2
+    assert "already completed" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec_text", "message"),
+    [
+        (
+            "name: x\nworkload: {name: rosenbrock, epochs: 2}\nspace: {optimizers: [sgd], "
+            "lr: {low: 0.1, high: 0.01}}\nsearch: {algorithm: grid}\n",
+            "space.lr: low must be <= high",
+        ),
+        (
+            "name: x\nworkload: {name: rosenbrock, epochs: 2}\nspace: {optimizers: [adamz], "
+            "lr: {values: [0.1]}}\nsearch: {algorithm: grid}\n",
+            "space.optimizers: unknown optimizer 'adamz'",
+        ),
+        (
+            "name: x\nworkload: {name: nope, epochs: 2}\nspace: {optimizers: [sgd], "
+            "lr: {values: [0.1]}}\nsearch: {algorithm: grid}\n",
+            "workload.name: unknown workload 'nope'",
+        ),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_submit_bad_spec_is_one_line_and_exit_2(
+    server: Server, tmp_path: Path, spec_text: str, message: str
+) -> None:
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(spec_text)
+    before = _get(server, "/sweeps")["items"]
+    result = run_cli("submit", str(spec_file), "--url", server.url)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert _get(server, "/sweeps")["items"] == before  # nothing was written
+
+
+def test_cli_without_a_server_or_a_file_says_so(tmp_path: Path) -> None:
+    missing = run_cli("submit", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2
+    assert "No such file" in missing.stderr
+    unreachable = run_cli("status", "--url", "http://127.0.0.1:9")
+    assert unreachable.returncode == 1
+    assert "no optisweep server answers at http://127.0.0.1:9" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr + missing.stderr
+
+
+RESTART_SPEC = {
+    "name": "restart",
+    "workload": {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 200},
+    "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-5, "high": 1e-4, "log": True}},
+    "search": {"algorithm": "random", "num_trials": 12, "seed": 7},
+    "objective": {"metric": "val_loss", "mode": "min"},
+}
+
+
+def test_a_restarted_server_finishes_the_sweep_without_losing_or_repeating_trials(
+    start_server: type[Server], tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'restart.db'}"
+    first = start_server(database_url=database_url)
+    first.wait_ready()
+    created = httpx.post(f"{first.url}/api/v1/sweeps", json=RESTART_SPEC, timeout=30)
+    assert created.status_code == 201, created.text
+    sweep_id = created.json()["id"]
+    mid = _wait_until(first, sweep_id, done=3)
+    assert mid["status"] == "running", "the sweep finished before the restart; make it longer"
+    assert first.stop() == 0
+    before = {
+        t["id"]: t
+        for t in _trials_in(database_url, sweep_id)
+        if t["status"] in ("completed", "diverged")
+    }
+    assert len(before) >= 3
+
+    second = start_server(database_url=database_url)
+    second.wait_ready()
+    final = _wait_until(second, sweep_id, done=12)
+    deadline = time.monotonic() + 60
+    while final["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        final = _get(second, f"/sweeps/{sweep_id}")
+    assert final["status"] == "completed"
+
+    trials = _get(second, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
+    assert sorted(t["number"] for t in trials) == list(range(12))
+    assert {t["status"] for t in trials} <= {"completed", "diverged"}
+    for trial in trials:
+        if trial["id"] in before:  # finished before the restart: not run again
+            finished_at = datetime.fromisoformat(trial["finished_at"])
+            assert finished_at == before[trial["id"]]["finished_at"]
+            assert trial["attempt"] == 1
+        series = _get(second, f"/trials/{trial['id']}/metrics")["series"]
+        for one in series:  # one row per epoch, none replayed twice
+            assert one["steps"] == list(range(1, len(one["steps"]) + 1))
+        if trial["status"] == "completed":
+            assert all(len(one["steps"]) == 5 for one in series)
+
+
+def _trials_in(database_url: str, sweep_id: int) -> list[dict[str, Any]]:
+    from service.trials.models import Trial
+
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(Trial.id, Trial.status, Trial.finished_at).where(Trial.sweep_id == sweep_id)
+        ).all()
+        assert connection.execute(select(Sweep.status).where(Sweep.id == sweep_id)).scalar()
+    engine.dispose()
+    return [
+        {"id": id_, "status": status.value, "finished_at": finished}
+        for id_, status, finished in rows
+    ]
+
+
+def test_run_drives_a_sweep_without_a_server(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'batch.db'}"
+    result = run_cli("run", str(EXAMPLE), "--database-url", database_url)
+    assert result.returncode == 0, result.stderr
+    assert "sweep 1 completed" in result.stdout
+    assert "Leaderboard: val_loss (min)" in result.stdout
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        sweep = connection.execute(select(Sweep.status, Sweep.num_trials, Sweep.claimed_by)).one()
+    engine.dispose()
+    assert (sweep.status.value, sweep.num_trials, sweep.claimed_by) == ("completed", 16, None)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("epochs: 20", "epochs: 0"))
+    rejected = run_cli("run", str(bad), "--database-url", database_url)
+    assert rejected.returncode == 2
+    assert "workload.epochs" in rejected.stderr
+    assert "Traceback" not in rejected.stderr
