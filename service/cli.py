@@ -338,6 +338,11 @@ def run(
         raise _fail(format_errors([dict(e) for e in exc.errors()])) from None
     except SpecError as exc:
         raise _fail(f"{exc.field}: {exc}") from None
+    init_ray(settings.ray_address)
+    try:
+        Controller.check_feasible(spec.resources)
+    except SpecError as exc:
+        raise _fail(f"{exc.field}: {exc}") from None
     try:
         engine = make_engine(settings.database_url)
         upgrade(settings.database_url)
@@ -350,7 +355,6 @@ def run(
             session, spec=spec, num_trials=len(suggestions), claimed_by=controller_id
         ).id
     console.print(f"sweep {sweep_id}: {len(suggestions)} trials, database {settings.database_url}")
-    init_ray(settings.ray_address)
     controller = Controller(
         sessions, max_trials=settings.max_trials, controller_id=controller_id, sweep_id=sweep_id
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,9 +45,16 @@ def ray_local(plugin_path: str) -> Iterator[None]:
     """A local Ray for the whole session; its workers can import the test plugin."""
     import ray
 
+    # Ray's workers start from the raylet's environment, which copies this one.
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [plugin_path, previous]))
-    sys.path[:0] = plugin_path.split(os.pathsep)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def flaky_plugin(plugin_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the `flaky` plugin visible to this process too, for one test."""
+    for entry in reversed(plugin_path.split(os.pathsep)):
+        monkeypatch.syspath_prepend(entry)

@@ -27,12 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.controller.expand import expand, trial_seed
 from service.controller.inbox import EpochReport, Inbox, Started
-from service.controller.ray_runtime import cluster_capacity
+from service.controller.ray_runtime import cluster_capacity, largest_node
 from service.db.base import utcnow
 from service.errors import SpecError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import ACTIVE, finish_sweep
-from service.sweeps.schemas import ObjectiveSpec, SweepCreate
+from service.sweeps.schemas import ObjectiveSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import delete_metrics, record_metrics
 from workers.tasks import run_trial
@@ -133,6 +133,21 @@ class Controller:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @staticmethod
+    def check_feasible(resources: ResourcesSpec) -> None:
+        """SpecError unless some node of the cluster can hold one trial of these resources."""
+        cpus, gpus = largest_node()
+        for field, wanted, offered in (
+            ("cpus_per_trial", resources.cpus_per_trial, cpus),
+            ("gpus_per_trial", resources.gpus_per_trial, gpus),
+        ):
+            if wanted > offered:
+                raise SpecError(
+                    f"{wanted:g} requested per trial, but no node of the Ray cluster has more "
+                    f"than {offered:g}",
+                    field=f"resources.{field}",
+                )
 
     def wake(self) -> None:
         """Look for new or cancelled sweeps now instead of at the next claim interval."""

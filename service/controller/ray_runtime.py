@@ -38,3 +38,14 @@ def cluster_capacity() -> tuple[float, float]:
     """The cluster's total CPUs and GPUs right now (nodes may join or leave)."""
     resources = ray.cluster_resources()
     return float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
+
+
+def largest_node() -> tuple[float, float]:
+    """The most CPUs and GPUs any one alive node of the cluster offers."""
+    cpus = gpus = 0.0
+    for node in ray.nodes():
+        if node.get("Alive"):
+            resources = node.get("Resources", {})
+            cpus = max(cpus, float(resources.get("CPU", 0.0)))
+            gpus = max(gpus, float(resources.get("GPU", 0.0)))
+    return cpus, gpus

@@ -36,6 +36,8 @@ def create_sweep(
 ) -> SweepRead:
     """Submit a sweep; it is checked in full (a 422 names the field) and queued, or not written."""
     suggestions = expand(spec, max_trials=settings.max_trials)
+    if controller is not None:
+        controller.check_feasible(spec.resources)
     sweep = repository.create_sweep(session, spec=spec, num_trials=len(suggestions))
     session.commit()
     if controller is not None:

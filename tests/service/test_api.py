@@ -217,6 +217,7 @@ def _flaky_spec(tmp_path: Path, *, fail_times: int, max_failures: int) -> dict[s
     }
 
 
+@pytest.mark.usefixtures("flaky_plugin")
 def test_a_failing_trial_is_retried_and_then_completes(live_api: LiveAPI, tmp_path: Path) -> None:
     sweep = live_api.wait(
         live_api.submit(_flaky_spec(tmp_path, fail_times=1, max_failures=2))["id"]
@@ -230,6 +231,7 @@ def test_a_failing_trial_is_retried_and_then_completes(live_api: LiveAPI, tmp_pa
     assert all(s["steps"] == [1, 2, 3] for s in series)
 
 
+@pytest.mark.usefixtures("flaky_plugin")
 def test_a_trial_failing_every_attempt_is_failed_with_its_error(
     live_api: LiveAPI, tmp_path: Path
 ) -> None:
@@ -469,3 +471,19 @@ def test_metrics_rows_are_unique_per_trial_epoch_and_name(
             .where(Trial.sweep_id == finished_grid["id"])
         ).all()
     assert len(rows) == len(set(rows)) > 0
+
+
+@pytest.mark.parametrize(
+    ("resources", "field"),
+    [({"gpus_per_trial": 1}, "gpus_per_trial"), ({"cpus_per_trial": 64}, "cpus_per_trial")],
+)
+def test_resources_no_node_has_are_422(
+    live_api: LiveAPI, resources: dict[str, float], field: str
+) -> None:
+    before = live_api.client.get("/sweeps").json()["items"]
+    response = live_api.client.post("/sweeps", json=_grid_spec(resources=resources))
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == ["body", "resources", field]
+    assert "no node of the Ray cluster has more than" in detail["msg"]
+    assert live_api.client.get("/sweeps").json()["items"] == before
