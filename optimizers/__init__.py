@@ -16,6 +16,7 @@ from optimizers.schedules import (
     Schedule,
     StepSchedule,
     WarmupSchedule,
+    lr_multiplier,
 )
 from optimizers.single import create_optimizer
 
@@ -35,5 +36,6 @@ __all__ = [
     "WarmupSchedule",
     "create_optimizer",
     "get_spec",
+    "lr_multiplier",
     "validate_hparams",
 ]

@@ -99,3 +99,8 @@ class ScheduleTable:
         for kind_id, values in ((1, step), (2, exponential), (3, cosine), (4, warmup)):
             out = torch.where(self.kind == kind_id, values, out)
         return out
+
+
+def lr_multiplier(schedule: _Schedule, t: int) -> float:
+    """One schedule's lr multiplier at counter ``t``: the same closed form the population uses."""
+    return float(ScheduleTable([schedule]).multipliers(torch.tensor([t]))[0])

@@ -58,3 +58,16 @@ def flaky_plugin(plugin_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the `flaky` plugin visible to this process too, for one test."""
     for entry in reversed(plugin_path.split(os.pathsep)):
         monkeypatch.syspath_prepend(entry)
+
+
+@pytest.fixture
+def float64() -> Iterator[None]:
+    """Run a test under torch's float64 default dtype, restoring the old default after."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import ray
 
+from workers.pack import PackSpec, train_pack
 from workers.train import TrialSpec, train_trial
 
 
@@ -25,6 +26,10 @@ class Inbox(Protocol):
     """``started(trial_id, attempt, node_id, device)``: the attempt began on this node."""
     report: _RemoteMethod
     """``report(trial_id, attempt, epoch, metrics) -> bool``: store an epoch; True means stop."""
+    started_pack: _RemoteMethod
+    """``started_pack([(trial_id, attempt)], node_id, device, pack_id) -> [trial ids to stop]``."""
+    report_pack: _RemoteMethod
+    """``report_pack(epoch, [(trial_id, attempt, metrics)]) -> [trial ids to stop]``."""
 
 
 def run_trial(
@@ -53,3 +58,40 @@ def run_trial(
         "device": result.device,
         "node_id": node_id,
     }
+
+
+def run_pack(
+    pack: dict[str, Any],
+    *,
+    trials: list[tuple[int, int]],
+    pack_id: str,
+    inbox: Inbox,
+) -> list[dict[str, Any]]:
+    """Train a pack (a PackSpec as a dict) whose members are these (trial id, attempt)s.
+
+    Reports every member's metrics each epoch in one call and stops the members the inbox
+    names; returns one result per member, in order.
+    """
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    spec = PackSpec.model_validate({**pack, "device": device})
+    node_id = ray.get_runtime_context().get_node_id()
+    stop_ids = set(ray.get(inbox.started_pack.remote(trials, node_id, device, pack_id)))
+    trial_ids = [trial_id for trial_id, _ in trials]
+
+    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
+        reports = [(trials[k][0], trials[k][1], values) for k, values in metrics.items()]
+        stop = set(ray.get(inbox.report_pack.remote(epoch, reports)))
+        return {k for k in metrics if trial_ids[k] in stop}
+
+    stop = {k for k, trial_id in enumerate(trial_ids) if trial_id in stop_ids}
+    results = train_pack(spec, report=report, stop=stop)
+    return [
+        {
+            "status": result.status,
+            "epochs_run": result.epochs_run,
+            "metrics": result.metrics,
+            "device": result.device,
+            "node_id": node_id,
+        }
+        for result in results
+    ]

@@ -12,7 +12,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
-from optimizers import create_optimizer, validate_hparams
+from optimizers import ConstantSchedule, Schedule, create_optimizer, lr_multiplier, validate_hparams
+from optimizers.schemas import PositiveFloat
 from workers.workloads import Built, WorkloadConfig, parse_workload_config
 
 TrialStatus = Literal["completed", "diverged", "stopped"]
@@ -31,6 +32,14 @@ class TrialSpec(BaseModel):
     optimizer: str
     hparams: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(ge=0, lt=2**63)
+    """Seeds the model's initialisation."""
+    data_seed: int | None = Field(default=None, ge=0, lt=2**63)
+    """Seeds the epochs' shuffles; trials of one sweep share it, so they see the same batches
+    in the same order (common random numbers). None: the trial's own ``seed``."""
+    schedule: Schedule = ConstantSchedule()
+    """A per-epoch lr multiplier."""
+    clip_norm: PositiveFloat | None = None
+    """Clip the gradients' global L2 norm to this (None: no clipping)."""
     device: str = "auto"
 
     @field_validator("workload")
@@ -120,7 +129,12 @@ def evaluate(built: Built) -> dict[str, float]:
 
 
 def _train_epoch(
-    built: Built, optimizer: torch.optim.Optimizer, *, batch_size: int, order: Tensor
+    built: Built,
+    optimizer: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    order: Tensor,
+    clip_norm: float | None = None,
 ) -> bool:
     """One pass over the shuffled training set; whether every batch loss was finite."""
     built.model.train()
@@ -131,6 +145,8 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss = built.loss_fn(built.model(inputs[batch]), targets[batch])
         loss.backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(built.model.parameters(), clip_norm)
         optimizer.step()
         finite &= torch.isfinite(loss.detach())
     return bool(finite.item())
@@ -149,16 +165,25 @@ def train_trial(
         torch.manual_seed(spec.seed)
         built = workload.build(config, seed=spec.seed, device=device)
     optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hparams)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t: lr_multiplier(spec.schedule, t)
+    )
+    data_seed = spec.seed if spec.data_seed is None else spec.data_seed
 
     metrics: dict[str, float] = {}
     epochs_run = 0
     for epoch in range(1, config.epochs + 1):
         if should_stop is not None and should_stop():
             return TrialResult("stopped", epochs_run, metrics, str(device))
-        order = torch.randperm(len(built.train[1]), generator=epoch_generator(spec.seed, epoch))
+        order = torch.randperm(len(built.train[1]), generator=epoch_generator(data_seed, epoch))
         batches_finite = _train_epoch(
-            built, optimizer, batch_size=config.batch_size, order=order.to(device)
+            built,
+            optimizer,
+            batch_size=config.batch_size,
+            order=order.to(device),
+            clip_norm=spec.clip_norm,
         )
+        scheduler.step()
         metrics = evaluate(built)
         epochs_run = epoch
         if report is not None:

@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ from service.sweeps.repository import ACTIVE, finish_sweep
 from service.sweeps.schemas import ObjectiveSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import delete_metrics, record_metrics
-from workers.tasks import run_trial
+from workers.tasks import run_pack, run_trial
+from workers.workloads import get_workload
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +54,14 @@ _OPEN = (TrialStatus.PENDING, TrialStatus.RUNNING)
 
 @dataclass(frozen=True)
 class _InFlight:
-    """A trial attempt handed to Ray and not yet collected."""
+    """A Ray task not yet collected: one trial attempt, or a pack of them."""
 
-    trial_id: int
     sweep_id: int
-    attempt: int
+    trials: tuple[tuple[int, int], ...]
+    """(trial id, attempt) of every trial the task trains."""
     cpus: float
     gpus: float
+    pack_id: str | None = None
 
 
 def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) -> bool:
@@ -102,7 +105,8 @@ class Controller:
         self._active: set[int] = set()
         """The sweeps this controller runs now."""
         self._in_flight: dict[ray.ObjectRef[Any], _InFlight] = {}
-        self._by_trial: dict[int, _InFlight] = {}
+        self._by_trial: dict[int, int] = {}
+        """Trial id -> the attempt of it in flight."""
         self._capacity = (0.0, 0.0)
         self._last_claim = -math.inf
         self._recovered = False
@@ -112,14 +116,16 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._inbox: Any = None
         self._remote: Any = None
+        self._remote_pack: Any = None
 
     # lifecycle -------------------------------------------------------------------------------
 
     def _connect(self) -> None:
         if self._inbox is None:
             self._inbox = ray.remote(num_cpus=0)(Inbox).remote()
-            # Ray's type stubs only describe positional signatures; run_trial takes keywords.
+            # Ray's type stubs only describe positional signatures; these take keywords.
             self._remote = ray.remote(max_retries=0)(run_trial)  # type: ignore[arg-type]
+            self._remote_pack = ray.remote(max_retries=0)(run_pack)  # type: ignore[arg-type]
 
     def start(self) -> None:
         """Run the controller loop in a background thread (Ray must be initialised)."""
@@ -332,18 +338,19 @@ class Controller:
     def _release(self, sweep_id: int) -> None:
         """A sweep that is no longer ours to run (cancelled): stop its trials in flight."""
         self._active.discard(sweep_id)
-        trial_ids = [f.trial_id for f in self._in_flight.values() if f.sweep_id == sweep_id]
+        trial_ids = [
+            trial_id
+            for flight in self._in_flight.values()
+            if flight.sweep_id == sweep_id
+            for trial_id, _ in flight.trials
+        ]
         if trial_ids:
             self._inbox.stop.remote(trial_ids)
 
     # recording -------------------------------------------------------------------------------
 
-    def _current(self, trial_id: int, attempt: int) -> _InFlight | None:
-        flight = self._by_trial.get(trial_id)
-        return flight if flight is not None and flight.attempt == attempt else None
-
     def _apply_events(self, session: Session, events: Iterable[Started | EpochReport]) -> None:
-        events = [e for e in events if self._current(e.trial_id, e.attempt) is not None]
+        events = [e for e in events if self._by_trial.get(e.trial_id) == e.attempt]
         if not events:
             return
         trials = {
@@ -362,6 +369,7 @@ class Controller:
                 trial.started_at = utcnow()
                 trial.node_id = event.node_id
                 trial.device = event.device
+                trial.pack_id = event.pack_id
                 continue
             epochs[trial.id].append((event.epoch, event.metrics))
             objective = self._specs[trial.sweep_id].objective
@@ -379,33 +387,41 @@ class Controller:
         now = utcnow()
         for ref in finished:
             flight = self._in_flight.pop(ref)
-            del self._by_trial[flight.trial_id]
-            trial = session.get(Trial, flight.trial_id)
-            if trial is None:  # its sweep was deleted meanwhile
-                continue
-            trial.attempt = flight.attempt
+            for trial_id, _ in flight.trials:
+                del self._by_trial[trial_id]
             try:
-                result: dict[str, Any] = ray.get(ref)
+                outcome: Any = ray.get(ref)
+                error = None
             except RayError as exc:
-                self._attempt_failed(session, trial, flight, _describe(exc))
-                continue
+                outcome, error = None, _describe(exc)
+            results = [outcome] if flight.pack_id is None else outcome
             objective = self._specs[flight.sweep_id].objective
-            trial.status = _RESULT_STATUS[result["status"]]
-            trial.objective = result["metrics"].get(objective.metric)
-            trial.device = result["device"]
-            trial.node_id = result["node_id"]
             cancelled = flight.sweep_id not in self._active
-            trial.error = "sweep cancelled" if cancelled and result["status"] == "stopped" else None
-            trial.finished_at = now
+            for index, (trial_id, attempt) in enumerate(flight.trials):
+                trial = session.get(Trial, trial_id)
+                if trial is None:  # its sweep was deleted meanwhile
+                    continue
+                trial.attempt = attempt
+                if error is not None:
+                    self._attempt_failed(session, trial, flight, attempt, error)
+                    continue
+                result: dict[str, Any] = results[index]
+                trial.status = _RESULT_STATUS[result["status"]]
+                trial.objective = result["metrics"].get(objective.metric)
+                trial.device = result["device"]
+                trial.node_id = result["node_id"]
+                stopped = cancelled and result["status"] == "stopped"
+                trial.error = "sweep cancelled" if stopped else None
+                trial.finished_at = now
 
     def _attempt_failed(
-        self, session: Session, trial: Trial, flight: _InFlight, message: str
+        self, session: Session, trial: Trial, flight: _InFlight, attempt: int, message: str
     ) -> None:
         spec = self._specs[flight.sweep_id]
-        if flight.sweep_id in self._active and flight.attempt <= spec.resources.max_failures:
-            logger.warning("trial %s attempt %s failed: %s", trial.id, flight.attempt, message)
+        if flight.sweep_id in self._active and attempt <= spec.resources.max_failures:
+            logger.warning("trial %s attempt %s failed: %s", trial.id, attempt, message)
             trial.status = TrialStatus.PENDING
-            trial.error = f"attempt {flight.attempt} failed: {message}"
+            trial.error = f"attempt {attempt} failed: {message}"
             trial.best_objective = None
             delete_metrics(session, trial_ids=[trial.id])
             return
@@ -436,34 +452,86 @@ class Controller:
                 .order_by(Trial.sweep_id, Trial.number)
                 .limit(256)
             ).all()
+        by_sweep: dict[int, list[Trial]] = defaultdict(list)
         for trial in pending:
-            resources = self._specs[trial.sweep_id].resources
-            cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
-            fits = used_cpus + cpus <= total_cpus + 1e-9 and used_gpus + gpus <= total_gpus + 1e-9
-            if self._in_flight and not fits:
-                break
-            self._submit(trial, cpus=cpus, gpus=gpus)
-            used_cpus += cpus
-            used_gpus += gpus
+            by_sweep[trial.sweep_id].append(trial)
+        for sweep_id, trials in by_sweep.items():
+            spec = self._specs[sweep_id]
+            cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
+            size = self._pack_size(spec, len(trials), total_cpus=total_cpus, total_gpus=total_gpus)
+            while trials:
+                fits = (
+                    used_cpus + cpus <= total_cpus + 1e-9 and used_gpus + gpus <= total_gpus + 1e-9
+                )
+                if self._in_flight and not fits:
+                    return
+                batch, trials = trials[:size], trials[size:]
+                self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
+                used_cpus += cpus
+                used_gpus += gpus
 
-    def _submit(self, trial: Trial, *, cpus: float, gpus: float) -> None:
-        spec = self._specs[trial.sweep_id]
-        payload = {
-            "workload": spec.workload.config(),
-            "optimizer": trial.optimizer,
-            "hparams": trial.hyperparameters,
-            "seed": trial.seed,
-        }
-        attempt = trial.attempt + 1
-        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus).remote(
-            payload, trial_id=trial.id, attempt=attempt, inbox=self._inbox
-        )
-        flight = _InFlight(trial.id, trial.sweep_id, attempt, cpus, gpus)
-        self._in_flight[ref] = flight
-        self._by_trial[trial.id] = flight
+    def _pack_size(
+        self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
+    ) -> int:
+        """How many trials one task trains: spread the pending trials over the cluster's slots.
+
+        One per task when packing is off or the workload cannot be packed; otherwise pending
+        trials divided by the trials the cluster runs at once, capped by ``pack_size``.
+        """
+        resources = spec.resources
+        if not resources.pack or not get_workload(spec.workload.name).packable:
+            return 1
+        slots = total_cpus / resources.cpus_per_trial
+        if resources.gpus_per_trial > 0:
+            slots = min(slots, total_gpus / resources.gpus_per_trial)
+        size = math.ceil(pending / max(1, math.floor(slots)))
+        return max(1, min(size, resources.max_pack_size))
+
+    def _submit(
+        self,
+        spec: SweepCreate,
+        sweep_id: int,
+        trials: list[Trial],
+        *,
+        cpus: float,
+        gpus: float,
+        pack: bool,
+    ) -> None:
+        workload = spec.workload.config()
+        attempts = tuple((trial.id, trial.attempt + 1) for trial in trials)
+        options = self._remote.options(num_cpus=cpus, num_gpus=gpus)
+        pack_id = None
+        if pack:
+            pack_id = uuid.uuid4().hex[:16]
+            payload: dict[str, Any] = {
+                "workload": workload,
+                "members": [
+                    {"optimizer": t.optimizer, "hparams": t.hyperparameters, "seed": t.seed}
+                    for t in trials
+                ],
+                "data_seed": spec.search.seed,
+            }
+            ref = self._remote_pack.options(num_cpus=cpus, num_gpus=gpus).remote(
+                payload, trials=list(attempts), pack_id=pack_id, inbox=self._inbox
+            )
+        else:
+            (trial,) = trials
+            payload = {
+                "workload": workload,
+                "optimizer": trial.optimizer,
+                "hparams": trial.hyperparameters,
+                "seed": trial.seed,
+                "data_seed": spec.search.seed,
+            }
+            ref = options.remote(
+                payload, trial_id=trial.id, attempt=attempts[0][1], inbox=self._inbox
+            )
+        self._in_flight[ref] = _InFlight(sweep_id, attempts, cpus, gpus, pack_id)
+        for trial_id, attempt in attempts:
+            self._by_trial[trial_id] = attempt
 
     def _finish_sweeps(self) -> None:
-        busy = {f.sweep_id for f in self._in_flight.values()}
+        busy = {flight.sweep_id for flight in self._in_flight.values()}
         idle = [sweep_id for sweep_id in self._active if sweep_id not in busy]
         if not idle:
             return

@@ -13,6 +13,7 @@ class Started:
     attempt: int
     node_id: str
     device: str
+    pack_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,22 @@ class Inbox:
         """Record an epoch's metrics; True if the trial should stop before its next epoch."""
         self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics)))
         return trial_id in self._stop
+
+    def started_pack(
+        self, trials: list[tuple[int, int]], node_id: str, device: str, pack_id: str
+    ) -> list[int]:
+        """Record that a pack's (trial id, attempt)s began; the trial ids that should stop."""
+        for trial_id, attempt in trials:
+            self._events.append(Started(trial_id, attempt, node_id, device, pack_id))
+        return [trial_id for trial_id, _ in trials if trial_id in self._stop]
+
+    def report_pack(
+        self, epoch: int, reports: list[tuple[int, int, dict[str, float]]]
+    ) -> list[int]:
+        """Record one epoch of a pack's (trial id, attempt, metrics); the trial ids to stop."""
+        for trial_id, attempt, metrics in reports:
+            self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics)))
+        return [trial_id for trial_id, _, _ in reports if trial_id in self._stop]
 
     def stop(self, trial_ids: list[int]) -> None:
         """Ask these trials to stop at their next report."""

@@ -223,6 +223,10 @@ class ResourcesSpec(_Strict):
     cpus_per_trial: float = Field(default=1.0, gt=0)
     gpus_per_trial: float = Field(default=0.0, ge=0)
     max_failures: int = Field(default=2, ge=0, le=100)
+    pack: bool = True
+    """Train compatible trials as packs (one batched model per task) when the workload can."""
+    max_pack_size: int = Field(default=64, ge=1, le=4096)
+    """The most trials one pack trains."""
 
 
 class SweepCreate(_Strict):

@@ -141,6 +141,7 @@ RESTART_SPEC = {
     "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-5, "high": 1e-4, "log": True}},
     "search": {"algorithm": "random", "num_trials": 12, "seed": 7},
     "objective": {"metric": "val_loss", "mode": "min"},
+    "resources": {"max_pack_size": 2},
 }
 
 

@@ -62,6 +62,8 @@ def test_a_grid_sweep_runs_every_trial_to_the_end(
     assert by_config[("sgd", 0.5)]["status"] == "diverged"
     assert by_config[("momentum", 1e-3)]["hyperparameters"]["momentum"] == 0.9
     assert by_config[("adam", 1e-3)]["hyperparameters"]["betas"] == [0.9, 0.999]
+    assert all(t["pack_id"] for t in trials)  # packed by default: 2 CPUs, 2 packs
+    assert len({t["pack_id"] for t in trials}) == 2
     for trial in trials:
         assert trial["attempt"] == 1
         assert trial["device"] == "cpu"
@@ -487,3 +489,31 @@ def test_resources_no_node_has_are_422(
     assert detail["loc"] == ["body", "resources", field]
     assert "no node of the Ray cluster has more than" in detail["msg"]
     assert live_api.client.get("/sweeps").json()["items"] == before
+
+
+def test_a_packed_trial_has_the_metrics_of_the_same_trial_run_alone(
+    live_api: LiveAPI, finished_grid: dict[str, Any]
+) -> None:
+    alone = live_api.wait(live_api.submit(_grid_spec(resources={"pack": False}))["id"])
+    assert alone["status"] == "completed"
+    packed_trials = {t["number"]: t for t in live_api.trials(finished_grid["id"])}
+    for trial in live_api.trials(alone["id"]):
+        assert trial["pack_id"] is None
+        twin = packed_trials[trial["number"]]
+        assert (twin["optimizer"], twin["hyperparameters"]) == (
+            trial["optimizer"],
+            trial["hyperparameters"],
+        )
+        assert twin["status"] == trial["status"]
+        curves = [
+            {
+                s["name"]: s
+                for s in live_api.client.get(f"/trials/{t['id']}/metrics").json()["series"]
+            }
+            for t in (trial, twin)
+        ]
+        for name, series in curves[0].items():
+            assert series["steps"] == curves[1][name]["steps"]
+            for a, b in zip(series["values"], curves[1][name]["values"], strict=True):
+                a, b = float(a), float(b)
+                assert (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= 1e-4 * abs(b)

@@ -1,0 +1,162 @@
+"""A trial trained in a pack gives the per-epoch metrics of the same trial trained alone."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from optimizers import OPTIMIZERS
+from workers.pack import MemberSpec, PackSpec, train_pack
+from workers.train import TrialResult, TrialSpec, train_trial
+
+DATA_SEED = 11
+
+# One member per family, each with its own seed, and a schedule or clipping on several.
+MIXED: list[dict[str, Any]] = [
+    {"optimizer": "sgd", "hparams": {"lr": 0.05, "weight_decay": 1e-4}, "seed": 1},
+    {
+        "optimizer": "momentum",
+        "hparams": {"lr": 0.02, "nesterov": True},
+        "seed": 2,
+        "schedule": {"kind": "step", "step_size": 1, "gamma": 0.5},
+    },
+    {"optimizer": "adagrad", "hparams": {"lr": 0.05}, "seed": 3, "clip_norm": 0.5},
+    {"optimizer": "adadelta", "hparams": {"lr": 1.0, "rho": 0.95}, "seed": 4},
+    {
+        "optimizer": "rmsprop",
+        "hparams": {"lr": 1e-3, "centered": True, "momentum": 0.5},
+        "seed": 5,
+        "schedule": {"kind": "cosine", "t_max": 3, "min_factor": 0.1},
+    },
+    {
+        "optimizer": "adam",
+        "hparams": {"lr": 3e-3, "betas": (0.85, 0.99), "amsgrad": True},
+        "seed": 6,
+        "clip_norm": 1.0,
+    },
+    {
+        "optimizer": "adamw",
+        "hparams": {"lr": 3e-3},
+        "seed": 7,
+        "schedule": {"kind": "warmup", "start_factor": 0.2, "total_iters": 2},
+    },
+    {
+        "optimizer": "adamax",
+        "hparams": {"lr": 2e-3},
+        "seed": 8,
+        "schedule": {"kind": "exponential", "gamma": 0.7},
+    },
+    {"optimizer": "nadam", "hparams": {"lr": 2e-3}, "seed": 9, "clip_norm": 2.0},
+    {"optimizer": "adam", "hparams": {"lr": 1e-3}, "seed": 10},
+]
+
+
+def test_the_mixed_pack_covers_every_family() -> None:
+    assert {member["optimizer"] for member in MIXED} == set(OPTIMIZERS)
+
+
+def _alone(
+    workload: dict[str, Any], member: dict[str, Any]
+) -> tuple[list[dict[str, float]], TrialResult]:
+    curve: list[dict[str, float]] = []
+    spec = TrialSpec(workload=workload, data_seed=DATA_SEED, device="cpu", **member)
+    result = train_trial(spec, report=lambda epoch, metrics: curve.append(metrics))
+    return curve, result
+
+
+def _packed(
+    workload: dict[str, Any],
+    members: list[dict[str, Any]],
+    stop_at: dict[int, int] | None = None,
+) -> tuple[list[list[dict[str, float]]], list[TrialResult]]:
+    curves: list[list[dict[str, float]]] = [[] for _ in members]
+
+    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
+        for k, values in metrics.items():
+            assert len(curves[k]) == epoch - 1  # every epoch, once, in order
+            curves[k].append(values)
+        return {k for k, at in (stop_at or {}).items() if at == epoch}
+
+    spec = PackSpec(
+        workload=workload,
+        members=[MemberSpec(**member) for member in members],
+        data_seed=DATA_SEED,
+        device="cpu",
+    )
+    return curves, train_pack(spec, report=report)
+
+
+def _max_relative_difference(a: list[dict[str, float]], b: list[dict[str, float]]) -> float:
+    assert len(a) == len(b)
+    worst = 0.0
+    for left, right in zip(a, b, strict=True):
+        assert left.keys() == right.keys()
+        for name in left:
+            x, y = left[name], right[name]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                assert math.isnan(x) == math.isnan(y)
+                assert math.isnan(x) or x == y
+                continue
+            worst = max(worst, abs(x - y) / max(abs(y), 1e-12))
+    return worst
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("workload", ["quadratic", "rosenbrock"])
+def test_float64_pack_matches_every_family_alone(workload: str) -> None:
+    config = {"name": workload, "epochs": 3, "steps_per_epoch": 20}
+    members = [{**m, "hparams": {**m["hparams"], "lr": m["hparams"]["lr"] / 10}} for m in MIXED]
+    curves, results = _packed(config, members)
+    for member, curve, result in zip(members, curves, results, strict=True):
+        alone_curve, alone_result = _alone(config, member)
+        assert (result.status, result.epochs_run) == (alone_result.status, alone_result.epochs_run)
+        assert _max_relative_difference(curve, alone_curve) <= 1e-9, member
+
+
+def test_float32_mlp_digits_pack_matches_every_family_alone() -> None:
+    config = {"name": "mlp-digits", "epochs": 3, "batch_size": 64}
+    curves, results = _packed(config, MIXED)
+    for member, curve, result in zip(MIXED, curves, results, strict=True):
+        assert result.status == "completed", member
+        assert curve[-1]["val_accuracy"] > 0.1
+        assert _max_relative_difference(curve, _alone(config, member)[0]) <= 1e-4, member
+
+
+@pytest.mark.usefixtures("float64")
+def test_members_stopping_and_diverging_at_different_epochs_leave_the_rest_exact() -> None:
+    config = {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 20}
+    members = [
+        {"optimizer": "adam", "hparams": {"lr": 1e-3}, "seed": 1},
+        {"optimizer": "sgd", "hparams": {"lr": 0.5}, "seed": 2},  # diverges in epoch 1
+        {"optimizer": "momentum", "hparams": {"lr": 1e-5}, "seed": 3},
+        {"optimizer": "rmsprop", "hparams": {"lr": 1e-3}, "seed": 4},
+        {"optimizer": "adagrad", "hparams": {"lr": 1e-2}, "seed": 5},
+    ]
+    curves, results = _packed(config, members, stop_at={2: 2, 3: 3})
+    statuses = [(r.status, r.epochs_run) for r in results]
+    assert statuses == [
+        ("completed", 5),
+        ("diverged", 1),
+        ("stopped", 2),
+        ("stopped", 3),
+        ("completed", 5),
+    ]
+    for member, curve, result in zip(members, curves, results, strict=True):
+        assert len(curve) == result.epochs_run
+        alone = _alone(config, member)[0][: result.epochs_run]
+        assert _max_relative_difference(curve, alone) <= 1e-9, member
+        assert result.metrics == curve[-1]
+
+
+def test_a_workload_that_cannot_be_packed_is_refused(
+    install_plugin: Any,
+) -> None:
+    install_plugin("tiny-regression", "tests.workers.plugin_workload:TINY_REGRESSION")
+    with pytest.raises(ValueError, match="'tiny-regression' cannot be packed"):
+        PackSpec(
+            workload={"name": "tiny-regression", "epochs": 1},
+            members=[MemberSpec(optimizer="sgd", hparams={"lr": 0.1}, seed=0)],
+            data_seed=0,
+        )

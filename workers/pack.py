@@ -1,0 +1,232 @@
+"""Train a pack of K trials as one batched model: torch.func over stacked members.
+
+Every member of a pack has the same workload config (so the same data and batch size) and
+sees the same batches in the same order (the pack's ``data_seed``), while keeping its own
+initialisation seed, optimizer family, hyperparameters, schedule and clipping. The members'
+parameters are stacked along a leading dimension (``torch.func.stack_module_state``), one
+vmapped ``functional_call`` computes all K forward passes, and the ``PopulationOptimizer``
+updates all K members in one step. Evaluation runs each member's own model (its parameters
+copied back), through the very code that trains a trial alone, so a member's per-epoch metrics
+are those of the same trial trained alone.
+
+A member that diverges or is asked to stop is frozen; once a quarter of the pack is frozen the
+pack is compacted (members exported and reloaded into a smaller population), so the work
+shrinks with it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from optimizers import ConstantSchedule, MemberConfig, PopulationOptimizer, Schedule
+from optimizers.schemas import PositiveFloat
+from workers.train import (
+    TrialResult,
+    epoch_generator,
+    evaluate,
+    resolve_device,
+)
+from workers.workloads import Built, parse_workload_config
+
+COMPACT_FRACTION = 0.25
+"""Compact the pack once at least this fraction of its members is frozen."""
+
+
+class MemberSpec(BaseModel):
+    """One trial of a pack: its optimizer, hyperparameters, seed, schedule and clipping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(ge=0, lt=2**63)
+    schedule: Schedule = ConstantSchedule()
+    clip_norm: PositiveFloat | None = None
+
+    def member_config(self) -> MemberConfig:
+        """The PopulationOptimizer's view of this member (validates the hyperparameters)."""
+        return MemberConfig(
+            optimizer=self.optimizer,
+            hparams=self.hparams,
+            schedule=self.schedule,
+            clip_norm=self.clip_norm,
+        )
+
+
+class PackSpec(BaseModel):
+    """K trials of one workload config, trained together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: dict[str, Any]
+    members: list[MemberSpec] = Field(min_length=1)
+    data_seed: int = Field(ge=0, lt=2**63)
+    device: str = "auto"
+
+    @field_validator("workload")
+    @classmethod
+    def _validate_workload(cls, value: dict[str, Any]) -> dict[str, Any]:
+        workload, config = parse_workload_config(value)
+        if not workload.packable:
+            raise ValueError(f"workload {workload.name!r} cannot be packed")
+        return config.model_dump()
+
+    @field_validator("members")
+    @classmethod
+    def _validate_members(cls, members: list[MemberSpec]) -> list[MemberSpec]:
+        for member in members:
+            member.member_config()
+        return members
+
+
+PackReport = Callable[[int, dict[int, dict[str, float]]], set[int] | None]
+"""report(epoch, {member index: metrics}) -> member indices that should stop (or None)."""
+
+
+@dataclass
+class _Stack:
+    """The active members as one functional model: stacked params and buffers, an optimizer."""
+
+    members: list[int]
+    """Member index (in the PackSpec) of each row of the stack."""
+    params: dict[str, Tensor]
+    buffers: dict[str, Tensor]
+    optimizer: PopulationOptimizer
+
+
+def _stack(models: list[nn.Module], members: list[int], configs: list[MemberConfig]) -> _Stack:
+    params, buffers = stack_module_state([models[k] for k in members])
+    optimizer = PopulationOptimizer(list(params.values()), [configs[k] for k in members])
+    return _Stack(members=members, params=params, buffers=buffers, optimizer=optimizer)
+
+
+def _compact(stack: _Stack, keep: list[int]) -> _Stack:
+    """A smaller stack of the rows ``keep``, optimizer state and schedules carried over."""
+    exports = [stack.optimizer.export_member(row) for row in keep]
+    names = list(stack.params)
+    params = {
+        name: torch.stack([export.params[j] for export in exports]).requires_grad_(True)
+        for j, name in enumerate(names)
+    }
+    buffers = {name: value[keep].clone() for name, value in stack.buffers.items()}
+    optimizer = PopulationOptimizer(list(params.values()), [e.config for e in exports])
+    for row, export in enumerate(exports):
+        optimizer.load_member(row, export)
+    return _Stack([stack.members[row] for row in keep], params, buffers, optimizer)
+
+
+def _sync(stack: _Stack, models: list[nn.Module]) -> None:
+    """Copy each active member's stacked parameters and buffers into its own model."""
+    with torch.no_grad():
+        for row, k in enumerate(stack.members):
+            for name, param in models[k].named_parameters():
+                param.copy_(stack.params[name][row])
+            for name, buffer in models[k].named_buffers():
+                buffer.copy_(stack.buffers[name][row])
+
+
+def _train_epoch(
+    stack: _Stack, base: nn.Module, built: Built, *, batch_size: int, order: Tensor
+) -> Tensor:
+    """One pass of every active member over the shared batches; per row, all losses finite."""
+    inputs, targets = built.train
+
+    def member_loss(
+        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        return built.loss_fn(functional_call(base, (params, buffers), (x,)), y)
+
+    losses_of = vmap(member_loss, in_dims=(0, 0, None, None))
+    finite = torch.ones(len(stack.members), dtype=torch.bool, device=targets.device)
+    base.train()
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        for param in stack.params.values():
+            param.grad = None
+        losses = losses_of(stack.params, stack.buffers, inputs[batch], targets[batch])
+        losses.sum().backward()  # each member's gradient is that of its own loss
+        stack.optimizer.step()
+        finite &= torch.isfinite(losses.detach())
+    return finite
+
+
+def train_pack(
+    spec: PackSpec,
+    *,
+    report: PackReport | None = None,
+    stop: set[int] | None = None,
+    compact_fraction: float = COMPACT_FRACTION,
+) -> list[TrialResult]:
+    """Train every member epoch by epoch; each ends completed, diverged or stopped.
+
+    ``stop`` holds members to stop before the first epoch; ``report`` is told each epoch's
+    metrics of the members still training and answers which of them should stop.
+    """
+    workload, config = parse_workload_config(spec.workload)
+    device = resolve_device(spec.device)
+    builds: list[Built] = []
+    for member in spec.members:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(member.seed)
+            builds.append(workload.build(config, seed=member.seed, device=device))
+    models = [built.model for built in builds]
+    configs = [member.member_config() for member in spec.members]
+    base = copy.deepcopy(models[0]).to("meta")
+
+    results: dict[int, TrialResult] = {}
+    last: dict[int, dict[str, float]] = {k: {} for k in range(len(spec.members))}
+    active = [k for k in range(len(spec.members)) if k not in (stop or set())]
+    for k in range(len(spec.members)):
+        if k not in active:
+            results[k] = TrialResult("stopped", 0, {}, str(device))
+    stack = _stack(models, active, configs) if active else None
+    shared = builds[0]
+    epochs_run = 0
+    for epoch in range(1, config.epochs + 1):
+        if stack is None:
+            break
+        order = torch.randperm(
+            len(shared.train[1]), generator=epoch_generator(spec.data_seed, epoch)
+        )
+        finite = _train_epoch(
+            stack, base, shared, batch_size=config.batch_size, order=order.to(device)
+        ).tolist()
+        stack.optimizer.advance_schedules()
+        epochs_run = epoch
+        _sync(stack, models)
+        training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
+        epoch_metrics = {k: evaluate(builds[k]) for _, k in training}
+        to_stop = (report(epoch, epoch_metrics) if report is not None else None) or set()
+        keep = []
+        for row, k in training:
+            metrics = last[k] = epoch_metrics[k]
+            losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(
+                metrics["val_loss"]
+            )
+            if not (finite[row] and losses_finite):
+                results[k] = TrialResult("diverged", epoch, metrics, str(device))
+            elif k in to_stop:
+                results[k] = TrialResult("stopped", epoch, metrics, str(device))
+            else:
+                keep.append(row)
+        for row, _ in training:
+            if row not in keep:
+                stack.optimizer.freeze(row)
+        if not keep:
+            stack = None
+        elif len(stack.members) - len(keep) >= max(1, compact_fraction * len(stack.members)):
+            stack = _compact(stack, keep)
+    if stack is not None:
+        for k in stack.members:
+            if k not in results:
+                results[k] = TrialResult("completed", epochs_run, last[k], str(device))
+    return [results[k] for k in range(len(spec.members))]
