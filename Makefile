@@ -34,7 +34,9 @@ pytest: install
 test: lint typecheck pytest
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/optimizer_step.py
+	$(BIN)/python benchmarks/sweep_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

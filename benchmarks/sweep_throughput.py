@@ -1,0 +1,250 @@
+"""How long does the reference sweep take: optisweep (packed and not) vs Ray Tune, Optuna, a loop?
+
+The reference sweep (examples/digits-optimizers.yaml): seven optimizer families, lr
+log-uniform in [1e-4, 1e-1], beta1 in [0.8, 0.99], beta2 in [0.9, 0.9999], MLP 64-128-10 on
+scikit-learn's digits, 20 epochs, batch 64. Every runner trains the same configurations (the
+random searcher's draws, with the same initialisation and data seeds) through the same
+training loop, so their best validation accuracies agree and only the machinery differs.
+
+Each runner runs in its own process (its own Ray, its own threads):
+- optisweep: a real `optisweep serve`, the sweep submitted over HTTP, timed until every result
+  is in the database (SQLite; PostgreSQL too with --postgres URL);
+- optisweep-unpacked: the same with `resources.pack: false` (one Ray task per trial);
+- ray-tune: Tuner over the same configurations, reuse_actors=True, 1 CPU per trial;
+- optuna: a study on SQLite storage with the configurations enqueued, n_jobs=2;
+- loop: train_trial for each configuration in one process.
+
+    python benchmarks/sweep_throughput.py [--trials 64 512] [--runners ...] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SPEC = REPO / "examples" / "digits-optimizers.yaml"
+RUNNERS = ("optisweep", "optisweep-unpacked", "ray-tune", "optuna", "loop")
+
+
+def reference_spec(trials: int) -> dict[str, Any]:
+    """The example sweep with ``trials`` random configurations."""
+    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    spec["search"]["num_trials"] = trials
+    spec["name"] = f"throughput-{trials}"
+    return spec
+
+
+def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The TrialSpecs optisweep would run for this sweep: same draws, same seeds."""
+    from service.controller.expand import expand, trial_seed
+    from service.sweeps.schemas import SweepCreate
+
+    sweep = SweepCreate.model_validate(spec)
+    return [
+        {
+            "workload": sweep.workload.config(),
+            "optimizer": suggestion.optimizer,
+            "hparams": suggestion.hyperparameters,
+            "seed": trial_seed(sweep.search.seed, number),
+            "data_seed": sweep.search.seed,
+            "device": "cpu",
+        }
+        for number, suggestion in enumerate(expand(sweep, max_trials=100_000))
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def run_optisweep(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
+    """Serve, submit over HTTP, wait until the sweep is finished in the database."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPTISWEEP_"))}
+    env["OPTISWEEP_DATABASE_URL"] = database_url
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{api}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        start = time.perf_counter()
+        sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=60).json()["id"]
+        while httpx.get(f"{api}/sweeps/{sweep_id}", timeout=60).json()["status"] in (
+            "pending",
+            "running",
+        ):
+            time.sleep(0.1)
+        seconds = time.perf_counter() - start
+        board = httpx.get(f"{api}/sweeps/{sweep_id}/leaderboard", timeout=60).json()
+        best = max(entry["trial"]["objective"] for entry in board["entries"])
+        return {"seconds": seconds, "best": best}
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+
+
+def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray Tune over the same configurations, one CPU per trial, actors reused."""
+    import ray
+    from ray import tune
+
+    from workers.train import TrialSpec, train_trial
+
+    def trainable(config: dict[str, Any]) -> None:
+        train_trial(
+            TrialSpec.model_validate(config["trial"]),
+            report=lambda epoch, metrics: tune.report(metrics),
+        )
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as storage:
+        start = time.perf_counter()
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space={"trial": tune.grid_search(specs)},
+            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", reuse_actors=True),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        )
+        results = tuner.fit()
+        seconds = time.perf_counter() - start
+    best = max(results[i].metrics["val_accuracy"] for i in range(len(results)))
+    ray.shutdown()
+    return {"seconds": seconds, "best": best}
+
+
+def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """An Optuna study on SQLite storage with every configuration enqueued, two threads."""
+    import optuna
+
+    from workers.train import TrialSpec, train_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as folder:
+        study = optuna.create_study(storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
+        for index in range(len(specs)):
+            study.enqueue_trial({"index": index})
+
+        def objective(trial: optuna.Trial) -> float:
+            spec = TrialSpec.model_validate(specs[trial.suggest_int("index", 0, len(specs) - 1)])
+            result = train_trial(
+                spec, report=lambda epoch, metrics: trial.report(metrics["val_accuracy"], epoch)
+            )
+            return result.metrics["val_accuracy"]
+
+        start = time.perf_counter()
+        study.optimize(objective, n_trials=len(specs), n_jobs=2)
+        seconds = time.perf_counter() - start
+        best = study.best_value
+    return {"seconds": seconds, "best": best}
+
+
+def run_loop(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """train_trial for each configuration, one after another, in this process."""
+    from workers.train import TrialSpec, train_trial
+
+    start = time.perf_counter()
+    best = max(
+        train_trial(TrialSpec.model_validate(spec)).metrics["val_accuracy"] for spec in specs
+    )
+    return {"seconds": time.perf_counter() - start, "best": best}
+
+
+def _one(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
+    spec = reference_spec(trials)
+    if runner.startswith("optisweep"):
+        if runner == "optisweep-unpacked":
+            spec["resources"]["pack"] = False
+        assert database_url is not None
+        return run_optisweep(spec, database_url)
+    specs = trial_specs(spec)
+    return {"ray-tune": run_ray_tune, "optuna": run_optuna, "loop": run_loop}[runner](specs)
+
+
+def _in_subprocess(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", runner, "--trials", str(trials)]
+    if database_url:
+        command += ["--database-url", database_url]
+    output = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    if output.returncode != 0:
+        return {"error": output.stderr.strip().splitlines()[-1] if output.stderr else "failed"}
+    result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _postgres_database(admin_url: str) -> str:
+    import psycopg
+
+    name = f"optisweep_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"{admin_url.rsplit('/', 1)[0]}/{name}"
+
+
+def main() -> None:
+    """Run every runner for each sweep size and print one table per size."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, nargs="+", default=[64])
+    parser.add_argument("--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS)
+    parser.add_argument("--postgres", help="admin URL; also run optisweep on PostgreSQL")
+    parser.add_argument("--child", choices=RUNNERS, help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_one(args.child, args.trials[0], args.database_url)))
+        return
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, CPU only")
+    for trials in args.trials:
+        rows: list[tuple[str, dict[str, Any]]] = []
+        with tempfile.TemporaryDirectory() as folder:
+            for runner in args.runners:
+                url = f"sqlite:///{folder}/{runner}.db" if runner.startswith("optisweep") else None
+                rows.append(
+                    (f"{runner} (sqlite)" if url else runner, _in_subprocess(runner, trials, url))
+                )
+                if url and args.postgres:
+                    pg = _postgres_database(args.postgres)
+                    rows.append((f"{runner} (postgresql)", _in_subprocess(runner, trials, pg)))
+        reference = next(
+            (r["seconds"] for n, r in rows if n == "optisweep (sqlite)" and "seconds" in r), None
+        )
+        print(f"\n{trials} trials, mlp-digits, 20 epochs, batch 64")
+        print(f"{'runner':32} {'wall s':>8} {'x optisweep':>12} {'best val_accuracy':>18}")
+        for name, result in rows:
+            if "error" in result:
+                print(f"{name:32} failed: {result['error']}")
+                continue
+            ratio = f"{result['seconds'] / reference:.1f}" if reference else "-"
+            print(f"{name:32} {result['seconds']:8.1f} {ratio:>12} {result['best']:18.4f}")
+
+
+if __name__ == "__main__":
+    main()
