@@ -135,7 +135,7 @@ def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
         )
         results = tuner.fit()
         seconds = time.perf_counter() - start
-    best = max(results[i].metrics["val_accuracy"] for i in range(len(results)))
+    best = max((results[i].metrics or {}).get("val_accuracy", 0.0) for i in range(len(results)))
     ray.shutdown()
     return {"seconds": seconds, "best": best}
 

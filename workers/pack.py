@@ -29,12 +29,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from optimizers import ConstantSchedule, MemberConfig, PopulationOptimizer, Schedule
 from optimizers.schemas import PositiveFloat
-from workers.train import (
-    TrialResult,
-    epoch_generator,
-    evaluate,
-    resolve_device,
-)
+from workers.train import EVAL_CHUNK, TrialResult, epoch_generator, resolve_device
 from workers.workloads import Built, parse_workload_config
 
 COMPACT_FRACTION = 0.25
@@ -159,6 +154,46 @@ def _train_epoch(
     return finite
 
 
+@torch.no_grad()
+def _evaluate(
+    stack: _Stack, base: nn.Module, builds: list[Built], rows: list[tuple[int, int]]
+) -> dict[int, dict[str, float]]:
+    """train_loss, val_loss and the workload's metrics of these (row, member)s, all at once.
+
+    The same quantities as ``workers.train.evaluate``, summed in float64 over the same chunks,
+    from one vmapped forward pass per chunk instead of one pass per member.
+    """
+    shared = builds[stack.members[rows[0][0]]]
+    base.eval()
+    index = torch.tensor([row for row, _ in rows], device=shared.train[1].device)
+    params = {name: value[index] for name, value in stack.params.items()}
+    buffers = {name: value[index] for name, value in stack.buffers.items()}
+    forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))
+    losses = vmap(shared.loss_fn, in_dims=(0, None))
+
+    def mean_losses(inputs: Tensor, targets: Tensor) -> tuple[list[float], Tensor]:
+        totals = [0.0] * len(rows)
+        outputs = []
+        for start in range(0, len(targets), EVAL_CHUNK):
+            chunk_targets = targets[start : start + EVAL_CHUNK]
+            output = forward(params, buffers, inputs[start : start + EVAL_CHUNK])
+            for i, loss in enumerate(losses(output, chunk_targets).tolist()):
+                totals[i] += loss * len(chunk_targets)
+            outputs.append(output)
+        return [total / len(targets) for total in totals], torch.cat(outputs, dim=1)
+
+    train_losses, _ = mean_losses(*shared.train)
+    val_losses, val_outputs = mean_losses(*shared.val)
+    return {
+        k: {
+            "train_loss": train_losses[i],
+            "val_loss": val_losses[i],
+            **builds[k].metrics(val_outputs[i], shared.val[1]),
+        }
+        for i, (_, k) in enumerate(rows)
+    }
+
+
 def train_pack(
     spec: PackSpec,
     *,
@@ -204,7 +239,7 @@ def train_pack(
         epochs_run = epoch
         _sync(stack, models)
         training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
-        epoch_metrics = {k: evaluate(builds[k]) for _, k in training}
+        epoch_metrics = _evaluate(stack, base, builds, training)
         to_stop = (report(epoch, epoch_metrics) if report is not None else None) or set()
         keep = []
         for row, k in training:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import ray
+import torch
 
 from workers.pack import PackSpec, train_pack
 from workers.train import TrialSpec, train_trial
@@ -95,3 +96,11 @@ def run_pack(
         }
         for result in results
     ]
+
+
+def warm_up() -> str:
+    """Import the training stack in a fresh worker, so the first trials skip that cost."""
+    from workers.workloads.digits import digits_split
+
+    digits_split(torch.device("cpu"))
+    return ray.get_runtime_context().get_node_id()

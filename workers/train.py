@@ -18,7 +18,7 @@ from workers.workloads import Built, WorkloadConfig, parse_workload_config
 
 TrialStatus = Literal["completed", "diverged", "stopped"]
 
-_EVAL_CHUNK = 4_096
+EVAL_CHUNK = 4_096
 """Rows per forward pass when evaluating, so large datasets need not fit in one pass."""
 
 
@@ -107,9 +107,9 @@ def _mean_loss(built: Built, inputs: Tensor, targets: Tensor) -> tuple[float, Te
     """Mean loss over all rows (in float64 across chunks) and the concatenated outputs."""
     total = 0.0
     outputs = []
-    for start in range(0, len(targets), _EVAL_CHUNK):
-        chunk_targets = targets[start : start + _EVAL_CHUNK]
-        output = built.model(inputs[start : start + _EVAL_CHUNK])
+    for start in range(0, len(targets), EVAL_CHUNK):
+        chunk_targets = targets[start : start + EVAL_CHUNK]
+        output = built.model(inputs[start : start + EVAL_CHUNK])
         total += built.loss_fn(output, chunk_targets).item() * len(chunk_targets)
         outputs.append(output)
     return total / len(targets), torch.cat(outputs)

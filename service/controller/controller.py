@@ -36,7 +36,7 @@ from service.sweeps.repository import ACTIVE, finish_sweep
 from service.sweeps.schemas import ObjectiveSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import delete_metrics, record_metrics
-from workers.tasks import run_pack, run_trial
+from workers.tasks import run_pack, run_trial, warm_up
 from workers.workloads import get_workload
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class Controller:
         self._inbox: Any = None
         self._remote: Any = None
         self._remote_pack: Any = None
+        self._warming: list[Any] = []
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -130,6 +131,11 @@ class Controller:
     def start(self) -> None:
         """Run the controller loop in a background thread (Ray must be initialised)."""
         self._connect()
+        # Start one worker per CPU and import the training stack there now, so the first
+        # sweep does not wait for torch to load; Ray reuses these idle workers for trials.
+        cpus, _ = cluster_capacity()
+        warm = ray.remote(num_cpus=1, max_retries=0)(warm_up)
+        self._warming = [warm.remote() for _ in range(int(cpus))]
         self._thread = threading.Thread(target=self._loop, name="optisweep-controller", daemon=True)
         self._thread.start()
 
