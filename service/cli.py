@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -170,6 +171,12 @@ def serve(
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
+    with socket.socket() as probe:  # fail before starting Ray, not after
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _fail(f"port {port}: cannot listen on {host}: {exc.strerror}") from None
     console.print(
         f"optisweep on http://{host}:{port} (API docs at /docs), db {settings.database_url}"
     )
@@ -356,7 +363,11 @@ def run(
         ).id
     console.print(f"sweep {sweep_id}: {len(suggestions)} trials, database {settings.database_url}")
     controller = Controller(
-        sessions, max_trials=settings.max_trials, controller_id=controller_id, sweep_id=sweep_id
+        sessions,
+        max_trials=settings.max_trials,
+        controller_id=controller_id,
+        sweep_id=sweep_id,
+        pack_memory_mb=settings.pack_memory_mb,
     )
     with _progress() as progress:
         task = progress.add_task(f"sweep {sweep_id}", total=len(suggestions), counts="")

@@ -16,3 +16,5 @@ class Settings(BaseSettings):
     max_trials: int = Field(default=10_000, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
+    pack_memory_mb: float = Field(default=2048.0, gt=0)
+    """The most memory one pack may use (parameters, gradients, optimizer state, activations)."""

@@ -37,7 +37,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         if app.state.run_controller:
             started_ray = init_ray(settings.ray_address)
-            controller = Controller(sessions, max_trials=settings.max_trials)
+            controller = Controller(
+                sessions, max_trials=settings.max_trials, pack_memory_mb=settings.pack_memory_mb
+            )
             controller.start()
             app.state.controller = controller
         yield

@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from optimizers import ConstantSchedule, MemberConfig, PopulationOptimizer, Schedule
+from optimizers import (
+    OPTIMIZERS,
+    ConstantSchedule,
+    MemberConfig,
+    PopulationOptimizer,
+    Schedule,
+)
 from optimizers.schemas import PositiveFloat
 from workers.train import EVAL_CHUNK, TrialResult, epoch_generator, resolve_device
 from workers.workloads import Built, parse_workload_config
@@ -265,3 +271,33 @@ def train_pack(
             if k not in results:
                 results[k] = TrialResult("completed", epochs_run, last[k], str(device))
     return [results[k] for k in range(len(spec.members))]
+
+
+def member_memory_bytes(workload: dict[str, Any], optimizers: list[str]) -> int:
+    """What one more pack member costs in memory, estimated from a probe of one member.
+
+    Parameters and gradients, plus the largest optimizer state of these families (parameter
+    count x (2 + state tensors) x element size), plus the activations of one training step,
+    measured on a probe forward pass (every module's output on one batch).
+    """
+    workload_, config = parse_workload_config(workload)
+    built = workload_.build(config, seed=0, device=torch.device("cpu"))
+    params = list(built.model.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    state = max(OPTIMIZERS[name].state_tensors for name in optimizers)
+    activation_bytes = 0
+
+    def count(module: nn.Module, args: Any, output: Any) -> None:
+        nonlocal activation_bytes
+        if isinstance(output, Tensor):
+            activation_bytes += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(count) for m in built.model.modules()]
+    try:
+        inputs, targets = built.train
+        batch = slice(0, config.batch_size)
+        built.loss_fn(built.model(inputs[batch]), targets[batch]).backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return param_bytes * (2 + state) + activation_bytes

@@ -9,6 +9,7 @@ at once after a restart, while a claim of a controller that stopped heartbeating
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -36,6 +37,7 @@ from service.sweeps.repository import ACTIVE, finish_sweep
 from service.sweeps.schemas import ObjectiveSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import delete_metrics, record_metrics
+from workers.pack import member_memory_bytes
 from workers.tasks import run_pack, run_trial, warm_up
 from workers.workloads import get_workload
 
@@ -92,6 +94,7 @@ class Controller:
         poll_seconds: float = 0.2,
         claim_seconds: float = 2.0,
         lease_seconds: float = 30.0,
+        pack_memory_mb: float = 2048.0,
     ) -> None:
         self._sessions = sessions
         self._max_trials = max_trials
@@ -118,6 +121,8 @@ class Controller:
         self._remote: Any = None
         self._remote_pack: Any = None
         self._warming: list[Any] = []
+        self._pack_memory_mb = pack_memory_mb
+        self._member_bytes: dict[str, int] = {}
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -491,7 +496,16 @@ class Controller:
         if resources.gpus_per_trial > 0:
             slots = min(slots, total_gpus / resources.gpus_per_trial)
         size = math.ceil(pending / max(1, math.floor(slots)))
-        return max(1, min(size, resources.max_pack_size))
+        return max(1, min(size, resources.max_pack_size, self._memory_cap(spec)))
+
+    def _memory_cap(self, spec: SweepCreate) -> int:
+        """How many members fit in ``pack_memory_mb``, from a one-member probe (cached)."""
+        key = json.dumps([spec.workload.config(), sorted(spec.space.optimizers)], sort_keys=True)
+        if key not in self._member_bytes:
+            self._member_bytes[key] = member_memory_bytes(
+                spec.workload.config(), spec.space.optimizers
+            )
+        return max(1, int(self._pack_memory_mb * 2**20 // self._member_bytes[key]))
 
     def _submit(
         self,

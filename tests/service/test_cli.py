@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -44,3 +45,14 @@ def test_db_upgrade_bad_url_is_one_line_and_exit_2(url: str) -> None:
     assert len(lines) == 1
     assert "database-url" in lines[0]
     assert url in lines[0]
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("serve", "--port", str(port))
+    assert result.returncode == 2
+    assert f"port {port}: cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr

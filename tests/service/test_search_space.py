@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,3 +128,30 @@ def test_bad_specs_name_the_field(changes: dict[str, Any], field: str, text: str
     rendered = str(info.value)
     assert field in rendered
     assert text in rendered
+
+
+def test_pack_size_spreads_trials_over_slots_within_the_memory_cap(tmp_path: Path) -> None:
+    from service.controller.controller import Controller
+    from service.db.session import make_engine, make_sessionmaker
+    from workers.pack import member_memory_bytes
+
+    spec = SweepCreate.model_validate(
+        {
+            "name": "packing",
+            "workload": {"name": "mlp-digits", "epochs": 1},
+            "space": {"optimizers": ["adam", "sgd"], "lr": {"values": [0.1]}},
+            "search": {"algorithm": "grid"},
+        }
+    )
+    member_mb = member_memory_bytes(spec.workload.config(), ["adam", "sgd"]) / 2**20
+    sessions = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
+    roomy = Controller(sessions, max_trials=100, pack_memory_mb=1000 * member_mb)
+    assert roomy._pack_size(spec, 64, total_cpus=2, total_gpus=0) == 32
+    assert roomy._pack_size(spec, 7, total_cpus=2, total_gpus=0) == 4
+    assert roomy._pack_size(spec, 500, total_cpus=2, total_gpus=0) == 64  # max_pack_size
+    tight = Controller(sessions, max_trials=100, pack_memory_mb=3.5 * member_mb)
+    assert tight._pack_size(spec, 64, total_cpus=2, total_gpus=0) == 3
+    unpacked = spec.model_copy(
+        update={"resources": spec.resources.model_copy(update={"pack": False})}
+    )
+    assert roomy._pack_size(unpacked, 64, total_cpus=2, total_gpus=0) == 1

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from optimizers import OPTIMIZERS
-from workers.pack import MemberSpec, PackSpec, train_pack
+from workers.pack import MemberSpec, PackSpec, member_memory_bytes, train_pack
 from workers.train import TrialResult, TrialSpec, train_trial
 
 DATA_SEED = 11
@@ -160,3 +160,15 @@ def test_a_workload_that_cannot_be_packed_is_refused(
             members=[MemberSpec(optimizer="sgd", hparams={"lr": 0.1}, seed=0)],
             data_seed=0,
         )
+
+
+def test_memory_estimate_counts_optimizer_state_and_activations() -> None:
+    mlp = {"name": "mlp-digits", "epochs": 1, "batch_size": 64}
+    params = 64 * 128 + 128 + 128 * 10 + 10
+    sgd = member_memory_bytes(mlp, ["sgd"])
+    adam = member_memory_bytes(mlp, ["sgd", "adam"])
+    extra_state = OPTIMIZERS["adam"].state_tensors - OPTIMIZERS["sgd"].state_tensors
+    assert adam - sgd == params * 4 * extra_state
+    assert sgd > params * 4 * 2  # parameters, gradients, and some activations
+    bigger_batches = member_memory_bytes({**mlp, "batch_size": 128}, ["sgd"])
+    assert bigger_batches - sgd == sgd - params * 4 * 2  # activations scale with the batch
