@@ -225,7 +225,12 @@ def train_pack(
 
     results: dict[int, TrialResult] = {}
     last: dict[int, dict[str, float]] = {k: {} for k in range(len(spec.members))}
-    active = [k for k in range(len(spec.members)) if k not in (stop or set())]
+    # Rows ordered by family and code path: each group of the PopulationOptimizer is then a
+    # contiguous slice of the stack and steps through views, not gathers and scatters.
+    active = sorted(
+        (k for k in range(len(spec.members)) if k not in (stop or set())),
+        key=lambda k: (configs[k].optimizer, configs[k].spec.rule.variant(configs[k].validated())),
+    )
     for k in range(len(spec.members)):
         if k not in active:
             results[k] = TrialResult("stopped", 0, {}, str(device))
