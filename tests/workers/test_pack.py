@@ -10,6 +10,7 @@ import pytest
 from optimizers import OPTIMIZERS
 from workers.pack import MemberSpec, PackSpec, member_memory_bytes, train_pack
 from workers.train import TrialResult, TrialSpec, train_trial
+from workers.workloads import WORKLOADS
 
 DATA_SEED = 11
 
@@ -172,3 +173,14 @@ def test_memory_estimate_counts_optimizer_state_and_activations() -> None:
     assert sgd > params * 4 * 2  # parameters, gradients, and some activations
     bigger_batches = member_memory_bytes({**mlp, "batch_size": 128}, ["sgd"])
     assert bigger_batches - sgd == sgd - params * 4 * 2  # activations scale with the batch
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_every_built_in_workload_packs_and_matches_alone(name: str) -> None:
+    config = {"name": name, "epochs": 2}
+    members = [MIXED[0], MIXED[5]]
+    curves, results = _packed(config, members)
+    for member, curve, result in zip(members, curves, results, strict=True):
+        alone_curve, alone_result = _alone(config, member)
+        assert (result.status, result.epochs_run) == (alone_result.status, alone_result.epochs_run)
+        assert _max_relative_difference(curve, alone_curve) <= 1e-4, (name, member)
