@@ -367,6 +367,7 @@ def run(
         max_trials=settings.max_trials,
         controller_id=controller_id,
         sweep_id=sweep_id,
+        lease_seconds=settings.claim_lease_seconds,
         pack_memory_mb=settings.pack_memory_mb,
     )
     with _progress() as progress:
@@ -383,7 +384,16 @@ def run(
             counts = {status.value: count for status, count in by_status.items()}
             progress.update(task, completed=_done(counts), counts=_counts_text(counts))
 
-        controller.run_sweep(sweep_id, on_tick=show)
+        try:
+            controller.run_sweep(sweep_id, on_tick=show)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"interrupted: sweep {sweep_id} stays running in the database; a server on it "
+                f"takes it over after {settings.claim_lease_seconds:g} s "
+                "(optisweep serve, same OPTISWEEP_DATABASE_URL)"
+            )
+            raise typer.Exit(130) from None
         last = 0.0
         show()
     with sessions() as session:

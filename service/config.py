@@ -16,5 +16,7 @@ class Settings(BaseSettings):
     max_trials: int = Field(default=10_000, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
+    claim_lease_seconds: float = Field(default=30.0, gt=0)
+    """How long a controller's claim on a sweep outlives its last heartbeat."""
     pack_memory_mb: float = Field(default=2048.0, gt=0)
     """The most memory one pack may use (parameters, gradients, optimizer state, activations)."""

@@ -38,7 +38,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.run_controller:
             started_ray = init_ray(settings.ray_address)
             controller = Controller(
-                sessions, max_trials=settings.max_trials, pack_memory_mb=settings.pack_memory_mb
+                sessions,
+                max_trials=settings.max_trials,
+                lease_seconds=settings.claim_lease_seconds,
+                pack_memory_mb=settings.pack_memory_mb,
             )
             controller.start()
             app.state.controller = controller

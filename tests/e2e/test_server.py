@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,8 +18,8 @@ from sqlalchemy import select
 
 from service.db.session import make_engine
 from service.sweeps.models import Sweep
-from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import Server, run_cli
+from tests.conftest import REPO_ROOT, clean_environment
+from tests.e2e.conftest import OPTISWEEP, Server, run_cli
 
 EXAMPLE = REPO_ROOT / "examples" / "rosenbrock-grid.yaml"
 
@@ -221,3 +223,50 @@ def test_run_drives_a_sweep_without_a_server(tmp_path: Path) -> None:
     assert rejected.returncode == 2
     assert "workload.epochs" in rejected.stderr
     assert "Traceback" not in rejected.stderr
+
+
+def test_a_server_takes_over_a_sweep_whose_optisweep_run_was_interrupted(
+    start_server: type[Server], tmp_path: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'takeover.db'}"
+    spec_file = tmp_path / "takeover.yaml"
+    spec_file.write_text(yaml.safe_dump({**RESTART_SPEC, "name": "takeover"}))
+    run = subprocess.Popen(
+        [OPTISWEEP, "run", str(spec_file), "--database-url", database_url],
+        env=clean_environment(COLUMNS="200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(t["status"] == "running" for t in _trials_in_if_any(database_url)):
+        assert run.poll() is None, run.communicate()[0]
+        assert time.monotonic() < deadline, "optisweep run started no trial"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 130, output
+    assert "interrupted: sweep 1 stays running" in output
+    assert "Traceback" not in output
+
+    server = start_server(database_url=database_url, env={"OPTISWEEP_CLAIM_LEASE_SECONDS": "2"})
+    server.wait_ready()
+    final = _wait_until(server, 1, done=12)
+    deadline = time.monotonic() + 60
+    while final["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        final = _get(server, "/sweeps/1")
+    assert final["status"] == "completed"
+    trials = _get(server, "/sweeps/1/trials", limit=100)["items"]
+    assert sorted(t["number"] for t in trials) == list(range(12))
+    assert {t["status"] for t in trials} <= {"completed", "diverged"}
+    assert all(t["attempt"] == 1 for t in trials)  # interrupted attempts are not failures
+
+
+def _trials_in_if_any(database_url: str) -> list[dict[str, Any]]:
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return _trials_in(database_url, 1)
+    except (OperationalError, AssertionError):
+        return []  # the database or the sweep does not exist yet
