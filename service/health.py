@@ -46,26 +46,26 @@ def healthz() -> Health:
 def readyz(session: SessionDep, controller: ControllerDep, response: Response) -> Readiness:
     """The database answers a query and the Ray cluster reports its resources."""
     readiness = Readiness(status="ready", database="ok", ray="ok")
+    ready = True
     try:
-        session.execute(text("SELECT 1"))
+        session.execute(text("SELECT 1")).scalar()
     except SQLAlchemyError as exc:
         readiness.database = f"unreachable: {str(exc).splitlines()[0]}"
+        ready = False
     if controller is None:
         readiness.ray = "not used (server runs without a controller)"
     elif not ray.is_initialized():
-        readiness.ray = "not initialised"
+        readiness.ray, ready = "not initialised", False
     else:
         try:
             readiness.cpus, readiness.gpus = _ray_probe.submit(cluster_capacity).result(
                 timeout=RAY_TIMEOUT_SECONDS
             )
         except FutureTimeout:
-            readiness.ray = f"no answer within {RAY_TIMEOUT_SECONDS:g} s"
+            readiness.ray, ready = f"no answer within {RAY_TIMEOUT_SECONDS:g} s", False
         except Exception as exc:
-            readiness.ray = f"unreachable: {type(exc).__name__}: {exc}"
-    if readiness.database != "ok" or readiness.ray.startswith(
-        ("unreachable", "no answer", "not i")
-    ):
+            readiness.ray, ready = f"unreachable: {type(exc).__name__}: {exc}", False
+    if not ready:
         readiness.status = "not ready"
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return readiness

@@ -72,6 +72,15 @@ def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) ->
     return value > than if objective.mode == "max" else value < than
 
 
+def _start_over(session: Session, trials: list[Trial]) -> None:
+    """Put trials back in the queue for a new attempt from scratch, forgetting their curves."""
+    for trial in trials:
+        trial.status = TrialStatus.PENDING
+        trial.started_at = None
+        trial.best_objective = None
+    delete_metrics(session, trial_ids=[trial.id for trial in trials])
+
+
 def _describe(exc: BaseException) -> str:
     """A trial's error for users: the exception raised in the worker, without Ray's wrapping."""
     if isinstance(exc, RayTaskError):
@@ -298,11 +307,8 @@ class Controller:
         )
         for trial in orphans:
             # The attempt was interrupted, not failed: it starts again and does not count.
-            trial.status = TrialStatus.PENDING
             trial.attempt = max(trial.attempt - 1, 0)
-            trial.started_at = None
-            trial.best_objective = None
-        delete_metrics(session, trial_ids=[trial.id for trial in orphans])
+        _start_over(session, orphans)
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep.id, len(orphans))
         if sweep.status == SweepStatus.PENDING:
@@ -431,10 +437,8 @@ class Controller:
         spec = self._specs[flight.sweep_id]
         if flight.sweep_id in self._active and attempt <= spec.resources.max_failures:
             logger.warning("trial %s attempt %s failed: %s", trial.id, attempt, message)
-            trial.status = TrialStatus.PENDING
             trial.error = f"attempt {attempt} failed: {message}"
-            trial.best_objective = None
-            delete_metrics(session, trial_ids=[trial.id])
+            _start_over(session, [trial])
             return
         trial.status = TrialStatus.FAILED
         trial.error = message
@@ -452,6 +456,12 @@ class Controller:
         total_cpus, total_gpus = self._capacity
         used_cpus = sum(f.cpus for f in self._in_flight.values())
         used_gpus = sum(f.gpus for f in self._in_flight.values())
+        least_cpus = min(self._specs[s].resources.cpus_per_trial for s in self._active)
+        least_gpus = min(self._specs[s].resources.gpus_per_trial for s in self._active)
+        if self._in_flight and (
+            used_cpus + least_cpus > total_cpus + 1e-9 or used_gpus + least_gpus > total_gpus + 1e-9
+        ):
+            return  # the cluster is full: no need to ask the database for pending trials
         with self._sessions() as session:
             pending = session.scalars(
                 select(Trial)
