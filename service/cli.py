@@ -369,6 +369,7 @@ def run(
         sweep_id=sweep_id,
         lease_seconds=settings.claim_lease_seconds,
         pack_memory_mb=settings.pack_memory_mb,
+        checkpoint_dir=settings.checkpoint_dir,
     )
     with _progress() as progress:
         task = progress.add_task(f"sweep {sweep_id}", total=len(suggestions), counts="")

@@ -20,3 +20,7 @@ class Settings(BaseSettings):
     """How long a controller's claim on a sweep outlives its last heartbeat."""
     pack_memory_mb: float = Field(default=2048.0, gt=0)
     """The most memory one pack may use (parameters, gradients, optimizer state, activations)."""
+    checkpoint_dir: str = "optisweep-checkpoints"
+    """Where trials' checkpoints go (one file per trial; on a cluster, storage every node
+    mounts at this path). Relative paths are taken from the server's working directory; empty
+    turns checkpoints off."""

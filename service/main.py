@@ -42,6 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 max_trials=settings.max_trials,
                 lease_seconds=settings.claim_lease_seconds,
                 pack_memory_mb=settings.pack_memory_mb,
+                checkpoint_dir=settings.checkpoint_dir,
             )
             controller.start()
             app.state.controller = controller

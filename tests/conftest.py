@@ -29,12 +29,31 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return os.pathsep.join([str(root), str(REPO_ROOT)])
 
 
+CHECKPOINT_DIR_VARIABLE = "OPTISWEEP_CHECKPOINT_DIR"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Trials' checkpoints of this session go to a temporary folder, not the working tree."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    previous = os.environ.get(CHECKPOINT_DIR_VARIABLE)
+    os.environ[CHECKPOINT_DIR_VARIABLE] = str(root)
+    yield root
+    if previous is None:
+        del os.environ[CHECKPOINT_DIR_VARIABLE]
+    else:
+        os.environ[CHECKPOINT_DIR_VARIABLE] = previous
+
+
 def clean_environment(**extra: str) -> dict[str, str]:
-    """os.environ without RAY_* and OPTISWEEP_* variables (so no Ray setting leaks), plus extra."""
+    """os.environ without RAY_* and OPTISWEEP_* variables (so no Ray setting leaks), plus extra.
+
+    The session's checkpoint folder is kept, so servers in subprocesses write there too.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("RAY_", "OPTISWEEP_"))
+        if not key.startswith(("RAY_", "OPTISWEEP_")) or key == CHECKPOINT_DIR_VARIABLE
     }
     env.update(extra)
     return env

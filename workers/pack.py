@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +31,20 @@ from optimizers import (
     OPTIMIZERS,
     ConstantSchedule,
     MemberConfig,
+    MemberExport,
     PopulationOptimizer,
     Schedule,
 )
 from optimizers.schemas import PositiveFloat
-from workers.train import EVAL_CHUNK, TrialResult, epoch_generator, resolve_device
+from workers.checkpoint import Checkpoint
+from workers.train import (
+    EVAL_CHUNK,
+    TrialResult,
+    check_resumable,
+    epoch_generator,
+    resolve_device,
+    steps_per_epoch,
+)
 from workers.workloads import Built, parse_workload_config
 
 COMPACT_FRACTION = 0.25
@@ -104,25 +113,33 @@ class _Stack:
     optimizer: PopulationOptimizer
 
 
-def _stack(models: list[nn.Module], members: list[int], configs: list[MemberConfig]) -> _Stack:
+def _family_key(config: MemberConfig) -> tuple[str, Any]:
+    return config.optimizer, config.spec.rule.variant(config.validated())
+
+
+def _restack(
+    models: list[nn.Module],
+    configs: list[MemberConfig],
+    members: list[int],
+    exports: dict[int, MemberExport],
+) -> _Stack:
+    """A stack of these members' models, optimizer state loaded from ``exports`` where given.
+
+    Rows are ordered by family and code path: each group of the PopulationOptimizer is then a
+    contiguous slice of the stack and steps through views, not gathers and scatters.
+    """
+    members = sorted(members, key=lambda k: _family_key(configs[k]))
     params, buffers = stack_module_state([models[k] for k in members])
     optimizer = PopulationOptimizer(list(params.values()), [configs[k] for k in members])
+    for row, k in enumerate(members):
+        if k in exports:
+            optimizer.load_member(row, exports[k])
     return _Stack(members=members, params=params, buffers=buffers, optimizer=optimizer)
 
 
-def _compact(stack: _Stack, keep: list[int]) -> _Stack:
-    """A smaller stack of the rows ``keep``, optimizer state and schedules carried over."""
-    exports = [stack.optimizer.export_member(row) for row in keep]
-    names = list(stack.params)
-    params = {
-        name: torch.stack([export.params[j] for export in exports]).requires_grad_(True)
-        for j, name in enumerate(names)
-    }
-    buffers = {name: value[keep].clone() for name, value in stack.buffers.items()}
-    optimizer = PopulationOptimizer(list(params.values()), [e.config for e in exports])
-    for row, export in enumerate(exports):
-        optimizer.load_member(row, export)
-    return _Stack([stack.members[row] for row in keep], params, buffers, optimizer)
+def _exports(stack: _Stack, members: Iterable[int]) -> dict[int, MemberExport]:
+    rows = {k: row for row, k in enumerate(stack.members)}
+    return {k: stack.optimizer.export_member(rows[k]) for k in members}
 
 
 def _sync(stack: _Stack, models: list[nn.Module]) -> None:
@@ -206,11 +223,17 @@ def train_pack(
     report: PackReport | None = None,
     stop: set[int] | None = None,
     compact_fraction: float = COMPACT_FRACTION,
+    resume: dict[int, Checkpoint] | None = None,
+    checkpoint: Callable[[int, Checkpoint], None] | None = None,
+    checkpoint_every: int = 1,
 ) -> list[TrialResult]:
     """Train every member epoch by epoch; each ends completed, diverged or stopped.
 
     ``stop`` holds members to stop before the first epoch; ``report`` is told each epoch's
     metrics of the members still training and answers which of them should stop.
+    ``resume`` maps members to checkpoints to continue from: a member joins the stack at the
+    epoch after its checkpoint's. ``checkpoint(member, ckpt)`` is called for every training
+    member every ``checkpoint_every`` epochs and after the last one, before the report.
     """
     workload, config = parse_workload_config(spec.workload)
     device = resolve_device(spec.device)
@@ -222,24 +245,40 @@ def train_pack(
     models = [built.model for built in builds]
     configs = [member.member_config() for member in spec.members]
     base = copy.deepcopy(models[0]).to("meta")
+    resume = resume or {}
+    start = dict.fromkeys(range(len(spec.members)), 0)
+    last: dict[int, dict[str, float]] = {k: {} for k in range(len(spec.members))}
+    for k, saved in resume.items():
+        check_resumable(saved, configs[k])
+        models[k].load_state_dict(saved.model)
+        start[k], last[k] = saved.epoch, dict(saved.metrics)
 
     results: dict[int, TrialResult] = {}
-    last: dict[int, dict[str, float]] = {k: {} for k in range(len(spec.members))}
-    # Rows ordered by family and code path: each group of the PopulationOptimizer is then a
-    # contiguous slice of the stack and steps through views, not gathers and scatters.
-    active = sorted(
-        (k for k in range(len(spec.members)) if k not in (stop or set())),
-        key=lambda k: (configs[k].optimizer, configs[k].spec.rule.variant(configs[k].validated())),
-    )
+    waiting: set[int] = set()
     for k in range(len(spec.members)):
-        if k not in active:
-            results[k] = TrialResult("stopped", 0, {}, str(device))
-    stack = _stack(models, active, configs) if active else None
+        if k in (stop or set()):
+            results[k] = TrialResult("stopped", start[k], last[k], str(device))
+        elif start[k] >= config.epochs:
+            results[k] = TrialResult("completed", start[k], last[k], str(device))
+        else:
+            waiting.add(k)
+    stack: _Stack | None = None
     shared = builds[0]
-    epochs_run = 0
-    for epoch in range(1, config.epochs + 1):
+    steps = steps_per_epoch(shared, config.batch_size)
+    first = min((start[k] for k in waiting), default=config.epochs)
+    for epoch in range(first + 1, config.epochs + 1):
+        joining = sorted(k for k in waiting if start[k] == epoch - 1)
+        if joining:
+            waiting.difference_update(joining)
+            exports = {k: resume[k].member_export(models[k]) for k in joining if k in resume}
+            members = joining
+            if stack is not None:
+                going_on = [k for k in stack.members if k not in results]
+                exports.update(_exports(stack, going_on))
+                members = going_on + joining
+            stack = _restack(models, configs, members, exports)
         if stack is None:
-            break
+            continue
         order = torch.randperm(
             len(shared.train[1]), generator=epoch_generator(spec.data_seed, epoch)
         )
@@ -247,10 +286,23 @@ def train_pack(
             stack, base, shared, batch_size=config.batch_size, order=order.to(device)
         ).tolist()
         stack.optimizer.advance_schedules()
-        epochs_run = epoch
         _sync(stack, models)
         training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
         epoch_metrics = _evaluate(stack, base, builds, training)
+        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
+            for row, k in training:
+                export = stack.optimizer.export_member(row)
+                checkpoint(
+                    k,
+                    Checkpoint(
+                        epoch=epoch,
+                        metrics=epoch_metrics[k],
+                        config=configs[k],
+                        model={n: v.detach().clone() for n, v in models[k].state_dict().items()},
+                        optimizer_state=export.optimizer_state,
+                        step=epoch * steps,
+                    ),
+                )
         to_stop = (report(epoch, epoch_metrics) if report is not None else None) or set()
         keep = []
         for row, k in training:
@@ -270,11 +322,12 @@ def train_pack(
         if not keep:
             stack = None
         elif len(stack.members) - len(keep) >= max(1, compact_fraction * len(stack.members)):
-            stack = _compact(stack, keep)
+            kept = [stack.members[row] for row in keep]
+            stack = _restack(models, configs, kept, _exports(stack, kept))
     if stack is not None:
         for k in stack.members:
             if k not in results:
-                results[k] = TrialResult("completed", epochs_run, last[k], str(device))
+                results[k] = TrialResult("completed", config.epochs, last[k], str(device))
     return [results[k] for k in range(len(spec.members))]
 
 

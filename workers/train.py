@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,8 +13,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
-from optimizers import ConstantSchedule, Schedule, create_optimizer, lr_multiplier, validate_hparams
+from optimizers import (
+    ConstantSchedule,
+    MemberConfig,
+    Schedule,
+    create_optimizer,
+    lr_multiplier,
+    validate_hparams,
+)
 from optimizers.schemas import PositiveFloat
+from workers.checkpoint import Checkpoint
 from workers.workloads import Built, WorkloadConfig, parse_workload_config
 
 TrialStatus = Literal["completed", "diverged", "stopped"]
@@ -63,6 +72,15 @@ class TrialSpec(BaseModel):
     def workload_config(self) -> WorkloadConfig:
         """The workload config validated into the workload's own config model."""
         return parse_workload_config(self.workload)[1]
+
+    def member_config(self) -> MemberConfig:
+        """The optimizer side of this trial: family, hyperparameters, schedule, clipping."""
+        return MemberConfig(
+            optimizer=self.optimizer,
+            hparams=self.hparams,
+            schedule=self.schedule,
+            clip_norm=self.clip_norm,
+        )
 
 
 @dataclass(frozen=True)
@@ -152,27 +170,62 @@ def _train_epoch(
     return bool(finite.item())
 
 
+def check_resumable(checkpoint: Checkpoint, config: MemberConfig) -> None:
+    """ValueError unless ``checkpoint`` was taken from a trial with this optimizer config."""
+    if checkpoint.config.optimizer != config.optimizer:
+        raise ValueError(
+            f"resume: the checkpoint is of a {checkpoint.config.optimizer!r} trial, "
+            f"not {config.optimizer!r}"
+        )
+    if checkpoint.config.validated() != config.validated():
+        raise ValueError(
+            f"resume: the checkpoint's hyperparameters {checkpoint.config.hparams} differ from "
+            f"{config.hparams}"
+        )
+
+
+def steps_per_epoch(built: Built, batch_size: int) -> int:
+    """Optimizer steps in one epoch: one per batch, the last one possibly short."""
+    return math.ceil(len(built.train[1]) / batch_size)
+
+
 def train_trial(
     spec: TrialSpec,
     *,
     report: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 1,
 ) -> TrialResult:
-    """Train one trial epoch by epoch, reporting metrics after each; stop early on divergence."""
+    """Train one trial epoch by epoch, reporting metrics after each; stop early on divergence.
+
+    ``resume`` continues from a checkpoint (taken alone or in a pack) after its epoch;
+    ``checkpoint`` is handed one every ``checkpoint_every`` epochs and after the last epoch,
+    before that epoch is reported.
+    """
     workload, config = parse_workload_config(spec.workload)
     device = resolve_device(spec.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         built = workload.build(config, seed=spec.seed, device=device)
     optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hparams)
+    start = 0
+    metrics: dict[str, float] = {}
+    if resume is not None:
+        check_resumable(resume, spec.member_config())
+        built.model.load_state_dict(resume.model)
+        # torch.optim aliases the tensors it loads: copy, so the checkpoint stays as it was.
+        optimizer.load_state_dict(copy.deepcopy(resume.optimizer_state))
+        start, metrics = resume.epoch, dict(resume.metrics)
+    # last_epoch=start-1: the scheduler's first step brings it to epoch ``start``.
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda t: lr_multiplier(spec.schedule, t)
+        optimizer, lambda t: lr_multiplier(spec.schedule, t), last_epoch=start - 1
     )
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
 
-    metrics: dict[str, float] = {}
-    epochs_run = 0
-    for epoch in range(1, config.epochs + 1):
+    epochs_run = start
+    for epoch in range(start + 1, config.epochs + 1):
         if should_stop is not None and should_stop():
             return TrialResult("stopped", epochs_run, metrics, str(device))
         order = torch.randperm(len(built.train[1]), generator=epoch_generator(data_seed, epoch))
@@ -186,6 +239,17 @@ def train_trial(
         scheduler.step()
         metrics = evaluate(built)
         epochs_run = epoch
+        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
+            checkpoint(
+                Checkpoint(
+                    epoch=epoch,
+                    metrics=metrics,
+                    config=spec.member_config(),
+                    model={k: v.detach().clone() for k, v in built.model.state_dict().items()},
+                    optimizer_state=copy.deepcopy(optimizer.state_dict()),
+                    step=epoch * steps_per_epoch(built, config.batch_size),
+                )
+            )
         if report is not None:
             report(epoch, metrics)
         losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -36,7 +37,7 @@ from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import ACTIVE, finish_sweep
 from service.sweeps.schemas import ObjectiveSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
-from service.trials.repository import delete_metrics, record_metrics
+from service.trials.repository import best_metric, delete_metrics, record_metrics
 from workers.pack import member_memory_bytes
 from workers.tasks import run_pack, run_trial, warm_up
 from workers.workloads import get_workload
@@ -72,13 +73,15 @@ def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) ->
     return value > than if objective.mode == "max" else value < than
 
 
-def _start_over(session: Session, trials: list[Trial]) -> None:
-    """Put trials back in the queue for a new attempt from scratch, forgetting their curves."""
+def _start_over(trials: list[Trial]) -> None:
+    """Put trials back in the queue for a new attempt.
+
+    Their curves stay until the next attempt starts: it says which epoch it continues after
+    (its checkpoint's, or 0) and the controller forgets what was recorded after that.
+    """
     for trial in trials:
         trial.status = TrialStatus.PENDING
         trial.started_at = None
-        trial.best_objective = None
-    delete_metrics(session, trial_ids=[trial.id for trial in trials])
 
 
 def _describe(exc: BaseException) -> str:
@@ -104,6 +107,7 @@ class Controller:
         claim_seconds: float = 2.0,
         lease_seconds: float = 30.0,
         pack_memory_mb: float = 2048.0,
+        checkpoint_dir: str | Path | None = None,
     ) -> None:
         self._sessions = sessions
         self._max_trials = max_trials
@@ -132,6 +136,11 @@ class Controller:
         self._warming: list[Any] = []
         self._pack_memory_mb = pack_memory_mb
         self._member_bytes: dict[str, int] = {}
+        self._checkpoint_dir = (
+            Path(checkpoint_dir).expanduser().resolve() if checkpoint_dir else None
+        )
+        self._checkpoint_roots: dict[int, Path] = {}
+        """Sweep id -> the folder of its trials' checkpoints."""
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -308,7 +317,7 @@ class Controller:
         for trial in orphans:
             # The attempt was interrupted, not failed: it starts again and does not count.
             trial.attempt = max(trial.attempt - 1, 0)
-        _start_over(session, orphans)
+        _start_over(orphans)
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep.id, len(orphans))
         if sweep.status == SweepStatus.PENDING:
@@ -351,6 +360,10 @@ class Controller:
                 return  # cancelled meanwhile
         self._specs[sweep.id] = spec
         self._active.add(sweep.id)
+        if self._checkpoint_dir is not None:
+            # Sweep ids repeat across databases; the creation time tells their sweeps apart.
+            stamp = sweep.created_at.strftime("%Y%m%dT%H%M%S%f")
+            self._checkpoint_roots[sweep.id] = self._checkpoint_dir / f"sweep-{sweep.id}-{stamp}"
 
     def _release(self, sweep_id: int) -> None:
         """A sweep that is no longer ours to run (cancelled): stop its trials in flight."""
@@ -377,6 +390,7 @@ class Controller:
             )
         }
         epochs: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+        self._forget_after(session, trials, [e for e in events if isinstance(e, Started)])
         for event in events:
             trial = trials[event.trial_id]
             if isinstance(event, Started):
@@ -389,6 +403,9 @@ class Controller:
                 trial.pack_id = event.pack_id
                 continue
             epochs[trial.id].append((event.epoch, event.metrics))
+            if event.checkpoint is not None:
+                trial.checkpoint_path = event.checkpoint
+                trial.checkpoint_epoch = event.epoch
             objective = self._specs[trial.sweep_id].objective
             value = event.metrics.get(objective.metric)
             if (
@@ -399,6 +416,30 @@ class Controller:
                 trial.best_objective = value
         for trial_id, rows in epochs.items():
             record_metrics(session, trial_id=trial_id, rows=rows)
+
+    def _forget_after(
+        self, session: Session, trials: dict[int, Trial], started: list[Started]
+    ) -> None:
+        """Attempts that began: forget what earlier attempts recorded after their start epoch.
+
+        An attempt continues after its checkpoint's epoch (0 when from scratch); the epochs
+        after it run again, so their metrics and the best objective among them go.
+        """
+        by_epoch: dict[int, list[int]] = defaultdict(list)
+        for event in started:
+            by_epoch[event.resumed_epoch].append(event.trial_id)
+        for epoch, trial_ids in by_epoch.items():
+            delete_metrics(session, trial_ids=trial_ids, after_step=epoch)
+            for trial_id in trial_ids:
+                trial = trials[trial_id]
+                if epoch == 0:
+                    trial.best_objective = None
+                    trial.checkpoint_path = trial.checkpoint_epoch = None
+                    continue
+                objective = self._specs[trial.sweep_id].objective
+                trial.best_objective = best_metric(
+                    session, trial_id=trial_id, name=objective.metric, mode=objective.mode
+                )
 
     def _apply_results(self, session: Session, finished: Iterable[ray.ObjectRef[Any]]) -> None:
         now = utcnow()
@@ -438,7 +479,7 @@ class Controller:
         if flight.sweep_id in self._active and attempt <= spec.resources.max_failures:
             logger.warning("trial %s attempt %s failed: %s", trial.id, attempt, message)
             trial.error = f"attempt {attempt} failed: {message}"
-            _start_over(session, [trial])
+            _start_over([trial])
             return
         trial.status = TrialStatus.FAILED
         trial.error = message
@@ -505,16 +546,24 @@ class Controller:
         slots = total_cpus / resources.cpus_per_trial
         if resources.gpus_per_trial > 0:
             slots = min(slots, total_gpus / resources.gpus_per_trial)
-        size = math.ceil(pending / max(1, math.floor(slots)))
-        return max(1, min(size, resources.max_pack_size, self._memory_cap(spec)))
+        size = min(math.ceil(pending / max(1, math.floor(slots))), resources.max_pack_size)
+        return 1 if size <= 1 else max(1, min(size, self._memory_cap(spec)))
 
     def _memory_cap(self, spec: SweepCreate) -> int:
         """How many members fit in ``pack_memory_mb``, from a one-member probe (cached)."""
         key = json.dumps([spec.workload.config(), sorted(spec.space.optimizers)], sort_keys=True)
         if key not in self._member_bytes:
-            self._member_bytes[key] = member_memory_bytes(
-                spec.workload.config(), spec.space.optimizers
-            )
+            try:
+                self._member_bytes[key] = member_memory_bytes(
+                    spec.workload.config(), spec.space.optimizers
+                )
+            except Exception:
+                # The probe builds the workload here; if that fails, the workers will say why
+                # for each trial. Until then, no memory cap is known.
+                logger.exception("could not measure a pack member of %s", spec.workload.name)
+                self._member_bytes[key] = 0
+        if not self._member_bytes[key]:
+            return spec.resources.max_pack_size
         return max(1, int(self._pack_memory_mb * 2**20 // self._member_bytes[key]))
 
     def _submit(
@@ -530,6 +579,7 @@ class Controller:
         workload = spec.workload.config()
         attempts = tuple((trial.id, trial.attempt + 1) for trial in trials)
         options = self._remote.options(num_cpus=cpus, num_gpus=gpus)
+        plans = self._checkpoint_plans(spec, sweep_id, trials)
         pack_id = None
         if pack:
             pack_id = uuid.uuid4().hex[:16]
@@ -542,7 +592,11 @@ class Controller:
                 "data_seed": spec.search.seed,
             }
             ref = self._remote_pack.options(num_cpus=cpus, num_gpus=gpus).remote(
-                payload, trials=list(attempts), pack_id=pack_id, inbox=self._inbox
+                payload,
+                trials=list(attempts),
+                pack_id=pack_id,
+                inbox=self._inbox,
+                checkpoints=plans,
             )
         else:
             (trial,) = trials
@@ -554,11 +608,25 @@ class Controller:
                 "data_seed": spec.search.seed,
             }
             ref = options.remote(
-                payload, trial_id=trial.id, attempt=attempts[0][1], inbox=self._inbox
+                payload,
+                trial_id=trial.id,
+                attempt=attempts[0][1],
+                inbox=self._inbox,
+                checkpoint=plans[0] if plans else None,
             )
         self._in_flight[ref] = _InFlight(sweep_id, attempts, cpus, gpus, pack_id)
         for trial_id, attempt in attempts:
             self._by_trial[trial_id] = attempt
+
+    def _checkpoint_plans(
+        self, spec: SweepCreate, sweep_id: int, trials: list[Trial]
+    ) -> list[dict[str, Any]] | None:
+        """Each trial's checkpoint file and interval (workers.tasks.CheckpointPlan), or None."""
+        root = self._checkpoint_roots.get(sweep_id)
+        every = spec.resources.checkpoint_every
+        if root is None or every == 0:
+            return None
+        return [{"path": str(root / f"trial-{trial.id}.pt"), "every": every} for trial in trials]
 
     def _finish_sweeps(self) -> None:
         busy = {flight.sweep_id for flight in self._in_flight.values()}

@@ -14,6 +14,8 @@ class Started:
     node_id: str
     device: str
     pack_id: str | None = None
+    resumed_epoch: int = 0
+    """The attempt continues from a checkpoint of this epoch (0: from scratch)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class EpochReport:
     attempt: int
     epoch: int
     metrics: dict[str, float]
+    checkpoint: str | None = None
+    """The checkpoint written after this epoch, if one was."""
 
 
 class Inbox:
@@ -37,31 +41,42 @@ class Inbox:
         self._events: list[Started | EpochReport] = []
         self._stop: set[int] = set()
 
-    def started(self, trial_id: int, attempt: int, node_id: str, device: str) -> bool:
+    def started(
+        self, trial_id: int, attempt: int, node_id: str, device: str, resumed_epoch: int = 0
+    ) -> bool:
         """Record that an attempt began; True if the trial should stop at once."""
-        self._events.append(Started(trial_id, attempt, node_id, device))
+        self._events.append(
+            Started(trial_id, attempt, node_id, device, resumed_epoch=resumed_epoch)
+        )
         return trial_id in self._stop
 
-    def report(self, trial_id: int, attempt: int, epoch: int, metrics: dict[str, float]) -> bool:
+    def report(
+        self,
+        trial_id: int,
+        attempt: int,
+        epoch: int,
+        metrics: dict[str, float],
+        checkpoint: str | None = None,
+    ) -> bool:
         """Record an epoch's metrics; True if the trial should stop before its next epoch."""
-        self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics)))
+        self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
         return trial_id in self._stop
 
     def started_pack(
-        self, trials: list[tuple[int, int]], node_id: str, device: str, pack_id: str
+        self, trials: list[tuple[int, int, int]], node_id: str, device: str, pack_id: str
     ) -> list[int]:
-        """Record that a pack's (trial id, attempt)s began; the trial ids that should stop."""
-        for trial_id, attempt in trials:
-            self._events.append(Started(trial_id, attempt, node_id, device, pack_id))
-        return [trial_id for trial_id, _ in trials if trial_id in self._stop]
+        """Record that a pack's (trial id, attempt, resumed epoch)s began; the ids to stop."""
+        for trial_id, attempt, resumed in trials:
+            self._events.append(Started(trial_id, attempt, node_id, device, pack_id, resumed))
+        return [trial_id for trial_id, _, _ in trials if trial_id in self._stop]
 
     def report_pack(
-        self, epoch: int, reports: list[tuple[int, int, dict[str, float]]]
+        self, epoch: int, reports: list[tuple[int, int, dict[str, float], str | None]]
     ) -> list[int]:
-        """Record one epoch of a pack's (trial id, attempt, metrics); the trial ids to stop."""
-        for trial_id, attempt, metrics in reports:
-            self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics)))
-        return [trial_id for trial_id, _, _ in reports if trial_id in self._stop]
+        """Record one epoch of a pack's (trial id, attempt, metrics, checkpoint); ids to stop."""
+        for trial_id, attempt, metrics, checkpoint in reports:
+            self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
+        return [trial_id for trial_id, _, _, _ in reports if trial_id in self._stop]
 
     def stop(self, trial_ids: list[int]) -> None:
         """Ask these trials to stop at their next report."""

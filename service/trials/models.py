@@ -54,6 +54,10 @@ class Trial(Base):
     """The Ray node that ran the last attempt."""
     device: Mapped[str | None] = mapped_column(String(32))
     """The torch device the last attempt trained on (cpu, cuda:0, ...)."""
+    checkpoint_path: Mapped[str | None] = mapped_column(String(1024))
+    """The trial's latest checkpoint file (model and optimizer state), if one was written."""
+    checkpoint_epoch: Mapped[int | None]
+    """The epoch that checkpoint was taken after."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

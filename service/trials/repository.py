@@ -139,8 +139,22 @@ def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tupl
     return [(trial, count) for trial, count in session.execute(statement)]
 
 
-def delete_metrics(session: Session, *, trial_ids: Iterable[int]) -> None:
-    """Forget the metrics of trials that start again from scratch."""
+def delete_metrics(session: Session, *, trial_ids: Iterable[int], after_step: int = 0) -> None:
+    """Forget the metrics of these trials after ``after_step`` (all of them by default)."""
     ids = list(trial_ids)
     if ids:
-        session.execute(delete(Metric).where(Metric.trial_id.in_(ids)))
+        session.execute(delete(Metric).where(Metric.trial_id.in_(ids), Metric.step > after_step))
+
+
+def best_metric(
+    session: Session, *, trial_id: int, name: str, mode: Literal["min", "max"]
+) -> float | None:
+    """The best finite value metric ``name`` of a trial reached, or None if it has none."""
+    best = func.max if mode == "max" else func.min
+    return session.scalar(
+        select(best(Metric.value_finite)).where(
+            Metric.trial_id == trial_id,
+            Metric.name == name,
+            Metric.value_kind == FloatKind.FINITE,
+        )
+    )

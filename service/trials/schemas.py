@@ -35,6 +35,9 @@ class TrialRead(ReadModel):
     error: str | None
     node_id: str | None
     device: str | None
+    checkpoint_path: str | None
+    """The trial's latest checkpoint: ``workers.checkpoint.load_checkpoint`` reads it."""
+    checkpoint_epoch: int | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -1,11 +1,18 @@
-"""A user workload that fails its first attempts on purpose, to exercise retries for real."""
+"""A user workload that fails its first attempts on purpose, to exercise retries for real.
+
+It fails while building (before any epoch) or, with ``fail_at_epoch``, while evaluating that
+epoch, after the earlier epochs were reported and checkpointed. Every evaluation leaves a file
+too, so tests count the epochs each attempt really trained.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from pydantic import Field
+from torch import Tensor
 
 from workers.workloads import Built, WorkloadConfig
 from workers.workloads.quadratic import Quadratic
@@ -16,15 +23,17 @@ class FlakyConfig(WorkloadConfig):
 
     batch_size: int = Field(default=1, ge=1, le=1)
     fail_times: int = Field(default=1, ge=0)
+    fail_at_epoch: int = Field(default=0, ge=0)
+    """0: the build fails. n: the build succeeds and evaluating epoch n fails."""
     attempts_dir: str
     """Each build leaves a file here, so attempts are counted across worker processes."""
 
 
 class Flaky:
-    """The quadratic workload, whose first ``fail_times`` builds raise RuntimeError."""
+    """The quadratic workload, whose first ``fail_times`` attempts raise RuntimeError."""
 
     name = "flaky"
-    packable = False
+    packable = True
     metric_names: tuple[str, ...] = ("distance_to_optimum",)
     config_model = FlakyConfig
 
@@ -32,15 +41,27 @@ class Flaky:
         """Count this attempt; raise while fewer than ``fail_times`` came before it."""
         attempts = Path(config.attempts_dir) / str(seed)
         attempts.mkdir(parents=True, exist_ok=True)
-        earlier = len(list(attempts.iterdir()))
-        (attempts / f"attempt-{earlier + 1}").touch()
-        if earlier < config.fail_times:
-            raise RuntimeError(f"planned failure {earlier + 1} of {config.fail_times}")
+        attempt = len(list(attempts.glob("attempt-*"))) + 1
+        (attempts / f"attempt-{attempt}").touch()
+        failing = attempt <= config.fail_times
+        if failing and not config.fail_at_epoch:
+            raise RuntimeError(f"planned failure {attempt} of {config.fail_times}")
         quadratic = Quadratic()
         inner = quadratic.config_model.model_validate(
             {"name": "quadratic", "epochs": config.epochs}
         )
-        return quadratic.build(inner, seed=seed, device=device)
+        built = quadratic.build(inner, seed=seed, device=device)
+        evaluations = 0
+
+        def metrics(output: Tensor, target: Tensor) -> dict[str, float]:
+            nonlocal evaluations
+            evaluations += 1
+            (attempts / f"evaluation-{attempt}-{evaluations}").touch()
+            if failing and evaluations == config.fail_at_epoch:
+                raise RuntimeError(f"planned failure {attempt} of {config.fail_times}")
+            return built.metrics(output, target)
+
+        return replace(built, metrics=metrics)
 
 
 FLAKY = Flaky()

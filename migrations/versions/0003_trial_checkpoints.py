@@ -1,0 +1,29 @@
+"""trial checkpoints
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-22 04:50:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = '0003'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('trials', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('checkpoint_path', sa.String(length=1024), nullable=True))
+        batch_op.add_column(sa.Column('checkpoint_epoch', sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('trials', schema=None) as batch_op:
+        batch_op.drop_column('checkpoint_epoch')
+        batch_op.drop_column('checkpoint_path')

@@ -1,0 +1,146 @@
+"""Checkpoints: a trial resumed from one continues exactly as if it had never stopped, whether
+it was checkpointed alone or in a pack and whether it goes on alone or in a pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.workers.test_pack import DATA_SEED, MIXED, _max_relative_difference
+from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from workers.pack import MemberSpec, PackSpec, train_pack
+from workers.train import TrialSpec, train_trial
+
+EPOCHS = 5
+WORKLOAD = {"name": "rosenbrock", "epochs": EPOCHS, "steps_per_epoch": 15}
+# Smaller learning rates than the pack tests, so every member stays finite for 5 epochs.
+MEMBERS = [{**m, "hparams": {**m["hparams"], "lr": m["hparams"]["lr"] / 100}} for m in MIXED]
+
+
+def _pack_spec(members: list[dict[str, Any]], workload: dict[str, Any] = WORKLOAD) -> PackSpec:
+    return PackSpec(
+        workload=workload,
+        members=[MemberSpec(**m) for m in members],
+        data_seed=DATA_SEED,
+        device="cpu",
+    )
+
+
+def _trial_spec(member: dict[str, Any], workload: dict[str, Any] = WORKLOAD) -> TrialSpec:
+    return TrialSpec(workload=workload, data_seed=DATA_SEED, device="cpu", **member)
+
+
+def _run_pack(
+    spec: PackSpec, resume: dict[int, Checkpoint] | None = None
+) -> tuple[dict[int, dict[int, dict[str, float]]], dict[int, dict[int, Checkpoint]]]:
+    """Train a pack; per member, its metrics and checkpoints by epoch."""
+    curves: dict[int, dict[int, dict[str, float]]] = {k: {} for k in range(len(spec.members))}
+    saved: dict[int, dict[int, Checkpoint]] = {k: {} for k in range(len(spec.members))}
+
+    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> None:
+        for k, values in metrics.items():
+            curves[k][epoch] = values
+
+    def checkpoint(k: int, ckpt: Checkpoint) -> None:
+        assert ckpt.epoch not in curves[k]  # saved before the epoch is reported
+        saved[k][ckpt.epoch] = ckpt
+
+    train_pack(spec, report=report, resume=resume, checkpoint=checkpoint)
+    return curves, saved
+
+
+def _run_alone(
+    spec: TrialSpec, resume: Checkpoint | None = None
+) -> tuple[dict[int, dict[str, float]], dict[int, Checkpoint]]:
+    curve: dict[int, dict[str, float]] = {}
+    saved: dict[int, Checkpoint] = {}
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        curve[epoch] = metrics
+
+    def checkpoint(ckpt: Checkpoint) -> None:
+        saved[ckpt.epoch] = ckpt
+
+    train_trial(spec, report=report, resume=resume, checkpoint=checkpoint)
+    return curve, saved
+
+
+def _from(curve: dict[int, dict[str, float]], epoch: int) -> list[dict[str, float]]:
+    return [curve[e] for e in sorted(curve) if e > epoch]
+
+
+def _round_trip(ckpt: Checkpoint, path: Path) -> Checkpoint:
+    save_checkpoint(path, ckpt)
+    return load_checkpoint(path)
+
+
+@pytest.mark.usefixtures("float64")
+def test_a_retried_pack_resumes_every_member_from_its_own_epoch(tmp_path: Path) -> None:
+    spec = _pack_spec(MEMBERS)
+    curves, saved = _run_pack(spec)
+    assert all(sorted(saved[k]) == list(range(1, EPOCHS + 1)) for k in saved)
+    # Members were checkpointed at different epochs when the pack failed; one never was.
+    at = {k: k % EPOCHS for k in range(len(MEMBERS))}
+    resume = {
+        k: _round_trip(saved[k][epoch], tmp_path / f"trial-{k}.pt")
+        for k, epoch in at.items()
+        if epoch > 0
+    }
+    resumed, _ = _run_pack(spec, resume=resume)
+    for k, epoch in at.items():
+        assert sorted(resumed[k]) == list(range(epoch + 1, EPOCHS + 1)), k
+        assert _max_relative_difference(_from(resumed[k], epoch), _from(curves[k], epoch)) <= 1e-9
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("k", range(len(MEMBERS)), ids=[m["optimizer"] for m in MEMBERS])
+def test_a_pack_member_continues_alone(k: int, tmp_path: Path) -> None:
+    curves, saved = _run_pack(_pack_spec(MEMBERS))
+    ckpt = _round_trip(saved[k][2], tmp_path / "member.pt")
+    alone, _ = _run_alone(_trial_spec(MEMBERS[k]), resume=ckpt)
+    assert sorted(alone) == [3, 4, 5]
+    assert _max_relative_difference(_from(alone, 2), _from(curves[k], 2)) <= 1e-9
+
+
+@pytest.mark.usefixtures("float64")
+def test_a_trial_checkpointed_alone_resumes_alone_and_in_a_pack(tmp_path: Path) -> None:
+    member = MEMBERS[5]  # adam with amsgrad and clipping
+    curve, saved = _run_alone(_trial_spec(member))
+    ckpt = _round_trip(saved[3], tmp_path / "alone.pt")
+    again, _ = _run_alone(_trial_spec(member), resume=ckpt)
+    assert _max_relative_difference(_from(again, 3), _from(curve, 3)) <= 1e-9
+    in_pack, _ = _run_pack(_pack_spec([member, MEMBERS[0]]), resume={0: ckpt})
+    assert _max_relative_difference(_from(in_pack[0], 3), _from(curve, 3)) <= 1e-9
+
+
+def test_mlp_digits_checkpoint_every_two_epochs(tmp_path: Path) -> None:
+    workload = {"name": "mlp-digits", "epochs": 5, "batch_size": 64}
+    members = MIXED[:4]
+    spec = _pack_spec(members, workload)
+    saved: dict[int, list[int]] = {k: [] for k in range(len(members))}
+    train_pack(
+        spec,
+        checkpoint=lambda k, ckpt: saved[k].append(ckpt.epoch),
+        checkpoint_every=2,
+    )
+    assert saved == {k: [2, 4, 5] for k in range(len(members))}  # and after the last epoch
+
+
+def test_a_checkpoint_of_another_trial_is_refused(tmp_path: Path) -> None:
+    _, saved = _run_alone(_trial_spec(MEMBERS[0]))
+    with pytest.raises(ValueError, match="resume: the checkpoint is of a 'sgd' trial, not 'adam'"):
+        _run_alone(_trial_spec(MEMBERS[5]), resume=saved[1])
+    other_lr = {**MEMBERS[0], "hparams": {**MEMBERS[0]["hparams"], "lr": 0.5}}
+    with pytest.raises(ValueError, match="hyperparameters"):
+        _run_alone(_trial_spec(other_lr), resume=saved[1])
+
+
+def test_a_checkpoint_of_an_unknown_format_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "old.pt"
+    torch.save({"version": 0}, path)
+    with pytest.raises(ValueError, match="format version 0, expected 1"):
+        load_checkpoint(path)
