@@ -50,6 +50,9 @@ from workers.workloads import Built, parse_workload_config
 COMPACT_FRACTION = 0.25
 """Compact the pack once at least this fraction of its members is frozen."""
 
+DEVICE_MEMORY_FRACTION = 0.8
+"""The share of a GPU's free memory a pack may plan to use (the rest is headroom)."""
+
 
 class MemberSpec(BaseModel):
     """One trial of a pack: its optimizer, hyperparameters, seed, schedule and clipping."""
@@ -359,3 +362,10 @@ def member_memory_bytes(workload: dict[str, Any], optimizers: list[str]) -> int:
         for handle in handles:
             handle.remove()
     return param_bytes * (2 + state) + activation_bytes
+
+
+def split_for_memory(members: int, *, member_bytes: int, free_bytes: int) -> list[list[int]]:
+    """Members 0..members-1 in consecutive groups that each fit ``DEVICE_MEMORY_FRACTION``
+    of ``free_bytes`` at ``member_bytes`` apiece (at least one member per group)."""
+    fit = max(1, int(free_bytes * DEVICE_MEMORY_FRACTION) // max(1, member_bytes))
+    return [list(range(start, min(start + fit, members))) for start in range(0, members, fit)]

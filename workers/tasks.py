@@ -15,8 +15,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from workers.pack import PackSpec, train_pack
-from workers.train import TrialSpec, resolve_device, train_trial
+from workers.pack import PackSpec, member_memory_bytes, split_for_memory, train_pack
+from workers.train import TrialResult, TrialSpec, resolve_device, train_trial
 
 
 class CheckpointPlan(BaseModel):
@@ -165,14 +165,28 @@ def run_pack(
             written[(k, saved.epoch)] = plans[k].path
         report(saved.epoch, {k: saved.metrics})
     stop = {k for k, trial_id in enumerate(trial_ids) if trial_id in stop_ids}
-    results = train_pack(
-        spec,
-        report=report,
-        stop=stop,
-        resume=resume,
-        checkpoint=save if plans is not None else None,
-        checkpoint_every=plans[0].every if plans else 1,
-    )
+
+    def train_part(part: list[int]) -> list[TrialResult]:
+        """Train these members as one pack; inside it they are numbered from 0."""
+
+        def report_part(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
+            stopping = report(epoch, {part[i]: values for i, values in metrics.items()})
+            return {part.index(k) for k in stopping}
+
+        def save_part(i: int, ckpt: Checkpoint) -> None:
+            save(part[i], ckpt)
+
+        members = [spec.members[k].model_dump() for k in part]
+        return train_pack(
+            PackSpec.model_validate({**spec.model_dump(), "members": members}),
+            report=report_part,
+            stop={i for i, k in enumerate(part) if k in stop},
+            resume={i: resume[k] for i, k in enumerate(part) if k in resume},
+            checkpoint=save_part if plans is not None else None,
+            checkpoint_every=plans[0].every if plans else 1,
+        )
+
+    results = [result for part in _fit_device(spec) for result in train_part(part)]
     return [
         {
             "status": result.status,
@@ -183,6 +197,19 @@ def run_pack(
         }
         for result in results
     ]
+
+
+def _fit_device(spec: PackSpec) -> list[list[int]]:
+    """The pack's members in parts that fit the GPU's free memory, trained one after another.
+
+    On the CPU the controller already sized the pack (``OPTISWEEP_PACK_MEMORY_MB``); on a GPU
+    the worker knows the device's free memory and measures what one member needs.
+    """
+    if spec.device != "cuda":
+        return [list(range(len(spec.members)))]
+    free, _ = torch.cuda.mem_get_info()
+    member_bytes = member_memory_bytes(spec.workload, [m.optimizer for m in spec.members])
+    return split_for_memory(len(spec.members), member_bytes=member_bytes, free_bytes=free)
 
 
 def warm_up() -> str:

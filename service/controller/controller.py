@@ -538,7 +538,8 @@ class Controller:
         """How many trials one task trains: spread the pending trials over the cluster's slots.
 
         One per task when packing is off or the workload cannot be packed; otherwise pending
-        trials divided by the trials the cluster runs at once, capped by ``pack_size``.
+        trials divided by the trials the cluster runs at once, capped by ``max_pack_size`` and,
+        on CPUs, by what fits in ``pack_memory_mb``.
         """
         resources = spec.resources
         if not resources.pack or not get_workload(spec.workload.name).packable:
@@ -547,7 +548,10 @@ class Controller:
         if resources.gpus_per_trial > 0:
             slots = min(slots, total_gpus / resources.gpus_per_trial)
         size = min(math.ceil(pending / max(1, math.floor(slots))), resources.max_pack_size)
-        return 1 if size <= 1 else max(1, min(size, self._memory_cap(spec)))
+        if size <= 1 or resources.gpus_per_trial > 0:
+            # On a GPU the worker splits a pack to fit the device's free memory.
+            return max(1, size)
+        return min(size, self._memory_cap(spec))
 
     def _memory_cap(self, spec: SweepCreate) -> int:
         """How many members fit in ``pack_memory_mb``, from a one-member probe (cached)."""

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from optimizers import OPTIMIZERS
-from workers.pack import MemberSpec, PackSpec, member_memory_bytes, train_pack
+from workers.pack import (
+    MemberSpec,
+    PackSpec,
+    member_memory_bytes,
+    split_for_memory,
+    train_pack,
+)
 from workers.train import TrialResult, TrialSpec, train_trial
 from workers.workloads import WORKLOADS
 
@@ -184,3 +190,15 @@ def test_every_built_in_workload_packs_and_matches_alone(name: str) -> None:
         alone_curve, alone_result = _alone(config, member)
         assert (result.status, result.epochs_run) == (alone_result.status, alone_result.epochs_run)
         assert _max_relative_difference(curve, alone_curve) <= 1e-4, (name, member)
+
+
+@pytest.mark.parametrize(
+    ("members", "free_mb", "sizes"),
+    [(64, 10_000, [64]), (64, 100, [8] * 8), (10, 40, [3, 3, 3, 1]), (5, 1, [1] * 5)],
+)
+def test_a_pack_is_split_to_fit_the_device_memory(
+    members: int, free_mb: int, sizes: list[int]
+) -> None:
+    parts = split_for_memory(members, member_bytes=10 * 2**20, free_bytes=free_mb * 2**20)
+    assert [len(part) for part in parts] == sizes
+    assert [k for part in parts for k in part] == list(range(members))
