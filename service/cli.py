@@ -326,7 +326,7 @@ def run(
     the same database the server and dashboard read.
     """
     from service.controller.controller import Controller
-    from service.controller.expand import expand
+    from service.controller.expand import expand, sweep_size
     from service.controller.ray_runtime import init_ray
     from service.db.session import make_sessionmaker
     from service.errors import SpecError
@@ -340,7 +340,7 @@ def run(
     data = _load_spec(spec_file)
     try:
         spec = SweepCreate.model_validate(data)
-        suggestions = expand(spec, max_trials=settings.max_trials)
+        size = sweep_size(spec, expand(spec, max_trials=settings.max_trials))
     except ValidationError as exc:
         raise _fail(format_errors([dict(e) for e in exc.errors()])) from None
     except SpecError as exc:
@@ -358,10 +358,8 @@ def run(
     sessions = make_sessionmaker(engine)
     controller_id = f"run-{uuid.uuid4().hex[:12]}"
     with sessions.begin() as session:
-        sweep_id = create_sweep(
-            session, spec=spec, num_trials=len(suggestions), claimed_by=controller_id
-        ).id
-    console.print(f"sweep {sweep_id}: {len(suggestions)} trials, database {settings.database_url}")
+        sweep_id = create_sweep(session, spec=spec, num_trials=size, claimed_by=controller_id).id
+    console.print(f"sweep {sweep_id}: {size} trials, database {settings.database_url}")
     controller = Controller(
         sessions,
         max_trials=settings.max_trials,
@@ -372,7 +370,7 @@ def run(
         checkpoint_dir=settings.checkpoint_dir,
     )
     with _progress() as progress:
-        task = progress.add_task(f"sweep {sweep_id}", total=len(suggestions), counts="")
+        task = progress.add_task(f"sweep {sweep_id}", total=size, counts="")
         last = 0.0
 
         def show() -> None:

@@ -315,7 +315,7 @@ def train_pack(
             )
             if not (finite[row] and losses_finite):
                 results[k] = TrialResult("diverged", epoch, metrics, str(device))
-            elif k in to_stop:
+            elif k in to_stop and epoch < config.epochs:  # after the last epoch: completed
                 results[k] = TrialResult("stopped", epoch, metrics, str(device))
             else:
                 keep.append(row)

@@ -31,13 +31,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.controller.expand import expand, trial_seed
 from service.controller.inbox import EpochReport, Inbox, Started
 from service.controller.ray_runtime import cluster_capacity, largest_node
+from service.controller.searchers import AdaptiveSearcher, StoredTrial, make_searcher
+from service.controller.searchers.base import Outcome
 from service.db.base import utcnow
 from service.errors import SpecError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import ACTIVE, finish_sweep
-from service.sweeps.schemas import ObjectiveSpec, ResourcesSpec, SweepCreate
+from service.sweeps.schemas import ADAPTIVE, ObjectiveSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
-from service.trials.repository import best_metric, delete_metrics, record_metrics
+from service.trials.repository import (
+    best_metric,
+    delete_metrics,
+    metric_curves,
+    record_metrics,
+)
 from workers.pack import member_memory_bytes
 from workers.tasks import run_pack, run_trial, warm_up
 from workers.workloads import get_workload
@@ -53,6 +60,15 @@ _RESULT_STATUS = {
     "stopped": TrialStatus.STOPPED,
 }
 _OPEN = (TrialStatus.PENDING, TrialStatus.RUNNING)
+_OUTCOMES: dict[TrialStatus, Outcome] = {
+    TrialStatus.COMPLETED: "completed",
+    TrialStatus.STOPPED: "stopped",
+    TrialStatus.DIVERGED: "diverged",
+    TrialStatus.FAILED: "failed",
+}
+ADAPTIVE_CONCURRENCY_PER_SLOT = 4
+"""Trials in flight per cluster slot for adaptive search when ``search.concurrency`` is unset:
+enough to pack a few per task, few enough that the searcher learns as results arrive."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +157,8 @@ class Controller:
         )
         self._checkpoint_roots: dict[int, Path] = {}
         """Sweep id -> the folder of its trials' checkpoints."""
+        self._searchers: dict[int, AdaptiveSearcher] = {}
+        """Adaptive sweeps' searchers, rebuilt from the stored trials when a sweep is adopted."""
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -320,9 +338,25 @@ class Controller:
         _start_over(orphans)
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep.id, len(orphans))
+        adaptive = spec.search.algorithm in ADAPTIVE
+        if adaptive:
+            searcher = make_searcher(spec, max_trials=self._max_trials)
+            assert isinstance(searcher, AdaptiveSearcher)
+            searcher.restore(
+                [
+                    StoredTrial(
+                        number=trial.number,
+                        search_params=trial.search_params or {},
+                        outcome=_OUTCOMES.get(trial.status),
+                        objective=trial.objective,
+                    )
+                    for trial in session.scalars(select(Trial).where(Trial.sweep_id == sweep.id))
+                ]
+            )
+            self._searchers[sweep.id] = searcher
         if sweep.status == SweepStatus.PENDING:
             existing = session.scalar(select(func.count()).where(Trial.sweep_id == sweep.id))
-            if not existing:
+            if not existing and not adaptive:
                 try:
                     suggestions = expand(spec, max_trials=self._max_trials)
                 except SpecError as exc:
@@ -360,14 +394,39 @@ class Controller:
                 return  # cancelled meanwhile
         self._specs[sweep.id] = spec
         self._active.add(sweep.id)
+        if spec.search.scheduler is not None:
+            self._schedule(session, sweep.id, spec)
         if self._checkpoint_dir is not None:
             # Sweep ids repeat across databases; the creation time tells their sweeps apart.
             stamp = sweep.created_at.strftime("%Y%m%dT%H%M%S%f")
             self._checkpoint_roots[sweep.id] = self._checkpoint_dir / f"sweep-{sweep.id}-{stamp}"
 
+    def _schedule(self, session: Session, sweep_id: int, spec: SweepCreate) -> None:
+        """Hand the sweep's early-stopping scheduler to the inbox, with the finished curves."""
+        assert spec.search.scheduler is not None
+        finished = list(
+            session.scalars(
+                select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.not_in(_OPEN))
+            )
+        )
+        curves = metric_curves(
+            session, trial_ids=[t.id for t in finished], name=spec.objective.metric
+        )
+        ray.get(
+            self._inbox.schedule.remote(
+                sweep_id,
+                spec.search.scheduler.model_dump(mode="json"),
+                metric=spec.objective.metric,
+                mode=spec.objective.mode,
+                max_epochs=spec.workload.epochs,
+                finished=[(_OUTCOMES[t.status], curves[t.id], t.objective) for t in finished],
+            )
+        )
+
     def _release(self, sweep_id: int) -> None:
         """A sweep that is no longer ours to run (cancelled): stop its trials in flight."""
         self._active.discard(sweep_id)
+        self._searchers.pop(sweep_id, None)
         trial_ids = [
             trial_id
             for flight in self._in_flight.values()
@@ -471,6 +530,7 @@ class Controller:
                 stopped = cancelled and result["status"] == "stopped"
                 trial.error = "sweep cancelled" if stopped else None
                 trial.finished_at = now
+                self._tell(trial)
 
     def _attempt_failed(
         self, session: Session, trial: Trial, flight: _InFlight, attempt: int, message: str
@@ -484,6 +544,19 @@ class Controller:
         trial.status = TrialStatus.FAILED
         trial.error = message
         trial.finished_at = utcnow()
+        self._tell(trial)
+
+    def _tell(self, trial: Trial) -> None:
+        """Tell the sweep's searcher and scheduler how a trial ended."""
+        outcome = _OUTCOMES.get(trial.status)
+        if outcome is None:
+            return
+        searcher = self._searchers.get(trial.sweep_id)
+        if searcher is not None:
+            searcher.tell(trial.number, outcome, trial.objective)
+        spec = self._specs.get(trial.sweep_id)
+        if spec is not None and spec.search.scheduler is not None:
+            self._inbox.finished.remote(trial.id, outcome, trial.objective)
 
     # dispatching and finishing ---------------------------------------------------------------
 
@@ -503,6 +576,8 @@ class Controller:
             used_cpus + least_cpus > total_cpus + 1e-9 or used_gpus + least_gpus > total_gpus + 1e-9
         ):
             return  # the cluster is full: no need to ask the database for pending trials
+        slots = max(1, math.floor(total_cpus / least_cpus)) if least_cpus > 0 else 1
+        self._top_up(slots)
         with self._sessions() as session:
             pending = session.scalars(
                 select(Trial)
@@ -517,8 +592,13 @@ class Controller:
         by_sweep: dict[int, list[Trial]] = defaultdict(list)
         for trial in pending:
             by_sweep[trial.sweep_id].append(trial)
+        in_flight: dict[int, int] = defaultdict(int)
+        for flight in self._in_flight.values():
+            in_flight[flight.sweep_id] += len(flight.trials)
         for sweep_id, trials in by_sweep.items():
             spec = self._specs[sweep_id]
+            if spec.search.concurrency is not None:
+                trials = trials[: max(0, spec.search.concurrency - in_flight[sweep_id])]
             cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
             size = self._pack_size(spec, len(trials), total_cpus=total_cpus, total_gpus=total_gpus)
             while trials:
@@ -531,6 +611,43 @@ class Controller:
                 self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
                 used_cpus += cpus
                 used_gpus += gpus
+
+    def _top_up(self, slots: int) -> None:
+        """Ask adaptive sweeps' searchers for trials until each has its concurrency in flight."""
+        sweeps = [sweep_id for sweep_id in self._active if sweep_id in self._searchers]
+        if not sweeps:
+            return
+        with self._sessions.begin() as session:
+            counts: dict[int, dict[bool, int]] = defaultdict(lambda: {True: 0, False: 0})
+            for sweep_id, status, count in session.execute(
+                select(Trial.sweep_id, Trial.status, func.count())
+                .where(Trial.sweep_id.in_(sweeps))
+                .group_by(Trial.sweep_id, Trial.status)
+            ):
+                counts[sweep_id][status in _OPEN] += count
+            for sweep_id in sweeps:
+                spec = self._specs[sweep_id]
+                assert spec.search.num_trials is not None  # required for adaptive search
+                created = counts[sweep_id][True] + counts[sweep_id][False]
+                concurrency = spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * slots
+                wanted = min(concurrency - counts[sweep_id][True], spec.search.num_trials - created)
+                if wanted <= 0:
+                    continue
+                rows = []
+                for number in range(created, created + wanted):
+                    suggestion, params = self._searchers[sweep_id].ask()
+                    rows.append(
+                        {
+                            "sweep_id": sweep_id,
+                            "number": number,
+                            "optimizer": suggestion.optimizer,
+                            "hyperparameters": suggestion.hyperparameters,
+                            "search_params": params,
+                            "seed": trial_seed(spec.search.seed, number),
+                            "status": TrialStatus.PENDING,
+                        }
+                    )
+                session.execute(insert(Trial), rows)
 
     def _pack_size(
         self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
@@ -582,6 +699,8 @@ class Controller:
     ) -> None:
         workload = spec.workload.config()
         attempts = tuple((trial.id, trial.attempt + 1) for trial in trials)
+        if spec.search.scheduler is not None:
+            self._track(spec, sweep_id, trials)
         options = self._remote.options(num_cpus=cpus, num_gpus=gpus)
         plans = self._checkpoint_plans(spec, sweep_id, trials)
         pack_id = None
@@ -622,6 +741,20 @@ class Controller:
         for trial_id, attempt in attempts:
             self._by_trial[trial_id] = attempt
 
+    def _track(self, spec: SweepCreate, sweep_id: int, trials: list[Trial]) -> None:
+        """Register trials with the sweep's scheduler before they train (retries with their
+        curves so far), waiting for the inbox so no report can arrive first."""
+        again = [trial.id for trial in trials if trial.attempt > 0]
+        curves: dict[int, dict[int, float]] = {}
+        if again:
+            with self._sessions() as session:
+                curves = metric_curves(session, trial_ids=again, name=spec.objective.metric)
+        ray.get(
+            self._inbox.track.remote(
+                sweep_id, [(trial.id, curves.get(trial.id, {})) for trial in trials]
+            )
+        )
+
     def _checkpoint_plans(
         self, spec: SweepCreate, sweep_id: int, trials: list[Trial]
     ) -> list[dict[str, Any]] | None:
@@ -652,6 +785,8 @@ class Controller:
                 sweep = session.get(Sweep, sweep_id)
                 if sweep is None:
                     continue
+                if sum(by_status.values()) < sweep.num_trials:
+                    continue  # an adaptive searcher has more trials to ask for
                 failed = by_status.get(TrialStatus.FAILED, 0)
                 if by_status and failed == sum(by_status.values()):
                     error = f"every one of its {failed} trials failed"
@@ -659,3 +794,4 @@ class Controller:
                 else:
                     finish_sweep(session, sweep, SweepStatus.COMPLETED, at=utcnow())
                 self._active.discard(sweep_id)
+                self._searchers.pop(sweep_id, None)

@@ -7,7 +7,7 @@ import numpy as np
 from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
-from service.sweeps.schemas import SweepCreate
+from service.sweeps.schemas import ADAPTIVE, SweepCreate
 from workers.workloads import WorkloadConfigError, parse_workload_config, reported_metrics
 
 
@@ -28,17 +28,46 @@ def check_workload(spec: SweepCreate) -> None:
         )
 
 
+def check_scheduler(spec: SweepCreate) -> None:
+    """The early-stopping scheduler's first decision falls within the workload's epochs."""
+    scheduler = spec.search.scheduler
+    if scheduler is None:
+        return
+    first = {"asha": "grace_period", "hyperband": "min_epochs", "median": "warmup_epochs"}
+    name = first[scheduler.name]
+    value = getattr(scheduler, name)
+    if value > spec.workload.epochs:
+        raise SpecError(
+            f"{value} is more than the workload's {spec.workload.epochs} epochs",
+            field=f"search.scheduler.{name}",
+        )
+
+
 def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
-    """Every trial configuration of a grid or random sweep, in trial-number order."""
+    """Every trial configuration of a grid or random sweep, in trial-number order.
+
+    Adaptive algorithms (``ADAPTIVE``) ask for their trials as results arrive: their sweeps
+    are checked in full here and expand to nothing; ``sweep_size`` counts their trials.
+    """
     check_workload(spec)
+    check_scheduler(spec)
     try:
         searcher = make_searcher(spec, max_trials=max_trials)
+        if spec.search.algorithm in ADAPTIVE:
+            return []
         return searcher.suggest(max_trials)
     except GridError as exc:
         raise SpecError(str(exc), field=exc.field) from None
     except HyperparameterError as exc:
         field = f"space.overrides.{exc.family}" if exc.family else "space"
         raise SpecError(str(exc), field=field) from None
+
+
+def sweep_size(spec: SweepCreate, suggestions: list[Suggestion]) -> int:
+    """How many trials a sweep runs: its expansion, or num_trials for adaptive algorithms."""
+    if spec.search.algorithm in ADAPTIVE and spec.search.num_trials is not None:
+        return spec.search.num_trials
+    return len(suggestions)
 
 
 def trial_seed(sweep_seed: int, number: int) -> int:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from service.controller.schedulers import Scheduler, scheduler_from_dump
+from service.controller.searchers.base import Outcome
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,54 @@ class Inbox:
     def __init__(self) -> None:
         self._events: list[Started | EpochReport] = []
         self._stop: set[int] = set()
+        self._schedulers: dict[int, tuple[Scheduler, str]] = {}
+        """Sweep id -> its early-stopping scheduler and the objective metric it watches."""
+        self._sweep_of: dict[int, int] = {}
+        """Trial id -> sweep id, for trials whose sweep has a scheduler."""
+
+    def schedule(
+        self,
+        sweep_id: int,
+        scheduler: dict[str, Any],
+        *,
+        metric: str,
+        mode: str,
+        max_epochs: int,
+        finished: list[tuple[Outcome, dict[int, float], float | None]],
+    ) -> None:
+        """Stop a sweep's trials early with this scheduler, which learns from ``finished``
+        (outcome, objective per epoch, final objective) of trials that ended already."""
+        if sweep_id in self._schedulers:
+            return
+        instance = scheduler_from_dump(scheduler, mode=mode, max_epochs=max_epochs)
+        for outcome, curve, objective in finished:
+            instance.add_finished(outcome, curve, objective)
+        self._schedulers[sweep_id] = (instance, metric)
+
+    def track(self, sweep_id: int, trials: list[tuple[int, dict[int, float]]]) -> None:
+        """Trials of a scheduled sweep about to train, with the curves they have so far."""
+        if sweep_id not in self._schedulers:
+            return
+        scheduler, _ = self._schedulers[sweep_id]
+        for trial_id, curve in trials:
+            self._sweep_of[trial_id] = sweep_id
+            scheduler.add(trial_id, curve)
+
+    def finished(self, trial_id: int, outcome: Outcome, objective: float | None) -> None:
+        """A tracked trial ended (completed trials set the median rule's bar)."""
+        sweep_id = self._sweep_of.pop(trial_id, None)
+        if sweep_id is not None and sweep_id in self._schedulers:
+            self._schedulers[sweep_id][0].finish(trial_id, outcome, objective)
+
+    def _should_stop(self, trial_id: int, epoch: int, metrics: dict[str, float]) -> bool:
+        if trial_id in self._stop:
+            return True
+        sweep_id = self._sweep_of.get(trial_id)
+        if sweep_id is None or sweep_id not in self._schedulers:
+            return False
+        scheduler, metric = self._schedulers[sweep_id]
+        value = metrics.get(metric)
+        return value is not None and scheduler.report(trial_id, epoch, value)
 
     def started(
         self, trial_id: int, attempt: int, node_id: str, device: str, resumed_epoch: int = 0
@@ -60,7 +112,7 @@ class Inbox:
     ) -> bool:
         """Record an epoch's metrics; True if the trial should stop before its next epoch."""
         self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
-        return trial_id in self._stop
+        return self._should_stop(trial_id, epoch, metrics)
 
     def started_pack(
         self, trials: list[tuple[int, int, int]], node_id: str, device: str, pack_id: str
@@ -74,9 +126,12 @@ class Inbox:
         self, epoch: int, reports: list[tuple[int, int, dict[str, float], str | None]]
     ) -> list[int]:
         """Record one epoch of a pack's (trial id, attempt, metrics, checkpoint); ids to stop."""
+        stop = []
         for trial_id, attempt, metrics, checkpoint in reports:
             self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
-        return [trial_id for trial_id, _, _, _ in reports if trial_id in self._stop]
+            if self._should_stop(trial_id, epoch, metrics):
+                stop.append(trial_id)
+        return stop
 
     def stop(self, trial_ids: list[int]) -> None:
         """Ask these trials to stop at their next report."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 
 from optimizers import OPTIMIZERS
-from service.controller.expand import expand
+from service.controller.expand import expand, sweep_size
 from service.deps import ControllerDep, SessionDep, SettingsDep
 from service.errors import InputError
 from service.pagination import CursorError, decode_cursor, encode_cursor
@@ -38,7 +38,7 @@ def create_sweep(
     suggestions = expand(spec, max_trials=settings.max_trials)
     if controller is not None:
         controller.check_feasible(spec.resources)
-    sweep = repository.create_sweep(session, spec=spec, num_trials=len(suggestions))
+    sweep = repository.create_sweep(session, spec=spec, num_trials=sweep_size(spec, suggestions))
     session.commit()
     if controller is not None:
         controller.wake()

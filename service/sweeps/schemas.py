@@ -26,12 +26,14 @@ class _Strict(BaseModel):
 
 
 class FloatRange(_Strict):
-    """A float in [low, high], sampled uniformly or (log=true) log-uniformly."""
+    """A float in [low, high], sampled uniformly, log-uniformly (``log``), or, for betas,
+    with 1 - beta log-uniform (``log_one_minus``: how betas near 1 are really explored)."""
 
     type: Literal["float"] = "float"
     low: float
     high: float
     log: bool = False
+    log_one_minus: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -41,6 +43,10 @@ class FloatRange(_Strict):
             raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
         if self.log and self.low <= 0:
             raise ValueError(f"a log range needs low > 0, got low={self.low}")
+        if self.log and self.log_one_minus:
+            raise ValueError("log and log_one_minus exclude each other")
+        if self.log_one_minus and self.high >= 1:
+            raise ValueError(f"log_one_minus needs high < 1, got high={self.high}")
         return self
 
 
@@ -137,6 +143,8 @@ class Space(_Strict):
         for value in param_bounds(lr):
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"lr must be finite and > 0, got {value!r}")
+        if isinstance(lr, FloatRange) and lr.log_one_minus:
+            raise ValueError("log_one_minus is for betas; use log for lr")
         return lr
 
     @field_validator("beta1", "beta2")
@@ -196,17 +204,82 @@ class WorkloadSpec(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-class SearchSpec(_Strict):
-    """How trials are chosen."""
+Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp"]
+ADAPTIVE: frozenset[str] = frozenset({"sobol", "tpe", "cmaes", "gp"})
+"""Algorithms whose trials are asked for as the sweep runs (Optuna samplers), not up front."""
 
-    algorithm: Literal["grid", "random"] = "random"
+
+class AshaSpec(_Strict):
+    """Asynchronous successive halving: at epochs grace_period x reduction_factor^k, only the
+    top 1/reduction_factor of the trials that reached that epoch go on."""
+
+    name: Literal["asha"]
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2)
+
+
+class HyperbandSpec(_Strict):
+    """Hyperband: several ASHA brackets with different grace periods, trials spread over them."""
+
+    name: Literal["hyperband"]
+    min_epochs: int = Field(default=1, ge=1)
+    reduction_factor: int = Field(default=3, ge=2)
+
+
+class MedianSpec(_Strict):
+    """Median stopping: stop a trial whose best so far is worse than the median of the
+    completed trials' values at the same epoch."""
+
+    name: Literal["median"]
+    warmup_epochs: int = Field(default=1, ge=0)
+    """Never stop a trial before this many epochs."""
+    min_trials: int = Field(default=5, ge=1)
+    """Stop nothing until this many trials completed."""
+
+
+def _scheduler_name(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        name = value.get("name")
+        return name if isinstance(name, str) else None
+    return getattr(value, "name", None)
+
+
+SchedulerSpec = Annotated[
+    Annotated[AshaSpec, Tag("asha")]
+    | Annotated[HyperbandSpec, Tag("hyperband")]
+    | Annotated[MedianSpec, Tag("median")],
+    Discriminator(
+        _scheduler_name,
+        custom_error_type="scheduler",
+        custom_error_message="expected one of 'asha', 'hyperband', 'median' "
+        "(a name, or an object with 'name' and its settings)",
+    ),
+]
+"""An early-stopping scheduler."""
+
+
+class SearchSpec(_Strict):
+    """How trials are chosen, how many run at once, and which stop early."""
+
+    algorithm: Algorithm = "random"
     num_trials: int | None = Field(default=None, ge=1)
     seed: int = Field(default=0, ge=0, lt=2**32)
+    concurrency: int | None = Field(default=None, ge=1)
+    """The most trials in flight at once (pack members count one each). None: no limit for
+    grid and random; 4 per cluster slot for the adaptive algorithms."""
+    scheduler: SchedulerSpec | None = None
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _random_needs_count(self) -> Self:
-        if self.algorithm == "random" and self.num_trials is None:
-            raise ValueError("num_trials is required for random search")
+    def _needs_count(self) -> Self:
+        if self.algorithm != "grid" and self.num_trials is None:
+            raise ValueError(f"num_trials is required for {self.algorithm} search")
         return self
 
 

@@ -41,6 +41,9 @@ class Trial(Base):
     number: Mapped[int]
     optimizer: Mapped[str] = mapped_column(String(32), index=True)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    search_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """What an adaptive searcher drew for this trial (its own names and scales), kept so a
+    restarted controller can rebuild the searcher; None for grid and random search."""
     seed: Mapped[int]
     status: Mapped[TrialStatus] = mapped_column(_enum(TrialStatus), index=True)
     attempt: Mapped[int] = mapped_column(default=0)

@@ -146,6 +146,25 @@ def delete_metrics(session: Session, *, trial_ids: Iterable[int], after_step: in
         session.execute(delete(Metric).where(Metric.trial_id.in_(ids), Metric.step > after_step))
 
 
+def metric_curves(
+    session: Session, *, trial_ids: Iterable[int], name: str
+) -> dict[int, dict[int, float]]:
+    """Trial id -> {epoch: value} of one metric, finite values only."""
+    ids = list(trial_ids)
+    curves: dict[int, dict[int, float]] = {trial_id: {} for trial_id in ids}
+    if not ids:
+        return curves
+    rows = session.execute(
+        select(Metric.trial_id, Metric.step, Metric.value_finite).where(
+            Metric.trial_id.in_(ids), Metric.name == name, Metric.value_kind == FloatKind.FINITE
+        )
+    )
+    for trial_id, step, value in rows:
+        if value is not None:
+            curves[trial_id][step] = value
+    return curves
+
+
 def best_metric(
     session: Session, *, trial_id: int, name: str, mode: Literal["min", "max"]
 ) -> float | None:

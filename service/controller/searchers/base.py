@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from optimizers import get_spec
 from service.sweeps.schemas import Space
+
+Outcome = Literal["completed", "stopped", "diverged", "failed"]
+"""How a trial ended, as searchers are told."""
 
 
 @dataclass(frozen=True)
@@ -18,14 +21,14 @@ class Suggestion:
 
 
 class Searcher(Protocol):
-    """Suggests configurations; adaptive searchers learn from on_result."""
+    """Suggests configurations; adaptive searchers learn from tell."""
 
     def suggest(self, count: int) -> list[Suggestion]:
         """Up to ``count`` new configurations (fewer when the space is exhausted)."""
         ...
 
-    def on_result(self, suggestion: Suggestion, objective: float | None) -> None:
-        """A finished trial's objective (None if it failed or diverged)."""
+    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """How trial ``number`` (in suggestion order) ended, with its objective."""
         ...
 
 

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from optimizers import get_spec
-from service.controller.searchers.base import Suggestion, to_suggestion
+from service.controller.searchers.base import Outcome, Suggestion, to_suggestion
 from service.sweeps.schemas import Choice, Param, Space
 
 
@@ -74,5 +74,5 @@ class GridSearcher:
         taken, self._pending = self._pending[:count], self._pending[count:]
         return taken
 
-    def on_result(self, suggestion: Suggestion, objective: float | None) -> None:
+    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
         """Grid search does not adapt."""

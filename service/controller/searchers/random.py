@@ -6,7 +6,7 @@ import math
 import random
 from typing import Any
 
-from service.controller.searchers.base import Suggestion, to_suggestion
+from service.controller.searchers.base import Outcome, Suggestion, to_suggestion
 from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 
@@ -17,6 +17,8 @@ def sample(param: Param | float | int | bool, rng: random.Random) -> Any:
             return rng.choice(param.values)
         case IntRange():
             return rng.randint(param.low, param.high)
+        case FloatRange(log_one_minus=True):
+            return 1 - math.exp(rng.uniform(math.log(1 - param.high), math.log(1 - param.low)))
         case FloatRange(log=True):
             return math.exp(rng.uniform(math.log(param.low), math.log(param.high)))
         case FloatRange():
@@ -48,5 +50,5 @@ class RandomSearcher:
         self._remaining -= len(suggestions)
         return suggestions
 
-    def on_result(self, suggestion: Suggestion, objective: float | None) -> None:
+    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
         """Random search does not adapt."""

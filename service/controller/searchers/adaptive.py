@@ -1,0 +1,253 @@
+"""Sobol, TPE, CMA-ES and GP search: Optuna's samplers, asked and told through an in-memory study.
+
+optisweep's database stays the source of truth: every suggestion is stored with the raw values
+the sampler drew (``Trial.search_params``), and a restarted controller rebuilds the study from
+the stored trials (``restore``) before asking for more.
+
+Spaces are conditional: each family draws only what it has. TPE models each family's own
+parameters (``adam.lr``, ``sgd.lr``, ...) with its multivariate, grouped kernel; Sobol, CMA-ES
+and GP need one fixed-dimensional space, so they draw shared ``lr``, ``beta1`` and ``beta2``
+for every family (a family without betas ignores them) and the family as a categorical.
+Diverged trials are told as infeasible (a violated constraint, with the worst objective seen
+when theirs is not finite), so the samplers that model constraints (TPE, GP) learn each
+family's safe learning-rate ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from service.controller.searchers.base import Outcome, Suggestion, to_suggestion
+from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+
+CONSTRAINT = "diverged"
+"""The constraint every told trial carries: 1 when it diverged (infeasible), else 0."""
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """What a restarted searcher needs of one stored trial."""
+
+    number: int
+    search_params: dict[str, Any]
+    outcome: Outcome | None
+    """None while the trial is pending or running."""
+    objective: float | None
+
+
+def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for one of the adaptive algorithms, seeded."""
+    import optuna
+
+    with warnings.catch_warnings():
+        # QMC and TPE's grouping are marked experimental; both have been stable for years.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if algorithm == "sobol":
+            return optuna.samplers.QMCSampler(
+                qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
+            )
+        if algorithm == "tpe":
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True
+            )
+        if algorithm == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if algorithm == "gp":
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    raise ValueError(f"algorithm: not an adaptive algorithm: {algorithm!r}")
+
+
+def _distribution(param: Param) -> BaseDistribution:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    match param:
+        case Choice():
+            return CategoricalDistribution(param.values)
+        case IntRange():
+            return IntDistribution(param.low, param.high)
+        case FloatRange(log_one_minus=True):
+            return FloatDistribution(1 - param.high, 1 - param.low, log=True)
+        case FloatRange():
+            return FloatDistribution(param.low, param.high, log=param.log)
+    raise TypeError(f"not a searched parameter: {param!r}")
+
+
+def _draw(trial: optuna.Trial, name: str, param: Param) -> Any:
+    """Ask the trial for one parameter through Optuna's public suggest API."""
+    match param:
+        case Choice():
+            return trial.suggest_categorical(name, param.values)
+        case IntRange():
+            return trial.suggest_int(name, param.low, param.high)
+        case FloatRange(log_one_minus=True):
+            return trial.suggest_float(name, 1 - param.high, 1 - param.low, log=True)
+        case FloatRange():
+            return trial.suggest_float(name, param.low, param.high, log=param.log)
+    raise TypeError(f"not a searched parameter: {param!r}")
+
+
+def _value(param: Param, drawn: Any) -> Any:
+    """What a drawn value means: 1 - drawn for a log_one_minus range."""
+    if isinstance(param, FloatRange) and param.log_one_minus:
+        return 1 - drawn
+    return drawn
+
+
+class AdaptiveSearcher:
+    """Asks an Optuna sampler for configurations and tells it how each trial ended."""
+
+    def __init__(self, space: Space, *, algorithm: str, seed: int, mode: str) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._space = space
+        self._shared = algorithm != "tpe"
+        self._constrained = algorithm in {"tpe", "gp"}
+        """Whether the sampler models constraints (the others warn when given them)."""
+        self._study = optuna.create_study(
+            direction="maximize" if mode == "max" else "minimize",
+            sampler=make_sampler(algorithm, seed),
+        )
+        self._asked: dict[int, optuna.Trial] = {}
+        """Trials asked for and not yet told, by number."""
+
+    def _axes(self, optimizer: str) -> dict[str, tuple[str, Param]]:
+        """Stored name -> (name to_suggestion reads, parameter) for one family."""
+        from optimizers import get_spec
+
+        spec = get_spec(optimizer)
+        prefix = "" if self._shared else f"{optimizer}."
+        axes: dict[str, tuple[str, Param]] = {f"{prefix}lr": ("lr", self._space.lr)}
+        for name, target in (("beta1", spec.beta1), ("beta2", spec.beta2)):
+            param = getattr(self._space, name)
+            if param is not None and (self._shared or target is not None):
+                axes[f"{prefix}{name}"] = (name, param)
+        for name, override in self._space.overrides.get(optimizer, {}).items():
+            if isinstance(override, FloatRange | IntRange | Choice):
+                axes[f"{optimizer}.{name}"] = (f"{optimizer}.{name}", override)
+        return axes
+
+    def _distributions(self, params: dict[str, Any]) -> dict[str, BaseDistribution]:
+        from optuna.distributions import CategoricalDistribution
+
+        family: dict[str, BaseDistribution] = {
+            "optimizer": CategoricalDistribution(self._space.optimizers)
+        }
+        axes = self._axes(params["optimizer"])
+        return {
+            name: family["optimizer"] if name == "optimizer" else _distribution(axes[name][1])
+            for name in params
+        }
+
+    def _suggestion(self, params: dict[str, Any]) -> Suggestion:
+        optimizer = params["optimizer"]
+        sampled: dict[str, Any] = {}
+        for name, (target, param) in self._axes(optimizer).items():
+            sampled[target] = _value(param, params[name])
+        for name, override in self._space.overrides.get(optimizer, {}).items():
+            if not isinstance(override, FloatRange | IntRange | Choice):
+                sampled[f"{optimizer}.{name}"] = override
+        return to_suggestion(self._space, optimizer, sampled)
+
+    def ask(self) -> tuple[Suggestion, dict[str, Any]]:
+        """One new configuration, and the raw values drawn for it (store them with the trial)."""
+        trial = self._study.ask()
+        optimizer = trial.suggest_categorical("optimizer", self._space.optimizers)
+        params: dict[str, Any] = {"optimizer": optimizer}
+        for name, (_, param) in self._axes(str(optimizer)).items():
+            params[name] = _draw(trial, name, param)
+        self._asked[trial.number] = trial
+        return self._suggestion(params), params
+
+    def suggest(self, count: int) -> list[Suggestion]:
+        """``count`` new configurations (the raw values are dropped; see ``ask``)."""
+        return [self.ask()[0] for _ in range(count)]
+
+    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """How trial ``number`` (in ask order) ended."""
+        from optuna.trial import TrialState
+
+        state, value, infeasible = self._result(outcome, objective)
+        trial = self._asked.pop(number, None)
+        if trial is None:
+            return  # told already
+        if state == TrialState.COMPLETE:
+            if self._constrained:
+                trial.set_constraint(CONSTRAINT, 1.0 if infeasible else 0.0)
+            self._study.tell(number, value)
+        else:
+            self._study.tell(number, state=state)
+
+    def _result(self, outcome: Outcome, objective: float | None) -> tuple[Any, float | None, bool]:
+        """(Optuna state, value, infeasible) for an outcome."""
+        from optuna.trial import TrialState
+
+        finite = objective is not None and math.isfinite(objective)
+        if outcome == "diverged":
+            return TrialState.COMPLETE, objective if finite else self._worst(), True
+        if outcome == "failed" or not finite:
+            return TrialState.FAIL, None, False
+        return TrialState.COMPLETE, objective, False
+
+    def _worst(self) -> float:
+        """A diverged trial's value when its objective is not finite: the worst seen so far."""
+        from optuna.study import StudyDirection
+        from optuna.trial import TrialState
+
+        values = [
+            t.value
+            for t in self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
+        if not values:
+            return 0.0
+        maximize = self._study.direction == StudyDirection.MAXIMIZE
+        return min(values) if maximize else max(values)
+
+    def restore(self, trials: list[StoredTrial]) -> None:
+        """Rebuild the study from stored trials, in number order, before asking for more."""
+        import optuna
+        from optuna.trial import TrialState, create_trial
+
+        for stored in sorted(trials, key=lambda t: t.number):
+            if stored.number != len(self._study.trials):
+                raise ValueError(f"trial numbers must run 0, 1, 2, ...; got {stored.number}")
+            params = stored.search_params
+            distributions = self._distributions(params)
+            if stored.outcome is None:
+                frozen = create_trial(
+                    state=TrialState.RUNNING, params=params, distributions=distributions
+                )
+                self._study.add_trial(frozen)
+                trial_id = self._study.get_trials(deepcopy=False)[-1]._trial_id
+                self._asked[stored.number] = optuna.Trial(self._study, trial_id)
+                continue
+            state, value, infeasible = self._result(stored.outcome, stored.objective)
+            frozen = create_trial(
+                state=state,
+                value=value,
+                params=params,
+                distributions=distributions,
+                system_attrs=(
+                    {f"constraints:{CONSTRAINT}": 1.0 if infeasible else 0.0}
+                    if state == TrialState.COMPLETE and self._constrained
+                    else {}
+                ),
+            )
+            self._study.add_trial(frozen)
+
+    @property
+    def told(self) -> int:
+        """How many trials the study knows as finished."""
+        return sum(1 for t in self._study.get_trials(deepcopy=False) if t.state.is_finished())

@@ -1,0 +1,261 @@
+"""Search algorithms and concurrency, end to end through the API on a real server and Ray."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from optimizers import get_spec
+from tests.service.conftest import LiveAPI
+
+FAMILIES = ["adam", "sgd", "momentum"]
+
+
+def _spec(algorithm: str, **search: Any) -> dict[str, Any]:
+    return {
+        "name": f"search-{algorithm}",
+        "workload": {"name": "rosenbrock", "epochs": 3, "steps_per_epoch": 10},
+        "space": {
+            "optimizers": FAMILIES,
+            "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+            "beta1": {"low": 0.8, "high": 0.95},
+            "beta2": {"low": 0.9, "high": 0.9999, "log_one_minus": True},
+            "overrides": {"momentum": {"nesterov": {"values": [False, True]}}},
+        },
+        "search": {"algorithm": algorithm, "num_trials": 10, "seed": 3, **search},
+        "objective": {"metric": "val_loss", "mode": "min"},
+    }
+
+
+def _most_at_once(trials: list[dict[str, Any]]) -> int:
+    """The most trials that were running at the same moment (from their start/finish times)."""
+    events = []
+    for trial in trials:
+        events.append((datetime.fromisoformat(trial["started_at"]), 1))
+        events.append((datetime.fromisoformat(trial["finished_at"]), -1))
+    running = most = 0
+    for _, change in sorted(events):
+        running += change
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.parametrize("algorithm", ["sobol", "tpe", "cmaes", "gp"])
+def test_an_adaptive_algorithm_runs_its_trials_within_the_space(
+    live_api: LiveAPI, algorithm: str
+) -> None:
+    created = live_api.submit(_spec(algorithm, concurrency=2))
+    assert created["num_trials"] == 10  # asked for as the sweep runs, counted up front
+    sweep = live_api.wait(created["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = live_api.trials(sweep["id"], sort="number", order="asc")
+    assert [t["number"] for t in trials] == list(range(10))
+    assert {t["status"] for t in trials} <= {"completed", "diverged"}
+    assert _most_at_once(trials) <= 2
+    for trial in trials:
+        hparams = trial["hyperparameters"]
+        assert 1e-4 <= hparams["lr"] <= 1e-2
+        spec = get_spec(trial["optimizer"])
+        # Each family has exactly its own hyperparameters, betas where it has them.
+        assert set(hparams) == set(spec.hyperparameters)
+        if trial["optimizer"] == "adam":
+            beta1, beta2 = hparams["betas"]
+            assert 0.8 <= beta1 <= 0.95
+            assert 0.9 <= beta2 <= 0.9999
+        if trial["optimizer"] == "momentum":
+            assert 0.8 <= hparams["momentum"] <= 0.95
+    leaderboard = live_api.client.get(f"/sweeps/{sweep['id']}/leaderboard").json()["entries"]
+    assert leaderboard, "completed trials are ranked"
+
+
+def test_grid_search_respects_its_concurrency(live_api: LiveAPI) -> None:
+    spec = _spec("grid", concurrency=1)
+    spec["space"] = {"optimizers": ["sgd"], "lr": {"values": [1e-4, 2e-4, 3e-4, 4e-4]}}
+    del spec["search"]["num_trials"]
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    trials = live_api.trials(sweep["id"])
+    assert len(trials) == 4
+    assert all(t["pack_id"] is None for t in trials)  # one at a time: nothing to pack
+    assert _most_at_once(trials) == 1
+
+
+@pytest.mark.parametrize(
+    ("search", "space", "loc", "message"),
+    [
+        ({"algorithm": "tpe"}, None, ["body", "search"], "num_trials is required for tpe"),
+        (
+            {"algorithm": "bayes", "num_trials": 4},
+            None,
+            ["body", "search", "algorithm"],
+            "'grid', 'random', 'sobol', 'tpe', 'cmaes' or 'gp'",
+        ),
+        (
+            {"algorithm": "tpe", "num_trials": 4, "concurrency": 0},
+            None,
+            ["body", "search", "concurrency"],
+            "greater than or equal to 1",
+        ),
+        (
+            {"algorithm": "random", "num_trials": 4},
+            {"lr": {"low": 1e-4, "high": 0.1, "log_one_minus": True}},
+            ["body", "space", "lr"],
+            "log_one_minus is for betas",
+        ),
+        (
+            {"algorithm": "random", "num_trials": 4},
+            {"beta2": {"low": 0.9, "high": 1.0, "log_one_minus": True}},
+            ["body", "space", "beta2"],
+            "high < 1",
+        ),
+    ],
+)
+def test_bad_search_settings_are_422_naming_the_field(
+    live_api: LiveAPI,
+    search: dict[str, Any],
+    space: dict[str, Any] | None,
+    loc: list[str],
+    message: str,
+) -> None:
+    spec = _spec("random")
+    spec["search"] = search
+    if space is not None:
+        spec["space"].update(space)
+    before = live_api.client.get("/sweeps", params={"limit": 1}).json()["items"]
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(e["loc"][: len(loc)] == loc and message in e["msg"] for e in errors), errors
+    assert live_api.client.get("/sweeps", params={"limit": 1}).json()["items"] == before
+
+
+def _steps(live_api: LiveAPI, trial_id: int, metric: str = "val_loss") -> list[int]:
+    series = live_api.client.get(f"/trials/{trial_id}/metrics").json()["series"]
+    (found,) = [s for s in series if s["name"] == metric]
+    steps: list[int] = found["steps"]
+    return steps
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [
+        {"name": "asha", "grace_period": 1, "reduction_factor": 3},
+        {"name": "hyperband", "min_epochs": 1, "reduction_factor": 3},
+        {"name": "median", "warmup_epochs": 2, "min_trials": 2},
+    ],
+    ids=lambda s: s["name"],
+)
+def test_a_scheduler_stops_trials_early_and_keeps_their_curves(
+    live_api: LiveAPI, scheduler: dict[str, Any]
+) -> None:
+    # Four at a time: later trials meet the curves of finished ones (the median rule needs them).
+    spec = _spec("random", scheduler=scheduler, num_trials=12, concurrency=4)
+    spec["workload"]["epochs"] = 9
+    spec["space"]["lr"] = {"low": 1e-5, "high": 1e-2, "log": True}  # curves far apart
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = live_api.trials(sweep["id"])
+    stopped = [t for t in trials if t["status"] == "stopped"]
+    assert stopped, "the scheduler stopped no trial"
+    assert any(t["status"] == "completed" for t in trials)
+    for trial in trials:
+        steps = _steps(live_api, trial["id"])
+        assert steps == list(range(1, len(steps) + 1))  # every epoch once, in order
+        if trial["status"] == "stopped":
+            assert trial["error"] is None
+            assert len(steps) < 9
+        else:
+            assert len(steps) == 9
+
+
+def test_the_scheduler_name_alone_is_enough(live_api: LiveAPI) -> None:
+    spec = _spec("tpe", scheduler="median", num_trials=4)
+    created = live_api.submit(spec)
+    assert created["spec"]["search"]["scheduler"] == {
+        "name": "median",
+        "warmup_epochs": 1,
+        "min_trials": 5,
+    }
+    assert live_api.wait(created["id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "loc", "message"),
+    [
+        (
+            {"name": "asha", "grace_period": 4},
+            ["body", "search", "scheduler", "grace_period"],
+            "4 is more than the workload's 3 epochs",
+        ),
+        (
+            {"name": "hyperband", "min_epochs": 5},
+            ["body", "search", "scheduler", "min_epochs"],
+            "more than the workload's 3 epochs",
+        ),
+        ("pbs", ["body", "search", "scheduler"], "expected one of 'asha', 'hyperband', 'median'"),
+        (
+            {"name": "asha", "reduction_factor": 1},
+            ["body", "search", "scheduler", "asha", "reduction_factor"],
+            "greater than or equal to 2",
+        ),
+    ],
+)
+def test_bad_schedulers_are_422_naming_the_field(
+    live_api: LiveAPI, scheduler: Any, loc: list[str], message: str
+) -> None:
+    response = live_api.client.post("/sweeps", json=_spec("random", scheduler=scheduler))
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(e["loc"][: len(loc)] == loc and message in e["msg"] for e in errors), errors
+
+
+def _successive_halving(curves: list[dict[int, float]], *, rf: int, epochs: int) -> list[int]:
+    """Epochs each trial trains under asynchronous successive halving (minimising), trials run
+    one after another: at epochs rf^0, rf^1, ... a trial goes on only if its value is among
+    the best len(competing) // rf (at least 1) of every trial that reached that epoch so far."""
+    rung_values: dict[int, list[float]] = {}
+    spent = []
+    for curve in curves:
+        stop_at = epochs
+        rung = 0
+        while rf**rung < epochs:
+            epoch = rf**rung
+            competing = rung_values.setdefault(rung, [])
+            competing.append(curve[epoch])
+            keep = max(len(competing) // rf, 1)
+            if curve[epoch] > sorted(competing)[keep - 1]:
+                stop_at = epoch
+                break
+            rung += 1
+        spent.append(stop_at)
+    return spent
+
+
+def test_successive_halving_spends_exactly_its_budget(live_api: LiveAPI) -> None:
+    spec = {
+        "name": "asha-budget",
+        "workload": {"name": "quadratic", "epochs": 81, "steps_per_epoch": 1},
+        "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        "search": {
+            "algorithm": "random",
+            "num_trials": 81,
+            "seed": 5,
+            "concurrency": 1,  # one at a time: the order, so the budget, is deterministic
+            "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3},
+        },
+        "objective": {"metric": "val_loss", "mode": "min"},
+    }
+    sweep = live_api.wait(live_api.submit(spec)["id"], timeout=600)
+    assert sweep["status"] == "completed", sweep
+    trials = live_api.trials(sweep["id"], sort="number", order="asc")
+    curves = []
+    for trial in trials:
+        series = live_api.client.get(f"/trials/{trial['id']}/metrics").json()["series"]
+        (loss,) = [s for s in series if s["name"] == "val_loss"]
+        curves.append(dict(zip(loss["steps"], loss["values"], strict=True)))
+    spent = [len(curve) for curve in curves]
+    expected = _successive_halving(curves, rf=3, epochs=81)
+    assert spent == expected
+    assert {1, 3, 9, 27} <= set(spent)  # trials stopped at every rung
+    assert sum(spent) < 81 * 81 / 4
