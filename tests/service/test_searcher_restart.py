@@ -26,7 +26,7 @@ SPEC = {
 FINISHED = (TrialStatus.COMPLETED, TrialStatus.DIVERGED, TrialStatus.STOPPED, TrialStatus.FAILED)
 
 
-class _Interrupt(Exception):
+class _InterruptError(Exception):
     pass
 
 
@@ -52,10 +52,10 @@ def test_a_restarted_controller_has_seen_every_finished_trial(migrated_engine: E
 
     def interrupt_after_four() -> None:
         if finished() >= 4:
-            raise _Interrupt
+            raise _InterruptError
 
     first = Controller(sessions, max_trials=100, controller_id=owner, sweep_id=sweep_id)
-    with pytest.raises(_Interrupt):
+    with pytest.raises(_InterruptError):
         first.run_sweep(sweep_id, on_tick=interrupt_after_four)
     done = finished()
     assert 4 <= done < 12
