@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from optimizers import validate_hparams
+from service.controller.expand import expand, sweep_size
 from service.controller.searchers import GridError, grid_size, make_searcher
 from service.sweeps.schemas import SweepCreate
+from tests.conftest import REPO_ROOT
 
 EXAMPLE: dict[str, Any] = {
     "name": "digits-optimizers",
@@ -155,3 +158,12 @@ def test_pack_size_spreads_trials_over_slots_within_the_memory_cap(tmp_path: Pat
         update={"resources": spec.resources.model_copy(update={"pack": False})}
     )
     assert roomy._pack_size(unpacked, 64, total_cpus=2, total_gpus=0) == 1
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO_ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_is_a_valid_sweep(path: Path) -> None:
+    spec = SweepCreate.model_validate(yaml.safe_load(path.read_text()))
+    assert spec.name == path.stem
+    assert sweep_size(spec, expand(spec, max_trials=10_000)) >= 1
