@@ -122,14 +122,20 @@ def _hyperparameters(hparams: dict[str, Any]) -> str:
 def leaderboard_table(board: dict[str, Any]) -> Table:
     """The best trial per optimizer family as a rich table."""
     table = Table(title=f"Leaderboard: {board['metric']} ({board['mode']})")
-    for column in ("#", "optimizer", board["metric"], "trial", "hyperparameters", "ranked"):
+    repeats = any(entry.get("repeats", 1) > 1 for entry in board["entries"])
+    value = f"{board['metric']} mean ± std (n)" if repeats else board["metric"]
+    for column in ("#", "optimizer", value, "trial", "hyperparameters", "ranked"):
         table.add_column(column, justify="right" if column in ("#", "trial", "ranked") else "left")
     for entry in board["entries"]:
         trial = entry["trial"]
+        shown = _fmt(trial["objective"])
+        if repeats:
+            spread = _fmt(entry["objective_std"]) if entry["objective_std"] is not None else "-"
+            shown = f"{_fmt(entry['objective_mean'])} ± {spread} ({entry['repeats']})"
         table.add_row(
             str(entry["rank"]),
             entry["optimizer"],
-            _fmt(trial["objective"]),
+            shown,
             str(trial["number"]),
             _hyperparameters(trial["hyperparameters"]),
             str(entry["ranked_trials"]),

@@ -26,7 +26,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from service.controller.expand import expand, trial_seed
 from service.controller.inbox import EpochReport, Inbox, Started
@@ -81,6 +81,29 @@ class _InFlight:
     cpus: float
     gpus: float
     pack_id: str | None = None
+
+
+def _configuration_result(trials: Iterable[Trial]) -> tuple[Outcome | None, float | None]:
+    """How a configuration trained over several seeds ended, and its mean objective.
+
+    None while a repeat is still open; diverged if any repeat diverged; failed if all failed;
+    otherwise completed (stopped if any was stopped early), the mean over finite objectives.
+    """
+    trials = list(trials)
+    if any(trial.status in _OPEN for trial in trials):
+        return None, None
+    values = [
+        trial.objective
+        for trial in trials
+        if trial.objective is not None and math.isfinite(trial.objective)
+    ]
+    mean = sum(values) / len(values) if values else None
+    statuses = {trial.status for trial in trials}
+    if TrialStatus.DIVERGED in statuses:
+        return "diverged", mean
+    if statuses == {TrialStatus.FAILED}:
+        return "failed", None
+    return ("stopped" if TrialStatus.STOPPED in statuses else "completed"), mean
 
 
 def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) -> bool:
@@ -342,17 +365,15 @@ class Controller:
         if adaptive:
             searcher = make_searcher(spec, max_trials=self._max_trials)
             assert isinstance(searcher, AdaptiveSearcher)
-            searcher.restore(
-                [
-                    StoredTrial(
-                        number=trial.number,
-                        search_params=trial.search_params or {},
-                        outcome=_OUTCOMES.get(trial.status),
-                        objective=trial.objective,
-                    )
-                    for trial in session.scalars(select(Trial).where(Trial.sweep_id == sweep.id))
-                ]
-            )
+            repeats = spec.search.repeats
+            configurations: dict[int, list[Trial]] = defaultdict(list)
+            for trial in session.scalars(select(Trial).where(Trial.sweep_id == sweep.id)):
+                configurations[trial.number // repeats].append(trial)
+            stored = []
+            for index, trials in sorted(configurations.items()):
+                outcome, objective = _configuration_result(trials)
+                stored.append(StoredTrial(index, trials[0].search_params or {}, outcome, objective))
+            searcher.restore(stored)
             self._searchers[sweep.id] = searcher
         if sweep.status == SweepStatus.PENDING:
             existing = session.scalar(select(func.count()).where(Trial.sweep_id == sweep.id))
@@ -552,9 +573,25 @@ class Controller:
         if outcome is None:
             return
         searcher = self._searchers.get(trial.sweep_id)
-        if searcher is not None:
-            searcher.tell(trial.number, outcome, trial.objective)
         spec = self._specs.get(trial.sweep_id)
+        if searcher is not None and spec is not None:
+            repeats = spec.search.repeats
+            if repeats == 1:
+                searcher.tell(trial.number, outcome, trial.objective)
+            else:  # a configuration is told once all its repeats ended, with their mean
+                index = trial.number // repeats
+                session = object_session(trial)
+                assert session is not None
+                siblings = session.scalars(
+                    select(Trial).where(
+                        Trial.sweep_id == trial.sweep_id,
+                        Trial.number >= index * repeats,
+                        Trial.number < (index + 1) * repeats,
+                    )
+                )
+                configuration, mean = _configuration_result(siblings)
+                if configuration is not None:
+                    searcher.tell(index, configuration, mean)
         if spec is not None and spec.search.scheduler is not None:
             self._inbox.finished.remote(trial.id, outcome, trial.objective)
 
@@ -628,25 +665,30 @@ class Controller:
             for sweep_id in sweeps:
                 spec = self._specs[sweep_id]
                 assert spec.search.num_trials is not None  # required for adaptive search
-                created = counts[sweep_id][True] + counts[sweep_id][False]
+                repeats = spec.search.repeats
+                created = (counts[sweep_id][True] + counts[sweep_id][False]) // repeats
                 concurrency = spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * slots
-                wanted = min(concurrency - counts[sweep_id][True], spec.search.num_trials - created)
+                room = concurrency - counts[sweep_id][True]
+                # Configurations to ask for; one at least when nothing runs, whatever repeats is.
+                wanted = room // repeats or int(counts[sweep_id][True] == 0)
+                wanted = min(wanted, spec.search.num_trials - created)
                 if wanted <= 0:
                     continue
                 rows = []
-                for number in range(created, created + wanted):
+                for index in range(created, created + wanted):
                     suggestion, params = self._searchers[sweep_id].ask()
-                    rows.append(
-                        {
-                            "sweep_id": sweep_id,
-                            "number": number,
-                            "optimizer": suggestion.optimizer,
-                            "hyperparameters": suggestion.hyperparameters,
-                            "search_params": params,
-                            "seed": trial_seed(spec.search.seed, number),
-                            "status": TrialStatus.PENDING,
-                        }
-                    )
+                    for number in range(index * repeats, (index + 1) * repeats):
+                        rows.append(
+                            {
+                                "sweep_id": sweep_id,
+                                "number": number,
+                                "optimizer": suggestion.optimizer,
+                                "hyperparameters": suggestion.hyperparameters,
+                                "search_params": params,
+                                "seed": trial_seed(spec.search.seed, number),
+                                "status": TrialStatus.PENDING,
+                            }
+                        )
                 session.execute(insert(Trial), rows)
 
     def _pack_size(

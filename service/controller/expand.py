@@ -53,20 +53,29 @@ def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
     check_scheduler(spec)
     try:
         searcher = make_searcher(spec, max_trials=max_trials)
-        if spec.search.algorithm in ADAPTIVE:
-            return []
-        return searcher.suggest(max_trials)
+        adaptive = spec.search.algorithm in ADAPTIVE
+        suggestions = [] if adaptive else searcher.suggest(max_trials)
     except GridError as exc:
         raise SpecError(str(exc), field=exc.field) from None
     except HyperparameterError as exc:
         field = f"space.overrides.{exc.family}" if exc.family else "space"
         raise SpecError(str(exc), field=field) from None
+    repeats = spec.search.repeats
+    configurations = (spec.search.num_trials or 0) if adaptive else len(suggestions)
+    if configurations * repeats > max_trials:
+        raise SpecError(
+            f"{configurations} configurations x {repeats} repeats is more than the maximum "
+            f"of {max_trials} trials",
+            field="search.repeats",
+        )
+    # The repeats of a configuration are consecutive: trial number // repeats is its index.
+    return [suggestion for suggestion in suggestions for _ in range(repeats)]
 
 
 def sweep_size(spec: SweepCreate, suggestions: list[Suggestion]) -> int:
     """How many trials a sweep runs: its expansion, or num_trials for adaptive algorithms."""
     if spec.search.algorithm in ADAPTIVE and spec.search.num_trials is not None:
-        return spec.search.num_trials
+        return spec.search.num_trials * spec.search.repeats
     return len(suggestions)
 
 

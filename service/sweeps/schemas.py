@@ -270,6 +270,9 @@ class SearchSpec(_Strict):
     """The most trials in flight at once (pack members count one each). None: no limit for
     grid and random; 4 per cluster slot for the adaptive algorithms."""
     scheduler: SchedulerSpec | None = None
+    repeats: int = Field(default=1, ge=1, le=100)
+    """Train each configuration this many times, each with its own seed; the leaderboard ranks
+    configurations by their mean and shows the spread. ``num_trials`` counts configurations."""
 
     @field_validator("scheduler", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from service.sweeps.models import Sweep
 from service.sweeps.schemas import SweepRead
 from service.trials.models import TrialStatus
-from service.trials.repository import leaderboard
+from service.trials.repository import leaderboard, leaderboard_by_mean
 from service.trials.schemas import Leaderboard, LeaderboardEntry, TrialRead
 
 
@@ -30,7 +30,30 @@ def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
 def leaderboard_read(session: Session, sweep: Sweep) -> Leaderboard:
     """The best trial of each optimizer family of a sweep, best first."""
     objective = sweep.spec["objective"]
-    best = leaderboard(session, sweep_id=sweep.id, maximize=objective["mode"] == "max")
+    maximize = objective["mode"] == "max"
+    repeats = int(sweep.spec.get("search", {}).get("repeats", 1))
+    if repeats > 1:
+        configurations = leaderboard_by_mean(
+            session, sweep_id=sweep.id, maximize=maximize, repeats=repeats
+        )
+        return Leaderboard(
+            sweep_id=sweep.id,
+            metric=objective["metric"],
+            mode=objective["mode"],
+            entries=[
+                LeaderboardEntry(
+                    rank=rank,
+                    optimizer=c.trial.optimizer,
+                    ranked_trials=c.family_count,
+                    trial=TrialRead.model_validate(c.trial),
+                    objective_mean=c.mean,
+                    objective_std=c.std,
+                    repeats=c.repeats,
+                )
+                for rank, c in enumerate(configurations, start=1)
+            ],
+        )
+    best = leaderboard(session, sweep_id=sweep.id, maximize=maximize)
     return Leaderboard(
         sweep_id=sweep.id,
         metric=objective["metric"],

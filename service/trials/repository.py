@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import delete, func, select
@@ -137,6 +139,57 @@ def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tupl
         .order_by(value.desc() if maximize else value.asc(), Trial.id)
     )
     return [(trial, count) for trial, count in session.execute(statement)]
+
+
+@dataclass(frozen=True)
+class RankedConfiguration:
+    """One configuration trained over several seeds: a representative trial and its spread."""
+
+    trial: Trial
+    """The repeat with the lowest number (all repeats share the hyperparameters)."""
+    mean: float
+    std: float | None
+    """Sample standard deviation over the repeats with a finite objective (None for one)."""
+    repeats: int
+    """How many repeats finished with a finite objective."""
+    family_count: int
+
+
+def leaderboard_by_mean(
+    session: Session, *, sweep_id: int, maximize: bool, repeats: int
+) -> list[RankedConfiguration]:
+    """The best configuration of each family by its mean objective over repeats, best first.
+
+    Trial ``number // repeats`` is a trial's configuration; repeats that diverged or failed
+    do not count, as in the per-trial leaderboard.
+    """
+    trials = session.scalars(
+        select(Trial)
+        .where(
+            Trial.sweep_id == sweep_id,
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+        .order_by(Trial.number)
+    )
+    groups: dict[int, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(trial.number // repeats, []).append(trial)
+    configurations = []
+    for members in groups.values():
+        values = [float(t.objective_value or 0.0) for t in members]
+        std = statistics.stdev(values) if len(values) > 1 else None
+        configurations.append((members[0], statistics.fmean(values), std, len(values)))
+    by_family: dict[str, list[tuple[Trial, float, float | None, int]]] = {}
+    for configuration in configurations:
+        by_family.setdefault(configuration[0].optimizer, []).append(configuration)
+    best = []
+    for family in by_family.values():
+        family.sort(key=lambda c: (-c[1] if maximize else c[1], c[0].number))
+        trial, mean, std, count = family[0]
+        best.append(RankedConfiguration(trial, mean, std, count, len(family)))
+    best.sort(key=lambda c: (-c.mean if maximize else c.mean, c.trial.number))
+    return best
 
 
 def delete_metrics(session: Session, *, trial_ids: Iterable[int], after_step: int = 0) -> None:

@@ -71,8 +71,16 @@ class LeaderboardEntry(ReadModel):
     rank: int
     optimizer: str
     ranked_trials: int
-    """How many of the family's trials finished with a finite objective."""
+    """How many of the family's trials (configurations, with repeats) finished with a finite
+    objective."""
     trial: TrialRead
+    """The best trial (with repeats: the first repeat of the best configuration)."""
+    objective_mean: float | None = None
+    """With repeats: the configuration's mean objective over its repeats (what ranks it)."""
+    objective_std: float | None = None
+    """With repeats: the sample standard deviation over its repeats."""
+    repeats: int = 1
+    """With repeats: how many repeats finished with a finite objective."""
 
 
 class Leaderboard(ReadModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from datetime import datetime
 from typing import Any
 
@@ -259,3 +260,39 @@ def test_successive_halving_spends_exactly_its_budget(live_api: LiveAPI) -> None
     assert spent == expected
     assert {1, 3, 9, 27} <= set(spent)  # trials stopped at every rung
     assert sum(spent) < 81 * 81 / 4
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+def test_repeats_rank_configurations_by_their_mean(live_api: LiveAPI, algorithm: str) -> None:
+    spec = _spec(algorithm, num_trials=4, repeats=3)
+    created = live_api.submit(spec)
+    assert created["num_trials"] == 12
+    sweep = live_api.wait(created["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = live_api.trials(sweep["id"], sort="number", order="asc")
+    assert [t["number"] for t in trials] == list(range(12))
+    configurations = [trials[i : i + 3] for i in range(0, 12, 3)]
+    for repeats in configurations:
+        assert len({str(t["hyperparameters"]) for t in repeats}) == 1  # same configuration
+        assert len({t["seed"] for t in repeats}) == 3  # three seeds
+    board = live_api.client.get(f"/sweeps/{sweep['id']}/leaderboard").json()
+    assert board["entries"]
+    for entry in board["entries"]:
+        index = entry["trial"]["number"] // 3
+        values = [t["objective"] for t in configurations[index] if t["status"] == "completed"]
+        assert entry["repeats"] == len(values)
+        assert entry["objective_mean"] == pytest.approx(sum(values) / len(values))
+        if len(values) > 1:
+            assert entry["objective_std"] == pytest.approx(statistics.stdev(values))
+    means = [entry["objective_mean"] for entry in board["entries"]]
+    assert means == sorted(means)  # val_loss: the lowest mean ranks first
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+def test_too_many_repeats_are_422(live_api: LiveAPI, algorithm: str) -> None:
+    spec = _spec(algorithm, num_trials=5000, repeats=3)
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "search", "repeats"]
+    assert "5000 configurations x 3 repeats" in error["msg"]
