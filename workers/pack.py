@@ -120,7 +120,7 @@ def _family_key(config: MemberConfig) -> tuple[str, Any]:
     return config.optimizer, config.spec.rule.variant(config.validated())
 
 
-def _restack(
+def stack_members(
     models: list[nn.Module],
     configs: list[MemberConfig],
     members: list[int],
@@ -279,7 +279,7 @@ def train_pack(
                 going_on = [k for k in stack.members if k not in results]
                 exports.update(_exports(stack, going_on))
                 members = going_on + joining
-            stack = _restack(models, configs, members, exports)
+            stack = stack_members(models, configs, members, exports)
         if stack is None:
             continue
         order = torch.randperm(
@@ -326,7 +326,7 @@ def train_pack(
             stack = None
         elif len(stack.members) - len(keep) >= max(1, compact_fraction * len(stack.members)):
             kept = [stack.members[row] for row in keep]
-            stack = _restack(models, configs, kept, _exports(stack, kept))
+            stack = stack_members(models, configs, kept, _exports(stack, kept))
     if stack is not None:
         for k in stack.members:
             if k not in results:

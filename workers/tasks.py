@@ -7,6 +7,7 @@ to stop; the controller writes what the inbox collected in batches.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from workers.lr_range import RangeTestSpec, lr_range_test
 from workers.pack import PackSpec, member_memory_bytes, split_for_memory, train_pack
 from workers.train import TrialResult, TrialSpec, resolve_device, train_trial
 
@@ -210,6 +212,13 @@ def _fit_device(spec: PackSpec) -> list[list[int]]:
     free, _ = torch.cuda.mem_get_info()
     member_bytes = member_memory_bytes(spec.workload, [m.optimizer for m in spec.members])
     return split_for_memory(len(spec.members), member_bytes=member_bytes, free_bytes=free)
+
+
+def run_range_test(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The learning-rate range test (a RangeTestSpec as a dict) on this task's device."""
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    results = lr_range_test(RangeTestSpec.model_validate({**spec, "device": device}))
+    return {name: dataclasses.asdict(result) for name, result in results.items()}
 
 
 def warm_up() -> str:

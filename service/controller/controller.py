@@ -28,10 +28,10 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from service.controller.expand import expand, trial_seed
+from service.controller.expand import expand, resolve_lr, trial_seed
 from service.controller.inbox import EpochReport, Inbox, Started
 from service.controller.ray_runtime import cluster_capacity, largest_node
-from service.controller.searchers import AdaptiveSearcher, StoredTrial, make_searcher
+from service.controller.searchers import AdaptiveSearcher, StoredTrial, Suggestion, make_searcher
 from service.controller.searchers.base import Outcome
 from service.db.base import utcnow
 from service.errors import SpecError
@@ -46,7 +46,7 @@ from service.trials.repository import (
     record_metrics,
 )
 from workers.pack import member_memory_bytes
-from workers.tasks import run_pack, run_trial, warm_up
+from workers.tasks import run_pack, run_range_test, run_trial, warm_up
 from workers.workloads import get_workload
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,26 @@ def _configuration_result(trials: Iterable[Trial]) -> tuple[Outcome | None, floa
     if statuses == {TrialStatus.FAILED}:
         return "failed", None
     return ("stopped" if TrialStatus.STOPPED in statuses else "completed"), mean
+
+
+def _insert_trials(
+    session: Session, sweep_id: int, spec: SweepCreate, suggestions: list[Suggestion]
+) -> None:
+    """A grid or random sweep's trials, numbered in expansion order, all pending."""
+    session.execute(
+        insert(Trial),
+        [
+            {
+                "sweep_id": sweep_id,
+                "number": number,
+                "optimizer": suggestion.optimizer,
+                "hyperparameters": suggestion.hyperparameters,
+                "seed": trial_seed(spec.search.seed, number),
+                "status": TrialStatus.PENDING,
+            }
+            for number, suggestion in enumerate(suggestions)
+        ],
+    )
 
 
 def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) -> bool:
@@ -180,6 +200,8 @@ class Controller:
         )
         self._checkpoint_roots: dict[int, Path] = {}
         """Sweep id -> the folder of its trials' checkpoints."""
+        self._range_tests: dict[ray.ObjectRef[Any], int] = {}
+        """Learning-rate range tests in flight, by sweep id (``lr: auto``)."""
         self._searchers: dict[int, AdaptiveSearcher] = {}
         """Adaptive sweeps' searchers, rebuilt from the stored trials when a sweep is adopted."""
 
@@ -265,6 +287,7 @@ class Controller:
             with self._sessions.begin() as session:
                 self._apply_events(session, events)
                 self._apply_results(session, finished)
+        self._collect_range_tests()
         self._dispatch()
         self._finish_sweeps()
 
@@ -346,6 +369,10 @@ class Controller:
     def _adopt(self, session: Session, sweep: Sweep) -> None:
         """Take a sweep on: recover trials a previous controller left running, expand if new."""
         spec = SweepCreate.model_validate(sweep.spec)
+        # lr: auto without a range test yet: run it, then expand (_collect_range_tests).
+        ranging = spec.space.lr == "auto" and sweep.lr_range is None
+        if spec.space.lr == "auto" and sweep.lr_range is not None:
+            spec = resolve_lr(spec, sweep.lr_range)
         orphans = list(
             session.scalars(
                 select(Trial).where(
@@ -362,7 +389,7 @@ class Controller:
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep.id, len(orphans))
         adaptive = spec.search.algorithm in ADAPTIVE
-        if adaptive:
+        if adaptive and not ranging:
             searcher = make_searcher(spec, max_trials=self._max_trials)
             assert isinstance(searcher, AdaptiveSearcher)
             repeats = spec.search.repeats
@@ -377,7 +404,7 @@ class Controller:
             self._searchers[sweep.id] = searcher
         if sweep.status == SweepStatus.PENDING:
             existing = session.scalar(select(func.count()).where(Trial.sweep_id == sweep.id))
-            if not existing and not adaptive:
+            if not existing and not adaptive and not ranging:
                 try:
                     suggestions = expand(spec, max_trials=self._max_trials)
                 except SpecError as exc:
@@ -385,20 +412,7 @@ class Controller:
                         session, sweep, SweepStatus.FAILED, at=utcnow(), error=f"{exc.field}: {exc}"
                     )
                     return
-                session.execute(
-                    insert(Trial),
-                    [
-                        {
-                            "sweep_id": sweep.id,
-                            "number": number,
-                            "optimizer": suggestion.optimizer,
-                            "hyperparameters": suggestion.hyperparameters,
-                            "seed": trial_seed(spec.search.seed, number),
-                            "status": TrialStatus.PENDING,
-                        }
-                        for number, suggestion in enumerate(suggestions)
-                    ],
-                )
+                _insert_trials(session, sweep.id, spec, suggestions)
                 session.execute(
                     update(Sweep)
                     .where(Sweep.id == sweep.id)
@@ -417,10 +431,60 @@ class Controller:
         self._active.add(sweep.id)
         if spec.search.scheduler is not None:
             self._schedule(session, sweep.id, spec)
+        if ranging and sweep.id not in self._range_tests.values():
+            self._start_range_test(sweep.id, spec)
         if self._checkpoint_dir is not None:
             # Sweep ids repeat across databases; the creation time tells their sweeps apart.
             stamp = sweep.created_at.strftime("%Y%m%dT%H%M%S%f")
             self._checkpoint_roots[sweep.id] = self._checkpoint_dir / f"sweep-{sweep.id}-{stamp}"
+
+    def _start_range_test(self, sweep_id: int, spec: SweepCreate) -> None:
+        """Run the learning-rate range test of a sweep with ``lr: auto`` on the cluster."""
+        task = ray.remote(max_retries=1)(run_range_test).options(
+            num_cpus=spec.resources.cpus_per_trial, num_gpus=spec.resources.gpus_per_trial
+        )
+        payload = {
+            "workload": spec.workload.config(),
+            "optimizers": spec.space.optimizers,
+            "seed": spec.search.seed,
+        }
+        self._range_tests[task.remote(payload)] = sweep_id
+        logger.info("sweep %s: learning-rate range test started", sweep_id)
+
+    def _collect_range_tests(self) -> None:
+        """Sweeps whose range test finished: store the bounds, then expand or start searching."""
+        if not self._range_tests:
+            return
+        refs = list(self._range_tests)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            sweep_id = self._range_tests.pop(ref)
+            try:
+                result: dict[str, Any] = ray.get(ref)
+                error = None
+            except RayError as exc:
+                result, error = {}, _describe(exc)
+            with self._sessions.begin() as session:
+                sweep = session.get(Sweep, sweep_id)
+                if sweep is None or sweep_id not in self._active:
+                    continue  # cancelled meanwhile
+                if error is not None:
+                    message = f"lr range test failed: {error}"
+                    finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=message)
+                    self._active.discard(sweep_id)
+                    continue
+                sweep.lr_range = result
+                spec = resolve_lr(self._specs[sweep_id], result)
+                self._specs[sweep_id] = spec
+                if spec.search.algorithm in ADAPTIVE:
+                    searcher = make_searcher(spec, max_trials=self._max_trials)
+                    assert isinstance(searcher, AdaptiveSearcher)
+                    self._searchers[sweep_id] = searcher
+                else:
+                    suggestions = expand(spec, max_trials=self._max_trials)
+                    _insert_trials(session, sweep_id, spec, suggestions)
+            bounds = {name: (r["low"], r["high"]) for name, r in result.items()}
+            logger.info("sweep %s: lr bounds from the range test %s", sweep_id, bounds)
 
     def _schedule(self, session: Session, sweep_id: int, spec: SweepCreate) -> None:
         """Hand the sweep's early-stopping scheduler to the inbox, with the finished curves."""

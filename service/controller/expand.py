@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
-from service.sweeps.schemas import ADAPTIVE, SweepCreate
+from service.sweeps.schemas import ADAPTIVE, FloatRange, SweepCreate
 from workers.workloads import WorkloadConfigError, parse_workload_config, reported_metrics
 
 
@@ -51,6 +53,14 @@ def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
     """
     check_workload(spec)
     check_scheduler(spec)
+    if spec.space.lr == "auto":
+        if spec.search.algorithm == "grid":
+            raise SpecError(
+                "'auto' needs a sampling algorithm (random, sobol, tpe, cmaes, gp); "
+                "grid search needs {'values': [...]}",
+                field="space.lr",
+            )
+        return []  # the range test runs first; resolve_lr then gives the searchable space
     try:
         searcher = make_searcher(spec, max_trials=max_trials)
         adaptive = spec.search.algorithm in ADAPTIVE
@@ -74,9 +84,28 @@ def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
 
 def sweep_size(spec: SweepCreate, suggestions: list[Suggestion]) -> int:
     """How many trials a sweep runs: its expansion, or num_trials for adaptive algorithms."""
-    if spec.search.algorithm in ADAPTIVE and spec.search.num_trials is not None:
+    deferred = spec.search.algorithm in ADAPTIVE or spec.space.lr == "auto"
+    if deferred and spec.search.num_trials is not None:
         return spec.search.num_trials * spec.search.repeats
     return len(suggestions)
+
+
+def resolve_lr(spec: SweepCreate, bounds: dict[str, dict[str, Any]]) -> SweepCreate:
+    """The sweep with ``lr: auto`` replaced by each family's range-test bounds (log scale)."""
+    ranges = {
+        name: FloatRange(low=b["low"], high=b["high"], log=True) for name, b in bounds.items()
+    }
+    overrides: dict[str, dict[str, Any]] = {
+        name: {**spec.space.overrides.get(name, {}), "lr": ranges[name]}
+        for name in spec.space.optimizers
+    }
+    lr = FloatRange(
+        low=min(r.low for r in ranges.values()),
+        high=max(r.high for r in ranges.values()),
+        log=True,
+    )
+    space = spec.space.model_copy(update={"lr": lr, "overrides": overrides})
+    return spec.model_copy(update={"space": space})
 
 
 def trial_seed(sweep_seed: int, number: int) -> int:

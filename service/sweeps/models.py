@@ -44,6 +44,8 @@ class Sweep(Base):
         default=SweepStatus.PENDING,
     )
     num_trials: Mapped[int] = mapped_column(default=0)
+    lr_range: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """With ``lr: auto``: per family, the range test's curve and the lr bounds it chose."""
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -122,11 +122,18 @@ class Space(_Strict):
     """Optimizer families, lr, the generic betas, and per-family overrides."""
 
     optimizers: list[str] = Field(min_length=1)
-    lr: Param
+    lr: Literal["auto"] | Param
+    """A searched lr, or "auto": a learning-rate range test sets each family's bounds."""
     beta1: Param | None = None
     beta2: Param | None = None
     overrides: dict[str, dict[str, Override]] = Field(default_factory=dict)
     """Per family: fixed values or searched ranges for any of its own hyperparameters."""
+
+    def searched_lr(self) -> Param:
+        """lr as a searched parameter; ValueError while it is "auto" (not resolved yet)."""
+        if isinstance(self.lr, str):
+            raise ValueError("space.lr: 'auto' must be resolved by the range test first")
+        return self.lr
 
     @field_validator("optimizers")
     @classmethod
@@ -139,7 +146,9 @@ class Space(_Strict):
 
     @field_validator("lr")
     @classmethod
-    def _positive_lr(cls, lr: Param) -> Param:
+    def _positive_lr(cls, lr: Param | str) -> Param | str:
+        if isinstance(lr, str):
+            return lr
         for value in param_bounds(lr):
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"lr must be finite and > 0, got {value!r}")
@@ -319,6 +328,16 @@ class SweepCreate(_Strict):
     resources: ResourcesSpec = ResourcesSpec()
 
 
+class LrRange(BaseModel):
+    """One family's learning-rate range test: the bounds it chose and the curve behind them."""
+
+    low: float
+    high: float
+    lrs: list[float]
+    losses: list[float]
+    """The smoothed training loss at each lr."""
+
+
 class SweepRead(BaseModel):
     """A sweep as the API shows it, with how many of its trials are in each status."""
 
@@ -331,6 +350,8 @@ class SweepRead(BaseModel):
     trial_counts: dict[str, int]
     """Trials per status, every status present (0 where none)."""
     spec: dict[str, Any]
+    lr_range: dict[str, LrRange] | None = None
+    """With ``lr: auto``: per family, the lr bounds the range test chose and its curve."""
     error: str | None
     created_at: datetime
     updated_at: datetime

@@ -20,6 +20,7 @@ def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
         num_trials=sweep.num_trials,
         trial_counts={status.value: counts.get(status, 0) for status in TrialStatus},
         spec=sweep.spec,
+        lr_range=sweep.lr_range,
         error=sweep.error,
         created_at=sweep.created_at,
         updated_at=sweep.updated_at,

@@ -296,3 +296,42 @@ def test_too_many_repeats_are_422(live_api: LiveAPI, algorithm: str) -> None:
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "search", "repeats"]
     assert "5000 configurations x 3 repeats" in error["msg"]
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+def test_lr_auto_runs_a_range_test_and_searches_within_its_bounds(
+    live_api: LiveAPI, algorithm: str
+) -> None:
+    spec = _spec(algorithm, num_trials=6)
+    spec["workload"] = {"name": "mlp-digits", "epochs": 2, "batch_size": 64}
+    spec["space"]["lr"] = "auto"
+    spec["objective"] = {"metric": "val_accuracy", "mode": "max"}
+    created = live_api.submit(spec)
+    assert created["num_trials"] == 6
+    sweep = live_api.wait(created["id"])
+    assert sweep["status"] == "completed", sweep
+    ranges = sweep["lr_range"]
+    assert set(ranges) == set(FAMILIES)
+    for family in FAMILIES:
+        found = ranges[family]
+        assert 0 < found["low"] < found["high"]
+        assert len(found["lrs"]) == len(found["losses"]) >= 10
+        assert found["lrs"] == sorted(found["lrs"])  # the lr grew every step
+        best = min(range(len(found["losses"])), key=found["losses"].__getitem__)
+        assert found["high"] == pytest.approx(found["lrs"][best])  # the lowest loss's lr
+    trials = live_api.trials(sweep["id"])
+    assert len(trials) == 6
+    for trial in trials:
+        bounds = ranges[trial["optimizer"]]
+        assert bounds["low"] * (1 - 1e-9) <= trial["hyperparameters"]["lr"]
+        assert trial["hyperparameters"]["lr"] <= bounds["high"] * (1 + 1e-9)
+
+
+def test_lr_auto_with_grid_search_is_422(live_api: LiveAPI) -> None:
+    spec = _spec("grid")
+    spec["space"]["lr"] = "auto"
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "lr"]
+    assert "'auto' needs a sampling algorithm" in error["msg"]

@@ -128,7 +128,10 @@ class AdaptiveSearcher:
 
         spec = get_spec(optimizer)
         prefix = "" if self._shared else f"{optimizer}."
-        axes: dict[str, tuple[str, Param]] = {f"{prefix}lr": ("lr", self._space.lr)}
+        overrides = self._space.overrides.get(optimizer, {})
+        axes: dict[str, tuple[str, Param]] = {}
+        if "lr" not in overrides:  # a family's own lr range (lr: auto) replaces the shared one
+            axes[f"{prefix}lr"] = ("lr", self._space.searched_lr())
         for name, target in (("beta1", spec.beta1), ("beta2", spec.beta2)):
             param = getattr(self._space, name)
             if param is not None and (self._shared or target is not None):

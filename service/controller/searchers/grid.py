@@ -29,7 +29,7 @@ def _values(param: Param | float | int | bool, field: str) -> list[Any]:
 def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
     """The axes one family's grid spans: lr, the betas it has, and its overrides."""
     spec = get_spec(optimizer)
-    axes = {"lr": _values(space.lr, "space.lr")}
+    axes = {"lr": _values(space.searched_lr(), "space.lr")}
     for name, target, param in (
         ("beta1", spec.beta1, space.beta1),
         ("beta2", spec.beta2, space.beta2),

@@ -39,7 +39,7 @@ class RandomSearcher:
         suggestions = []
         for _ in range(min(count, self._remaining)):
             optimizer = self._rng.choice(self._space.optimizers)
-            sampled: dict[str, Any] = {"lr": sample(self._space.lr, self._rng)}
+            sampled: dict[str, Any] = {"lr": sample(self._space.searched_lr(), self._rng)}
             for name in ("beta1", "beta2"):
                 param = getattr(self._space, name)
                 if param is not None:

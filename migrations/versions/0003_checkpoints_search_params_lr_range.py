@@ -1,4 +1,4 @@
-"""trial checkpoints and search params
+"""trial checkpoints, search params and lr range tests
 
 Revision ID: 0003
 Revises: 0002
@@ -18,6 +18,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('sweeps', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('lr_range', sa.JSON(), nullable=True))
+
     with op.batch_alter_table('trials', schema=None) as batch_op:
         batch_op.add_column(sa.Column('checkpoint_path', sa.String(length=1024), nullable=True))
         batch_op.add_column(sa.Column('checkpoint_epoch', sa.Integer(), nullable=True))
@@ -29,3 +32,6 @@ def downgrade() -> None:
         batch_op.drop_column('search_params')
         batch_op.drop_column('checkpoint_epoch')
         batch_op.drop_column('checkpoint_path')
+
+    with op.batch_alter_table('sweeps', schema=None) as batch_op:
+        batch_op.drop_column('lr_range')

@@ -1,0 +1,141 @@
+"""The learning-rate range test: train briefly while the lr grows exponentially, per family.
+
+One member per optimizer family, all from the same initialisation and on the same batches,
+trained as one pack: the lr starts at ``min_lr`` and is multiplied by a constant every step so
+that it reaches ``max_lr`` after ``steps`` steps (Smith, "Cyclical Learning Rates", 2017; the
+fastai lr finder). Each family's loss curve is smoothed with a bias-corrected moving average;
+the lr where the smoothed loss is lowest is the top of the family's search range, and the range
+spans ``decades`` decades below it. A member whose smoothed loss exceeds 4x its best has
+diverged and stops there.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+from torch.func import functional_call, vmap
+
+from optimizers import OPTIMIZERS, MemberConfig
+from workers.pack import stack_members
+from workers.train import epoch_generator, resolve_device
+from workers.workloads import parse_workload_config
+
+SMOOTHING = 0.98
+DIVERGED_FACTOR = 4.0
+
+
+class RangeTestSpec(BaseModel):
+    """Which workload and families to test, over which lr range, for how many steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: dict[str, Any]
+    optimizers: list[str] = Field(min_length=1)
+    min_lr: float = Field(default=1e-7, gt=0)
+    max_lr: float = Field(default=10.0, gt=0)
+    steps: int = Field(default=200, ge=10, le=100_000)
+    decades: float = Field(default=2.0, gt=0)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeTestSpec:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be < max_lr, got {self.min_lr} and {self.max_lr}")
+        for name in self.optimizers:
+            if name not in OPTIMIZERS:
+                raise ValueError(f"optimizers: unknown optimizer {name!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    """One family's curve (lr, smoothed loss per step) and the lr bounds chosen from it."""
+
+    low: float
+    high: float
+    lrs: list[float]
+    losses: list[float]
+
+
+def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
+    """Run the range test for every family at once; each family's bounds and curve."""
+    workload, config = parse_workload_config(spec.workload)
+    device = resolve_device(spec.device)
+    gamma = (spec.max_lr / spec.min_lr) ** (1 / spec.steps)
+    configs = [
+        MemberConfig(
+            optimizer=name,
+            hparams={"lr": spec.min_lr},
+            schedule={"kind": "exponential", "gamma": gamma},
+        )
+        for name in spec.optimizers
+    ]
+    builds = []
+    for _ in configs:  # the same initialisation for every family: a fair comparison
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.seed)
+            builds.append(workload.build(config, seed=spec.seed, device=device))
+    models = [built.model for built in builds]
+    stack = stack_members(models, configs, list(range(len(configs))), {})
+    base = copy.deepcopy(models[0]).to("meta")
+    inputs, targets = builds[0].train
+    loss_fn = builds[0].loss_fn
+
+    def member_loss(
+        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        return loss_fn(functional_call(base, (params, buffers), (x,)), y)
+
+    losses_of = vmap(member_loss, in_dims=(0, 0, None, None))
+    base.train()
+    size = len(stack.members)
+    curves: list[list[float]] = [[] for _ in range(size)]
+    lrs: list[list[float]] = [[] for _ in range(size)]
+    average = [0.0] * size
+    best = [math.inf] * size
+    done = [False] * size
+    order = torch.empty(0, dtype=torch.long)
+    position, epoch = 0, 0
+    for step in range(spec.steps):
+        if position + config.batch_size > len(order):
+            epoch += 1
+            order = torch.randperm(len(targets), generator=epoch_generator(spec.seed, epoch))
+            order, position = order.to(device), 0
+        batch = order[position : position + config.batch_size]
+        position += config.batch_size
+        for param in stack.params.values():
+            param.grad = None
+        losses = losses_of(stack.params, stack.buffers, inputs[batch], targets[batch])
+        losses.sum().backward()
+        values = losses.detach().tolist()
+        for row, k in enumerate(stack.members):
+            if done[k]:
+                continue
+            lrs[k].append(stack.optimizer.lr(row))
+            average[k] = SMOOTHING * average[k] + (1 - SMOOTHING) * values[row]
+            smoothed = average[k] / (1 - SMOOTHING ** (step + 1))
+            curves[k].append(smoothed)
+            best[k] = min(best[k], smoothed)
+            if not math.isfinite(smoothed) or smoothed > DIVERGED_FACTOR * best[k]:
+                done[k] = True
+                stack.optimizer.freeze(row)
+        if all(done):
+            break
+        stack.optimizer.step()
+        stack.optimizer.advance_schedules()
+    results = {}
+    for k, name in enumerate(spec.optimizers):
+        finite = [
+            (loss, lr) for loss, lr in zip(curves[k], lrs[k], strict=True) if math.isfinite(loss)
+        ]
+        high = min(finite)[1] if finite else spec.min_lr
+        low = max(spec.min_lr, high / 10**spec.decades)
+        results[name] = RangeTestResult(low=low, high=max(high, low), lrs=lrs[k], losses=curves[k])
+    return results
