@@ -37,6 +37,7 @@ from optimizers import (
 )
 from optimizers.schemas import PositiveFloat
 from workers.checkpoint import Checkpoint
+from workers.pbt import Exploit, PbtConfig, plan_exploits
 from workers.train import (
     EVAL_CHUNK,
     TrialResult,
@@ -84,6 +85,8 @@ class PackSpec(BaseModel):
     members: list[MemberSpec] = Field(min_length=1)
     data_seed: int = Field(ge=0, lt=2**63)
     device: str = "auto"
+    pbt: PbtConfig | None = None
+    """Population-based training among the members (``workers.pbt``), or None."""
 
     @field_validator("workload")
     @classmethod
@@ -229,6 +232,7 @@ def train_pack(
     resume: dict[int, Checkpoint] | None = None,
     checkpoint: Callable[[int, Checkpoint], None] | None = None,
     checkpoint_every: int = 1,
+    exploited: Callable[[int, list[Exploit]], None] | None = None,
 ) -> list[TrialResult]:
     """Train every member epoch by epoch; each ends completed, diverged or stopped.
 
@@ -237,9 +241,13 @@ def train_pack(
     ``resume`` maps members to checkpoints to continue from: a member joins the stack at the
     epoch after its checkpoint's. ``checkpoint(member, ckpt)`` is called for every training
     member every ``checkpoint_every`` epochs and after the last one, before the report.
+    With ``spec.pbt``, members exploit and explore within their family every ``pbt.interval``
+    epochs (``workers.pbt``), before that epoch's checkpoints; ``exploited(epoch, exploits)``
+    hears of it. A resumed member then takes its settings from its checkpoint.
     """
     workload, config = parse_workload_config(spec.workload)
     device = resolve_device(spec.device)
+    pbt = spec.pbt
     builds: list[Built] = []
     for member in spec.members:
         with torch.random.fork_rng(devices=[]):
@@ -252,6 +260,8 @@ def train_pack(
     start = dict.fromkeys(range(len(spec.members)), 0)
     last: dict[int, dict[str, float]] = {k: {} for k in range(len(spec.members))}
     for k, saved in resume.items():
+        if pbt is not None:  # PBT changes settings as it goes: the checkpoint has the latest
+            configs[k] = saved.config
         check_resumable(saved, configs[k])
         models[k].load_state_dict(saved.model)
         start[k], last[k] = saved.epoch, dict(saved.metrics)
@@ -292,6 +302,20 @@ def train_pack(
         _sync(stack, models)
         training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
         epoch_metrics = _evaluate(stack, base, builds, training)
+        finite_of = {k: finite[row] for row, k in training}
+        if pbt is not None and epoch < config.epochs:
+            stack = _exploit(
+                stack,
+                models,
+                configs,
+                pbt,
+                epoch,
+                spec.data_seed,
+                epoch_metrics,
+                finite_of,
+                exploited,
+            )
+            training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
             for row, k in training:
                 export = stack.optimizer.export_member(row)
@@ -313,7 +337,7 @@ def train_pack(
             losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(
                 metrics["val_loss"]
             )
-            if not (finite[row] and losses_finite):
+            if not (finite_of[k] and losses_finite):
                 results[k] = TrialResult("diverged", epoch, metrics, str(device))
             elif k in to_stop and epoch < config.epochs:  # after the last epoch: completed
                 results[k] = TrialResult("stopped", epoch, metrics, str(device))
@@ -332,6 +356,53 @@ def train_pack(
             if k not in results:
                 results[k] = TrialResult("completed", config.epochs, last[k], str(device))
     return [results[k] for k in range(len(spec.members))]
+
+
+def _exploit(
+    stack: _Stack,
+    models: list[nn.Module],
+    configs: list[MemberConfig],
+    pbt: PbtConfig,
+    epoch: int,
+    seed: int,
+    metrics: dict[int, dict[str, float]],
+    finite: dict[int, bool],
+    exploited: Callable[[int, list[Exploit]], None] | None,
+) -> _Stack:
+    """PBT's exploit and explore step: copy rows within families, restack with new settings."""
+    values = {
+        k: metrics[k][pbt.metric]
+        for k in metrics
+        if finite[k] and math.isfinite(metrics[k].get(pbt.metric, math.nan))
+    }
+    exploits = plan_exploits(pbt, epoch=epoch, seed=seed, values=values, configs=configs)
+    if not exploits:
+        return stack
+    members = list(metrics)
+    exports = _exports(stack, members)
+    sources = {e.source: copy.deepcopy(models[e.source].state_dict()) for e in exploits}
+    for e in exploits:
+        models[e.target].load_state_dict(sources[e.source])
+        source = exports[e.source]
+        exports[e.target] = MemberExport(
+            config=e.config,
+            params=[p.clone() for p in source.params],
+            optimizer_state=copy.deepcopy(source.optimizer_state),
+            step=source.step,
+            schedule_step=source.schedule_step,
+            lr_multiplier=source.lr_multiplier,
+        )
+        configs[e.target] = e.config
+    for k in stack.members:  # frozen rows go as they are
+        if k not in exports:
+            exports[k] = stack.optimizer.export_member(stack.members.index(k))
+    stacked = stack_members(models, configs, list(stack.members), exports)
+    for row, k in enumerate(stacked.members):
+        if k not in metrics:
+            stacked.optimizer.freeze(row)
+    if exploited is not None:
+        exploited(epoch, exploits)
+    return stacked
 
 
 def member_memory_bytes(workload: dict[str, Any], optimizers: list[str]) -> int:

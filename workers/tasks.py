@@ -8,6 +8,7 @@ to stop; the controller writes what the inbox collected in batches.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.lr_range import RangeTestSpec, lr_range_test
 from workers.pack import PackSpec, member_memory_bytes, split_for_memory, train_pack
+from workers.pbt import Exploit
 from workers.train import TrialResult, TrialSpec, resolve_device, train_trial
 
 
@@ -55,6 +57,8 @@ class Inbox(Protocol):
     -> [trial ids to stop]``."""
     report_pack: _RemoteMethod
     """``report_pack(epoch, [(trial_id, attempt, metrics, checkpoint)]) -> [trial ids to stop]``."""
+    exploited: _RemoteMethod
+    """``exploited(epoch, [(trial_id, attempt, source trial id, hyperparameters)])``: PBT."""
 
 
 def run_trial(
@@ -156,6 +160,18 @@ def run_pack(
         stop = set(ray.get(inbox.report_pack.remote(epoch, reports)))
         return {k for k in metrics if trial_ids[k] in stop}
 
+    def exploited(epoch: int, exploits: list[Exploit]) -> None:
+        items = [
+            (
+                trials[e.target][0],
+                trials[e.target][1],
+                trial_ids[e.source],
+                e.config.validated().model_dump(mode="json"),
+            )
+            for e in exploits
+        ]
+        inbox.exploited.remote(epoch, items)  # ordered with this worker's later reports
+
     def save(k: int, ckpt: Checkpoint) -> None:
         if plans is not None:
             save_checkpoint(plans[k].path, ckpt)
@@ -178,6 +194,11 @@ def run_pack(
         def save_part(i: int, ckpt: Checkpoint) -> None:
             save(part[i], ckpt)
 
+        def exploited_part(epoch: int, exploits: list[Exploit]) -> None:
+            exploited(
+                epoch, [replace(e, target=part[e.target], source=part[e.source]) for e in exploits]
+            )
+
         members = [spec.members[k].model_dump() for k in part]
         return train_pack(
             PackSpec.model_validate({**spec.model_dump(), "members": members}),
@@ -186,6 +207,7 @@ def run_pack(
             resume={i: resume[k] for i, k in enumerate(part) if k in resume},
             checkpoint=save_part if plans is not None else None,
             checkpoint_every=plans[0].every if plans else 1,
+            exploited=exploited_part,
         )
 
     results = [result for part in _fit_device(spec) for result in train_part(part)]

@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from service.controller.expand import expand, resolve_lr, trial_seed
-from service.controller.inbox import EpochReport, Inbox, Started
+from service.controller.inbox import EpochReport, Exploited, Inbox, Started
 from service.controller.ray_runtime import cluster_capacity, largest_node
 from service.controller.searchers import AdaptiveSearcher, StoredTrial, Suggestion, make_searcher
 from service.controller.searchers.base import Outcome
@@ -37,7 +37,7 @@ from service.db.base import utcnow
 from service.errors import SpecError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import ACTIVE, finish_sweep
-from service.sweeps.schemas import ADAPTIVE, ObjectiveSpec, ResourcesSpec, SweepCreate
+from service.sweeps.schemas import ADAPTIVE, ObjectiveSpec, PbtSpec, ResourcesSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import (
     best_metric,
@@ -429,7 +429,7 @@ class Controller:
                 return  # cancelled meanwhile
         self._specs[sweep.id] = spec
         self._active.add(sweep.id)
-        if spec.search.scheduler is not None:
+        if spec.search.pruner is not None:
             self._schedule(session, sweep.id, spec)
         if ranging and sweep.id not in self._range_tests.values():
             self._start_range_test(sweep.id, spec)
@@ -488,7 +488,7 @@ class Controller:
 
     def _schedule(self, session: Session, sweep_id: int, spec: SweepCreate) -> None:
         """Hand the sweep's early-stopping scheduler to the inbox, with the finished curves."""
-        assert spec.search.scheduler is not None
+        assert spec.search.pruner is not None
         finished = list(
             session.scalars(
                 select(Trial).where(Trial.sweep_id == sweep_id, Trial.status.not_in(_OPEN))
@@ -500,7 +500,7 @@ class Controller:
         ray.get(
             self._inbox.schedule.remote(
                 sweep_id,
-                spec.search.scheduler.model_dump(mode="json"),
+                spec.search.pruner.model_dump(mode="json"),
                 metric=spec.objective.metric,
                 mode=spec.objective.mode,
                 max_epochs=spec.workload.epochs,
@@ -523,7 +523,9 @@ class Controller:
 
     # recording -------------------------------------------------------------------------------
 
-    def _apply_events(self, session: Session, events: Iterable[Started | EpochReport]) -> None:
+    def _apply_events(
+        self, session: Session, events: Iterable[Started | EpochReport | Exploited]
+    ) -> None:
         events = [e for e in events if self._by_trial.get(e.trial_id) == e.attempt]
         if not events:
             return
@@ -537,6 +539,15 @@ class Controller:
         self._forget_after(session, trials, [e for e in events if isinstance(e, Started)])
         for event in events:
             trial = trials[event.trial_id]
+            if isinstance(event, Exploited):
+                trial.hyperparameters = event.hyperparameters
+                history = {
+                    "epoch": event.epoch,
+                    "source_trial_id": event.source_trial_id,
+                    "hyperparameters": event.hyperparameters,
+                }
+                trial.hyperparameter_history = [*(trial.hyperparameter_history or []), history]
+                continue
             if isinstance(event, Started):
                 if trial.status == TrialStatus.PENDING:
                     trial.status = TrialStatus.RUNNING
@@ -656,7 +667,7 @@ class Controller:
                 configuration, mean = _configuration_result(siblings)
                 if configuration is not None:
                     searcher.tell(index, configuration, mean)
-        if spec is not None and spec.search.scheduler is not None:
+        if spec is not None and spec.search.pruner is not None:
             self._inbox.finished.remote(trial.id, outcome, trial.objective)
 
     # dispatching and finishing ---------------------------------------------------------------
@@ -770,6 +781,8 @@ class Controller:
         slots = total_cpus / resources.cpus_per_trial
         if resources.gpus_per_trial > 0:
             slots = min(slots, total_gpus / resources.gpus_per_trial)
+        if isinstance(spec.search.scheduler, PbtSpec):
+            slots = 1  # PBT's population is a pack: keep the sweep's trials together
         size = min(math.ceil(pending / max(1, math.floor(slots))), resources.max_pack_size)
         if size <= 1 or resources.gpus_per_trial > 0:
             # On a GPU the worker splits a pack to fit the device's free memory.
@@ -805,7 +818,7 @@ class Controller:
     ) -> None:
         workload = spec.workload.config()
         attempts = tuple((trial.id, trial.attempt + 1) for trial in trials)
-        if spec.search.scheduler is not None:
+        if spec.search.pruner is not None:
             self._track(spec, sweep_id, trials)
         options = self._remote.options(num_cpus=cpus, num_gpus=gpus)
         plans = self._checkpoint_plans(spec, sweep_id, trials)
@@ -820,6 +833,13 @@ class Controller:
                 ],
                 "data_seed": spec.search.seed,
             }
+            scheduler = spec.search.scheduler
+            if isinstance(scheduler, PbtSpec):
+                payload["pbt"] = {
+                    **scheduler.model_dump(exclude={"name"}),
+                    "metric": spec.objective.metric,
+                    "mode": spec.objective.mode,
+                }
             ref = self._remote_pack.options(num_cpus=cpus, num_gpus=gpus).remote(
                 payload,
                 trials=list(attempts),

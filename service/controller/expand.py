@@ -10,7 +10,12 @@ from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
 from service.sweeps.schemas import ADAPTIVE, FloatRange, SweepCreate
-from workers.workloads import WorkloadConfigError, parse_workload_config, reported_metrics
+from workers.workloads import (
+    WorkloadConfigError,
+    get_workload,
+    parse_workload_config,
+    reported_metrics,
+)
 
 
 def check_workload(spec: SweepCreate) -> None:
@@ -35,7 +40,29 @@ def check_scheduler(spec: SweepCreate) -> None:
     scheduler = spec.search.scheduler
     if scheduler is None:
         return
-    first = {"asha": "grace_period", "hyperband": "min_epochs", "median": "warmup_epochs"}
+    first = {
+        "asha": "grace_period",
+        "hyperband": "min_epochs",
+        "median": "warmup_epochs",
+        "pbt": "interval",
+    }
+    if scheduler.name == "pbt":
+        if spec.search.algorithm not in ("random", "sobol"):
+            raise SpecError(
+                f"pbt needs random or sobol search to start its population, "
+                f"not {spec.search.algorithm}",
+                field="search.scheduler",
+            )
+        if not get_workload(spec.workload.name).packable:
+            raise SpecError(
+                f"pbt copies members within a pack: workload {spec.workload.name!r} cannot be "
+                "packed",
+                field="search.scheduler",
+            )
+        if not spec.resources.pack:
+            raise SpecError(
+                "pbt copies members within a pack: it needs pack: true", field="resources.pack"
+            )
     name = first[scheduler.name]
     value = getattr(scheduler, name)
     if value > spec.workload.epochs:

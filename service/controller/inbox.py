@@ -34,6 +34,17 @@ class EpochReport:
     """The checkpoint written after this epoch, if one was."""
 
 
+@dataclass(frozen=True)
+class Exploited:
+    """PBT: an attempt of a trial took another trial's state and these hyperparameters."""
+
+    trial_id: int
+    attempt: int
+    epoch: int
+    source_trial_id: int
+    hyperparameters: dict[str, Any]
+
+
 class Inbox:
     """Collects worker events until the controller drains them; tells workers when to stop.
 
@@ -42,7 +53,7 @@ class Inbox:
     """
 
     def __init__(self) -> None:
-        self._events: list[Started | EpochReport] = []
+        self._events: list[Started | EpochReport | Exploited] = []
         self._stop: set[int] = set()
         self._schedulers: dict[int, tuple[Scheduler, str]] = {}
         """Sweep id -> its early-stopping scheduler and the objective metric it watches."""
@@ -133,11 +144,16 @@ class Inbox:
                 stop.append(trial_id)
         return stop
 
+    def exploited(self, epoch: int, items: list[tuple[int, int, int, dict[str, Any]]]) -> None:
+        """PBT exploits of one epoch: (trial id, attempt, source trial id, hyperparameters)."""
+        for trial_id, attempt, source, hyperparameters in items:
+            self._events.append(Exploited(trial_id, attempt, epoch, source, hyperparameters))
+
     def stop(self, trial_ids: list[int]) -> None:
         """Ask these trials to stop at their next report."""
         self._stop.update(trial_ids)
 
-    def drain(self) -> list[Started | EpochReport]:
+    def drain(self) -> list[Started | EpochReport | Exploited]:
         """Every event since the last drain, in arrival order."""
         events, self._events = self._events, []
         return events

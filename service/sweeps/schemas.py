@@ -246,6 +246,21 @@ class MedianSpec(_Strict):
     """Stop nothing until this many trials completed."""
 
 
+class PbtSpec(_Strict):
+    """Population-based training inside each pack: every ``interval`` epochs the bottom
+    ``quantile`` of each family copies weights and optimizer state of its top ``quantile`` and
+    perturbs lr and betas by ``perturbation`` (x 0.8 or 1.2 for 0.2)."""
+
+    name: Literal["pbt"]
+    interval: int = Field(default=4, ge=1)
+    quantile: float = Field(default=0.25, gt=0, le=0.5)
+    perturbation: float = Field(default=0.2, gt=0, lt=1)
+
+
+PRUNERS = frozenset({"asha", "hyperband", "median"})
+"""Schedulers that stop trials (decided in the inbox); pbt changes them instead."""
+
+
 def _scheduler_name(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -258,11 +273,12 @@ def _scheduler_name(value: Any) -> str | None:
 SchedulerSpec = Annotated[
     Annotated[AshaSpec, Tag("asha")]
     | Annotated[HyperbandSpec, Tag("hyperband")]
-    | Annotated[MedianSpec, Tag("median")],
+    | Annotated[MedianSpec, Tag("median")]
+    | Annotated[PbtSpec, Tag("pbt")],
     Discriminator(
         _scheduler_name,
         custom_error_type="scheduler",
-        custom_error_message="expected one of 'asha', 'hyperband', 'median' "
+        custom_error_message="expected one of 'asha', 'hyperband', 'median', 'pbt' "
         "(a name, or an object with 'name' and its settings)",
     ),
 ]
@@ -282,6 +298,12 @@ class SearchSpec(_Strict):
     repeats: int = Field(default=1, ge=1, le=100)
     """Train each configuration this many times, each with its own seed; the leaderboard ranks
     configurations by their mean and shows the spread. ``num_trials`` counts configurations."""
+
+    @property
+    def pruner(self) -> AshaSpec | HyperbandSpec | MedianSpec | None:
+        """The scheduler when it stops trials early (asha, hyperband, median), else None."""
+        scheduler = self.scheduler
+        return None if scheduler is None or isinstance(scheduler, PbtSpec) else scheduler
 
     @field_validator("scheduler", mode="before")
     @classmethod

@@ -42,6 +42,9 @@ class Trial(Base):
     optimizer: Mapped[str] = mapped_column(String(32), index=True)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     search_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    hyperparameter_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """PBT: each time the trial took another's state, the epoch, that trial's id and the new
+    hyperparameters (``hyperparameters`` holds the latest)."""
     """What an adaptive searcher drew for this trial (its own names and scales), kept so a
     restarted controller can rebuild the searcher; None for grid and random search."""
     seed: Mapped[int]

@@ -38,6 +38,8 @@ class TrialRead(ReadModel):
     checkpoint_path: str | None
     """The trial's latest checkpoint: ``workers.checkpoint.load_checkpoint`` reads it."""
     checkpoint_epoch: int | None
+    hyperparameter_history: list[dict[str, Any]] | None = None
+    """PBT: [{"epoch", "source_trial_id", "hyperparameters"}] for each exploit, oldest first."""
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

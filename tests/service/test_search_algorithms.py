@@ -335,3 +335,57 @@ def test_lr_auto_with_grid_search_is_422(live_api: LiveAPI) -> None:
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "space", "lr"]
     assert "'auto' needs a sampling algorithm" in error["msg"]
+
+
+def test_pbt_exploits_within_families_inside_one_pack(live_api: LiveAPI) -> None:
+    spec = _spec("random", num_trials=8)
+    spec["workload"] = {"name": "mlp-digits", "epochs": 6, "batch_size": 64}
+    spec["space"] = {
+        "optimizers": ["adam", "momentum"],
+        "lr": {"low": 1e-4, "high": 0.3, "log": True},
+    }
+    spec["search"]["scheduler"] = {"name": "pbt", "interval": 2, "quantile": 0.5}
+    spec["objective"] = {"metric": "val_accuracy", "mode": "max"}
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = {t["id"]: t for t in live_api.trials(sweep["id"])}
+    assert len({t["pack_id"] for t in trials.values()}) == 1  # the population is one pack
+    exploited = [t for t in trials.values() if t["hyperparameter_history"]]
+    assert exploited, "no member copied another"
+    epochs = set()
+    for trial in exploited:
+        for entry in trial["hyperparameter_history"]:
+            epochs.add(entry["epoch"])
+            source = trials[entry["source_trial_id"]]
+            assert source["optimizer"] == trial["optimizer"]  # within its family
+            assert source["id"] != trial["id"]
+        assert trial["hyperparameters"] == trial["hyperparameter_history"][-1]["hyperparameters"]
+        assert _steps(live_api, trial["id"], "val_accuracy") == list(range(1, 7))
+    assert epochs <= {2, 4}
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "message"),
+    [
+        ({"search": {"algorithm": "tpe"}}, ["body", "search", "scheduler"], "pbt needs random"),
+        ({"resources": {"pack": False}}, ["body", "resources", "pack"], "needs pack: true"),
+        (
+            {"scheduler": {"name": "pbt", "interval": 7}},
+            ["body", "search", "scheduler", "interval"],
+            "7 is more than the workload's 3 epochs",
+        ),
+    ],
+)
+def test_bad_pbt_settings_are_422(
+    live_api: LiveAPI, change: dict[str, Any], loc: list[str], message: str
+) -> None:
+    spec = _spec("random", scheduler={"name": "pbt", "interval": 1})
+    spec["search"].update(change.get("search", {}))
+    if "scheduler" in change:
+        spec["search"]["scheduler"] = change["scheduler"]
+    spec.setdefault("resources", {}).update(change.get("resources", {}))
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == loc
+    assert message in error["msg"]
