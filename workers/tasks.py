@@ -248,4 +248,7 @@ def warm_up() -> str:
     from workers.workloads.digits import digits_split
 
     digits_split(torch.device("cpu"))
+    # The first torch.optim optimizer a process builds imports torch._dynamo (about 2 s here);
+    # packs build them to export members (compaction, checkpoints).
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     return ray.get_runtime_context().get_node_id()
