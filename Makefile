@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # already satisfied, instead of downloading a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work
+# here); install it when it is missing.
+chromium:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+pytest: install chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest

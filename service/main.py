@@ -14,6 +14,10 @@ from service import health
 from service.config import Settings
 from service.controller.controller import Controller
 from service.controller.ray_runtime import init_ray
+from service.dashboard.pages import api as specs_router
+from service.dashboard.pages import router as pages_router
+from service.dashboard.pages import static_files
+from service.dashboard.router import router as dashboard_router
 from service.db.migrate import upgrade_engine
 from service.db.session import make_engine, make_sessionmaker
 from service.errors import ConflictError, InputError, NotFoundError
@@ -90,6 +94,8 @@ def create_app(settings: Settings | None = None, *, run_controller: bool = True)
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(InputError, _bad_input)
     app.add_exception_handler(Exception, _internal)
-    for router in (sweeps_router, trials_router, health.router):
+    for router in (sweeps_router, trials_router, dashboard_router, specs_router, health.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(pages_router)
+    app.mount("/static", static_files, name="static")
     return app

@@ -25,6 +25,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('checkpoint_path', sa.String(length=1024), nullable=True))
         batch_op.add_column(sa.Column('checkpoint_epoch', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('search_params', sa.JSON(), nullable=True))
+        batch_op.add_column(
+            sa.Column('epochs_run', sa.Integer(), nullable=False, server_default='0')
+        )
         batch_op.add_column(sa.Column('hyperparameter_history', sa.JSON(), nullable=True))
 
 
@@ -32,6 +35,7 @@ def downgrade() -> None:
     with op.batch_alter_table('trials', schema=None) as batch_op:
         batch_op.drop_column('hyperparameter_history')
         batch_op.drop_column('search_params')
+        batch_op.drop_column('epochs_run')
         batch_op.drop_column('checkpoint_epoch')
         batch_op.drop_column('checkpoint_path')
 

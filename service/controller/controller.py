@@ -558,6 +558,7 @@ class Controller:
                 trial.pack_id = event.pack_id
                 continue
             epochs[trial.id].append((event.epoch, event.metrics))
+            trial.epochs_run = max(trial.epochs_run or 0, event.epoch)
             if event.checkpoint is not None:
                 trial.checkpoint_path = event.checkpoint
                 trial.checkpoint_epoch = event.epoch
@@ -587,6 +588,7 @@ class Controller:
             delete_metrics(session, trial_ids=trial_ids, after_step=epoch)
             for trial_id in trial_ids:
                 trial = trials[trial_id]
+                trial.epochs_run = min(trial.epochs_run or 0, epoch)
                 if epoch == 0:
                     trial.best_objective = None
                     trial.checkpoint_path = trial.checkpoint_epoch = None

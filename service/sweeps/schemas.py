@@ -111,6 +111,25 @@ Override = Annotated[
 """A per-family override: a fixed value or a searched hyperparameter."""
 
 
+def _lr_kind(value: Any) -> str | None:
+    return "auto" if value == "auto" else _param_kind(value)
+
+
+LrParam = Annotated[
+    Annotated[FloatRange, Tag("float")]
+    | Annotated[IntRange, Tag("int")]
+    | Annotated[Choice, Tag("choice")]
+    | Annotated[Literal["auto"], Tag("auto")],
+    Discriminator(
+        _lr_kind,
+        custom_error_type="parameter",
+        custom_error_message="expected \"auto\", {'low', 'high'[, 'log']}, "
+        "{'type': 'int', ...} or {'values': [...]}",
+    ),
+]
+"""lr: a searched parameter, or "auto" (a learning-rate range test sets each family's range)."""
+
+
 def param_bounds(param: Param) -> list[float]:
     """The extreme numeric values a parameter can take (both ends of a range, or every value)."""
     if isinstance(param, Choice):
@@ -122,7 +141,7 @@ class Space(_Strict):
     """Optimizer families, lr, the generic betas, and per-family overrides."""
 
     optimizers: list[str] = Field(min_length=1)
-    lr: Literal["auto"] | Param
+    lr: LrParam
     """A searched lr, or "auto": a learning-rate range test sets each family's bounds."""
     beta1: Param | None = None
     beta2: Param | None = None

@@ -60,6 +60,8 @@ class Trial(Base):
     """The Ray node that ran the last attempt."""
     device: Mapped[str | None] = mapped_column(String(32))
     """The torch device the last attempt trained on (cpu, cuda:0, ...)."""
+    epochs_run: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Epochs the trial has recorded (what it spent of the sweep's budget)."""
     checkpoint_path: Mapped[str | None] = mapped_column(String(1024))
     """The trial's latest checkpoint file (model and optimizer state), if one was written."""
     checkpoint_epoch: Mapped[int | None]

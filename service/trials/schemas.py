@@ -35,6 +35,8 @@ class TrialRead(ReadModel):
     error: str | None
     node_id: str | None
     device: str | None
+    epochs_run: int = 0
+    """Epochs the trial recorded."""
     checkpoint_path: str | None
     """The trial's latest checkpoint: ``workers.checkpoint.load_checkpoint`` reads it."""
     checkpoint_epoch: int | None

@@ -1,0 +1,71 @@
+"""The web dashboard: three pages (sweeps, a sweep, a trial), their assets, and Plotly.
+
+Pages are static HTML and JavaScript that read the REST API (the same endpoints any external
+dashboard uses) and poll it while a sweep runs. Plotly's JavaScript comes from the installed
+``plotly`` Python package, which ships it; nothing is fetched from a CDN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Body
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from service.errors import InputError
+
+STATIC = Path(__file__).parent / "static"
+
+router = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/specs", tags=["dashboard"])
+
+
+def plotly_js() -> Path:
+    """plotly.min.js as the plotly Python package ships it."""
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@router.get("/")
+def sweeps_page() -> FileResponse:
+    """All sweeps, and a form to submit one."""
+    return FileResponse(STATIC / "index.html")
+
+
+@router.get("/sweeps/{sweep_id}")
+def sweep_page(sweep_id: int) -> FileResponse:
+    """One sweep, live: progress, leaderboard, charts, trials."""
+    return FileResponse(STATIC / "sweep.html")
+
+
+@router.get("/trials/{trial_id}")
+def trial_page(trial_id: int) -> FileResponse:
+    """One trial: hyperparameters, history, curves."""
+    return FileResponse(STATIC / "trial.html")
+
+
+@router.get("/static/vendor/plotly.min.js")
+def plotly_asset() -> FileResponse:
+    """Plotly, from the installed package."""
+    return FileResponse(plotly_js(), media_type="text/javascript")
+
+
+static_files = StaticFiles(directory=STATIC)
+
+
+@api.post("/parse")
+def parse_spec(text: str = Body(media_type="text/plain")) -> Any:
+    """A sweep spec written as YAML (or JSON) turned into JSON, for POST /sweeps."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"not valid YAML or JSON: {str(exc).splitlines()[0]}", loc=("body",)
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError("a sweep spec is a mapping (name, workload, space, ...)", loc=("body",))
+    return data

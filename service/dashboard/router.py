@@ -1,0 +1,368 @@
+"""Query endpoints for dashboards: downsampled curves, lr sensitivity, best so far, parallel
+coordinates, hyperparameter importance and CSV export. The web dashboard uses exactly these,
+and so can any external one (Grafana, a notebook)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from optimizers import get_spec
+from service.dashboard.downsample import lttb
+from service.db.base import FloatKind
+from service.deps import SessionDep
+from service.sweeps.models import Sweep
+from service.sweeps.repository import get_sweep
+from service.trials.models import Metric, Trial, TrialStatus
+from service.trials.repository import RANKED
+
+router = APIRouter(prefix="/sweeps", tags=["dashboard"])
+
+MaxPoints = Annotated[int, Query(ge=3, le=10_000, description="Points per curve at most.")]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Trials at most, best first.")]
+
+
+class Curve(BaseModel):
+    """One trial's curve of one metric, downsampled."""
+
+    trial_id: int
+    number: int
+    optimizer: str
+    status: TrialStatus
+    best_in_family: bool
+    steps: list[float]
+    values: list[float | None]
+
+
+class Curves(BaseModel):
+    """Learning curves of a sweep's best trials (plus every family's best)."""
+
+    metric: str
+    total_trials: int
+    curves: list[Curve]
+
+
+class FamilyPoints(BaseModel):
+    """One family's points of a scatter or line chart."""
+
+    optimizer: str
+    x: list[float]
+    y: list[float]
+    trial_ids: list[int]
+
+
+class Series(BaseModel):
+    """Per family, points for one chart."""
+
+    metric: str
+    mode: str
+    families: list[FamilyPoints]
+
+
+class ParallelRow(BaseModel):
+    """One trial in parallel coordinates (betas are None for families without them)."""
+
+    trial_id: int
+    optimizer: str
+    lr: float
+    beta1: float | None
+    beta2: float | None
+    objective: float
+
+
+class Parallel(BaseModel):
+    """The best trials as rows for parallel coordinates."""
+
+    metric: str
+    rows: list[ParallelRow]
+
+
+class Importance(BaseModel):
+    """How much of the objective's variance each hyperparameter explains (fANOVA)."""
+
+    metric: str
+    trials: int
+    """How many finished trials the estimate used."""
+    importances: dict[str, float]
+
+
+def _objective(sweep: Sweep) -> tuple[str, bool]:
+    objective = sweep.spec["objective"]
+    return objective["metric"], objective["mode"] == "max"
+
+
+def _ranked(maximize: bool) -> Any:
+    value = Trial.objective_value
+    return (value.desc() if maximize else value.asc()), Trial.id
+
+
+def _finished_trials(session: SessionDep, sweep_id: int, maximize: bool) -> Any:
+    return (
+        select(Trial)
+        .where(
+            Trial.sweep_id == sweep_id,
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+        .order_by(*_ranked(maximize))
+    )
+
+
+def _betas(trial: Trial) -> tuple[float | None, float | None]:
+    spec = get_spec(trial.optimizer)
+    found: list[float | None] = []
+    for target in (spec.beta1, spec.beta2):
+        if target is None or target.field not in trial.hyperparameters:
+            found.append(None)
+            continue
+        value = trial.hyperparameters[target.field]
+        found.append(float(value if target.index is None else value[target.index]))
+    return found[0], found[1]
+
+
+@router.get("/{sweep_id}/curves")
+def curves(
+    sweep_id: int,
+    session: SessionDep,
+    metric: str | None = None,
+    max_points: MaxPoints = 200,
+    limit: Limit = 200,
+) -> Curves:
+    """The curves of the ``limit`` best trials and of each family's best, LTTB-downsampled."""
+    sweep = get_sweep(session, sweep_id)
+    objective, maximize = _objective(sweep)
+    metric = metric or objective
+    best_value = Trial.best_objective_value
+    order = (best_value.desc() if maximize else best_value.asc()).nulls_last()
+    chosen = list(
+        session.scalars(
+            select(Trial).where(Trial.sweep_id == sweep_id).order_by(order, Trial.id).limit(limit)
+        )
+    )
+    best_of_family: dict[str, Trial] = {}
+    for trial in session.scalars(_finished_trials(session, sweep_id, maximize)):
+        best_of_family.setdefault(trial.optimizer, trial)
+        if len(best_of_family) == len(sweep.spec["space"]["optimizers"]):
+            break
+    by_id = {trial.id: trial for trial in chosen}
+    by_id.update({trial.id: trial for trial in best_of_family.values()})
+    points: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    rows = session.execute(
+        select(Metric.trial_id, Metric.step, Metric.value_finite, Metric.value_kind)
+        .where(Metric.trial_id.in_(list(by_id)), Metric.name == metric)
+        .order_by(Metric.trial_id, Metric.step)
+    )
+    nonfinite = {FloatKind.NAN: math.nan, FloatKind.INF_POS: math.inf, FloatKind.INF_NEG: -math.inf}
+    for trial_id, step, value, kind in rows:
+        if kind == FloatKind.FINITE and value is not None:
+            points[trial_id].append((step, float(value)))
+        else:
+            points[trial_id].append((step, nonfinite.get(kind, math.nan)))
+    best_ids = {trial.id for trial in best_of_family.values()}
+    result = []
+    for trial_id, trial in by_id.items():
+        steps, values = lttb(
+            [p[0] for p in points[trial_id]], [p[1] for p in points[trial_id]], max_points
+        )
+        result.append(
+            Curve(
+                trial_id=trial_id,
+                number=trial.number,
+                optimizer=trial.optimizer,
+                status=trial.status,
+                best_in_family=trial_id in best_ids,
+                steps=steps,
+                values=[v if math.isfinite(v) else None for v in values],
+            )
+        )
+    total = session.query(Trial).filter(Trial.sweep_id == sweep_id).count()
+    return Curves(metric=metric, total_trials=total, curves=result)
+
+
+@router.get("/{sweep_id}/lr-sensitivity")
+def lr_sensitivity(sweep_id: int, session: SessionDep) -> Series:
+    """Final objective against lr, one series per family (completed and stopped trials)."""
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = _objective(sweep)
+    lr = Trial.hyperparameters["lr"].as_float()
+    rows = session.execute(
+        select(Trial.id, Trial.optimizer, lr, Trial.objective_value)
+        .where(
+            Trial.sweep_id == sweep_id,
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+        .order_by(Trial.optimizer, lr)
+    )
+    families: dict[str, FamilyPoints] = {}
+    for trial_id, optimizer, lr_value, objective in rows:
+        family = families.setdefault(
+            optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
+        )
+        family.x.append(float(lr_value))
+        family.y.append(float(objective))
+        family.trial_ids.append(trial_id)
+    return Series(
+        metric=metric, mode="max" if maximize else "min", families=list(families.values())
+    )
+
+
+@router.get("/{sweep_id}/best-so-far")
+def best_so_far(sweep_id: int, session: SessionDep) -> Series:
+    """Per family: the best objective so far against the epochs that family has spent."""
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = _objective(sweep)
+    rows = session.execute(
+        select(Trial.id, Trial.optimizer, Trial.epochs_run, Trial.best_objective_value)
+        .where(Trial.sweep_id == sweep_id, Trial.epochs_run > 0)
+        .order_by(Trial.number)
+    )
+    families: dict[str, FamilyPoints] = {}
+    spent: dict[str, int] = defaultdict(int)
+    best: dict[str, float] = {}
+    for trial_id, optimizer, epochs, value in rows:
+        spent[optimizer] += epochs
+        if value is not None and math.isfinite(value):
+            current = best.get(optimizer)
+            if current is None or (value > current if maximize else value < current):
+                best[optimizer] = value
+        if optimizer not in best:
+            continue
+        family = families.setdefault(
+            optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
+        )
+        family.x.append(float(spent[optimizer]))
+        family.y.append(best[optimizer])
+        family.trial_ids.append(trial_id)
+    return Series(
+        metric=metric, mode="max" if maximize else "min", families=list(families.values())
+    )
+
+
+@router.get("/{sweep_id}/parallel")
+def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> Parallel:
+    """The ``limit`` best trials as (family, lr, beta1, beta2, objective) rows."""
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = _objective(sweep)
+    trials = session.scalars(_finished_trials(session, sweep_id, maximize).limit(limit))
+    rows = []
+    for trial in trials:
+        beta1, beta2 = _betas(trial)
+        rows.append(
+            ParallelRow(
+                trial_id=trial.id,
+                optimizer=trial.optimizer,
+                lr=float(trial.hyperparameters["lr"]),
+                beta1=beta1,
+                beta2=beta2,
+                objective=float(trial.objective_value or 0.0),
+            )
+        )
+    return Parallel(metric=metric, rows=rows)
+
+
+@router.get("/{sweep_id}/importance")
+def importance(
+    sweep_id: int,
+    session: SessionDep,
+    max_trials: Annotated[int, Query(ge=10, le=20_000)] = 2000,
+) -> Importance:
+    """fANOVA importance (Optuna's evaluator) of family, log lr, beta1 and beta2.
+
+    Uses up to ``max_trials`` finished trials, drawn at random (seeded) when there are more;
+    a family without a beta counts it as 0. Needs at least 4 finished trials.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.importance import FanovaImportanceEvaluator
+
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = _objective(sweep)
+    trials = list(session.scalars(_finished_trials(session, sweep_id, maximize)))
+    if len(trials) > max_trials:
+        trials = random.Random(sweep_id).sample(trials, max_trials)
+    if len(trials) < 4:
+        return Importance(metric=metric, trials=len(trials), importances={})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    families = sorted({trial.optimizer for trial in trials})
+    lrs = [float(trial.hyperparameters["lr"]) for trial in trials]
+    distributions = {
+        "optimizer": CategoricalDistribution(families),
+        "lr": FloatDistribution(min(lrs), max(lrs) * (1 + 1e-9), log=True),
+        "beta1": FloatDistribution(0.0, 1.0),
+        "beta2": FloatDistribution(0.0, 1.0),
+    }
+    study = optuna.create_study(direction="maximize" if maximize else "minimize")
+    for trial, lr in zip(trials, lrs, strict=True):
+        beta1, beta2 = _betas(trial)
+        params = {
+            "optimizer": trial.optimizer,
+            "lr": lr,
+            "beta1": beta1 or 0.0,
+            "beta2": beta2 or 0.0,
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                value=float(trial.objective_value or 0.0),
+            )
+        )
+    found = optuna.importance.get_param_importances(
+        study, evaluator=FanovaImportanceEvaluator(seed=0)
+    )
+    return Importance(metric=metric, trials=len(trials), importances=dict(found))
+
+
+CSV_COLUMNS = [
+    "id", "number", "optimizer", "status", "objective", "best_objective", "epochs_run",
+    "attempt", "seed", "lr", "beta1", "beta2", "hyperparameters", "pack_id", "device",
+    "started_at", "finished_at", "error",
+]  # fmt: skip
+
+
+@router.get("/{sweep_id}/trials.csv")
+def trials_csv(sweep_id: int, session: SessionDep) -> StreamingResponse:
+    """Every trial of the sweep as CSV (one row per trial, hyperparameters as JSON)."""
+    get_sweep(session, sweep_id)
+    trials = list(
+        session.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.number))
+    )
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for trial in trials:
+            beta1, beta2 = _betas(trial)
+            writer.writerow(
+                [
+                    trial.id, trial.number, trial.optimizer, trial.status.value,
+                    trial.objective, trial.best_objective, trial.epochs_run, trial.attempt,
+                    trial.seed, trial.hyperparameters.get("lr"), beta1, beta2,
+                    json.dumps(trial.hyperparameters, sort_keys=True), trial.pack_id,
+                    trial.device, trial.started_at, trial.finished_at, trial.error,
+                ]
+            )  # fmt: skip
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    filename = f"sweep-{sweep_id}-trials.csv"
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,125 @@
+"""The web dashboard in a real Chromium (Debian's package, driven by Playwright) against a real
+`optisweep serve`: a sweep page that fills in live, a trial page, and a bad spec's errors."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+SPEC: dict[str, Any] = {
+    "name": "dashboard-e2e",
+    "workload": {"name": "rosenbrock", "epochs": 6, "steps_per_epoch": 20},
+    "space": {
+        "optimizers": ["adam", "momentum"],
+        "lr": {"low": 1e-4, "high": 3e-3, "log": True},
+        "beta1": {"low": 0.8, "high": 0.95},
+    },
+    "search": {"algorithm": "random", "num_trials": 8, "seed": 2},
+    "objective": {"metric": "val_loss", "mode": "min"},
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium from /usr/bin/chromium (make test installs it)."""
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make test` installs it (apt-get)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def test_the_sweep_page_shows_the_race_and_links_to_trials(
+    start_server: type[Server], tmp_path: Path, page: Page
+) -> None:
+    server = start_server(database_url=f"sqlite:///{tmp_path / 'dashboard.db'}")
+    server.wait_ready()
+    api = f"{server.url}/api/v1"
+    sweep = httpx.post(f"{api}/sweeps", json=SPEC, timeout=30).json()
+
+    page.goto(f"{server.url}/sweeps/{sweep['id']}")
+    expect(page.locator("#title")).to_contain_text("dashboard-e2e")
+    expect(page.locator("#status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#progress-text")).to_have_text("8 / 8", timeout=10_000)
+
+    board = httpx.get(f"{api}/sweeps/{sweep['id']}/leaderboard", timeout=30).json()
+    rows = page.locator("#leaderboard tbody tr")
+    expect(rows).to_have_count(len(board["entries"]), timeout=10_000)
+    for i, entry in enumerate(board["entries"]):
+        expect(rows.nth(i)).to_have_attribute("data-optimizer", entry["optimizer"])
+
+    # Every chart is drawn with the sweep's data: one curve per trial, one lr series per family.
+    curves = httpx.get(f"{api}/sweeps/{sweep['id']}/curves", timeout=30).json()["curves"]
+    page.wait_for_function("document.getElementById('chart-curves').data !== undefined")
+    assert page.evaluate("document.getElementById('chart-curves').data.length") == len(curves)
+    families = {c["optimizer"] for c in curves if c["status"] in ("completed", "stopped")}
+    lr_traces = page.evaluate("document.getElementById('chart-lr').data.map(t => t.name)")
+    assert set(lr_traces) == families
+    for chart in ("chart-best", "chart-parallel", "chart-importance"):
+        expect(page.locator(f"#{chart} .main-svg").first).to_be_visible()
+    expect(page.locator("#trials tbody tr")).to_have_count(8)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"), full_page=True)
+
+    best = board["entries"][0]["trial"]
+    page.locator("#leaderboard tbody tr").first.locator("a").click()
+    expect(page).to_have_url(f"{server.url}/trials/{best['id']}")
+    expect(page.locator("#title")).to_contain_text(f"Trial {best['number']}")
+    expect(page.locator('[data-fact="status"]')).to_have_text(best["status"])
+    expect(page.locator("#metric-val_loss .main-svg").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-trial.png"), full_page=True)
+
+    page.goto(f"{server.url}/")
+    expect(page.locator(f'#sweeps tr[data-sweep="{sweep["id"]}"]')).to_contain_text("8 / 8")
+
+
+def test_an_invalid_spec_shows_the_error_next_to_its_field(
+    start_server: type[Server], tmp_path: Path, page: Page
+) -> None:
+    server = start_server(database_url=f"sqlite:///{tmp_path / 'submit.db'}")
+    server.wait_ready()
+    page.goto(f"{server.url}/")
+    bad = (
+        "name: bad\nworkload: {name: rosenbrock, epochs: 5}\n"
+        "space: {optimizers: [adam], lr: {low: 0.1, high: 0.01}}\n"
+        "search: {algorithm: random, num_trials: 4}\n"
+    )
+    page.fill("#spec", bad)
+    page.click("#submit button")
+    error = page.locator('#submit-errors li[data-field^="space.lr"]')
+    expect(error).to_contain_text("low must be <= high")
+    assert httpx.get(f"{server.url}/api/v1/sweeps", timeout=30).json()["items"] == []
+
+    page.fill("#spec", "name: [unclosed")
+    page.click("#submit button")
+    expect(page.locator("#submit-errors li")).to_contain_text("not valid YAML or JSON")
+
+    page.fill("#spec", bad.replace("low: 0.1, high: 0.01", "low: 0.001, high: 0.01"))
+    page.click("#submit button")
+    expect(page.locator("#submit-result a")).to_have_text("sweep 1")

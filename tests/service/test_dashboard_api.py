@@ -1,0 +1,181 @@
+"""The dashboard's query endpoints, on both databases, against a real sweep."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+import pytest
+
+from service.dashboard.downsample import lttb
+from tests.service.conftest import LiveAPI
+
+SPEC: dict[str, Any] = {
+    "name": "dashboard-api",
+    "workload": {"name": "rosenbrock", "epochs": 30, "steps_per_epoch": 5},
+    "space": {
+        "optimizers": ["adam", "momentum", "sgd"],
+        "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "beta1": {"low": 0.8, "high": 0.95},
+    },
+    "search": {"algorithm": "random", "num_trials": 12, "seed": 4},
+    "objective": {"metric": "val_loss", "mode": "min"},
+}
+
+
+@pytest.fixture(scope="module")
+def sweep(live_api: LiveAPI) -> dict[str, Any]:
+    done = live_api.wait(live_api.submit(SPEC)["id"])
+    assert done["status"] == "completed", done
+    return done
+
+
+def test_curves_are_downsampled_to_at_most_max_points(
+    live_api: LiveAPI, sweep: dict[str, Any]
+) -> None:
+    full = live_api.client.get(f"/sweeps/{sweep['id']}/curves", params={"max_points": 1000})
+    assert full.status_code == 200
+    body = full.json()
+    assert body["metric"] == "val_loss"
+    assert body["total_trials"] == 12
+    assert len(body["curves"]) == 12
+    short = live_api.client.get(
+        f"/sweeps/{sweep['id']}/curves", params={"max_points": 10, "limit": 3}
+    ).json()["curves"]
+    families = {c["optimizer"] for c in body["curves"] if c["status"] == "completed"}
+    # The 3 best trials, plus the best of every family not among them.
+    assert 3 <= len(short) <= 3 + len(families)
+    assert {c["optimizer"] for c in short if c["best_in_family"]} == families
+    by_id = {c["trial_id"]: c for c in body["curves"]}
+    for curve in short:
+        assert len(curve["steps"]) <= 10
+        whole = by_id[curve["trial_id"]]
+        assert curve["steps"][0] == whole["steps"][0]
+        assert curve["steps"][-1] == whole["steps"][-1]
+        assert set(curve["steps"]) <= set(whole["steps"])
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("curves", {"max_points": 2}, "max_points"),
+        ("curves", {"limit": 0}, "limit"),
+        ("curves", {"max_points": "many"}, "max_points"),
+        ("parallel", {"limit": 100_000}, "limit"),
+        ("importance", {"max_trials": 1}, "max_trials"),
+    ],
+)
+def test_bad_dashboard_parameters_are_422(
+    live_api: LiveAPI, sweep: dict[str, Any], path: str, params: dict[str, Any], field: str
+) -> None:
+    response = live_api.client.get(f"/sweeps/{sweep['id']}/{path}", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+@pytest.mark.parametrize(
+    "path", ["curves", "lr-sensitivity", "best-so-far", "parallel", "importance", "trials.csv"]
+)
+def test_an_unknown_sweep_is_404(live_api: LiveAPI, path: str) -> None:
+    response = live_api.client.get(f"/sweeps/999999/{path}")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "sweep 999999 not found"}
+
+
+def test_lr_sensitivity_and_parallel_hold_every_ranked_trial(
+    live_api: LiveAPI, sweep: dict[str, Any]
+) -> None:
+    trials = [t for t in live_api.trials(sweep["id"]) if t["status"] in ("completed", "stopped")]
+    series = live_api.client.get(f"/sweeps/{sweep['id']}/lr-sensitivity").json()
+    points = {
+        trial_id: (family["optimizer"], x, y)
+        for family in series["families"]
+        for trial_id, x, y in zip(family["trial_ids"], family["x"], family["y"], strict=True)
+    }
+    assert points == {
+        t["id"]: (t["optimizer"], t["hyperparameters"]["lr"], t["objective"]) for t in trials
+    }
+    for family in series["families"]:
+        assert family["x"] == sorted(family["x"])
+    rows = live_api.client.get(f"/sweeps/{sweep['id']}/parallel").json()["rows"]
+    assert [r["objective"] for r in rows] == sorted(t["objective"] for t in trials)
+    for row in rows:
+        if row["optimizer"] == "sgd":
+            assert row["beta1"] is None
+        else:
+            assert 0.8 <= row["beta1"] <= 0.95
+
+
+def test_best_so_far_never_gets_worse(live_api: LiveAPI, sweep: dict[str, Any]) -> None:
+    series = live_api.client.get(f"/sweeps/{sweep['id']}/best-so-far").json()
+    assert series["families"]
+    trials = live_api.trials(sweep["id"])
+    for family in series["families"]:
+        assert family["x"] == sorted(family["x"])
+        assert family["y"] == sorted(family["y"], reverse=True)  # val_loss: lower is better
+        spent = sum(t["epochs_run"] for t in trials if t["optimizer"] == family["optimizer"])
+        assert family["x"][-1] <= spent
+
+
+def test_importance_covers_the_searched_hyperparameters(
+    live_api: LiveAPI, sweep: dict[str, Any]
+) -> None:
+    found = live_api.client.get(f"/sweeps/{sweep['id']}/importance").json()
+    assert found["trials"] >= 4
+    assert set(found["importances"]) == {"optimizer", "lr", "beta1", "beta2"}
+    assert sum(found["importances"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_trials_export_as_csv(live_api: LiveAPI, sweep: dict[str, Any]) -> None:
+    response = live_api.client.get(f"/sweeps/{sweep['id']}/trials.csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    trials = {t["id"]: t for t in live_api.trials(sweep["id"])}
+    assert len(rows) == len(trials) == 12
+    for row in rows:
+        trial = trials[int(row["id"])]
+        assert row["optimizer"] == trial["optimizer"]
+        assert row["status"] == trial["status"]
+        assert float(row["lr"]) == trial["hyperparameters"]["lr"]
+
+
+def test_a_yaml_spec_parses_to_json(live_api: LiveAPI) -> None:
+    text = "name: x\nspace: {lr: {low: 1.0e-3, high: 0.1}}\n"
+    response = live_api.client.post(
+        "/specs/parse", content=text, headers={"content-type": "text/plain"}
+    )
+    assert response.json() == {"name": "x", "space": {"lr": {"low": 1e-3, "high": 0.1}}}
+    bad = live_api.client.post(
+        "/specs/parse", content="name: [", headers={"content-type": "text/plain"}
+    )
+    assert bad.status_code == 422
+    assert "not valid YAML or JSON" in bad.json()["detail"][0]["msg"]
+
+
+def test_the_dashboard_pages_and_plotly_are_served(live_api: LiveAPI) -> None:
+    import httpx
+
+    for path in ("/", "/sweeps/1", "/trials/1"):
+        page = httpx.get(live_api.url + path, timeout=30)
+        assert page.status_code == 200
+        assert "/static/app.js" in page.text
+    plotly = httpx.get(live_api.url + "/static/vendor/plotly.min.js", timeout=30)
+    assert plotly.status_code == 200
+    assert len(plotly.content) > 1_000_000  # the full library, served from the wheel
+
+
+def test_lttb_keeps_the_ends_and_the_peaks() -> None:
+    xs = list(range(1000))
+    ys = [math.sin(x / 40) + (5.0 if x == 500 else 0.0) for x in xs]
+    kept_x, kept_y = lttb(xs, ys, 60)
+    assert kept_y[kept_x.index(500)] == ys[500]
+    assert len(kept_x) == 60
+    assert (kept_x[0], kept_x[-1]) == (0, 999)
+    assert 500 in kept_x  # the spike survives
+    assert kept_x == sorted(kept_x)
+    assert lttb([1, 2], [3.0, 4.0], 10) == ([1.0, 2.0], [3.0, 4.0])
+    with pytest.raises(ValueError, match="at least 3"):
+        lttb(xs, ys, 2)
