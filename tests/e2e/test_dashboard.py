@@ -109,6 +109,7 @@ def test_an_invalid_spec_shows_the_error_next_to_its_field(
         "name: bad\nworkload: {name: rosenbrock, epochs: 5}\n"
         "space: {optimizers: [adam], lr: {low: 0.1, high: 0.01}}\n"
         "search: {algorithm: random, num_trials: 4}\n"
+        "objective: {metric: val_loss, mode: min}\n"
     )
     page.fill("#spec", bad)
     page.click("#submit button")
