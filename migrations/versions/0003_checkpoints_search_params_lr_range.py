@@ -29,10 +29,16 @@ def upgrade() -> None:
             sa.Column('epochs_run', sa.Integer(), nullable=False, server_default='0')
         )
         batch_op.add_column(sa.Column('hyperparameter_history', sa.JSON(), nullable=True))
+        batch_op.create_index(
+            'ix_trials_sweep_id_best_objective_value', ['sweep_id', 'best_objective_value']
+        )
+        batch_op.create_index('ix_trials_sweep_id_objective_value', ['sweep_id', 'objective_value'])
 
 
 def downgrade() -> None:
     with op.batch_alter_table('trials', schema=None) as batch_op:
+        batch_op.drop_index('ix_trials_sweep_id_objective_value')
+        batch_op.drop_index('ix_trials_sweep_id_best_objective_value')
         batch_op.drop_column('hyperparameter_history')
         batch_op.drop_column('search_params')
         batch_op.drop_column('epochs_run')

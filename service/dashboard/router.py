@@ -9,6 +9,7 @@ import io
 import json
 import math
 import random
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -272,6 +273,12 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> Paralle
     return Parallel(metric=metric, rows=rows)
 
 
+_IMPORTANCE_CACHE: dict[tuple[int, int, int], Importance] = {}
+"""(sweep, finished trials, max_trials) -> importance: fANOVA takes seconds on large sweeps, and
+a finished trial set does not change."""
+_CACHE_LOCK = threading.Lock()
+
+
 @router.get("/{sweep_id}/importance")
 def importance(
     sweep_id: int,
@@ -290,6 +297,10 @@ def importance(
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
     trials = list(session.scalars(_finished_trials(session, sweep_id, maximize)))
+    key = (sweep_id, len(trials), max_trials)
+    with _CACHE_LOCK:
+        if key in _IMPORTANCE_CACHE:
+            return _IMPORTANCE_CACHE[key]
     if len(trials) > max_trials:
         trials = random.Random(sweep_id).sample(trials, max_trials)
     if len(trials) < 4:
@@ -322,7 +333,12 @@ def importance(
     found = optuna.importance.get_param_importances(
         study, evaluator=FanovaImportanceEvaluator(seed=0)
     )
-    return Importance(metric=metric, trials=len(trials), importances=dict(found))
+    result = Importance(metric=metric, trials=len(trials), importances=dict(found))
+    with _CACHE_LOCK:
+        if len(_IMPORTANCE_CACHE) >= 256:
+            _IMPORTANCE_CACHE.clear()
+        _IMPORTANCE_CACHE[key] = result
+    return result
 
 
 CSV_COLUMNS = [

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db.base import Base, FloatKind, UTCDateTime, decode_float, encode_float, utcnow
@@ -34,7 +34,12 @@ class Trial(Base):
     """One configuration of a sweep, trained once (retried on failure)."""
 
     __tablename__ = "trials"
-    __table_args__ = (UniqueConstraint("sweep_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "number"),
+        # The dashboard's "best trials of a sweep" queries (curves, parallel coordinates).
+        Index("ix_trials_sweep_id_best_objective_value", "sweep_id", "best_objective_value"),
+        Index("ix_trials_sweep_id_objective_value", "sweep_id", "objective_value"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
