@@ -12,7 +12,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -90,9 +90,10 @@ class Parallel(BaseModel):
 
 
 class Importance(BaseModel):
-    """How much of the objective's variance each hyperparameter explains (fANOVA)."""
+    """How much each hyperparameter matters to the objective (Optuna's importance evaluators)."""
 
     metric: str
+    method: str
     trials: int
     """How many finished trials the estimate used."""
     importances: dict[str, float]
@@ -152,10 +153,12 @@ def curves(
         )
     )
     best_of_family: dict[str, Trial] = {}
-    for trial in session.scalars(_finished_trials(session, sweep_id, maximize)):
-        best_of_family.setdefault(trial.optimizer, trial)
-        if len(best_of_family) == len(sweep.spec["space"]["optimizers"]):
-            break
+    for family in sweep.spec["space"]["optimizers"]:  # one indexed query per family
+        best = session.scalars(
+            _finished_trials(session, sweep_id, maximize).where(Trial.optimizer == family).limit(1)
+        ).first()
+        if best is not None:
+            best_of_family[family] = best
     by_id = {trial.id: trial for trial in chosen}
     by_id.update({trial.id: trial for trial in best_of_family.values()})
     points: dict[int, list[tuple[int, float]]] = defaultdict(list)
@@ -191,9 +194,30 @@ def curves(
     return Curves(metric=metric, total_trials=total, curves=result)
 
 
+def _thin(family: FamilyPoints, max_points: int, seed: int) -> FamilyPoints:
+    """At most ``max_points`` of a family's points, drawn at random (seeded), order kept."""
+    if len(family.x) <= max_points:
+        return family
+    keep = sorted(random.Random(seed).sample(range(len(family.x)), max_points))
+    return FamilyPoints(
+        optimizer=family.optimizer,
+        x=[family.x[i] for i in keep],
+        y=[family.y[i] for i in keep],
+        trial_ids=[family.trial_ids[i] for i in keep],
+    )
+
+
+PointsPerFamily = Annotated[
+    int, Query(ge=3, le=100_000, description="Points per family at most (downsampled).")
+]
+
+
 @router.get("/{sweep_id}/lr-sensitivity")
-def lr_sensitivity(sweep_id: int, session: SessionDep) -> Series:
-    """Final objective against lr, one series per family (completed and stopped trials)."""
+def lr_sensitivity(
+    sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
+) -> Series:
+    """Final objective against lr, one series per family (completed and stopped trials); a
+    family with more than ``max_points`` trials shows a random sample of them."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
     lr = Trial.hyperparameters["lr"].as_float()
@@ -214,14 +238,14 @@ def lr_sensitivity(sweep_id: int, session: SessionDep) -> Series:
         family.x.append(float(lr_value))
         family.y.append(float(objective))
         family.trial_ids.append(trial_id)
-    return Series(
-        metric=metric, mode="max" if maximize else "min", families=list(families.values())
-    )
+    thinned = [_thin(f, max_points, sweep_id) for f in families.values()]
+    return Series(metric=metric, mode="max" if maximize else "min", families=thinned)
 
 
 @router.get("/{sweep_id}/best-so-far")
-def best_so_far(sweep_id: int, session: SessionDep) -> Series:
-    """Per family: the best objective so far against the epochs that family has spent."""
+def best_so_far(sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000) -> Series:
+    """Per family: the best objective so far against the epochs that family has spent (only
+    the points where it improved, at most ``max_points`` of them, LTTB-downsampled)."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
     rows = session.execute(
@@ -240,15 +264,25 @@ def best_so_far(sweep_id: int, session: SessionDep) -> Series:
                 best[optimizer] = value
         if optimizer not in best:
             continue
+        if optimizer in families and families[optimizer].y[-1] == best[optimizer]:
+            families[optimizer].x[-1] = float(spent[optimizer])  # no better: extend the step
+            continue
         family = families.setdefault(
             optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
         )
         family.x.append(float(spent[optimizer]))
         family.y.append(best[optimizer])
         family.trial_ids.append(trial_id)
-    return Series(
-        metric=metric, mode="max" if maximize else "min", families=list(families.values())
-    )
+    shown = []
+    for family in families.values():
+        if len(family.x) > max_points:
+            trial_of = dict(zip(family.x, family.trial_ids, strict=True))
+            xs, ys = lttb(family.x, family.y, max_points)
+            family = FamilyPoints(
+                optimizer=family.optimizer, x=xs, y=ys, trial_ids=[trial_of[x] for x in xs]
+            )
+        shown.append(family)
+    return Series(metric=metric, mode="max" if maximize else "min", families=shown)
 
 
 @router.get("/{sweep_id}/parallel")
@@ -273,7 +307,7 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> Paralle
     return Parallel(metric=metric, rows=rows)
 
 
-_IMPORTANCE_CACHE: dict[tuple[int, int, int], Importance] = {}
+_IMPORTANCE_CACHE: dict[tuple[int, int, int, str], Importance] = {}
 """(sweep, finished trials, max_trials) -> importance: fANOVA takes seconds on large sweeps, and
 a finished trial set does not change."""
 _CACHE_LOCK = threading.Lock()
@@ -283,28 +317,33 @@ _CACHE_LOCK = threading.Lock()
 def importance(
     sweep_id: int,
     session: SessionDep,
+    method: Literal["ped-anova", "fanova"] = "ped-anova",
     max_trials: Annotated[int, Query(ge=10, le=20_000)] = 2000,
 ) -> Importance:
-    """fANOVA importance (Optuna's evaluator) of family, log lr, beta1 and beta2.
+    """Importance of family, log lr, beta1 and beta2 for the objective, by Optuna's evaluators.
 
-    Uses up to ``max_trials`` finished trials, drawn at random (seeded) when there are more;
-    a family without a beta counts it as 0. Needs at least 4 finished trials.
+    ``ped-anova`` (PED-ANOVA, fast: tens of ms for thousands of trials) or ``fanova`` (a random
+    forest, seconds; at most 500 trials). Uses up to ``max_trials`` finished trials, drawn at
+    random (seeded) when there are more; a family without a beta counts it as 0. Results are
+    cached until more trials finish. Needs at least 4 finished trials.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
-    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
     trials = list(session.scalars(_finished_trials(session, sweep_id, maximize)))
-    key = (sweep_id, len(trials), max_trials)
+    if method == "fanova":
+        max_trials = min(max_trials, 500)
+    key = (sweep_id, len(trials), max_trials, method)
     with _CACHE_LOCK:
         if key in _IMPORTANCE_CACHE:
             return _IMPORTANCE_CACHE[key]
     if len(trials) > max_trials:
         trials = random.Random(sweep_id).sample(trials, max_trials)
     if len(trials) < 4:
-        return Importance(metric=metric, trials=len(trials), importances={})
+        return Importance(metric=metric, method=method, trials=len(trials), importances={})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     families = sorted({trial.optimizer for trial in trials})
     lrs = [float(trial.hyperparameters["lr"]) for trial in trials]
@@ -330,10 +369,14 @@ def importance(
                 value=float(trial.objective_value or 0.0),
             )
         )
-    found = optuna.importance.get_param_importances(
-        study, evaluator=FanovaImportanceEvaluator(seed=0)
+    evaluator = (
+        FanovaImportanceEvaluator(n_trees=32, max_depth=32, seed=0)
+        if method == "fanova"
+        else PedAnovaImportanceEvaluator()
     )
-    result = Importance(metric=metric, trials=len(trials), importances=dict(found))
+    found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    importances = {name: float(value) for name, value in found.items()}
+    result = Importance(metric=metric, method=method, trials=len(trials), importances=importances)
     with _CACHE_LOCK:
         if len(_IMPORTANCE_CACHE) >= 256:
             _IMPORTANCE_CACHE.clear()

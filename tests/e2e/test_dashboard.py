@@ -74,10 +74,15 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     for i, entry in enumerate(board["entries"]):
         expect(rows.nth(i)).to_have_attribute("data-optimizer", entry["optimizer"])
 
-    # Every chart is drawn with the sweep's data: one curve per trial, one lr series per family.
+    # Every chart is drawn with the sweep's data: every trial's curve (one trace per family and
+    # one per family's best), one lr series per family.
     curves = httpx.get(f"{api}/sweeps/{sweep['id']}/curves", timeout=30).json()["curves"]
     page.wait_for_function("document.getElementById('chart-curves').data !== undefined")
-    assert page.evaluate("document.getElementById('chart-curves').data.length") == len(curves)
+    drawn = page.evaluate(
+        "[...new Set(document.getElementById('chart-curves').data"
+        ".flatMap(t => t.customdata).filter(id => id !== null))]"
+    )
+    assert sorted(drawn) == sorted(c["trial_id"] for c in curves)
     families = {c["optimizer"] for c in curves if c["status"] in ("completed", "stopped")}
     lr_traces = page.evaluate("document.getElementById('chart-lr').data.map(t => t.name)")
     assert set(lr_traces) == families

@@ -1,0 +1,202 @@
+"""How fast are the dashboard's endpoints on a very large sweep, and how soon is its page drawn?
+
+A synthetic sweep of 100,000 trials x 100 epochs (10M metric rows) is generated inside
+PostgreSQL (generate_series: seven families, log-uniform lr, betas, a plausible accuracy curve
+per trial), then the API (no controller) serves it under uvicorn. Each endpoint is called 20
+times; the table shows the median and p95. Then Chromium (Playwright, Debian's package) opens
+the sweep page and the time until the first chart is drawn is measured, 5 times.
+
+Run: ``.venv/bin/python -m benchmarks.dashboard_queries [--trials 100000] [--epochs 100]``
+(PostgreSQL at --postgres, default postgresql://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+import uvicorn
+
+from service.config import Settings
+from service.db.migrate import upgrade_engine
+from service.db.session import make_engine
+from service.main import create_app
+
+FAMILIES = ["sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam", "adamax"]
+SPEC: dict[str, Any] = {
+    "name": "dashboard-benchmark",
+    "workload": {"name": "mlp-digits", "epochs": 100, "batch_size": 64},
+    "space": {
+        "optimizers": FAMILIES,
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        "beta1": {"low": 0.8, "high": 0.99},
+        "beta2": {"low": 0.9, "high": 0.9999},
+    },
+    "search": {"algorithm": "random", "num_trials": 100_000, "seed": 0},
+    "objective": {"metric": "val_accuracy", "mode": "max"},
+}
+
+
+def load(url: str, trials: int, epochs: int) -> tuple[int, float]:
+    """Create the synthetic sweep with SQL alone; its id and the seconds it took."""
+    import json
+
+    import psycopg
+
+    start = time.perf_counter()
+    spec = {**SPEC, "workload": {**SPEC["workload"], "epochs": epochs}}
+    spec["search"] = {**SPEC["search"], "num_trials": trials}
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as db:
+        row = db.execute(
+            "INSERT INTO sweeps (name, spec, status, num_trials, created_at, updated_at,"
+            " finished_at) VALUES (%s, %s, 'completed', %s, now(), now(), now()) RETURNING id",
+            (spec["name"], json.dumps(spec), trials),
+        ).fetchone()
+        assert row is not None
+        sweep_id = int(row[0])
+        families = "ARRAY[" + ",".join(f"'{f}'" for f in FAMILIES) + "]"
+        # Trial i: family i mod 7, lr log-uniform, an accuracy that peaks at a family's best lr.
+        db.execute(
+            f"""
+            INSERT INTO trials (sweep_id, number, optimizer, hyperparameters, seed, status,
+                attempt, epochs_run, objective_value, objective_kind, best_objective_value,
+                best_objective_kind, created_at, started_at, finished_at)
+            SELECT %s, i, ({families})[1 + i %% 7],
+                json_build_object('lr', lr, 'betas', json_build_array(b1, b2),
+                                  'momentum', b1, 'rho', b2, 'alpha', b2),
+                i, 'completed', 1, %s, acc, 'finite', acc, 'finite', now(), now(), now()
+            FROM (
+                SELECT i, lr, b1, b2,
+                    0.99 - 0.08 * power(log(lr) + 2.0 + (i %% 7) * 0.2, 2) / 4 AS acc
+                FROM (
+                    SELECT i, power(10, -4 + 3 * random()) AS lr, 0.8 + 0.19 * random() AS b1,
+                        0.9 + 0.0999 * random() AS b2
+                    FROM generate_series(0, %s - 1) AS i
+                ) AS drawn
+            ) AS scored
+            """,
+            (sweep_id, epochs, trials),
+        )
+        db.execute(
+            """
+            INSERT INTO metrics (trial_id, name, step, value_finite, value_kind)
+            SELECT t.id, 'val_accuracy', s,
+                t.objective_value * (1 - exp(-s / 10.0)) + 0.002 * random(), 'finite'
+            FROM trials t, generate_series(1, %s) AS s
+            WHERE t.sweep_id = %s
+            """,
+            (epochs, sweep_id),
+        )
+        db.execute("ANALYZE trials")
+        db.execute("ANALYZE metrics")
+    return sweep_id, time.perf_counter() - start
+
+
+def serve(url: str) -> tuple[uvicorn.Server, str]:
+    """The API (no controller, no Ray) under uvicorn in a thread."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(Settings(database_url=url), run_controller=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def time_endpoint(client: httpx.Client, path: str, calls: int) -> tuple[float, float, int]:
+    """Median and p95 seconds of ``calls`` GETs (after one warm-up), and the response size."""
+    size = len(client.get(path).content)
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        response = client.get(path)
+        samples.append(time.perf_counter() - start)
+        response.raise_for_status()
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))], size
+
+
+def first_chart_seconds(base: str, sweep_id: int, repeats: int) -> list[float]:
+    """Seconds from navigation until the learning-curve chart is drawn, in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        for _ in range(repeats):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            start = time.perf_counter()
+            page.goto(f"{base}/sweeps/{sweep_id}")
+            page.wait_for_selector("#chart-curves .main-svg .scatterlayer .trace", timeout=60_000)
+            times.append(time.perf_counter() - start)
+            page.close()
+        browser.close()
+    return times
+
+
+def main() -> None:
+    """Load the sweep, time every endpoint, time the page; print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--trials", type=int, default=100_000)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=20)
+    args = parser.parse_args()
+    import psycopg
+
+    name = f"optisweep_dashboard_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
+    try:
+        upgrade_engine(make_engine(url))
+        sweep_id, seconds = load(url, args.trials, args.epochs)
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+        print(
+            f"loaded {args.trials:,} trials x {args.epochs} epochs "
+            f"({args.trials * args.epochs:,} metric rows) into PostgreSQL in {seconds:.0f} s"
+        )
+        server, base = serve(url)
+        paths = [
+            "/sweeps/{id}",
+            "/sweeps/{id}/leaderboard",
+            "/sweeps/{id}/trials?limit=100&sort=objective",
+            "/sweeps/{id}/curves?max_points=200&limit=300",
+            "/sweeps/{id}/lr-sensitivity",
+            "/sweeps/{id}/best-so-far",
+            "/sweeps/{id}/parallel?limit=1000",
+            "/sweeps/{id}/importance",
+            "/sweeps/{id}/trials.csv",
+        ]
+        print(f"\n{'endpoint (GET /api/v1...)':52} {'median ms':>10} {'p95 ms':>8} {'KB':>8}")
+        with httpx.Client(base_url=f"{base}/api/v1", timeout=300) as client:
+            for path in paths:
+                median, p95, size = time_endpoint(client, path.format(id=sweep_id), args.calls)
+                print(f"{path:52} {median * 1e3:10.0f} {p95 * 1e3:8.0f} {size / 1024:8.0f}")
+        times = first_chart_seconds(base, sweep_id, 5)
+        median = statistics.median(times)
+        print(f"\nsweep page, first chart drawn in Chromium: median {median:.2f} s, ", end="")
+        print(f"max {max(times):.2f} s (5 loads)")
+        server.should_exit = True
+    finally:
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
