@@ -33,10 +33,15 @@ def upgrade() -> None:
             'ix_trials_sweep_id_best_objective_value', ['sweep_id', 'best_objective_value']
         )
         batch_op.create_index('ix_trials_sweep_id_objective_value', ['sweep_id', 'objective_value'])
+        batch_op.create_index(
+            'ix_trials_sweep_id_optimizer_objective_value',
+            ['sweep_id', 'optimizer', 'objective_value'],
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table('trials', schema=None) as batch_op:
+        batch_op.drop_index('ix_trials_sweep_id_optimizer_objective_value')
         batch_op.drop_index('ix_trials_sweep_id_objective_value')
         batch_op.drop_index('ix_trials_sweep_id_best_objective_value')
         batch_op.drop_column('hyperparameter_history')

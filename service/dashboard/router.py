@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from optimizers import get_spec
 from service.dashboard.downsample import lttb
@@ -146,10 +146,13 @@ def curves(
     objective, maximize = _objective(sweep)
     metric = metric or objective
     best_value = Trial.best_objective_value
-    order = (best_value.desc() if maximize else best_value.asc()).nulls_last()
+    order = best_value.desc() if maximize else best_value.asc()  # the index's order
     chosen = list(
         session.scalars(
-            select(Trial).where(Trial.sweep_id == sweep_id).order_by(order, Trial.id).limit(limit)
+            select(Trial)
+            .where(Trial.sweep_id == sweep_id, best_value.is_not(None))
+            .order_by(order)
+            .limit(limit)
         )
     )
     best_of_family: dict[str, Trial] = {}
@@ -221,14 +224,21 @@ def lr_sensitivity(
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
     lr = Trial.hyperparameters["lr"].as_float()
-    rows = session.execute(
-        select(Trial.id, Trial.optimizer, lr, Trial.objective_value)
-        .where(
-            Trial.sweep_id == sweep_id,
-            Trial.status.in_(RANKED),
-            Trial.objective_kind == FloatKind.FINITE,
-        )
-        .order_by(Trial.optimizer, lr)
+    # Thin large sweeps in SQL, every stride-th trial, before reading JSON out of each row.
+    families_count = max(1, len(sweep.spec["space"]["optimizers"]))
+    stride = max(1, math.ceil(sweep.num_trials / (families_count * max_points)))
+    ranked = [
+        Trial.sweep_id == sweep_id,
+        Trial.status.in_(RANKED),
+        Trial.objective_kind == FloatKind.FINITE,
+    ]
+    if stride > 1:
+        ranked.append(Trial.number % stride == 0)
+    rows = sorted(
+        session.execute(
+            select(Trial.id, Trial.optimizer, lr, Trial.objective_value).where(*ranked)
+        ),
+        key=lambda row: (row[1], row[2]),
     )
     families: dict[str, FamilyPoints] = {}
     for trial_id, optimizer, lr_value, objective in rows:
@@ -248,35 +258,54 @@ def best_so_far(sweep_id: int, session: SessionDep, max_points: PointsPerFamily 
     the points where it improved, at most ``max_points`` of them, LTTB-downsampled)."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
-    rows = session.execute(
-        select(Trial.id, Trial.optimizer, Trial.epochs_run, Trial.best_objective_value)
+    # Running sums and bests per family in SQL (window functions), then only the trials that
+    # improved their family's best leave the database.
+    best_of = func.max if maximize else func.min
+
+    def running(column: Any) -> Any:
+        return column.over(partition_by=Trial.optimizer, order_by=Trial.number, rows=(None, 0))
+
+    inner = (
+        select(
+            Trial.id,
+            Trial.optimizer,
+            Trial.number,
+            running(func.sum(Trial.epochs_run)).label("spent"),
+            running(best_of(Trial.best_objective_value)).label("best"),
+            func.sum(Trial.epochs_run).over(partition_by=Trial.optimizer).label("total"),
+        )
         .where(Trial.sweep_id == sweep_id, Trial.epochs_run > 0)
-        .order_by(Trial.number)
+        .subquery()
+    )
+    previous = func.lag(inner.c.best).over(partition_by=inner.c.optimizer, order_by=inner.c.number)
+    lagged = select(inner, previous.label("previous")).subquery()
+    rows = session.execute(
+        select(lagged.c.id, lagged.c.optimizer, lagged.c.spent, lagged.c.best, lagged.c.total)
+        .where(
+            lagged.c.best.is_not(None),
+            or_(lagged.c.previous.is_(None), lagged.c.best != lagged.c.previous),
+        )
+        .order_by(lagged.c.optimizer, lagged.c.number)
     )
     families: dict[str, FamilyPoints] = {}
-    spent: dict[str, int] = defaultdict(int)
-    best: dict[str, float] = {}
-    for trial_id, optimizer, epochs, value in rows:
-        spent[optimizer] += epochs
-        if value is not None and math.isfinite(value):
-            current = best.get(optimizer)
-            if current is None or (value > current if maximize else value < current):
-                best[optimizer] = value
-        if optimizer not in best:
-            continue
-        if optimizer in families and families[optimizer].y[-1] == best[optimizer]:
-            families[optimizer].x[-1] = float(spent[optimizer])  # no better: extend the step
-            continue
+    totals: dict[str, float] = {}
+    for trial_id, optimizer, spent, value, total in rows:
         family = families.setdefault(
             optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
         )
-        family.x.append(float(spent[optimizer]))
-        family.y.append(best[optimizer])
+        family.x.append(float(spent))
+        family.y.append(float(value))
         family.trial_ids.append(trial_id)
+        totals[optimizer] = float(total)
+    for optimizer, family in families.items():  # the step runs on to all the family spent
+        if totals[optimizer] > family.x[-1]:
+            family.x.append(totals[optimizer])
+            family.y.append(family.y[-1])
+            family.trial_ids.append(family.trial_ids[-1])
     shown = []
     for family in families.values():
         if len(family.x) > max_points:
-            trial_of = dict(zip(family.x, family.trial_ids, strict=True))
+            trial_of = dict(zip(family.x, family.trial_ids, strict=False))
             xs, ys = lttb(family.x, family.y, max_points)
             family = FamilyPoints(
                 optimizer=family.optimizer, x=xs, y=ys, trial_ids=[trial_of[x] for x in xs]
@@ -323,8 +352,8 @@ def importance(
     """Importance of family, log lr, beta1 and beta2 for the objective, by Optuna's evaluators.
 
     ``ped-anova`` (PED-ANOVA, fast: tens of ms for thousands of trials) or ``fanova`` (a random
-    forest, seconds; at most 500 trials). Uses up to ``max_trials`` finished trials, drawn at
-    random (seeded) when there are more; a family without a beta counts it as 0. Results are
+    forest, seconds; at most 500 trials). Uses up to ``max_trials`` finished trials (every k-th
+    by number when there are more); a family without a beta counts it as 0. Results are
     cached until more trials finish. Needs at least 4 finished trials.
     """
     import optuna
@@ -333,15 +362,18 @@ def importance(
 
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
-    trials = list(session.scalars(_finished_trials(session, sweep_id, maximize)))
+    finished = _finished_trials(session, sweep_id, maximize)
+    count = session.scalar(select(func.count()).select_from(finished.subquery())) or 0
     if method == "fanova":
         max_trials = min(max_trials, 500)
-    key = (sweep_id, len(trials), max_trials, method)
+    key = (sweep_id, count, max_trials, method)
     with _CACHE_LOCK:
         if key in _IMPORTANCE_CACHE:
             return _IMPORTANCE_CACHE[key]
-    if len(trials) > max_trials:
-        trials = random.Random(sweep_id).sample(trials, max_trials)
+    stride = max(1, math.ceil(count / max_trials))  # every stride-th trial, thinned in SQL
+    if stride > 1:
+        finished = finished.where(Trial.number % stride == 0)
+    trials = list(session.scalars(finished))
     if len(trials) < 4:
         return Importance(metric=metric, method=method, trials=len(trials), importances={})
     optuna.logging.set_verbosity(optuna.logging.WARNING)

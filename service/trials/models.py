@@ -39,6 +39,12 @@ class Trial(Base):
         # The dashboard's "best trials of a sweep" queries (curves, parallel coordinates).
         Index("ix_trials_sweep_id_best_objective_value", "sweep_id", "best_objective_value"),
         Index("ix_trials_sweep_id_objective_value", "sweep_id", "objective_value"),
+        Index(  # the leaderboard: each family's best
+            "ix_trials_sweep_id_optimizer_objective_value",
+            "sweep_id",
+            "optimizer",
+            "objective_value",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,4 +1,10 @@
-"""Search algorithms and concurrency, end to end through the API on a real server and Ray."""
+"""Search algorithms, schedulers, repeats, lr: auto and PBT, end to end through the API on a
+real server and Ray.
+
+These run on SQLite only: what they exercise lives in the controller and the workers, and the
+storage they use (trials, metrics, search params, JSON columns) is covered on both databases by
+test_api.py, test_dashboard_api.py and test_searcher_restart.py. It keeps `make test` short.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ import pytest
 
 from optimizers import get_spec
 from tests.service.conftest import LiveAPI
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 FAMILIES = ["adam", "sgd", "momentum"]
 

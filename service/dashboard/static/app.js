@@ -75,5 +75,12 @@ function poll(refresh, isDone, every = 2000) {
   return () => clearTimeout(timer);
 }
 
+// Plotly is loaded with `defer`: pages fetch their data while it parses, and draw once
+// DOMContentLoaded says it has run.
+const plotlyReady = new Promise((resolve) => {
+  if (document.readyState !== "loading") resolve();
+  else document.addEventListener("DOMContentLoaded", () => resolve());
+});
+
 const PLOT_CONFIG = { displaylogo: false, responsive: true };
 const BASE_LAYOUT = { margin: { l: 56, r: 12, t: 28, b: 44 }, legend: { orientation: "h" } };
