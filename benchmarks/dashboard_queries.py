@@ -156,21 +156,30 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument(
+        "--reuse", metavar="DATABASE", help="a database an earlier run loaded and --keep kept"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database for --reuse")
     args = parser.parse_args()
     import psycopg
 
-    name = f"optisweep_dashboard_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    name = args.reuse or f"optisweep_dashboard_{uuid.uuid4().hex[:8]}"
+    if not args.reuse:
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     url = f"{args.postgres.rsplit('/', 1)[0]}/{name}"
     try:
         upgrade_engine(make_engine(url))
-        sweep_id, seconds = load(url, args.trials, args.epochs)
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-        print(
-            f"loaded {args.trials:,} trials x {args.epochs} epochs "
-            f"({args.trials * args.epochs:,} metric rows) into PostgreSQL in {seconds:.0f} s"
-        )
+        if args.reuse:
+            sweep_id = 1
+            print(f"reusing database {name} (sweep 1)")
+        else:
+            sweep_id, seconds = load(url, args.trials, args.epochs)
+            print(
+                f"loaded {args.trials:,} trials x {args.epochs} epochs "
+                f"({args.trials * args.epochs:,} metric rows) into PostgreSQL in {seconds:.0f} s"
+            )
         server, base = serve(url)
         paths = [
             "/sweeps/{id}",
@@ -194,8 +203,9 @@ def main() -> None:
         print(f"max {max(times):.2f} s (5 loads)")
         server.should_exit = True
     finally:
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not args.keep:
+            with psycopg.connect(args.postgres, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
