@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import func, or_, select
+from sqlalchemy import String, func, or_, select, type_coerce
 
 from optimizers import get_spec
 from service.dashboard.downsample import lttb
@@ -165,14 +165,18 @@ def curves(
     by_id = {trial.id: trial for trial in chosen}
     by_id.update({trial.id: trial for trial in best_of_family.values()})
     points: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    rows = session.execute(
-        select(Metric.trial_id, Metric.step, Metric.value_finite, Metric.value_kind)
-        .where(Metric.trial_id.in_(list(by_id)), Metric.name == metric)
-        .order_by(Metric.trial_id, Metric.step)
+    # Plain Core rows (no ORM entities, no enum conversion): tens of thousands of points.
+    table = Metric.__table__.c
+    rows = session.connection().execute(
+        select(
+            table.trial_id, table.step, table.value_finite, type_coerce(table.value_kind, String)
+        )
+        .where(table.trial_id.in_(list(by_id)), table.name == metric)
+        .order_by(table.trial_id, table.step)
     )
-    nonfinite = {FloatKind.NAN: math.nan, FloatKind.INF_POS: math.inf, FloatKind.INF_NEG: -math.inf}
+    nonfinite = {"nan": math.nan, "inf_pos": math.inf, "inf_neg": -math.inf}
     for trial_id, step, value, kind in rows:
-        if kind == FloatKind.FINITE and value is not None:
+        if kind == "finite" and value is not None:
             points[trial_id].append((step, float(value)))
         else:
             points[trial_id].append((step, nonfinite.get(kind, math.nan)))
@@ -363,7 +367,9 @@ def importance(
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
     finished = _finished_trials(session, sweep_id, maximize)
-    count = session.scalar(select(func.count()).select_from(finished.subquery())) or 0
+    count = (
+        session.scalar(select(func.count()).select_from(finished.order_by(None).subquery())) or 0
+    )
     if method == "fanova":
         max_trials = min(max_trials, 500)
     key = (sweep_id, count, max_trials, method)

@@ -19,7 +19,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 SPEC: dict[str, Any] = {
     "name": "dashboard-e2e",
-    "workload": {"name": "rosenbrock", "epochs": 6, "steps_per_epoch": 20},
+    "workload": {"name": "rosenbrock", "epochs": 4, "steps_per_epoch": 20},
     "space": {
         "optimizers": ["adam", "momentum"],
         "lr": {"low": 1e-4, "high": 3e-3, "log": True},

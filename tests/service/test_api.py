@@ -277,7 +277,9 @@ def _curves(live_api: LiveAPI, sweep_id: int) -> dict[float, dict[str, list[floa
     return curves
 
 
+# Checkpoint resumption is controller and worker logic: SQLite is enough (keeps make test short).
 @pytest.mark.usefixtures("flaky_plugin")
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("lrs", [[1e-4], [1e-4, 2e-4, 3e-4, 5e-4]], ids=["alone", "packed"])
 def test_a_retried_attempt_continues_from_the_checkpoint(
     live_api: LiveAPI, tmp_path: Path, lrs: list[float]
@@ -305,6 +307,7 @@ def test_a_retried_attempt_continues_from_the_checkpoint(
 
 
 @pytest.mark.usefixtures("flaky_plugin")
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_without_checkpoints_a_retry_starts_from_scratch(live_api: LiveAPI, tmp_path: Path) -> None:
     spec = _mid_epoch_spec(tmp_path, lrs=[1e-4], fail_times=1, checkpoint_every=0)
     sweep = live_api.wait(live_api.submit(spec)["id"])

@@ -14,7 +14,7 @@ from tests.service.conftest import LiveAPI
 
 SPEC: dict[str, Any] = {
     "name": "dashboard-api",
-    "workload": {"name": "rosenbrock", "epochs": 30, "steps_per_epoch": 5},
+    "workload": {"name": "rosenbrock", "epochs": 14, "steps_per_epoch": 5},
     "space": {
         "optimizers": ["adam", "momentum", "sgd"],
         "lr": {"low": 1e-4, "high": 1e-2, "log": True},

@@ -19,7 +19,7 @@ SPEC = {
         "lr": {"low": 1e-4, "high": 1e-2, "log": True},
         "beta2": {"low": 0.9, "high": 0.999, "log_one_minus": True},
     },
-    "search": {"algorithm": "tpe", "num_trials": 12, "seed": 1, "concurrency": 2},
+    "search": {"algorithm": "tpe", "num_trials": 8, "seed": 1, "concurrency": 2},
     "objective": {"metric": "val_loss", "mode": "min"},
     "resources": {"pack": False},
 }
@@ -36,7 +36,7 @@ def test_a_restarted_controller_has_seen_every_finished_trial(migrated_engine: E
     owner = "tpe-restart-test"
     with sessions.begin() as session:
         sweep_id = create_sweep(
-            session, spec=SweepCreate.model_validate(SPEC), num_trials=12, claimed_by=owner
+            session, spec=SweepCreate.model_validate(SPEC), num_trials=8, claimed_by=owner
         ).id
 
     def finished() -> int:
@@ -58,7 +58,7 @@ def test_a_restarted_controller_has_seen_every_finished_trial(migrated_engine: E
     with pytest.raises(_InterruptError):
         first.run_sweep(sweep_id, on_tick=interrupt_after_four)
     done = finished()
-    assert 4 <= done < 12
+    assert 4 <= done < 8
 
     second = Controller(sessions, max_trials=100, controller_id=owner, sweep_id=sweep_id)
     second.run_sweep(sweep_id, on_tick=second.stop)  # one tick: adopt and rebuild
@@ -69,6 +69,6 @@ def test_a_restarted_controller_has_seen_every_finished_trial(migrated_engine: E
     third.run_sweep(sweep_id)
     with sessions() as session:
         trials = list(session.scalars(select(Trial).where(Trial.sweep_id == sweep_id)))
-    assert sorted(t.number for t in trials) == list(range(12))
+    assert sorted(t.number for t in trials) == list(range(8))
     assert all(t.status in FINISHED for t in trials)
     assert all(t.search_params and "optimizer" in t.search_params for t in trials)
