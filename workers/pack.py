@@ -68,12 +68,7 @@ class MemberSpec(BaseModel):
 
     def member_config(self) -> MemberConfig:
         """The PopulationOptimizer's view of this member (validates the hyperparameters)."""
-        return MemberConfig(
-            optimizer=self.optimizer,
-            hparams=self.hparams,
-            schedule=self.schedule,
-            clip_norm=self.clip_norm,
-        )
+        return MemberConfig.model_validate(self.model_dump(exclude={"seed"}))
 
 
 class PackSpec(BaseModel):

@@ -75,12 +75,8 @@ class TrialSpec(BaseModel):
 
     def member_config(self) -> MemberConfig:
         """The optimizer side of this trial: family, hyperparameters, schedule, clipping."""
-        return MemberConfig(
-            optimizer=self.optimizer,
-            hparams=self.hparams,
-            schedule=self.schedule,
-            clip_norm=self.clip_norm,
-        )
+        fields = {"optimizer", "hparams", "schedule", "clip_norm"}
+        return MemberConfig.model_validate(self.model_dump(include=fields))
 
 
 @dataclass(frozen=True)
