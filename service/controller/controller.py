@@ -38,12 +38,19 @@ from service.errors import SpecError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import ACTIVE, finish_sweep
 from service.sweeps.schemas import ADAPTIVE, ObjectiveSpec, PbtSpec, ResourcesSpec, SweepCreate
-from service.trials.models import Trial, TrialStatus
+from service.trials.models import (
+    FamilyImprovement,
+    FamilyTally,
+    Trial,
+    TrialStatus,
+    note_status,
+)
 from service.trials.repository import (
     best_metric,
     delete_metrics,
     metric_curves,
     record_metrics,
+    stop_trials,
 )
 from workers.pack import member_memory_bytes
 from workers.tasks import run_pack, run_range_test, run_trial, warm_up
@@ -132,7 +139,22 @@ def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) ->
     return value > than if objective.mode == "max" else value < than
 
 
-def _start_over(trials: list[Trial]) -> None:
+def _tally(
+    session: Session, tallies: dict[tuple[int, str], FamilyTally], trial: Trial
+) -> FamilyTally:
+    """The trial's family tally (epochs spent, best so far), created at its first report."""
+    key = (trial.sweep_id, trial.optimizer)
+    tally = tallies.get(key)
+    if tally is None:
+        tally = session.get(FamilyTally, key)
+        if tally is None:
+            tally = FamilyTally(sweep_id=trial.sweep_id, optimizer=trial.optimizer, epochs_spent=0)
+            session.add(tally)
+        tallies[key] = tally
+    return tally
+
+
+def _start_over(trials: list[Trial], why: str) -> None:
     """Put trials back in the queue for a new attempt.
 
     Their curves stay until the next attempt starts: it says which epoch it continues after
@@ -141,6 +163,7 @@ def _start_over(trials: list[Trial]) -> None:
     for trial in trials:
         trial.status = TrialStatus.PENDING
         trial.started_at = None
+        note_status(trial, why)
 
 
 def _describe(exc: BaseException) -> str:
@@ -347,12 +370,8 @@ class Controller:
             Sweep.heartbeat_at < now - self._lease,
         )
         finished = select(Sweep.id).where(Sweep.status.not_in(ACTIVE), ours)
-        session.execute(
-            update(Trial)
-            .where(Trial.sweep_id.in_(finished), Trial.status.in_(_OPEN))
-            .values(status=TrialStatus.STOPPED, finished_at=now, error="sweep cancelled")
-            .execution_options(synchronize_session=False)
-        )
+        abandoned = Trial.sweep_id.in_(finished) & Trial.status.in_(_OPEN)
+        stop_trials(session, abandoned, at=now, error="sweep cancelled")
 
     def _adopt_or_fail(self, session: Session, sweep: Sweep) -> None:
         """Adopt a sweep; one that cannot start (bad stored data) fails alone, not the loop."""
@@ -385,7 +404,7 @@ class Controller:
         for trial in orphans:
             # The attempt was interrupted, not failed: it starts again and does not count.
             trial.attempt = max(trial.attempt - 1, 0)
-        _start_over(orphans)
+        _start_over(orphans, "interrupted: the server stopped while it ran")
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep.id, len(orphans))
         adaptive = spec.search.algorithm in ADAPTIVE
@@ -536,6 +555,7 @@ class Controller:
             )
         }
         epochs: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+        tallies: dict[tuple[int, str], FamilyTally] = {}
         self._forget_after(session, trials, [e for e in events if isinstance(e, Started)])
         for event in events:
             trial = trials[event.trial_id]
@@ -556,20 +576,39 @@ class Controller:
                 trial.node_id = event.node_id
                 trial.device = event.device
                 trial.pack_id = event.pack_id
+                where = f"on node {event.node_id[:12]}, {event.device}"
+                if event.pack_id is not None:
+                    where += f", in pack {event.pack_id}"
+                if event.resumed_epoch:
+                    where += f", resumed after epoch {event.resumed_epoch}"
+                note_status(trial, where, at=trial.started_at)
                 continue
             epochs[trial.id].append((event.epoch, event.metrics))
-            trial.epochs_run = max(trial.epochs_run or 0, event.epoch)
+            ran_before = trial.epochs_run or 0
+            trial.epochs_run = max(ran_before, event.epoch)
             if event.checkpoint is not None:
                 trial.checkpoint_path = event.checkpoint
                 trial.checkpoint_epoch = event.epoch
             objective = self._specs[trial.sweep_id].objective
-            value = event.metrics.get(objective.metric)
-            if (
-                value is not None
-                and math.isfinite(value)
-                and _is_better(value, trial.best_objective, objective=objective)
-            ):
+            found = event.metrics.get(objective.metric)
+            value = found if found is not None and math.isfinite(found) else None
+            if value is not None and _is_better(value, trial.best_objective, objective=objective):
                 trial.best_objective = value
+            if event.epoch > ran_before:  # a new epoch, not the re-report of a checkpoint's
+                tally = _tally(session, tallies, trial)
+                tally.epochs_spent += event.epoch - ran_before
+                if value is not None and _is_better(value, tally.best_value, objective=objective):
+                    tally.best_value, tally.best_trial_id = value, trial.id
+                    session.add(
+                        FamilyImprovement(
+                            sweep_id=trial.sweep_id,
+                            optimizer=trial.optimizer,
+                            epochs_spent=tally.epochs_spent,
+                            value=value,
+                            trial_id=trial.id,
+                            epoch=event.epoch,
+                        )
+                    )
         for trial_id, rows in epochs.items():
             record_metrics(session, trial_id=trial_id, rows=rows)
 
@@ -628,6 +667,7 @@ class Controller:
                 stopped = cancelled and result["status"] == "stopped"
                 trial.error = "sweep cancelled" if stopped else None
                 trial.finished_at = now
+                note_status(trial, trial.error or f"after epoch {result['epochs_run']}", at=now)
                 self._tell(trial)
 
     def _attempt_failed(
@@ -637,11 +677,12 @@ class Controller:
         if flight.sweep_id in self._active and attempt <= spec.resources.max_failures:
             logger.warning("trial %s attempt %s failed: %s", trial.id, attempt, message)
             trial.error = f"attempt {attempt} failed: {message}"
-            _start_over([trial])
+            _start_over([trial], trial.error)
             return
         trial.status = TrialStatus.FAILED
         trial.error = message
         trial.finished_at = utcnow()
+        note_status(trial, message, at=trial.finished_at)
         self._tell(trial)
 
     def _tell(self, trial: Trial) -> None:

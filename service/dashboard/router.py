@@ -14,18 +14,18 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import String, func, or_, select, type_coerce
+from sqlalchemy import String, func, select, type_coerce
 
 from optimizers import get_spec
 from service.dashboard.downsample import lttb
-from service.db.base import FloatKind
+from service.db.base import FloatKind, decode_float
 from service.deps import SessionDep
 from service.sweeps.models import Sweep
 from service.sweeps.repository import get_sweep
-from service.trials.models import Metric, Trial, TrialStatus
+from service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial, TrialStatus
 from service.trials.repository import RANKED
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"])
@@ -121,14 +121,15 @@ def _finished_trials(session: SessionDep, sweep_id: int, maximize: bool) -> Any:
     )
 
 
-def _betas(trial: Trial) -> tuple[float | None, float | None]:
-    spec = get_spec(trial.optimizer)
+def _betas(optimizer: str, hyperparameters: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The generic beta1 and beta2 of a family's hyperparameters (None where it has none)."""
+    spec = get_spec(optimizer)
     found: list[float | None] = []
     for target in (spec.beta1, spec.beta2):
-        if target is None or target.field not in trial.hyperparameters:
+        if target is None or target.field not in hyperparameters:
             found.append(None)
             continue
-        value = trial.hyperparameters[target.field]
+        value = hyperparameters[target.field]
         found.append(float(value if target.index is None else value[target.index]))
     return found[0], found[1]
 
@@ -175,7 +176,7 @@ def curves(
         .order_by(table.trial_id, table.step)
     )
     nonfinite = {"nan": math.nan, "inf_pos": math.inf, "inf_neg": -math.inf}
-    for trial_id, step, value, kind in rows:
+    for trial_id, step, value, kind in rows.all():
         if kind == "finite" and value is not None:
             points[trial_id].append((step, float(value)))
         else:
@@ -197,7 +198,7 @@ def curves(
                 values=[v if math.isfinite(v) else None for v in values],
             )
         )
-    total = session.query(Trial).filter(Trial.sweep_id == sweep_id).count()
+    total = session.scalar(select(func.count()).where(Trial.sweep_id == sweep_id)) or 0
     return Curves(metric=metric, total_trials=total, curves=result)
 
 
@@ -258,54 +259,37 @@ def lr_sensitivity(
 
 @router.get("/{sweep_id}/best-so-far")
 def best_so_far(sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000) -> Series:
-    """Per family: the best objective so far against the epochs that family has spent (only
-    the points where it improved, at most ``max_points`` of them, LTTB-downsampled)."""
+    """Per family: the best objective so far against the epochs its trials have spent, in the
+    order they were reported (the points where it improved, then on to all it spent; at most
+    ``max_points``, LTTB-downsampled). The controller keeps these as reports arrive, so this
+    reads a few rows whatever the sweep's size."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
-    # Running sums and bests per family in SQL (window functions), then only the trials that
-    # improved their family's best leave the database.
-    best_of = func.max if maximize else func.min
-
-    def running(column: Any) -> Any:
-        return column.over(partition_by=Trial.optimizer, order_by=Trial.number, rows=(None, 0))
-
-    inner = (
+    improvements = session.execute(
         select(
-            Trial.id,
-            Trial.optimizer,
-            Trial.number,
-            running(func.sum(Trial.epochs_run)).label("spent"),
-            running(best_of(Trial.best_objective_value)).label("best"),
-            func.sum(Trial.epochs_run).over(partition_by=Trial.optimizer).label("total"),
+            FamilyImprovement.optimizer,
+            FamilyImprovement.epochs_spent,
+            FamilyImprovement.value,
+            FamilyImprovement.trial_id,
         )
-        .where(Trial.sweep_id == sweep_id, Trial.epochs_run > 0)
-        .subquery()
-    )
-    previous = func.lag(inner.c.best).over(partition_by=inner.c.optimizer, order_by=inner.c.number)
-    lagged = select(inner, previous.label("previous")).subquery()
-    rows = session.execute(
-        select(lagged.c.id, lagged.c.optimizer, lagged.c.spent, lagged.c.best, lagged.c.total)
-        .where(
-            lagged.c.best.is_not(None),
-            or_(lagged.c.previous.is_(None), lagged.c.best != lagged.c.previous),
-        )
-        .order_by(lagged.c.optimizer, lagged.c.number)
+        .where(FamilyImprovement.sweep_id == sweep_id)
+        .order_by(FamilyImprovement.optimizer, FamilyImprovement.epochs_spent)
     )
     families: dict[str, FamilyPoints] = {}
-    totals: dict[str, float] = {}
-    for trial_id, optimizer, spent, value, total in rows:
+    for optimizer, spent, value, trial_id in improvements:
         family = families.setdefault(
             optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
         )
         family.x.append(float(spent))
         family.y.append(float(value))
         family.trial_ids.append(trial_id)
-        totals[optimizer] = float(total)
-    for optimizer, family in families.items():  # the step runs on to all the family spent
-        if totals[optimizer] > family.x[-1]:
-            family.x.append(totals[optimizer])
-            family.y.append(family.y[-1])
-            family.trial_ids.append(family.trial_ids[-1])
+    tallies = session.scalars(select(FamilyTally).where(FamilyTally.sweep_id == sweep_id))
+    for tally in tallies:  # the step runs on to all the family spent
+        line = families.get(tally.optimizer)
+        if line is not None and tally.epochs_spent > line.x[-1]:
+            line.x.append(float(tally.epochs_spent))
+            line.y.append(line.y[-1])
+            line.trial_ids.append(line.trial_ids[-1])
     shown = []
     for family in families.values():
         if len(family.x) > max_points:
@@ -326,7 +310,7 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> Paralle
     trials = session.scalars(_finished_trials(session, sweep_id, maximize).limit(limit))
     rows = []
     for trial in trials:
-        beta1, beta2 = _betas(trial)
+        beta1, beta2 = _betas(trial.optimizer, trial.hyperparameters)
         rows.append(
             ParallelRow(
                 trial_id=trial.id,
@@ -393,7 +377,7 @@ def importance(
     }
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     for trial, lr in zip(trials, lrs, strict=True):
-        beta1, beta2 = _betas(trial)
+        beta1, beta2 = _betas(trial.optimizer, trial.hyperparameters)
         params = {
             "optimizer": trial.optimizer,
             "lr": lr,
@@ -429,33 +413,64 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
+CSV_BATCH = 5000
+"""Trials read per query while the CSV streams (keyset pagination on the trial number)."""
+
+
 @router.get("/{sweep_id}/trials.csv")
-def trials_csv(sweep_id: int, session: SessionDep) -> StreamingResponse:
-    """Every trial of the sweep as CSV (one row per trial, hyperparameters as JSON)."""
+def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> StreamingResponse:
+    """Every trial of the sweep as CSV (one row per trial, hyperparameters as JSON), streamed."""
     get_sweep(session, sweep_id)
-    trials = list(
-        session.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.number))
-    )
+    sessions = request.app.state.sessions
+    t = Trial.__table__.c
+    columns = [
+        t.id, t.number, t.optimizer, type_coerce(t.status, String), t.objective_value,
+        t.objective_kind, t.best_objective_value, t.best_objective_kind, t.epochs_run,
+        t.attempt, t.seed, t.hyperparameters, t.pack_id, t.device, t.started_at,
+        t.finished_at, t.error,
+    ]  # fmt: skip
 
     def rows() -> Iterator[str]:
+        # Plain Core rows in batches, each from its own short transaction: 100,000 trials
+        # stream in seconds without holding them all, or a connection, for the download.
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for trial in trials:
-            beta1, beta2 = _betas(trial)
-            writer.writerow(
-                [
-                    trial.id, trial.number, trial.optimizer, trial.status.value,
-                    trial.objective, trial.best_objective, trial.epochs_run, trial.attempt,
-                    trial.seed, trial.hyperparameters.get("lr"), beta1, beta2,
-                    json.dumps(trial.hyperparameters, sort_keys=True), trial.pack_id,
-                    trial.device, trial.started_at, trial.finished_at, trial.error,
-                ]
-            )  # fmt: skip
+        last = -1
+        while True:
+            with sessions() as batch_session:
+                batch = (
+                    batch_session.connection()
+                    .execute(
+                        select(*columns)
+                        .where(t.sweep_id == sweep_id, t.number > last)
+                        .order_by(t.number)
+                        .limit(CSV_BATCH)
+                    )
+                    .all()
+                )
+            for row in batch:
+                (
+                    trial_id, number, optimizer, status, objective, objective_kind, best,
+                    best_kind, epochs_run, attempt, seed, hparams, pack_id, device, started_at,
+                    finished_at, error,
+                ) = row  # fmt: skip
+                beta1, beta2 = _betas(optimizer, hparams)
+                writer.writerow(
+                    [
+                        trial_id, number, optimizer, status,
+                        decode_float(objective, objective_kind), decode_float(best, best_kind),
+                        epochs_run, attempt, seed,
+                        hparams.get("lr"), beta1, beta2, json.dumps(hparams, sort_keys=True),
+                        pack_id, device, started_at, finished_at, error,
+                    ]
+                )  # fmt: skip
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-        yield buffer.getvalue()
+            if len(batch) < CSV_BATCH:
+                return
+            last = batch[-1][1]
 
     filename = f"sweep-{sweep_id}-trials.csv"
     return StreamingResponse(

@@ -13,6 +13,7 @@ from service.errors import ConflictError, NotFoundError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus
+from service.trials.repository import stop_trials
 
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 """Statuses of a sweep that is not finished."""
@@ -86,12 +87,8 @@ def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
     sweep = get_sweep(session, sweep_id)
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise ConflictError(f"sweep {sweep_id} is already {sweep.status.value}")
-    session.execute(
-        update(Trial)
-        .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.PENDING)
-        .values(status=TrialStatus.STOPPED, finished_at=now, error="sweep cancelled")
-        .execution_options(synchronize_session=False)
-    )
+    pending = (Trial.sweep_id == sweep_id) & (Trial.status == TrialStatus.PENDING)
+    stop_trials(session, pending, at=now, error="sweep cancelled")
     session.refresh(sweep)
     return sweep
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from service.db.base import Base, FloatKind, UTCDateTime, decode_float, encode_float, utcnow
 
@@ -102,14 +102,88 @@ class Trial(Base):
         self.best_objective_value, self.best_objective_kind = encode_float(value)
 
 
+class FamilyTally(Base):
+    """Per sweep and optimizer family: the epochs its trials have run so far and its best
+    objective, kept as reports arrive (so best-so-far charts read a few rows at any size)."""
+
+    __tablename__ = "family_tallies"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    optimizer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epochs_spent: Mapped[int] = mapped_column(default=0)
+    best_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    best_trial_id: Mapped[int | None]
+
+
+class FamilyImprovement(Base):
+    """A point where a family's best objective improved: after ``epochs_spent`` epochs of its
+    trials (in the order they were reported), trial ``trial_id`` reached ``value``."""
+
+    __tablename__ = "family_improvements"
+    __table_args__ = (
+        Index("ix_family_improvements_sweep_optimizer", "sweep_id", "optimizer", "epochs_spent"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    optimizer: Mapped[str] = mapped_column(String(32))
+    epochs_spent: Mapped[int]
+    value: Mapped[float] = mapped_column(Float(precision=53))
+    trial_id: Mapped[int]
+    epoch: Mapped[int]
+
+
+class TrialEvent(Base):
+    """One change of a trial's status (started, finished, retried, interrupted, cancelled)."""
+
+    __tablename__ = "trial_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[TrialStatus] = mapped_column(_enum(TrialStatus))
+    """The status the trial moved to."""
+    attempt: Mapped[int]
+    detail: Mapped[str | None] = mapped_column(Text)
+    """Where it started, or why it ended or starts again."""
+
+
+def note_status(trial: Trial, detail: str | None = None, *, at: datetime | None = None) -> None:
+    """Record the trial's current status (and attempt) in its history, in the trial's session."""
+    session = object_session(trial)
+    assert session is not None, "a trial's history is written with the trial"
+    session.add(
+        TrialEvent(
+            trial_id=trial.id,
+            at=at or utcnow(),
+            status=trial.status,
+            attempt=trial.attempt,
+            detail=detail,
+        )
+    )
+
+
 class Metric(Base):
     """One metric of one trial at one epoch; unique, so a replayed write is a no-op."""
 
     __tablename__ = "metrics"
-    __table_args__ = (UniqueConstraint("trial_id", "name", "step"),)
+    __table_args__ = (
+        # Unique (a replayed report is a no-op) and, on PostgreSQL, covering: a trial's curve is
+        # read from the index alone, however its rows are scattered among other trials' rows.
+        Index(
+            "ix_metrics_curve",
+            "trial_id",
+            "name",
+            "step",
+            unique=True,
+            postgresql_include=["value_finite", "value_kind"],
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
     step: Mapped[int]
     value_finite: Mapped[float | None] = mapped_column(Float(precision=53))

@@ -5,16 +5,49 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.base import FloatKind, encode_float
+from service.db.base import FloatKind, UTCDateTime, encode_float
 from service.errors import NotFoundError
 from service.pagination import CursorError, after_nullable, decode_cursor, encode_cursor
-from service.trials.models import Metric, Trial, TrialStatus
+from service.trials.models import Metric, Trial, TrialEvent, TrialStatus
+
+
+def stop_trials(session: Session, where: ColumnElement[bool], *, at: datetime, error: str) -> None:
+    """Mark the trials ``where`` selects STOPPED with ``error``, noting it in their histories."""
+    events = TrialEvent.__table__.c
+    session.execute(
+        insert(TrialEvent).from_select(
+            [events.trial_id, events.at, events.status, events.attempt, events.detail],
+            select(
+                Trial.id,
+                literal(at, UTCDateTime()),
+                literal(TrialStatus.STOPPED, events.status.type),
+                Trial.attempt,
+                literal(error),
+            ).where(where),
+        )
+    )
+    session.execute(
+        update(Trial)
+        .where(where)
+        .values(status=TrialStatus.STOPPED, finished_at=at, error=error)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def list_events(session: Session, *, trial_id: int) -> list[TrialEvent]:
+    """A trial's status history, oldest first."""
+    return list(
+        session.scalars(
+            select(TrialEvent).where(TrialEvent.trial_id == trial_id).order_by(TrialEvent.id)
+        )
+    )
 
 
 def record_metrics(

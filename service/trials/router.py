@@ -7,8 +7,8 @@ from itertools import groupby
 from fastapi import APIRouter
 
 from service.deps import SessionDep
-from service.trials.repository import get_trial, list_metrics
-from service.trials.schemas import MetricSeries, TrialMetrics, TrialRead
+from service.trials.repository import get_trial, list_events, list_metrics
+from service.trials.schemas import MetricSeries, TrialEventRead, TrialMetrics, TrialRead
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 
@@ -17,6 +17,15 @@ router = APIRouter(prefix="/trials", tags=["trials"])
 def read_trial(trial_id: int, session: SessionDep) -> TrialRead:
     """One trial."""
     return TrialRead.model_validate(get_trial(session, trial_id))
+
+
+@router.get("/{trial_id}/events")
+def read_events(trial_id: int, session: SessionDep) -> list[TrialEventRead]:
+    """The trial's status history, oldest first: each start (where), end (why) and retry."""
+    get_trial(session, trial_id)
+    return [
+        TrialEventRead.model_validate(event) for event in list_events(session, trial_id=trial_id)
+    ]
 
 
 @router.get("/{trial_id}/metrics")

@@ -47,6 +47,17 @@ class TrialRead(ReadModel):
     finished_at: datetime | None
 
 
+class TrialEventRead(ReadModel):
+    """One change of a trial's status."""
+
+    at: datetime
+    status: TrialStatus
+    """The status the trial moved to."""
+    attempt: int
+    detail: str | None
+    """Where it started, or why it ended or starts again."""
+
+
 class TrialPage(BaseModel):
     """A page of trials; pass ``next_cursor`` as ``cursor`` to get the next one."""
 

@@ -197,6 +197,9 @@ def test_cancel_stops_a_running_sweep_and_a_second_cancel_conflicts(live_api: Li
     stopped = [t for t in trials if t["status"] == "stopped"]
     assert len(stopped) >= len(trials) - 2  # at most the two in flight could have finished
     assert all(t["error"] == "sweep cancelled" for t in stopped)
+    for trial in stopped[:3]:
+        history = live_api.client.get(f"/trials/{trial['id']}/events").json()
+        assert (history[-1]["status"], history[-1]["detail"]) == ("stopped", "sweep cancelled")
     again = live_api.client.post(f"/sweeps/{sweep['id']}/cancel")
     assert again.status_code == 409
     assert "already cancelled" in again.json()["detail"]
@@ -231,6 +234,18 @@ def test_a_failing_trial_is_retried_and_then_completes(live_api: LiveAPI, tmp_pa
     assert trial["error"] is None
     series = live_api.client.get(f"/trials/{trial['id']}/metrics").json()["series"]
     assert all(s["steps"] == [1, 2, 3] for s in series)
+    history = live_api.client.get(f"/trials/{trial['id']}/events").json()
+    assert [(e["status"], e["attempt"]) for e in history] == [
+        ("running", 1),
+        ("pending", 1),
+        ("running", 2),
+        ("completed", 2),
+    ]
+    assert history[1]["detail"].startswith("attempt 1 failed: RuntimeError: planned failure 1")
+    assert history[2]["detail"].startswith("on node ")
+    assert history[3]["detail"] == "after epoch 3"
+    times = [e["at"] for e in history]
+    assert times == sorted(times)
 
 
 @pytest.mark.usefixtures("flaky_plugin")
@@ -246,6 +261,9 @@ def test_a_trial_failing_every_attempt_is_failed_with_its_error(
     assert trial["status"] == "failed"
     assert trial["attempt"] == 2
     assert trial["error"] == "RuntimeError: planned failure 2 of 5"
+    history = live_api.client.get(f"/trials/{trial['id']}/events").json()
+    assert [(e["status"], e["attempt"]) for e in history][-2:] == [("running", 2), ("failed", 2)]
+    assert history[-1]["detail"] == trial["error"]
     builds = list((tmp_path / str(trial["seed"])).glob("attempt-*"))
     assert len(builds) == 2  # exactly 1 + max_failures builds
     assert live_api.client.get(f"/sweeps/{sweep['id']}/leaderboard").json()["entries"] == []

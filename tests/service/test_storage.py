@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.base import Base, FloatKind
+from service.db.base import Base, FloatKind, utcnow
+from service.db.migrate import upgrade_engine
+from service.db.session import make_engine
 from service.models import Metric, Sweep, SweepStatus, Trial, TrialStatus
+from service.trials.models import FamilyImprovement, FamilyTally
 from service.trials.repository import list_metrics, record_metrics
+from tests.service.conftest import fresh_postgres_database
 
 
 def test_autogenerate_against_head_finds_no_difference(migrated_engine: Engine) -> None:
@@ -97,3 +104,71 @@ def test_relationships_refuse_lazy_loads(session: Session) -> None:
     assert stored is not None
     with pytest.raises(Exception, match="lazy='raise'"):
         _ = stored.sweep
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database of each kind (not the session's migrated one)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+def test_upgrading_a_database_with_recorded_sweeps_tallies_their_families(
+    empty_database: str,
+) -> None:
+    engine = make_engine(empty_database)
+    upgrade_engine(engine, "0003")
+    spec = json.dumps({"name": "old", "objective": {"metric": "acc", "mode": "max"}})
+    # (number, family, epochs run, best objective) of a sweep recorded before revision 0004.
+    recorded = [(0, "adam", 3, 0.5), (1, "sgd", 2, 0.4), (2, "adam", 3, 0.45), (3, "adam", 1, 0.7)]
+    with engine.begin() as db:
+        db.execute(
+            text(
+                "INSERT INTO sweeps (id, name, spec, status, num_trials, created_at, updated_at)"
+                " VALUES (1, 'old', :spec, 'completed', 4, :now, :now)"
+            ),
+            {"spec": spec, "now": utcnow()},
+        )
+        for number, family, epochs, best in recorded:
+            db.execute(
+                text(
+                    "INSERT INTO trials (id, sweep_id, number, optimizer, hyperparameters, seed,"
+                    " status, attempt, epochs_run, best_objective_value, best_objective_kind,"
+                    " created_at) VALUES (:id, 1, :number, :family, '{}', 0, 'completed', 1,"
+                    " :epochs, :best, 'finite', :now)"
+                ),
+                {"id": number + 1, "number": number, "family": family, "epochs": epochs,
+                 "best": best, "now": utcnow()},
+            )  # fmt: skip
+        db.execute(
+            text(
+                "INSERT INTO metrics (trial_id, name, step, value_finite, value_kind)"
+                " VALUES (1, 'acc', 1, 0.5, 'finite')"
+            )
+        )
+    upgrade_engine(engine)
+    with Session(engine) as session:
+        tallies = {
+            t.optimizer: (t.epochs_spent, t.best_value, t.best_trial_id)
+            for t in session.scalars(select(FamilyTally))
+        }
+        assert tallies == {"adam": (7, 0.7, 4), "sgd": (2, 0.4, 2)}
+        improvements = session.execute(
+            select(
+                FamilyImprovement.optimizer, FamilyImprovement.epochs_spent, FamilyImprovement.value
+            ).order_by(FamilyImprovement.id)
+        ).all()
+        # adam: 0.5 after 3 epochs, then 0.45 is no better, then 0.7 after 3 + 3 + 1.
+        assert sorted(tuple(row) for row in improvements) == [
+            ("adam", 3, 0.5),
+            ("adam", 7, 0.7),
+            ("sgd", 2, 0.4),
+        ]
+        assert [m.value for m in list_metrics(session, trial_id=1)] == [0.5]
+        session.add(Metric(trial_id=1, name="acc", step=1, value_kind=FloatKind.FINITE))
+        with pytest.raises(IntegrityError):  # metrics are still unique per trial, name, step
+            session.flush()
+    engine.dispose()
