@@ -1,5 +1,12 @@
 # syntax=docker/dockerfile:1
 # One image for every optisweep container: the API, the one-shot migration and the Ray nodes.
+
+# The dashboard's ECharts, from package-lock.json as `make install` gets it.
+FROM node:20-slim AS dashboard
+WORKDIR /dashboard
+COPY service/dashboard/package.json service/dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 
 # CPU wheels by default. A GPU image passes a CUDA index matching the host's driver:
@@ -22,6 +29,7 @@ COPY pyproject.toml README.md ./
 COPY optimizers ./optimizers
 COPY workers ./workers
 COPY service ./service
+COPY --from=dashboard /dashboard/node_modules/echarts ./service/dashboard/node_modules/echarts
 COPY migrations ./migrations
 RUN pip install . && rm -rf build ./*.egg-info
 

@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 # torch first, pinned: pip then takes the CPU wheel on disk and the project's looser range is
 # already satisfied, instead of downloading a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+# The dashboard's front-end packages (ECharts), pinned by package-lock.json; npm writes this file
+# into node_modules on every install, so it is the stamp.
+DASHBOARD := service/dashboard
+NODE_STAMP := $(DASHBOARD)/node_modules/.package-lock.json
 
 .PHONY: install run test lint typecheck pytest bench clean chromium
 
@@ -16,7 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): $(DASHBOARD)/package-lock.json
+	npm ci --prefix $(DASHBOARD) --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: install
 	$(BIN)/optisweep serve
@@ -47,4 +55,4 @@ bench: install
 	$(BIN)/python benchmarks/sweep_throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(DASHBOARD)/node_modules

@@ -175,7 +175,7 @@ def first_chart_seconds(base: str, sweep_id: int, repeats: int) -> list[float]:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             start = time.perf_counter()
             page.goto(f"{base}/sweeps/{sweep_id}")
-            page.wait_for_selector("#chart-curves .main-svg .scatterlayer .trace", timeout=60_000)
+            page.wait_for_selector("#chart-curves[data-drawn]", timeout=60_000)
             times.append(time.perf_counter() - start)
             page.close()
         browser.close()

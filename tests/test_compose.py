@@ -140,13 +140,26 @@ def test_ray_token_is_shared_and_never_hard_coded(services: dict[str, Any]) -> N
 
 def test_dockerfile_installs_cpu_torch_before_the_project(dockerfile: list[str]) -> None:
     """The image is python:3.11-slim; torch==2.13.0 comes from TORCH_INDEX before the project."""
-    assert dockerfile[0] == "FROM python:3.11-slim"
+    assert [line for line in dockerfile if line.startswith("FROM ")][-1] == "FROM python:3.11-slim"
     assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
     torch = next(i for i, line in enumerate(dockerfile) if "torch==2.13.0" in line)
     assert dockerfile[torch].startswith("RUN pip install")
     assert '--index-url "${TORCH_INDEX}"' in dockerfile[torch]
     project = next(i for i, line in enumerate(dockerfile) if line.startswith("RUN pip install . "))
     assert torch < project
+
+
+def test_dockerfile_puts_echarts_beside_the_dashboard(dockerfile: list[str]) -> None:
+    """A node stage installs the dashboard's package-lock.json; its ECharts is copied into the
+    package before `pip install .`, which ships it as package data."""
+    assert "FROM node:20-slim AS dashboard" in dockerfile
+    assert "RUN npm ci --no-audit --no-fund" in dockerfile
+    copy = dockerfile.index(
+        "COPY --from=dashboard /dashboard/node_modules/echarts"
+        " ./service/dashboard/node_modules/echarts"
+    )
+    project = next(i for i, line in enumerate(dockerfile) if line.startswith("RUN pip install . "))
+    assert copy < project
 
 
 def test_dockerfile_serves_as_a_non_root_user(dockerfile: list[str]) -> None:

@@ -572,7 +572,7 @@ class Controller:
                 if trial.status == TrialStatus.PENDING:
                     trial.status = TrialStatus.RUNNING
                 trial.attempt = event.attempt
-                trial.started_at = utcnow()
+                trial.started_at = event.at
                 trial.node_id = event.node_id
                 trial.device = event.device
                 trial.pack_id = event.pack_id

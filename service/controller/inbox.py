@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from service.controller.schedulers import Scheduler, scheduler_from_dump
 from service.controller.searchers.base import Outcome
+from service.db.base import utcnow
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class Started:
     pack_id: str | None = None
     resumed_epoch: int = 0
     """The attempt continues from a checkpoint of this epoch (0: from scratch)."""
+    at: datetime = field(default_factory=utcnow)
+    """When the inbox heard of it (the controller reads events in batches, later)."""
 
 
 @dataclass(frozen=True)

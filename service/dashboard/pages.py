@@ -1,8 +1,9 @@
-"""The web dashboard: three pages (sweeps, a sweep, a trial), their assets, and Plotly.
+"""The web dashboard: three pages (sweeps, a sweep, a trial), their assets, and ECharts.
 
 Pages are static HTML and JavaScript that read the REST API (the same endpoints any external
-dashboard uses) and poll it while a sweep runs. Plotly's JavaScript comes from the installed
-``plotly`` Python package, which ships it; nothing is fetched from a CDN.
+dashboard uses) and poll it while a sweep runs. ECharts comes from the npm package that
+``make install`` puts in ``service/dashboard/node_modules`` (``npm ci``, pinned by
+package-lock.json); nothing is fetched from a CDN.
 """
 
 from __future__ import annotations
@@ -12,22 +13,16 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Body
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from service.errors import InputError
 
 STATIC = Path(__file__).parent / "static"
+ECHARTS_JS = Path(__file__).parent / "node_modules" / "echarts" / "dist" / "echarts.min.js"
 
 router = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/specs", tags=["dashboard"])
-
-
-def plotly_js() -> Path:
-    """plotly.min.js as the plotly Python package ships it."""
-    import plotly
-
-    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 @router.get("/")
@@ -48,10 +43,16 @@ def trial_page(trial_id: int) -> FileResponse:
     return FileResponse(STATIC / "trial.html")
 
 
-@router.get("/static/vendor/plotly.min.js")
-def plotly_asset() -> FileResponse:
-    """Plotly, from the installed package."""
-    return FileResponse(plotly_js(), media_type="text/javascript")
+@router.get("/static/vendor/echarts.min.js", response_model=None)
+def echarts_asset() -> FileResponse | PlainTextResponse:
+    """ECharts, from the installed npm package; a 503 that says how to install it if missing."""
+    if not ECHARTS_JS.is_file():
+        return PlainTextResponse(
+            f"echarts is not installed ({ECHARTS_JS} is missing): run `make install`, "
+            "or `npm ci --prefix service/dashboard`",
+            status_code=503,
+        )
+    return FileResponse(ECHARTS_JS, media_type="text/javascript")
 
 
 static_files = StaticFiles(directory=STATIC)

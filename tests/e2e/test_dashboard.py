@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,11 @@ SPEC: dict[str, Any] = {
     "search": {"algorithm": "random", "num_trials": 8, "seed": 2},
     "objective": {"metric": "val_loss", "mode": "min"},
 }
+
+
+def series_of(chart_id: str) -> str:
+    """JavaScript for the series an ECharts chart draws in the element with this id."""
+    return f"echarts.getInstanceByDom(document.getElementById('{chart_id}')).getOption().series"
 
 
 @pytest.fixture(scope="module")
@@ -74,30 +80,59 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     for i, entry in enumerate(board["entries"]):
         expect(rows.nth(i)).to_have_attribute("data-optimizer", entry["optimizer"])
 
-    # Every chart is drawn with the sweep's data: every trial's curve (one trace per family and
-    # one per family's best), one lr series per family.
+    # Every chart is drawn with the sweep's data: every trial's curve (one series per family and
+    # one per family's best; a point is [epoch, value, trial id, trial number]), one lr series
+    # per family.
     curves = httpx.get(f"{api}/sweeps/{sweep['id']}/curves", timeout=30).json()["curves"]
-    page.wait_for_function("document.getElementById('chart-curves').data !== undefined")
+    page.wait_for_selector("#chart-curves[data-drawn]")
     drawn = page.evaluate(
-        "[...new Set(document.getElementById('chart-curves').data"
-        ".flatMap(t => t.customdata).filter(id => id !== null))]"
+        f"[...new Set({series_of('chart-curves')}"
+        ".flatMap(s => s.data.map(point => point[2])).filter(id => id !== null))]"
     )
     assert sorted(drawn) == sorted(c["trial_id"] for c in curves)
     families = {c["optimizer"] for c in curves if c["status"] in ("completed", "stopped")}
-    lr_traces = page.evaluate("document.getElementById('chart-lr').data.map(t => t.name)")
-    assert set(lr_traces) == families
+    lr_series = page.evaluate(f"{series_of('chart-lr')}.map(s => s.name)")
+    assert set(lr_series) == families
     for chart in ("chart-best", "chart-parallel", "chart-importance"):
-        expect(page.locator(f"#{chart} .main-svg").first).to_be_visible()
+        page.wait_for_selector(f"#{chart}[data-drawn] canvas")
+        lengths = page.evaluate(f"{series_of(chart)}.map(s => s.data.length)")
+        assert min(lengths, default=0) > 0, chart
     expect(page.locator("#trials tbody tr")).to_have_count(8)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"), full_page=True)
+
+    # Clicking a curve opens its trial: the mouse on the last point of a family's best curve.
+    box = page.locator("#chart-curves").bounding_box()
+    assert box is not None
+    x, y = page.evaluate(
+        "(() => { const chart = echarts.getInstanceByDom(document.getElementById('chart-curves'));"
+        " const data = chart.getOption().series[0].data;"
+        " return chart.convertToPixel('grid', data[data.length - 2].slice(0, 2)); })()"
+    )
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_url(re.compile(r"/trials/\d+$"))
+    assert int(page.url.rsplit("/", 1)[1]) in {c["trial_id"] for c in curves}
+    page.go_back()
 
     best = board["entries"][0]["trial"]
     page.locator("#leaderboard tbody tr").first.locator("a").click()
     expect(page).to_have_url(f"{server.url}/trials/{best['id']}")
     expect(page.locator("#title")).to_contain_text(f"Trial {best['number']}")
     expect(page.locator('[data-fact="status"]')).to_have_text(best["status"])
-    expect(page.locator("#metric-val_loss .main-svg").first).to_be_visible()
+    # Its status history: created, then each start and end the API recorded.
+    events = httpx.get(f"{api}/trials/{best['id']}/events", timeout=30).json()
+    history = page.locator("#events tbody tr")
+    expect(history).to_have_count(1 + len(events))
+    statuses = ["created"] + [e["status"] for e in events]
+    assert statuses[-2:] == ["running", "completed"]
+    for i, status in enumerate(statuses):
+        expect(history.nth(i)).to_have_attribute("data-status", status)
+    expect(page.locator("#metric-val_loss[data-drawn] canvas").first).to_be_visible()
+    metrics = httpx.get(f"{api}/trials/{best['id']}/metrics", timeout=30).json()["series"]
+    val_loss = next(series for series in metrics if series["name"] == "val_loss")
+    points = page.evaluate(f"{series_of('metric-val_loss')}[0].data.map(point => point[0])")
+    assert points == val_loss["steps"]
     page.screenshot(path=str(ARTIFACTS / "dashboard-trial.png"), full_page=True)
 
     page.goto(f"{server.url}/")

@@ -75,12 +75,48 @@ function poll(refresh, isDone, every = 2000) {
   return () => clearTimeout(timer);
 }
 
-// Plotly is loaded with `defer`: pages fetch their data while it parses, and draw once
+// ECharts is loaded with `defer`: pages fetch their data while it parses, and draw once
 // DOMContentLoaded says it has run.
-const plotlyReady = new Promise((resolve) => {
+const echartsReady = new Promise((resolve) => {
   if (document.readyState !== "loading") resolve();
   else document.addEventListener("DOMContentLoaded", () => resolve());
 });
 
-const PLOT_CONFIG = { displaylogo: false, responsive: true };
-const BASE_LAYOUT = { margin: { l: 56, r: 12, t: 28, b: 44 }, legend: { orientation: "h" } };
+// Shared look: room for a title, a legend under it and axis names; no animation (charts redraw
+// on every poll, and the first frame should be the final one).
+const BASE_OPTION = {
+  animation: false,
+  textStyle: { fontFamily: "system-ui, sans-serif" },
+  title: { left: 4, top: 0, textStyle: { fontSize: 14, fontWeight: 600 } },
+  legend: { top: 24, left: "center", type: "scroll" },
+  grid: { left: 64, right: 24, top: 64, bottom: 48 },
+  tooltip: { trigger: "item", confine: true },
+};
+
+function valueAxis(name, extra = {}) {
+  return { type: "value", name, nameLocation: "middle", nameGap: 30, scale: true, ...extra };
+}
+
+function chartOf(div) {
+  // The div's ECharts instance (canvas renderer), made on first use.
+  let chart = echarts.getInstanceByDom(div);
+  if (!chart) {
+    chart = echarts.init(div, null, { renderer: "canvas" });
+    chart.setOption(BASE_OPTION, { lazyUpdate: true });  // each chart's own option merges into it
+    // Follows its div, whether the window or the grid around it (a card added beside it) changed.
+    new ResizeObserver(([entry]) => {
+      const { width, height } = entry.contentRect;
+      if (Math.round(width) !== chart.getWidth() || Math.round(height) !== chart.getHeight()) chart.resize();
+    }).observe(div);
+  }
+  return chart;
+}
+
+function draw(div, option) {
+  // Series are replaced (a poll may bring fewer); other state, such as which legend entries
+  // are switched off, survives the redraw. data-drawn="1" marks the first frame, for tests.
+  const chart = chartOf(div);
+  chart.setOption(option, { replaceMerge: ["series"] });
+  div.dataset.drawn = "1";
+  return chart;
+}
