@@ -33,39 +33,34 @@ def leaderboard_read(session: Session, sweep: Sweep) -> Leaderboard:
     objective = sweep.spec["objective"]
     maximize = objective["mode"] == "max"
     repeats = int(sweep.spec.get("search", {}).get("repeats", 1))
-    if repeats > 1:
-        configurations = leaderboard_by_mean(
-            session, sweep_id=sweep.id, maximize=maximize, repeats=repeats
-        )
-        return Leaderboard(
-            sweep_id=sweep.id,
-            metric=objective["metric"],
-            mode=objective["mode"],
-            entries=[
-                LeaderboardEntry(
-                    rank=rank,
-                    optimizer=c.trial.optimizer,
-                    ranked_trials=c.family_count,
-                    trial=TrialRead.model_validate(c.trial),
-                    objective_mean=c.mean,
-                    objective_std=c.std,
-                    repeats=c.repeats,
-                )
-                for rank, c in enumerate(configurations, start=1)
-            ],
-        )
-    best = leaderboard(session, sweep_id=sweep.id, maximize=maximize)
-    return Leaderboard(
-        sweep_id=sweep.id,
-        metric=objective["metric"],
-        mode=objective["mode"],
-        entries=[
+    if repeats > 1:  # configurations ranked by their mean over repeats
+        entries = [
+            LeaderboardEntry(
+                rank=rank,
+                optimizer=c.trial.optimizer,
+                ranked_trials=c.family_count,
+                trial=TrialRead.model_validate(c.trial),
+                objective_mean=c.mean,
+                objective_std=c.std,
+                repeats=c.repeats,
+            )
+            for rank, c in enumerate(
+                leaderboard_by_mean(session, sweep_id=sweep.id, maximize=maximize, repeats=repeats),
+                start=1,
+            )
+        ]
+    else:
+        entries = [
             LeaderboardEntry(
                 rank=rank,
                 optimizer=trial.optimizer,
                 ranked_trials=count,
                 trial=TrialRead.model_validate(trial),
             )
-            for rank, (trial, count) in enumerate(best, start=1)
-        ],
+            for rank, (trial, count) in enumerate(
+                leaderboard(session, sweep_id=sweep.id, maximize=maximize), start=1
+            )
+        ]
+    return Leaderboard(
+        sweep_id=sweep.id, metric=objective["metric"], mode=objective["mode"], entries=entries
     )
