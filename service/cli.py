@@ -202,6 +202,7 @@ def submit(
     with _client(url) as client:
         sweep = _json(client.post("/sweeps", json=spec))
         console.print(f"sweep {sweep['id']} submitted: {sweep['num_trials']} trials")
+        console.print(f"watch it live: {url.rstrip('/')}/sweeps/{sweep['id']}", soft_wrap=True)
         if not wait:
             console.print(f"follow it with: optisweep status {sweep['id']}")
             return

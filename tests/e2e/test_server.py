@@ -57,6 +57,7 @@ def test_submit_wait_shows_progress_and_the_leaderboard(server: Server) -> None:
     result = run_cli("submit", str(EXAMPLE), "--wait", "--url", server.url)
     assert result.returncode == 0, result.stderr
     assert "sweep 1 submitted: 16 trials" in result.stdout
+    assert f"watch it live: {server.url}/sweeps/1" in result.stdout
     assert "16/16" in result.stdout  # the progress bar's last state
     assert "Leaderboard: val_loss (min)" in result.stdout
 
@@ -230,7 +231,10 @@ def test_a_server_takes_over_a_sweep_whose_optisweep_run_was_interrupted(
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'takeover.db'}"
     spec_file = tmp_path / "takeover.yaml"
-    spec_file.write_text(yaml.safe_dump({**RESTART_SPEC, "name": "takeover"}))
+    # Epochs long enough that the sweep is still running when the interrupt lands, even on a
+    # loaded machine where this test sees the first running trial late.
+    workload = {**RESTART_SPEC["workload"], "steps_per_epoch": 1000}
+    spec_file.write_text(yaml.safe_dump({**RESTART_SPEC, "name": "takeover", "workload": workload}))
     run = subprocess.Popen(
         [OPTISWEEP, "run", str(spec_file), "--database-url", database_url],
         env=clean_environment(COLUMNS="200"),
