@@ -231,17 +231,20 @@ def test_a_server_takes_over_a_sweep_whose_optisweep_run_was_interrupted(
 ) -> None:
     database_url = f"sqlite:///{tmp_path / 'takeover.db'}"
     spec_file = tmp_path / "takeover.yaml"
-    # Epochs long enough that the sweep is still running when the interrupt lands, even on a
-    # loaded machine where this test sees the first running trial late.
-    workload = {**RESTART_SPEC["workload"], "steps_per_epoch": 1000}
-    spec_file.write_text(yaml.safe_dump({**RESTART_SPEC, "name": "takeover", "workload": workload}))
-    run = subprocess.Popen(
-        [OPTISWEEP, "run", str(spec_file), "--database-url", database_url],
-        env=clean_environment(COLUMNS="200"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    spec_file.write_text(yaml.safe_dump({**RESTART_SPEC, "name": "takeover"}))
+    # A command started in the background by a non-interactive shell (nohup ... &) ignores
+    # SIGINT, and so would this child, which inherits that: give it the default disposition.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run = subprocess.Popen(
+            [OPTISWEEP, "run", str(spec_file), "--database-url", database_url],
+            env=clean_environment(COLUMNS="200"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     deadline = time.monotonic() + 120
     while not any(t["status"] == "running" for t in _trials_in_if_any(database_url)):
         assert run.poll() is None, run.communicate()[0]
