@@ -23,6 +23,7 @@ from optimizers import get_spec
 from service.dashboard.downsample import lttb
 from service.db.base import FloatKind, decode_float
 from service.deps import SessionDep
+from service.errors import InputError
 from service.sweeps.models import Sweep
 from service.sweeps.repository import get_sweep
 from service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial, TrialStatus
@@ -107,6 +108,8 @@ class Importance(BaseModel):
 
     metric: str
     method: str
+    optimizer: str | None = None
+    """The family the estimate is within (None: across families)."""
     trials: int
     """How many finished trials the estimate used."""
     importances: dict[str, float]
@@ -339,9 +342,9 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
     return ChartJSON(Parallel(metric=metric, rows=rows))
 
 
-_IMPORTANCE_CACHE: dict[tuple[int, int, int, str], Importance] = {}
-"""(sweep, finished trials, max_trials) -> importance: fANOVA takes seconds on large sweeps, and
-a finished trial set does not change."""
+_IMPORTANCE_CACHE: dict[tuple[int, int, int, str, str | None], Importance] = {}
+"""(sweep, finished trials, max_trials, method, family) -> importance: fANOVA takes seconds on
+large sweeps, and a finished trial set does not change."""
 _CACHE_LOCK = threading.Lock()
 
 
@@ -350,14 +353,20 @@ def importance(
     sweep_id: int,
     session: SessionDep,
     method: Literal["ped-anova", "fanova"] = "ped-anova",
+    optimizer: Annotated[
+        str | None, Query(description="Within this family (its lr and betas); default: across.")
+    ] = None,
     max_trials: Annotated[int, Query(ge=10, le=20_000)] = 2000,
 ) -> Importance:
-    """Importance of family, log lr, beta1 and beta2 for the objective, by Optuna's evaluators.
+    """How much each hyperparameter matters for the objective, by Optuna's evaluators.
 
-    ``ped-anova`` (PED-ANOVA, fast: tens of ms for thousands of trials) or ``fanova`` (a random
-    forest, seconds; at most 500 trials). Uses up to ``max_trials`` finished trials (every k-th
-    by number when there are more); a family without a beta counts it as 0. Results are
-    cached until more trials finish. Needs at least 4 finished trials.
+    Across families: the family, log lr, and beta1/beta2 only when every trial's family has
+    them (as Optuna does with conditional parameters: a beta that some families lack would
+    otherwise stand in for the family). Within one family (``optimizer``): its log lr and the
+    betas it has. ``ped-anova`` (PED-ANOVA, fast: tens of ms for thousands of trials) or
+    ``fanova`` (a random forest, seconds; at most 500 trials). Uses up to ``max_trials``
+    finished trials (every k-th by number when there are more); parameters that did not vary
+    are left out. Results are cached until more trials finish. Needs at least 4 trials.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -365,13 +374,22 @@ def importance(
 
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
+    families_searched = sweep.spec["space"]["optimizers"]
+    if optimizer is not None and optimizer not in families_searched:
+        raise InputError(
+            f"optimizer {optimizer!r} is not searched by sweep {sweep_id} "
+            f"(it searches {', '.join(families_searched)})",
+            loc=("query", "optimizer"),
+        )
     finished = _finished_trials(session, sweep_id, maximize)
+    if optimizer is not None:
+        finished = finished.where(Trial.optimizer == optimizer)
     count = (
         session.scalar(select(func.count()).select_from(finished.order_by(None).subquery())) or 0
     )
     if method == "fanova":
         max_trials = min(max_trials, 500)
-    key = (sweep_id, count, max_trials, method)
+    key = (sweep_id, count, max_trials, method, optimizer)
     with _CACHE_LOCK:
         if key in _IMPORTANCE_CACHE:
             return _IMPORTANCE_CACHE[key]
@@ -379,41 +397,50 @@ def importance(
     if stride > 1:
         finished = finished.where(Trial.number % stride == 0)
     trials = list(session.scalars(finished))
+    result = Importance(
+        metric=metric, method=method, optimizer=optimizer, trials=len(trials), importances={}
+    )
     if len(trials) < 4:
-        return Importance(metric=metric, method=method, trials=len(trials), importances={})
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    families = sorted({trial.optimizer for trial in trials})
-    lrs = [float(trial.hyperparameters["lr"]) for trial in trials]
-    distributions = {
-        "optimizer": CategoricalDistribution(families),
-        "lr": FloatDistribution(min(lrs), max(lrs) * (1 + 1e-9), log=True),
-        "beta1": FloatDistribution(0.0, 1.0),
-        "beta2": FloatDistribution(0.0, 1.0),
+        return result
+    columns: dict[str, list[Any]] = {
+        "optimizer": [trial.optimizer for trial in trials],
+        "lr": [float(trial.hyperparameters["lr"]) for trial in trials],
     }
+    betas = [_betas(trial.optimizer, trial.hyperparameters) for trial in trials]
+    for index, name in enumerate(("beta1", "beta2")):
+        values = [pair[index] for pair in betas]
+        if all(value is not None for value in values):
+            columns[name] = values
+    distributions: dict[str, Any] = {}
+    for name, column in columns.items():
+        if len(set(column)) < 2:  # did not vary: nothing to attribute
+            continue
+        if name == "optimizer":
+            distributions[name] = CategoricalDistribution(sorted(set(column)))
+        else:
+            low, high = min(column), max(column)
+            distributions[name] = FloatDistribution(low, high, log=name == "lr" and low > 0)
+    if not distributions:
+        return result
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
-    for trial, lr in zip(trials, lrs, strict=True):
-        beta1, beta2 = _betas(trial.optimizer, trial.hyperparameters)
-        params = {
-            "optimizer": trial.optimizer,
-            "lr": lr,
-            "beta1": beta1 or 0.0,
-            "beta2": beta2 or 0.0,
-        }
-        study.add_trial(
+    study.add_trials(
+        [
             optuna.trial.create_trial(
-                params=params,
+                params={name: columns[name][i] for name in distributions},
                 distributions=distributions,
                 value=float(trial.objective_value or 0.0),
             )
-        )
+            for i, trial in enumerate(trials)
+        ]
+    )
     evaluator = (
         FanovaImportanceEvaluator(n_trees=32, max_depth=32, seed=0)
         if method == "fanova"
         else PedAnovaImportanceEvaluator()
     )
     found = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    importances = {name: float(value) for name, value in found.items()}
-    result = Importance(metric=metric, method=method, trials=len(trials), importances=importances)
+    result.importances = {name: float(value) for name, value in found.items()}
     with _CACHE_LOCK:
         if len(_IMPORTANCE_CACHE) >= 256:
             _IMPORTANCE_CACHE.clear()

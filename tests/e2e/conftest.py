@@ -23,23 +23,40 @@ class Server:
     """`optisweep serve` in a subprocess on a free port, with its own local Ray."""
 
     def __init__(self, *, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._log: IO[str] = log.open("a")
+        self._env = clean_environment(OPTISWEEP_DATABASE_URL=database_url, **(env or {}))
+        self._start()
+
+    def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log: IO[str] = log.open("a")
+        self._log.flush()
+        self._log_offset = self.log.stat().st_size  # this start's output begins here
         self.process = subprocess.Popen(
             [OPTISWEEP, "serve", "--port", str(self.port)],
-            env=clean_environment(OPTISWEEP_DATABASE_URL=database_url, **(env or {})),
+            env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.log = log
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until /readyz says the database and Ray answer."""
+        """Block until /readyz says the database and Ray answer.
+
+        The port was free when chosen, but the server binds it only after starting Ray, whose
+        processes take random ports too: if one took it, start again on another port.
+        """
         deadline = time.monotonic() + timeout
+        retries = 3
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            if self.process.poll() is not None:
+                output = self.log.read_bytes()[self._log_offset :].decode(errors="replace")
+                if "address already in use" in output.lower() and retries > 0:
+                    retries -= 1
+                    self._start()
+                    continue
+                raise AssertionError(output[-3000:])
             try:
                 if httpx.get(f"{self.url}/api/v1/readyz", timeout=5).status_code == 200:
                     return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -98,6 +99,20 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         lengths = page.evaluate(f"{series_of(chart)}.map(s => s.data.length)")
         assert min(lengths, default=0) > 0, chart
     expect(page.locator("#trials tbody tr")).to_have_count(8)
+    # Importance within one family: the bars are that family's own hyperparameters.
+    within = httpx.get(
+        f"{api}/sweeps/{sweep['id']}/importance", params={"optimizer": "adam"}, timeout=30
+    ).json()
+    page.select_option("#importance-family", "adam")
+    bars = (
+        "echarts.getInstanceByDom(document.getElementById('chart-importance'))"
+        ".getOption().yAxis[0].data"
+    )
+    expected = json.dumps(sorted(within["importances"]))
+    page.wait_for_function(f"JSON.stringify([...{bars}].sort()) === {expected!r}")
+    assert within["optimizer"] == "adam"
+    assert "optimizer" not in within["importances"]
+    page.select_option("#importance-family", "")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"), full_page=True)
 

@@ -67,6 +67,7 @@ def test_curves_are_downsampled_to_at_most_max_points(
         ("curves", {"max_points": "many"}, "max_points"),
         ("parallel", {"limit": 100_000}, "limit"),
         ("importance", {"max_trials": 1}, "max_trials"),
+        ("importance", {"optimizer": "lion"}, "optimizer"),
     ],
 )
 def test_bad_dashboard_parameters_are_422(
@@ -131,16 +132,26 @@ def test_best_so_far_follows_each_familys_reported_epochs(
 
 
 @pytest.mark.parametrize("method", ["ped-anova", "fanova"])
-def test_importance_covers_the_searched_hyperparameters(
+def test_importance_across_and_within_families(
     live_api: LiveAPI, sweep: dict[str, Any], method: str
 ) -> None:
-    response = live_api.client.get(f"/sweeps/{sweep['id']}/importance", params={"method": method})
-    found = response.json()
-    assert found["method"] == method
+    path = f"/sweeps/{sweep['id']}/importance"
+    found = live_api.client.get(path, params={"method": method}).json()
+    assert (found["method"], found["optimizer"]) == (method, None)
     assert found["trials"] >= 4
-    assert set(found["importances"]) <= {"optimizer", "lr", "beta1", "beta2"}
-    assert "lr" in found["importances"]
+    # sgd has no beta1: across families it would only stand in for the family, so it is left out.
+    assert set(found["importances"]) == {"optimizer", "lr"}
     assert sum(found["importances"].values()) == pytest.approx(1.0, abs=1e-6)
+
+    ranked = [t for t in live_api.trials(sweep["id"]) if t["status"] in ("completed", "stopped")]
+    counts = {f: sum(t["optimizer"] == f for t in ranked) for f in ("adam", "momentum", "sgd")}
+    family = max(counts, key=lambda f: counts[f])
+    assert counts[family] >= 4  # 12 trials over 3 families
+    within = live_api.client.get(path, params={"method": method, "optimizer": family}).json()
+    assert (within["optimizer"], within["trials"]) == (family, counts[family])
+    # Within a family: its lr and the betas it has that varied (beta1; beta2 kept its default).
+    assert set(within["importances"]) == ({"lr"} if family == "sgd" else {"lr", "beta1"})
+    assert sum(within["importances"].values()) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_trials_export_as_csv(live_api: LiveAPI, sweep: dict[str, Any]) -> None:
