@@ -113,6 +113,16 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     assert within["optimizer"] == "adam"
     assert "optimizer" not in within["importances"]
     page.select_option("#importance-family", "")
+    # Curves on a log y axis (losses spanning decades): the same trials, drawn again.
+    page.select_option("#curves-scale", "log")
+    axis = "echarts.getInstanceByDom(document.getElementById('chart-curves')).getOption().yAxis[0]"
+    page.wait_for_function(f"{axis}.type === 'log'")
+    redrawn = page.evaluate(
+        f"[...new Set({series_of('chart-curves')}"
+        ".flatMap(s => s.data.map(point => point[2])).filter(id => id !== null))]"
+    )
+    assert sorted(redrawn) == sorted(c["trial_id"] for c in curves)
+    page.select_option("#curves-scale", "linear")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-sweep.png"), full_page=True)
 
