@@ -44,7 +44,6 @@ def upgrade() -> None:
     with op.batch_alter_table('trial_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_trial_events_trial_id'), ['trial_id'], unique=False)
 
-
     op.create_table(
         'family_tallies',
         sa.Column('sweep_id', sa.Integer(), nullable=False),
