@@ -11,7 +11,7 @@ import math
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -21,13 +21,13 @@ from sqlalchemy import String, func, select, type_coerce
 
 from optimizers import get_spec
 from service.dashboard.downsample import lttb
-from service.db.base import FloatKind, decode_float
+from service.db.base import decode_float
 from service.deps import SessionDep
 from service.errors import InputError
 from service.sweeps.models import Sweep
 from service.sweeps.repository import get_sweep
 from service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial, TrialStatus
-from service.trials.repository import RANKED
+from service.trials.repository import ranked_trials
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"])
 
@@ -120,21 +120,17 @@ def _objective(sweep: Sweep) -> tuple[str, bool]:
     return objective["metric"], objective["mode"] == "max"
 
 
-def _ranked(maximize: bool) -> Any:
-    value = Trial.objective_value
-    return (value.desc() if maximize else value.asc()), Trial.id
-
-
-def _finished_trials(session: SessionDep, sweep_id: int, maximize: bool) -> Any:
-    return (
-        select(Trial)
-        .where(
-            Trial.sweep_id == sweep_id,
-            Trial.status.in_(RANKED),
-            Trial.objective_kind == FloatKind.FINITE,
+def _by_family(rows: Iterable[tuple[str, float, float, int]]) -> dict[str, FamilyPoints]:
+    """(family, x, y, trial id) rows as one series of points per family, in row order."""
+    families: dict[str, FamilyPoints] = {}
+    for optimizer, x, y, trial_id in rows:
+        family = families.setdefault(
+            optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
         )
-        .order_by(*_ranked(maximize))
-    )
+        family.x.append(float(x))
+        family.y.append(float(y))
+        family.trial_ids.append(trial_id)
+    return families
 
 
 def _betas(optimizer: str, hyperparameters: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -175,7 +171,7 @@ def curves(
     best_of_family: dict[str, Trial] = {}
     for family in sweep.spec["space"]["optimizers"]:  # one indexed query per family
         best = session.scalars(
-            _finished_trials(session, sweep_id, maximize).where(Trial.optimizer == family).limit(1)
+            ranked_trials(sweep_id, maximize=maximize).where(Trial.optimizer == family).limit(1)
         ).first()
         if best is not None:
             best_of_family[family] = best
@@ -248,27 +244,15 @@ def lr_sensitivity(
     # Thin large sweeps in SQL, every stride-th trial, before reading JSON out of each row.
     families_count = max(1, len(sweep.spec["space"]["optimizers"]))
     stride = max(1, math.ceil(sweep.num_trials / (families_count * max_points)))
-    ranked = [
-        Trial.sweep_id == sweep_id,
-        Trial.status.in_(RANKED),
-        Trial.objective_kind == FloatKind.FINITE,
-    ]
+    ranked = ranked_trials(sweep_id, maximize=maximize)
     if stride > 1:
-        ranked.append(Trial.number % stride == 0)
-    rows = sorted(
-        session.execute(
-            select(Trial.id, Trial.optimizer, lr, Trial.objective_value).where(*ranked)
-        ),
-        key=lambda row: (row[1], row[2]),
+        ranked = ranked.where(Trial.number % stride == 0)
+    rows = session.execute(
+        ranked.with_only_columns(Trial.optimizer, lr, Trial.objective_value, Trial.id)
+        .order_by(None)  # by family, then lr, instead of best first
+        .order_by(Trial.optimizer, lr)
     )
-    families: dict[str, FamilyPoints] = {}
-    for trial_id, optimizer, lr_value, objective in rows:
-        family = families.setdefault(
-            optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
-        )
-        family.x.append(float(lr_value))
-        family.y.append(float(objective))
-        family.trial_ids.append(trial_id)
+    families = _by_family(rows)
     thinned = [_thin(f, max_points, sweep_id) for f in families.values()]
     return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=thinned))
 
@@ -293,14 +277,7 @@ def best_so_far(
         .where(FamilyImprovement.sweep_id == sweep_id)
         .order_by(FamilyImprovement.optimizer, FamilyImprovement.epochs_spent)
     )
-    families: dict[str, FamilyPoints] = {}
-    for optimizer, spent, value, trial_id in improvements:
-        family = families.setdefault(
-            optimizer, FamilyPoints(optimizer=optimizer, x=[], y=[], trial_ids=[])
-        )
-        family.x.append(float(spent))
-        family.y.append(float(value))
-        family.trial_ids.append(trial_id)
+    families = _by_family(improvements)
     tallies = session.scalars(select(FamilyTally).where(FamilyTally.sweep_id == sweep_id))
     for tally in tallies:  # the step runs on to all the family spent
         line = families.get(tally.optimizer)
@@ -325,7 +302,7 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
     """The ``limit`` best trials as (family, lr, beta1, beta2, objective) rows."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = _objective(sweep)
-    trials = session.scalars(_finished_trials(session, sweep_id, maximize).limit(limit))
+    trials = session.scalars(ranked_trials(sweep_id, maximize=maximize).limit(limit))
     rows = []
     for trial in trials:
         beta1, beta2 = _betas(trial.optimizer, trial.hyperparameters)
@@ -381,7 +358,7 @@ def importance(
             f"(it searches {', '.join(families_searched)})",
             loc=("query", "optimizer"),
         )
-    finished = _finished_trials(session, sweep_id, maximize)
+    finished = ranked_trials(sweep_id, maximize=maximize)
     if optimizer is not None:
         finished = finished.where(Trial.optimizer == optimizer)
     count = (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -144,29 +144,35 @@ RANKED = (TrialStatus.COMPLETED, TrialStatus.STOPPED)
 """Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
 
 
+def ranked_trials(sweep_id: int, *, maximize: bool) -> Select[Trial]:
+    """The sweep's ranked trials (completed or stopped, finite objective), best first."""
+    value = Trial.objective_value
+    return (
+        select(Trial)
+        .where(
+            Trial.sweep_id == sweep_id,
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+        .order_by(value.desc() if maximize else value.asc(), Trial.id)
+    )
+
+
 def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tuple[Trial, int]]:
     """The best trial of each optimizer family with its family's ranked-trial count, best first.
 
     One indexed lookup per family (trials on (sweep_id, optimizer, objective_value)), so it
     stays fast on sweeps of 100,000 trials.
     """
-    value = Trial.objective_value
-    ranked = (
-        Trial.sweep_id == sweep_id,
-        Trial.status.in_(RANKED),
-        Trial.objective_kind == FloatKind.FINITE,
-    )
+    ranked = ranked_trials(sweep_id, maximize=maximize)
     counts = session.execute(
-        select(Trial.optimizer, func.count()).where(*ranked).group_by(Trial.optimizer)
+        ranked.with_only_columns(Trial.optimizer, func.count())
+        .group_by(Trial.optimizer)
+        .order_by(None)
     ).all()
     best = []
     for family, count in counts:
-        trial = session.scalars(
-            select(Trial)
-            .where(*ranked, Trial.optimizer == family)
-            .order_by(value.desc() if maximize else value.asc(), Trial.id)
-            .limit(1)
-        ).first()
+        trial = session.scalars(ranked.where(Trial.optimizer == family).limit(1)).first()
         if trial is not None:
             best.append((trial, int(count)))
     best.sort(
