@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 DASHBOARD := service/dashboard
 NODE_STAMP := $(DASHBOARD)/node_modules/.package-lock.json
 
-.PHONY: install run test lint typecheck pytest bench clean chromium
+.PHONY: install run test lint typecheck pytest bench clean chromium gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/optimizer_step.py
 	$(BIN)/python benchmarks/sweep_throughput.py
+
+# On a machine lent with a GPU: the CUDA tests and the GPU benchmarks, tables written to
+# GPU_CHECK_OUT. It uses that machine's own Python with torch and CUDA (GPU_PYTHON), not .venv:
+# such machines have no package registry, so pydantic travels as wheels (benchmarks/README.md).
+GPU_PYTHON    ?= python3
+GPU_CHECK_OUT ?= test-artifacts/gpu-check.md
+gpu-check:
+	$(GPU_PYTHON) -m benchmarks.gpu_check --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(DASHBOARD)/node_modules

@@ -83,7 +83,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
             torch.manual_seed(spec.seed)
             builds.append(workload.build(config, seed=spec.seed, device=device))
     models = [built.model for built in builds]
-    stack = stack_members(models, configs, list(range(len(configs))), {})
+    stack = stack_members(dict(enumerate(models)), configs, list(range(len(configs))), {})
     base = copy.deepcopy(models[0]).to("meta")
     inputs, targets = builds[0].train
     loss_fn = builds[0].loss_fn

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from optimizers import (
-    OPTIMIZERS,
     ConstantSchedule,
     MemberConfig,
     MemberExport,
@@ -37,6 +36,7 @@ from optimizers import (
 )
 from optimizers.schemas import PositiveFloat
 from workers.checkpoint import Checkpoint
+from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
 from workers.pbt import Exploit, PbtConfig, plan_exploits
 from workers.train import (
     EVAL_CHUNK,
@@ -50,9 +50,6 @@ from workers.workloads import Built, parse_workload_config
 
 COMPACT_FRACTION = 0.25
 """Compact the pack once at least this fraction of its members is frozen."""
-
-DEVICE_MEMORY_FRACTION = 0.8
-"""The share of a GPU's free memory a pack may plan to use (the rest is headroom)."""
 
 
 class MemberSpec(BaseModel):
@@ -119,7 +116,7 @@ def _family_key(config: MemberConfig) -> tuple[str, Any]:
 
 
 def stack_members(
-    models: list[nn.Module],
+    models: Mapping[int, nn.Module],
     configs: list[MemberConfig],
     members: list[int],
     exports: dict[int, MemberExport],
@@ -143,7 +140,7 @@ def _exports(stack: _Stack, members: Iterable[int]) -> dict[int, MemberExport]:
     return {k: stack.optimizer.export_member(rows[k]) for k in members}
 
 
-def _sync(stack: _Stack, models: list[nn.Module]) -> None:
+def _sync(stack: _Stack, models: Mapping[int, nn.Module]) -> None:
     """Copy each active member's stacked parameters and buffers into its own model."""
     with torch.no_grad():
         for row, k in enumerate(stack.members):
@@ -180,7 +177,7 @@ def _train_epoch(
 
 @torch.no_grad()
 def _evaluate(
-    stack: _Stack, base: nn.Module, builds: list[Built], rows: list[tuple[int, int]]
+    stack: _Stack, base: nn.Module, builds: Mapping[int, Built], rows: list[tuple[int, int]]
 ) -> dict[int, dict[str, float]]:
     """train_loss, val_loss and the workload's metrics of these (row, member)s, all at once.
 
@@ -218,6 +215,24 @@ def _evaluate(
     }
 
 
+@dataclass
+class _PackRun:
+    """What every part of a pack shares: its spec, workload, callbacks and results so far."""
+
+    spec: PackSpec
+    workload: Any
+    config: Any
+    device: torch.device
+    configs: list[MemberConfig]
+    report: PackReport | None
+    compact_fraction: float
+    resume: dict[int, Checkpoint]
+    checkpoint: Callable[[int, Checkpoint], None] | None
+    checkpoint_every: int
+    exploited: Callable[[int, list[Exploit]], None] | None
+    results: dict[int, TrialResult]
+
+
 def train_pack(
     spec: PackSpec,
     *,
@@ -228,6 +243,7 @@ def train_pack(
     checkpoint: Callable[[int, Checkpoint], None] | None = None,
     checkpoint_every: int = 1,
     exploited: Callable[[int, list[Exploit]], None] | None = None,
+    free_memory: int | None = None,
 ) -> list[TrialResult]:
     """Train every member epoch by epoch; each ends completed, diverged or stopped.
 
@@ -239,123 +255,174 @@ def train_pack(
     With ``spec.pbt``, members exploit and explore within their family every ``pbt.interval``
     epochs (``workers.pbt``), before that epoch's checkpoints; ``exploited(epoch, exploits)``
     hears of it. A resumed member then takes its settings from its checkpoint.
+    A pack too large for the device's memory (``free_memory`` bytes, by default what CUDA has
+    free; the CPU is not planned for) trains in consecutive parts that fit, each as a pack.
     """
     workload, config = parse_workload_config(spec.workload)
     device = resolve_device(spec.device)
-    pbt = spec.pbt
-    builds: list[Built] = []
-    for member in spec.members:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(member.seed)
-            builds.append(workload.build(config, seed=member.seed, device=device))
-    models = [built.model for built in builds]
-    configs = [member.member_config() for member in spec.members]
-    base = copy.deepcopy(models[0]).to("meta")
-    resume = resume or {}
-    start = dict.fromkeys(range(len(spec.members)), 0)
-    last: dict[int, dict[str, float]] = {k: {} for k in range(len(spec.members))}
-    for k, saved in resume.items():
-        if pbt is not None:  # PBT changes settings as it goes: the checkpoint has the latest
-            configs[k] = saved.config
-        check_resumable(saved, configs[k])
-        models[k].load_state_dict(saved.model)
-        start[k], last[k] = saved.epoch, dict(saved.metrics)
+    run = _PackRun(
+        spec=spec,
+        workload=workload,
+        config=config,
+        device=device,
+        configs=[member.member_config() for member in spec.members],
+        report=report,
+        compact_fraction=compact_fraction,
+        resume=dict(resume or {}),
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        exploited=exploited,
+        results={},
+    )
+    for k in stop or set():
+        start, metrics = _resume_point(run, k)
+        run.results[k] = TrialResult("stopped", start, metrics, str(device))
+    for part in _parts(spec, device, free_memory):
+        _train_part(run, [k for k in part if k not in run.results])
+    return [run.results[k] for k in range(len(spec.members))]
 
-    results: dict[int, TrialResult] = {}
+
+def _parts(spec: PackSpec, device: torch.device, free_memory: int | None) -> list[list[int]]:
+    """The pack's members in consecutive parts that each fit the device's memory."""
+    members = len(spec.members)
+    free = free_memory if free_memory is not None else free_device_memory(device)
+    if free is None or members == 1:
+        return [list(range(members))]
+    member_bytes = member_memory_bytes(spec.workload, [m.optimizer for m in spec.members])
+    return split_for_memory(members, member_bytes=member_bytes, free_bytes=free)
+
+
+def _resume_point(run: _PackRun, k: int) -> tuple[int, dict[str, float]]:
+    saved = run.resume.get(k)
+    return (saved.epoch, dict(saved.metrics)) if saved is not None else (0, {})
+
+
+def _train_part(run: _PackRun, part: list[int]) -> None:
+    """Train these members of the pack as one stack until each has a result in ``run``."""
+    spec, config, device, configs = run.spec, run.config, run.device, run.configs
+    pbt = spec.pbt
+    if not part:
+        return
+    builds: dict[int, Built] = {}
+    for k in part:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.members[k].seed)
+            builds[k] = run.workload.build(config, seed=spec.members[k].seed, device=device)
+    models = {k: built.model for k, built in builds.items()}
+    base = copy.deepcopy(models[part[0]]).to("meta")
+    start: dict[int, int] = {}
+    last: dict[int, dict[str, float]] = {}
     waiting: set[int] = set()
-    for k in range(len(spec.members)):
-        if k in (stop or set()):
-            results[k] = TrialResult("stopped", start[k], last[k], str(device))
-        elif start[k] >= config.epochs:
-            results[k] = TrialResult("completed", start[k], last[k], str(device))
+    for k in part:
+        start[k], last[k] = _resume_point(run, k)
+        if k in run.resume:
+            if pbt is not None:  # PBT changes settings as it goes: the checkpoint has the latest
+                configs[k] = run.resume[k].config
+            check_resumable(run.resume[k], configs[k])
+            models[k].load_state_dict(run.resume[k].model)
+        if start[k] >= config.epochs:
+            run.results[k] = TrialResult("completed", start[k], last[k], str(device))
         else:
             waiting.add(k)
     stack: _Stack | None = None
-    shared = builds[0]
-    steps = steps_per_epoch(shared, config.batch_size)
+    shared = builds[part[0]]
     first = min((start[k] for k in waiting), default=config.epochs)
     for epoch in range(first + 1, config.epochs + 1):
         joining = sorted(k for k in waiting if start[k] == epoch - 1)
         if joining:
             waiting.difference_update(joining)
-            exports = {k: resume[k].member_export(models[k]) for k in joining if k in resume}
+            exports = {
+                k: run.resume[k].member_export(models[k]) for k in joining if k in run.resume
+            }
             members = joining
             if stack is not None:
-                going_on = [k for k in stack.members if k not in results]
+                going_on = [k for k in stack.members if k not in run.results]
                 exports.update(_exports(stack, going_on))
                 members = going_on + joining
             stack = stack_members(models, configs, members, exports)
         if stack is None:
             continue
-        order = torch.randperm(
-            len(shared.train[1]), generator=epoch_generator(spec.data_seed, epoch)
-        )
-        finite = _train_epoch(
-            stack, base, shared, batch_size=config.batch_size, order=order.to(device)
-        ).tolist()
-        stack.optimizer.advance_schedules()
-        _sync(stack, models)
-        training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
-        epoch_metrics = _evaluate(stack, base, builds, training)
-        finite_of = {k: finite[row] for row, k in training}
-        if pbt is not None and epoch < config.epochs:
-            stack = _exploit(
-                stack,
-                models,
-                configs,
-                pbt,
-                epoch,
-                spec.data_seed,
-                epoch_metrics,
-                finite_of,
-                exploited,
-            )
-            training = [(row, k) for row, k in enumerate(stack.members) if k not in results]
-        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
-            for row, k in training:
-                export = stack.optimizer.export_member(row)
-                checkpoint(
-                    k,
-                    Checkpoint(
-                        epoch=epoch,
-                        metrics=epoch_metrics[k],
-                        config=configs[k],
-                        model={n: v.detach().clone() for n, v in models[k].state_dict().items()},
-                        optimizer_state=export.optimizer_state,
-                        step=epoch * steps,
-                    ),
-                )
-        to_stop = (report(epoch, epoch_metrics) if report is not None else None) or set()
-        keep = []
-        for row, k in training:
-            metrics = last[k] = epoch_metrics[k]
-            losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(
-                metrics["val_loss"]
-            )
-            if not (finite_of[k] and losses_finite):
-                results[k] = TrialResult("diverged", epoch, metrics, str(device))
-            elif k in to_stop and epoch < config.epochs:  # after the last epoch: completed
-                results[k] = TrialResult("stopped", epoch, metrics, str(device))
-            else:
-                keep.append(row)
-        for row, _ in training:
-            if row not in keep:
-                stack.optimizer.freeze(row)
-        if not keep:
-            stack = None
-        elif len(stack.members) - len(keep) >= max(1, compact_fraction * len(stack.members)):
-            kept = [stack.members[row] for row in keep]
-            stack = stack_members(models, configs, kept, _exports(stack, kept))
+        stack = _pack_epoch(run, stack, epoch, models, builds, base, shared, last)
     if stack is not None:
         for k in stack.members:
-            if k not in results:
-                results[k] = TrialResult("completed", config.epochs, last[k], str(device))
-    return [results[k] for k in range(len(spec.members))]
+            if k not in run.results:
+                run.results[k] = TrialResult("completed", config.epochs, last[k], str(device))
+
+
+def _pack_epoch(
+    run: _PackRun,
+    stack: _Stack,
+    epoch: int,
+    models: dict[int, nn.Module],
+    builds: dict[int, Built],
+    base: nn.Module,
+    shared: Built,
+    last: dict[int, dict[str, float]],
+) -> _Stack | None:
+    """Train, evaluate, exploit (PBT), checkpoint and report one epoch; the stack that goes on."""
+    spec, config, device, pbt = run.spec, run.config, run.device, run.spec.pbt
+    order = torch.randperm(len(shared.train[1]), generator=epoch_generator(spec.data_seed, epoch))
+    finite = _train_epoch(
+        stack, base, shared, batch_size=config.batch_size, order=order.to(device)
+    ).tolist()
+    stack.optimizer.advance_schedules()
+    _sync(stack, models)
+    training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
+    epoch_metrics = _evaluate(stack, base, builds, training)
+    finite_of = {k: finite[row] for row, k in training}
+    if pbt is not None and epoch < config.epochs:
+        stack = _exploit(
+            stack,
+            models,
+            run.configs,
+            pbt,
+            epoch,
+            spec.data_seed,
+            epoch_metrics,
+            finite_of,
+            run.exploited,
+        )
+        training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
+    if run.checkpoint is not None and (epoch % run.checkpoint_every == 0 or epoch == config.epochs):
+        steps = steps_per_epoch(shared, config.batch_size)
+        for row, k in training:
+            export = stack.optimizer.export_member(row)
+            run.checkpoint(
+                k,
+                Checkpoint(
+                    epoch=epoch,
+                    metrics=epoch_metrics[k],
+                    config=run.configs[k],
+                    model={n: v.detach().clone() for n, v in models[k].state_dict().items()},
+                    optimizer_state=export.optimizer_state,
+                    step=epoch * steps,
+                ),
+            )
+    to_stop = (run.report(epoch, epoch_metrics) if run.report is not None else None) or set()
+    keep = []
+    for row, k in training:
+        metrics = last[k] = epoch_metrics[k]
+        losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])
+        if not (finite_of[k] and losses_finite):
+            run.results[k] = TrialResult("diverged", epoch, metrics, str(device))
+        elif k in to_stop and epoch < config.epochs:  # after the last epoch: completed
+            run.results[k] = TrialResult("stopped", epoch, metrics, str(device))
+        else:
+            keep.append(row)
+    for row, _ in training:
+        if row not in keep:
+            stack.optimizer.freeze(row)
+    if not keep:
+        return None
+    if len(stack.members) - len(keep) >= max(1, run.compact_fraction * len(stack.members)):
+        kept = [stack.members[row] for row in keep]
+        return stack_members(models, run.configs, kept, _exports(stack, kept))
+    return stack
 
 
 def _exploit(
     stack: _Stack,
-    models: list[nn.Module],
+    models: dict[int, nn.Module],
     configs: list[MemberConfig],
     pbt: PbtConfig,
     epoch: int,
@@ -398,40 +465,3 @@ def _exploit(
     if exploited is not None:
         exploited(epoch, exploits)
     return stacked
-
-
-def member_memory_bytes(workload: dict[str, Any], optimizers: list[str]) -> int:
-    """What one more pack member costs in memory, estimated from a probe of one member.
-
-    Parameters and gradients, plus the largest optimizer state of these families (parameter
-    count x (2 + state tensors) x element size), plus the activations of one training step,
-    measured on a probe forward pass (every module's output on one batch).
-    """
-    workload_, config = parse_workload_config(workload)
-    built = workload_.build(config, seed=0, device=torch.device("cpu"))
-    params = list(built.model.parameters())
-    param_bytes = sum(p.numel() * p.element_size() for p in params)
-    state = max(OPTIMIZERS[name].state_tensors for name in optimizers)
-    activation_bytes = 0
-
-    def count(module: nn.Module, args: Any, output: Any) -> None:
-        nonlocal activation_bytes
-        if isinstance(output, Tensor):
-            activation_bytes += output.numel() * output.element_size()
-
-    handles = [m.register_forward_hook(count) for m in built.model.modules()]
-    try:
-        inputs, targets = built.train
-        batch = slice(0, config.batch_size)
-        built.loss_fn(built.model(inputs[batch]), targets[batch]).backward()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return param_bytes * (2 + state) + activation_bytes
-
-
-def split_for_memory(members: int, *, member_bytes: int, free_bytes: int) -> list[list[int]]:
-    """Members 0..members-1 in consecutive groups that each fit ``DEVICE_MEMORY_FRACTION``
-    of ``free_bytes`` at ``member_bytes`` apiece (at least one member per group)."""
-    fit = max(1, int(free_bytes * DEVICE_MEMORY_FRACTION) // max(1, member_bytes))
-    return [list(range(start, min(start + fit, members))) for start in range(0, members, fit)]

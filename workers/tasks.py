@@ -8,7 +8,6 @@ to stop; the controller writes what the inbox collected in batches.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from workers.lr_range import RangeTestSpec, lr_range_test
-from workers.pack import PackSpec, member_memory_bytes, split_for_memory, train_pack
+from workers.pack import PackSpec, train_pack
 from workers.pbt import Exploit
-from workers.train import TrialResult, TrialSpec, resolve_device, train_trial
+from workers.train import TrialSpec, resolve_device, train_trial
 
 
 class CheckpointPlan(BaseModel):
@@ -182,35 +181,15 @@ def run_pack(
         if plans is not None:
             written[(k, saved.epoch)] = plans[k].path
         report(saved.epoch, {k: saved.metrics})
-    stop = {k for k, trial_id in enumerate(trial_ids) if trial_id in stop_ids}
-
-    def train_part(part: list[int]) -> list[TrialResult]:
-        """Train these members as one pack; inside it they are numbered from 0."""
-
-        def report_part(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
-            stopping = report(epoch, {part[i]: values for i, values in metrics.items()})
-            return {part.index(k) for k in stopping}
-
-        def save_part(i: int, ckpt: Checkpoint) -> None:
-            save(part[i], ckpt)
-
-        def exploited_part(epoch: int, exploits: list[Exploit]) -> None:
-            exploited(
-                epoch, [replace(e, target=part[e.target], source=part[e.source]) for e in exploits]
-            )
-
-        members = [spec.members[k].model_dump() for k in part]
-        return train_pack(
-            PackSpec.model_validate({**spec.model_dump(), "members": members}),
-            report=report_part,
-            stop={i for i, k in enumerate(part) if k in stop},
-            resume={i: resume[k] for i, k in enumerate(part) if k in resume},
-            checkpoint=save_part if plans is not None else None,
-            checkpoint_every=plans[0].every if plans else 1,
-            exploited=exploited_part,
-        )
-
-    results = [result for part in _fit_device(spec) for result in train_part(part)]
+    results = train_pack(
+        spec,
+        report=report,
+        stop={k for k, trial_id in enumerate(trial_ids) if trial_id in stop_ids},
+        resume=resume,
+        checkpoint=save if plans is not None else None,
+        checkpoint_every=plans[0].every if plans else 1,
+        exploited=exploited,
+    )
     return [
         {
             "status": result.status,
@@ -221,19 +200,6 @@ def run_pack(
         }
         for result in results
     ]
-
-
-def _fit_device(spec: PackSpec) -> list[list[int]]:
-    """The pack's members in parts that fit the GPU's free memory, trained one after another.
-
-    On the CPU the controller already sized the pack (``OPTISWEEP_PACK_MEMORY_MB``); on a GPU
-    the worker knows the device's free memory and measures what one member needs.
-    """
-    if spec.device != "cuda":
-        return [list(range(len(spec.members)))]
-    free, _ = torch.cuda.mem_get_info()
-    member_bytes = member_memory_bytes(spec.workload, [m.optimizer for m in spec.members])
-    return split_for_memory(len(spec.members), member_bytes=member_bytes, free_bytes=free)
 
 
 def run_range_test(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -52,7 +52,7 @@ from service.trials.repository import (
     record_metrics,
     stop_trials,
 )
-from workers.pack import member_memory_bytes
+from workers.memory import member_memory_bytes
 from workers.tasks import run_pack, run_range_test, run_trial, warm_up
 from workers.workloads import get_workload
 

@@ -25,11 +25,15 @@ class SideBySide:
     optimizers: list[torch.optim.Optimizer]
     schedulers: list[Any] = field(default_factory=list)
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(1))
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def grads(self, scale: float = 1.0) -> list[Tensor]:
-        """Random gradients for every stacked parameter."""
+        """Random gradients for every stacked parameter (drawn on the CPU, then moved)."""
         k = len(self.members)
-        return [torch.randn((k, *shape), generator=self.generator) * scale for shape in SHAPES]
+        return [
+            (torch.randn((k, *shape), generator=self.generator) * scale).to(self.device)
+            for shape in SHAPES
+        ]
 
     def step(
         self, grads: Sequence[Tensor], before_alone: Callable[[int], None] | None = None
@@ -50,20 +54,31 @@ class SideBySide:
 
 
 def side_by_side(
-    members: Sequence[MemberConfig | dict[str, Any]], *, seed: int = 0, compile: bool = False
+    members: Sequence[MemberConfig | dict[str, Any]],
+    *,
+    seed: int = 0,
+    compile: bool = False,
+    device: str = "cpu",
+    torch_options: dict[str, Any] | None = None,
 ) -> SideBySide:
-    """Identical starting parameters for a population and K separate torch optimizers."""
+    """Identical starting parameters for a population and K separate torch optimizers.
+
+    The torch optimizers come from ``create_optimizer`` (fused on CUDA where torch has it), or,
+    with ``torch_options`` (``{"foreach": True}``), from torch.optim's class with those options.
+    """
     configs = [MemberConfig.model_validate(m) for m in members]
     generator = torch.Generator().manual_seed(seed)
-    init = [torch.randn((len(configs), *shape), generator=generator) for shape in SHAPES]
+    init = [torch.randn((len(configs), *shape), generator=generator).to(device) for shape in SHAPES]
     stacked = [t.clone().requires_grad_() for t in init]
     alone = [[t[k].clone().requires_grad_() for t in init] for k in range(len(configs))]
     optimizers = [
         create_optimizer(c.optimizer, params, **c.hparams)
+        if torch_options is None
+        else c.spec.torch_class(params, **c.validated().model_dump(), **torch_options)
         for c, params in zip(configs, alone, strict=True)
     ]
     population = PopulationOptimizer(stacked, configs, compile=compile)
-    return SideBySide(configs, population, stacked, alone, optimizers)
+    return SideBySide(configs, population, stacked, alone, optimizers, device=torch.device(device))
 
 
 def max_param_diff(run: SideBySide) -> float:
@@ -89,8 +104,8 @@ def max_state_diff(run: SideBySide) -> float:
             )
             for slot, value in ref_entry.items():
                 mine = entry[slot]
-                diff = torch.as_tensor(mine, dtype=torch.float64) - torch.as_tensor(
-                    value, dtype=torch.float64
+                diff = torch.as_tensor(mine).to("cpu", torch.float64) - torch.as_tensor(value).to(
+                    "cpu", torch.float64
                 )
                 worst = max(worst, diff.abs().max().item())
     return worst

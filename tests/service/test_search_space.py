@@ -136,7 +136,7 @@ def test_bad_specs_name_the_field(changes: dict[str, Any], field: str, text: str
 def test_pack_size_spreads_trials_over_slots_within_the_memory_cap(tmp_path: Path) -> None:
     from service.controller.controller import Controller
     from service.db.session import make_engine, make_sessionmaker
-    from workers.pack import member_memory_bytes
+    from workers.memory import member_memory_bytes
 
     spec = SweepCreate.model_validate(
         {

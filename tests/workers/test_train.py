@@ -105,6 +105,7 @@ def test_resolve_device() -> None:
         assert resolve_device("cuda:1") == torch.device("cuda:1")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["mlp-digits", "rosenbrock"])
 def test_trains_on_cuda_like_on_cpu(name: str) -> None:

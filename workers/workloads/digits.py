@@ -28,12 +28,16 @@ def _split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def digits_split(
     device: torch.device, *, image: bool = False
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """(train, val) digits on ``device``, pixels in [0, 1]: flat [N, 64] or images [N, 1, 8, 8]."""
+    """(train, val) digits on ``device``, pixels in [0, 1]: flat [N, 64] or images [N, 1, 8, 8].
+
+    Pixels come in torch's default dtype, so a float64 model gets float64 inputs.
+    """
     train_x, train_y, val_x, val_y = _split()
     shape = (-1, 1, 8, 8) if image else (-1, 64)
+    dtype = torch.get_default_dtype()
     return (
-        (train_x.reshape(shape).to(device), train_y.to(device)),
-        (val_x.reshape(shape).to(device), val_y.to(device)),
+        (train_x.reshape(shape).to(device, dtype), train_y.to(device)),
+        (val_x.reshape(shape).to(device, dtype), val_y.to(device)),
     )
 
 

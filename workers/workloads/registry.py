@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from workers.workloads.base import Workload, WorkloadConfig, WorkloadConfigError, config_error
+from workers.workloads.char_lm import CharLM
+from workers.workloads.cnn_bn_digits import CNNBNDigits
 from workers.workloads.cnn_digits import CNNDigits
 from workers.workloads.logreg_digits import LogRegDigits
 from workers.workloads.mlp_digits import MLPDigits
@@ -21,6 +23,8 @@ WORKLOADS: dict[str, Workload[Any]] = {
     "mlp-digits": MLPDigits(),
     "logreg-digits": LogRegDigits(),
     "cnn-digits": CNNDigits(),
+    "cnn-bn-digits": CNNBNDigits(),
+    "char-lm": CharLM(),
     "rosenbrock": Rosenbrock(),
     "quadratic": Quadratic(),
 }

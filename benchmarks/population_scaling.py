@@ -1,0 +1,105 @@
+"""How does one population step scale with K, against K separate torch.optim optimizers?
+
+For K = 64, 256 and 1024 members of the reference MLP (mlp-digits) and of a CNN with
+BatchNorm (cnn-bn-digits), one family at a time: K models each stepped by its own optimizer
+from ``create_optimizer`` (torch.optim's fused kernel on CUDA where torch has one, foreach
+otherwise), against one eager PopulationOptimizer step over the stacked parameters.
+
+Run: ``python -m benchmarks.population_scaling [--device cuda] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+
+from benchmarks.optimizer_step import timed
+from optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from workers.workloads import parse_workload_config
+
+WORKLOADS = ("mlp-digits", "cnn-bn-digits")
+
+
+def parameter_shapes(workload: str) -> list[tuple[int, ...]]:
+    """The shapes of one trial's parameters for a built-in workload."""
+    workload_, config = parse_workload_config({"name": workload})
+    built = workload_.build(config, seed=0, device=torch.device("cpu"))
+    return [tuple(p.shape) for p in built.model.parameters()]
+
+
+def _tensors(
+    shapes: Sequence[tuple[int, ...]], k: int, device: torch.device
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn((k, *s), generator=generator).to(device) for s in shapes]
+    grads = [torch.randn((k, *s), generator=generator).to(device) * 1e-3 for s in shapes]
+    return params, grads
+
+
+def separate_ms(
+    name: str, shapes: Sequence[tuple[int, ...]], k: int, device: torch.device, repeats: int
+) -> float:
+    """Milliseconds per step of k optimizers from create_optimizer over k separate models."""
+    init, grads = _tensors(shapes, k, device)
+    optimizers = []
+    for i in range(k):
+        params = [t[i].clone().requires_grad_() for t in init]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g[i].clone()
+        optimizers.append(create_optimizer(name, params))
+
+    def step() -> None:
+        for optimizer in optimizers:
+            optimizer.step()
+
+    return 1e3 * timed(step, device, repeats=repeats, warmup=2)
+
+
+def population_ms(
+    name: str, shapes: Sequence[tuple[int, ...]], k: int, device: torch.device, repeats: int
+) -> float:
+    """Milliseconds per step of one eager population of k members of family ``name``."""
+    init, grads = _tensors(shapes, k, device)
+    stacked = [t.clone().requires_grad_() for t in init]
+    for p, g in zip(stacked, grads, strict=True):
+        p.grad = g
+    population = PopulationOptimizer(stacked, [{"optimizer": name}] * k)
+    return 1e3 * timed(population.step, device, repeats=repeats, warmup=3)
+
+
+def run(device: torch.device, *, quick: bool = False) -> str:
+    """The table as Markdown."""
+    sizes = (16, 64) if quick else (64, 256, 1024)
+    families = ["sgd", "adam"] if quick else sorted(OPTIMIZERS)
+    lines = [
+        "| workload | family | K | fused | K x torch.optim (ms) | population (ms) | speed-up |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for workload in WORKLOADS:
+        shapes = parameter_shapes(workload)
+        for family in families:
+            fused = "yes" if OPTIMIZERS[family].fused_on_cuda and device.type == "cuda" else "no"
+            for k in sizes:
+                repeats = 3 if quick else max(5, 2_048 // k)
+                alone = separate_ms(family, shapes, k, device, repeats)
+                packed = population_ms(family, shapes, k, device, repeats * 4)
+                lines.append(
+                    f"| {workload} | {family} | {k} | {fused} | {alone:.2f} | {packed:.3f} "
+                    f"| {alone / packed:.1f}x |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="two families, small K")
+    args = parser.parse_args()
+    print(run(torch.device(args.device), quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()
