@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 DASHBOARD := service/dashboard
 NODE_STAMP := $(DASHBOARD)/node_modules/.package-lock.json
 
-.PHONY: install run test lint typecheck pytest bench clean chromium gpu-check
+.PHONY: install run test lint typecheck pytest bench clean chromium gpu-check chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/optimizer_step.py
 	$(BIN)/python benchmarks/sweep_throughput.py
+
+# Randomized faults (server and worker kills, dropped database connections, a frozen server, a
+# poison sweep, an unwritable checkpoint folder) against real servers on SQLite and PostgreSQL;
+# prints a table of epochs expected, found, lost and duplicated. `make test` runs each case once.
+CHAOS_RUNS ?= 20
+chaos: install
+	$(BIN)/python -m tests.chaos --runs $(CHAOS_RUNS)
 
 # On a machine lent with a GPU: the CUDA tests and the GPU benchmarks, tables written to
 # GPU_CHECK_OUT. It uses that machine's own Python with torch and CUDA (GPU_PYTHON), not .venv:

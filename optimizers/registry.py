@@ -30,6 +30,7 @@ from optimizers.schemas import (
     RMSpropParams,
     SGDParams,
     field_path,
+    short_repr,
 )
 
 
@@ -105,11 +106,11 @@ def _hyperparameter_error(spec: OptimizerSpec, exc: ValidationError) -> Hyperpar
         first_field = first_field or field or None
         if error["type"] == "extra_forbidden":
             valid = ", ".join(spec.hyperparameters)
-            messages.append(f"unknown hyperparameter {field!r} (valid: {valid})")
+            messages.append(f"unknown hyperparameter {short_repr(field)} (valid: {valid})")
             continue
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] != "value_error":
-            message = f"{message}, got {error.get('input')!r}"
+            message = f"{message}, got {short_repr(error.get('input'))}"
         messages.append(f"{field} {message}" if field else message)
     return HyperparameterError(
         f"{spec.name}: " + "; ".join(messages), family=spec.name, field=first_field
@@ -229,7 +230,7 @@ def get_spec(name: str) -> OptimizerSpec:
     except (KeyError, TypeError):
         valid = ", ".join(sorted(OPTIMIZERS))
         raise HyperparameterError(
-            f"unknown optimizer {name!r} (valid: {valid})", family=None, field="optimizer"
+            f"unknown optimizer {short_repr(name)} (valid: {valid})", family=None, field="optimizer"
         ) from None
 
 

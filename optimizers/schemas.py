@@ -32,6 +32,16 @@ def _closed_unit_interval(value: float) -> float:
     return value
 
 
+ECHO_CHARS = 100
+"""The most characters of an input that an error message repeats."""
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to ECHO_CHARS characters (then "..."), for error messages."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "..."
+
+
 def field_path(loc: tuple[int | str, ...]) -> str:
     """A pydantic error location as users write it: ("betas", 1) -> "betas[1]"."""
     text = ""

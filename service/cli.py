@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +23,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import make_engine
+from service.errors import InputError
+from service.yaml_spec import load_spec_text
 
 app = typer.Typer(
     help="optisweep: hyperparameter sweeps over neural-network optimizers.",
@@ -68,14 +69,14 @@ def format_errors(details: list[dict[str, Any]]) -> str:
 
 def _load_spec(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        return load_spec_text(path.read_text())
     except OSError as exc:
         raise _fail(f"spec {str(path)!r}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise _fail(f"spec {str(path)!r}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise _fail(f"spec {str(path)!r}: expected a mapping, got {type(data).__name__}")
-    return data
+    except UnicodeDecodeError:
+        raise _fail(f"spec {str(path)!r}: not UTF-8 text") from None
+    except InputError as exc:
+        error = {"loc": exc.loc, "msg": str(exc)}
+        raise _fail(f"spec {str(path)!r}: {format_errors([error])}") from None
 
 
 @contextmanager
@@ -270,6 +271,7 @@ def status(
             f"sweep {sweep['id']} {sweep['name']!r}: {sweep['status']}, "
             f"{_done(sweep['trial_counts'])}/{sweep['num_trials']} done "
             f"({_counts_text(sweep['trial_counts']) or 'no trials yet'})"
+            + (f"; {sweep['error']}" if sweep.get("error") else "")
         )
         console.print(leaderboard_table(_get(client, f"/sweeps/{sweep_id}/leaderboard")))
 
@@ -404,9 +406,13 @@ def run(
         show()
     with sessions() as session:
         sweep = get_sweep(session, sweep_id)
-        board = leaderboard_read(session, sweep)
-    console.print(f"sweep {sweep_id} {sweep.status.value}")
+        board = leaderboard_read(session, sweep, checkpoint_dir=settings.checkpoint_dir)
+    console.print(
+        f"sweep {sweep_id} {sweep.status.value}" + (f" ({sweep.error})" if sweep.error else "")
+    )
     console.print(leaderboard_table(json.loads(board.model_dump_json())))
+    if sweep.status == "failed":
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

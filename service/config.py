@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     """How long a controller's claim on a sweep outlives its last heartbeat."""
     pack_memory_mb: float = Field(default=2048.0, gt=0)
     """The most memory one pack may use (parameters, gradients, optimizer state, activations)."""
+    max_request_bytes: int = Field(default=1_048_576, ge=1)
+    """The largest request body the API reads; a larger one is a 413, refused while reading."""
     checkpoint_dir: str = "optisweep-checkpoints"
     """Where trials' checkpoints go (one file per trial; on a cluster, storage every node
     mounts at this path). Relative paths are taken from the server's working directory; empty

@@ -12,11 +12,15 @@ class ConflictError(RuntimeError):
 
 
 class InputError(ValueError):
-    """Bad input that passed its schema; ``loc`` locates it as FastAPI does (body/query, field)."""
+    """Bad input; ``loc`` locates it as FastAPI does (body/query, field, list index), and
+    ``error_type`` is the kind of error a 422 names (``value_error`` unless more specific)."""
 
-    def __init__(self, message: str, *, loc: tuple[str, ...]) -> None:
+    def __init__(
+        self, message: str, *, loc: tuple[str | int, ...], error_type: str = "value_error"
+    ) -> None:
         super().__init__(message)
         self.loc = loc
+        self.error_type = error_type
 
 
 class SpecError(InputError):

@@ -1,9 +1,12 @@
-"""/healthz (the process answers) and /readyz (the database and Ray answer too)."""
+"""/healthz (the process answers) and /readyz (the database, Ray, the controller and the
+checkpoint folder are fit for work too)."""
 
 from __future__ import annotations
 
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 
 import ray
 from fastapi import APIRouter, Response, status
@@ -12,11 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.controller.ray_runtime import cluster_capacity
-from service.deps import ControllerDep, SessionDep
+from service.deps import ControllerDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
 RAY_TIMEOUT_SECONDS = 3.0
+FAILED_TICKS_NOT_READY = 3
+"""The controller failing this many ticks in a row (the database down, say) is not ready."""
 _ray_probe = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optisweep-readyz")
 
 
@@ -32,6 +37,10 @@ class Readiness(BaseModel):
     status: str
     database: str
     ray: str
+    controller: str = "ok"
+    checkpoints: str = "ok"
+    """Whether trials can write their checkpoints (the folder exists or can be made, and a
+    file can be written in it)."""
     cpus: float | None = None
     gpus: float | None = None
 
@@ -42,11 +51,37 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
+def checkpoints_writable(folder: str) -> str:
+    """ "ok" if a file can be written in the checkpoint folder, "off" without one, else why
+    not (without the path: responses do not show the server's file system)."""
+    if not folder:
+        return "off"
+    try:
+        root = Path(folder).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".readyz-"):
+            pass
+    except OSError as exc:
+        return f"not writable: {type(exc).__name__} ({exc.strerror or 'error'})"
+    return "ok"
+
+
 @router.get("/readyz", responses={503: {"model": Readiness}})
-def readyz(session: SessionDep, controller: ControllerDep, response: Response) -> Readiness:
-    """The database answers a query and the Ray cluster reports its resources."""
+def readyz(
+    session: SessionDep, controller: ControllerDep, settings: SettingsDep, response: Response
+) -> Readiness:
+    """The database answers a query, the Ray cluster reports its resources, the controller's
+    ticks succeed and checkpoints can be written."""
     readiness = Readiness(status="ready", database="ok", ray="ok")
-    ready = True
+    readiness.checkpoints = checkpoints_writable(settings.checkpoint_dir)
+    ready = readiness.checkpoints in ("ok", "off")
+    if controller is None:
+        readiness.controller = "not running (server runs without a controller)"
+    elif controller.failed_ticks >= FAILED_TICKS_NOT_READY:
+        readiness.controller = (
+            f"failing: {controller.failed_ticks} ticks in a row, last: {controller.last_error}"
+        )
+        ready = False
     try:
         session.execute(text("SELECT 1")).scalar()
     except SQLAlchemyError as exc:

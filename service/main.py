@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import ray
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response, status
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from service import health
 from service.config import Settings
@@ -22,6 +28,8 @@ from service.dashboard.router import router as dashboard_router
 from service.db.migrate import upgrade_engine
 from service.db.session import make_engine, make_sessionmaker
 from service.errors import ConflictError, InputError, NotFoundError
+from service.input_checks import echo, safe_text
+from service.routing import BodyLimit
 from service.sweeps.router import router as sweeps_router
 from service.trials.router import router as trials_router
 
@@ -73,11 +81,59 @@ def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
+MAX_ERRORS = 10
+"""The most errors one 422 lists (a long list of bad items would otherwise make it large)."""
+
+
+def _invalid(errors: Sequence[Any]) -> JSONResponse:
+    """A 422 in FastAPI's shape, each error's loc, input and ctx cut short and made encodable."""
+    detail = []
+    for error in errors[:MAX_ERRORS]:
+        item = {
+            "type": error["type"],
+            "loc": [
+                part if isinstance(part, int) else safe_text(str(part)) for part in error["loc"]
+            ],
+            "msg": error["msg"],
+        }
+        if "input" in error:
+            item["input"] = echo(error["input"])
+        ctx = {  # an exception in ctx only repeats msg
+            name: echo(value)
+            for name, value in (error.get("ctx") or {}).items()
+            if not isinstance(value, BaseException)
+        }
+        if ctx:
+            item["ctx"] = ctx
+        detail.append(item)
+    if len(errors) > MAX_ERRORS:
+        detail.append(
+            {"type": "too_many_errors", "loc": [], "msg": f"and {len(errors) - MAX_ERRORS} more"}
+        )
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _invalid(exc.errors())
+
+
 def _bad_input(request: Request, exc: Exception) -> JSONResponse:
-    loc = list(exc.loc) if isinstance(exc, InputError) else []
-    return JSONResponse(
-        status_code=422, content={"detail": [{"type": "value_error", "loc": loc, "msg": str(exc)}]}
-    )
+    assert isinstance(exc, InputError)
+    return _invalid([{"type": exc.error_type, "loc": exc.loc, "msg": str(exc)}])
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, except that a 405's Allow names every method of the path."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        path = request.scope["path"]
+        methods: set[str] = set()
+        for route in iter_route_contexts(request.app.routes):
+            if route.methods and route.path and compile_path(route.path)[0].match(path):
+                methods |= route.methods
+        exc = StarletteHTTPException(405, headers={"Allow": ", ".join(sorted(methods))})
+    return await http_exception_handler(request, exc)
 
 
 def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -87,6 +143,7 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None, *, run_controller: bool = True) -> FastAPI:
     """The API under /api/v1; with ``run_controller`` it also runs sweeps (on Ray)."""
+    settings = settings or Settings()
     app = FastAPI(
         title="optisweep",
         summary="Hyperparameter sweeps over neural-network optimizers.",
@@ -94,11 +151,14 @@ def create_app(settings: Settings | None = None, *, run_controller: bool = True)
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url="/docs",
     )
-    app.state.settings = settings or Settings()
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.state.run_controller = run_controller
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
     app.add_exception_handler(InputError, _bad_input)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     for router in (sweeps_router, trials_router, dashboard_router, specs_router, health.router):
         app.include_router(router, prefix=API_PREFIX)

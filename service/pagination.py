@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+import math
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import QueryableAttribute
 
+from optimizers.schemas import short_repr
+from service.db.base import MAX_ID
 from service.errors import InputError
 
 
@@ -26,16 +29,38 @@ def encode_cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, length: int) -> list[Any]:
-    """The sort key inside a cursor; CursorError if it was not made by encode_cursor."""
+KeyKind = Literal["id", "int", "number_or_null"]
+"""What one element of a sort key is: a row id, an integer column's value (both 32-bit), or
+a float column's value (finite, or null for rows without one)."""
+
+
+def decode_cursor(cursor: str, *, kinds: tuple[KeyKind, ...]) -> list[Any]:
+    """The sort key inside a cursor, one element per kind; CursorError if it does not hold
+    exactly such elements (then encode_cursor did not make it)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise CursorError(f"cursor: not a cursor this API issued: {cursor!r}") from None
-    if not isinstance(key, list) or len(key) != length:
-        raise CursorError(f"cursor: not a cursor this API issued: {cursor!r}")
-    return key
+    except (binascii.Error, ValueError, RecursionError):
+        key = None
+    if not isinstance(key, list) or len(key) != len(kinds):
+        raise CursorError(f"cursor: not a cursor this API issued: {short_repr(cursor)}")
+    return [_key_element(element, kind, cursor) for element, kind in zip(key, kinds, strict=True)]
+
+
+def _key_element(element: Any, kind: KeyKind, cursor: str) -> Any:
+    is_int = isinstance(element, int) and not isinstance(element, bool)
+    if kind == "id" and is_int and 1 <= element <= MAX_ID:
+        return element
+    if kind == "int" and is_int and -MAX_ID - 1 <= element <= MAX_ID:
+        return element
+    if kind == "number_or_null":
+        if element is None:
+            return None
+        if (is_int and abs(element) <= MAX_ID) or (
+            isinstance(element, float) and math.isfinite(element)
+        ):
+            return float(element)
+    raise CursorError(f"cursor: not a cursor this API issued: {short_repr(cursor)}")
 
 
 def after_nullable(

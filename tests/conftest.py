@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from workers.workloads import ENTRY_POINT_GROUP
 
+T = TypeVar("T")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAKY_ENTRY_POINT = "tests.service.flaky_workload:FLAKY"
+POISON_ENTRY_POINT = "tests.service.poison_workload:POISON"
 
 
-@pytest.fixture(scope="session")
-def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A PYTHONPATH with a real distribution that registers the `flaky` workload plugin."""
-    root = tmp_path_factory.mktemp("plugins")
+def write_plugins(root: Path) -> str:
+    """A real distribution under ``root`` that registers the `flaky` and `poison` workload
+    plugins; the PYTHONPATH that makes them (and this repository) importable."""
     dist_info = root / "optisweep_flaky-0.1.dist-info"
-    dist_info.mkdir()
+    dist_info.mkdir(parents=True, exist_ok=True)
     (dist_info / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: optisweep-flaky\nVersion: 0.1\n"
     )
     (dist_info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nflaky = {FLAKY_ENTRY_POINT}\n"
+        f"[{ENTRY_POINT_GROUP}]\nflaky = {FLAKY_ENTRY_POINT}\npoison = {POISON_ENTRY_POINT}\n"
     )
     return os.pathsep.join([str(root), str(REPO_ROOT)])
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PYTHONPATH with a real distribution that registers the test workload plugins."""
+    return write_plugins(tmp_path_factory.mktemp("plugins"))
 
 
 CHECKPOINT_DIR_VARIABLE = "OPTISWEEP_CHECKPOINT_DIR"
@@ -90,3 +100,18 @@ def float64() -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+def wait_until(
+    condition: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.2
+) -> T:
+    """Poll ``condition`` until it returns something truthy (returned); fail after ``timeout``
+    seconds, saying ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)

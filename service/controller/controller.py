@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,11 +27,11 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, object_session, sessionmaker
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.controller.expand import expand, resolve_lr, trial_seed
-from service.controller.inbox import EpochReport, Exploited, Inbox, Started
+from service.controller.inbox import MAX_BATCH, EpochReport, Exploited, Inbox, Started
 from service.controller.ray_runtime import cluster_capacity, largest_node
 from service.controller.searchers import AdaptiveSearcher, StoredTrial, Suggestion, make_searcher
 from service.controller.searchers.base import Outcome
@@ -47,6 +49,7 @@ from service.trials.models import (
 )
 from service.trials.repository import (
     best_metric,
+    cancel_pending,
     delete_metrics,
     metric_curves,
     record_metrics,
@@ -73,6 +76,12 @@ _OUTCOMES: dict[TrialStatus, Outcome] = {
     TrialStatus.DIVERGED: "diverged",
     TrialStatus.FAILED: "failed",
 }
+MAX_SWEEP_FAULTS = 5
+"""Times in a row one step of handling a sweep (starting it, submitting its tasks, telling its
+searcher) may fail before the sweep fails with that error; other sweeps run on meanwhile."""
+BACKOFF_SECONDS = (0.5, 30.0)
+"""After a failed tick (the database unreachable, say) the next waits the first, doubling up
+to the second with every further failure."""
 ADAPTIVE_CONCURRENCY_PER_SLOT = 4
 """Trials in flight per cluster slot for adaptive search when ``search.concurrency`` is unset:
 enough to pack a few per task, few enough that the searcher learns as results arrive."""
@@ -133,6 +142,28 @@ def _insert_trials(
     )
 
 
+def _outcome(
+    session: Session, sweep_id: int, by_status: dict[TrialStatus, int]
+) -> tuple[SweepStatus, str | None]:
+    """How a sweep whose trials all ended ends: FAILED when most of its trials failed, else
+    COMPLETED; with any failed trial, a summary: how many failed and the commonest error."""
+    failed, total = by_status.get(TrialStatus.FAILED, 0), sum(by_status.values())
+    if not failed:
+        return SweepStatus.COMPLETED, None
+    errors = session.execute(
+        select(Trial.error, func.count())
+        .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.FAILED)
+        .group_by(Trial.error)
+        .order_by(func.count().desc(), Trial.error)
+        .limit(1)
+    ).first()
+    commonest = f": {errors[0]}" if errors and errors[0] else ""
+    if errors and errors[1] < failed:
+        commonest += f" (and {failed - errors[1]} with other errors)"
+    status = SweepStatus.FAILED if 2 * failed > total else SweepStatus.COMPLETED
+    return status, f"{failed} of {total} trials failed{commonest}"[:2000]
+
+
 def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) -> bool:
     if than is None or math.isnan(than):
         return True
@@ -166,13 +197,44 @@ def _start_over(trials: list[Trial], why: str) -> None:
         note_status(trial, why)
 
 
-def _describe(exc: BaseException) -> str:
-    """A trial's error for users: the exception raised in the worker, without Ray's wrapping."""
-    if isinstance(exc, RayTaskError):
-        cause = exc.cause
-        if cause is not None:
-            return f"{type(cause).__name__}: {cause}".strip()
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\":,()\[\]]+/)*([^\s'\":,()\[\]/]+)")
+
+
+def scrub_paths(message: str, root: Path | None) -> str:
+    """``message`` without the server's file system: paths under ``root`` become relative to it,
+    any other absolute path shrinks to its last component."""
+    if root is not None:
+        message = message.replace(f"{root}/", "").replace(str(root), ".")
+    return _ABSOLUTE_PATH.sub(r"\1", message)
+
+
+def _describe(exc: BaseException, root: Path | None = None) -> str:
+    """A trial's error for users: the exception raised in the worker, without Ray's wrapping
+    (and without the server's paths)."""
+    if isinstance(exc, RayTaskError) and exc.cause is not None:
+        text = f"{type(exc.cause).__name__}: {exc.cause}".strip()
+    else:
+        text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+    return scrub_paths(text, root)[:2000]
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (no sweep is to blame for it)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """How a trial ended, to tell its sweep's searcher and scheduler once it is committed."""
+
+    sweep_id: int
+    trial_id: int
+    outcome: Outcome
+    objective: float | None
+    configuration: tuple[int, Outcome, float | None] | None
+    """(index, outcome, mean objective) of its configuration, when all its repeats ended."""
 
 
 class Controller:
@@ -227,6 +289,17 @@ class Controller:
         """Learning-rate range tests in flight, by sweep id (``lr: auto``)."""
         self._searchers: dict[int, AdaptiveSearcher] = {}
         """Adaptive sweeps' searchers, rebuilt from the stored trials when a sweep is adopted."""
+        self._stale: set[int] = set()
+        """Sweeps whose state in memory may be ahead of the database (a tick failed after
+        changing it): adopted again, from what the database holds, at the next claim."""
+        self._faults: Counter[tuple[int, str]] = Counter()
+        """(sweep id, step) -> how many times in a row that step failed for that sweep."""
+        self._failing: dict[int, str] = {}
+        """Sweeps to fail at the end of this tick (a step failed too often), with why."""
+        self.failed_ticks = 0
+        """Ticks that failed in a row (0 while the loop runs well)."""
+        self.last_error: str | None = None
+        """Why the last tick failed, while ticks fail."""
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -276,17 +349,37 @@ class Controller:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            try:
-                self.tick()
-            except Exception:
-                logger.exception("controller tick failed; retrying")
-                self._stopping.wait(1.0)
+            self.tick_or_back_off()
+
+    def tick_or_back_off(self) -> bool:
+        """One tick; if it fails, note why, mark the sweeps' memory stale and wait a backoff
+        that doubles with each failure in a row. Whether the tick succeeded."""
+        try:
+            self.tick()
+        except Exception as exc:
+            self.failed_ticks += 1
+            self.last_error = _describe(exc, self._checkpoint_dir)
+            self._stale |= self._active
+            first, most = BACKOFF_SECONDS
+            backoff = min(most, first * 2 ** (self.failed_ticks - 1))
+            logger.exception(
+                "controller tick failed (%d in a row); retrying in %.1f s",
+                self.failed_ticks,
+                backoff,
+            )
+            self._stopping.wait(backoff)
+            return False
+        if self.failed_ticks:
+            logger.info("controller recovered after %d failed ticks", self.failed_ticks)
+        self.failed_ticks, self.last_error = 0, None
+        return True
 
     def run_sweep(self, sweep_id: int, *, on_tick: Callable[[], None] | None = None) -> None:
         """Drive one sweep in this thread until it finishes (``optisweep run``)."""
         self._connect()
         while not self._stopping.is_set():
-            self.tick()
+            if not self.tick_or_back_off():
+                continue
             if on_tick is not None:
                 on_tick()
             if sweep_id not in self._active and not self._in_flight:
@@ -298,21 +391,38 @@ class Controller:
     # one step of the loop --------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Claim sweeps, collect finished attempts and reports, write them, dispatch more."""
+        """Claim sweeps, record what workers reported and which tasks ended, dispatch more."""
         now = time.monotonic()
-        if self._wake.is_set() or now - self._last_claim >= self._claim_seconds:
+        if self._wake.is_set() or self._stale or now - self._last_claim >= self._claim_seconds:
             self._wake.clear()
             self._last_claim = now
             self._claim()
-        finished = self._wait()
-        events = ray.get(self._inbox.drain.remote()) if self._inbox is not None else []
-        if events or finished:
-            with self._sessions.begin() as session:
-                self._apply_events(session, events)
-                self._apply_results(session, finished)
+        self._record(self._wait())
         self._collect_range_tests()
         self._dispatch()
         self._finish_sweeps()
+        self._fail_faulted()
+
+    def _record(self, finished: list[ray.ObjectRef[Any]]) -> None:
+        """Write the inbox's pending events and the ended tasks' results in one transaction;
+        only after it commits are the events acknowledged and the tasks let go."""
+        last, events = (0, []) if self._inbox is None else ray.get(self._inbox.pending.remote())
+        if last and len(events) >= MAX_BATCH:
+            finished = []  # a task's last reports may be in the next batch: end it after those
+        if not events and not finished:
+            return
+        ended: list[_Ended] = []
+        with self._sessions.begin() as session:
+            self._apply_events(session, events)
+            self._apply_results(session, finished, ended)
+        if last:
+            self._inbox.ack.remote(last)  # ordered before this controller's next pending()
+        for ref in finished:
+            for trial_id, _ in self._in_flight.pop(ref).trials:
+                self._by_trial.pop(trial_id, None)
+        for end in ended:
+            with self._isolated(end.sweep_id, "telling its searcher"):
+                self._tell(end)
 
     def _wait(self) -> list[ray.ObjectRef[Any]]:
         refs = list(self._in_flight)
@@ -352,25 +462,29 @@ class Controller:
                     )
                 )
             )
+            stale = set(self._stale)
             for sweep in owned:
-                if sweep.id not in self._active:
+                if sweep.id not in self._active or sweep.id in stale:
                     self._adopt_or_fail(session, sweep)
             if not self._recovered:
                 self._stop_abandoned(session, now=now)
                 self._recovered = True
+        self._stale -= stale
         lost = self._active - {sweep.id for sweep in owned}
         for sweep_id in lost:
             self._release(sweep_id)
 
     def _stop_abandoned(self, session: Session, *, now: datetime) -> None:
-        """Trials left open in sweeps cancelled while no controller ran them: STOPPED."""
+        """Trials left open in sweeps cancelled while no controller ran them: those that never
+        started CANCELLED, those that had started STOPPED."""
         ours = or_(
             Sweep.claimed_by.is_(None),
             Sweep.claimed_by == self.controller_id,
             Sweep.heartbeat_at < now - self._lease,
         )
         finished = select(Sweep.id).where(Sweep.status.not_in(ACTIVE), ours)
-        abandoned = Trial.sweep_id.in_(finished) & Trial.status.in_(_OPEN)
+        cancel_pending(session, Trial.sweep_id.in_(finished), at=now, why="sweep cancelled")
+        abandoned = Trial.sweep_id.in_(finished) & (Trial.status == TrialStatus.RUNNING)
         stop_trials(session, abandoned, at=now, error="sweep cancelled")
 
     def _adopt_or_fail(self, session: Session, sweep: Sweep) -> None:
@@ -378,12 +492,60 @@ class Controller:
         try:
             with session.begin_nested():
                 self._adopt(session, sweep)
-        except OperationalError:
-            raise  # the database is unreachable: retry the whole tick later
-        except (SQLAlchemyError, ValueError) as exc:
+        except Exception as exc:
+            if database_unreachable(exc):
+                raise  # retry the whole tick later
             logger.exception("sweep %s could not start", sweep.id)
-            message = f"could not start: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=message[:2000])
+            self._active.discard(sweep.id)
+            message = f"could not start: {_describe(exc, self._checkpoint_dir)}"
+            fault = (sweep.id, "starting")
+            self._faults[fault] += 1
+            if isinstance(exc, SQLAlchemyError | ValueError) or (
+                self._faults[fault] >= MAX_SWEEP_FAULTS
+            ):
+                del self._faults[fault]
+                finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=message)
+                cancel_pending(session, Trial.sweep_id == sweep.id, at=utcnow(), why=message)
+        else:
+            self._faults.pop((sweep.id, "starting"), None)
+
+    @contextmanager
+    def _isolated(self, sweep_id: int, step: str) -> Iterator[None]:
+        """Contain a failure of one step for one sweep: the database being unreachable goes
+        on up (the tick is retried); anything else is logged, retried at the next tick, and
+        after ``MAX_SWEEP_FAULTS`` failures in a row fails that sweep alone."""
+        try:
+            yield
+        except Exception as exc:
+            if database_unreachable(exc):
+                raise
+            self._faults[(sweep_id, step)] += 1
+            count = self._faults[(sweep_id, step)]
+            logger.warning("sweep %s: %s failed (%d in a row)", sweep_id, step, count, exc_info=exc)
+            self._stale.add(sweep_id)  # what it holds in memory is rebuilt from the database
+            if count >= MAX_SWEEP_FAULTS:
+                why = f"{step} failed {count} times: {_describe(exc, self._checkpoint_dir)}"
+                self._failing.setdefault(sweep_id, why)
+        else:
+            self._faults.pop((sweep_id, step), None)
+
+    def _fail_faulted(self) -> None:
+        """Fail the sweeps that failed a step too often: their trials that never started are
+        cancelled, the ones in flight asked to stop; what their trials recorded stays."""
+        if not self._failing:
+            return
+        with self._sessions.begin() as session:
+            for sweep_id, why in self._failing.items():
+                logger.error("sweep %s failed: %s", sweep_id, why)
+                sweep = session.get(Sweep, sweep_id)
+                if sweep is not None:
+                    finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=why)
+                    cancel_pending(session, Trial.sweep_id == sweep_id, at=utcnow(), why=why)
+        for sweep_id in self._failing:
+            for key in [key for key in self._faults if key[0] == sweep_id]:
+                del self._faults[key]
+            self._release(sweep_id)
+        self._failing.clear()
 
     def _adopt(self, session: Session, sweep: Sweep) -> None:
         """Take a sweep on: recover trials a previous controller left running, expand if new."""
@@ -482,28 +644,33 @@ class Controller:
                 result: dict[str, Any] = ray.get(ref)
                 error = None
             except RayError as exc:
-                result, error = {}, _describe(exc)
-            with self._sessions.begin() as session:
-                sweep = session.get(Sweep, sweep_id)
-                if sweep is None or sweep_id not in self._active:
-                    continue  # cancelled meanwhile
-                if error is not None:
-                    message = f"lr range test failed: {error}"
-                    finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=message)
-                    self._active.discard(sweep_id)
-                    continue
-                sweep.lr_range = result
-                spec = resolve_lr(self._specs[sweep_id], result)
-                self._specs[sweep_id] = spec
-                if spec.search.algorithm in ADAPTIVE:
-                    searcher = make_searcher(spec, max_trials=self._max_trials)
-                    assert isinstance(searcher, AdaptiveSearcher)
-                    self._searchers[sweep_id] = searcher
-                else:
-                    suggestions = expand(spec, max_trials=self._max_trials)
-                    _insert_trials(session, sweep_id, spec, suggestions)
-            bounds = {name: (r["low"], r["high"]) for name, r in result.items()}
-            logger.info("sweep %s: lr bounds from the range test %s", sweep_id, bounds)
+                result, error = {}, _describe(exc, self._checkpoint_dir)
+            with self._isolated(sweep_id, "starting after its lr range test"):
+                self._range_tested(sweep_id, result, error)
+
+    def _range_tested(self, sweep_id: int, result: dict[str, Any], error: str | None) -> None:
+        """Store a sweep's lr range test and expand its trials (or fail it, with ``error``)."""
+        with self._sessions.begin() as session:
+            sweep = session.get(Sweep, sweep_id)
+            if sweep is None or sweep_id not in self._active:
+                return  # cancelled meanwhile
+            if error is not None:
+                message = f"lr range test failed: {error}"
+                finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=message)
+                self._active.discard(sweep_id)
+                return
+            sweep.lr_range = result
+            spec = resolve_lr(self._specs[sweep_id], result)
+            self._specs[sweep_id] = spec
+            if spec.search.algorithm in ADAPTIVE:
+                searcher = make_searcher(spec, max_trials=self._max_trials)
+                assert isinstance(searcher, AdaptiveSearcher)
+                self._searchers[sweep_id] = searcher
+            else:
+                suggestions = expand(spec, max_trials=self._max_trials)
+                _insert_trials(session, sweep_id, spec, suggestions)
+        bounds = {name: (r["low"], r["high"]) for name, r in result.items()}
+        logger.info("sweep %s: lr bounds from the range test %s", sweep_id, bounds)
 
     def _schedule(self, session: Session, sweep_id: int, spec: SweepCreate) -> None:
         """Hand the sweep's early-stopping scheduler to the inbox, with the finished curves."""
@@ -566,7 +733,8 @@ class Controller:
                     "source_trial_id": event.source_trial_id,
                     "hyperparameters": event.hyperparameters,
                 }
-                trial.hyperparameter_history = [*(trial.hyperparameter_history or []), history]
+                if history not in (trial.hyperparameter_history or []):  # redelivered: once
+                    trial.hyperparameter_history = [*(trial.hyperparameter_history or []), history]
                 continue
             if isinstance(event, Started):
                 if trial.status == TrialStatus.PENDING:
@@ -637,17 +805,18 @@ class Controller:
                     session, trial_id=trial_id, name=objective.metric, mode=objective.mode
                 )
 
-    def _apply_results(self, session: Session, finished: Iterable[ray.ObjectRef[Any]]) -> None:
+    def _apply_results(
+        self, session: Session, finished: Iterable[ray.ObjectRef[Any]], ended: list[_Ended]
+    ) -> None:
+        """Write how the tasks in ``finished`` ended; ``ended`` gets what to tell searchers."""
         now = utcnow()
         for ref in finished:
-            flight = self._in_flight.pop(ref)
-            for trial_id, _ in flight.trials:
-                del self._by_trial[trial_id]
+            flight = self._in_flight[ref]
             try:
                 outcome: Any = ray.get(ref)
                 error = None
             except RayError as exc:
-                outcome, error = None, _describe(exc)
+                outcome, error = None, _describe(exc, self._checkpoint_dir)
             results = [outcome] if flight.pack_id is None else outcome
             objective = self._specs[flight.sweep_id].objective
             cancelled = flight.sweep_id not in self._active
@@ -657,10 +826,12 @@ class Controller:
                     continue
                 trial.attempt = attempt
                 if error is not None:
-                    self._attempt_failed(session, trial, flight, attempt, error)
+                    self._attempt_failed(session, trial, flight, attempt, error, ended)
                     continue
                 result: dict[str, Any] = results[index]
                 trial.status = _RESULT_STATUS[result["status"]]
+                if cancelled and result["status"] == "stopped" and not result["epochs_run"]:
+                    trial.status = TrialStatus.CANCELLED  # stopped before its first epoch
                 trial.objective = result["metrics"].get(objective.metric)
                 trial.device = result["device"]
                 trial.node_id = result["node_id"]
@@ -668,10 +839,16 @@ class Controller:
                 trial.error = "sweep cancelled" if stopped else None
                 trial.finished_at = now
                 note_status(trial, trial.error or f"after epoch {result['epochs_run']}", at=now)
-                self._tell(trial)
+                self._ended(session, trial, ended)
 
     def _attempt_failed(
-        self, session: Session, trial: Trial, flight: _InFlight, attempt: int, message: str
+        self,
+        session: Session,
+        trial: Trial,
+        flight: _InFlight,
+        attempt: int,
+        message: str,
+        ended: list[_Ended],
     ) -> None:
         spec = self._specs[flight.sweep_id]
         if flight.sweep_id in self._active and attempt <= spec.resources.max_failures:
@@ -683,35 +860,41 @@ class Controller:
         trial.error = message
         trial.finished_at = utcnow()
         note_status(trial, message, at=trial.finished_at)
-        self._tell(trial)
+        self._ended(session, trial, ended)
 
-    def _tell(self, trial: Trial) -> None:
-        """Tell the sweep's searcher and scheduler how a trial ended."""
+    def _ended(self, session: Session, trial: Trial, ended: list[_Ended]) -> None:
+        """Note, for after the commit, what the trial's searcher and scheduler are to hear."""
         outcome = _OUTCOMES.get(trial.status)
-        if outcome is None:
-            return
-        searcher = self._searchers.get(trial.sweep_id)
         spec = self._specs.get(trial.sweep_id)
-        if searcher is not None and spec is not None:
-            repeats = spec.search.repeats
-            if repeats == 1:
-                searcher.tell(trial.number, outcome, trial.objective)
-            else:  # a configuration is told once all its repeats ended, with their mean
-                index = trial.number // repeats
-                session = object_session(trial)
-                assert session is not None
-                siblings = session.scalars(
-                    select(Trial).where(
-                        Trial.sweep_id == trial.sweep_id,
-                        Trial.number >= index * repeats,
-                        Trial.number < (index + 1) * repeats,
-                    )
+        if outcome is None or spec is None:
+            return
+        configuration = None
+        repeats = spec.search.repeats
+        if trial.sweep_id in self._searchers and repeats > 1:
+            # a configuration is told once all its repeats ended, with their mean
+            index = trial.number // repeats
+            siblings = session.scalars(
+                select(Trial).where(
+                    Trial.sweep_id == trial.sweep_id,
+                    Trial.number >= index * repeats,
+                    Trial.number < (index + 1) * repeats,
                 )
-                configuration, mean = _configuration_result(siblings)
-                if configuration is not None:
-                    searcher.tell(index, configuration, mean)
+            )
+            result, mean = _configuration_result(siblings)
+            if result is not None:
+                configuration = (index, result, mean)
+        elif trial.sweep_id in self._searchers:
+            configuration = (trial.number, outcome, trial.objective)
+        ended.append(_Ended(trial.sweep_id, trial.id, outcome, trial.objective, configuration))
+
+    def _tell(self, end: _Ended) -> None:
+        """Tell the sweep's searcher and scheduler how a trial ended (after it is recorded)."""
+        searcher = self._searchers.get(end.sweep_id)
+        if searcher is not None and end.configuration is not None:
+            searcher.tell(*end.configuration)
+        spec = self._specs.get(end.sweep_id)
         if spec is not None and spec.search.pruner is not None:
-            self._inbox.finished.remote(trial.id, outcome, trial.objective)
+            self._inbox.finished.remote(end.trial_id, end.outcome, end.objective)
 
     # dispatching and finishing ---------------------------------------------------------------
 
@@ -751,21 +934,27 @@ class Controller:
         for flight in self._in_flight.values():
             in_flight[flight.sweep_id] += len(flight.trials)
         for sweep_id, trials in by_sweep.items():
+            if sweep_id not in self._active or sweep_id in self._failing:
+                continue
             spec = self._specs[sweep_id]
             if spec.search.concurrency is not None:
                 trials = trials[: max(0, spec.search.concurrency - in_flight[sweep_id])]
             cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
-            size = self._pack_size(spec, len(trials), total_cpus=total_cpus, total_gpus=total_gpus)
-            while trials:
-                fits = (
-                    used_cpus + cpus <= total_cpus + 1e-9 and used_gpus + gpus <= total_gpus + 1e-9
+            with self._isolated(sweep_id, "submitting its trials"):
+                size = self._pack_size(
+                    spec, len(trials), total_cpus=total_cpus, total_gpus=total_gpus
                 )
-                if self._in_flight and not fits:
-                    return
-                batch, trials = trials[:size], trials[size:]
-                self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
-                used_cpus += cpus
-                used_gpus += gpus
+                while trials:
+                    fits = (
+                        used_cpus + cpus <= total_cpus + 1e-9
+                        and used_gpus + gpus <= total_gpus + 1e-9
+                    )
+                    if self._in_flight and not fits:
+                        return
+                    batch, trials = trials[:size], trials[size:]
+                    self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
+                    used_cpus += cpus
+                    used_gpus += gpus
 
     def _top_up(self, slots: int) -> None:
         """Ask adaptive sweeps' searchers for trials until each has its concurrency in flight."""
@@ -780,34 +969,40 @@ class Controller:
                 .group_by(Trial.sweep_id, Trial.status)
             ):
                 counts[sweep_id][status in _OPEN] += count
+            rows = []
             for sweep_id in sweeps:
-                spec = self._specs[sweep_id]
-                assert spec.search.num_trials is not None  # required for adaptive search
-                repeats = spec.search.repeats
-                created = (counts[sweep_id][True] + counts[sweep_id][False]) // repeats
-                concurrency = spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * slots
-                room = concurrency - counts[sweep_id][True]
-                # Configurations to ask for; one at least when nothing runs, whatever repeats is.
-                wanted = room // repeats or int(counts[sweep_id][True] == 0)
-                wanted = min(wanted, spec.search.num_trials - created)
-                if wanted <= 0:
-                    continue
-                rows = []
-                for index in range(created, created + wanted):
-                    suggestion, params = self._searchers[sweep_id].ask()
-                    for number in range(index * repeats, (index + 1) * repeats):
-                        rows.append(
-                            {
-                                "sweep_id": sweep_id,
-                                "number": number,
-                                "optimizer": suggestion.optimizer,
-                                "hyperparameters": suggestion.hyperparameters,
-                                "search_params": params,
-                                "seed": trial_seed(spec.search.seed, number),
-                                "status": TrialStatus.PENDING,
-                            }
-                        )
+                with self._isolated(sweep_id, "asking its searcher"):
+                    rows.extend(self._asked_rows(sweep_id, counts[sweep_id], slots))
+            if rows:
                 session.execute(insert(Trial), rows)
+
+    def _asked_rows(
+        self, sweep_id: int, counts: dict[bool, int], slots: int
+    ) -> list[dict[str, Any]]:
+        """New trials the sweep's searcher suggests, until its concurrency is in flight (rows
+        for ``insert(Trial)``; ``counts``: trials open (True) and ended (False))."""
+        spec = self._specs[sweep_id]
+        assert spec.search.num_trials is not None  # required for adaptive search
+        repeats = spec.search.repeats
+        created = (counts[True] + counts[False]) // repeats
+        concurrency = spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * slots
+        room = concurrency - counts[True]
+        # Configurations to ask for; one at least when nothing runs, whatever repeats is.
+        wanted = min(room // repeats or int(counts[True] == 0), spec.search.num_trials - created)
+        asked = [self._searchers[sweep_id].ask() for _ in range(max(0, wanted))]
+        return [
+            {
+                "sweep_id": sweep_id,
+                "number": number,
+                "optimizer": suggestion.optimizer,
+                "hyperparameters": suggestion.hyperparameters,
+                "search_params": params,
+                "seed": trial_seed(spec.search.seed, number),
+                "status": TrialStatus.PENDING,
+            }
+            for index, (suggestion, params) in enumerate(asked, start=created)
+            for number in range(index * repeats, (index + 1) * repeats)
+        ]
 
     def _pack_size(
         self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
@@ -956,11 +1151,7 @@ class Controller:
                     continue
                 if sum(by_status.values()) < sweep.num_trials:
                     continue  # an adaptive searcher has more trials to ask for
-                failed = by_status.get(TrialStatus.FAILED, 0)
-                if by_status and failed == sum(by_status.values()):
-                    error = f"every one of its {failed} trials failed"
-                    finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=error)
-                else:
-                    finish_sweep(session, sweep, SweepStatus.COMPLETED, at=utcnow())
+                final, error = _outcome(session, sweep_id, by_status)
+                finish_sweep(session, sweep, final, at=utcnow(), error=error)
                 self._active.discard(sweep_id)
                 self._searchers.pop(sweep_id, None)

@@ -1,7 +1,14 @@
-"""The inbox actor: workers report to it through Ray, the controller drains it in batches."""
+"""The inbox actor: workers report to it through Ray, the controller records it in batches.
+
+Delivery is at least once: the controller reads what is pending, writes it in one database
+transaction, and only once that transaction has committed acknowledges it, so a failed
+transaction (a dropped connection, a database that is down) loses nothing; the next tick
+writes the same events again. Every write they cause is idempotent.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -49,15 +56,23 @@ class Exploited:
     hyperparameters: dict[str, Any]
 
 
+Event = Started | EpochReport | Exploited
+
+MAX_BATCH = 20_000
+"""The most events the controller writes in one transaction."""
+
+
 class Inbox:
-    """Collects worker events until the controller drains them; tells workers when to stop.
+    """Keeps worker events until the controller has recorded them; tells workers when to stop.
 
     Runs as a Ray actor (zero CPUs) owned by the controller: workers hold no database
     connections, and every write happens in the controller, in batches.
     """
 
     def __init__(self) -> None:
-        self._events: list[Started | EpochReport | Exploited] = []
+        self._events: deque[tuple[int, Event]] = deque()
+        """(sequence number, event), oldest first; numbers grow by one per event."""
+        self._next = 1
         self._stop: set[int] = set()
         self._schedulers: dict[int, tuple[Scheduler, str]] = {}
         """Sweep id -> its early-stopping scheduler and the objective metric it watches."""
@@ -112,9 +127,7 @@ class Inbox:
         self, trial_id: int, attempt: int, node_id: str, device: str, resumed_epoch: int = 0
     ) -> bool:
         """Record that an attempt began; True if the trial should stop at once."""
-        self._events.append(
-            Started(trial_id, attempt, node_id, device, resumed_epoch=resumed_epoch)
-        )
+        self._add(Started(trial_id, attempt, node_id, device, resumed_epoch=resumed_epoch))
         return trial_id in self._stop
 
     def report(
@@ -126,7 +139,7 @@ class Inbox:
         checkpoint: str | None = None,
     ) -> bool:
         """Record an epoch's metrics; True if the trial should stop before its next epoch."""
-        self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
+        self._add(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
         return self._should_stop(trial_id, epoch, metrics)
 
     def started_pack(
@@ -134,7 +147,7 @@ class Inbox:
     ) -> list[int]:
         """Record that a pack's (trial id, attempt, resumed epoch)s began; the ids to stop."""
         for trial_id, attempt, resumed in trials:
-            self._events.append(Started(trial_id, attempt, node_id, device, pack_id, resumed))
+            self._add(Started(trial_id, attempt, node_id, device, pack_id, resumed))
         return [trial_id for trial_id, _, _ in trials if trial_id in self._stop]
 
     def report_pack(
@@ -143,7 +156,7 @@ class Inbox:
         """Record one epoch of a pack's (trial id, attempt, metrics, checkpoint); ids to stop."""
         stop = []
         for trial_id, attempt, metrics, checkpoint in reports:
-            self._events.append(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
+            self._add(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
             if self._should_stop(trial_id, epoch, metrics):
                 stop.append(trial_id)
         return stop
@@ -151,13 +164,24 @@ class Inbox:
     def exploited(self, epoch: int, items: list[tuple[int, int, int, dict[str, Any]]]) -> None:
         """PBT exploits of one epoch: (trial id, attempt, source trial id, hyperparameters)."""
         for trial_id, attempt, source, hyperparameters in items:
-            self._events.append(Exploited(trial_id, attempt, epoch, source, hyperparameters))
+            self._add(Exploited(trial_id, attempt, epoch, source, hyperparameters))
 
     def stop(self, trial_ids: list[int]) -> None:
         """Ask these trials to stop at their next report."""
         self._stop.update(trial_ids)
 
-    def drain(self) -> list[Started | EpochReport | Exploited]:
-        """Every event since the last drain, in arrival order."""
-        events, self._events = self._events, []
-        return events
+    def _add(self, event: Event) -> None:
+        self._events.append((self._next, event))
+        self._next += 1
+
+    def pending(self, limit: int = MAX_BATCH) -> tuple[int, list[Event]]:
+        """The oldest events not yet acknowledged (at most ``limit``) and the last one's number
+        (0 when there are none); they stay here until ``ack``."""
+        batch = [event for _, (_, event) in zip(range(limit), self._events, strict=False)]
+        last = self._events[len(batch) - 1][0] if batch else 0
+        return last, batch
+
+    def ack(self, upto: int) -> None:
+        """The controller has committed every event numbered up to ``upto``: forget them."""
+        while self._events and self._events[0][0] <= upto:
+            self._events.popleft()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import ray
 
@@ -31,7 +32,16 @@ def init_ray(configured: str | None) -> bool:
         include_dashboard=False if address is None else None,
         configure_logging=False,
     )
+    _protect_auth_token()
     return True
+
+
+def _protect_auth_token() -> None:
+    """Make Ray's token file owner-only: Ray 2.60 writes ~/.ray/auth_token, which grants the
+    cluster's code execution, with the umask's mode (0644: readable by every local user)."""
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file():
+        token.chmod(0o600)
 
 
 def cluster_capacity() -> tuple[float, float]:

@@ -11,18 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, Body
 from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.errors import InputError
+from service.routing import TOO_LARGE, StrictRoute
+from service.yaml_spec import load_spec_text
 
 STATIC = Path(__file__).parent / "static"
 ECHARTS_JS = Path(__file__).parent / "node_modules" / "echarts" / "dist" / "echarts.min.js"
 
 router = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/specs", tags=["dashboard"])
+api = APIRouter(prefix="/specs", tags=["dashboard"], route_class=StrictRoute)
 
 
 @router.get("/")
@@ -58,15 +58,8 @@ def echarts_asset() -> FileResponse | PlainTextResponse:
 static_files = StaticFiles(directory=STATIC)
 
 
-@api.post("/parse")
-def parse_spec(text: str = Body(media_type="text/plain")) -> Any:
-    """A sweep spec written as YAML (or JSON) turned into JSON, for POST /sweeps."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(
-            f"not valid YAML or JSON: {str(exc).splitlines()[0]}", loc=("body",)
-        ) from None
-    if not isinstance(data, dict):
-        raise InputError("a sweep spec is a mapping (name, workload, space, ...)", loc=("body",))
-    return data
+@api.post("/parse", responses=TOO_LARGE)
+def parse_spec(text: str = Body(media_type="text/plain")) -> dict[str, Any]:
+    """A sweep spec written as YAML (or JSON) turned into JSON, for POST /sweeps; YAML aliases
+    (``*name``) are refused."""
+    return load_spec_text(text)

@@ -15,28 +15,29 @@ from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import String, func, select, type_coerce
 
 from optimizers import get_spec
+from optimizers.schemas import short_repr
 from service.dashboard.downsample import lttb
 from service.db.base import decode_float
 from service.deps import SessionDep
 from service.errors import InputError
+from service.routing import NOT_FOUND, StrictRoute
 from service.sweeps.models import Sweep
 from service.sweeps.repository import get_sweep
 from service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial, TrialStatus
 from service.trials.repository import ranked_trials
 
-router = APIRouter(prefix="/sweeps", tags=["dashboard"])
+router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 
 
-class ChartJSON(Response):
+class ChartJSON(JSONResponse):
     """A chart's model written by pydantic-core in one pass: FastAPI would validate and encode it
-    again, which costs ~10x as much for the tens of thousands of numbers a chart carries."""
-
-    media_type = "application/json"
+    again, which costs ~10x as much for the tens of thousands of numbers a chart carries. (A
+    JSONResponse, so that the OpenAPI schema shows the chart's model.)"""
 
     def render(self, content: Any) -> bytes:
         """The model as JSON bytes."""
@@ -146,7 +147,9 @@ def _betas(optimizer: str, hyperparameters: dict[str, Any]) -> tuple[float | Non
     return found[0], found[1]
 
 
-@router.get("/{sweep_id}/curves", response_model=Curves, response_class=ChartJSON)
+@router.get(
+    "/{sweep_id}/curves", response_model=Curves, response_class=ChartJSON, responses=NOT_FOUND
+)
 def curves(
     sweep_id: int,
     session: SessionDep,
@@ -232,7 +235,12 @@ PointsPerFamily = Annotated[
 ]
 
 
-@router.get("/{sweep_id}/lr-sensitivity", response_model=Series, response_class=ChartJSON)
+@router.get(
+    "/{sweep_id}/lr-sensitivity",
+    response_model=Series,
+    response_class=ChartJSON,
+    responses=NOT_FOUND,
+)
 def lr_sensitivity(
     sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
 ) -> ChartJSON:
@@ -257,7 +265,9 @@ def lr_sensitivity(
     return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=thinned))
 
 
-@router.get("/{sweep_id}/best-so-far", response_model=Series, response_class=ChartJSON)
+@router.get(
+    "/{sweep_id}/best-so-far", response_model=Series, response_class=ChartJSON, responses=NOT_FOUND
+)
 def best_so_far(
     sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
 ) -> ChartJSON:
@@ -297,7 +307,9 @@ def best_so_far(
     return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=shown))
 
 
-@router.get("/{sweep_id}/parallel", response_model=Parallel, response_class=ChartJSON)
+@router.get(
+    "/{sweep_id}/parallel", response_model=Parallel, response_class=ChartJSON, responses=NOT_FOUND
+)
 def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJSON:
     """The ``limit`` best trials as (family, lr, beta1, beta2, objective) rows."""
     sweep = get_sweep(session, sweep_id)
@@ -325,7 +337,7 @@ large sweeps, and a finished trial set does not change."""
 _CACHE_LOCK = threading.Lock()
 
 
-@router.get("/{sweep_id}/importance")
+@router.get("/{sweep_id}/importance", responses=NOT_FOUND)
 def importance(
     sweep_id: int,
     session: SessionDep,
@@ -354,7 +366,7 @@ def importance(
     families_searched = sweep.spec["space"]["optimizers"]
     if optimizer is not None and optimizer not in families_searched:
         raise InputError(
-            f"optimizer {optimizer!r} is not searched by sweep {sweep_id} "
+            f"optimizer {short_repr(optimizer)} is not searched by sweep {sweep_id} "
             f"(it searches {', '.join(families_searched)})",
             loc=("query", "optimizer"),
         )
@@ -436,7 +448,11 @@ CSV_BATCH = 5000
 """Trials read per query while the CSV streams (keyset pagination on the trial number)."""
 
 
-@router.get("/{sweep_id}/trials.csv")
+@router.get(
+    "/{sweep_id}/trials.csv",
+    response_class=StreamingResponse,
+    responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "The trials."}},
+)
 def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> StreamingResponse:
     """Every trial of the sweep as CSV (one row per trial, hyperparameters as JSON), streamed."""
     get_sweep(session, sweep_id)

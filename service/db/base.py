@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Dialect, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -43,6 +43,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, datetime) and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+MAX_ID = 2**31 - 1
+"""The largest id an INTEGER primary key holds on every backend (PostgreSQL's is 32-bit)."""
+
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+def get_by_id(session: Session, model: type[RowT], row_id: int) -> RowT | None:
+    """The ``model`` row with this id, or None; an id no key holds (< 1, > MAX_ID) names none."""
+    if not 1 <= row_id <= MAX_ID:
+        return None
+    return session.get(model, row_id)
 
 
 def utcnow() -> datetime:

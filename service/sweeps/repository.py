@@ -8,12 +8,12 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
+from service.db.base import get_by_id, utcnow
 from service.errors import ConflictError, NotFoundError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus
-from service.trials.repository import stop_trials
+from service.trials.repository import cancel_pending
 
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 """Statuses of a sweep that is not finished."""
@@ -38,7 +38,7 @@ def create_sweep(
 
 def get_sweep(session: Session, sweep_id: int) -> Sweep:
     """The sweep with this id; NotFoundError if there is none."""
-    sweep = session.get(Sweep, sweep_id)
+    sweep = get_by_id(session, Sweep, sweep_id)
     if sweep is None:
         raise NotFoundError(f"sweep {sweep_id} not found")
     return sweep
@@ -73,10 +73,11 @@ def trial_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[T
 
 
 def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
-    """Mark an unfinished sweep CANCELLED and its pending trials STOPPED; running ones stop later.
+    """Mark an unfinished sweep CANCELLED and its pending trials too; running ones stop later.
 
     ConflictError if the sweep already finished.
     """
+    sweep = get_sweep(session, sweep_id)
     now = utcnow()
     result = session.execute(
         update(Sweep)
@@ -84,11 +85,10 @@ def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
         .values(status=SweepStatus.CANCELLED, finished_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    sweep = get_sweep(session, sweep_id)
     if result.rowcount == 0:  # type: ignore[attr-defined]
+        session.refresh(sweep)
         raise ConflictError(f"sweep {sweep_id} is already {sweep.status.value}")
-    pending = (Trial.sweep_id == sweep_id) & (Trial.status == TrialStatus.PENDING)
-    stop_trials(session, pending, at=now, error="sweep cancelled")
+    cancel_pending(session, Trial.sweep_id == sweep_id, at=now, why="sweep cancelled")
     session.refresh(sweep)
     return sweep
 

@@ -7,25 +7,27 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 
 from optimizers import OPTIMIZERS
+from optimizers.schemas import short_repr
 from service.controller.expand import expand, sweep_size
 from service.deps import ControllerDep, SessionDep, SettingsDep
 from service.errors import InputError
-from service.pagination import CursorError, decode_cursor, encode_cursor
+from service.pagination import decode_cursor, encode_cursor
+from service.routing import CONFLICT, NOT_FOUND, TOO_LARGE, StrictRoute
 from service.sweeps import repository
 from service.sweeps.models import SweepStatus
 from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
 from service.sweeps.views import leaderboard_read, sweep_read
 from service.trials.models import TrialStatus
 from service.trials.repository import TrialSort, list_trials
-from service.trials.schemas import Leaderboard, TrialPage, TrialRead
+from service.trials.schemas import Leaderboard, TrialPage, trial_read
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=StrictRoute)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=TOO_LARGE)
 def create_sweep(
     spec: SweepCreate,
     request: Request,
@@ -56,9 +58,7 @@ def list_sweeps(
     """Sweeps, newest first, optionally only those in one status."""
     before_id = None
     if cursor is not None:
-        (before_id,) = decode_cursor(cursor, length=1)
-        if not isinstance(before_id, int):
-            raise CursorError(f"cursor: not a cursor this API issued: {cursor!r}")
+        (before_id,) = decode_cursor(cursor, kinds=("id",))
     sweeps = repository.list_sweeps(session, status=status, limit=limit + 1, before_id=before_id)
     page, more = sweeps[:limit], len(sweeps) > limit
     counts = repository.trial_counts(session, (sweep.id for sweep in page))
@@ -68,14 +68,14 @@ def list_sweeps(
     )
 
 
-@router.get("/{sweep_id}")
+@router.get("/{sweep_id}", responses=NOT_FOUND)
 def get_sweep(sweep_id: int, session: SessionDep) -> SweepRead:
     """One sweep with its trial counts by status."""
     sweep = repository.get_sweep(session, sweep_id)
     return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
 
 
-@router.post("/{sweep_id}/cancel")
+@router.post("/{sweep_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
 def cancel_sweep(sweep_id: int, session: SessionDep, controller: ControllerDep) -> SweepRead:
     """Cancel a pending or running sweep (409 if it already finished); running trials stop."""
     sweep = repository.cancel_sweep(session, sweep_id)
@@ -85,10 +85,11 @@ def cancel_sweep(sweep_id: int, session: SessionDep, controller: ControllerDep) 
     return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
 
 
-@router.get("/{sweep_id}/trials")
+@router.get("/{sweep_id}/trials", responses=NOT_FOUND)
 def get_trials(
     sweep_id: int,
     session: SessionDep,
+    settings: SettingsDep,
     optimizer: str | None = None,
     status: TrialStatus | None = None,
     sort: TrialSort = "number",
@@ -104,7 +105,7 @@ def get_trials(
     if optimizer is not None and optimizer not in OPTIMIZERS:
         valid = ", ".join(OPTIMIZERS)
         raise InputError(
-            f"optimizer: unknown optimizer {optimizer!r} (valid: {valid})",
+            f"optimizer: unknown optimizer {short_repr(optimizer)} (valid: {valid})",
             loc=("query", "optimizer"),
         )
     if order is None:
@@ -121,11 +122,13 @@ def get_trials(
         cursor=cursor,
     )
     return TrialPage(
-        items=[TrialRead.model_validate(trial) for trial in trials], next_cursor=next_cursor
+        items=[trial_read(trial, checkpoint_dir=settings.checkpoint_dir) for trial in trials],
+        next_cursor=next_cursor,
     )
 
 
-@router.get("/{sweep_id}/leaderboard")
-def get_leaderboard(sweep_id: int, session: SessionDep) -> Leaderboard:
+@router.get("/{sweep_id}/leaderboard", responses=NOT_FOUND)
+def get_leaderboard(sweep_id: int, session: SessionDep, settings: SettingsDep) -> Leaderboard:
     """The best trial of each optimizer family (completed or stopped, finite objective)."""
-    return leaderboard_read(session, repository.get_sweep(session, sweep_id))
+    sweep = repository.get_sweep(session, sweep_id)
+    return leaderboard_read(session, sweep, checkpoint_dir=settings.checkpoint_dir)

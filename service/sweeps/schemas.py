@@ -18,134 +18,35 @@ from pydantic import (
 )
 
 from optimizers import OPTIMIZERS, HyperparameterError, get_spec
+from optimizers.schemas import short_repr
 from service.sweeps.models import SweepStatus
+from service.sweeps.params import (
+    Choice,
+    FloatRange,
+    IntRange,
+    LrParam,
+    Name,
+    Override,
+    Param,
+    StrictModel,
+    param_bounds,
+)
+
+MAX_OVERRIDES = 64
+"""The most hyperparameters one family overrides, and the most extra workload fields."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FloatRange(_Strict):
-    """A float in [low, high], sampled uniformly, log-uniformly (``log``), or, for betas,
-    with 1 - beta log-uniform (``log_one_minus``: how betas near 1 are really explored)."""
-
-    type: Literal["float"] = "float"
-    low: float
-    high: float
-    log: bool = False
-    log_one_minus: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError(f"low and high must be finite, got low={self.low}, high={self.high}")
-        if self.low > self.high:
-            raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0, got low={self.low}")
-        if self.log and self.log_one_minus:
-            raise ValueError("log and log_one_minus exclude each other")
-        if self.log_one_minus and self.high >= 1:
-            raise ValueError(f"log_one_minus needs high < 1, got high={self.high}")
-        return self
-
-
-class IntRange(_Strict):
-    """An integer in [low, high]."""
-
-    type: Literal["int"]
-    low: int
-    high: int
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.low > self.high:
-            raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
-        return self
-
-
-class Choice(_Strict):
-    """One of a list of values (a grid axis or a categorical)."""
-
-    values: list[Any] = Field(min_length=1)
-
-
-def _param_kind(value: Any) -> str | None:
-    """Which kind of parameter a value is, so a bad one gets one error, not one per kind."""
-    if isinstance(value, BaseModel):
-        return "choice" if isinstance(value, Choice) else getattr(value, "type", None)
-    if isinstance(value, dict):
-        if "values" in value:
-            return "choice"
-        return "int" if value.get("type") == "int" else "float"
-    if isinstance(value, bool | int | float):
-        return "fixed"
-    return None
-
-
-Param = Annotated[
-    Annotated[FloatRange, Tag("float")]
-    | Annotated[IntRange, Tag("int")]
-    | Annotated[Choice, Tag("choice")],
-    Discriminator(
-        _param_kind,
-        custom_error_type="parameter",
-        custom_error_message="expected {'low', 'high'[, 'log']}, {'type': 'int', ...} "
-        "or {'values': [...]}",
-    ),
-]
-"""A searched hyperparameter."""
-
-Override = Annotated[
-    Annotated[FloatRange, Tag("float")]
-    | Annotated[IntRange, Tag("int")]
-    | Annotated[Choice, Tag("choice")]
-    | Annotated[bool | int | float, Tag("fixed")],
-    Discriminator(
-        _param_kind,
-        custom_error_type="parameter",
-        custom_error_message="expected a fixed value, {'low', 'high'[, 'log']}, "
-        "{'type': 'int', ...} or {'values': [...]}",
-    ),
-]
-"""A per-family override: a fixed value or a searched hyperparameter."""
-
-
-def _lr_kind(value: Any) -> str | None:
-    return "auto" if value == "auto" else _param_kind(value)
-
-
-LrParam = Annotated[
-    Annotated[FloatRange, Tag("float")]
-    | Annotated[IntRange, Tag("int")]
-    | Annotated[Choice, Tag("choice")]
-    | Annotated[Literal["auto"], Tag("auto")],
-    Discriminator(
-        _lr_kind,
-        custom_error_type="parameter",
-        custom_error_message="expected \"auto\", {'low', 'high'[, 'log']}, "
-        "{'type': 'int', ...} or {'values': [...]}",
-    ),
-]
-"""lr: a searched parameter, or "auto" (a learning-rate range test sets each family's range)."""
-
-
-def param_bounds(param: Param) -> list[float]:
-    """The extreme numeric values a parameter can take (both ends of a range, or every value)."""
-    if isinstance(param, Choice):
-        return [v for v in param.values if isinstance(v, int | float) and not isinstance(v, bool)]
-    return [float(param.low), float(param.high)]
-
-
-class Space(_Strict):
+class Space(StrictModel):
     """Optimizer families, lr, the generic betas, and per-family overrides."""
 
-    optimizers: list[str] = Field(min_length=1)
+    optimizers: list[Name] = Field(min_length=1, max_length=len(OPTIMIZERS))
     lr: LrParam
     """A searched lr, or "auto": a learning-rate range test sets each family's bounds."""
     beta1: Param | None = None
     beta2: Param | None = None
-    overrides: dict[str, dict[str, Override]] = Field(default_factory=dict)
+    overrides: dict[Name, Annotated[dict[Name, Override], Field(max_length=MAX_OVERRIDES)]] = Field(
+        default_factory=dict, max_length=len(OPTIMIZERS)
+    )
     """Per family: fixed values or searched ranges for any of its own hyperparameters."""
 
     def searched_lr(self) -> Param:
@@ -170,7 +71,7 @@ class Space(_Strict):
             return lr
         for value in param_bounds(lr):
             if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"lr must be finite and > 0, got {value!r}")
+                raise ValueError(f"lr must be finite and > 0, got {short_repr(value)}")
         if isinstance(lr, FloatRange) and lr.log_one_minus:
             raise ValueError("log_one_minus is for betas; use log for lr")
         return lr
@@ -181,7 +82,7 @@ class Space(_Strict):
         if beta is not None:
             for value in param_bounds(beta):
                 if not 0.0 <= value < 1.0:
-                    raise ValueError(f"must be in [0, 1), got {value!r}")
+                    raise ValueError(f"must be in [0, 1), got {short_repr(value)}")
         return beta
 
     @field_validator("overrides")
@@ -222,7 +123,7 @@ class WorkloadSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str
+    name: Name
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
     """None: the workload's own default (64 for the digits workloads)."""
@@ -231,13 +132,20 @@ class WorkloadSpec(BaseModel):
         """The workload config a worker builds from (unset fields take the workload's defaults)."""
         return self.model_dump(exclude_none=True)
 
+    @model_validator(mode="after")
+    def _few_extra_fields(self) -> Self:
+        extra = self.model_extra or {}
+        if len(extra) > MAX_OVERRIDES:
+            raise ValueError(f"at most {MAX_OVERRIDES} workload fields, got {len(extra)}")
+        return self
+
 
 Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp"]
 ADAPTIVE: frozenset[str] = frozenset({"sobol", "tpe", "cmaes", "gp"})
 """Algorithms whose trials are asked for as the sweep runs (Optuna samplers), not up front."""
 
 
-class AshaSpec(_Strict):
+class AshaSpec(StrictModel):
     """Asynchronous successive halving: at epochs grace_period x reduction_factor^k, only the
     top 1/reduction_factor of the trials that reached that epoch go on."""
 
@@ -246,7 +154,7 @@ class AshaSpec(_Strict):
     reduction_factor: int = Field(default=3, ge=2)
 
 
-class HyperbandSpec(_Strict):
+class HyperbandSpec(StrictModel):
     """Hyperband: several ASHA brackets with different grace periods, trials spread over them."""
 
     name: Literal["hyperband"]
@@ -254,7 +162,7 @@ class HyperbandSpec(_Strict):
     reduction_factor: int = Field(default=3, ge=2)
 
 
-class MedianSpec(_Strict):
+class MedianSpec(StrictModel):
     """Median stopping: stop a trial whose best so far is worse than the median of the
     completed trials' values at the same epoch."""
 
@@ -265,7 +173,7 @@ class MedianSpec(_Strict):
     """Stop nothing until this many trials completed."""
 
 
-class PbtSpec(_Strict):
+class PbtSpec(StrictModel):
     """Population-based training inside each pack: every ``interval`` epochs the bottom
     ``quantile`` of each family copies weights and optimizer state of its top ``quantile`` and
     perturbs lr and betas by ``perturbation`` (x 0.8 or 1.2 for 0.2)."""
@@ -304,7 +212,7 @@ SchedulerSpec = Annotated[
 """An early-stopping scheduler."""
 
 
-class SearchSpec(_Strict):
+class SearchSpec(StrictModel):
     """How trials are chosen, how many run at once, and which stop early."""
 
     algorithm: Algorithm = "random"
@@ -336,18 +244,22 @@ class SearchSpec(_Strict):
         return self
 
 
-class ObjectiveSpec(_Strict):
+class ObjectiveSpec(StrictModel):
     """The metric that ranks trials, and its direction."""
 
-    metric: str = "val_accuracy"
+    metric: Name = "val_accuracy"
     mode: Literal["max", "min"] = "max"
 
 
-class ResourcesSpec(_Strict):
+RAY_RESOLUTION = 0.0001
+"""The smallest fraction of a CPU or GPU Ray accepts in a task's resources."""
+
+
+class ResourcesSpec(StrictModel):
     """What each trial asks Ray for."""
 
-    cpus_per_trial: float = Field(default=1.0, gt=0)
-    gpus_per_trial: float = Field(default=0.0, ge=0)
+    cpus_per_trial: float = Field(default=1.0, ge=RAY_RESOLUTION, le=100_000)
+    gpus_per_trial: float = Field(default=0.0, ge=0, le=1_024)
     max_failures: int = Field(default=2, ge=0, le=100)
     pack: bool = True
     """Train compatible trials as packs (one batched model per task) when the workload can."""
@@ -357,9 +269,34 @@ class ResourcesSpec(_Strict):
     """Checkpoint each trial every this many epochs (and after its last); a retried attempt
     continues from the latest checkpoint. 0: never (a retry starts from scratch)."""
 
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _ray_accepts_gpus(cls, value: float) -> float:
+        # Ray refuses the task otherwise, on every submission: reject the sweep up front.
+        if 0 < value < RAY_RESOLUTION:
+            raise ValueError(f"must be 0 or at least {RAY_RESOLUTION:g} (Ray's resolution)")
+        if value > 1 and not value.is_integer():
+            raise ValueError("must be a whole number above 1 (Ray shares a GPU, not several)")
+        return value
 
-class SweepCreate(_Strict):
+
+class SweepCreate(StrictModel):
     """A sweep as submitted."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "rosenbrock-random",
+                    "workload": {"name": "rosenbrock", "epochs": 2},
+                    "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-4, "high": 0.1}},
+                    "search": {"algorithm": "random", "num_trials": 2},
+                    "objective": {"metric": "val_loss", "mode": "min"},
+                }
+            ]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=200)
     workload: WorkloadSpec

@@ -8,7 +8,7 @@ from service.sweeps.models import Sweep
 from service.sweeps.schemas import SweepRead
 from service.trials.models import TrialStatus
 from service.trials.repository import leaderboard, leaderboard_by_mean
-from service.trials.schemas import Leaderboard, LeaderboardEntry, TrialRead
+from service.trials.schemas import Leaderboard, LeaderboardEntry, trial_read
 
 
 def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
@@ -28,8 +28,9 @@ def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
     )
 
 
-def leaderboard_read(session: Session, sweep: Sweep) -> Leaderboard:
-    """The best trial of each optimizer family of a sweep, best first."""
+def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> Leaderboard:
+    """The best trial of each optimizer family of a sweep, best first (checkpoint paths
+    relative to ``checkpoint_dir``)."""
     objective = sweep.spec["objective"]
     maximize = objective["mode"] == "max"
     repeats = int(sweep.spec.get("search", {}).get("repeats", 1))
@@ -39,7 +40,7 @@ def leaderboard_read(session: Session, sweep: Sweep) -> Leaderboard:
                 rank=rank,
                 optimizer=c.trial.optimizer,
                 ranked_trials=c.family_count,
-                trial=TrialRead.model_validate(c.trial),
+                trial=trial_read(c.trial, checkpoint_dir=checkpoint_dir),
                 objective_mean=c.mean,
                 objective_std=c.std,
                 repeats=c.repeats,
@@ -55,7 +56,7 @@ def leaderboard_read(session: Session, sweep: Sweep) -> Leaderboard:
                 rank=rank,
                 optimizer=trial.optimizer,
                 ranked_trials=count,
-                trial=TrialRead.model_validate(trial),
+                trial=trial_read(trial, checkpoint_dir=checkpoint_dir),
             )
             for rank, (trial, count) in enumerate(
                 leaderboard(session, sweep_id=sweep.id, maximize=maximize), start=1

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 class TrialStatus(enum.StrEnum):
-    """Where a trial is in its life; DIVERGED trials stopped on a NaN or inf loss."""
+    """Where a trial is in its life; DIVERGED trials stopped on a NaN or inf loss, STOPPED
+    ones were stopped after training some (early stopping, a cancel), CANCELLED ones never
+    trained (their sweep was cancelled or failed first)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -24,6 +26,7 @@ class TrialStatus(enum.StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     DIVERGED = "diverged"
+    CANCELLED = "cancelled"
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:

@@ -12,14 +12,22 @@ from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.base import FloatKind, UTCDateTime, encode_float
+from service.db.base import FloatKind, UTCDateTime, encode_float, get_by_id
 from service.errors import NotFoundError
-from service.pagination import CursorError, after_nullable, decode_cursor, encode_cursor
+from service.pagination import after_nullable, decode_cursor, encode_cursor
 from service.trials.models import Metric, Trial, TrialEvent, TrialStatus
 
 
-def stop_trials(session: Session, where: ColumnElement[bool], *, at: datetime, error: str) -> None:
-    """Mark the trials ``where`` selects STOPPED with ``error``, noting it in their histories."""
+def stop_trials(
+    session: Session,
+    where: ColumnElement[bool],
+    *,
+    at: datetime,
+    error: str,
+    status: TrialStatus = TrialStatus.STOPPED,
+) -> None:
+    """Mark the trials ``where`` selects ``status`` (STOPPED: they had run; CANCELLED: they
+    never started) with ``error``, noting it in their histories."""
     events = TrialEvent.__table__.c
     session.execute(
         insert(TrialEvent).from_select(
@@ -27,7 +35,7 @@ def stop_trials(session: Session, where: ColumnElement[bool], *, at: datetime, e
             select(
                 Trial.id,
                 literal(at, UTCDateTime()),
-                literal(TrialStatus.STOPPED, events.status.type),
+                literal(status, events.status.type),
                 Trial.attempt,
                 literal(error),
             ).where(where),
@@ -36,8 +44,19 @@ def stop_trials(session: Session, where: ColumnElement[bool], *, at: datetime, e
     session.execute(
         update(Trial)
         .where(where)
-        .values(status=TrialStatus.STOPPED, finished_at=at, error=error)
+        .values(status=status, finished_at=at, error=error)
         .execution_options(synchronize_session=False)
+    )
+
+
+def cancel_pending(session: Session, where: ColumnElement[bool], *, at: datetime, why: str) -> None:
+    """The PENDING trials among those ``where`` selects never start: CANCELLED, with ``why``."""
+    stop_trials(
+        session,
+        where & (Trial.status == TrialStatus.PENDING),
+        at=at,
+        error=why,
+        status=TrialStatus.CANCELLED,
     )
 
 
@@ -86,7 +105,7 @@ def list_metrics(session: Session, *, trial_id: int) -> list[Metric]:
 
 def get_trial(session: Session, trial_id: int) -> Trial:
     """The trial with this id; NotFoundError if there is none."""
-    trial = session.get(Trial, trial_id)
+    trial = get_by_id(session, Trial, trial_id)
     if trial is None:
         raise NotFoundError(f"trial {trial_id} not found")
     return trial
@@ -124,9 +143,9 @@ def list_trials(
     if status is not None:
         statement = statement.where(Trial.status == status)
     if cursor is not None:
-        value, last_id = decode_cursor(cursor, length=2)
-        if not (value is None or isinstance(value, int | float)) or not isinstance(last_id, int):
-            raise CursorError(f"cursor: not a cursor this API issued: {cursor!r}")
+        value, last_id = decode_cursor(
+            cursor, kinds=("int" if sort == "number" else "number_or_null", "id")
+        )
         statement = statement.where(
             after_nullable(column, Trial.id, value=value, last_id=last_id, descending=descending)
         )

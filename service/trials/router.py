@@ -6,20 +6,27 @@ from itertools import groupby
 
 from fastapi import APIRouter
 
-from service.deps import SessionDep
+from service.deps import SessionDep, SettingsDep
+from service.routing import NOT_FOUND, StrictRoute
 from service.trials.repository import get_trial, list_events, list_metrics
-from service.trials.schemas import MetricSeries, TrialEventRead, TrialMetrics, TrialRead
+from service.trials.schemas import (
+    MetricSeries,
+    TrialEventRead,
+    TrialMetrics,
+    TrialRead,
+    trial_read,
+)
 
-router = APIRouter(prefix="/trials", tags=["trials"])
+router = APIRouter(prefix="/trials", tags=["trials"], route_class=StrictRoute)
 
 
-@router.get("/{trial_id}")
-def read_trial(trial_id: int, session: SessionDep) -> TrialRead:
+@router.get("/{trial_id}", responses=NOT_FOUND)
+def read_trial(trial_id: int, session: SessionDep, settings: SettingsDep) -> TrialRead:
     """One trial."""
-    return TrialRead.model_validate(get_trial(session, trial_id))
+    return trial_read(get_trial(session, trial_id), checkpoint_dir=settings.checkpoint_dir)
 
 
-@router.get("/{trial_id}/events")
+@router.get("/{trial_id}/events", responses=NOT_FOUND)
 def read_events(trial_id: int, session: SessionDep) -> list[TrialEventRead]:
     """The trial's status history, oldest first: each start (where), end (why) and retry."""
     get_trial(session, trial_id)
@@ -28,7 +35,7 @@ def read_events(trial_id: int, session: SessionDep) -> list[TrialEventRead]:
     ]
 
 
-@router.get("/{trial_id}/metrics")
+@router.get("/{trial_id}/metrics", responses=NOT_FOUND)
 def read_metrics(trial_id: int, session: SessionDep) -> TrialMetrics:
     """Every metric the trial reported, one series per metric over its epochs."""
     get_trial(session, trial_id)

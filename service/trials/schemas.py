@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from service.trials.models import TrialStatus
+from service.trials.models import Trial, TrialStatus
 
 
 class ReadModel(BaseModel):
     """Base of every response: reads ORM objects, writes NaN and inf as "NaN" / "Infinity"."""
 
     model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
+
+
+CHECKPOINT_ROOT = "checkpoint_root"
+"""The validation context key of TrialRead's checkpoint folder (without it, no path shows)."""
 
 
 class TrialRead(ReadModel):
@@ -38,13 +44,39 @@ class TrialRead(ReadModel):
     epochs_run: int = 0
     """Epochs the trial recorded."""
     checkpoint_path: str | None
-    """The trial's latest checkpoint: ``workers.checkpoint.load_checkpoint`` reads it."""
+    """The trial's latest checkpoint, relative to the server's checkpoint folder
+    (OPTISWEEP_CHECKPOINT_DIR), where ``workers.checkpoint.load_checkpoint`` reads it; None
+    without one, or outside that folder (the API does not show the server's file system)."""
     checkpoint_epoch: int | None
     hyperparameter_history: list[dict[str, Any]] | None = None
     """PBT: [{"epoch", "source_trial_id", "hyperparameters"}] for each exploit, oldest first."""
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @field_validator("checkpoint_path")
+    @classmethod
+    def _relative_to_root(cls, path: str | None, info: ValidationInfo) -> str | None:
+        root = info.context.get(CHECKPOINT_ROOT) if info.context else None
+        if path is None or root is None:
+            return None
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            return None
+
+
+@cache
+def _checkpoint_root(checkpoint_dir: str) -> Path | None:
+    """Settings.checkpoint_dir as the controller resolves it; None when checkpoints are off."""
+    return Path(checkpoint_dir).expanduser().resolve() if checkpoint_dir else None
+
+
+def trial_read(trial: Trial, *, checkpoint_dir: str) -> TrialRead:
+    """A Trial row as the API shows it, its checkpoint relative to ``checkpoint_dir``."""
+    return TrialRead.model_validate(
+        trial, context={CHECKPOINT_ROOT: _checkpoint_root(checkpoint_dir)}
+    )
 
 
 class TrialEventRead(ReadModel):

@@ -138,11 +138,11 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def live_api(database_url: str, ray_local: None) -> Iterator[LiveAPI]:
-    """The app under a real uvicorn server in this process, sharing the session's Ray."""
+@contextmanager
+def running_server(settings: Settings, *, run_controller: bool = True) -> Iterator[str]:
+    """The app under a real uvicorn server in this process; its base URL."""
     port = free_port()
-    app = create_app(Settings(database_url=database_url))
+    app = create_app(settings, run_controller=run_controller)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -151,10 +151,20 @@ def live_api(database_url: str, ray_local: None) -> Iterator[LiveAPI]:
         assert thread.is_alive(), "uvicorn stopped while starting"
         assert time.monotonic() < deadline, "uvicorn did not start within 60 s"
         time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def live_api(database_url: str, ray_local: None) -> Iterator[LiveAPI]:
+    """The app under a real uvicorn server in this process, sharing the session's Ray."""
     engine = make_engine(database_url)
-    url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=f"{url}/api/v1", timeout=30) as client:
+    with (
+        running_server(Settings(database_url=database_url)) as url,
+        httpx.Client(base_url=f"{url}/api/v1", timeout=30) as client,
+    ):
         yield LiveAPI(url=url, client=client, sessions=make_sessionmaker(engine))
-    server.should_exit = True
-    thread.join(30)
     engine.dispose()

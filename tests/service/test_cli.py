@@ -56,3 +56,29 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert f"port {port}: cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["submit", "run"])
+@pytest.mark.parametrize(
+    ("spec_text", "message"),
+    [
+        (
+            "name: x\nworkload: &w {name: rosenbrock, epochs: 2}\nagain: *w\n",
+            "YAML aliases (*name) are not supported (line 3, column 8)",
+        ),
+        ("name: x\nspace: {lr: {low: .nan}}\n", "space.lr.low: must be a finite number, got NaN"),
+    ],
+    ids=["alias", "nan"],
+)
+def test_a_spec_file_with_aliases_or_nan_is_one_line_and_exit_2(
+    tmp_path: Path, command: str, spec_text: str, message: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text)
+    url = ["--url", "http://127.0.0.1:9"] if command == "submit" else []  # read before connecting
+    result = _run(command, str(spec), *url)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr

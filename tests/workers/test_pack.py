@@ -55,6 +55,12 @@ MIXED: list[dict[str, Any]] = [
 ]
 
 
+SMALL: dict[str, dict[str, Any]] = {
+    "char-lm": {"train_sequences": 64, "val_sequences": 16, "d_model": 32, "context": 32},
+}
+"""Smaller settings for workloads whose defaults take long in float64 on a CPU."""
+
+
 def test_the_mixed_pack_covers_every_family() -> None:
     assert {member["optimizer"] for member in MIXED} == set(OPTIMIZERS)
 
@@ -187,7 +193,7 @@ def test_memory_estimate_counts_optimizer_state_and_activations() -> None:
 @pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
 def test_every_built_in_workload_packs_and_matches_alone(name: str) -> None:
-    config = {"name": name, "epochs": 2}
+    config = {"name": name, "epochs": 2, **SMALL.get(name, {})}
     # an lr at which plain SGD converges on every workload: the curves compared are all finite
     members = [{**MIXED[0], "hparams": {"lr": 1e-3}}, MIXED[5]]
     curves, results = _packed(config, members)

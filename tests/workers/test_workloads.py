@@ -25,6 +25,8 @@ from workers.workloads.digits import TRAIN_SIZE, VAL_SIZE
 CPU = torch.device("cpu")
 
 EXTRA_METRICS = {
+    "char-lm": {"val_bits_per_byte", "val_accuracy"},
+    "cnn-bn-digits": {"val_accuracy"},
     "cnn-digits": {"val_accuracy"},
     "logreg-digits": {"val_accuracy"},
     "mlp-digits": {"val_accuracy"},
@@ -202,3 +204,40 @@ def test_plugin_that_is_not_a_workload_is_rejected(
     install_plugin("broken", "tests.workers.plugin_workload:NOT_A_WORKLOAD")
     with pytest.raises(TypeError, match=r"'broken'.*must resolve to a Workload instance"):
         get_workload("broken")
+
+
+def test_char_lm_learns_next_bytes_of_held_out_python_source() -> None:
+    workload, config = parse_workload_config(
+        {"name": "char-lm", "epochs": 3, "train_sequences": 256, "val_sequences": 32}
+    )
+    built = workload.build(config, seed=0, device=CPU)
+    (inputs, targets), (val_inputs, _) = built.train, built.val
+    assert inputs.shape == targets.shape == (256, 64)
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])  # targets are the next bytes
+    assert b"def " in bytes(inputs.flatten().tolist())  # it is Python source
+    train_text = {bytes(row.tolist()) for row in inputs}
+    assert not any(bytes(row.tolist()) in train_text for row in val_inputs)  # held out
+    spec = TrialSpec(
+        workload={"name": "char-lm", "epochs": 3, "train_sequences": 256, "val_sequences": 32},
+        optimizer="adam",
+        hparams={"lr": 3e-3},
+        seed=0,
+        device="cpu",
+    )
+    curve: list[dict[str, float]] = []
+    train_trial(spec, report=lambda epoch, metrics: curve.append(metrics))
+    assert curve[-1]["val_bits_per_byte"] < curve[0]["val_bits_per_byte"] < 8.0
+    assert curve[-1]["val_bits_per_byte"] == pytest.approx(curve[-1]["val_loss"] / math.log(2))
+
+
+def test_char_lm_heads_must_divide_its_width() -> None:
+    with pytest.raises(WorkloadConfigError, match="multiple of heads"):
+        parse_workload_config({"name": "char-lm", "d_model": 30, "heads": 4})
+
+
+def test_cnn_bn_digits_keeps_running_statistics() -> None:
+    workload, config = parse_workload_config({"name": "cnn-bn-digits", "channels": 4})
+    built = workload.build(config, seed=0, device=CPU)
+    buffers = dict(built.model.named_buffers())
+    assert buffers["1.running_mean"].shape == (4,)
+    assert buffers["4.running_var"].shape == (8,)

@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
-from optimizers.schemas import field_path
+from optimizers.schemas import field_path, short_repr
 
 
 class WorkloadConfig(BaseModel):
@@ -77,11 +77,11 @@ def config_error(
         first_field = first_field or field or None
         if error["type"] == "extra_forbidden":
             valid = ", ".join(model.model_fields)
-            messages.append(f"unknown field {field!r} (valid: {valid})")
+            messages.append(f"unknown field {short_repr(field)} (valid: {valid})")
             continue
         message = str(error["msg"]).removeprefix("Value error, ")
         got: Any = error.get("input")
-        messages.append(f"{field}: {message}, got {got!r}" if field else message)
+        messages.append(f"{field}: {message}, got {short_repr(got)}" if field else message)
     return WorkloadConfigError(
         f"{workload}: " + "; ".join(messages), workload=workload, field=first_field
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from optimizers.schemas import short_repr
 from workers.workloads.base import Workload, WorkloadConfig, WorkloadConfigError, config_error
 from workers.workloads.char_lm import CharLM
 from workers.workloads.cnn_bn_digits import CNNBNDigits
@@ -62,7 +63,7 @@ def get_workload(name: str) -> Workload[Any]:
     workload = _load_plugin(name)
     if workload is None:
         valid = ", ".join(workload_names())
-        raise ValueError(f"unknown workload {name!r} (valid: {valid})")
+        raise ValueError(f"unknown workload {short_repr(name)} (valid: {valid})")
     return workload
 
 
@@ -81,7 +82,9 @@ def parse_workload_config(data: Mapping[str, Any]) -> tuple[Workload[Any], Workl
     name = data.get("name")
     if not isinstance(name, str):
         raise WorkloadConfigError(
-            f"workload: name must be a workload name, got {name!r}", workload=None, field="name"
+            f"workload: name must be a workload name, got {short_repr(name)}",
+            workload=None,
+            field="name",
         )
     workload = get_workload(name)
     try:
