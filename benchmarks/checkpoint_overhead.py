@@ -22,7 +22,8 @@ import torch
 
 from benchmarks.sweep_throughput import reference_spec, trial_specs
 from workers.checkpoint import Checkpoint, save_checkpoint
-from workers.pack import MemberSpec, PackSpec, train_pack
+from workers.pack import train_pack
+from workers.specs import MemberSpec, PackSpec
 
 
 def pack_spec(trials: int) -> PackSpec:

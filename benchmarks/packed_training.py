@@ -24,8 +24,9 @@ import torch
 
 from optimizers import OPTIMIZERS
 from workers.memory import member_memory_bytes
-from workers.pack import MemberSpec, PackSpec, train_pack
-from workers.train import TrialSpec, train_trial
+from workers.pack import train_pack
+from workers.specs import MemberSpec, PackSpec, TrialSpec
+from workers.train import train_trial
 
 BASE_LR = {
     "sgd": 0.1,

@@ -46,8 +46,8 @@ def run_optisweep(
     import ray
     from sqlalchemy import select
 
-    from service.controller.controller import Controller
     from service.controller.expand import expand, sweep_size
+    from service.controller.loop import Controller
     from service.db.migrate import upgrade_engine
     from service.db.session import make_engine, make_sessionmaker
     from service.sweeps.repository import create_sweep
@@ -99,7 +99,8 @@ def run_ray_tune(*, trials: int, seed: int) -> list[list[float]]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from workers.train import TrialSpec, train_trial
+    from workers.specs import TrialSpec
+    from workers.train import train_trial
 
     workload = reference_spec(trials)["workload"]
 
@@ -152,7 +153,8 @@ def run_optuna(*, trials: int, seed: int) -> list[list[float]]:
     """Optuna: TPE with its SuccessiveHalvingPruner, trials one after another in process."""
     import optuna
 
-    from workers.train import TrialSpec, train_trial
+    from workers.specs import TrialSpec
+    from workers.train import train_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     workload = reference_spec(trials)["workload"]

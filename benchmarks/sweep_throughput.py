@@ -119,7 +119,8 @@ def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
     import ray
     from ray import tune
 
-    from workers.train import TrialSpec, train_trial
+    from workers.specs import TrialSpec
+    from workers.train import train_trial
 
     def trainable(config: dict[str, Any]) -> None:
         train_trial(
@@ -147,7 +148,8 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """An Optuna study on SQLite storage with every configuration enqueued, two threads."""
     import optuna
 
-    from workers.train import TrialSpec, train_trial
+    from workers.specs import TrialSpec
+    from workers.train import train_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
@@ -171,7 +173,8 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_loop(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """train_trial for each configuration, one after another, in this process."""
-    from workers.train import TrialSpec, train_trial
+    from workers.specs import TrialSpec
+    from workers.train import train_trial
 
     start = time.perf_counter()
     best = max(

@@ -334,8 +334,8 @@ def run(
     Joins OPTISWEEP_RAY_ADDRESS or RAY_ADDRESS when set, else starts a local Ray. Results go to
     the same database the server and dashboard read.
     """
-    from service.controller.controller import Controller
     from service.controller.expand import expand, sweep_size
+    from service.controller.loop import Controller
     from service.controller.ray_runtime import init_ray
     from service.db.session import make_sessionmaker
     from service.errors import SpecError

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.controller.controller import Controller
+from service.controller.loop import Controller
 
 
 def get_session(request: Request) -> Iterator[Session]:

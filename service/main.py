@@ -19,7 +19,7 @@ from starlette.routing import compile_path
 
 from service import health
 from service.config import Settings
-from service.controller.controller import Controller
+from service.controller.loop import Controller
 from service.controller.ray_runtime import init_ray
 from service.dashboard.pages import api as specs_router
 from service.dashboard.pages import router as pages_router

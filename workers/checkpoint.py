@@ -1,16 +1,18 @@
 """Trial checkpoints: one file per trial, the same whether it trained alone or in a pack.
 
 A checkpoint holds a trial's model (parameters and buffers), its torch.optim state dict, how
-many epochs it has run and that epoch's metrics. A pack writes one per member (through the
-PopulationOptimizer's member export), so a retried pack resumes every member where it stopped
-and any member can be continued alone with ``train_trial(spec, resume=path)``.
+many epochs it has run, that epoch's metrics and every earlier epoch's (so an attempt that
+resumes from it can report again epochs the controller may have missed: a server killed with
+reports still in its inbox loses them, the checkpoint does not). A pack writes one per member
+(through the PopulationOptimizer's member export), so a retried pack resumes every member where
+it stopped and any member can be continued alone with ``train_trial(spec, resume=path)``.
 Files are written to a temporary name and renamed, so a reader never sees half a checkpoint.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,8 @@ from torch import Tensor, nn
 
 from optimizers import MemberConfig, MemberExport
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 added ``history``; version 1 files still load (their history is their last epoch)."""
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Checkpoint:
     """A state dict for ``create_optimizer(config.optimizer, model.parameters(), **hparams)``."""
     step: int
     """Optimizer steps taken."""
+    history: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Every epoch's metrics up to ``epoch`` (epoch -> metrics), as far as this trial knows."""
 
     def member_export(self, model: nn.Module) -> MemberExport:
         """This checkpoint as a PopulationOptimizer member export for ``model``'s parameters."""
@@ -64,6 +69,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "model": {name: value.detach().cpu() for name, value in checkpoint.model.items()},
         "optimizer_state": _to_cpu(checkpoint.optimizer_state),
         "step": checkpoint.step,
+        "history": {int(epoch): dict(metrics) for epoch, metrics in checkpoint.history.items()},
     }
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, temporary)
@@ -73,10 +79,10 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
 def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``, its tensors moved to ``device``."""
     payload = torch.load(Path(path), map_location=device, weights_only=True)
-    if payload.get("version") != FORMAT_VERSION:
+    if payload.get("version") not in (1, FORMAT_VERSION):
         raise ValueError(
             f"checkpoint {str(path)!r}: format version {payload.get('version')!r}, "
-            f"expected {FORMAT_VERSION}"
+            f"expected at most {FORMAT_VERSION}"
         )
     return Checkpoint(
         epoch=int(payload["epoch"]),
@@ -85,6 +91,12 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
         model=payload["model"],
         optimizer_state=payload["optimizer_state"],
         step=int(payload["step"]),
+        history={
+            int(epoch): {name: float(value) for name, value in metrics.items()}
+            for epoch, metrics in payload.get(
+                "history", {payload["epoch"]: payload["metrics"]}
+            ).items()
+        },
     )
 
 

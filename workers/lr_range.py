@@ -14,44 +14,19 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.func import functional_call, vmap
 
-from optimizers import OPTIMIZERS, MemberConfig
+from optimizers import MemberConfig
 from workers.pack import stack_members
+from workers.specs import RangeTestSpec
 from workers.train import epoch_generator, resolve_device
 from workers.workloads import parse_workload_config
 
 SMOOTHING = 0.98
 DIVERGED_FACTOR = 4.0
-
-
-class RangeTestSpec(BaseModel):
-    """Which workload and families to test, over which lr range, for how many steps."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workload: dict[str, Any]
-    optimizers: list[str] = Field(min_length=1)
-    min_lr: float = Field(default=1e-7, gt=0)
-    max_lr: float = Field(default=10.0, gt=0)
-    steps: int = Field(default=200, ge=10, le=100_000)
-    decades: float = Field(default=2.0, gt=0)
-    seed: int = Field(default=0, ge=0, lt=2**63)
-    device: str = "auto"
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RangeTestSpec:
-        if self.min_lr >= self.max_lr:
-            raise ValueError(f"min_lr must be < max_lr, got {self.min_lr} and {self.max_lr}")
-        for name in self.optimizers:
-            if name not in OPTIMIZERS:
-                raise ValueError(f"optimizers: unknown optimizer {name!r}")
-        return self
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from optimizers import (
-    ConstantSchedule,
     MemberConfig,
     MemberExport,
     PopulationOptimizer,
-    Schedule,
 )
-from optimizers.schemas import PositiveFloat
 from workers.checkpoint import Checkpoint
 from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
 from workers.pbt import Exploit, PbtConfig, plan_exploits
+from workers.specs import PackSpec
 from workers.train import (
     EVAL_CHUNK,
     TrialResult,
@@ -50,50 +47,6 @@ from workers.workloads import Built, parse_workload_config
 
 COMPACT_FRACTION = 0.25
 """Compact the pack once at least this fraction of its members is frozen."""
-
-
-class MemberSpec(BaseModel):
-    """One trial of a pack: its optimizer, hyperparameters, seed, schedule and clipping."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    optimizer: str
-    hparams: dict[str, Any] = Field(default_factory=dict)
-    seed: int = Field(ge=0, lt=2**63)
-    schedule: Schedule = ConstantSchedule()
-    clip_norm: PositiveFloat | None = None
-
-    def member_config(self) -> MemberConfig:
-        """The PopulationOptimizer's view of this member (validates the hyperparameters)."""
-        return MemberConfig.model_validate(self.model_dump(exclude={"seed"}))
-
-
-class PackSpec(BaseModel):
-    """K trials of one workload config, trained together."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workload: dict[str, Any]
-    members: list[MemberSpec] = Field(min_length=1)
-    data_seed: int = Field(ge=0, lt=2**63)
-    device: str = "auto"
-    pbt: PbtConfig | None = None
-    """Population-based training among the members (``workers.pbt``), or None."""
-
-    @field_validator("workload")
-    @classmethod
-    def _validate_workload(cls, value: dict[str, Any]) -> dict[str, Any]:
-        workload, config = parse_workload_config(value)
-        if not workload.packable:
-            raise ValueError(f"workload {workload.name!r} cannot be packed")
-        return config.model_dump()
-
-    @field_validator("members")
-    @classmethod
-    def _validate_members(cls, members: list[MemberSpec]) -> list[MemberSpec]:
-        for member in members:
-            member.member_config()
-        return members
 
 
 PackReport = Callable[[int, dict[int, dict[str, float]]], set[int] | None]
@@ -231,6 +184,8 @@ class _PackRun:
     checkpoint_every: int
     exploited: Callable[[int, list[Exploit]], None] | None
     results: dict[int, TrialResult]
+    histories: dict[int, dict[int, dict[str, float]]]
+    """Each member's metrics of every epoch so far (they travel in its checkpoints)."""
 
 
 def train_pack(
@@ -259,6 +214,8 @@ def train_pack(
     free; the CPU is not planned for) trains in consecutive parts that fit, each as a pack.
     """
     workload, config = parse_workload_config(spec.workload)
+    if not workload.packable:
+        raise ValueError(f"workload {workload.name!r} cannot be packed")
     device = resolve_device(spec.device)
     run = _PackRun(
         spec=spec,
@@ -273,6 +230,7 @@ def train_pack(
         checkpoint_every=checkpoint_every,
         exploited=exploited,
         results={},
+        histories={k: dict(saved.history) for k, saved in (resume or {}).items()},
     )
     for k in stop or set():
         start, metrics = _resume_point(run, k)
@@ -369,6 +327,8 @@ def _pack_epoch(
     _sync(stack, models)
     training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
     epoch_metrics = _evaluate(stack, base, builds, training)
+    for _, k in training:
+        run.histories.setdefault(k, {})[epoch] = epoch_metrics[k]
     finite_of = {k: finite[row] for row, k in training}
     if pbt is not None and epoch < config.epochs:
         stack = _exploit(
@@ -396,6 +356,7 @@ def _pack_epoch(
                     model={n: v.detach().clone() for n, v in models[k].state_dict().items()},
                     optimizer_state=export.optimizer_state,
                     step=epoch * steps,
+                    history=dict(run.histories[k]),
                 ),
             )
     to_stop = (run.report(epoch, epoch_metrics) if run.report is not None else None) or set()

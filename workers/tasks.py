@@ -1,48 +1,38 @@
-"""Ray entry points: train one trial on a worker and report each epoch back to the controller.
+"""Ray entry points: what the controller runs on workers, and how they report back.
 
 Workers hold no database connection. They send every epoch's metrics to the controller's
 inbox actor (a Ray actor handle passed in by the controller) and learn from its answer whether
-to stop; the controller writes what the inbox collected in batches.
+to stop; the controller writes what the inbox collected in batches. This module is what the
+server imports of the workers: the training code (and any workload's code) is imported inside
+the tasks, on the workers.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import ray
-import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from workers.lr_range import RangeTestSpec, lr_range_test
-from workers.pack import PackSpec, train_pack
-from workers.pbt import Exploit
-from workers.train import TrialSpec, resolve_device, train_trial
+from workers.specs import (
+    CheckpointPlan,
+    PackProbe,
+    PackSpec,
+    RangeTestSpec,
+    TaskResult,
+    TrialSpec,
+)
 
-
-class CheckpointPlan(BaseModel):
-    """Where a task keeps a trial's checkpoint and how often it writes it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    """The trial's checkpoint file: resumed from when it exists, then overwritten."""
-    every: int = Field(default=1, ge=1)
-
-    def resume(self, device: str) -> Checkpoint | None:
-        """The checkpoint to continue from, if an earlier attempt left one."""
-        if not Path(self.path).is_file():
-            return None
-        return load_checkpoint(self.path, device=resolve_device(device))
+if TYPE_CHECKING:
+    from workers.checkpoint import Checkpoint
+    from workers.pbt import Exploit
 
 
 class _RemoteMethod(Protocol):
     def remote(self, *args: Any) -> Any: ...
 
 
-class Inbox(Protocol):
+class InboxHandle(Protocol):
     """What a worker needs of the controller's inbox actor."""
 
     started: _RemoteMethod
@@ -60,27 +50,41 @@ class Inbox(Protocol):
     """``exploited(epoch, [(trial_id, attempt, source trial id, hyperparameters)])``: PBT."""
 
 
+def _device() -> str:
+    """CUDA when Ray gave this task a GPU (it then sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    return "cuda" if ray.get_gpu_ids() else "cpu"
+
+
+def _resume(plan: CheckpointPlan | None, device: str) -> Checkpoint | None:
+    """The checkpoint an earlier attempt left at the plan's path, if any."""
+    from pathlib import Path
+
+    from workers.checkpoint import load_checkpoint
+    from workers.train import resolve_device
+
+    if plan is None or not Path(plan.path).is_file():
+        return None
+    return load_checkpoint(plan.path, device=resolve_device(device))
+
+
 def run_trial(
-    trial: dict[str, Any],
+    spec: TrialSpec,
     *,
     trial_id: int,
     attempt: int,
-    inbox: Inbox,
-    checkpoint: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train one trial (a TrialSpec as a dict) here; return its status, epochs and last metrics.
+    inbox: InboxHandle,
+    checkpoint: CheckpointPlan | None = None,
+) -> TaskResult:
+    """Train one trial here; its result. With a ``checkpoint`` plan the trial continues from
+    the checkpoint an earlier attempt left and writes its own."""
+    from workers.checkpoint import save_checkpoint
+    from workers.train import train_trial
 
-    The device is CUDA when Ray gave this task a GPU (Ray then sets CUDA_VISIBLE_DEVICES to
-    it), else the CPU. With a ``checkpoint`` plan (a CheckpointPlan as a dict) the trial
-    continues from the checkpoint an earlier attempt left and writes its own.
-    """
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
-    spec = TrialSpec.model_validate({**trial, "device": device})
-    plan = CheckpointPlan.model_validate(checkpoint) if checkpoint is not None else None
-    resume = plan.resume(device) if plan is not None else None
-    resumed = resume.epoch if resume is not None else 0
+    device = _device()
+    spec = spec.model_copy(update={"device": device})
+    resume = _resume(checkpoint, device)
     node_id = ray.get_runtime_context().get_node_id()
-    ray.get(inbox.started.remote(trial_id, attempt, node_id, device, resumed))
+    ray.get(inbox.started.remote(trial_id, attempt, node_id, device, resume.epoch if resume else 0))
     stop_requested = False
     written: dict[int, str] = {}
     """Epoch -> the checkpoint written for it, told to the controller with that epoch."""
@@ -90,131 +94,145 @@ def run_trial(
         path = written.get(epoch)
         stop_requested = bool(ray.get(inbox.report.remote(trial_id, attempt, epoch, metrics, path)))
 
-    save = None
-    if plan is not None:
-        path = plan.path
+    def save(ckpt: Checkpoint) -> None:
+        assert checkpoint is not None
+        save_checkpoint(checkpoint.path, ckpt)
+        written[ckpt.epoch] = checkpoint.path
 
-        def save(ckpt: Checkpoint) -> None:
-            save_checkpoint(path, ckpt)
-            written[ckpt.epoch] = path
-
-        if resume is not None:  # the checkpoint may be ahead of what the controller recorded
-            written[resume.epoch] = path
-            report(resume.epoch, resume.metrics)
+    if checkpoint is not None and resume is not None:
+        # The controller may lack epochs up to the checkpoint's (a server killed with reports
+        # still in its inbox): report them all again; writing one twice changes nothing.
+        written[resume.epoch] = checkpoint.path
+        for epoch, metrics in sorted(resume.history.items()):
+            report(epoch, metrics)
     result = train_trial(
         spec,
         report=report,
         should_stop=lambda: stop_requested,
         resume=resume,
-        checkpoint=save,
-        checkpoint_every=plan.every if plan is not None else 1,
+        checkpoint=save if checkpoint is not None else None,
+        checkpoint_every=checkpoint.every if checkpoint is not None else 1,
     )
-    return {
-        "status": result.status,
-        "epochs_run": result.epochs_run,
-        "metrics": result.metrics,
-        "device": result.device,
-        "node_id": node_id,
-    }
+    return TaskResult(node_id, [result])
+
+
+@dataclass
+class _PackChannel:
+    """A pack's line to the controller: its members' reports, PBT exploits and checkpoints,
+    with members numbered as in the pack and trials as the controller knows them."""
+
+    trials: list[tuple[int, int]]
+    """(trial id, attempt) of each member."""
+    inbox: InboxHandle
+    checkpoints: list[CheckpointPlan] | None
+    written: dict[tuple[int, int], str] = field(default_factory=dict)
+    """(member, epoch) -> the checkpoint written for it, told to the controller with it."""
+
+    def report(self, epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
+        """Report these members' epoch; the members the controller wants stopped."""
+        reports = [
+            (*self.trials[k], values, self.written.get((k, epoch))) for k, values in metrics.items()
+        ]
+        stop = set(ray.get(self.inbox.report_pack.remote(epoch, reports)))
+        return {k for k in metrics if self.trials[k][0] in stop}
+
+    def exploited(self, epoch: int, exploits: list[Exploit]) -> None:
+        """PBT: tell which members took which member's state and settings."""
+        items = [
+            (
+                *self.trials[e.target],
+                self.trials[e.source][0],
+                e.config.validated().model_dump(mode="json"),
+            )
+            for e in exploits
+        ]
+        self.inbox.exploited.remote(epoch, items)  # ordered with this worker's later reports
+
+    def save(self, k: int, ckpt: Checkpoint) -> None:
+        """Write member ``k``'s checkpoint where its plan says."""
+        from workers.checkpoint import save_checkpoint
+
+        assert self.checkpoints is not None
+        save_checkpoint(self.checkpoints[k].path, ckpt)
+        self.written[(k, ckpt.epoch)] = self.checkpoints[k].path
 
 
 def run_pack(
-    pack: dict[str, Any],
+    spec: PackSpec,
     *,
     trials: list[tuple[int, int]],
     pack_id: str,
-    inbox: Inbox,
-    checkpoints: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """Train a pack (a PackSpec as a dict) whose members are these (trial id, attempt)s.
+    inbox: InboxHandle,
+    checkpoints: list[CheckpointPlan] | None = None,
+) -> TaskResult:
+    """Train a pack whose members are these (trial id, attempt)s; one result per member.
 
     Reports every member's metrics each epoch in one call and stops the members the inbox
-    names; returns one result per member, in order. With ``checkpoints`` (one CheckpointPlan
-    per member, as dicts) each member continues from the checkpoint an earlier attempt left
-    and the pack writes every member's checkpoint.
+    names. With ``checkpoints`` (one plan per member) each member continues from the
+    checkpoint an earlier attempt left and the pack writes every member's checkpoint.
     """
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
-    spec = PackSpec.model_validate({**pack, "device": device})
-    plans = [CheckpointPlan.model_validate(c) for c in checkpoints] if checkpoints else None
-    resume: dict[int, Checkpoint] = {}
-    for k, plan in enumerate(plans or []):
-        saved = plan.resume(device)
-        if saved is not None:
-            resume[k] = saved
+    from workers.pack import train_pack
+
+    device = _device()
+    spec = spec.model_copy(update={"device": device})
+    plans = checkpoints or []
+    resume = {k: saved for k, plan in enumerate(plans) if (saved := _resume(plan, device))}
     node_id = ray.get_runtime_context().get_node_id()
     started = [
         (trial_id, attempt, resume[k].epoch if k in resume else 0)
         for k, (trial_id, attempt) in enumerate(trials)
     ]
     stop_ids = set(ray.get(inbox.started_pack.remote(started, node_id, device, pack_id)))
-    trial_ids = [trial_id for trial_id, _ in trials]
-    written: dict[tuple[int, int], str] = {}
-    """(member, epoch) -> the checkpoint written for it, told to the controller with it."""
-
-    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
-        reports = [
-            (trials[k][0], trials[k][1], values, written.get((k, epoch)))
-            for k, values in metrics.items()
-        ]
-        stop = set(ray.get(inbox.report_pack.remote(epoch, reports)))
-        return {k for k in metrics if trial_ids[k] in stop}
-
-    def exploited(epoch: int, exploits: list[Exploit]) -> None:
-        items = [
-            (
-                trials[e.target][0],
-                trials[e.target][1],
-                trial_ids[e.source],
-                e.config.validated().model_dump(mode="json"),
-            )
-            for e in exploits
-        ]
-        inbox.exploited.remote(epoch, items)  # ordered with this worker's later reports
-
-    def save(k: int, ckpt: Checkpoint) -> None:
-        if plans is not None:
-            save_checkpoint(plans[k].path, ckpt)
-            written[(k, ckpt.epoch)] = plans[k].path
-
-    # A checkpoint may be ahead of what the controller recorded: report its epoch again.
+    channel = _PackChannel(trials, inbox, checkpoints)
+    # The controller may lack epochs up to a checkpoint's (a server killed with reports still
+    # in its inbox): report them all again; writing one twice changes nothing.
     for k, saved in resume.items():
-        if plans is not None:
-            written[(k, saved.epoch)] = plans[k].path
-        report(saved.epoch, {k: saved.metrics})
+        channel.written[(k, saved.epoch)] = plans[k].path
+        for epoch, metrics in sorted(saved.history.items()):
+            channel.report(epoch, {k: metrics})
     results = train_pack(
         spec,
-        report=report,
-        stop={k for k, trial_id in enumerate(trial_ids) if trial_id in stop_ids},
+        report=channel.report,
+        stop={k for k, (trial_id, _) in enumerate(trials) if trial_id in stop_ids},
         resume=resume,
-        checkpoint=save if plans is not None else None,
+        checkpoint=channel.save if checkpoints else None,
         checkpoint_every=plans[0].every if plans else 1,
-        exploited=exploited,
+        exploited=channel.exploited,
     )
-    return [
-        {
-            "status": result.status,
-            "epochs_run": result.epochs_run,
-            "metrics": result.metrics,
-            "device": result.device,
-            "node_id": node_id,
-        }
-        for result in results
-    ]
+    return TaskResult(node_id, results)
 
 
-def run_range_test(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The learning-rate range test (a RangeTestSpec as a dict) on this task's device."""
-    device = "cuda" if ray.get_gpu_ids() else "cpu"
-    results = lr_range_test(RangeTestSpec.model_validate({**spec, "device": device}))
+def run_range_test(spec: RangeTestSpec) -> dict[str, dict[str, Any]]:
+    """The learning-rate range test on this task's device: per family, its bounds and curve."""
+    import dataclasses
+
+    from workers.lr_range import lr_range_test
+
+    results = lr_range_test(spec.model_copy(update={"device": _device()}))
     return {name: dataclasses.asdict(result) for name, result in results.items()}
+
+
+def probe_pack(workload: dict[str, Any], optimizers: list[str]) -> PackProbe:
+    """Whether the workload packs and one member's memory, measured here (it builds the
+    workload, so the server asks a worker rather than running the workload's code itself)."""
+    from workers.memory import member_memory_bytes
+    from workers.workloads import parse_workload_config
+
+    workload_, _ = parse_workload_config(workload)
+    if not workload_.packable:
+        return PackProbe(packable=False, member_bytes=0)
+    return PackProbe(packable=True, member_bytes=member_memory_bytes(workload, optimizers))
 
 
 def warm_up() -> str:
     """Import the training stack in a fresh worker, so the first trials skip that cost."""
+    import torch
+
+    import workers.pack  # noqa: F401 (the import is the point)
     from workers.workloads.digits import digits_split
 
     digits_split(torch.device("cpu"))
     # The first torch.optim optimizer a process builds imports torch._dynamo (about 2 s here);
     # packs build them to export members (compaction, checkpoints).
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    return ray.get_runtime_context().get_node_id()
+    return str(ray.get_runtime_context().get_node_id())

@@ -5,103 +5,29 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 
 from optimizers import (
-    ConstantSchedule,
     MemberConfig,
-    Schedule,
     create_optimizer,
     lr_multiplier,
-    validate_hparams,
 )
-from optimizers.schemas import PositiveFloat
 from workers.checkpoint import Checkpoint
-from workers.workloads import Built, WorkloadConfig, parse_workload_config
-
-TrialStatus = Literal["completed", "diverged", "stopped"]
+from workers.specs import TrialResult, TrialSpec, parse_device
+from workers.workloads import Built, parse_workload_config
 
 EVAL_CHUNK = 4_096
 """Rows per forward pass when evaluating, so large datasets need not fit in one pass."""
-
-
-class TrialSpec(BaseModel):
-    """One trial: a workload config, an optimizer family with its hyperparameters, a seed."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workload: dict[str, Any]
-    """The workload's config (``name``, ``epochs``, ``batch_size``, ...), stored with defaults."""
-    optimizer: str
-    hparams: dict[str, Any] = Field(default_factory=dict)
-    seed: int = Field(ge=0, lt=2**63)
-    """Seeds the model's initialisation."""
-    data_seed: int | None = Field(default=None, ge=0, lt=2**63)
-    """Seeds the epochs' shuffles; trials of one sweep share it, so they see the same batches
-    in the same order (common random numbers). None: the trial's own ``seed``."""
-    schedule: Schedule = ConstantSchedule()
-    """A per-epoch lr multiplier."""
-    clip_norm: PositiveFloat | None = None
-    """Clip the gradients' global L2 norm to this (None: no clipping)."""
-    device: str = "auto"
-
-    @field_validator("workload")
-    @classmethod
-    def _validate_workload(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _, config = parse_workload_config(value)
-        return config.model_dump()
-
-    @field_validator("device")
-    @classmethod
-    def _validate_device(cls, value: str) -> str:
-        if value != "auto":
-            _parse_device(value)
-        return value
-
-    @model_validator(mode="after")
-    def _validate_hparams(self) -> TrialSpec:
-        validate_hparams(self.optimizer, self.hparams)
-        return self
-
-    def workload_config(self) -> WorkloadConfig:
-        """The workload config validated into the workload's own config model."""
-        return parse_workload_config(self.workload)[1]
-
-    def member_config(self) -> MemberConfig:
-        """The optimizer side of this trial: family, hyperparameters, schedule, clipping."""
-        fields = {"optimizer", "hparams", "schedule", "clip_norm"}
-        return MemberConfig.model_validate(self.model_dump(include=fields))
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """How a trial ended, after how many epochs, with the last epoch's metrics."""
-
-    status: TrialStatus
-    epochs_run: int
-    """The last epoch that finished, counted from 1."""
-    metrics: dict[str, float] = field(default_factory=dict)
-    device: str = "cpu"
-
-
-def _parse_device(name: str) -> torch.device:
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"device: not a torch device: {name!r}") from exc
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch device for ``name``: "auto" is cuda when available, else cpu."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = _parse_device(name)
+    device = parse_device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device: {name!r} requested but CUDA is not available")
@@ -208,12 +134,13 @@ def train_trial(
     optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hparams)
     start = 0
     metrics: dict[str, float] = {}
+    history: dict[int, dict[str, float]] = {}
     if resume is not None:
         check_resumable(resume, spec.member_config())
         built.model.load_state_dict(resume.model)
         # torch.optim aliases the tensors it loads: copy, so the checkpoint stays as it was.
         optimizer.load_state_dict(copy.deepcopy(resume.optimizer_state))
-        start, metrics = resume.epoch, dict(resume.metrics)
+        start, metrics, history = resume.epoch, dict(resume.metrics), dict(resume.history)
     # last_epoch=start-1: the scheduler's first step brings it to epoch ``start``.
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda t: lr_multiplier(spec.schedule, t), last_epoch=start - 1
@@ -233,7 +160,7 @@ def train_trial(
             clip_norm=spec.clip_norm,
         )
         scheduler.step()
-        metrics = evaluate(built)
+        metrics = history[epoch] = evaluate(built)
         epochs_run = epoch
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
             checkpoint(
@@ -244,6 +171,7 @@ def train_trial(
                     model={k: v.detach().clone() for k, v in built.model.state_dict().items()},
                     optimizer_state=copy.deepcopy(optimizer.state_dict()),
                     step=epoch * steps_per_epoch(built, config.batch_size),
+                    history=dict(history),
                 )
             )
         if report is not None:

@@ -10,6 +10,7 @@ from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
 from service.sweeps.schemas import ADAPTIVE, FloatRange, SweepCreate
+from service.trials.models import TrialStatus
 from workers.workloads import (
     WorkloadConfigError,
     get_workload,
@@ -139,3 +140,20 @@ def trial_seed(sweep_seed: int, number: int) -> int:
     """A trial's initialisation seed, in [0, 2**31) so every SQL integer column holds it."""
     state = np.random.SeedSequence([sweep_seed, number]).generate_state(1, dtype=np.uint32)
     return int(state[0] >> 1)
+
+
+def trial_rows(
+    sweep_id: int, spec: SweepCreate, suggestions: list[Suggestion], *, first: int = 0
+) -> list[dict[str, Any]]:
+    """New PENDING trials (column values) for ``suggestions``, numbered from ``first``."""
+    return [
+        {
+            "sweep_id": sweep_id,
+            "number": number,
+            "optimizer": suggestion.optimizer,
+            "hyperparameters": suggestion.hyperparameters,
+            "seed": trial_seed(spec.search.seed, number),
+            "status": TrialStatus.PENDING,
+        }
+        for number, suggestion in enumerate(suggestions, start=first)
+    ]

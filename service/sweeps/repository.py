@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.base import get_by_id, utcnow
@@ -13,7 +14,7 @@ from service.errors import ConflictError, NotFoundError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus
-from service.trials.repository import cancel_pending
+from service.trials.repository import cancel_pending, status_counts, stop_trials
 
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 """Statuses of a sweep that is not finished."""
@@ -58,18 +59,7 @@ def list_sweeps(
 
 def trial_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialStatus, int]]:
     """How many trials of each sweep are in each status (statuses with none are absent)."""
-    ids = list(sweep_ids)
-    counts: dict[int, dict[TrialStatus, int]] = {sweep_id: {} for sweep_id in ids}
-    if not ids:
-        return counts
-    statement = (
-        select(Trial.sweep_id, Trial.status, func.count())
-        .where(Trial.sweep_id.in_(ids))
-        .group_by(Trial.sweep_id, Trial.status)
-    )
-    for sweep_id, status, count in session.execute(statement):
-        counts[sweep_id][status] = count
-    return counts
+    return status_counts(session, sweep_ids)
 
 
 def cancel_sweep(session: Session, sweep_id: int) -> Sweep:
@@ -101,6 +91,69 @@ def finish_sweep(
         update(Sweep)
         .where(Sweep.id == sweep.id, Sweep.status.in_(ACTIVE))
         .values(status=status, finished_at=at, updated_at=at, claimed_by=None, error=error)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _claimable(controller_id: str, *, now: datetime, lease: timedelta) -> ColumnElement[bool]:
+    """Sweeps this controller may claim: unclaimed, its own, or their claim's lease ran out."""
+    return or_(
+        Sweep.claimed_by.is_(None),
+        Sweep.claimed_by == controller_id,
+        Sweep.heartbeat_at < now - lease,
+    )
+
+
+def claim_sweeps(
+    session: Session,
+    *,
+    controller_id: str,
+    now: datetime,
+    lease: timedelta,
+    only: int | None = None,
+) -> list[Sweep]:
+    """Claim every unfinished sweep this controller may (renewing its heartbeat), ``only``
+    that one if given; the unfinished sweeps it owns now."""
+    conditions = [Sweep.status.in_(ACTIVE), _claimable(controller_id, now=now, lease=lease)]
+    if only is not None:
+        conditions.append(Sweep.id == only)
+    session.execute(
+        update(Sweep)
+        .where(*conditions)
+        .values(claimed_by=controller_id, heartbeat_at=now)
+        .values(updated_at=Sweep.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    return list(
+        session.scalars(
+            select(Sweep).where(Sweep.claimed_by == controller_id, Sweep.status.in_(ACTIVE))
+        )
+    )
+
+
+def stop_abandoned(
+    session: Session, *, controller_id: str, now: datetime, lease: timedelta
+) -> None:
+    """Trials left open in sweeps that finished (were cancelled) while no controller ran them:
+    those that never started CANCELLED, those that had started STOPPED."""
+    finished = select(Sweep.id).where(
+        Sweep.status.not_in(ACTIVE), _claimable(controller_id, now=now, lease=lease)
+    )
+    cancel_pending(session, Trial.sweep_id.in_(finished), at=now, why="sweep cancelled")
+    running = Trial.sweep_id.in_(finished) & (Trial.status == TrialStatus.RUNNING)
+    stop_trials(session, running, at=now, error="sweep cancelled")
+
+
+def start_sweep(session: Session, sweep_id: int, *, num_trials: int | None = None) -> bool:
+    """PENDING -> RUNNING (with its trial count, when expanded now); False if it was cancelled."""
+    values: dict[str, Any] = {"status": SweepStatus.RUNNING}
+    if num_trials is not None:
+        values["num_trials"] = num_trials
+    result = session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.status == SweepStatus.PENDING)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

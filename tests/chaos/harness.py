@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -226,7 +225,8 @@ def unwritable_checkpoints(run: Run) -> None:
     """The fault: the checkpoint folder becomes a file mid-sweep (root ignores permissions,
     so a mode change would not stop it); trials then fail, and the sweep must say so."""
     run.wait_mid_sweep()
-    shutil.rmtree(run.checkpoints)
+    # Moved aside in one rename (workers may be writing into it), then a file in its place.
+    run.checkpoints.rename(run.folder / f"checkpoints-moved-{time.monotonic_ns()}")
     run.checkpoints.write_text("not a folder")
     run.faults += 1
     run.must_complete = False

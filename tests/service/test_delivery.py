@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.controller.controller import scrub_paths
+from service.controller.faults import scrub_paths
 from service.controller.inbox import EpochReport, Inbox, Started
 
 

@@ -15,7 +15,7 @@ from optimizers import validate_hparams
 from service.controller.expand import expand, sweep_size
 from service.controller.searchers import GridError, grid_size, make_searcher
 from service.sweeps.schemas import SweepCreate
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_until
 
 EXAMPLE: dict[str, Any] = {
     "name": "digits-optimizers",
@@ -133,9 +133,9 @@ def test_bad_specs_name_the_field(changes: dict[str, Any], field: str, text: str
     assert text in rendered
 
 
-def test_pack_size_spreads_trials_over_slots_within_the_memory_cap(tmp_path: Path) -> None:
-    from service.controller.controller import Controller
-    from service.db.session import make_engine, make_sessionmaker
+@pytest.mark.usefixtures("ray_local")
+def test_pack_size_spreads_trials_over_slots_within_what_a_worker_measured() -> None:
+    from service.controller.packing import PackingPolicy
     from workers.memory import member_memory_bytes
 
     spec = SweepCreate.model_validate(
@@ -146,18 +146,26 @@ def test_pack_size_spreads_trials_over_slots_within_the_memory_cap(tmp_path: Pat
             "search": {"algorithm": "grid"},
         }
     )
-    member_mb = member_memory_bytes(spec.workload.config(), ["adam", "sgd"]) / 2**20
-    sessions = make_sessionmaker(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
-    roomy = Controller(sessions, max_trials=100, pack_memory_mb=1000 * member_mb)
-    assert roomy._pack_size(spec, 64, total_cpus=2, total_gpus=0) == 32
-    assert roomy._pack_size(spec, 7, total_cpus=2, total_gpus=0) == 4
-    assert roomy._pack_size(spec, 500, total_cpus=2, total_gpus=0) == 64  # max_pack_size
-    tight = Controller(sessions, max_trials=100, pack_memory_mb=3.5 * member_mb)
-    assert tight._pack_size(spec, 64, total_cpus=2, total_gpus=0) == 3
+    member_bytes = member_memory_bytes(spec.workload.config(), ["adam", "sgd"])
+    member_mb = member_bytes / 2**20
+    roomy = PackingPolicy(pack_memory_mb=1000 * member_mb)
+    first = wait_until(
+        lambda: roomy.pack_size(spec, 64, total_cpus=2, total_gpus=0),
+        timeout=60,
+        what="a worker to measure a pack member",
+    )
+    assert first == 32
+    (probe,) = roomy.probes.values()  # measured by a Ray worker, not in this process
+    assert (probe.packable, probe.member_bytes) == (True, member_bytes)
+    assert roomy.pack_size(spec, 7, total_cpus=2, total_gpus=0) == 4
+    assert roomy.pack_size(spec, 500, total_cpus=2, total_gpus=0) == 64  # max_pack_size
+    tight = PackingPolicy(pack_memory_mb=3.5 * member_mb)
+    tight.probes = roomy.probes
+    assert tight.pack_size(spec, 64, total_cpus=2, total_gpus=0) == 3
     unpacked = spec.model_copy(
         update={"resources": spec.resources.model_copy(update={"pack": False})}
     )
-    assert roomy._pack_size(unpacked, 64, total_cpus=2, total_gpus=0) == 1
+    assert roomy.pack_size(unpacked, 64, total_cpus=2, total_gpus=0) == 1
 
 
 @pytest.mark.parametrize(

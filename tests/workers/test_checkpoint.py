@@ -10,8 +10,9 @@ import pytest
 
 from tests.workers.test_pack import DATA_SEED, MIXED, _max_relative_difference
 from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from workers.pack import MemberSpec, PackSpec, train_pack
-from workers.train import TrialSpec, train_trial
+from workers.pack import train_pack
+from workers.specs import MemberSpec, PackSpec, TrialSpec
+from workers.train import train_trial
 
 EPOCHS = 5
 WORKLOAD = {"name": "rosenbrock", "epochs": EPOCHS, "steps_per_epoch": 15}
@@ -142,5 +143,36 @@ def test_a_checkpoint_of_an_unknown_format_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "old.pt"
     torch.save({"version": 0}, path)
-    with pytest.raises(ValueError, match="format version 0, expected 1"):
+    with pytest.raises(ValueError, match="format version 0, expected at most 2"):
         load_checkpoint(path)
+
+
+def test_checkpoints_carry_every_epoch_so_far_alone_packed_and_resumed(tmp_path: Path) -> None:
+    # A resumed attempt reports these again: the controller may have lost them (a server killed
+    # with reports still in its inbox), so they must be in the checkpoint, not only the last.
+    curves, saved = _run_pack(_pack_spec(MEMBERS[:2]))
+    for k in (0, 1):
+        for epoch, ckpt in saved[k].items():
+            assert ckpt.history == {e: curves[k][e] for e in range(1, epoch + 1)}
+    curve, alone = _run_alone(_trial_spec(MEMBERS[0]))
+    assert alone[EPOCHS].history == curve
+    resumed_curve, resumed = _run_alone(_trial_spec(MEMBERS[0]), resume=alone[2])
+    assert set(resumed_curve) == set(range(3, EPOCHS + 1))
+    assert list(resumed[EPOCHS].history) == list(range(1, EPOCHS + 1))
+    path = tmp_path / "trial.pt"
+    save_checkpoint(path, resumed[EPOCHS])
+    assert load_checkpoint(path).history == resumed[EPOCHS].history
+
+
+def test_a_version_1_checkpoint_loads_with_its_last_epoch_as_history(tmp_path: Path) -> None:
+    import torch
+
+    _, alone = _run_alone(_trial_spec(MEMBERS[0]))
+    path = tmp_path / "v2.pt"
+    save_checkpoint(path, alone[3])
+    payload = torch.load(path, weights_only=True)
+    del payload["history"]
+    payload["version"] = 1
+    torch.save(payload, path)
+    loaded = load_checkpoint(path)
+    assert loaded.history == {3: alone[3].metrics}

@@ -9,8 +9,9 @@ import pytest
 
 from optimizers import OPTIMIZERS
 from workers.memory import DEVICE_MEMORY_FRACTION, member_memory_bytes, split_for_memory
-from workers.pack import MemberSpec, PackSpec, train_pack
-from workers.train import TrialResult, TrialSpec, train_trial
+from workers.pack import train_pack
+from workers.specs import MemberSpec, PackSpec, TrialResult, TrialSpec
+from workers.train import train_trial
 from workers.workloads import WORKLOADS
 
 DATA_SEED = 11
@@ -170,12 +171,13 @@ def test_a_workload_that_cannot_be_packed_is_refused(
     install_plugin: Any,
 ) -> None:
     install_plugin("tiny-regression", "tests.workers.plugin_workload:TINY_REGRESSION")
+    spec = PackSpec(
+        workload={"name": "tiny-regression", "epochs": 1},
+        members=[MemberSpec(optimizer="sgd", hparams={"lr": 0.1}, seed=0)],
+        data_seed=0,
+    )
     with pytest.raises(ValueError, match="'tiny-regression' cannot be packed"):
-        PackSpec(
-            workload={"name": "tiny-regression", "epochs": 1},
-            members=[MemberSpec(optimizer="sgd", hparams={"lr": 0.1}, seed=0)],
-            data_seed=0,
-        )
+        train_pack(spec)
 
 
 def test_memory_estimate_counts_optimizer_state_and_activations() -> None:

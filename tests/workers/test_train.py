@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from workers.train import TrialSpec, epoch_generator, resolve_device, train_trial
+from workers.specs import TrialSpec
+from workers.train import epoch_generator, resolve_device, train_trial
 
 
 def _run(spec: TrialSpec) -> list[tuple[int, dict[str, float]]]:
@@ -73,9 +74,14 @@ def test_should_stop_ends_the_trial_before_the_next_epoch() -> None:
     assert reports == [1, 2, 3]
 
 
-def test_spec_fills_workload_defaults_and_validates_hyperparameters() -> None:
+def test_spec_validates_hyperparameters_and_its_workload_config_fills_defaults() -> None:
     spec = TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=0)
-    assert spec.workload == {"name": "mlp-digits", "epochs": 10, "batch_size": 64}
+    # the workload's config is validated (defaults filled in) where its code runs: the worker
+    assert spec.workload_config().model_dump() == {
+        "name": "mlp-digits",
+        "epochs": 10,
+        "batch_size": 64,
+    }
     assert spec.device == "auto"
     with pytest.raises(ValueError, match="momentum"):
         TrialSpec(

@@ -9,7 +9,8 @@ from importlib.metadata import entry_points
 import pytest
 import torch
 
-from workers.train import TrialSpec, train_trial
+from workers.specs import TrialSpec
+from workers.train import train_trial
 from workers.workloads import (
     ENTRY_POINT_GROUP,
     WORKLOADS,
@@ -137,8 +138,11 @@ def test_quadratic_problem_is_independent_of_the_trial_seed() -> None:
 def test_unknown_workload_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown workload 'nope' \(valid: .*mlp-digits"):
         get_workload("nope")
+    spec = TrialSpec(workload={"name": "nope"}, optimizer="adam", seed=0)
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
-        TrialSpec(workload={"name": "nope"}, optimizer="adam", seed=0)
+        spec.workload_config()  # on the worker, where workloads' code is loaded
+    with pytest.raises(ValueError, match="unknown workload 'nope'"):
+        train_trial(spec)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +167,7 @@ def test_bad_config_raises_value_error_naming_the_field(
     assert raised.value.field == field
     assert isinstance(raised.value, ValueError)
     with pytest.raises(ValueError, match=field):
-        TrialSpec(workload=data, optimizer="adam", seed=0)
+        TrialSpec(workload=data, optimizer="adam", seed=0).workload_config()
 
 
 def test_config_without_a_name_is_rejected() -> None:

@@ -1,0 +1,250 @@
+"""The dispatcher: pending trials to Ray tasks, within the cluster's CPUs and GPUs.
+
+Each tick it asks adaptive sweeps' searchers for trials up to their concurrency, then hands
+pending trials to Ray as packs (or one per task), as the workers' own typed specs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import ray
+
+from service.controller.expand import trial_seed
+from service.controller.faults import Faults
+from service.controller.packing import PackingPolicy
+from service.controller.ray_runtime import cluster_capacity
+from service.controller.state import OPEN, ControllerState, InFlight
+from service.sweeps.schemas import PbtSpec, SweepCreate
+from service.trials.models import Trial, TrialStatus
+from service.trials.repository import insert_trials, metric_curves, pending_trials, status_counts
+from workers.pbt import PbtConfig
+from workers.specs import CheckpointPlan, MemberSpec, PackSpec, TrialSpec
+from workers.tasks import run_pack, run_trial
+
+ADAPTIVE_CONCURRENCY_PER_SLOT = 4
+"""Trials in flight per cluster slot for adaptive search when ``search.concurrency`` is unset:
+enough to pack a few per task, few enough that the searcher learns as results arrive."""
+PENDING_PER_TICK = 256
+"""The most pending trials one tick reads (the cluster takes only so many at once)."""
+
+
+class Dispatcher:
+    """Submits pending trials as Ray tasks while the cluster has room."""
+
+    def __init__(
+        self,
+        state: ControllerState,
+        faults: Faults,
+        packing: PackingPolicy,
+        *,
+        capacity_seconds: float,
+    ) -> None:
+        self.state = state
+        self.faults = faults
+        self.packing = packing
+        self.capacity_seconds = capacity_seconds
+        """How long the cluster's capacity is taken as known (nodes may join or leave)."""
+        self._capacity = (0.0, 0.0)
+        self._last_capacity = -math.inf
+        # Ray's type stubs only describe positional signatures; these take keywords.
+        self._run_trial: Any = ray.remote(max_retries=0)(run_trial)  # type: ignore[arg-type]
+        self._run_pack: Any = ray.remote(max_retries=0)(run_pack)  # type: ignore[arg-type]
+
+    def _room(self) -> tuple[float, float, float, float]:
+        """(total CPUs, total GPUs, CPUs used, GPUs used) by the tasks in flight."""
+        now = time.monotonic()
+        if now - self._last_capacity >= self.capacity_seconds:
+            self._last_capacity = now
+            self._capacity = cluster_capacity()
+        used_cpus = sum(f.cpus for f in self.state.in_flight.values())
+        used_gpus = sum(f.gpus for f in self.state.in_flight.values())
+        return (*self._capacity, used_cpus, used_gpus)
+
+    def dispatch(self) -> None:
+        """Ask searchers for trials, then submit pending trials while they fit."""
+        active = [s for s in self.state.active if s not in self.faults.failing]
+        if not active:
+            return
+        total_cpus, total_gpus, used_cpus, used_gpus = self._room()
+        least_cpus = min(self.state.specs[s].resources.cpus_per_trial for s in active)
+        least_gpus = min(self.state.specs[s].resources.gpus_per_trial for s in active)
+        if self.state.in_flight and (
+            used_cpus + least_cpus > total_cpus + 1e-9 or used_gpus + least_gpus > total_gpus + 1e-9
+        ):
+            return  # the cluster is full: no need to ask the database for pending trials
+        self._top_up(max(1, math.floor(total_cpus / least_cpus)))
+        with self.state.sessions() as session:
+            pending = pending_trials(
+                session, sweep_ids=active, in_flight=self.state.by_trial, limit=PENDING_PER_TICK
+            )
+        by_sweep: dict[int, list[Trial]] = defaultdict(list)
+        for trial in pending:
+            by_sweep[trial.sweep_id].append(trial)
+        in_flight: dict[int, int] = defaultdict(int)
+        for flight in self.state.in_flight.values():
+            in_flight[flight.sweep_id] += len(flight.trials)
+        for sweep_id, trials in by_sweep.items():
+            spec = self.state.specs[sweep_id]
+            if spec.search.concurrency is not None:
+                trials = trials[: max(0, spec.search.concurrency - in_flight[sweep_id])]
+            cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
+            with self.faults.isolated(sweep_id, "submitting its trials"):
+                size = self.packing.pack_size(
+                    spec, len(trials), total_cpus=total_cpus, total_gpus=total_gpus
+                )
+                while trials and size is not None:
+                    fits = (
+                        used_cpus + cpus <= total_cpus + 1e-9
+                        and used_gpus + gpus <= total_gpus + 1e-9
+                    )
+                    if self.state.in_flight and not fits:
+                        return
+                    batch, trials = trials[:size], trials[size:]
+                    self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
+                    used_cpus += cpus
+                    used_gpus += gpus
+
+    def _top_up(self, slots: int) -> None:
+        """Ask adaptive sweeps' searchers for trials until each has its concurrency in flight."""
+        sweeps = [s for s in self.state.active if s in self.state.searchers]
+        if not sweeps:
+            return
+        with self.state.sessions.begin() as session:
+            counts = {
+                sweep_id: {
+                    True: sum(n for status, n in by_status.items() if status in OPEN),
+                    False: sum(n for status, n in by_status.items() if status not in OPEN),
+                }
+                for sweep_id, by_status in status_counts(session, sweeps).items()
+            }
+            rows = []
+            for sweep_id in sweeps:
+                with self.faults.isolated(sweep_id, "asking its searcher"):
+                    rows.extend(self._asked_rows(sweep_id, counts[sweep_id], slots))
+            insert_trials(session, rows)
+
+    def _asked_rows(
+        self, sweep_id: int, counts: dict[bool, int], slots: int
+    ) -> list[dict[str, Any]]:
+        """New trials the sweep's searcher suggests, until its concurrency is in flight (rows
+        for ``insert_trials``; ``counts``: trials open (True) and ended (False))."""
+        spec = self.state.specs[sweep_id]
+        assert spec.search.num_trials is not None  # required for adaptive search
+        repeats = spec.search.repeats
+        created = (counts[True] + counts[False]) // repeats
+        concurrency = spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * slots
+        room = concurrency - counts[True]
+        # Configurations to ask for; one at least when nothing runs, whatever repeats is.
+        wanted = min(room // repeats or int(counts[True] == 0), spec.search.num_trials - created)
+        asked = [self.state.searchers[sweep_id].ask() for _ in range(max(0, wanted))]
+        return [
+            {
+                "sweep_id": sweep_id,
+                "number": number,
+                "optimizer": suggestion.optimizer,
+                "hyperparameters": suggestion.hyperparameters,
+                "search_params": params,
+                "seed": trial_seed(spec.search.seed, number),
+                "status": TrialStatus.PENDING,
+            }
+            for index, (suggestion, params) in enumerate(asked, start=created)
+            for number in range(index * repeats, (index + 1) * repeats)
+        ]
+
+    def _submit(
+        self,
+        spec: SweepCreate,
+        sweep_id: int,
+        trials: list[Trial],
+        *,
+        cpus: float,
+        gpus: float,
+        pack: bool,
+    ) -> None:
+        """One Ray task for these trials: a pack, or a single trial."""
+        attempts = tuple((trial.id, trial.attempt + 1) for trial in trials)
+        if spec.search.pruner is not None:
+            self._track(spec, sweep_id, trials)
+        plans = self._checkpoint_plans(spec, sweep_id, trials)
+        pack_id = uuid.uuid4().hex[:16] if pack else None
+        if pack_id is not None:
+            ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus).remote(
+                pack_spec(spec, trials),
+                trials=list(attempts),
+                pack_id=pack_id,
+                inbox=self.state.inbox,
+                checkpoints=plans,
+            )
+        else:
+            (trial,) = trials
+            ref = self._run_trial.options(num_cpus=cpus, num_gpus=gpus).remote(
+                trial_spec(spec, trial),
+                trial_id=trial.id,
+                attempt=attempts[0][1],
+                inbox=self.state.inbox,
+                checkpoint=plans[0] if plans else None,
+            )
+        self.state.in_flight[ref] = InFlight(sweep_id, attempts, cpus, gpus, pack_id)
+        for trial_id, attempt in attempts:
+            self.state.by_trial[trial_id] = attempt
+
+    def _track(self, spec: SweepCreate, sweep_id: int, trials: list[Trial]) -> None:
+        """Register trials with the sweep's scheduler before they train (retries with their
+        curves so far), waiting for the inbox so no report can arrive first."""
+        again = [trial.id for trial in trials if trial.attempt > 0]
+        curves: dict[int, dict[int, float]] = {}
+        if again:
+            with self.state.sessions() as session:
+                curves = metric_curves(session, trial_ids=again, name=spec.objective.metric)
+        ray.get(
+            self.state.inbox.track.remote(
+                sweep_id, [(trial.id, curves.get(trial.id, {})) for trial in trials]
+            )
+        )
+
+    def _checkpoint_plans(
+        self, spec: SweepCreate, sweep_id: int, trials: list[Trial]
+    ) -> list[CheckpointPlan] | None:
+        """Each trial's checkpoint file and interval, or None without checkpoints."""
+        root = self.state.checkpoint_roots.get(sweep_id)
+        every = spec.resources.checkpoint_every
+        if root is None or every == 0:
+            return None
+        return [CheckpointPlan(path=str(root / f"trial-{t.id}.pt"), every=every) for t in trials]
+
+
+def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
+    """What a worker trains for one trial of this sweep."""
+    return TrialSpec(
+        workload=spec.workload.config(),
+        optimizer=trial.optimizer,
+        hparams=trial.hyperparameters,
+        seed=trial.seed,
+        data_seed=spec.search.seed,
+    )
+
+
+def pack_spec(spec: SweepCreate, trials: list[Trial]) -> PackSpec:
+    """What a worker trains for these trials of this sweep, as one pack."""
+    scheduler = spec.search.scheduler
+    pbt = None
+    if isinstance(scheduler, PbtSpec):
+        pbt = PbtConfig(
+            **scheduler.model_dump(exclude={"name"}),
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+        )
+    return PackSpec(
+        workload=spec.workload.config(),
+        members=[
+            MemberSpec(optimizer=t.optimizer, hparams=t.hyperparameters, seed=t.seed)
+            for t in trials
+        ],
+        data_seed=spec.search.seed,
+        pbt=pbt,
+    )

@@ -1,0 +1,205 @@
+"""The controller: a thin loop that owns nothing but time. Each tick it claims sweeps, records
+what workers reported, collects range tests, dispatches trials and finishes sweeps, through
+collaborators with one job each (``claims``, ``recorder``, ``range_tests``, ``dispatcher``,
+``finishing``, ``faults``) sharing one ``ControllerState``.
+
+Everything the controller knows lives in SQL, so a restarted controller picks up where the last
+one stopped; a tick that fails (the database unreachable, say) is retried with a backoff, and
+the sweeps' state in memory is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import ray
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.controller.claims import Claims
+from service.controller.dispatcher import Dispatcher
+from service.controller.faults import Faults, describe
+from service.controller.finishing import Finisher
+from service.controller.inbox import Inbox
+from service.controller.packing import PackingPolicy
+from service.controller.range_tests import RangeTests
+from service.controller.ray_runtime import cluster_capacity, largest_node
+from service.controller.recorder import Recorder
+from service.controller.state import SERVICE_CONTROLLER, ControllerState
+from service.errors import SpecError
+from service.sweeps.models import Sweep
+from service.sweeps.repository import ACTIVE
+from service.sweeps.schemas import ResourcesSpec
+from workers.tasks import warm_up
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_SECONDS = (0.5, 30.0)
+"""After a failed tick (the database unreachable, say) the next waits the first, doubling up
+to the second with every further failure."""
+
+
+class Controller:
+    """Runs sweeps on Ray: claim, record, dispatch, finish; one thread, one tick at a time."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        max_trials: int,
+        controller_id: str = SERVICE_CONTROLLER,
+        sweep_id: int | None = None,
+        poll_seconds: float = 0.2,
+        claim_seconds: float = 2.0,
+        lease_seconds: float = 30.0,
+        pack_memory_mb: float = 2048.0,
+        checkpoint_dir: str | Path | None = None,
+    ) -> None:
+        root = Path(checkpoint_dir).expanduser().resolve() if checkpoint_dir else None
+        self.state = ControllerState(sessions=sessions, max_trials=max_trials, checkpoint_dir=root)
+        self.faults = Faults(self.state)
+        self.range_tests = RangeTests(self.state, self.faults)
+        self.claims = Claims(
+            self.state,
+            self.faults,
+            self.range_tests,
+            controller_id=controller_id,
+            lease=timedelta(seconds=lease_seconds),
+            only_sweep=sweep_id,
+        )
+        self.recorder = Recorder(self.state, self.faults)
+        self.dispatcher = Dispatcher(
+            self.state,
+            self.faults,
+            PackingPolicy(pack_memory_mb=pack_memory_mb),
+            capacity_seconds=claim_seconds,
+        )
+        self.finisher = Finisher(self.state)
+        self._poll_seconds = poll_seconds
+        self._claim_seconds = claim_seconds
+        self._last_claim = -math.inf
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warming: list[Any] = []
+        self.failed_ticks = 0
+        """Ticks that failed in a row (0 while the loop runs well)."""
+        self.last_error: str | None = None
+        """Why the last tick failed, while ticks fail."""
+
+    @property
+    def controller_id(self) -> str:
+        """The name this controller claims sweeps under."""
+        return self.claims.controller_id
+
+    def _connect(self) -> None:
+        if self.state.inbox is None:
+            self.state.inbox = ray.remote(num_cpus=0)(Inbox).remote()
+
+    def start(self) -> None:
+        """Run the controller loop in a background thread (Ray must be initialised)."""
+        self._connect()
+        # Start one worker per CPU and import the training stack there now, so the first
+        # sweep does not wait for torch to load; Ray reuses these idle workers for trials.
+        cpus, _ = cluster_capacity()
+        warm = ray.remote(num_cpus=1, max_retries=0)(warm_up)
+        self._warming = [warm.remote() for _ in range(int(cpus))]
+        self._thread = threading.Thread(target=self._loop, name="optisweep-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop; trials in flight stay RUNNING in SQL and are recovered on restart."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @staticmethod
+    def check_feasible(resources: ResourcesSpec) -> None:
+        """SpecError unless some node of the cluster can hold one trial of these resources."""
+        cpus, gpus = largest_node()
+        for field, wanted, offered in (
+            ("cpus_per_trial", resources.cpus_per_trial, cpus),
+            ("gpus_per_trial", resources.gpus_per_trial, gpus),
+        ):
+            if wanted > offered:
+                raise SpecError(
+                    f"{wanted:g} requested per trial, but no node of the Ray cluster has more "
+                    f"than {offered:g}",
+                    field=f"resources.{field}",
+                )
+
+    def wake(self) -> None:
+        """Look for new or cancelled sweeps now instead of at the next claim interval."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self.tick_or_back_off()
+
+    def tick_or_back_off(self) -> bool:
+        """One tick; if it fails, note why, mark the sweeps' memory stale and wait a backoff
+        that doubles with each failure in a row. Whether the tick succeeded."""
+        try:
+            self.tick()
+        except Exception as exc:
+            self.failed_ticks += 1
+            self.last_error = describe(exc, self.state.checkpoint_dir)
+            self.state.stale |= self.state.active
+            first, most = BACKOFF_SECONDS
+            backoff = min(most, first * 2 ** (self.failed_ticks - 1))
+            logger.exception(
+                "controller tick failed (%d in a row); retrying in %.1f s",
+                self.failed_ticks,
+                backoff,
+            )
+            self._stopping.wait(backoff)
+            return False
+        if self.failed_ticks:
+            logger.info("controller recovered after %d failed ticks", self.failed_ticks)
+        self.failed_ticks, self.last_error = 0, None
+        return True
+
+    def run_sweep(self, sweep_id: int, *, on_tick: Callable[[], None] | None = None) -> None:
+        """Drive one sweep in this thread until it finishes (``optisweep run``)."""
+        self._connect()
+        while not self._stopping.is_set():
+            if not self.tick_or_back_off():
+                continue
+            if on_tick is not None:
+                on_tick()
+            if sweep_id not in self.state.active and not self.state.in_flight:
+                with self.state.sessions() as session:
+                    sweep = session.get(Sweep, sweep_id)
+                    if sweep is None or sweep.status not in ACTIVE:
+                        return
+
+    def tick(self) -> None:
+        """Claim sweeps, record what workers reported and which tasks ended, dispatch more."""
+        now = time.monotonic()
+        due = now - self._last_claim >= self._claim_seconds
+        if self._wake.is_set() or self.state.stale or due:
+            self._wake.clear()
+            self._last_claim = now
+            self.claims.claim()
+        self.recorder.record(self._wait())
+        self.range_tests.collect()
+        self.dispatcher.dispatch()
+        self.finisher.finish()
+        self.faults.fail_faulted()
+
+    def _wait(self) -> list[ray.ObjectRef[Any]]:
+        """Tasks that finished, after waiting up to the poll interval for the first one."""
+        refs = list(self.state.in_flight)
+        if not refs:
+            self._wake.wait(self._poll_seconds)
+            return []
+        ray.wait(refs, num_returns=1, timeout=self._poll_seconds)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return ready

@@ -1,0 +1,80 @@
+"""The packing policy: how many trials one task trains.
+
+Pending trials spread over the cluster's slots, capped by ``max_pack_size`` and, on CPUs, by
+what fits in ``pack_memory_mb``. Whether a workload packs and what one member costs are
+measured by a worker (a small probe task, once per workload config and set of families): the
+server never builds a workload itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from service.sweeps.schemas import PbtSpec, SweepCreate
+from workers.specs import PackProbe
+from workers.tasks import probe_pack
+
+logger = logging.getLogger(__name__)
+
+
+class PackingPolicy:
+    """Pack sizes per sweep, from the cluster's slots and what workers measured."""
+
+    def __init__(self, *, pack_memory_mb: float) -> None:
+        self.pack_memory_mb = pack_memory_mb
+        self.probes: dict[str, PackProbe] = {}
+        """What workers measured, by workload config and families."""
+        self._probing: dict[str, ray.ObjectRef[Any]] = {}
+
+    def _probe(self, spec: SweepCreate) -> PackProbe | None:
+        """What a worker measured for this sweep's workload; None while the probe runs."""
+        key = json.dumps([spec.workload.config(), sorted(spec.space.optimizers)], sort_keys=True)
+        if key in self.probes:
+            return self.probes[key]
+        if key not in self._probing:
+            remote = ray.remote(num_cpus=0, max_retries=1)(probe_pack)
+            self._probing[key] = remote.remote(spec.workload.config(), spec.space.optimizers)
+        ready, _ = ray.wait([self._probing[key]], timeout=0)
+        if not ready:
+            return None
+        try:
+            self.probes[key] = ray.get(self._probing.pop(key))
+        except RayError:
+            # The workload fails to build: its trials will say why, one task each.
+            logger.exception("could not measure a pack member of %s", spec.workload.name)
+            self.probes[key] = PackProbe(packable=False, member_bytes=0)
+        return self.probes[key]
+
+    def pack_size(
+        self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
+    ) -> int | None:
+        """How many trials one task trains, or None until a worker has measured the workload.
+
+        One per task when packing is off or the workload cannot be packed; otherwise pending
+        trials divided by the trials the cluster runs at once, capped by ``max_pack_size`` and,
+        on CPUs, by what fits in ``pack_memory_mb`` (on a GPU the worker splits a pack to fit
+        the device's free memory).
+        """
+        resources = spec.resources
+        if not resources.pack:
+            return 1
+        probe = self._probe(spec)
+        if probe is None:
+            return None
+        if not probe.packable:
+            return 1
+        slots = total_cpus / resources.cpus_per_trial
+        if resources.gpus_per_trial > 0:
+            slots = min(slots, total_gpus / resources.gpus_per_trial)
+        if isinstance(spec.search.scheduler, PbtSpec):
+            slots = 1  # PBT's population is a pack: keep the sweep's trials together
+        size = min(math.ceil(pending / max(1, math.floor(slots))), resources.max_pack_size)
+        if size <= 1 or resources.gpus_per_trial > 0 or not probe.member_bytes:
+            return max(1, size)
+        return min(size, max(1, int(self.pack_memory_mb * 2**20 // probe.member_bytes)))

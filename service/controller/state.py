@@ -1,0 +1,137 @@
+"""What the controller's collaborators share: each sweep's state in memory, the tasks in
+flight, and the words for how trials end. The bottom of the controller package: it imports
+none of its siblings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.controller.searchers import AdaptiveSearcher
+from service.controller.searchers.base import Outcome
+from service.sweeps.schemas import SweepCreate
+from service.trials.models import Trial, TrialStatus, note_status
+
+SERVICE_CONTROLLER = "service"
+"""The claim name of the controller inside the server."""
+
+RESULT_STATUS = {
+    "completed": TrialStatus.COMPLETED,
+    "diverged": TrialStatus.DIVERGED,
+    "stopped": TrialStatus.STOPPED,
+}
+"""A worker's result status -> the trial's status."""
+OPEN = (TrialStatus.PENDING, TrialStatus.RUNNING)
+OUTCOMES: dict[TrialStatus, Outcome] = {
+    TrialStatus.COMPLETED: "completed",
+    TrialStatus.STOPPED: "stopped",
+    TrialStatus.DIVERGED: "diverged",
+    TrialStatus.FAILED: "failed",
+}
+"""How an ended trial is told to searchers and schedulers (cancelled ones are not)."""
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A Ray task not yet collected: one trial attempt, or a pack of them."""
+
+    sweep_id: int
+    trials: tuple[tuple[int, int], ...]
+    """(trial id, attempt) of every trial the task trains."""
+    cpus: float
+    gpus: float
+    pack_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a trial ended, to tell its sweep's searcher and scheduler once it is committed."""
+
+    sweep_id: int
+    trial_id: int
+    outcome: Outcome
+    objective: float | None
+    configuration: tuple[int, Outcome, float | None] | None
+    """(index, outcome, mean objective) of its configuration, when all its repeats ended."""
+
+
+@dataclass
+class ControllerState:
+    """The sweeps one controller runs, as it holds them in memory between ticks; everything
+    here can be rebuilt from the database (a stale sweep is adopted again)."""
+
+    sessions: sessionmaker[Session]
+    max_trials: int
+    checkpoint_dir: Path | None
+    inbox: Any = None
+    """The inbox actor's handle, once connected."""
+    specs: dict[int, SweepCreate] = field(default_factory=dict)
+    """Specs of every sweep this controller took on (trials of cancelled ones still report)."""
+    active: set[int] = field(default_factory=set)
+    """The sweeps this controller runs now."""
+    stale: set[int] = field(default_factory=set)
+    """Sweeps whose state in memory may be ahead of the database (a tick failed after
+    changing it): adopted again, from what the database holds, at the next claim."""
+    searchers: dict[int, AdaptiveSearcher] = field(default_factory=dict)
+    """Adaptive sweeps' searchers, rebuilt from the stored trials when a sweep is adopted."""
+    in_flight: dict[ray.ObjectRef[Any], InFlight] = field(default_factory=dict)
+    by_trial: dict[int, int] = field(default_factory=dict)
+    """Trial id -> the attempt of it in flight."""
+    checkpoint_roots: dict[int, Path] = field(default_factory=dict)
+    """Sweep id -> the folder of its trials' checkpoints."""
+    range_tests: dict[ray.ObjectRef[Any], int] = field(default_factory=dict)
+    """Learning-rate range tests in flight, by sweep id (``lr: auto``)."""
+
+    def release(self, sweep_id: int) -> None:
+        """A sweep that is no longer ours to run (cancelled, failed): stop its trials in flight."""
+        self.active.discard(sweep_id)
+        self.searchers.pop(sweep_id, None)
+        trial_ids = [
+            trial_id
+            for flight in self.in_flight.values()
+            if flight.sweep_id == sweep_id
+            for trial_id, _ in flight.trials
+        ]
+        if trial_ids:
+            self.inbox.stop.remote(trial_ids)
+
+
+def configuration_result(trials: Iterable[Trial]) -> tuple[Outcome | None, float | None]:
+    """How a configuration trained over several seeds ended, and its mean objective.
+
+    None while a repeat is still open; diverged if any repeat diverged; failed if all failed;
+    otherwise completed (stopped if any was stopped early), the mean over finite objectives.
+    """
+    trials = list(trials)
+    if any(trial.status in OPEN for trial in trials):
+        return None, None
+    values = [
+        trial.objective
+        for trial in trials
+        if trial.objective is not None and math.isfinite(trial.objective)
+    ]
+    mean = sum(values) / len(values) if values else None
+    statuses = {trial.status for trial in trials}
+    if TrialStatus.DIVERGED in statuses:
+        return "diverged", mean
+    if statuses == {TrialStatus.FAILED}:
+        return "failed", None
+    return ("stopped" if TrialStatus.STOPPED in statuses else "completed"), mean
+
+
+def start_over(trials: list[Trial], why: str) -> None:
+    """Put trials back in the queue for a new attempt.
+
+    Their curves stay until the next attempt starts: it says which epoch it continues after
+    (its checkpoint's, or 0) and the controller forgets what was recorded after that.
+    """
+    for trial in trials:
+        trial.status = TrialStatus.PENDING
+        trial.started_at = None
+        note_status(trial, why)

@@ -1,0 +1,174 @@
+"""What a worker is asked to do: the typed specs the controller hands to Ray's tasks.
+
+Plain pydantic models, light to import (the optimizer module and nothing of the training code
+or of any workload): the server builds them, the worker trains from them. A spec's optimizer
+side is validated here, against the shared registry; its workload config is validated where
+the workload's code runs, on the worker (``TrialSpec.workload_config()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from optimizers import OPTIMIZERS, ConstantSchedule, MemberConfig, Schedule, validate_hparams
+from optimizers.schemas import PositiveFloat
+from workers.pbt import PbtConfig
+
+if TYPE_CHECKING:
+    from workers.workloads.base import WorkloadConfig
+
+
+def parse_device(name: str) -> torch.device:
+    """``name`` as a torch device; ValueError naming the field if it is not one."""
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device: not a torch device: {name!r}") from exc
+
+
+class TrialSpec(BaseModel):
+    """One trial: a workload config, an optimizer family with its hyperparameters, a seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: dict[str, Any]
+    """The workload's config (``name``, ``epochs``, ``batch_size``, ...)."""
+    optimizer: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(ge=0, lt=2**63)
+    """Seeds the model's initialisation."""
+    data_seed: int | None = Field(default=None, ge=0, lt=2**63)
+    """Seeds the epochs' shuffles; trials of one sweep share it, so they see the same batches
+    in the same order (common random numbers). None: the trial's own ``seed``."""
+    schedule: Schedule = ConstantSchedule()
+    """A per-epoch lr multiplier."""
+    clip_norm: PositiveFloat | None = None
+    """Clip the gradients' global L2 norm to this (None: no clipping)."""
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _validate_device(cls, value: str) -> str:
+        if value != "auto":
+            parse_device(value)
+        return value
+
+    @model_validator(mode="after")
+    def _validate_hparams(self) -> TrialSpec:
+        validate_hparams(self.optimizer, self.hparams)
+        return self
+
+    def workload_config(self) -> WorkloadConfig:
+        """The workload config validated into the workload's own config model (defaults
+        filled in); this loads the workload's code, so it runs on the worker."""
+        from workers.workloads import parse_workload_config
+
+        return parse_workload_config(self.workload)[1]
+
+    def member_config(self) -> MemberConfig:
+        """The optimizer side of this trial: family, hyperparameters, schedule, clipping."""
+        fields = {"optimizer", "hparams", "schedule", "clip_norm"}
+        return MemberConfig.model_validate(self.model_dump(include=fields))
+
+
+class MemberSpec(BaseModel):
+    """One trial of a pack: its optimizer, hyperparameters, seed, schedule and clipping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    optimizer: str
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(ge=0, lt=2**63)
+    schedule: Schedule = ConstantSchedule()
+    clip_norm: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _validate_hparams(self) -> MemberSpec:
+        self.member_config()
+        return self
+
+    def member_config(self) -> MemberConfig:
+        """The PopulationOptimizer's view of this member (validates the hyperparameters)."""
+        return MemberConfig.model_validate(self.model_dump(exclude={"seed"}))
+
+
+class PackSpec(BaseModel):
+    """K trials of one workload config, trained together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: dict[str, Any]
+    members: list[MemberSpec] = Field(min_length=1)
+    data_seed: int = Field(ge=0, lt=2**63)
+    device: str = "auto"
+    pbt: PbtConfig | None = None
+    """Population-based training among the members (``workers.pbt``), or None."""
+
+
+class CheckpointPlan(BaseModel):
+    """Where a task keeps a trial's checkpoint and how often it writes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    """The trial's checkpoint file: resumed from when it exists, then overwritten."""
+    every: int = Field(default=1, ge=1)
+
+
+class RangeTestSpec(BaseModel):
+    """Which workload and families to test, over which lr range, for how many steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workload: dict[str, Any]
+    optimizers: list[str] = Field(min_length=1)
+    min_lr: float = Field(default=1e-7, gt=0)
+    max_lr: float = Field(default=10.0, gt=0)
+    steps: int = Field(default=200, ge=10, le=100_000)
+    decades: float = Field(default=2.0, gt=0)
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeTestSpec:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be < max_lr, got {self.min_lr} and {self.max_lr}")
+        for name in self.optimizers:
+            if name not in OPTIMIZERS:
+                raise ValueError(f"optimizers: unknown optimizer {name!r}")
+        return self
+
+
+TrialEnd = Literal["completed", "diverged", "stopped"]
+"""How a trial's training ended on the worker (the service adds failed, cancelled, ...)."""
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """How a trial ended, after how many epochs, with the last epoch's metrics."""
+
+    status: TrialEnd
+    epochs_run: int
+    """The last epoch that finished, counted from 1."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a task returns: the node it ran on and each of its trials' results, in order."""
+
+    node_id: str
+    results: list[TrialResult]
+
+
+@dataclass(frozen=True)
+class PackProbe:
+    """Whether a workload packs and what one member costs in memory, measured on a worker."""
+
+    packable: bool
+    member_bytes: int
