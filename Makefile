@@ -32,6 +32,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd $(DASHBOARD) && npx --no-install eslint .
 
 typecheck: install
 	$(BIN)/mypy

@@ -24,7 +24,13 @@ from service.controller.state import OUTCOMES, ControllerState, configuration_re
 from service.db.base import utcnow
 from service.errors import SpecError
 from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.repository import claim_sweeps, finish_sweep, start_sweep, stop_abandoned
+from service.sweeps.repository import (
+    claim_sweeps,
+    finish_sweep,
+    start_sweep,
+    stop_abandoned,
+    stored_spec,
+)
 from service.sweeps.schemas import ADAPTIVE, SweepCreate
 from service.trials.models import Trial
 from service.trials.repository import (
@@ -94,7 +100,7 @@ class Claims:
 
     def _adopt(self, session: Session, sweep: Sweep) -> None:
         """Take a sweep on: recover trials a previous controller left running, expand if new."""
-        spec = SweepCreate.model_validate(sweep.spec)
+        spec = stored_spec(sweep)
         # lr: auto without a range test yet: run it, then expand (RangeTests.collect).
         ranging = spec.space.lr == "auto" and sweep.lr_range is None
         if spec.space.lr == "auto" and sweep.lr_range is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -35,6 +37,23 @@ def create_sweep(
     session.add(sweep)
     session.flush()
     return sweep
+
+
+_SPECS: LRUCache[tuple[int, datetime], SweepCreate] = LRUCache(maxsize=4096)
+_SPECS_LOCK = threading.Lock()
+
+
+def stored_spec(sweep: Sweep) -> SweepCreate:
+    """The sweep's spec as submitted, typed (validated once per sweep, then cached: a sweep's
+    spec never changes)."""
+    key = (sweep.id, sweep.created_at)
+    with _SPECS_LOCK:
+        spec = _SPECS.get(key)
+    if spec is None:
+        spec = SweepCreate.model_validate(sweep.spec)
+        with _SPECS_LOCK:
+            _SPECS[key] = spec
+    return spec
 
 
 def get_sweep(session: Session, sweep_id: int) -> Sweep:

@@ -16,7 +16,7 @@ from service.routing import CONFLICT, NOT_FOUND, TOO_LARGE, StrictRoute
 from service.sweeps import repository
 from service.sweeps.models import SweepStatus
 from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
-from service.sweeps.views import leaderboard_read, sweep_read
+from service.sweeps.views import best_of, leaderboard_read, sweep_read
 from service.trials.models import TrialStatus
 from service.trials.repository import TrialSort, list_trials
 from service.trials.schemas import Leaderboard, TrialPage, trial_read
@@ -62,8 +62,9 @@ def list_sweeps(
     sweeps = repository.list_sweeps(session, status=status, limit=limit + 1, before_id=before_id)
     page, more = sweeps[:limit], len(sweeps) > limit
     counts = repository.trial_counts(session, (sweep.id for sweep in page))
+    best = best_of(session, page)
     return SweepPage(
-        items=[sweep_read(sweep, counts[sweep.id]) for sweep in page],
+        items=[sweep_read(sweep, counts[sweep.id], best.get(sweep.id)) for sweep in page],
         next_cursor=encode_cursor(page[-1].id) if more else None,
     )
 
@@ -72,7 +73,8 @@ def list_sweeps(
 def get_sweep(sweep_id: int, session: SessionDep) -> SweepRead:
     """One sweep with its trial counts by status."""
     sweep = repository.get_sweep(session, sweep_id)
-    return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
+    counts = repository.trial_counts(session, [sweep_id])[sweep_id]
+    return sweep_read(sweep, counts, best_of(session, [sweep]).get(sweep_id))
 
 
 @router.post("/{sweep_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
@@ -109,7 +111,7 @@ def get_trials(
             loc=("query", "optimizer"),
         )
     if order is None:
-        maximize = sweep.spec["objective"]["mode"] == "max"
+        maximize = repository.stored_spec(sweep).objective.mode == "max"
         order = "desc" if sort != "number" and maximize else "asc"
     trials, next_cursor = list_trials(
         session,

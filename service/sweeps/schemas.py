@@ -331,6 +331,8 @@ class SweepRead(BaseModel):
     lr_range: dict[str, LrRange] | None = None
     """With ``lr: auto``: per family, the lr bounds the range test chose and its curve."""
     error: str | None
+    best_objective: float | None = None
+    """The leaderboard's top objective so far (by mean over repeats with repeats), or None."""
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

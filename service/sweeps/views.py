@@ -5,14 +5,37 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service.sweeps.models import Sweep
+from service.sweeps.repository import stored_spec
 from service.sweeps.schemas import SweepRead
 from service.trials.models import TrialStatus
-from service.trials.repository import leaderboard, leaderboard_by_mean
+from service.trials.repository import best_objectives, leaderboard, leaderboard_by_mean
 from service.trials.schemas import Leaderboard, LeaderboardEntry, trial_read
 
 
-def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
-    """A sweep with its trial counts, every status present."""
+def best_of(session: Session, sweeps: list[Sweep]) -> dict[int, float]:
+    """Each sweep's leaderboard top (its best objective; by mean over repeats with repeats)."""
+    best: dict[int, float] = {}
+    plain: dict[bool, list[int]] = {True: [], False: []}
+    for sweep in sweeps:
+        spec = stored_spec(sweep)
+        maximize = spec.objective.mode == "max"
+        if spec.search.repeats > 1:
+            ranked = leaderboard_by_mean(
+                session, sweep_id=sweep.id, maximize=maximize, repeats=spec.search.repeats
+            )
+            if ranked:
+                best[sweep.id] = ranked[0].mean
+        else:
+            plain[maximize].append(sweep.id)
+    for maximize, sweep_ids in plain.items():
+        best.update(best_objectives(session, sweep_ids=sweep_ids, maximize=maximize))
+    return best
+
+
+def sweep_read(
+    sweep: Sweep, counts: dict[TrialStatus, int], best_objective: float | None = None
+) -> SweepRead:
+    """A sweep with its trial counts, every status present, and its best objective so far."""
     return SweepRead(
         id=sweep.id,
         name=sweep.name,
@@ -22,6 +45,7 @@ def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
         spec=sweep.spec,
         lr_range=sweep.lr_range,
         error=sweep.error,
+        best_objective=best_objective,
         created_at=sweep.created_at,
         updated_at=sweep.updated_at,
         finished_at=sweep.finished_at,
@@ -31,9 +55,9 @@ def sweep_read(sweep: Sweep, counts: dict[TrialStatus, int]) -> SweepRead:
 def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> Leaderboard:
     """The best trial of each optimizer family of a sweep, best first (checkpoint paths
     relative to ``checkpoint_dir``)."""
-    objective = sweep.spec["objective"]
-    maximize = objective["mode"] == "max"
-    repeats = int(sweep.spec.get("search", {}).get("repeats", 1))
+    spec = stored_spec(sweep)
+    maximize = spec.objective.mode == "max"
+    repeats = spec.search.repeats
     if repeats > 1:  # configurations ranked by their mean over repeats
         entries = [
             LeaderboardEntry(
@@ -63,5 +87,5 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
             )
         ]
     return Leaderboard(
-        sweep_id=sweep.id, metric=objective["metric"], mode=objective["mode"], entries=entries
+        sweep_id=sweep.id, metric=spec.objective.metric, mode=spec.objective.mode, entries=entries
     )

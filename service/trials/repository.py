@@ -177,6 +177,27 @@ def ranked_trials(sweep_id: int, *, maximize: bool) -> Select[Trial]:
     )
 
 
+def best_objectives(
+    session: Session, *, sweep_ids: Iterable[int], maximize: bool
+) -> dict[int, float]:
+    """Each sweep's best final objective among its ranked trials (sweeps without one absent);
+    one grouped query for all these sweeps, which share the direction ``maximize``."""
+    ids = list(sweep_ids)
+    if not ids:
+        return {}
+    best = func.max(Trial.objective_value) if maximize else func.min(Trial.objective_value)
+    rows = session.execute(
+        select(Trial.sweep_id, best)
+        .where(
+            Trial.sweep_id.in_(ids),
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+        .group_by(Trial.sweep_id)
+    )
+    return {sweep_id: float(value) for sweep_id, value in rows if value is not None}
+
+
 def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tuple[Trial, int]]:
     """The best trial of each optimizer family with its family's ranked-trial count, best first.
 

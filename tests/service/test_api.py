@@ -170,6 +170,14 @@ def test_sweeps_list_pages_and_filters(live_api: LiveAPI, finished_grid: dict[st
     assert {s["status"] for s in completed} == {"completed"}
     one = live_api.client.get(f"/sweeps/{finished_grid['id']}").json()
     assert sum(one["trial_counts"].values()) == one["num_trials"] == 9
+    # each sweep carries its leaderboard's top: the dashboard's list needs no request per row
+    board = live_api.client.get(f"/sweeps/{finished_grid['id']}/leaderboard").json()
+    listed = next(s for s in everything if s["id"] == finished_grid["id"])
+    assert (
+        listed["best_objective"]
+        == one["best_objective"]
+        == board["entries"][0]["trial"]["objective"]
+    )
 
 
 def test_cancel_stops_a_running_sweep_and_a_second_cancel_conflicts(live_api: LiveAPI) -> None:

@@ -1,0 +1,132 @@
+"""The sweep page's charts: learning curves, lr sensitivity, best so far, parallel coordinates."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter
+
+from service.dashboard import queries
+from service.dashboard.downsample import lttb
+from service.dashboard.schemas import (
+    ChartJSON,
+    Curve,
+    Curves,
+    FamilyPoints,
+    Limit,
+    MaxPoints,
+    Parallel,
+    ParallelRow,
+    PointsPerFamily,
+    Series,
+)
+from service.deps import SessionDep
+from service.routing import NOT_FOUND, StrictRoute
+from service.sweeps.repository import get_sweep
+from service.trials.repository import ranked_trials
+
+router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
+
+
+@router.get(
+    "/{sweep_id}/curves", response_model=Curves, response_class=ChartJSON, responses=NOT_FOUND
+)
+def curves(
+    sweep_id: int,
+    session: SessionDep,
+    metric: str | None = None,
+    max_points: MaxPoints = 200,
+    limit: Limit = 200,
+) -> ChartJSON:
+    """The curves of the ``limit`` best trials and of each family's best, LTTB-downsampled."""
+    sweep = get_sweep(session, sweep_id)
+    objective, maximize = queries.objective(sweep)
+    metric = metric or objective
+    bests = queries.family_bests(session, sweep, maximize=maximize)
+    by_id = queries.best_trials(session, sweep, maximize=maximize, limit=limit, also=bests)
+    best_ids = {trial.id for trial in bests}
+    points = queries.curve_points(session, by_id, metric)
+    result = []
+    for trial_id, trial in by_id.items():
+        steps, values = lttb(
+            [p[0] for p in points[trial_id]], [p[1] for p in points[trial_id]], max_points
+        )
+        result.append(
+            Curve(
+                trial_id=trial_id,
+                number=trial.number,
+                optimizer=trial.optimizer,
+                status=trial.status,
+                best_in_family=trial_id in best_ids,
+                steps=steps,
+                values=[v if math.isfinite(v) else None for v in values],
+            )
+        )
+    total = queries.count_trials(session, sweep_id)
+    return ChartJSON(Curves(metric=metric, total_trials=total, curves=result))
+
+
+@router.get(
+    "/{sweep_id}/lr-sensitivity",
+    response_model=Series,
+    response_class=ChartJSON,
+    responses=NOT_FOUND,
+)
+def lr_sensitivity(
+    sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
+) -> ChartJSON:
+    """Final objective against lr, one series per family (completed and stopped trials); a
+    family with more than ``max_points`` trials shows a random sample of them."""
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = queries.objective(sweep)
+    rows = queries.lr_rows(session, sweep, maximize=maximize, max_points=max_points)
+    families = queries.by_family(rows)  # type: ignore[arg-type]
+    thinned = [queries.thin(f, max_points, sweep_id) for f in families.values()]
+    return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=thinned))
+
+
+@router.get(
+    "/{sweep_id}/best-so-far", response_model=Series, response_class=ChartJSON, responses=NOT_FOUND
+)
+def best_so_far(
+    sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
+) -> ChartJSON:
+    """Per family: the best objective so far against the epochs its trials have spent, in the
+    order they were reported (the points where it improved, then on to all it spent; at most
+    ``max_points``, LTTB-downsampled). The controller keeps these as reports arrive, so this
+    reads a few rows whatever the sweep's size."""
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = queries.objective(sweep)
+    shown = []
+    for family in queries.improvements(session, sweep_id).values():
+        if len(family.x) > max_points:
+            trial_of = dict(zip(family.x, family.trial_ids, strict=False))
+            xs, ys = lttb(family.x, family.y, max_points)
+            family = FamilyPoints(
+                optimizer=family.optimizer, x=xs, y=ys, trial_ids=[trial_of[x] for x in xs]
+            )
+        shown.append(family)
+    return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=shown))
+
+
+@router.get(
+    "/{sweep_id}/parallel", response_model=Parallel, response_class=ChartJSON, responses=NOT_FOUND
+)
+def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJSON:
+    """The ``limit`` best trials as (family, lr, beta1, beta2, objective) rows."""
+    sweep = get_sweep(session, sweep_id)
+    metric, maximize = queries.objective(sweep)
+    rows = []
+    for trial in session.scalars(ranked_trials(sweep_id, maximize=maximize).limit(limit)):
+        beta1, beta2 = queries.betas(trial.optimizer, trial.hyperparameters)
+        rows.append(
+            ParallelRow(
+                trial_id=trial.id,
+                optimizer=trial.optimizer,
+                lr=float(trial.hyperparameters["lr"]),
+                beta1=beta1,
+                beta2=beta2,
+                objective=float(trial.objective_value or 0.0),
+            )
+        )
+    return ChartJSON(Parallel(metric=metric, rows=rows))

@@ -1,0 +1,97 @@
+"""What the dashboard's chart endpoints answer, and the query parameters they share."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from service.trials.models import TrialStatus
+
+MaxPoints = Annotated[int, Query(ge=3, le=10_000, description="Points per curve at most.")]
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Trials at most, best first.")]
+
+
+PointsPerFamily = Annotated[
+    int, Query(ge=3, le=100_000, description="Points per family at most (downsampled).")
+]
+
+
+class ChartJSON(JSONResponse):
+    """A chart's model written by pydantic-core in one pass: FastAPI would validate and encode it
+    again, which costs ~10x as much for the tens of thousands of numbers a chart carries. (A
+    JSONResponse, so that the OpenAPI schema shows the chart's model.)"""
+
+    def render(self, content: Any) -> bytes:
+        """The model as JSON bytes."""
+        assert isinstance(content, BaseModel)
+        return content.model_dump_json().encode()
+
+
+class Curve(BaseModel):
+    """One trial's curve of one metric, downsampled."""
+
+    trial_id: int
+    number: int
+    optimizer: str
+    status: TrialStatus
+    best_in_family: bool
+    steps: list[float]
+    values: list[float | None]
+
+
+class Curves(BaseModel):
+    """Learning curves of a sweep's best trials (plus every family's best)."""
+
+    metric: str
+    total_trials: int
+    curves: list[Curve]
+
+
+class FamilyPoints(BaseModel):
+    """One family's points of a scatter or line chart."""
+
+    optimizer: str
+    x: list[float]
+    y: list[float]
+    trial_ids: list[int]
+
+
+class Series(BaseModel):
+    """Per family, points for one chart."""
+
+    metric: str
+    mode: str
+    families: list[FamilyPoints]
+
+
+class ParallelRow(BaseModel):
+    """One trial in parallel coordinates (betas are None for families without them)."""
+
+    trial_id: int
+    optimizer: str
+    lr: float
+    beta1: float | None
+    beta2: float | None
+    objective: float
+
+
+class Parallel(BaseModel):
+    """The best trials as rows for parallel coordinates."""
+
+    metric: str
+    rows: list[ParallelRow]
+
+
+class Importance(BaseModel):
+    """How much each hyperparameter matters to the objective (Optuna's importance evaluators)."""
+
+    metric: str
+    method: str
+    optimizer: str | None = None
+    """The family the estimate is within (None: across families)."""
+    trials: int
+    """How many finished trials the estimate used."""
+    importances: dict[str, float]

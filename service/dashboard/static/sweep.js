@@ -1,0 +1,271 @@
+"use strict";
+const sweepId = Number(location.pathname.split("/").pop());
+let sweep = null;
+let sort = { key: "best_objective", order: null };
+const finished = () => sweep && !["pending", "running"].includes(sweep.status);
+
+function byFamily(families, seriesOf) {
+  return families.map((family) => ({ name: family.optimizer, color: color(family.optimizer), ...seriesOf(family) }));
+}
+
+function points(family, ...extra) {
+  return family.x.map((x, i) => [x, family.y[i], ...extra.map((column) => column[i])]);
+}
+
+function openTrialOnClick(chart) {
+  // Points carry their trial id as the third value; off() first, as every poll draws again.
+  chart.off("click");
+  chart.on("click", (event) => { location.href = `/trials/${event.data[2]}`; });
+}
+
+async function drawLeaderboard() {
+  const board = await api(`/sweeps/${sweepId}/leaderboard`);
+  document.getElementById("board-metric").textContent = `${board.metric} (${board.mode})`;
+  document.querySelector("#leaderboard tbody").replaceChildren(...board.entries.map((entry) => {
+    const value = entry.repeats > 1
+      ? `${fmt(entry.objective_mean)} ± ${fmt(entry.objective_std)} (${entry.repeats})` : fmt(entry.trial.objective);
+    return el("tr", { "data-optimizer": entry.optimizer },
+      el("td", {}, entry.rank), el("td", {}, entry.optimizer), el("td", {}, value),
+      el("td", {}, el("a", { href: `/trials/${entry.trial.id}` }, entry.trial.number)),
+      el("td", {}, hparamText(entry.trial.hyperparameters)), el("td", {}, entry.ranked_trials));
+  }));
+}
+
+// The curves chart finds the point under the mouse itself: its lines carry no symbols (tens of
+// thousands of them would slow every frame), so ECharts has no element to hover or click.
+const HOVER_PX = 16;
+const curvesShown = { metric: "", series: [], hiddenFamilies: {}, log: false };
+
+function scaled(value) {
+  // Distances on the y axis as drawn: log10 on a log axis.
+  return curvesShown.log ? Math.log10(value) : value;
+}
+
+function curvePointAt(chart, x, y) {
+  // The point of a visible curve nearest to pixel (x, y), if it is within HOVER_PX.
+  const [x0, y0] = chart.convertFromPixel("grid", [x, y]);
+  const [x1, y1] = chart.convertFromPixel("grid", [x + 1, y + 1]);
+  let found = null;
+  let nearest = HOVER_PX ** 2;
+  for (const series of curvesShown.series) {
+    if (curvesShown.hiddenFamilies[series.name]) continue;
+    for (const point of series.data) {
+      if (point[1] === null) continue;
+      const dx = (point[0] - x0) / (x1 - x0);
+      const dy = (scaled(point[1]) - scaled(y0)) / (scaled(y1) - scaled(y0));
+      if (dx * dx + dy * dy < nearest) {
+        nearest = dx * dx + dy * dy;
+        found = point;
+      }
+    }
+  }
+  return found;
+}
+
+function hoverCurves(chart) {
+  let hovered = null;
+  const zr = chart.getZr();
+  zr.on("mousemove", (event) => {
+    hovered = curvePointAt(chart, event.offsetX, event.offsetY);
+    zr.setCursorStyle(hovered ? "pointer" : "default");
+    if (!hovered) {
+      chart.dispatchAction({ type: "hideTip" });
+      return;
+    }
+    const [x, y] = chart.convertToPixel("grid", hovered.slice(0, 2));
+    chart.dispatchAction({ type: "showTip", x, y,
+      tooltip: `trial ${hovered[3]}, epoch ${hovered[0]}<br>${curvesShown.metric}: <b>${fmt(hovered[1])}</b>` });
+  });
+  zr.on("globalout", () => { hovered = null; });
+  zr.on("click", () => { if (hovered) location.href = `/trials/${hovered[2]}`; });
+  chart.on("legendselectchanged", (event) => {
+    curvesShown.hiddenFamilies = Object.fromEntries(Object.entries(event.selected).map(([name, shown]) => [name, !shown]));
+  });
+}
+
+async function drawCurves() {
+  const curves = await api(`/sweeps/${sweepId}/curves?max_points=200&limit=300`);
+  await echartsReady;
+  // One series per family (its curves joined by gaps) and one per family's best: a few series
+  // draw far faster than hundreds, whatever the sweep's size. A point is [epoch, value, trial id,
+  // trial number]; a point with no value ends a curve.
+  // A log y axis (for losses that span decades, or a run that diverged) shows no value <= 0.
+  curvesShown.log = document.getElementById("curves-scale").value === "log";
+  const shown = (value) => (curvesShown.log && !(value > 0) ? null : value);
+  const byId = new Map();
+  for (const curve of curves.curves) {
+    const best = curve.best_in_family;
+    const id = `${curve.optimizer}${best ? " (best)" : ""}`;
+    if (!byId.has(id)) {
+      // Both share the family's name, so one legend entry switches a family's curves on and off.
+      byId.set(id, { id, name: curve.optimizer, type: "line", data: [], showSymbol: false, silent: true,
+        z: best ? 3 : 2, color: color(curve.optimizer), lineStyle: { width: best ? 3 : 1, opacity: best ? 1 : 0.35 } });
+    }
+    const data = byId.get(id).data;
+    curve.steps.forEach((step, i) => data.push([step, shown(curve.values[i]), curve.trial_id, curve.number]));
+    data.push([null, null, null, null]);
+  }
+  // Best curves first: the legend takes each family's style from its first series.
+  curvesShown.metric = curves.metric;
+  curvesShown.series = [...byId.values()].sort((a, b) => b.z - a.z);
+  const div = document.getElementById("chart-curves");
+  const firstDraw = !div.dataset.drawn;
+  const chart = draw(div, {
+    title: { text: `Learning curves: ${curves.metric} (${curves.curves.length} of ${curves.total_trials} trials; best per family bold)` },
+    tooltip: { triggerOn: "none" },
+    xAxis: valueAxis("epoch", { minInterval: 1 }),
+    yAxis: valueAxis(curves.metric, { nameGap: 48, type: curvesShown.log ? "log" : "value" }),
+    series: curvesShown.series,
+  });
+  if (firstDraw) hoverCurves(chart);
+}
+
+async function drawLr() {
+  const lr = await api(`/sweeps/${sweepId}/lr-sensitivity?max_points=500`);
+  await echartsReady;
+  const chart = draw(document.getElementById("chart-lr"), {
+    title: { text: `lr sensitivity: final ${lr.metric}` },
+    tooltip: { formatter: ({ seriesName, data }) => `${seriesName}: lr ${fmt(data[0])}<br>${lr.metric}: <b>${fmt(data[1])}</b>` },
+    xAxis: valueAxis("lr", { type: "log" }),
+    yAxis: valueAxis(`final ${lr.metric}`, { nameGap: 48 }),
+    series: byFamily(lr.families, (f) => ({ type: "scatter", symbolSize: 6, data: points(f, f.trial_ids) })),
+  });
+  openTrialOnClick(chart);
+}
+
+async function drawBest() {
+  const best = await api(`/sweeps/${sweepId}/best-so-far`);
+  await echartsReady;
+  draw(document.getElementById("chart-best"), {
+    title: { text: `Best ${best.metric} so far` },
+    tooltip: { trigger: "axis", formatter: (rows) => [`${Math.round(rows[0].axisValue)} epochs spent`,
+      ...rows.map((row) => `${row.marker}${row.seriesName}: <b>${fmt(row.data[1])}</b>`)].join("<br>") },
+    xAxis: valueAxis("epochs spent (per family)", { minInterval: 1 }),
+    yAxis: valueAxis(best.metric, { nameGap: 48 }),
+    series: byFamily(best.families, (f) => ({ type: "line", step: "end", showSymbol: false, data: points(f) })),
+  });
+}
+
+async function drawParallelWhenChanged() {
+  const parallel = await api(`/sweeps/${sweepId}/parallel?limit=1000`);
+  await echartsReady;
+  // Draw again only when the rows changed: most polls bring the same best trials.
+  const signature = JSON.stringify(parallel.rows.map((row) => [row.trial_id, row.objective]));
+  if (signature !== lastParallel) {
+    lastParallel = signature;
+    drawParallel(parallel);
+  }
+}
+
+function drawCharts() {
+  // Each chart draws as soon as its own data arrives.
+  return Promise.all([drawCurves(), drawLr(), drawBest(), drawParallelWhenChanged()]);
+}
+
+const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
+let lastParallel = null;
+function drawParallel(parallel) {
+  const families = [...new Set(parallel.rows.map((row) => row.optimizer))].sort();
+  const objectives = parallel.rows.map((row) => row.objective);
+  const [low, high] = objectives.length ? [Math.min(...objectives), Math.max(...objectives)] : [0, 1];
+  // Axes above the lines, their labels on a white ground, so they stay readable over 1000 lines.
+  const axis = { z: 10, nameLocation: "end", nameGap: 14, nameTextStyle: { fontSize: 13, fontWeight: 600 },
+    axisLabel: { backgroundColor: "rgba(255, 255, 255, 0.85)", padding: [1, 3] } };
+  draw(document.getElementById("chart-parallel"), {
+    title: { text: "Parallel coordinates (best trials; no beta = 0)" },
+    legend: { show: false },
+    tooltip: { show: false },
+    parallel: { left: 90, right: 170, top: 70, bottom: 30 },
+    parallelAxis: [
+      { dim: 0, name: "family", type: "category", data: families, ...axis },
+      { dim: 1, name: "lr", type: "log", ...axis },
+      { dim: 2, name: "beta1", scale: true, ...axis },
+      { dim: 3, name: "beta2", scale: true, ...axis },
+      { dim: 4, name: parallel.metric, scale: true, ...axis },
+    ],
+    visualMap: { type: "continuous", dimension: 4, min: low, max: high,
+      inRange: { color: VIRIDIS }, calculable: true, right: 24, top: "middle", itemHeight: 200, formatter: fmt },
+    series: [{ type: "parallel", name: parallel.metric, lineStyle: { width: 1, opacity: 0.6 },
+      data: parallel.rows.map((row) => [row.optimizer, row.lr, row.beta1 ?? 0, row.beta2 ?? 0, row.objective]) }],
+  });
+}
+
+async function drawImportance() {
+  // Across families (family, lr, and betas only if every family has them), or within one.
+  const family = document.getElementById("importance-family").value;
+  const found = await api(`/sweeps/${sweepId}/importance${family ? `?optimizer=${encodeURIComponent(family)}` : ""}`);
+  await echartsReady;
+  const names = Object.keys(found.importances);
+  draw(document.getElementById("chart-importance"), {
+    title: { text: `Hyperparameter importance (${found.method}, ${found.trials} ${found.optimizer ?? "trials"}${found.optimizer ? " trials" : ""})` },
+    legend: { show: false },
+    grid: { left: 80, top: 44 },
+    xAxis: valueAxis("importance", { scale: false }),
+    yAxis: { type: "category", data: names, inverse: true },
+    series: [{ type: "bar", name: "importance", data: names.map((name) => found.importances[name]), color: "#2f6fde" }],
+  });
+}
+
+async function drawTrials() {
+  const optimizer = document.getElementById("filter-optimizer").value;
+  const status = document.getElementById("filter-status").value;
+  const params = new URLSearchParams({ limit: "500", sort: sort.key });
+  if (sort.order) params.set("order", sort.order);
+  if (optimizer) params.set("optimizer", optimizer);
+  if (status) params.set("status", status);
+  const page = await api(`/sweeps/${sweepId}/trials?${params}`);
+  document.querySelector("#trials tbody").replaceChildren(...page.items.map((trial) =>
+    el("tr", { "data-trial": trial.id },
+      el("td", {}, el("a", { href: `/trials/${trial.id}` }, trial.number)), el("td", {}, trial.optimizer),
+      el("td", {}, trial.status), el("td", {}, fmt(trial.objective)), el("td", {}, fmt(trial.best_objective)),
+      el("td", {}, trial.epochs_run), el("td", {}, hparamText(trial.hyperparameters)))));
+}
+
+let importanceDrawn = false;
+let importanceAt = 0;
+async function refresh() {
+  const charts = drawCharts();  // fetch the charts' data while the sweep itself loads
+  sweep = await api(`/sweeps/${sweepId}`);
+  document.title = `optisweep: ${sweep.name}`;
+  document.getElementById("title").textContent = `${sweep.name} (sweep ${sweep.id})`;
+  document.getElementById("crumb").textContent = `sweep ${sweep.id}`;
+  document.getElementById("status").textContent = sweep.status;
+  const counts = sweep.trial_counts;
+  const done = sweep.num_trials - counts.pending - counts.running;
+  document.getElementById("progress").style.width = `${sweep.num_trials ? (100 * done) / sweep.num_trials : 0}%`;
+  document.getElementById("progress-text").textContent = `${done} / ${sweep.num_trials}`;
+  document.getElementById("counts").textContent = Object.entries(counts).filter(([, n]) => n)
+    .map(([name, n]) => `${name} ${n}`).join(" · ");
+  document.getElementById("cancel").disabled = finished();
+  document.getElementById("sweep-error").textContent = sweep.error ?? "";
+  for (const id of ["filter-optimizer", "importance-family"]) {
+    const select = document.getElementById(id);
+    if (select.options.length === 1) {
+      for (const name of sweep.spec.space.optimizers) select.append(el("option", {}, name));
+    }
+  }
+  await Promise.all([drawLeaderboard(), charts, drawTrials()]);
+  const now = Date.now();
+  if (!importanceDrawn && (finished() || now - importanceAt > 15000)) {
+    importanceAt = now;  // fANOVA is costly: at most every 15 s while running, once when done
+    await drawImportance();
+    importanceDrawn = finished();
+  }
+}
+
+document.getElementById("csv").href = `${API}/sweeps/${sweepId}/trials.csv`;
+document.getElementById("cancel").addEventListener("click", async () => {
+  await api(`/sweeps/${sweepId}/cancel`, { method: "POST" });
+  refresh();
+});
+for (const id of ["filter-optimizer", "filter-status"]) document.getElementById(id).addEventListener("change", drawTrials);
+document.getElementById("importance-family").addEventListener("change", drawImportance);
+document.getElementById("curves-scale").addEventListener("change", drawCurves);
+for (const th of document.querySelectorAll("#trials th[data-sort]")) {
+  th.addEventListener("click", () => {
+    const key = th.dataset.sort;
+    sort = { key, order: sort.key === key && sort.order !== "desc" ? "desc" : "asc" };
+    drawTrials();
+  });
+}
+poll(refresh, finished);
