@@ -20,8 +20,8 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from optimizers import MemberConfig
-from workers.pack import stack_members
 from workers.specs import RangeTestSpec
+from workers.stacking import stack_members
 from workers.train import epoch_generator, resolve_device
 from workers.workloads import parse_workload_config
 

@@ -18,25 +18,29 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch import nn
 
 from optimizers import (
     MemberConfig,
-    MemberExport,
-    PopulationOptimizer,
 )
 from workers.checkpoint import Checkpoint
 from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
-from workers.pbt import Exploit, PbtConfig, plan_exploits
+from workers.pbt import Exploit, exploit_stack
 from workers.specs import PackSpec
+from workers.stacking import (
+    Stack,
+    evaluate_stacked,
+    export_members,
+    stack_members,
+    sync_models,
+    train_stacked_epoch,
+)
 from workers.train import (
-    EVAL_CHUNK,
     TrialResult,
     check_resumable,
     epoch_generator,
@@ -51,121 +55,6 @@ COMPACT_FRACTION = 0.25
 
 PackReport = Callable[[int, dict[int, dict[str, float]]], set[int] | None]
 """report(epoch, {member index: metrics}) -> member indices that should stop (or None)."""
-
-
-@dataclass
-class _Stack:
-    """The active members as one functional model: stacked params and buffers, an optimizer."""
-
-    members: list[int]
-    """Member index (in the PackSpec) of each row of the stack."""
-    params: dict[str, Tensor]
-    buffers: dict[str, Tensor]
-    optimizer: PopulationOptimizer
-
-
-def _family_key(config: MemberConfig) -> tuple[str, Any]:
-    return config.optimizer, config.spec.rule.variant(config.validated())
-
-
-def stack_members(
-    models: Mapping[int, nn.Module],
-    configs: list[MemberConfig],
-    members: list[int],
-    exports: dict[int, MemberExport],
-) -> _Stack:
-    """A stack of these members' models, optimizer state loaded from ``exports`` where given.
-
-    Rows are ordered by family and code path: each group of the PopulationOptimizer is then a
-    contiguous slice of the stack and steps through views, not gathers and scatters.
-    """
-    members = sorted(members, key=lambda k: _family_key(configs[k]))
-    params, buffers = stack_module_state([models[k] for k in members])
-    optimizer = PopulationOptimizer(list(params.values()), [configs[k] for k in members])
-    for row, k in enumerate(members):
-        if k in exports:
-            optimizer.load_member(row, exports[k])
-    return _Stack(members=members, params=params, buffers=buffers, optimizer=optimizer)
-
-
-def _exports(stack: _Stack, members: Iterable[int]) -> dict[int, MemberExport]:
-    rows = {k: row for row, k in enumerate(stack.members)}
-    return {k: stack.optimizer.export_member(rows[k]) for k in members}
-
-
-def _sync(stack: _Stack, models: Mapping[int, nn.Module]) -> None:
-    """Copy each active member's stacked parameters and buffers into its own model."""
-    with torch.no_grad():
-        for row, k in enumerate(stack.members):
-            for name, param in models[k].named_parameters():
-                param.copy_(stack.params[name][row])
-            for name, buffer in models[k].named_buffers():
-                buffer.copy_(stack.buffers[name][row])
-
-
-def _train_epoch(
-    stack: _Stack, base: nn.Module, built: Built, *, batch_size: int, order: Tensor
-) -> Tensor:
-    """One pass of every active member over the shared batches; per row, all losses finite."""
-    inputs, targets = built.train
-
-    def member_loss(
-        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
-    ) -> Tensor:
-        return built.loss_fn(functional_call(base, (params, buffers), (x,)), y)
-
-    losses_of = vmap(member_loss, in_dims=(0, 0, None, None))
-    finite = torch.ones(len(stack.members), dtype=torch.bool, device=targets.device)
-    base.train()
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        for param in stack.params.values():
-            param.grad = None
-        losses = losses_of(stack.params, stack.buffers, inputs[batch], targets[batch])
-        losses.sum().backward()  # each member's gradient is that of its own loss
-        stack.optimizer.step()
-        finite &= torch.isfinite(losses.detach())
-    return finite
-
-
-@torch.no_grad()
-def _evaluate(
-    stack: _Stack, base: nn.Module, builds: Mapping[int, Built], rows: list[tuple[int, int]]
-) -> dict[int, dict[str, float]]:
-    """train_loss, val_loss and the workload's metrics of these (row, member)s, all at once.
-
-    The same quantities as ``workers.train.evaluate``, summed in float64 over the same chunks,
-    from one vmapped forward pass per chunk instead of one pass per member.
-    """
-    shared = builds[stack.members[rows[0][0]]]
-    base.eval()
-    index = torch.tensor([row for row, _ in rows], device=shared.train[1].device)
-    params = {name: value[index] for name, value in stack.params.items()}
-    buffers = {name: value[index] for name, value in stack.buffers.items()}
-    forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))
-    losses = vmap(shared.loss_fn, in_dims=(0, None))
-
-    def mean_losses(inputs: Tensor, targets: Tensor) -> tuple[list[float], Tensor]:
-        totals = [0.0] * len(rows)
-        outputs = []
-        for start in range(0, len(targets), EVAL_CHUNK):
-            chunk_targets = targets[start : start + EVAL_CHUNK]
-            output = forward(params, buffers, inputs[start : start + EVAL_CHUNK])
-            for i, loss in enumerate(losses(output, chunk_targets).tolist()):
-                totals[i] += loss * len(chunk_targets)
-            outputs.append(output)
-        return [total / len(targets) for total in totals], torch.cat(outputs, dim=1)
-
-    train_losses, _ = mean_losses(*shared.train)
-    val_losses, val_outputs = mean_losses(*shared.val)
-    return {
-        k: {
-            "train_loss": train_losses[i],
-            "val_loss": val_losses[i],
-            **builds[k].metrics(val_outputs[i], shared.val[1]),
-        }
-        for i, (_, k) in enumerate(rows)
-    }
 
 
 @dataclass
@@ -282,7 +171,7 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
             run.results[k] = TrialResult("completed", start[k], last[k], str(device))
         else:
             waiting.add(k)
-    stack: _Stack | None = None
+    stack: Stack | None = None
     shared = builds[part[0]]
     first = min((start[k] for k in waiting), default=config.epochs)
     for epoch in range(first + 1, config.epochs + 1):
@@ -295,7 +184,7 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
             members = joining
             if stack is not None:
                 going_on = [k for k in stack.members if k not in run.results]
-                exports.update(_exports(stack, going_on))
+                exports.update(export_members(stack, going_on))
                 members = going_on + joining
             stack = stack_members(models, configs, members, exports)
         if stack is None:
@@ -307,31 +196,46 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
                 run.results[k] = TrialResult("completed", config.epochs, last[k], str(device))
 
 
+def _checkpoint(
+    run: _PackRun, stack: Stack, row: int, k: int, model: nn.Module, epoch: int, steps: int
+) -> Checkpoint:
+    """Member ``k`` (row ``row`` of the stack) after ``epoch``, as a checkpoint of its own."""
+    return Checkpoint(
+        epoch=epoch,
+        metrics=run.histories[k][epoch],
+        config=run.configs[k],
+        model={n: v.detach().clone() for n, v in model.state_dict().items()},
+        optimizer_state=stack.optimizer.export_member(row).optimizer_state,
+        step=steps,
+        history=dict(run.histories[k]),
+    )
+
+
 def _pack_epoch(
     run: _PackRun,
-    stack: _Stack,
+    stack: Stack,
     epoch: int,
     models: dict[int, nn.Module],
     builds: dict[int, Built],
     base: nn.Module,
     shared: Built,
     last: dict[int, dict[str, float]],
-) -> _Stack | None:
+) -> Stack | None:
     """Train, evaluate, exploit (PBT), checkpoint and report one epoch; the stack that goes on."""
     spec, config, device, pbt = run.spec, run.config, run.device, run.spec.pbt
     order = torch.randperm(len(shared.train[1]), generator=epoch_generator(spec.data_seed, epoch))
-    finite = _train_epoch(
+    finite = train_stacked_epoch(
         stack, base, shared, batch_size=config.batch_size, order=order.to(device)
     ).tolist()
     stack.optimizer.advance_schedules()
-    _sync(stack, models)
+    sync_models(stack, models)
     training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
-    epoch_metrics = _evaluate(stack, base, builds, training)
+    epoch_metrics = evaluate_stacked(stack, base, builds, training)
     for _, k in training:
         run.histories.setdefault(k, {})[epoch] = epoch_metrics[k]
     finite_of = {k: finite[row] for row, k in training}
     if pbt is not None and epoch < config.epochs:
-        stack = _exploit(
+        stack = exploit_stack(
             stack,
             models,
             run.configs,
@@ -344,21 +248,9 @@ def _pack_epoch(
         )
         training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
     if run.checkpoint is not None and (epoch % run.checkpoint_every == 0 or epoch == config.epochs):
-        steps = steps_per_epoch(shared, config.batch_size)
+        steps = epoch * steps_per_epoch(shared, config.batch_size)
         for row, k in training:
-            export = stack.optimizer.export_member(row)
-            run.checkpoint(
-                k,
-                Checkpoint(
-                    epoch=epoch,
-                    metrics=epoch_metrics[k],
-                    config=run.configs[k],
-                    model={n: v.detach().clone() for n, v in models[k].state_dict().items()},
-                    optimizer_state=export.optimizer_state,
-                    step=epoch * steps,
-                    history=dict(run.histories[k]),
-                ),
-            )
+            run.checkpoint(k, _checkpoint(run, stack, row, k, models[k], epoch, steps))
     to_stop = (run.report(epoch, epoch_metrics) if run.report is not None else None) or set()
     keep = []
     for row, k in training:
@@ -377,52 +269,5 @@ def _pack_epoch(
         return None
     if len(stack.members) - len(keep) >= max(1, run.compact_fraction * len(stack.members)):
         kept = [stack.members[row] for row in keep]
-        return stack_members(models, run.configs, kept, _exports(stack, kept))
+        return stack_members(models, run.configs, kept, export_members(stack, kept))
     return stack
-
-
-def _exploit(
-    stack: _Stack,
-    models: dict[int, nn.Module],
-    configs: list[MemberConfig],
-    pbt: PbtConfig,
-    epoch: int,
-    seed: int,
-    metrics: dict[int, dict[str, float]],
-    finite: dict[int, bool],
-    exploited: Callable[[int, list[Exploit]], None] | None,
-) -> _Stack:
-    """PBT's exploit and explore step: copy rows within families, restack with new settings."""
-    values = {
-        k: metrics[k][pbt.metric]
-        for k in metrics
-        if finite[k] and math.isfinite(metrics[k].get(pbt.metric, math.nan))
-    }
-    exploits = plan_exploits(pbt, epoch=epoch, seed=seed, values=values, configs=configs)
-    if not exploits:
-        return stack
-    members = list(metrics)
-    exports = _exports(stack, members)
-    sources = {e.source: copy.deepcopy(models[e.source].state_dict()) for e in exploits}
-    for e in exploits:
-        models[e.target].load_state_dict(sources[e.source])
-        source = exports[e.source]
-        exports[e.target] = MemberExport(
-            config=e.config,
-            params=[p.clone() for p in source.params],
-            optimizer_state=copy.deepcopy(source.optimizer_state),
-            step=source.step,
-            schedule_step=source.schedule_step,
-            lr_multiplier=source.lr_multiplier,
-        )
-        configs[e.target] = e.config
-    for k in stack.members:  # frozen rows go as they are
-        if k not in exports:
-            exports[k] = stack.optimizer.export_member(stack.members.index(k))
-    stacked = stack_members(models, configs, list(stack.members), exports)
-    for row, k in enumerate(stacked.members):
-        if k not in metrics:
-            stacked.optimizer.freeze(row)
-    if exploited is not None:
-        exploited(epoch, exploits)
-    return stacked

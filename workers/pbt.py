@@ -11,25 +11,18 @@ and the epoch, so a pack does the same exploits every time.
 
 from __future__ import annotations
 
+import copy
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
-from optimizers import MemberConfig
-
-
-class PbtConfig(BaseModel):
-    """When and how a pack exploits and explores, and the metric that ranks its members."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    interval: int = Field(default=4, ge=1)
-    quantile: float = Field(default=0.25, gt=0, le=0.5)
-    perturbation: float = Field(default=0.2, gt=0, lt=1)
-    metric: str
-    mode: Literal["min", "max"]
+from optimizers import MemberConfig, MemberExport
+from workers.specs import PbtConfig
+from workers.stacking import Stack, export_members, stack_members
 
 
 @dataclass(frozen=True)
@@ -97,3 +90,50 @@ def plan_exploits(
             config = perturbed(configs[source], rng, pbt.perturbation)
             exploits.append(Exploit(target, source, config))
     return exploits
+
+
+def exploit_stack(
+    stack: Stack,
+    models: dict[int, nn.Module],
+    configs: list[MemberConfig],
+    pbt: PbtConfig,
+    epoch: int,
+    seed: int,
+    metrics: dict[int, dict[str, float]],
+    finite: dict[int, bool],
+    exploited: Callable[[int, list[Exploit]], None] | None,
+) -> Stack:
+    """PBT's exploit and explore step: copy rows within families, restack with new settings."""
+    values = {
+        k: metrics[k][pbt.metric]
+        for k in metrics
+        if finite[k] and math.isfinite(metrics[k].get(pbt.metric, math.nan))
+    }
+    exploits = plan_exploits(pbt, epoch=epoch, seed=seed, values=values, configs=configs)
+    if not exploits:
+        return stack
+    members = list(metrics)
+    exports = export_members(stack, members)
+    sources = {e.source: copy.deepcopy(models[e.source].state_dict()) for e in exploits}
+    for e in exploits:
+        models[e.target].load_state_dict(sources[e.source])
+        source = exports[e.source]
+        exports[e.target] = MemberExport(
+            config=e.config,
+            params=[p.clone() for p in source.params],
+            optimizer_state=copy.deepcopy(source.optimizer_state),
+            step=source.step,
+            schedule_step=source.schedule_step,
+            lr_multiplier=source.lr_multiplier,
+        )
+        configs[e.target] = e.config
+    for k in stack.members:  # frozen rows go as they are
+        if k not in exports:
+            exports[k] = stack.optimizer.export_member(stack.members.index(k))
+    stacked = stack_members(models, configs, list(stack.members), exports)
+    for row, k in enumerate(stacked.members):
+        if k not in metrics:
+            stacked.optimizer.freeze(row)
+    if exploited is not None:
+        exploited(epoch, exploits)
+    return stacked

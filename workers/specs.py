@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from optimizers import OPTIMIZERS, ConstantSchedule, MemberConfig, Schedule, validate_hparams
 from optimizers.schemas import PositiveFloat
-from workers.pbt import PbtConfig
 
 if TYPE_CHECKING:
     from workers.workloads.base import WorkloadConfig
@@ -28,6 +27,18 @@ def parse_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise ValueError(f"device: not a torch device: {name!r}") from exc
+
+
+class PbtConfig(BaseModel):
+    """When and how a pack exploits and explores, and the metric that ranks its members."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval: int = Field(default=4, ge=1)
+    quantile: float = Field(default=0.25, gt=0, le=0.5)
+    perturbation: float = Field(default=0.2, gt=0, lt=1)
+    metric: str
+    mode: Literal["min", "max"]
 
 
 class TrialSpec(BaseModel):

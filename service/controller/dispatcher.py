@@ -22,8 +22,7 @@ from service.controller.state import OPEN, ControllerState, InFlight
 from service.sweeps.schemas import PbtSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import insert_trials, metric_curves, pending_trials, status_counts
-from workers.pbt import PbtConfig
-from workers.specs import CheckpointPlan, MemberSpec, PackSpec, TrialSpec
+from workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig, TrialSpec
 from workers.tasks import run_pack, run_trial
 
 ADAPTIVE_CONCURRENCY_PER_SLOT = 4

@@ -11,8 +11,8 @@ import torch
 from optimizers import MemberConfig
 from workers.checkpoint import Checkpoint
 from workers.pack import train_pack
-from workers.pbt import Exploit, PbtConfig, perturbed, plan_exploits
-from workers.specs import MemberSpec, PackSpec
+from workers.pbt import Exploit, perturbed, plan_exploits
+from workers.specs import MemberSpec, PackSpec, PbtConfig
 
 WORKLOAD = {"name": "mlp-digits", "epochs": 5, "batch_size": 64}
 PBT = PbtConfig(interval=2, quantile=0.25, metric="val_accuracy", mode="max")

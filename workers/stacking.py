@@ -1,0 +1,134 @@
+"""K models as one: members' parameters stacked along a leading dimension, trained by one
+vmapped forward and backward pass and one PopulationOptimizer step, evaluated in one pass.
+
+Shared by packs (``workers.pack``), PBT (``workers.pbt``) and the lr range test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from optimizers import MemberConfig, MemberExport, PopulationOptimizer
+from workers.train import EVAL_CHUNK
+from workers.workloads import Built
+
+
+@dataclass
+class Stack:
+    """The active members as one functional model: stacked params and buffers, an optimizer."""
+
+    members: list[int]
+    """Member index (in the PackSpec) of each row of the stack."""
+    params: dict[str, Tensor]
+    buffers: dict[str, Tensor]
+    optimizer: PopulationOptimizer
+
+
+def family_key(config: MemberConfig) -> tuple[str, Any]:
+    return config.optimizer, config.spec.rule.variant(config.validated())
+
+
+def stack_members(
+    models: Mapping[int, nn.Module],
+    configs: list[MemberConfig],
+    members: list[int],
+    exports: dict[int, MemberExport],
+) -> Stack:
+    """A stack of these members' models, optimizer state loaded from ``exports`` where given.
+
+    Rows are ordered by family and code path: each group of the PopulationOptimizer is then a
+    contiguous slice of the stack and steps through views, not gathers and scatters.
+    """
+    members = sorted(members, key=lambda k: family_key(configs[k]))
+    params, buffers = stack_module_state([models[k] for k in members])
+    optimizer = PopulationOptimizer(list(params.values()), [configs[k] for k in members])
+    for row, k in enumerate(members):
+        if k in exports:
+            optimizer.load_member(row, exports[k])
+    return Stack(members=members, params=params, buffers=buffers, optimizer=optimizer)
+
+
+def export_members(stack: Stack, members: Iterable[int]) -> dict[int, MemberExport]:
+    rows = {k: row for row, k in enumerate(stack.members)}
+    return {k: stack.optimizer.export_member(rows[k]) for k in members}
+
+
+def sync_models(stack: Stack, models: Mapping[int, nn.Module]) -> None:
+    """Copy each active member's stacked parameters and buffers into its own model."""
+    with torch.no_grad():
+        for row, k in enumerate(stack.members):
+            for name, param in models[k].named_parameters():
+                param.copy_(stack.params[name][row])
+            for name, buffer in models[k].named_buffers():
+                buffer.copy_(stack.buffers[name][row])
+
+
+def train_stacked_epoch(
+    stack: Stack, base: nn.Module, built: Built, *, batch_size: int, order: Tensor
+) -> Tensor:
+    """One pass of every active member over the shared batches; per row, all losses finite."""
+    inputs, targets = built.train
+
+    def member_loss(
+        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        return built.loss_fn(functional_call(base, (params, buffers), (x,)), y)
+
+    losses_of = vmap(member_loss, in_dims=(0, 0, None, None))
+    finite = torch.ones(len(stack.members), dtype=torch.bool, device=targets.device)
+    base.train()
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        for param in stack.params.values():
+            param.grad = None
+        losses = losses_of(stack.params, stack.buffers, inputs[batch], targets[batch])
+        losses.sum().backward()  # each member's gradient is that of its own loss
+        stack.optimizer.step()
+        finite &= torch.isfinite(losses.detach())
+    return finite
+
+
+@torch.no_grad()
+def evaluate_stacked(
+    stack: Stack, base: nn.Module, builds: Mapping[int, Built], rows: list[tuple[int, int]]
+) -> dict[int, dict[str, float]]:
+    """train_loss, val_loss and the workload's metrics of these (row, member)s, all at once.
+
+    The same quantities as ``workers.train.evaluate``, summed in float64 over the same chunks,
+    from one vmapped forward pass per chunk instead of one pass per member.
+    """
+    shared = builds[stack.members[rows[0][0]]]
+    base.eval()
+    index = torch.tensor([row for row, _ in rows], device=shared.train[1].device)
+    params = {name: value[index] for name, value in stack.params.items()}
+    buffers = {name: value[index] for name, value in stack.buffers.items()}
+    forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))
+    losses = vmap(shared.loss_fn, in_dims=(0, None))
+
+    def mean_losses(inputs: Tensor, targets: Tensor) -> tuple[list[float], Tensor]:
+        totals = [0.0] * len(rows)
+        outputs = []
+        for start in range(0, len(targets), EVAL_CHUNK):
+            chunk_targets = targets[start : start + EVAL_CHUNK]
+            output = forward(params, buffers, inputs[start : start + EVAL_CHUNK])
+            for i, loss in enumerate(losses(output, chunk_targets).tolist()):
+                totals[i] += loss * len(chunk_targets)
+            outputs.append(output)
+        return [total / len(targets) for total in totals], torch.cat(outputs, dim=1)
+
+    train_losses, _ = mean_losses(*shared.train)
+    val_losses, val_outputs = mean_losses(*shared.val)
+    return {
+        k: {
+            "train_loss": train_losses[i],
+            "val_loss": val_losses[i],
+            **builds[k].metrics(val_outputs[i], shared.val[1]),
+        }
+        for i, (_, k) in enumerate(rows)
+    }
