@@ -32,7 +32,9 @@ def pack_spec(trials: int) -> PackSpec:
     return PackSpec(
         workload=specs[0]["workload"],
         members=[
-            MemberSpec(optimizer=s["optimizer"], hparams=s["hparams"], seed=s["seed"])
+            MemberSpec(
+                optimizer=s["optimizer"], hyperparameters=s["hyperparameters"], seed=s["seed"]
+            )
             for s in specs
         ],
         data_seed=specs[0]["data_seed"],

@@ -84,7 +84,9 @@ def members(count: int) -> list[dict[str, Any]]:
     return [
         {
             "optimizer": families[i % len(families)],
-            "hparams": {"lr": BASE_LR[families[i % len(families)]] * 10 ** rng.uniform(-1, 0.5)},
+            "hyperparameters": {
+                "lr": BASE_LR[families[i % len(families)]] * 10 ** rng.uniform(-1, 0.5)
+            },
             "seed": i,
         }
         for i in range(count)

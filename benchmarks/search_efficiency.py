@@ -84,7 +84,7 @@ def run_optisweep(
     return [[curve[e] for e in sorted(curve)] for curve in (curves[i] for i in ids)]
 
 
-def _hparams(family: str, lr: float, beta1: float, beta2: float) -> dict[str, Any]:
+def _hyperparameters(family: str, lr: float, beta1: float, beta2: float) -> dict[str, Any]:
     from optimizers import get_spec
 
     spec = get_spec(family)
@@ -108,7 +108,9 @@ def run_ray_tune(*, trials: int, seed: int) -> list[list[float]]:
         spec = TrialSpec(
             workload=workload,
             optimizer=config["family"],
-            hparams=_hparams(config["family"], config["lr"], config["beta1"], config["beta2"]),
+            hyperparameters=_hyperparameters(
+                config["family"], config["lr"], config["beta1"], config["beta2"]
+            ),
             seed=config["seed"],
             device="cpu",
         )
@@ -162,14 +164,18 @@ def run_optuna(*, trials: int, seed: int) -> list[list[float]]:
 
     def objective(trial: optuna.Trial) -> float:
         family = str(trial.suggest_categorical("family", FAMILIES))
-        hparams = _hparams(
+        hyperparameters = _hyperparameters(
             family,
             trial.suggest_float(f"{family}.lr", 1e-4, 1e-1, log=True),
             trial.suggest_float(f"{family}.beta1", 0.8, 0.99),
             trial.suggest_float(f"{family}.beta2", 0.9, 0.9999),
         )
         spec = TrialSpec(
-            workload=workload, optimizer=family, hparams=hparams, seed=trial.number, device="cpu"
+            workload=workload,
+            optimizer=family,
+            hyperparameters=hyperparameters,
+            seed=trial.number,
+            device="cpu",
         )
         curve: list[float] = []
         curves.append(curve)

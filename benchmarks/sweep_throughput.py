@@ -60,7 +60,7 @@ def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "workload": sweep.workload.config(),
             "optimizer": suggestion.optimizer,
-            "hparams": suggestion.hyperparameters,
+            "hyperparameters": suggestion.hyperparameters,
             "seed": trial_seed(sweep.search.seed, number),
             "data_seed": sweep.search.seed,
             "device": "cpu",

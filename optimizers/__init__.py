@@ -7,7 +7,7 @@ from optimizers.registry import (
     HyperparameterError,
     OptimizerSpec,
     get_spec,
-    validate_hparams,
+    validate_hyperparameters,
 )
 from optimizers.schedules import (
     ConstantSchedule,
@@ -37,5 +37,5 @@ __all__ = [
     "create_optimizer",
     "get_spec",
     "lr_multiplier",
-    "validate_hparams",
+    "validate_hyperparameters",
 ]

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from optimizers.clipping import clip_coefficients, member_grad_norms
 from optimizers.registry import OptimizerSpec, get_spec
-from optimizers.rules.base import Variant, flat_hparams
+from optimizers.rules.base import Variant, flat_hyperparameters
 from optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
 from optimizers.schemas import HParams, PositiveFloat
 from optimizers.single import build_torch_optimizer
@@ -30,14 +30,18 @@ class MemberConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     optimizer: str
-    hparams: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("hyperparameters", "hparams")
+    )
+    """The family's hyperparameters (``hparams`` is read too: checkpoints written before
+    the rename store that key)."""
     schedule: Schedule = ConstantSchedule()
     clip_norm: PositiveFloat | None = None
     """Clip this member's gradients to this global L2 norm (None: no clipping)."""
 
     @model_validator(mode="after")
-    def _valid_hparams(self) -> MemberConfig:
-        get_spec(self.optimizer).validate(self.hparams)
+    def _valid_hyperparameters(self) -> MemberConfig:
+        get_spec(self.optimizer).validate(self.hyperparameters)
         return self
 
     @property
@@ -47,7 +51,7 @@ class MemberConfig(BaseModel):
 
     def validated(self) -> HParams:
         """This member's hyperparameters, validated and with defaults filled in."""
-        return self.spec.validate(self.hparams)
+        return self.spec.validate(self.hyperparameters)
 
 
 @dataclass
@@ -58,7 +62,7 @@ class MemberExport:
     params: list[Tensor]
     """The member's parameters, without the member dimension."""
     optimizer_state: dict[str, Any]
-    """A state dict for ``create_optimizer(config.optimizer, params, **config.hparams)``."""
+    """A state dict for ``create_optimizer(config.optimizer, params, **config.hyperparameters)``."""
     step: int
     schedule_step: int
     lr_multiplier: float
@@ -80,7 +84,7 @@ class _Group:
         spec: OptimizerSpec,
         variant: Variant,
         members: list[int],
-        hparams: list[HParams],
+        hyperparameters: list[HParams],
         params: list[Tensor],
     ) -> None:
         device = params[0].device
@@ -90,8 +94,8 @@ class _Group:
         self.index = torch.tensor(members, dtype=torch.int64, device=device)
         contiguous = members == list(range(members[0], members[0] + len(members)))
         self.span = slice(members[0], members[-1] + 1) if contiguous else None
-        flat = [flat_hparams(h) for h in hparams]
-        self.hparams = {
+        flat = [flat_hyperparameters(h) for h in hyperparameters]
+        self.hyperparameters = {
             name: torch.tensor([f[name] for f in flat], dtype=torch.float64, device=device)
             for name in flat[0]
         }
@@ -102,7 +106,7 @@ class _Group:
         }
         self.state = [
             {
-                slot: spec.rule.init_slot(slot, self._rows(p), self.hparams)
+                slot: spec.rule.init_slot(slot, self._rows(p), self.hyperparameters)
                 for slot in spec.rule.slots(variant)
             }
             for p in params
@@ -137,15 +141,15 @@ class _Group:
         if active is None:
             self.step += 1
             step, scalars = self.step, self.scalars
-            hparams = self.hparams
-            lr = hparams["lr"] * lr_multipliers[self.index]
+            hyperparameters = self.hyperparameters
+            lr = hyperparameters["lr"] * lr_multipliers[self.index]
         else:
             step = self.step[active] + 1
             self.step.index_copy_(0, active, step)
             scalars = {name: value[active] for name, value in self.scalars.items()}
-            hparams = {name: value[active] for name, value in self.hparams.items()}
-            lr = hparams["lr"] * lr_multipliers[self.index[active]]
-        coefficients = rule.coefficients(hparams, lr, step, scalars)
+            hyperparameters = {name: value[active] for name, value in self.hyperparameters.items()}
+            lr = hyperparameters["lr"] * lr_multipliers[self.index[active]]
+        coefficients = rule.coefficients(hyperparameters, lr, step, scalars)
         if active is not None:
             for name, value in scalars.items():
                 self.scalars[name].index_copy_(0, active, value)
@@ -223,13 +227,13 @@ class PopulationOptimizer:
                 )
         self.device = self.params[0].device
         self.size = size
-        hparams = [m.validated() for m in self.members]
+        hyperparameters = [m.validated() for m in self.members]
 
         by_key: dict[tuple[str, Variant], list[int]] = {}
-        for k, (member, hp) in enumerate(zip(self.members, hparams, strict=True)):
+        for k, (member, hp) in enumerate(zip(self.members, hyperparameters, strict=True)):
             by_key.setdefault((member.optimizer, member.spec.rule.variant(hp)), []).append(k)
         self._groups = [
-            _Group(get_spec(name), variant, rows, [hparams[k] for k in rows], self.params)
+            _Group(get_spec(name), variant, rows, [hyperparameters[k] for k in rows], self.params)
             for (name, variant), rows in by_key.items()
         ]
         self._group_of = {k: (g, row) for g in self._groups for row, k in enumerate(g.members)}
@@ -339,7 +343,7 @@ class PopulationOptimizer:
         """The learning rate member ``member`` uses on its next step."""
         (k,) = self._member_indices(member)
         group, row = self._group_of[k]
-        return float(group.hparams["lr"][row] * self._lr_multipliers[k])
+        return float(group.hyperparameters["lr"][row] * self._lr_multipliers[k])
 
     def export_member(self, member: int) -> MemberExport:
         """Member ``member`` as ordinary parameters and a torch.optim state dict."""
@@ -376,8 +380,8 @@ class PopulationOptimizer:
         """Overwrite member ``member`` with an export of the same family and code path."""
         (k,) = self._member_indices(member)
         group, row = self._group_of[k]
-        hparams = export.config.validated()
-        if (export.config.optimizer, export.config.spec.rule.variant(hparams)) != (
+        hyperparameters = export.config.validated()
+        if (export.config.optimizer, export.config.spec.rule.variant(hyperparameters)) != (
             group.spec.name,
             group.variant,
         ):
@@ -390,7 +394,9 @@ class PopulationOptimizer:
                 f"export: expected {len(self.params)} parameter tensors, got {len(export.params)}"
             )
         torch_state = export.optimizer_state["state"]
-        row_hparams = {name: value[row : row + 1] for name, value in group.hparams.items()}
+        row_hyperparameters = {
+            name: value[row : row + 1] for name, value in group.hyperparameters.items()
+        }
         for i, (p, value, state) in enumerate(
             zip(self.params, export.params, group.state, strict=True)
         ):
@@ -400,7 +406,9 @@ class PopulationOptimizer:
                 if slot in entry:
                     tensor[row].copy_(entry[slot])
                 else:  # torch creates some state lazily on the first step
-                    fresh = group.spec.rule.init_slot(slot, tensor[row : row + 1], row_hparams)
+                    fresh = group.spec.rule.init_slot(
+                        slot, tensor[row : row + 1], row_hyperparameters
+                    )
                     tensor[row].copy_(fresh[0])
         first = torch_state.get(0, {})
         for name, value in group.scalars.items():

@@ -72,18 +72,19 @@ class OptimizerSpec:
         """The family's hyperparameter names, as torch.optim spells them."""
         return tuple(self.params_model.model_fields)
 
-    def validate(self, hparams: Mapping[str, Any] | None = None) -> HParams:
+    def validate(self, hyperparameters: Mapping[str, Any] | None = None) -> HParams:
         """Validated hyperparameters with defaults filled in; raises HyperparameterError."""
         try:
-            return self.params_model.model_validate(dict(hparams or {}))
+            return self.params_model.model_validate(dict(hyperparameters or {}))
         except ValidationError as exc:
             raise _hyperparameter_error(self, exc) from None
 
     def with_betas(
-        self, hparams: Mapping[str, Any], *, beta1: float | None, beta2: float | None
+        self, hyperparameters: Mapping[str, Any], *, beta1: float | None, beta2: float | None
     ) -> dict[str, Any]:
-        """hparams with generic beta1/beta2 set on this family's own fields (if it has them)."""
-        merged = dict(hparams)
+        """``hyperparameters`` with generic beta1/beta2 set on this family's own fields (if it
+        has them)."""
+        merged = dict(hyperparameters)
         defaults = self.params_model.model_fields
         for target, value in ((self.beta1, beta1), (self.beta2, beta2)):
             if target is None or value is None:
@@ -234,6 +235,8 @@ def get_spec(name: str) -> OptimizerSpec:
         ) from None
 
 
-def validate_hparams(name: str, hparams: Mapping[str, Any] | None = None) -> HParams:
-    """Validate ``hparams`` for family ``name``; errors name the field and the value."""
-    return get_spec(name).validate(hparams)
+def validate_hyperparameters(
+    name: str, hyperparameters: Mapping[str, Any] | None = None
+) -> HParams:
+    """Validate ``hyperparameters`` for family ``name``; errors name the field and the value."""
+    return get_spec(name).validate(hyperparameters)

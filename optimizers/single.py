@@ -23,10 +23,10 @@ def _tensors(params: list[Any]) -> list[Tensor]:
 
 
 def build_torch_optimizer(
-    spec: OptimizerSpec, params: list[Any], hparams: HParams
+    spec: OptimizerSpec, params: list[Any], hyperparameters: HParams
 ) -> torch.optim.Optimizer:
     """torch.optim's class for ``spec``: fused on CUDA where torch has it, foreach otherwise."""
-    kwargs = hparams.model_dump()
+    kwargs = hyperparameters.model_dump()
     tensors = _tensors(params)
     on_cuda = bool(tensors) and all(t.is_cuda and t.is_floating_point() for t in tensors)
     if spec.fused_on_cuda and on_cuda:
@@ -37,8 +37,8 @@ def build_torch_optimizer(
 
 
 def create_optimizer(
-    name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]], **hparams: Any
+    name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]], **hyperparameters: Any
 ) -> torch.optim.Optimizer:
     """torch.optim's optimizer for family ``name`` with validated hyperparameters."""
     spec = get_spec(name)
-    return build_torch_optimizer(spec, list(params), spec.validate(hparams))
+    return build_torch_optimizer(spec, list(params), spec.validate(hyperparameters))

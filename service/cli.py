@@ -115,8 +115,8 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def _hyperparameters(hparams: dict[str, Any]) -> str:
-    shown = {k: v for k, v in hparams.items() if v not in (0, 0.0, False)}
+def _hyperparameters(hyperparameters: dict[str, Any]) -> str:
+    shown = {k: v for k, v in hyperparameters.items() if v not in (0, 0.0, False)}
     return " ".join(f"{name}={_fmt(value)}" for name, value in shown.items())
 
 

@@ -35,7 +35,7 @@ class Checkpoint:
     model: dict[str, Tensor]
     """The model's state_dict (parameters and buffers by name)."""
     optimizer_state: dict[str, Any]
-    """A state dict for ``create_optimizer(config.optimizer, model.parameters(), **hparams)``."""
+    """A state dict for the torch.optim optimizer of ``config`` over ``model``'s parameters."""
     step: int
     """Optimizer steps taken."""
     history: dict[int, dict[str, float]] = field(default_factory=dict)

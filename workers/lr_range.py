@@ -47,7 +47,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
     configs = [
         MemberConfig(
             optimizer=name,
-            hparams={"lr": spec.min_lr},
+            hyperparameters={"lr": spec.min_lr},
             schedule={"kind": "exponential", "gamma": gamma},
         )
         for name in spec.optimizers

@@ -37,24 +37,24 @@ class Exploit:
 def perturbed(config: MemberConfig, rng: random.Random, perturbation: float) -> MemberConfig:
     """The config with lr and each beta (as 1 - beta) scaled by 1 -/+ ``perturbation``."""
     spec = config.spec
-    hparams: dict[str, Any] = config.validated().model_dump(mode="json")
+    hyperparameters: dict[str, Any] = config.validated().model_dump(mode="json")
     factors = (1 - perturbation, 1 + perturbation)
-    hparams["lr"] = hparams["lr"] * rng.choice(factors)
+    hyperparameters["lr"] = hyperparameters["lr"] * rng.choice(factors)
     for target in (spec.beta1, spec.beta2):
         if target is None:
             continue
-        current = hparams[target.field]
+        current = hyperparameters[target.field]
         value = current if target.index is None else current[target.index]
         beta = min(max(1 - (1 - float(value)) * rng.choice(factors), 0.0), 0.9999)
         if target.index is None:
-            hparams[target.field] = beta
+            hyperparameters[target.field] = beta
         else:
             items = list(current)
             items[target.index] = beta
-            hparams[target.field] = items
+            hyperparameters[target.field] = items
     return MemberConfig(
         optimizer=config.optimizer,
-        hparams=hparams,
+        hyperparameters=hyperparameters,
         schedule=config.schedule,
         clip_norm=config.clip_norm,
     )

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from optimizers import OPTIMIZERS, ConstantSchedule, MemberConfig, Schedule, validate_hparams
+from optimizers import (
+    OPTIMIZERS,
+    ConstantSchedule,
+    MemberConfig,
+    Schedule,
+    validate_hyperparameters,
+)
 from optimizers.schemas import PositiveFloat
 
 if TYPE_CHECKING:
@@ -49,7 +55,7 @@ class TrialSpec(BaseModel):
     workload: dict[str, Any]
     """The workload's config (``name``, ``epochs``, ``batch_size``, ...)."""
     optimizer: str
-    hparams: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(ge=0, lt=2**63)
     """Seeds the model's initialisation."""
     data_seed: int | None = Field(default=None, ge=0, lt=2**63)
@@ -69,8 +75,8 @@ class TrialSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _validate_hparams(self) -> TrialSpec:
-        validate_hparams(self.optimizer, self.hparams)
+    def _validate_hyperparameters(self) -> TrialSpec:
+        validate_hyperparameters(self.optimizer, self.hyperparameters)
         return self
 
     def workload_config(self) -> WorkloadConfig:
@@ -82,7 +88,7 @@ class TrialSpec(BaseModel):
 
     def member_config(self) -> MemberConfig:
         """The optimizer side of this trial: family, hyperparameters, schedule, clipping."""
-        fields = {"optimizer", "hparams", "schedule", "clip_norm"}
+        fields = {"optimizer", "hyperparameters", "schedule", "clip_norm"}
         return MemberConfig.model_validate(self.model_dump(include=fields))
 
 
@@ -92,13 +98,13 @@ class MemberSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     optimizer: str
-    hparams: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(ge=0, lt=2**63)
     schedule: Schedule = ConstantSchedule()
     clip_norm: PositiveFloat | None = None
 
     @model_validator(mode="after")
-    def _validate_hparams(self) -> MemberSpec:
+    def _validate_hyperparameters(self) -> MemberSpec:
         self.member_config()
         return self
 

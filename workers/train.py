@@ -101,8 +101,8 @@ def check_resumable(checkpoint: Checkpoint, config: MemberConfig) -> None:
         )
     if checkpoint.config.validated() != config.validated():
         raise ValueError(
-            f"resume: the checkpoint's hyperparameters {checkpoint.config.hparams} differ from "
-            f"{config.hparams}"
+            f"resume: the checkpoint's hyperparameters {checkpoint.config.hyperparameters} "
+            f"differ from {config.hyperparameters}"
         )
 
 
@@ -131,7 +131,7 @@ def train_trial(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         built = workload.build(config, seed=spec.seed, device=device)
-    optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hparams)
+    optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hyperparameters)
     start = 0
     metrics: dict[str, float] = {}
     history: dict[int, dict[str, float]] = {}

@@ -15,16 +15,20 @@ class AdadeltaRule(UpdateRule):
         return ("square_avg", "acc_delta")
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """rho and its complement, eps, weight decay."""
-        rho = hparams["rho"]
+        rho = hyperparameters["rho"]
         return {
             "neg_lr": -lr,
             "rho": rho,
             "one_minus_rho": 1 - rho,
-            "eps": hparams["eps"],
-            "weight_decay": hparams["weight_decay"],
+            "eps": hyperparameters["eps"],
+            "weight_decay": hyperparameters["weight_decay"],
         }
 
     def apply(

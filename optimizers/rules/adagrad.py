@@ -15,18 +15,26 @@ class AdagradRule(UpdateRule):
         """The accumulated sum of squares."""
         return ("sum",)
 
-    def init_slot(self, name: str, like: Tensor, hparams: dict[str, Tensor]) -> Tensor:
+    def init_slot(self, name: str, like: Tensor, hyperparameters: dict[str, Tensor]) -> Tensor:
         """The sum starts at initial_accumulator_value."""
-        start = hparams["initial_accumulator_value"].to(like.dtype)
+        start = hyperparameters["initial_accumulator_value"].to(like.dtype)
         shape = (-1,) + (1,) * (like.dim() - 1)
         return torch.zeros_like(like).add_(start.view(shape))
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """The decayed learning rate lr / (1 + (step - 1) * lr_decay)."""
-        clr = lr / (1 + (step - 1) * hparams["lr_decay"])
-        return {"neg_clr": -clr, "weight_decay": hparams["weight_decay"], "eps": hparams["eps"]}
+        clr = lr / (1 + (step - 1) * hyperparameters["lr_decay"])
+        return {
+            "neg_clr": -clr,
+            "weight_decay": hyperparameters["weight_decay"],
+            "eps": hyperparameters["eps"],
+        }
 
     def apply(
         self,

@@ -15,10 +15,10 @@ class AdamRule(UpdateRule):
     def __init__(self, *, decoupled_weight_decay: bool) -> None:
         self.decoupled_weight_decay = decoupled_weight_decay
 
-    def variant(self, hparams: HParams) -> Variant:
+    def variant(self, hyperparameters: HParams) -> Variant:
         """Weight decay on, AMSGrad on."""
-        assert isinstance(hparams, AdamParams)
-        return (hparams.weight_decay != 0, hparams.amsgrad)
+        assert isinstance(hyperparameters, AdamParams)
+        return (hyperparameters.weight_decay != 0, hyperparameters.amsgrad)
 
     def slots(self, variant: Variant) -> tuple[str, ...]:
         """First and second moments, plus their running maximum with AMSGrad."""
@@ -26,10 +26,14 @@ class AdamRule(UpdateRule):
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Bias corrections and the step size lr / bc1."""
-        beta1, beta2 = hparams["beta1"], hparams["beta2"]
+        beta1, beta2 = hyperparameters["beta1"], hyperparameters["beta2"]
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         coef = {
@@ -38,11 +42,11 @@ class AdamRule(UpdateRule):
             "one_minus_beta2": 1 - beta2,
             "neg_step_size": -lr / bias_correction1,
             "bias_correction2_sqrt": bias_correction2.sqrt(),
-            "eps": hparams["eps"],
-            "weight_decay": hparams["weight_decay"],
+            "eps": hyperparameters["eps"],
+            "weight_decay": hyperparameters["weight_decay"],
         }
         if self.decoupled_weight_decay:
-            coef["decay_factor"] = 1 - lr * hparams["weight_decay"]
+            coef["decay_factor"] = 1 - lr * hyperparameters["weight_decay"]
         return coef
 
     def apply(

@@ -16,16 +16,20 @@ class AdamaxRule(UpdateRule):
         return ("exp_avg", "exp_inf")
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Bias-corrected step size."""
-        beta1 = hparams["beta1"]
+        beta1 = hyperparameters["beta1"]
         return {
             "one_minus_beta1": 1 - beta1,
-            "beta2": hparams["beta2"],
-            "eps": hparams["eps"],
+            "beta2": hyperparameters["beta2"],
+            "eps": hyperparameters["eps"],
             "neg_clr": -lr / (1 - beta1**step),
-            "weight_decay": hparams["weight_decay"],
+            "weight_decay": hyperparameters["weight_decay"],
         }
 
     def apply(

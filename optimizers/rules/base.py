@@ -13,10 +13,10 @@ Variant = tuple[bool, ...]
 """Flags that pick a rule's code path (amsgrad, nesterov, weight decay on, ...)."""
 
 
-def flat_hparams(hparams: HParams) -> dict[str, float]:
+def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
     """Numeric hyperparameters as a flat dict; tuple fields become name1, name2 (betas: beta1)."""
     flat: dict[str, float] = {}
-    for name, value in hparams:
+    for name, value in hyperparameters:
         if isinstance(value, bool):
             continue
         if isinstance(value, tuple):
@@ -50,20 +50,24 @@ class UpdateRule:
     scalars: ClassVar[tuple[str, ...]] = ()
     """Per-member scalar state besides ``step`` (nadam's mu_product), with initial value 1."""
 
-    def variant(self, hparams: HParams) -> Variant:
+    def variant(self, hyperparameters: HParams) -> Variant:
         """Flags that choose the code path; members with equal flags update together."""
-        return (hparams.weight_decay != 0,)
+        return (hyperparameters.weight_decay != 0,)
 
     def slots(self, variant: Variant) -> tuple[str, ...]:
         """Names of the per-parameter state tensors, as torch.optim names them."""
         return ()
 
-    def init_slot(self, name: str, like: Tensor, hparams: dict[str, Tensor]) -> Tensor:
+    def init_slot(self, name: str, like: Tensor, hyperparameters: dict[str, Tensor]) -> Tensor:
         """A fresh state tensor for ``name`` shaped like ``like`` ([K, ...])."""
         return torch.zeros_like(like, memory_format=torch.preserve_format)
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Per-member coefficients ([K] float64) for this step; ``step`` is already incremented."""
         raise NotImplementedError

@@ -14,27 +14,33 @@ class MomentumRule(UpdateRule):
 
     torch_has_step = False
 
-    def variant(self, hparams: HParams) -> Variant:
+    def variant(self, hyperparameters: HParams) -> Variant:
         """Weight decay on, Nesterov on."""
-        assert isinstance(hparams, MomentumParams)
-        return (hparams.weight_decay != 0, hparams.nesterov)
+        assert isinstance(hyperparameters, MomentumParams)
+        return (hyperparameters.weight_decay != 0, hyperparameters.nesterov)
 
     def slots(self, variant: Variant) -> tuple[str, ...]:
         """One momentum buffer."""
         return ("momentum_buffer",)
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """On a member's first step the buffer is the gradient itself (decay 0, scale 1)."""
         first = step == 1
-        momentum = hparams["momentum"]
+        momentum = hyperparameters["momentum"]
         return {
             "neg_lr": -lr,
-            "weight_decay": hparams["weight_decay"],
+            "weight_decay": hyperparameters["weight_decay"],
             "momentum": momentum,
             "buffer_decay": torch.where(first, torch.zeros_like(momentum), momentum),
-            "grad_scale": torch.where(first, torch.ones_like(momentum), 1 - hparams["dampening"]),
+            "grad_scale": torch.where(
+                first, torch.ones_like(momentum), 1 - hyperparameters["dampening"]
+            ),
         }
 
     def apply(

@@ -17,11 +17,15 @@ class NAdamRule(UpdateRule):
         return ("exp_avg", "exp_avg_sq")
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Momentum cache for this and the next step; advances mu_product in place."""
-        beta1, beta2 = hparams["beta1"], hparams["beta2"]
-        momentum_decay = hparams["momentum_decay"]
+        beta1, beta2 = hyperparameters["beta1"], hyperparameters["beta2"]
+        momentum_decay = hyperparameters["momentum_decay"]
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
         mu_product = scalars["mu_product"].mul_(mu)
@@ -30,10 +34,10 @@ class NAdamRule(UpdateRule):
             "beta2": beta2,
             "one_minus_beta2": 1 - beta2,
             "bias_correction2": 1 - beta2**step,
-            "eps": hparams["eps"],
+            "eps": hyperparameters["eps"],
             "grad_coef": -lr * (1.0 - mu) / (1.0 - mu_product),
             "avg_coef": (-lr * mu_next) / (1.0 - mu_product * mu_next),
-            "weight_decay": hparams["weight_decay"],
+            "weight_decay": hyperparameters["weight_decay"],
         }
 
     def apply(

@@ -11,10 +11,14 @@ from optimizers.schemas import HParams, RMSpropParams
 class RMSpropRule(UpdateRule):
     """square_avg <- alpha * square_avg + (1 - alpha) * grad**2; param -= lr * grad / rms."""
 
-    def variant(self, hparams: HParams) -> Variant:
+    def variant(self, hyperparameters: HParams) -> Variant:
         """Weight decay on, centred, momentum on."""
-        assert isinstance(hparams, RMSpropParams)
-        return (hparams.weight_decay != 0, hparams.centered, hparams.momentum > 0)
+        assert isinstance(hyperparameters, RMSpropParams)
+        return (
+            hyperparameters.weight_decay != 0,
+            hyperparameters.centered,
+            hyperparameters.momentum > 0,
+        )
 
     def slots(self, variant: Variant) -> tuple[str, ...]:
         """square_avg, plus momentum_buffer and grad_avg where the variant needs them."""
@@ -27,17 +31,21 @@ class RMSpropRule(UpdateRule):
         return tuple(names)
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """alpha and its complement, eps, momentum, weight decay."""
-        alpha = hparams["alpha"]
+        alpha = hyperparameters["alpha"]
         return {
             "neg_lr": -lr,
             "alpha": alpha,
             "one_minus_alpha": 1 - alpha,
-            "eps": hparams["eps"],
-            "momentum": hparams["momentum"],
-            "weight_decay": hparams["weight_decay"],
+            "eps": hyperparameters["eps"],
+            "momentum": hyperparameters["momentum"],
+            "weight_decay": hyperparameters["weight_decay"],
         }
 
     def apply(

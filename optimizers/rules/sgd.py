@@ -13,10 +13,14 @@ class SGDRule(UpdateRule):
     torch_has_step = False
 
     def coefficients(
-        self, hparams: dict[str, Tensor], lr: Tensor, step: Tensor, scalars: dict[str, Tensor]
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
         """Negative learning rate and weight decay."""
-        return {"neg_lr": -lr, "weight_decay": hparams["weight_decay"]}
+        return {"neg_lr": -lr, "weight_decay": hyperparameters["weight_decay"]}
 
     def apply(
         self,

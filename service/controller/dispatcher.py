@@ -222,7 +222,7 @@ def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
     return TrialSpec(
         workload=spec.workload.config(),
         optimizer=trial.optimizer,
-        hparams=trial.hyperparameters,
+        hyperparameters=trial.hyperparameters,
         seed=trial.seed,
         data_seed=spec.search.seed,
     )
@@ -241,7 +241,7 @@ def pack_spec(spec: SweepCreate, trials: list[Trial]) -> PackSpec:
     return PackSpec(
         workload=spec.workload.config(),
         members=[
-            MemberSpec(optimizer=t.optimizer, hparams=t.hyperparameters, seed=t.seed)
+            MemberSpec(optimizer=t.optimizer, hyperparameters=t.hyperparameters, seed=t.seed)
             for t in trials
         ],
         data_seed=spec.search.seed,

@@ -70,16 +70,17 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
             for row in batch:
                 (
                     trial_id, number, optimizer, status, objective, objective_kind, best,
-                    best_kind, epochs_run, attempt, seed, hparams, pack_id, device, started_at,
-                    finished_at, error,
+                    best_kind, epochs_run, attempt, seed, hyperparameters, pack_id, device,
+                    started_at, finished_at, error,
                 ) = row  # fmt: skip
-                beta1, beta2 = queries.betas(optimizer, hparams)
+                beta1, beta2 = queries.betas(optimizer, hyperparameters)
                 writer.writerow(
                     [
                         trial_id, number, optimizer, status,
                         decode_float(objective, objective_kind), decode_float(best, best_kind),
                         epochs_run, attempt, seed,
-                        hparams.get("lr"), beta1, beta2, json.dumps(hparams, sort_keys=True),
+                        hyperparameters.get("lr"), beta1, beta2,
+                        json.dumps(hyperparameters, sort_keys=True),
                         pack_id, device, started_at, finished_at, error,
                     ]
                 )  # fmt: skip

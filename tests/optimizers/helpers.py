@@ -72,7 +72,7 @@ def side_by_side(
     stacked = [t.clone().requires_grad_() for t in init]
     alone = [[t[k].clone().requires_grad_() for t in init] for k in range(len(configs))]
     optimizers = [
-        create_optimizer(c.optimizer, params, **c.hparams)
+        create_optimizer(c.optimizer, params, **c.hyperparameters)
         if torch_options is None
         else c.spec.torch_class(params, **c.validated().model_dump(), **torch_options)
         for c, params in zip(configs, alone, strict=True)

@@ -23,7 +23,7 @@ FUSED = sorted(name for name, spec in OPTIMIZERS.items() if spec.fused_on_cuda)
 
 
 def _all_members() -> list[dict[str, Any]]:
-    return [{"optimizer": name, "hparams": h} for name in sorted(GRID) for h in GRID[name]]
+    return [{"optimizer": name, "hyperparameters": h} for name in sorted(GRID) for h in GRID[name]]
 
 
 @pytest.mark.usefixtures("float64")
@@ -67,7 +67,9 @@ def test_fused_optimizer_matches_the_population(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        run = side_by_side([{"optimizer": name, "hparams": h} for h in GRID[name]], device="cuda")
+        run = side_by_side(
+            [{"optimizer": name, "hyperparameters": h} for h in GRID[name]], device="cuda"
+        )
         assert all(o.defaults.get("fused") for o in run.optimizers)
         for _ in range(STEPS):
             run.step(run.grads(scale=0.1))

@@ -55,7 +55,9 @@ GRID: dict[str, list[dict[str, Any]]] = {
 
 def _mixed_members(order: str) -> list[dict[str, Any]]:
     members = [
-        {"optimizer": name, "hparams": hparams} for name in sorted(GRID) for hparams in GRID[name]
+        {"optimizer": name, "hyperparameters": hyperparameters}
+        for name in sorted(GRID)
+        for hyperparameters in GRID[name]
     ]
     if order == "interleaved":
         random.Random(0).shuffle(members)
@@ -86,7 +88,7 @@ def test_mixed_population_matches_torch_optim(order: str) -> None:
 @pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_each_family_alone_matches_torch_optim(name: str) -> None:
-    run = side_by_side([{"optimizer": name, "hparams": h} for h in GRID[name]])
+    run = side_by_side([{"optimizer": name, "hyperparameters": h} for h in GRID[name]])
     for _ in range(STEPS):
         run.step(run.grads())
     assert max_param_diff(run) <= TOLERANCE
@@ -123,11 +125,13 @@ def test_schedules_match_torch_lr_schedulers() -> None:
     for i, (schedule, _) in enumerate(SCHEDULES):
         for j, name in enumerate(families):
             if (i + j) % 2 == 0:
-                members.append({"optimizer": name, "hparams": GRID[name][-1], "schedule": schedule})
+                members.append(
+                    {"optimizer": name, "hyperparameters": GRID[name][-1], "schedule": schedule}
+                )
     run = side_by_side(members)
     factories = {s["kind"]: factory for s, factory in SCHEDULES}
     schedulers = [
-        factories[m.schedule.kind](opt, m.hparams["lr"])
+        factories[m.schedule.kind](opt, m.hyperparameters["lr"])
         for m, opt in zip(run.members, run.optimizers, strict=True)
     ]
     for _ in range(STEPS):
@@ -145,8 +149,8 @@ def test_schedules_match_torch_lr_schedulers() -> None:
 def test_clipping_matches_clip_grad_norm() -> None:
     members: list[dict[str, Any]] = []
     for j, name in enumerate(sorted(OPTIMIZERS)):
-        members.append({"optimizer": name, "hparams": GRID[name][0], "clip_norm": 0.5 + j})
-        members.append({"optimizer": name, "hparams": GRID[name][-1]})
+        members.append({"optimizer": name, "hyperparameters": GRID[name][0], "clip_norm": 0.5 + j})
+        members.append({"optimizer": name, "hyperparameters": GRID[name][-1]})
     run = side_by_side(members)
 
     def clip(k: int) -> None:
@@ -171,7 +175,7 @@ def test_clipping_matches_clip_grad_norm() -> None:
 def test_clipping_does_not_touch_the_callers_grads() -> None:
     params = [torch.zeros(2, 3, requires_grad=True)]
     pop = PopulationOptimizer(
-        params, [{"optimizer": "sgd", "hparams": {"lr": 1.0}, "clip_norm": 0.1}] * 2
+        params, [{"optimizer": "sgd", "hyperparameters": {"lr": 1.0}, "clip_norm": 0.1}] * 2
     )
     grad = torch.full((2, 3), 10.0)
     params[0].grad = grad.clone()

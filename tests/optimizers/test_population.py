@@ -18,9 +18,13 @@ TOLERANCE = 1e-10
 
 def _members() -> list[dict[str, Any]]:
     return [
-        {"optimizer": name, "hparams": hparams, "schedule": {"kind": "exponential", "gamma": 0.99}}
+        {
+            "optimizer": name,
+            "hyperparameters": hyperparameters,
+            "schedule": {"kind": "exponential", "gamma": 0.99},
+        }
         for name in sorted(GRID)
-        for hparams in GRID[name]
+        for hyperparameters in GRID[name]
     ]
 
 
@@ -101,13 +105,13 @@ def test_frozen_member_does_not_change_and_others_still_match(order: str) -> Non
 @pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_exported_member_continues_alone_in_torch_optim(name: str) -> None:
-    run = side_by_side([{"optimizer": name, "hparams": h} for h in GRID[name]])
+    run = side_by_side([{"optimizer": name, "hyperparameters": h} for h in GRID[name]])
     for _ in range(50):
         run.step(run.grads())
     k = len(GRID[name]) - 1
     export = run.population.export_member(k)
     params = [p.clone().requires_grad_() for p in export.params]
-    alone = create_optimizer(name, params, **export.config.hparams)
+    alone = create_optimizer(name, params, **export.config.hyperparameters)
     alone.load_state_dict(export.optimizer_state)
     for _ in range(50):
         grads = run.grads()
@@ -121,7 +125,9 @@ def test_exported_member_continues_alone_in_torch_optim(name: str) -> None:
 
 @pytest.mark.usefixtures("float64")
 def test_load_member_resumes_a_checkpointed_member() -> None:
-    run = side_by_side([{"optimizer": "adam", "hparams": {"lr": 0.01, "amsgrad": True}}] * 3)
+    run = side_by_side(
+        [{"optimizer": "adam", "hyperparameters": {"lr": 0.01, "amsgrad": True}}] * 3
+    )
     for _ in range(20):
         run.step(run.grads())
     checkpoint = run.population.export_member(1)
@@ -155,7 +161,9 @@ def test_bad_shapes_and_members_are_rejected() -> None:
 
 def test_params_without_grad_are_skipped() -> None:
     used, unused = torch.ones(2, 3, requires_grad=True), torch.ones(2, 3, requires_grad=True)
-    pop = PopulationOptimizer([used, unused], [{"optimizer": "adam", "hparams": {"lr": 0.1}}] * 2)
+    pop = PopulationOptimizer(
+        [used, unused], [{"optimizer": "adam", "hyperparameters": {"lr": 0.1}}] * 2
+    )
     used.grad = torch.ones(2, 3)
     pop.step()
     assert torch.equal(unused, torch.ones(2, 3))
@@ -164,8 +172,8 @@ def test_params_without_grad_are_skipped() -> None:
 
 def test_compiled_updates_match_eager_in_float32() -> None:
     members = [
-        {"optimizer": "adam", "hparams": {"lr": 0.01, "betas": (0.9, 0.99)}},
-        {"optimizer": "adam", "hparams": {"lr": 0.02, "betas": (0.8, 0.999)}},
+        {"optimizer": "adam", "hyperparameters": {"lr": 0.01, "betas": (0.9, 0.99)}},
+        {"optimizer": "adam", "hyperparameters": {"lr": 0.02, "betas": (0.8, 0.999)}},
     ]
     eager = side_by_side(members)
     compiled = side_by_side(members, compile=True)

@@ -16,7 +16,7 @@ from optimizers import (
     MemberConfig,
     create_optimizer,
     get_spec,
-    validate_hparams,
+    validate_hyperparameters,
 )
 
 _UNIT_FIELDS = [
@@ -43,10 +43,10 @@ def _with(name: str, field: str, index: int | None, value: float) -> dict[str, A
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_defaults_are_valid_and_reach_torch(name: str) -> None:
-    hparams = validate_hparams(name)
-    assert hparams.lr > 0
+    hyperparameters = validate_hyperparameters(name)
+    assert hyperparameters.lr > 0
     optimizer = create_optimizer(name, [torch.zeros(3, requires_grad=True)])
-    assert optimizer.param_groups[0]["lr"] == hparams.lr
+    assert optimizer.param_groups[0]["lr"] == hyperparameters.lr
     assert optimizer.param_groups[0]["foreach"] is True  # CPU: foreach, never fused
 
 
@@ -54,7 +54,7 @@ def test_defaults_are_valid_and_reach_torch(name: str) -> None:
 @given(lr=st.one_of(st.floats(max_value=0.0), st.just(math.inf), st.just(math.nan)))
 def test_lr_must_be_finite_and_positive(name: str, lr: float) -> None:
     with pytest.raises(HyperparameterError) as info:
-        validate_hparams(name, {"lr": lr})
+        validate_hyperparameters(name, {"lr": lr})
     assert info.value.field == "lr"
     assert f"{name}: lr must be finite and > 0, got {lr!r}" in str(info.value)
 
@@ -65,7 +65,7 @@ def test_betas_and_decays_must_be_in_unit_interval(
     name: str, field: str, index: int | None, value: float
 ) -> None:
     with pytest.raises(HyperparameterError) as info:
-        validate_hparams(name, _with(name, field, index, value))
+        validate_hyperparameters(name, _with(name, field, index, value))
     where = field if index is None else f"{field}[{index}]"
     assert info.value.field == where
     assert f"{name}: {where} must be in [0, 1), got {value!r}" in str(info.value)
@@ -76,8 +76,8 @@ def test_betas_and_decays_must_be_in_unit_interval(
 def test_values_in_unit_interval_are_accepted(
     name: str, field: str, index: int | None, value: float
 ) -> None:
-    hparams = validate_hparams(name, _with(name, field, index, value))
-    got = getattr(hparams, field)
+    hyperparameters = validate_hyperparameters(name, _with(name, field, index, value))
+    got = getattr(hyperparameters, field)
     assert (got if index is None else got[index]) == value
 
 
@@ -85,14 +85,14 @@ def test_values_in_unit_interval_are_accepted(
 @given(eps=st.one_of(st.floats(max_value=0.0), st.just(math.nan)))
 def test_eps_must_be_positive(name: str, eps: float) -> None:
     with pytest.raises(HyperparameterError, match=rf"{name}: eps must be finite and > 0"):
-        validate_hparams(name, {"eps": eps})
+        validate_hyperparameters(name, {"eps": eps})
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @given(weight_decay=st.one_of(st.floats(max_value=-1e-300), st.just(math.inf)))
 def test_weight_decay_must_be_non_negative(name: str, weight_decay: float) -> None:
     with pytest.raises(HyperparameterError) as info:
-        validate_hparams(name, {"weight_decay": weight_decay})
+        validate_hyperparameters(name, {"weight_decay": weight_decay})
     assert info.value.field == "weight_decay"
     assert repr(weight_decay) in str(info.value)
 
@@ -109,24 +109,24 @@ def test_unknown_family_lists_valid_names() -> None:
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_unknown_hyperparameter_is_rejected_not_ignored(name: str) -> None:
     with pytest.raises(HyperparameterError) as info:
-        validate_hparams(name, {"lr": 0.1, "betaz": 0.9})
+        validate_hyperparameters(name, {"lr": 0.1, "betaz": 0.9})
     assert f"{name}: unknown hyperparameter 'betaz'" in str(info.value)
     assert "lr" in str(info.value)  # lists the valid names
 
 
 def test_nesterov_needs_momentum_and_no_dampening() -> None:
     with pytest.raises(HyperparameterError, match="nesterov requires momentum > 0"):
-        validate_hparams("momentum", {"nesterov": True, "dampening": 0.5})
+        validate_hyperparameters("momentum", {"nesterov": True, "dampening": 0.5})
 
 
 def test_wrong_type_names_field_and_value() -> None:
     with pytest.raises(HyperparameterError, match=r"adam: lr .*got 'fast'"):
-        validate_hparams("adam", {"lr": "fast"})
+        validate_hyperparameters("adam", {"lr": "fast"})
 
 
-def test_member_config_rejects_bad_hparams_schedule_and_clip() -> None:
+def test_member_config_rejects_bad_hyperparameters_schedule_and_clip() -> None:
     with pytest.raises(ValueError, match=r"adam: betas\[1\] must be in \[0, 1\), got 1.2"):
-        MemberConfig(optimizer="adam", hparams={"betas": (0.9, 1.2)})
+        MemberConfig(optimizer="adam", hyperparameters={"betas": (0.9, 1.2)})
     with pytest.raises(ValueError, match="clip_norm"):
         MemberConfig(optimizer="sgd", clip_norm=-1.0)
     with pytest.raises(ValueError, match="step_size"):
@@ -141,11 +141,11 @@ def test_member_config_rejects_bad_hparams_schedule_and_clip() -> None:
 def test_betas_map_onto_each_family(name: str) -> None:
     spec = get_spec(name)
     mapped = spec.with_betas({}, beta1=0.81, beta2=0.92)
-    hparams = spec.validate(mapped)
+    hyperparameters = spec.validate(mapped)
     for target, value in ((spec.beta1, 0.81), (spec.beta2, 0.92)):
         if target is None:
             continue
-        got = getattr(hparams, target.field)
+        got = getattr(hyperparameters, target.field)
         assert (got if target.index is None else got[target.index]) == value
     if spec.beta1 is None and spec.beta2 is None:
         assert mapped == {}

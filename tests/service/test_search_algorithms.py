@@ -64,17 +64,17 @@ def test_an_adaptive_algorithm_runs_its_trials_within_the_space(
     assert {t["status"] for t in trials} <= {"completed", "diverged"}
     assert _most_at_once(trials) <= 2
     for trial in trials:
-        hparams = trial["hyperparameters"]
-        assert 1e-4 <= hparams["lr"] <= 1e-2
+        hyperparameters = trial["hyperparameters"]
+        assert 1e-4 <= hyperparameters["lr"] <= 1e-2
         spec = get_spec(trial["optimizer"])
         # Each family has exactly its own hyperparameters, betas where it has them.
-        assert set(hparams) == set(spec.hyperparameters)
+        assert set(hyperparameters) == set(spec.hyperparameters)
         if trial["optimizer"] == "adam":
-            beta1, beta2 = hparams["betas"]
+            beta1, beta2 = hyperparameters["betas"]
             assert 0.8 <= beta1 <= 0.95
             assert 0.9 <= beta2 <= 0.9999
         if trial["optimizer"] == "momentum":
-            assert 0.8 <= hparams["momentum"] <= 0.95
+            assert 0.8 <= hyperparameters["momentum"] <= 0.95
     leaderboard = live_api.client.get(f"/sweeps/{sweep['id']}/leaderboard").json()["entries"]
     assert leaderboard, "completed trials are ranked"
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from optimizers import validate_hparams
+from optimizers import validate_hyperparameters
 from service.controller.expand import expand, sweep_size
 from service.controller.searchers import GridError, grid_size, make_searcher
 from service.sweeps.schemas import SweepCreate
@@ -52,7 +52,7 @@ def test_random_search_maps_betas_onto_each_family_and_is_reproducible() -> None
     assert {s.optimizer for s in first} == set(EXAMPLE["space"]["optimizers"])
     for suggestion in first:
         hp = suggestion.hyperparameters
-        validate_hparams(suggestion.optimizer, hp)  # full and valid for its family
+        validate_hyperparameters(suggestion.optimizer, hp)  # full and valid for its family
         assert 1e-4 <= hp["lr"] <= 1e-1
         if suggestion.optimizer in ("adam", "adamax"):
             assert 0.8 <= hp["betas"][0] <= 0.99

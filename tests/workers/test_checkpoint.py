@@ -17,7 +17,10 @@ from workers.train import train_trial
 EPOCHS = 5
 WORKLOAD = {"name": "rosenbrock", "epochs": EPOCHS, "steps_per_epoch": 15}
 # Smaller learning rates than the pack tests, so every member stays finite for 5 epochs.
-MEMBERS = [{**m, "hparams": {**m["hparams"], "lr": m["hparams"]["lr"] / 100}} for m in MIXED]
+MEMBERS = [
+    {**m, "hyperparameters": {**m["hyperparameters"], "lr": m["hyperparameters"]["lr"] / 100}}
+    for m in MIXED
+]
 
 
 def _pack_spec(members: list[dict[str, Any]], workload: dict[str, Any] = WORKLOAD) -> PackSpec:
@@ -133,7 +136,7 @@ def test_a_checkpoint_of_another_trial_is_refused(tmp_path: Path) -> None:
     _, saved = _run_alone(_trial_spec(MEMBERS[0]))
     with pytest.raises(ValueError, match="resume: the checkpoint is of a 'sgd' trial, not 'adam'"):
         _run_alone(_trial_spec(MEMBERS[5]), resume=saved[1])
-    other_lr = {**MEMBERS[0], "hparams": {**MEMBERS[0]["hparams"], "lr": 0.5}}
+    other_lr = {**MEMBERS[0], "hyperparameters": {**MEMBERS[0]["hyperparameters"], "lr": 0.5}}
     with pytest.raises(ValueError, match="hyperparameters"):
         _run_alone(_trial_spec(other_lr), resume=saved[1])
 
@@ -176,3 +179,15 @@ def test_a_version_1_checkpoint_loads_with_its_last_epoch_as_history(tmp_path: P
     torch.save(payload, path)
     loaded = load_checkpoint(path)
     assert loaded.history == {3: alone[3].metrics}
+
+
+def test_a_checkpoint_written_before_the_hyperparameters_rename_still_loads(tmp_path: Path) -> None:
+    import torch
+
+    _, alone = _run_alone(_trial_spec(MEMBERS[0]))
+    path = tmp_path / "old-key.pt"
+    save_checkpoint(path, alone[2])
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["hparams"] = payload["config"].pop("hyperparameters")
+    torch.save(payload, path)
+    assert load_checkpoint(path).config == alone[2].config

@@ -48,7 +48,7 @@ def test_float32_mlp_pack_on_cuda_matches_every_family_alone_on_cuda() -> None:
 @pytest.mark.parametrize("name", ["cnn-bn-digits", "char-lm"])
 def test_float64_pack_on_cuda_matches_alone(name: str) -> None:
     config = {"name": name, "epochs": 2}
-    members = [{**MIXED[0], "hparams": {"lr": 1e-3}}, MIXED[5], MIXED[8]]
+    members = [{**MIXED[0], "hyperparameters": {"lr": 1e-3}}, MIXED[5], MIXED[8]]
     curves, results = _packed(config, members, device="cuda")
     for member, curve, result in zip(members, curves, results, strict=True):
         alone_curve, alone_result = _alone(config, member, device="cuda")

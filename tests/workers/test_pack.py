@@ -18,41 +18,41 @@ DATA_SEED = 11
 
 # One member per family, each with its own seed, and a schedule or clipping on several.
 MIXED: list[dict[str, Any]] = [
-    {"optimizer": "sgd", "hparams": {"lr": 0.05, "weight_decay": 1e-4}, "seed": 1},
+    {"optimizer": "sgd", "hyperparameters": {"lr": 0.05, "weight_decay": 1e-4}, "seed": 1},
     {
         "optimizer": "momentum",
-        "hparams": {"lr": 0.02, "nesterov": True},
+        "hyperparameters": {"lr": 0.02, "nesterov": True},
         "seed": 2,
         "schedule": {"kind": "step", "step_size": 1, "gamma": 0.5},
     },
-    {"optimizer": "adagrad", "hparams": {"lr": 0.05}, "seed": 3, "clip_norm": 0.5},
-    {"optimizer": "adadelta", "hparams": {"lr": 1.0, "rho": 0.95}, "seed": 4},
+    {"optimizer": "adagrad", "hyperparameters": {"lr": 0.05}, "seed": 3, "clip_norm": 0.5},
+    {"optimizer": "adadelta", "hyperparameters": {"lr": 1.0, "rho": 0.95}, "seed": 4},
     {
         "optimizer": "rmsprop",
-        "hparams": {"lr": 1e-3, "centered": True, "momentum": 0.5},
+        "hyperparameters": {"lr": 1e-3, "centered": True, "momentum": 0.5},
         "seed": 5,
         "schedule": {"kind": "cosine", "t_max": 3, "min_factor": 0.1},
     },
     {
         "optimizer": "adam",
-        "hparams": {"lr": 3e-3, "betas": (0.85, 0.99), "amsgrad": True},
+        "hyperparameters": {"lr": 3e-3, "betas": (0.85, 0.99), "amsgrad": True},
         "seed": 6,
         "clip_norm": 1.0,
     },
     {
         "optimizer": "adamw",
-        "hparams": {"lr": 3e-3},
+        "hyperparameters": {"lr": 3e-3},
         "seed": 7,
         "schedule": {"kind": "warmup", "start_factor": 0.2, "total_iters": 2},
     },
     {
         "optimizer": "adamax",
-        "hparams": {"lr": 2e-3},
+        "hyperparameters": {"lr": 2e-3},
         "seed": 8,
         "schedule": {"kind": "exponential", "gamma": 0.7},
     },
-    {"optimizer": "nadam", "hparams": {"lr": 2e-3}, "seed": 9, "clip_norm": 2.0},
-    {"optimizer": "adam", "hparams": {"lr": 1e-3}, "seed": 10},
+    {"optimizer": "nadam", "hyperparameters": {"lr": 2e-3}, "seed": 9, "clip_norm": 2.0},
+    {"optimizer": "adam", "hyperparameters": {"lr": 1e-3}, "seed": 10},
 ]
 
 
@@ -124,7 +124,10 @@ def _max_relative_difference(a: list[dict[str, float]], b: list[dict[str, float]
 @pytest.mark.parametrize("workload", ["quadratic", "rosenbrock"])
 def test_float64_pack_matches_every_family_alone(workload: str) -> None:
     config = {"name": workload, "epochs": 3, "steps_per_epoch": 20}
-    members = [{**m, "hparams": {**m["hparams"], "lr": m["hparams"]["lr"] / 10}} for m in MIXED]
+    members = [
+        {**m, "hyperparameters": {**m["hyperparameters"], "lr": m["hyperparameters"]["lr"] / 10}}
+        for m in MIXED
+    ]
     curves, results = _packed(config, members)
     for member, curve, result in zip(members, curves, results, strict=True):
         alone_curve, alone_result = _alone(config, member)
@@ -145,11 +148,11 @@ def test_float32_mlp_digits_pack_matches_every_family_alone() -> None:
 def test_members_stopping_and_diverging_at_different_epochs_leave_the_rest_exact() -> None:
     config = {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 20}
     members = [
-        {"optimizer": "adam", "hparams": {"lr": 1e-3}, "seed": 1},
-        {"optimizer": "sgd", "hparams": {"lr": 0.5}, "seed": 2},  # diverges in epoch 1
-        {"optimizer": "momentum", "hparams": {"lr": 1e-5}, "seed": 3},
-        {"optimizer": "rmsprop", "hparams": {"lr": 1e-3}, "seed": 4},
-        {"optimizer": "adagrad", "hparams": {"lr": 1e-2}, "seed": 5},
+        {"optimizer": "adam", "hyperparameters": {"lr": 1e-3}, "seed": 1},
+        {"optimizer": "sgd", "hyperparameters": {"lr": 0.5}, "seed": 2},  # diverges in epoch 1
+        {"optimizer": "momentum", "hyperparameters": {"lr": 1e-5}, "seed": 3},
+        {"optimizer": "rmsprop", "hyperparameters": {"lr": 1e-3}, "seed": 4},
+        {"optimizer": "adagrad", "hyperparameters": {"lr": 1e-2}, "seed": 5},
     ]
     curves, results = _packed(config, members, stop_at={2: 2, 3: 3})
     statuses = [(r.status, r.epochs_run) for r in results]
@@ -173,7 +176,7 @@ def test_a_workload_that_cannot_be_packed_is_refused(
     install_plugin("tiny-regression", "tests.workers.plugin_workload:TINY_REGRESSION")
     spec = PackSpec(
         workload={"name": "tiny-regression", "epochs": 1},
-        members=[MemberSpec(optimizer="sgd", hparams={"lr": 0.1}, seed=0)],
+        members=[MemberSpec(optimizer="sgd", hyperparameters={"lr": 0.1}, seed=0)],
         data_seed=0,
     )
     with pytest.raises(ValueError, match="'tiny-regression' cannot be packed"):
@@ -197,7 +200,7 @@ def test_memory_estimate_counts_optimizer_state_and_activations() -> None:
 def test_every_built_in_workload_packs_and_matches_alone(name: str) -> None:
     config = {"name": name, "epochs": 2, **SMALL.get(name, {})}
     # an lr at which plain SGD converges on every workload: the curves compared are all finite
-    members = [{**MIXED[0], "hparams": {"lr": 1e-3}}, MIXED[5]]
+    members = [{**MIXED[0], "hyperparameters": {"lr": 1e-3}}, MIXED[5]]
     curves, results = _packed(config, members)
     for member, curve, result in zip(members, curves, results, strict=True):
         alone_curve, alone_result = _alone(config, member)

@@ -18,7 +18,7 @@ WORKLOAD = {"name": "mlp-digits", "epochs": 5, "batch_size": 64}
 PBT = PbtConfig(interval=2, quantile=0.25, metric="val_accuracy", mode="max")
 # Two families, four members each, lrs far apart so the ranking is clear.
 MEMBERS = [
-    {"optimizer": family, "hparams": {"lr": lr}, "seed": 10 + i}
+    {"optimizer": family, "hyperparameters": {"lr": lr}, "seed": 10 + i}
     for family, lrs in (("adam", [1e-4, 3e-4, 1e-3, 3e-3]), ("momentum", [1e-3, 3e-3, 1e-2, 3e-2]))
     for i, lr in enumerate(lrs)
 ]
@@ -57,7 +57,7 @@ def test_the_bottom_of_each_family_copies_its_top_every_interval() -> None:
             for name, value in before.model.items():
                 assert torch.equal(after.model[name], value)
             assert after.config == exploit.config
-            ratio = exploit.config.hparams["lr"] / before.config.validated().lr
+            ratio = exploit.config.hyperparameters["lr"] / before.config.validated().lr
             assert ratio == pytest.approx(0.8) or ratio == pytest.approx(1.2)
             state_before, state_after = (
                 before.optimizer_state["state"],
@@ -78,7 +78,9 @@ def test_pbt_is_reproducible() -> None:
 
 
 def test_the_worst_member_of_a_family_copies_one_of_its_best() -> None:
-    configs = [MemberConfig(optimizer="adam", hparams={"lr": 10.0**-i}) for i in range(1, 9)]
+    configs = [
+        MemberConfig(optimizer="adam", hyperparameters={"lr": 10.0**-i}) for i in range(1, 9)
+    ]
     values = {k: float(k) for k in range(8)}  # member 7 is the best when maximising
     exploits = plan_exploits(PBT, epoch=4, seed=0, values=values, configs=configs)
     assert sorted(e.target for e in exploits) == [0, 1]
@@ -87,9 +89,9 @@ def test_the_worst_member_of_a_family_copies_one_of_its_best() -> None:
 
 
 def test_perturbation_scales_lr_and_one_minus_beta() -> None:
-    config = MemberConfig(optimizer="adam", hparams={"lr": 1e-3, "betas": [0.9, 0.99]})
+    config = MemberConfig(optimizer="adam", hyperparameters={"lr": 1e-3, "betas": [0.9, 0.99]})
     new = perturbed(config, random.Random(0), 0.2)
-    lr, (beta1, beta2) = new.hparams["lr"], new.hparams["betas"]
+    lr, (beta1, beta2) = new.hyperparameters["lr"], new.hyperparameters["betas"]
     assert lr / 1e-3 == pytest.approx(0.8) or lr / 1e-3 == pytest.approx(1.2)
     assert (1 - beta1) / 0.1 == pytest.approx(0.8) or (1 - beta1) / 0.1 == pytest.approx(1.2)
     assert (1 - beta2) / 0.01 == pytest.approx(0.8) or (1 - beta2) / 0.01 == pytest.approx(1.2)

@@ -23,7 +23,7 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> 
         return TrialSpec(
             workload={"name": name, "epochs": 2},
             optimizer="adam",
-            hparams={"lr": 1e-2},
+            hyperparameters={"lr": 1e-2},
             seed=seed,
             device="cpu",
         )
@@ -47,7 +47,7 @@ def test_huge_learning_rate_diverges_and_reports_the_epoch(name: str) -> None:
     spec = TrialSpec(
         workload={"name": name, "epochs": 5},
         optimizer="sgd",
-        hparams={"lr": 1e6},
+        hyperparameters={"lr": 1e6},
         seed=0,
         device="cpu",
     )
@@ -85,7 +85,10 @@ def test_spec_validates_hyperparameters_and_its_workload_config_fills_defaults()
     assert spec.device == "auto"
     with pytest.raises(ValueError, match="momentum"):
         TrialSpec(
-            workload={"name": "mlp-digits"}, optimizer="sgd", hparams={"momentum": 0.9}, seed=0
+            workload={"name": "mlp-digits"},
+            optimizer="sgd",
+            hyperparameters={"momentum": 0.9},
+            seed=0,
         )
     with pytest.raises(ValueError, match="unknown optimizer 'nope'"):
         TrialSpec(workload={"name": "mlp-digits"}, optimizer="nope", seed=0)
@@ -119,7 +122,7 @@ def test_trains_on_cuda_like_on_cpu(name: str) -> None:
         return TrialSpec(
             workload={"name": name, "epochs": 3},
             optimizer="adam",
-            hparams={"lr": 1e-2},
+            hyperparameters={"lr": 1e-2},
             seed=0,
             device=device,
         )

@@ -57,7 +57,7 @@ def test_two_epochs_of_adam_report_finite_metrics(name: str) -> None:
     spec = TrialSpec(
         workload={"name": name, "epochs": 2},
         optimizer="adam",
-        hparams={"lr": 1e-2},
+        hyperparameters={"lr": 1e-2},
         seed=0,
         device="cpu",
     )
@@ -86,7 +86,7 @@ def test_mlp_digits_with_adam_learns_digits() -> None:
     spec = TrialSpec(
         workload={"name": "mlp-digits", "epochs": 5},
         optimizer="adam",
-        hparams={"lr": 1e-2},
+        hyperparameters={"lr": 1e-2},
         seed=0,
         device="cpu",
     )
@@ -193,7 +193,7 @@ def test_loader_adds_a_plugin_from_its_entry_point(
     spec = TrialSpec(
         workload={"name": "tiny-regression", "epochs": 20, "batch_size": 8},
         optimizer="adam",
-        hparams={"lr": 0.1},
+        hyperparameters={"lr": 0.1},
         seed=0,
         device="cpu",
     )
@@ -224,7 +224,7 @@ def test_char_lm_learns_next_bytes_of_held_out_python_source() -> None:
     spec = TrialSpec(
         workload={"name": "char-lm", "epochs": 3, "train_sequences": 256, "val_sequences": 32},
         optimizer="adam",
-        hparams={"lr": 3e-3},
+        hyperparameters={"lr": 3e-3},
         seed=0,
         device="cpu",
     )

@@ -35,10 +35,12 @@ class Searcher(Protocol):
 def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Suggestion:
     """Map sampled lr/beta1/beta2/overrides onto the family's own fields and validate them."""
     spec = get_spec(optimizer)
-    hparams: dict[str, Any] = {"lr": sampled["lr"]} if "lr" in sampled else {}
-    hparams = spec.with_betas(hparams, beta1=sampled.get("beta1"), beta2=sampled.get("beta2"))
+    hyperparameters: dict[str, Any] = {"lr": sampled["lr"]} if "lr" in sampled else {}
+    hyperparameters = spec.with_betas(
+        hyperparameters, beta1=sampled.get("beta1"), beta2=sampled.get("beta2")
+    )
     for name, value in sampled.items():
         if name.startswith(f"{optimizer}."):
-            hparams[name.split(".", 1)[1]] = value
-    validated = spec.validate(hparams)
+            hyperparameters[name.split(".", 1)[1]] = value
+    validated = spec.validate(hyperparameters)
     return Suggestion(optimizer, validated.model_dump(mode="json"))

@@ -47,8 +47,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function hparamText(hparams) {
-  return Object.entries(hparams)
+function hparamText(hyperparameters) {
+  return Object.entries(hyperparameters)
     .map(([key, value]) => `${key}=${Array.isArray(value) ? `(${value.map(fmt).join(", ")})` : fmt(value)}`)
     .join(" ");
 }
