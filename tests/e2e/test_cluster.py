@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import clean_environment
+from tests.conftest import clean_environment, wait_until
 from tests.e2e.conftest import Server
 from tests.service.conftest import free_port
 
@@ -132,14 +132,16 @@ def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
             "objective": {"metric": "val_loss", "mode": "min"},
         }
         sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=30).json()["id"]
-        deadline = time.monotonic() + 240
-        while httpx.get(f"{api}/sweeps/{sweep_id}", timeout=30).json()["status"] in (
-            "pending",
-            "running",
-        ):
-            assert time.monotonic() < deadline, "cluster sweep did not finish"
-            time.sleep(0.5)
-        sweep = httpx.get(f"{api}/sweeps/{sweep_id}", timeout=30).json()
+        sweep = wait_until(
+            lambda: (
+                (s := httpx.get(f"{api}/sweeps/{sweep_id}", timeout=30).json())["status"]
+                not in ("pending", "running")
+                and s
+            ),
+            timeout=240,
+            what="the cluster sweep to finish",
+            every=0.5,
+        )
         assert sweep["status"] == "completed"
         trials = httpx.get(f"{api}/sweeps/{sweep_id}/trials", timeout=30).json()["items"]
         assert len(trials) == 9

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from sqlalchemy import select
 
 from service.db.session import make_engine
 from service.sweeps.models import Sweep
-from tests.conftest import REPO_ROOT, clean_environment
+from tests.conftest import REPO_ROOT, clean_environment, wait_until
 from tests.e2e.conftest import OPTISWEEP, Server, run_cli
 
 EXAMPLE = REPO_ROOT / "examples" / "rosenbrock-grid.yaml"
@@ -31,16 +30,26 @@ def _get(server: Server, path: str, **params: Any) -> Any:
 
 
 def _wait_until(server: Server, sweep_id: int, done: int, *, timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> Any:
         sweep = _get(server, f"/sweeps/{sweep_id}")
         counts = sweep["trial_counts"]
-        if sweep["status"] not in ("pending", "running") or (
-            sum(counts.values()) - counts["pending"] - counts["running"] >= done
-        ):
-            return sweep
-        time.sleep(0.2)
-    raise AssertionError(f"sweep {sweep_id} did not get {done} trials done in {timeout} s")
+        finished = sweep["status"] not in ("pending", "running")
+        return (
+            sweep
+            if finished or sum(counts.values()) - counts["pending"] - counts["running"] >= done
+            else None
+        )
+
+    return wait_until(enough, timeout=timeout, what=f"{done} trials of sweep {sweep_id} done")
+
+
+def _finished(server: Server, sweep_id: int) -> Any:
+    """The sweep once its status is final."""
+    return wait_until(
+        lambda: (s := _get(server, f"/sweeps/{sweep_id}"))["status"] != "running" and s,
+        timeout=60,
+        what=f"sweep {sweep_id} to finish",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +178,8 @@ def test_a_restarted_server_finishes_the_sweep_without_losing_or_repeating_trial
 
     second = start_server(database_url=database_url)
     second.wait_ready()
-    final = _wait_until(second, sweep_id, done=12)
-    deadline = time.monotonic() + 60
-    while final["status"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        final = _get(second, f"/sweeps/{sweep_id}")
+    _wait_until(second, sweep_id, done=12)
+    final = _finished(second, sweep_id)
     assert final["status"] == "completed"
 
     trials = _get(second, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
@@ -245,11 +251,12 @@ def test_a_server_takes_over_a_sweep_whose_optisweep_run_was_interrupted(
         )
     finally:
         signal.signal(signal.SIGINT, ignored)
-    deadline = time.monotonic() + 120
-    while not any(t["status"] == "running" for t in _trials_in_if_any(database_url)):
+
+    def started() -> bool:
         assert run.poll() is None, run.communicate()[0]
-        assert time.monotonic() < deadline, "optisweep run started no trial"
-        time.sleep(0.2)
+        return any(t["status"] == "running" for t in _trials_in_if_any(database_url))
+
+    wait_until(started, timeout=120, what="optisweep run to start a trial")
     run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=60)
     assert run.returncode == 130, output
@@ -258,11 +265,8 @@ def test_a_server_takes_over_a_sweep_whose_optisweep_run_was_interrupted(
 
     server = start_server(database_url=database_url, env={"OPTISWEEP_CLAIM_LEASE_SECONDS": "2"})
     server.wait_ready()
-    final = _wait_until(server, 1, done=12)
-    deadline = time.monotonic() + 60
-    while final["status"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        final = _get(server, "/sweeps/1")
+    _wait_until(server, 1, done=12)
+    final = _finished(server, 1)
     assert final["status"] == "completed"
     trials = _get(server, "/sweeps/1/trials", limit=100)["items"]
     assert sorted(t["number"] for t in trials) == list(range(12))

@@ -28,6 +28,7 @@ from service.config import Settings
 from service.db.migrate import upgrade_engine
 from service.db.session import make_engine, make_sessionmaker
 from service.main import create_app
+from tests.conftest import wait_until
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "OPTISWEEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -113,13 +114,12 @@ class LiveAPI:
 
     def wait(self, sweep_id: int, *, timeout: float = 180.0) -> dict[str, Any]:
         """Poll a sweep until it finishes; its final state."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def finished() -> dict[str, Any] | None:
             sweep: dict[str, Any] = self.client.get(f"/sweeps/{sweep_id}").json()
-            if sweep["status"] not in ("pending", "running"):
-                return sweep
-            time.sleep(0.2)
-        raise AssertionError(f"sweep {sweep_id} did not finish within {timeout} s: {sweep}")
+            return sweep if sweep["status"] not in ("pending", "running") else None
+
+        return wait_until(finished, timeout=timeout, what=f"sweep {sweep_id} to finish")
 
     def trials(self, sweep_id: int, **params: Any) -> list[dict[str, Any]]:
         """Every trial of a sweep (one page of up to 1000)."""
@@ -168,3 +168,15 @@ def live_api(database_url: str, ray_local: None) -> Iterator[LiveAPI]:
     ):
         yield LiveAPI(url=url, client=client, sessions=make_sessionmaker(engine))
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def finished_grid(live_api: LiveAPI) -> dict[str, Any]:
+    """A 9-trial grid sweep on rosenbrock, run to the end (one per database backend)."""
+    from tests.service.sweep_specs import grid_spec
+
+    response = live_api.client.post("/sweeps", json=grid_spec())
+    assert response.status_code == 201, response.text
+    assert response.headers["location"].endswith(f"/api/v1/sweeps/{response.json()['id']}")
+    assert response.json()["num_trials"] == 9
+    return live_api.wait(response.json()["id"])
