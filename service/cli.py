@@ -334,31 +334,27 @@ def run(
     Joins OPTISWEEP_RAY_ADDRESS or RAY_ADDRESS when set, else starts a local Ray. Results go to
     the same database the server and dashboard read.
     """
-    from service.controller.expand import expand, sweep_size
     from service.controller.loop import Controller
     from service.controller.ray_runtime import init_ray
     from service.db.session import make_sessionmaker
     from service.errors import SpecError
-    from service.sweeps.repository import create_sweep, get_sweep, trial_counts
+    from service.sweeps.repository import get_sweep, trial_counts
     from service.sweeps.schemas import SweepCreate
+    from service.sweeps.service import checked_size, submit_sweep
     from service.sweeps.views import leaderboard_read
 
     settings = Settings()
     if database_url:
         settings.database_url = database_url
     data = _load_spec(spec_file)
-    try:
+    try:  # the spec first: a bad one fails before Ray and the database start
         spec = SweepCreate.model_validate(data)
-        size = sweep_size(spec, expand(spec, max_trials=settings.max_trials))
+        checked_size(spec, max_trials=settings.max_trials)
     except ValidationError as exc:
         raise _fail(format_errors([dict(e) for e in exc.errors()])) from None
     except SpecError as exc:
         raise _fail(f"{exc.field}: {exc}") from None
     init_ray(settings.ray_address)
-    try:
-        Controller.check_feasible(spec.resources)
-    except SpecError as exc:
-        raise _fail(f"{exc.field}: {exc}") from None
     try:
         engine = make_engine(settings.database_url)
         upgrade(settings.database_url)
@@ -366,8 +362,18 @@ def run(
         raise _fail(f"database-url {settings.database_url!r}: {str(exc).splitlines()[0]}") from None
     sessions = make_sessionmaker(engine)
     controller_id = f"run-{uuid.uuid4().hex[:12]}"
-    with sessions.begin() as session:
-        sweep_id = create_sweep(session, spec=spec, num_trials=size, claimed_by=controller_id).id
+    try:
+        with sessions.begin() as session:
+            sweep = submit_sweep(
+                session,
+                spec,
+                max_trials=settings.max_trials,
+                feasible=Controller.check_feasible,
+                claimed_by=controller_id,
+            )
+            sweep_id, size = sweep.id, sweep.num_trials
+    except SpecError as exc:
+        raise _fail(f"{exc.field}: {exc}") from None
     console.print(f"sweep {sweep_id}: {size} trials, database {settings.database_url}")
     controller = Controller(
         sessions,

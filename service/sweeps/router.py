@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from optimizers import OPTIMIZERS
 from optimizers.schemas import short_repr
-from service.controller.expand import expand, sweep_size
 from service.deps import ControllerDep, SessionDep, SettingsDep
 from service.errors import InputError
 from service.pagination import decode_cursor, encode_cursor
@@ -16,6 +15,7 @@ from service.routing import CONFLICT, NOT_FOUND, TOO_LARGE, StrictRoute
 from service.sweeps import repository
 from service.sweeps.models import SweepStatus
 from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
+from service.sweeps.service import submit_sweep
 from service.sweeps.views import best_of, leaderboard_read, sweep_read
 from service.trials.models import TrialStatus
 from service.trials.repository import TrialSort, list_trials
@@ -37,10 +37,8 @@ def create_sweep(
     controller: ControllerDep,
 ) -> SweepRead:
     """Submit a sweep; it is checked in full (a 422 names the field) and queued, or not written."""
-    suggestions = expand(spec, max_trials=settings.max_trials)
-    if controller is not None:
-        controller.check_feasible(spec.resources)
-    sweep = repository.create_sweep(session, spec=spec, num_trials=sweep_size(spec, suggestions))
+    feasible = controller.check_feasible if controller is not None else None
+    sweep = submit_sweep(session, spec, max_trials=settings.max_trials, feasible=feasible)
     session.commit()
     if controller is not None:
         controller.wake()
