@@ -10,7 +10,6 @@ holds in memory for it from the database alone.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import timedelta
 
 import ray
@@ -19,8 +18,8 @@ from sqlalchemy.orm import Session
 from service.controller.expand import expand, resolve_lr, trial_rows
 from service.controller.faults import Faults
 from service.controller.range_tests import RangeTests
-from service.controller.searchers import AdaptiveSearcher, StoredTrial, make_searcher
-from service.controller.state import OUTCOMES, ControllerState, configuration_result, start_over
+from service.controller.searchers import Searcher, StoredTrial
+from service.controller.state import OUTCOMES, ControllerState, start_over
 from service.db.base import utcnow
 from service.errors import SpecError
 from service.sweeps.models import Sweep, SweepStatus
@@ -32,7 +31,6 @@ from service.sweeps.repository import (
     stored_spec,
 )
 from service.sweeps.schemas import ADAPTIVE, SweepCreate
-from service.trials.models import Trial
 from service.trials.repository import (
     count_trials,
     insert_trials,
@@ -144,21 +142,15 @@ class Claims:
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep_id, len(orphans))
 
-    def _restored_searcher(
-        self, session: Session, sweep_id: int, spec: SweepCreate
-    ) -> AdaptiveSearcher:
-        """The sweep's adaptive searcher, having seen every configuration stored so far."""
-        searcher = make_searcher(spec, max_trials=self.state.max_trials)
-        assert isinstance(searcher, AdaptiveSearcher)
-        repeats = spec.search.repeats
-        configurations: dict[int, list[Trial]] = defaultdict(list)
-        for trial in sweep_trials(session, sweep_id=sweep_id):
-            configurations[trial.number // repeats].append(trial)
-        stored = []
-        for index, trials in sorted(configurations.items()):
-            outcome, objective = configuration_result(trials)
-            stored.append(StoredTrial(index, trials[0].search_params or {}, outcome, objective))
-        searcher.restore(stored)
+    def _restored_searcher(self, session: Session, sweep_id: int, spec: SweepCreate) -> Searcher:
+        """The sweep's adaptive searcher, having seen every trial stored so far."""
+        searcher = self.state.searcher_for(spec)
+        searcher.restore(
+            [
+                StoredTrial(t.number, t.search_params or {}, OUTCOMES.get(t.status), t.objective)
+                for t in sorted(sweep_trials(session, sweep_id=sweep_id), key=lambda t: t.number)
+            ]
+        )
         return searcher
 
     def _schedule(self, session: Session, sweep_id: int, spec: SweepCreate) -> None:

@@ -18,16 +18,13 @@ from service.controller.expand import trial_seed
 from service.controller.faults import Faults
 from service.controller.packing import PackingPolicy
 from service.controller.ray_runtime import cluster_capacity
-from service.controller.state import OPEN, ControllerState, InFlight
+from service.controller.state import ControllerState, InFlight
 from service.sweeps.schemas import PbtSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
 from service.trials.repository import insert_trials, metric_curves, pending_trials, status_counts
 from workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig, TrialSpec
 from workers.tasks import run_pack, run_trial
 
-ADAPTIVE_CONCURRENCY_PER_SLOT = 4
-"""Trials in flight per cluster slot for adaptive search when ``search.concurrency`` is unset:
-enough to pack a few per task, few enough that the searcher learns as results arrive."""
 PENDING_PER_TICK = 256
 """The most pending trials one tick reads (the cluster takes only so many at once)."""
 
@@ -76,7 +73,8 @@ class Dispatcher:
             used_cpus + least_cpus > total_cpus + 1e-9 or used_gpus + least_gpus > total_gpus + 1e-9
         ):
             return  # the cluster is full: no need to ask the database for pending trials
-        self._top_up(max(1, math.floor(total_cpus / least_cpus)))
+        self.state.slots = max(1, math.floor(total_cpus / least_cpus))
+        self._top_up()
         with self.state.sessions() as session:
             pending = pending_trials(
                 session, sweep_ids=active, in_flight=self.state.by_trial, limit=PENDING_PER_TICK
@@ -108,52 +106,46 @@ class Dispatcher:
                     used_cpus += cpus
                     used_gpus += gpus
 
-    def _top_up(self, slots: int) -> None:
-        """Ask adaptive sweeps' searchers for trials until each has its concurrency in flight."""
+    def _top_up(self) -> None:
+        """Ask adaptive sweeps' searchers for trials, as many as they suggest (they hold back
+        once the sweep's concurrency is in flight), up to each sweep's trial budget."""
         sweeps = [s for s in self.state.active if s in self.state.searchers]
         if not sweeps:
             return
         with self.state.sessions.begin() as session:
-            counts = {
-                sweep_id: {
-                    True: sum(n for status, n in by_status.items() if status in OPEN),
-                    False: sum(n for status, n in by_status.items() if status not in OPEN),
-                }
+            created = {
+                sweep_id: sum(by_status.values())
                 for sweep_id, by_status in status_counts(session, sweeps).items()
             }
             rows = []
             for sweep_id in sweeps:
                 with self.faults.isolated(sweep_id, "asking its searcher"):
-                    rows.extend(self._asked_rows(sweep_id, counts[sweep_id], slots))
+                    rows.extend(self._asked_rows(sweep_id, created[sweep_id]))
             insert_trials(session, rows)
 
-    def _asked_rows(
-        self, sweep_id: int, counts: dict[bool, int], slots: int
-    ) -> list[dict[str, Any]]:
-        """New trials the sweep's searcher suggests, until its concurrency is in flight (rows
-        for ``insert_trials``; ``counts``: trials open (True) and ended (False))."""
+    def _asked_rows(self, sweep_id: int, created: int) -> list[dict[str, Any]]:
+        """New trials the sweep's searcher suggests now (rows for ``insert_trials``), numbered
+        after the ``created`` it has."""
         spec = self.state.specs[sweep_id]
         assert spec.search.num_trials is not None  # required for adaptive search
-        repeats = spec.search.repeats
-        created = (counts[True] + counts[False]) // repeats
-        concurrency = spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * slots
-        room = concurrency - counts[True]
-        # Configurations to ask for; one at least when nothing runs, whatever repeats is.
-        wanted = min(room // repeats or int(counts[True] == 0), spec.search.num_trials - created)
-        asked = [self.state.searchers[sweep_id].ask() for _ in range(max(0, wanted))]
-        return [
-            {
-                "sweep_id": sweep_id,
-                "number": number,
-                "optimizer": suggestion.optimizer,
-                "hyperparameters": suggestion.hyperparameters,
-                "search_params": params,
-                "seed": trial_seed(spec.search.seed, number),
-                "status": TrialStatus.PENDING,
-            }
-            for index, (suggestion, params) in enumerate(asked, start=created)
-            for number in range(index * repeats, (index + 1) * repeats)
-        ]
+        budget = spec.search.num_trials * spec.search.repeats
+        rows = []
+        for number in range(created, budget):
+            suggestion = self.state.searchers[sweep_id].suggest()
+            if suggestion is None:
+                break
+            rows.append(
+                {
+                    "sweep_id": sweep_id,
+                    "number": number,
+                    "optimizer": suggestion.optimizer,
+                    "hyperparameters": suggestion.hyperparameters,
+                    "search_params": suggestion.search_params,
+                    "seed": trial_seed(spec.search.seed, number),
+                    "status": TrialStatus.PENDING,
+                }
+            )
+        return rows
 
     def _submit(
         self,

@@ -90,9 +90,15 @@ def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
             )
         return []  # the range test runs first; resolve_lr then gives the searchable space
     try:
-        searcher = make_searcher(spec, max_trials=max_trials)
         adaptive = spec.search.algorithm in ADAPTIVE
-        suggestions = [] if adaptive else searcher.suggest(max_trials)
+        # An adaptive sweep is checked here without a searcher: it asks as results arrive.
+        searcher = None if adaptive else make_searcher(spec, max_trials=max_trials)
+        suggestions = [] if searcher is None else list(iter(searcher.suggest, None))
+        if adaptive and (spec.search.num_trials or 0) > max_trials:
+            raise GridError(
+                f"num_trials is {spec.search.num_trials}, more than the maximum of {max_trials}",
+                field="search.num_trials",
+            )
     except GridError as exc:
         raise SpecError(str(exc), field=exc.field) from None
     except HyperparameterError as exc:

@@ -10,7 +10,6 @@ from ray.exceptions import RayError
 
 from service.controller.expand import expand, resolve_lr, trial_rows
 from service.controller.faults import Faults, describe
-from service.controller.searchers import AdaptiveSearcher, make_searcher
 from service.controller.state import ControllerState
 from service.db.base import utcnow
 from service.sweeps.models import Sweep, SweepStatus
@@ -72,9 +71,7 @@ class RangeTests:
             spec = resolve_lr(self.state.specs[sweep_id], result)
             self.state.specs[sweep_id] = spec
             if spec.search.algorithm in ADAPTIVE:
-                searcher = make_searcher(spec, max_trials=self.state.max_trials)
-                assert isinstance(searcher, AdaptiveSearcher)
-                self.state.searchers[sweep_id] = searcher
+                self.state.searchers[sweep_id] = self.state.searcher_for(spec)
             else:
                 suggestions = expand(spec, max_trials=self.state.max_trials)
                 insert_trials(session, trial_rows(sweep_id, spec, suggestions))

@@ -25,7 +25,6 @@ from service.controller.state import (
     ControllerState,
     Ended,
     InFlight,
-    configuration_result,
     start_over,
 )
 from service.db.base import utcnow
@@ -33,7 +32,6 @@ from service.sweeps.schemas import ObjectiveSpec
 from service.trials.models import FamilyImprovement, FamilyTally, Trial, TrialStatus, note_status
 from service.trials.repository import (
     best_metric,
-    configuration_trials,
     delete_metrics,
     record_metrics,
     trials_by_id,
@@ -266,29 +264,14 @@ class Recorder:
     def _ended(self, session: Session, trial: Trial, ended: list[Ended]) -> None:
         """Note, for after the commit, what the trial's searcher and scheduler are to hear."""
         outcome = OUTCOMES.get(trial.status)
-        spec = self.state.specs.get(trial.sweep_id)
-        if outcome is None or spec is None:
-            return
-        configuration = None
-        repeats = spec.search.repeats
-        if trial.sweep_id in self.state.searchers and repeats > 1:
-            # a configuration is told once all its repeats ended, with their mean
-            index = trial.number // repeats
-            siblings = configuration_trials(
-                session, sweep_id=trial.sweep_id, index=index, repeats=repeats
-            )
-            result, mean = configuration_result(siblings)
-            if result is not None:
-                configuration = (index, result, mean)
-        elif trial.sweep_id in self.state.searchers:
-            configuration = (trial.number, outcome, trial.objective)
-        ended.append(Ended(trial.sweep_id, trial.id, outcome, trial.objective, configuration))
+        if outcome is not None and trial.sweep_id in self.state.specs:
+            ended.append(Ended(trial.sweep_id, trial.id, trial.number, outcome, trial.objective))
 
     def _tell(self, end: Ended) -> None:
         """Tell the sweep's searcher and scheduler how a trial ended (after it is recorded)."""
         searcher = self.state.searchers.get(end.sweep_id)
-        if searcher is not None and end.configuration is not None:
-            searcher.tell(*end.configuration)
+        if searcher is not None:
+            searcher.on_complete(end.number, end.outcome, end.objective)
         spec = self.state.specs.get(end.sweep_id)
         if spec is not None and spec.search.pruner is not None:
             self.state.inbox.finished.remote(end.trial_id, end.outcome, end.objective)

@@ -4,8 +4,6 @@ none of its siblings."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.controller.searchers import AdaptiveSearcher
+from service.controller.searchers import Searcher, sweep_searcher
 from service.controller.searchers.base import Outcome
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus, note_status
@@ -49,16 +47,20 @@ class InFlight:
     pack_id: str | None = None
 
 
+ADAPTIVE_CONCURRENCY_PER_SLOT = 4
+"""Trials in flight per cluster slot for adaptive search when ``search.concurrency`` is unset:
+enough to pack a few per task, few enough that the searcher learns as results arrive."""
+
+
 @dataclass(frozen=True)
 class Ended:
     """How a trial ended, to tell its sweep's searcher and scheduler once it is committed."""
 
     sweep_id: int
     trial_id: int
+    number: int
     outcome: Outcome
     objective: float | None
-    configuration: tuple[int, Outcome, float | None] | None
-    """(index, outcome, mean objective) of its configuration, when all its repeats ended."""
 
 
 @dataclass
@@ -78,8 +80,10 @@ class ControllerState:
     stale: set[int] = field(default_factory=set)
     """Sweeps whose state in memory may be ahead of the database (a tick failed after
     changing it): adopted again, from what the database holds, at the next claim."""
-    searchers: dict[int, AdaptiveSearcher] = field(default_factory=dict)
+    searchers: dict[int, Searcher] = field(default_factory=dict)
     """Adaptive sweeps' searchers, rebuilt from the stored trials when a sweep is adopted."""
+    slots: int = 1
+    """Trials the cluster runs at once (at the least CPUs per trial of the active sweeps)."""
     in_flight: dict[ray.ObjectRef[Any], InFlight] = field(default_factory=dict)
     by_trial: dict[int, int] = field(default_factory=dict)
     """Trial id -> the attempt of it in flight."""
@@ -87,6 +91,17 @@ class ControllerState:
     """Sweep id -> the folder of its trials' checkpoints."""
     range_tests: dict[ray.ObjectRef[Any], int] = field(default_factory=dict)
     """Learning-rate range tests in flight, by sweep id (``lr: auto``)."""
+
+    def searcher_for(self, spec: SweepCreate) -> Searcher:
+        """A new searcher for an adaptive sweep, as the controller drives it: repeats, and
+        ``search.concurrency`` trials in flight (unset: a few per slot of the cluster)."""
+        return sweep_searcher(
+            spec,
+            max_trials=self.max_trials,
+            concurrency=lambda: (
+                spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * self.slots
+            ),
+        )
 
     def release(self, sweep_id: int) -> None:
         """A sweep that is no longer ours to run (cancelled, failed): stop its trials in flight."""
@@ -100,29 +115,6 @@ class ControllerState:
         ]
         if trial_ids:
             self.inbox.stop.remote(trial_ids)
-
-
-def configuration_result(trials: Iterable[Trial]) -> tuple[Outcome | None, float | None]:
-    """How a configuration trained over several seeds ended, and its mean objective.
-
-    None while a repeat is still open; diverged if any repeat diverged; failed if all failed;
-    otherwise completed (stopped if any was stopped early), the mean over finite objectives.
-    """
-    trials = list(trials)
-    if any(trial.status in OPEN for trial in trials):
-        return None, None
-    values = [
-        trial.objective
-        for trial in trials
-        if trial.objective is not None and math.isfinite(trial.objective)
-    ]
-    mean = sum(values) / len(values) if values else None
-    statuses = {trial.status for trial in trials}
-    if TrialStatus.DIVERGED in statuses:
-        return "diverged", mean
-    if statuses == {TrialStatus.FAILED}:
-        return "failed", None
-    return ("stopped" if TrialStatus.STOPPED in statuses else "completed"), mean
 
 
 def start_over(trials: list[Trial], why: str) -> None:

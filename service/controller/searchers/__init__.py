@@ -1,38 +1,83 @@
-"""Searchers suggest trial configurations and are told results; a registry picks one by name."""
+"""Searchers suggest trial configurations and hear how they ended; a registry picks one by
+name, and wrappers add what applies to any of them (repeats, a concurrency bound)."""
 
-from service.controller.searchers.adaptive import AdaptiveSearcher, StoredTrial
-from service.controller.searchers.base import Searcher, Suggestion
+from collections.abc import Callable
+
+from service.controller.searchers.adaptive import AdaptiveSearcher
+from service.controller.searchers.base import Searcher, StoredTrial, Suggestion, combine
 from service.controller.searchers.grid import GridError, GridSearcher, grid_size
 from service.controller.searchers.random import RandomSearcher
+from service.controller.searchers.wrappers import ConcurrencyLimiter, Repeater
 from service.sweeps.schemas import SweepCreate
 
 
+def _grid(sweep: SweepCreate, max_trials: int) -> Searcher:
+    return GridSearcher(sweep.space, max_trials=max_trials)
+
+
+def _random(sweep: SweepCreate, max_trials: int) -> Searcher:
+    assert sweep.search.num_trials is not None  # SearchSpec requires it for all but grid
+    return RandomSearcher(sweep.space, num_trials=sweep.search.num_trials, seed=sweep.search.seed)
+
+
+def _adaptive(sweep: SweepCreate, max_trials: int) -> Searcher:
+    return AdaptiveSearcher(
+        sweep.space,
+        algorithm=sweep.search.algorithm,
+        seed=sweep.search.seed,
+        mode=sweep.objective.mode,
+    )
+
+
+SEARCHERS: dict[str, Callable[[SweepCreate, int], Searcher]] = {
+    "grid": _grid,
+    "random": _random,
+    "sobol": _adaptive,
+    "tpe": _adaptive,
+    "cmaes": _adaptive,
+    "gp": _adaptive,
+}
+"""search.algorithm -> a factory of its searcher (sweep, the largest sweep accepted)."""
+
+
 def make_searcher(sweep: SweepCreate, *, max_trials: int) -> Searcher:
-    """The searcher a sweep's ``search.algorithm`` names."""
+    """The searcher a sweep's ``search.algorithm`` names (GridError when it has too many)."""
     search = sweep.search
-    if search.algorithm == "grid":
-        return GridSearcher(sweep.space, max_trials=max_trials)
-    assert search.num_trials is not None  # SearchSpec requires it for all but grid search
-    if search.num_trials > max_trials:
+    if search.algorithm != "grid" and (search.num_trials or 0) > max_trials:
         raise GridError(
             f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
             field="search.num_trials",
         )
-    if search.algorithm == "random":
-        return RandomSearcher(sweep.space, num_trials=search.num_trials, seed=search.seed)
-    return AdaptiveSearcher(
-        sweep.space, algorithm=search.algorithm, seed=search.seed, mode=sweep.objective.mode
+    return SEARCHERS[search.algorithm](sweep, max_trials)
+
+
+def sweep_searcher(
+    sweep: SweepCreate, *, max_trials: int, concurrency: Callable[[], int]
+) -> Searcher:
+    """The sweep's searcher as the controller drives it: at most ``concurrency()`` trials in
+    flight (counted in configurations of ``search.repeats`` trials), each configuration
+    repeated over ``search.repeats`` seeds."""
+    repeats = sweep.search.repeats
+    limited = ConcurrencyLimiter(
+        make_searcher(sweep, max_trials=max_trials),
+        limit=lambda: max(1, concurrency() // repeats),
     )
+    return Repeater(limited, repeats=repeats) if repeats > 1 else limited
 
 
 __all__ = [
+    "SEARCHERS",
     "AdaptiveSearcher",
+    "ConcurrencyLimiter",
     "GridError",
     "GridSearcher",
     "RandomSearcher",
+    "Repeater",
     "Searcher",
     "StoredTrial",
     "Suggestion",
+    "combine",
     "grid_size",
     "make_searcher",
+    "sweep_searcher",
 ]

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from service.controller.searchers.base import Outcome, Suggestion, to_suggestion
+from service.controller.searchers.base import Outcome, StoredTrial, Suggestion, to_suggestion
 from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 if TYPE_CHECKING:
@@ -29,17 +29,6 @@ if TYPE_CHECKING:
 
 CONSTRAINT = "diverged"
 """The constraint every told trial carries: 1 when it diverged (infeasible), else 0."""
-
-
-@dataclass(frozen=True)
-class StoredTrial:
-    """What a restarted searcher needs of one stored trial."""
-
-    number: int
-    search_params: dict[str, Any]
-    outcome: Outcome | None
-    """None while the trial is pending or running."""
-    objective: float | None
 
 
 def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -107,6 +96,8 @@ def _value(param: Param, drawn: Any) -> Any:
 class AdaptiveSearcher:
     """Asks an Optuna sampler for configurations and tells it how each trial ended."""
 
+    adaptive = True
+
     def __init__(self, space: Space, *, algorithm: str, seed: int, mode: str) -> None:
         import optuna
 
@@ -163,22 +154,21 @@ class AdaptiveSearcher:
                 sampled[f"{optimizer}.{name}"] = override
         return to_suggestion(self._space, optimizer, sampled)
 
-    def ask(self) -> tuple[Suggestion, dict[str, Any]]:
-        """One new configuration, and the raw values drawn for it (store them with the trial)."""
+    def suggest(self) -> Suggestion | None:
+        """A new configuration, with the raw values drawn for it (stored with the trial)."""
         trial = self._study.ask()
         optimizer = trial.suggest_categorical("optimizer", self._space.optimizers)
         params: dict[str, Any] = {"optimizer": optimizer}
         for name, (_, param) in self._axes(str(optimizer)).items():
             params[name] = _draw(trial, name, param)
         self._asked[trial.number] = trial
-        return self._suggestion(params), params
+        return replace(self._suggestion(params), search_params=params)
 
-    def suggest(self, count: int) -> list[Suggestion]:
-        """``count`` new configurations (the raw values are dropped; see ``ask``)."""
-        return [self.ask()[0] for _ in range(count)]
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Samplers learn from final results; early stopping has the epochs (schedulers)."""
 
-    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
-        """How trial ``number`` (in ask order) ended."""
+    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """How configuration ``number`` (in suggestion order) ended."""
         from optuna.trial import TrialState
 
         state, value, infeasible = self._result(outcome, objective)

@@ -1,7 +1,10 @@
-"""The searcher interface and what it suggests."""
+"""The searcher interface (after Ray Tune's ``Searcher``), what searchers suggest, and how a
+configuration trained over several seeds ends."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -18,18 +21,81 @@ class Suggestion:
 
     optimizer: str
     hyperparameters: dict[str, Any]
+    search_params: dict[str, Any] | None = None
+    """What an adaptive searcher drew (its own names and scales), stored with the trial so a
+    restarted searcher can be rebuilt; None for grid and random search."""
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """What a restarted searcher needs of one stored trial (or configuration)."""
+
+    number: int
+    search_params: dict[str, Any]
+    outcome: Outcome | None
+    """None while the trial is pending or running."""
+    objective: float | None
 
 
 class Searcher(Protocol):
-    """Suggests configurations; adaptive searchers learn from tell."""
+    """Suggests configurations one at a time and hears how each ended.
 
-    def suggest(self, count: int) -> list[Suggestion]:
-        """Up to ``count`` new configurations (fewer when the space is exhausted)."""
+    Its state is saved by the trials table itself (each trial's configuration and
+    ``search_params``); ``restore`` rebuilds it from those rows after a restart.
+    """
+
+    adaptive: bool
+    """Whether it learns from results (asked as trials end) or knows every configuration up
+    front (the controller creates them all when the sweep starts)."""
+
+    def suggest(self) -> Suggestion | None:
+        """The next configuration (number = how many were suggested before), or None when
+        there is none now (exhausted, or waiting for results)."""
         ...
 
-    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
-        """How trial ``number`` (in suggestion order) ended, with its objective."""
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Configuration ``number`` reported its objective after ``epoch``."""
         ...
+
+    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """Configuration ``number`` ended, with its final objective."""
+        ...
+
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """Take up where a searcher that suggested these configurations left off."""
+        ...
+
+
+class NonAdaptive:
+    """What grid and random search share: results change nothing."""
+
+    adaptive = False
+
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Ignored."""
+
+    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """Ignored."""
+
+
+def combine(
+    results: Sequence[tuple[Outcome | None, float | None]],
+) -> tuple[Outcome | None, float | None]:
+    """How a configuration trained over several seeds ended, and its mean objective.
+
+    None while a repeat is still open; diverged if any repeat diverged; failed if all failed;
+    otherwise completed (stopped if any was stopped early), the mean over finite objectives.
+    """
+    outcomes = {outcome for outcome, _ in results}
+    if None in outcomes:
+        return None, None
+    values = [value for _, value in results if value is not None and math.isfinite(value)]
+    mean = sum(values) / len(values) if values else None
+    if "diverged" in outcomes:
+        return "diverged", mean
+    if outcomes == {"failed"}:
+        return "failed", None
+    return ("stopped" if "stopped" in outcomes else "completed"), mean
 
 
 def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Suggestion:

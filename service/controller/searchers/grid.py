@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from optimizers import get_spec
-from service.controller.searchers.base import Outcome, Suggestion, to_suggestion
+from service.controller.searchers.base import NonAdaptive, StoredTrial, Suggestion, to_suggestion
 from service.sweeps.schemas import Choice, Param, Space
 
 
@@ -52,7 +52,7 @@ def grid_size(space: Space) -> int:
     return total
 
 
-class GridSearcher:
+class GridSearcher(NonAdaptive):
     """Walks the grid in a fixed order: family, then lr, betas and overrides."""
 
     def __init__(self, space: Space, *, max_trials: int) -> None:
@@ -62,17 +62,17 @@ class GridSearcher:
                 f"the grid has {size} trials, more than the maximum of {max_trials}",
                 field="space",
             )
-        self._pending = [
+        self._pending: list[Suggestion] = [
             to_suggestion(space, optimizer, dict(zip(axes, combo, strict=True)))
             for optimizer in space.optimizers
             for axes in [grid_axes(space, optimizer)]
             for combo in itertools.product(*axes.values())
         ]
 
-    def suggest(self, count: int) -> list[Suggestion]:
-        """The next ``count`` grid points."""
-        taken, self._pending = self._pending[:count], self._pending[count:]
-        return taken
+    def suggest(self) -> Suggestion | None:
+        """The next grid point, or None once every point was suggested."""
+        return self._pending.pop(0) if self._pending else None
 
-    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
-        """Grid search does not adapt."""
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """Skip the points already suggested (the order is fixed)."""
+        del self._pending[: len(stored)]

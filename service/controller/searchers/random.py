@@ -6,7 +6,7 @@ import math
 import random
 from typing import Any
 
-from service.controller.searchers.base import Outcome, Suggestion, to_suggestion
+from service.controller.searchers.base import NonAdaptive, StoredTrial, Suggestion, to_suggestion
 from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 
@@ -26,7 +26,7 @@ def sample(param: Param | float | int | bool, rng: random.Random) -> Any:
     return param
 
 
-class RandomSearcher:
+class RandomSearcher(NonAdaptive):
     """num_trials independent draws from the space."""
 
     def __init__(self, space: Space, *, num_trials: int, seed: int) -> None:
@@ -34,21 +34,22 @@ class RandomSearcher:
         self._remaining = num_trials
         self._rng = random.Random(seed)
 
-    def suggest(self, count: int) -> list[Suggestion]:
-        """The next ``count`` draws, until num_trials have been suggested."""
-        suggestions = []
-        for _ in range(min(count, self._remaining)):
-            optimizer = self._rng.choice(self._space.optimizers)
-            sampled: dict[str, Any] = {"lr": sample(self._space.searched_lr(), self._rng)}
-            for name in ("beta1", "beta2"):
-                param = getattr(self._space, name)
-                if param is not None:
-                    sampled[name] = sample(param, self._rng)
-            for name, param in self._space.overrides.get(optimizer, {}).items():
-                sampled[f"{optimizer}.{name}"] = sample(param, self._rng)
-            suggestions.append(to_suggestion(self._space, optimizer, sampled))
-        self._remaining -= len(suggestions)
-        return suggestions
+    def suggest(self) -> Suggestion | None:
+        """The next draw, or None once num_trials were suggested."""
+        if self._remaining <= 0:
+            return None
+        self._remaining -= 1
+        optimizer = self._rng.choice(self._space.optimizers)
+        sampled: dict[str, Any] = {"lr": sample(self._space.searched_lr(), self._rng)}
+        for name in ("beta1", "beta2"):
+            param = getattr(self._space, name)
+            if param is not None:
+                sampled[name] = sample(param, self._rng)
+        for name, param in self._space.overrides.get(optimizer, {}).items():
+            sampled[f"{optimizer}.{name}"] = sample(param, self._rng)
+        return to_suggestion(self._space, optimizer, sampled)
 
-    def tell(self, number: int, outcome: Outcome, objective: float | None) -> None:
-        """Random search does not adapt."""
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """Draw again what was drawn already (the draws follow the seed)."""
+        for _ in stored:
+            self.suggest()

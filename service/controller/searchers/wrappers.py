@@ -1,0 +1,105 @@
+"""Behaviour that applies to any searcher, as wrappers around one (after Ray Tune's Repeater
+and ConcurrencyLimiter): repeats over seeds, and a bound on configurations in flight."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from service.controller.searchers.base import (
+    Outcome,
+    Searcher,
+    StoredTrial,
+    Suggestion,
+    combine,
+)
+
+
+class ConcurrencyLimiter:
+    """Suggests nothing while ``limit()`` configurations are in flight (but always one when
+    none is: a sweep never waits on itself)."""
+
+    def __init__(self, searcher: Searcher, *, limit: Callable[[], int]) -> None:
+        self.searcher = searcher
+        self.limit = limit
+        self.adaptive = searcher.adaptive
+        self._open: set[int] = set()
+        self._next = 0
+
+    def suggest(self) -> Suggestion | None:
+        """The wrapped searcher's next configuration, if there is room for it."""
+        if self._open and len(self._open) >= self.limit():
+            return None
+        suggestion = self.searcher.suggest()
+        if suggestion is not None:
+            self._open.add(self._next)
+            self._next += 1
+        return suggestion
+
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Passed on."""
+        self.searcher.on_result(number, epoch, value)
+
+    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """The configuration leaves the flight; passed on."""
+        self._open.discard(number)
+        self.searcher.on_complete(number, outcome, objective)
+
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """In flight: the stored configurations without an outcome."""
+        self._open = {s.number for s in stored if s.outcome is None}
+        self._next = len(stored)
+        self.searcher.restore(stored)
+
+
+class Repeater:
+    """Each configuration of the wrapped searcher suggested ``repeats`` times in a row (one
+    trial per seed: trial ``n`` is configuration ``n // repeats``); the searcher hears of a
+    configuration once all its repeats ended, with their mean objective."""
+
+    def __init__(self, searcher: Searcher, *, repeats: int) -> None:
+        self.searcher = searcher
+        self.repeats = repeats
+        self.adaptive = searcher.adaptive
+        self._current: Suggestion | None = None
+        self._left = 0
+        self._results: dict[int, dict[int, tuple[Outcome, float | None]]] = defaultdict(dict)
+        """Configuration -> its ended repeats' (outcome, objective), by trial number."""
+
+    def suggest(self) -> Suggestion | None:
+        """The current configuration again, or the next one."""
+        if self._left == 0:
+            self._current = self.searcher.suggest()
+            if self._current is None:
+                return None
+            self._left = self.repeats
+        self._left -= 1
+        return self._current
+
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Passed on for the trial's configuration."""
+        self.searcher.on_result(number // self.repeats, epoch, value)
+
+    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+        """A repeat ended; once all of its configuration's did, the searcher hears of it."""
+        index = number // self.repeats
+        self._results[index][number] = (outcome, objective)
+        if len(self._results[index]) == self.repeats:
+            result, mean = combine(list(self._results.pop(index).values()))
+            assert result is not None
+            self.searcher.on_complete(index, result, mean)
+
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """Stored trials grouped into configurations, the ended repeats of open ones kept."""
+        groups: dict[int, list[StoredTrial]] = defaultdict(list)
+        for trial in sorted(stored, key=lambda t: t.number):
+            groups[trial.number // self.repeats].append(trial)
+        configurations = []
+        for index, trials in sorted(groups.items()):
+            outcome, mean = combine([(t.outcome, t.objective) for t in trials])
+            if outcome is None:  # still open: remember the repeats that ended
+                for t in trials:
+                    if t.outcome is not None:
+                        self._results[index][t.number] = (t.outcome, t.objective)
+            configurations.append(StoredTrial(index, trials[0].search_params, outcome, mean))
+        self.searcher.restore(configurations)
