@@ -97,6 +97,8 @@ class Recorder:
     def __init__(self, state: ControllerState, faults: Faults) -> None:
         self.state = state
         self.faults = faults
+        self._results: list[tuple[int, int, int, float]] = []
+        """This tick's (sweep, trial number, epoch, objective) reports, for searchers."""
 
     def record(self, finished: list[ray.ObjectRef[Any]]) -> None:
         """Write the inbox's pending events and the ended tasks' results in one transaction;
@@ -109,6 +111,7 @@ class Recorder:
         if not events and not finished:
             return
         ended: list[Ended] = []
+        self._results = []
         with self.state.sessions.begin() as session:
             self._apply_events(session, events)
             self._apply_results(session, finished, ended)
@@ -117,6 +120,11 @@ class Recorder:
         for ref in finished:
             for trial_id, _ in self.state.in_flight.pop(ref).trials:
                 self.state.by_trial.pop(trial_id, None)
+        for sweep_id, number, epoch, value in self._results:
+            searcher = self.state.searchers.get(sweep_id)
+            if searcher is not None:
+                with self.faults.isolated(sweep_id, "telling its searcher"):
+                    searcher.on_result(number, epoch, value)
         for end in ended:
             with self.faults.isolated(end.sweep_id, "telling its searcher"):
                 self._tell(end)
@@ -161,6 +169,8 @@ class Recorder:
         objective = self.state.specs[trial.sweep_id].objective
         found = event.metrics.get(objective.metric)
         value = found if found is not None and math.isfinite(found) else None
+        if value is not None:
+            self._results.append((trial.sweep_id, trial.number, event.epoch, value))
         if value is not None and _is_better(value, trial.best_objective, objective=objective):
             trial.best_objective = value
         if event.epoch <= ran_before:  # the re-report of a checkpoint's epoch
