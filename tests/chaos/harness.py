@@ -192,9 +192,9 @@ def terminate_connections(run: Run) -> None:
     """The fault: PostgreSQL terminates the server's connections, again and again."""
     url = make_url(run.database_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    run.wait_mid_sweep(0.05, 0.3)
     for _ in range(run.rng.randint(5, 13)):
-        run.wait_mid_sweep(0.05, 0.9)
-        time.sleep(run.rng.uniform(0.1, 1.0))
+        time.sleep(run.rng.uniform(0.1, 0.5))
         with psycopg.connect(admin, autocommit=True) as connection:
             terminated = connection.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
