@@ -38,7 +38,9 @@ class PackingPolicy:
         if key in self.probes:
             return self.probes[key]
         if key not in self._probing:
-            remote = ray.remote(num_cpus=0, max_retries=1)(probe_pack)
+            # One CPU: it reuses a warm worker (a 0-CPU task would start a cold one while the
+            # warm-up tasks hold the CPUs, and wait for its imports).
+            remote = ray.remote(num_cpus=1, max_retries=1)(probe_pack)
             self._probing[key] = remote.remote(spec.workload.config(), spec.space.optimizers)
         ready, _ = ray.wait([self._probing[key]], timeout=0)
         if not ready:
