@@ -4,7 +4,7 @@ updating stacked parameters of shape [K, ...] in one vectorised step."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,15 +13,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from optimizers.clipping import clip_coefficients, member_grad_norms
+from optimizers.groups import ApplyFn, MemberGroup
 from optimizers.registry import OptimizerSpec, get_spec
-from optimizers.rules.base import Variant, flat_hyperparameters
+from optimizers.rules.base import Variant
 from optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
 from optimizers.schemas import HParams, PositiveFloat
 from optimizers.single import build_torch_optimizer
-
-ApplyFn = Callable[
-    [Variant, list[Tensor], list[Tensor], list[dict[str, Tensor]], list[dict[str, Tensor]]], None
-]
 
 
 class MemberConfig(BaseModel):
@@ -76,119 +73,6 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-class _Group:
-    """Members that share a family and a code path (variant); they update together."""
-
-    def __init__(
-        self,
-        spec: OptimizerSpec,
-        variant: Variant,
-        members: list[int],
-        hyperparameters: list[HParams],
-        params: list[Tensor],
-    ) -> None:
-        device = params[0].device
-        self.spec = spec
-        self.variant = variant
-        self.members = members
-        self.index = torch.tensor(members, dtype=torch.int64, device=device)
-        contiguous = members == list(range(members[0], members[0] + len(members)))
-        self.span = slice(members[0], members[-1] + 1) if contiguous else None
-        flat = [flat_hyperparameters(h) for h in hyperparameters]
-        self.hyperparameters = {
-            name: torch.tensor([f[name] for f in flat], dtype=torch.float64, device=device)
-            for name in flat[0]
-        }
-        self.step = torch.zeros(len(members), dtype=torch.float64, device=device)
-        self.scalars = {
-            name: torch.ones(len(members), dtype=torch.float64, device=device)
-            for name in spec.rule.scalars
-        }
-        self.state = [
-            {
-                slot: spec.rule.init_slot(slot, self._rows(p), self.hyperparameters)
-                for slot in spec.rule.slots(variant)
-            }
-            for p in params
-        ]
-        self.active: Tensor | None = None
-        """Local rows that still train, or None when all do (the fast path)."""
-
-    def _rows(self, tensor: Tensor) -> Tensor:
-        return tensor[self.span] if self.span is not None else tensor.index_select(0, self.index)
-
-    def set_frozen(self, frozen: Tensor) -> None:
-        """Recompute which local rows are active from the population's frozen mask."""
-        local_frozen = frozen[self.index.cpu()]
-        if not bool(local_frozen.any()):
-            self.active = None
-        else:
-            rows = torch.nonzero(~local_frozen).flatten()
-            self.active = rows.to(self.index.device)
-
-    def step_once(
-        self,
-        params: Sequence[Tensor],
-        grads: Sequence[Tensor | None],
-        lr_multipliers: Tensor,
-        apply: ApplyFn,
-    ) -> None:
-        """Advance every active member of the group by one step."""
-        rule = self.spec.rule
-        active = self.active
-        if active is not None and active.numel() == 0:
-            return
-        if active is None:
-            self.step += 1
-            step, scalars = self.step, self.scalars
-            hyperparameters = self.hyperparameters
-            lr = hyperparameters["lr"] * lr_multipliers[self.index]
-        else:
-            step = self.step[active] + 1
-            self.step.index_copy_(0, active, step)
-            scalars = {name: value[active] for name, value in self.scalars.items()}
-            hyperparameters = {name: value[active] for name, value in self.hyperparameters.items()}
-            lr = hyperparameters["lr"] * lr_multipliers[self.index[active]]
-        coefficients = rule.coefficients(hyperparameters, lr, step, scalars)
-        if active is not None:
-            for name, value in scalars.items():
-                self.scalars[name].index_copy_(0, active, value)
-
-        cast: dict[tuple[torch.dtype, int], dict[str, Tensor]] = {}
-        views: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
-        writebacks: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
-        fast = active is None and self.span is not None
-        rows = self.index if active is None else self.index[active]
-        for param, grad, state in zip(params, grads, self.state, strict=True):
-            if grad is None:
-                continue
-            key = (param.dtype, param.dim())
-            if key not in cast:
-                shape = (-1,) + (1,) * (param.dim() - 1)
-                cast[key] = {k: v.to(param.dtype).view(shape) for k, v in coefficients.items()}
-            if fast:
-                views.append((param[self.span], grad[self.span], state, cast[key]))
-                continue
-            param_rows = param.index_select(0, rows)
-            state_rows = state if active is None else {k: v[active] for k, v in state.items()}
-            views.append((param_rows, grad.index_select(0, rows), state_rows, cast[key]))
-            writebacks.append((param, param_rows, state, state_rows))
-        if not views:
-            return
-        apply(
-            self.variant,
-            [v[0] for v in views],
-            [v[1] for v in views],
-            [v[2] for v in views],
-            [v[3] for v in views],
-        )
-        for param, param_rows, state, state_rows in writebacks:
-            param.index_copy_(0, rows, param_rows)
-            if active is not None:
-                for slot, value in state_rows.items():
-                    state[slot].index_copy_(0, active, value)
-
-
 class PopulationOptimizer:
     """Updates K stacked models at once; member k has its own family and hyperparameters.
 
@@ -233,7 +117,9 @@ class PopulationOptimizer:
         for k, (member, hp) in enumerate(zip(self.members, hyperparameters, strict=True)):
             by_key.setdefault((member.optimizer, member.spec.rule.variant(hp)), []).append(k)
         self._groups = [
-            _Group(get_spec(name), variant, rows, [hyperparameters[k] for k in rows], self.params)
+            MemberGroup(
+                get_spec(name), variant, rows, [hyperparameters[k] for k in rows], self.params
+            )
             for (name, variant), rows in by_key.items()
         ]
         self._group_of = {k: (g, row) for g in self._groups for row, k in enumerate(g.members)}
@@ -253,7 +139,7 @@ class PopulationOptimizer:
 
     # -- training -------------------------------------------------------------------------
 
-    def _apply_fn(self, group: _Group) -> ApplyFn:
+    def _apply_fn(self, group: MemberGroup) -> ApplyFn:
         rule = group.spec.rule
         if not self._compile:
             return rule.apply_all

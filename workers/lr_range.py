@@ -41,6 +41,7 @@ class RangeTestResult:
 
 def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
     """Run the range test for every family at once; each family's bounds and curve."""
+    # One function on purpose: the loop reads every member's smoothed loss each step.
     workload, config = parse_workload_config(spec.workload)
     device = resolve_device(spec.device)
     gamma = (spec.max_lr / spec.min_lr) ** (1 / spec.steps)
@@ -105,12 +106,15 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
             break
         stack.optimizer.step()
         stack.optimizer.advance_schedules()
-    results = {}
-    for k, name in enumerate(spec.optimizers):
-        finite = [
-            (loss, lr) for loss, lr in zip(curves[k], lrs[k], strict=True) if math.isfinite(loss)
-        ]
-        high = min(finite)[1] if finite else spec.min_lr
-        low = max(spec.min_lr, high / 10**spec.decades)
-        results[name] = RangeTestResult(low=low, high=max(high, low), lrs=lrs[k], losses=curves[k])
-    return results
+    return {
+        name: bounds(spec, lrs=lrs[k], losses=curves[k]) for k, name in enumerate(spec.optimizers)
+    }
+
+
+def bounds(spec: RangeTestSpec, *, lrs: list[float], losses: list[float]) -> RangeTestResult:
+    """One family's search range from its smoothed curve: up to the lr of its lowest loss,
+    ``spec.decades`` decades below it (and never below ``min_lr``)."""
+    finite = [(loss, lr) for loss, lr in zip(losses, lrs, strict=True) if math.isfinite(loss)]
+    high = min(finite)[1] if finite else spec.min_lr
+    low = max(spec.min_lr, high / 10**spec.decades)
+    return RangeTestResult(low=low, high=max(high, low), lrs=lrs, losses=losses)

@@ -111,6 +111,27 @@ def steps_per_epoch(built: Built, batch_size: int) -> int:
     return math.ceil(len(built.train[1]) / batch_size)
 
 
+def _checkpoint(
+    spec: TrialSpec,
+    built: Built,
+    optimizer: torch.optim.Optimizer,
+    history: dict[int, dict[str, float]],
+    *,
+    epoch: int,
+    steps: int,
+) -> Checkpoint:
+    """The trial after ``epoch``: copies of its model and optimizer state, its metrics."""
+    return Checkpoint(
+        epoch=epoch,
+        metrics=history[epoch],
+        config=spec.member_config(),
+        model={k: v.detach().clone() for k, v in built.model.state_dict().items()},
+        optimizer_state=copy.deepcopy(optimizer.state_dict()),
+        step=steps,
+        history=dict(history),
+    )
+
+
 def train_trial(
     spec: TrialSpec,
     *,
@@ -163,17 +184,8 @@ def train_trial(
         metrics = history[epoch] = evaluate(built)
         epochs_run = epoch
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
-            checkpoint(
-                Checkpoint(
-                    epoch=epoch,
-                    metrics=metrics,
-                    config=spec.member_config(),
-                    model={k: v.detach().clone() for k, v in built.model.state_dict().items()},
-                    optimizer_state=copy.deepcopy(optimizer.state_dict()),
-                    step=epoch * steps_per_epoch(built, config.batch_size),
-                    history=dict(history),
-                )
-            )
+            steps = epoch * steps_per_epoch(built, config.batch_size)
+            checkpoint(_checkpoint(spec, built, optimizer, history, epoch=epoch, steps=steps))
         if report is not None:
             report(epoch, metrics)
         losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])

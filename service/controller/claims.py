@@ -31,13 +31,8 @@ from service.sweeps.repository import (
     stored_spec,
 )
 from service.sweeps.schemas import ADAPTIVE, SweepCreate
-from service.trials.repository import (
-    count_trials,
-    insert_trials,
-    interrupted_trials,
-    metric_curves,
-    sweep_trials,
-)
+from service.trials.queue import count_trials, insert_trials, interrupted_trials, sweep_trials
+from service.trials.repository import metric_curves
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from service.controller.ray_runtime import cluster_capacity
 from service.controller.state import ControllerState, InFlight
 from service.sweeps.schemas import PbtSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
-from service.trials.repository import insert_trials, metric_curves, pending_trials, status_counts
+from service.trials.queue import insert_trials, pending_trials, status_counts
+from service.trials.repository import metric_curves
 from workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig, TrialSpec
 from workers.tasks import run_pack, run_trial
 

@@ -9,7 +9,7 @@ from service.db.base import utcnow
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import finish_sweep
 from service.trials.models import TrialStatus
-from service.trials.repository import commonest_failure, status_counts
+from service.trials.queue import commonest_failure, status_counts
 
 
 def outcome(

@@ -15,7 +15,7 @@ from service.db.base import utcnow
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import finish_sweep
 from service.sweeps.schemas import ADAPTIVE, SweepCreate
-from service.trials.repository import insert_trials
+from service.trials.queue import insert_trials
 from workers.specs import RangeTestSpec
 from workers.tasks import run_range_test
 

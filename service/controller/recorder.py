@@ -30,12 +30,8 @@ from service.controller.state import (
 from service.db.base import utcnow
 from service.sweeps.schemas import ObjectiveSpec
 from service.trials.models import FamilyImprovement, FamilyTally, Trial, TrialStatus, note_status
-from service.trials.repository import (
-    best_metric,
-    delete_metrics,
-    record_metrics,
-    trials_by_id,
-)
+from service.trials.queue import trials_by_id
+from service.trials.repository import best_metric, delete_metrics, record_metrics
 from workers.specs import TaskResult
 
 logger = logging.getLogger(__name__)

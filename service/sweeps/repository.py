@@ -16,7 +16,8 @@ from service.errors import ConflictError, NotFoundError
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus
-from service.trials.repository import cancel_pending, status_counts, stop_trials
+from service.trials.queue import status_counts
+from service.trials.repository import cancel_pending, stop_trials
 
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 """Statuses of a sweep that is not finished."""

@@ -1,0 +1,163 @@
+"""Commands that talk to a server over its REST API: submit, status, trials, cancel."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from service.cli.common import (
+    DEFAULT_URL,
+    FINISHED,
+    SpecFile,
+    UrlOption,
+    answer,
+    api_client,
+    app,
+    console,
+    counts_text,
+    done_count,
+    fmt,
+    get_json,
+    hyperparameters_text,
+    leaderboard_table,
+    load_spec,
+    progress_bar,
+)
+
+
+@app.command()
+def submit(
+    spec_file: SpecFile,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show progress until done, then the leaderboard.")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Submit a sweep to the server; with --wait, follow it and print the leaderboard."""
+    spec = load_spec(spec_file)
+    with api_client(url) as client:
+        sweep = answer(client.post("/sweeps", json=spec))
+        console.print(f"sweep {sweep['id']} submitted: {sweep['num_trials']} trials")
+        console.print(f"watch it live: {url.rstrip('/')}/sweeps/{sweep['id']}", soft_wrap=True)
+        if not wait:
+            console.print(f"follow it with: optisweep status {sweep['id']}")
+            return
+        try:
+            sweep = _follow(client, sweep)
+        except KeyboardInterrupt:
+            console.print(f"stopped watching; sweep {sweep['id']} goes on (optisweep status)")
+            raise typer.Exit(130) from None
+        _finish(client, sweep)
+
+
+def _follow(client: httpx.Client, sweep: dict[str, Any]) -> dict[str, Any]:
+    with progress_bar() as progress:
+        task = progress.add_task(f"sweep {sweep['id']}", total=sweep["num_trials"], counts="")
+        while sweep["status"] not in FINISHED:
+            time.sleep(0.5)
+            sweep = get_json(client, f"/sweeps/{sweep['id']}")
+            progress.update(
+                task,
+                total=sweep["num_trials"],
+                completed=done_count(sweep["trial_counts"]),
+                counts=counts_text(sweep["trial_counts"]),
+            )
+    return sweep
+
+
+def _finish(client: httpx.Client, sweep: dict[str, Any]) -> None:
+    console.print(
+        f"sweep {sweep['id']} {sweep['status']}: {counts_text(sweep['trial_counts'])}"
+        + (f" ({sweep['error']})" if sweep.get("error") else "")
+    )
+    board = get_json(client, f"/sweeps/{sweep['id']}/leaderboard")
+    console.print(leaderboard_table(board))
+    if sweep["status"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    sweep_id: Annotated[
+        int | None, typer.Argument(help="A sweep id; all sweeps when left out.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """List sweeps, or show one sweep with its trial counts and leaderboard."""
+    with api_client(url) as client:
+        if sweep_id is None:
+            page = get_json(client, "/sweeps", limit=50)
+            table = Table(title="Sweeps (newest first)")
+            for column in ("id", "name", "status", "done", "trials", "created"):
+                table.add_column(column)
+            for sweep in page["items"]:
+                table.add_row(
+                    str(sweep["id"]),
+                    sweep["name"],
+                    sweep["status"],
+                    str(done_count(sweep["trial_counts"])),
+                    str(sweep["num_trials"]),
+                    sweep["created_at"][:19].replace("T", " "),
+                )
+            console.print(table)
+            return
+        sweep = get_json(client, f"/sweeps/{sweep_id}")
+        console.print(
+            f"sweep {sweep['id']} {sweep['name']!r}: {sweep['status']}, "
+            f"{done_count(sweep['trial_counts'])}/{sweep['num_trials']} done "
+            f"({counts_text(sweep['trial_counts']) or 'no trials yet'})"
+            + (f"; {sweep['error']}" if sweep.get("error") else "")
+        )
+        console.print(leaderboard_table(get_json(client, f"/sweeps/{sweep_id}/leaderboard")))
+
+
+@app.command()
+def trials(
+    sweep_id: Annotated[int, typer.Argument(help="The sweep whose trials to list.")],
+    optimizer: Annotated[str | None, typer.Option(help="Only this optimizer family.")] = None,
+    trial_status: Annotated[
+        str | None, typer.Option("--status", help="Only trials in this status.")
+    ] = None,
+    sort: Annotated[str, typer.Option(help="number, objective or best_objective.")] = "objective",
+    limit: Annotated[int, typer.Option(help="How many trials to show.")] = 50,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """A sweep's trials as a table, best objective first by default."""
+    with api_client(url) as client:
+        page = get_json(
+            client,
+            f"/sweeps/{sweep_id}/trials",
+            optimizer=optimizer,
+            status=trial_status,
+            sort=sort,
+            limit=limit,
+        )
+    table = Table(title=f"Trials of sweep {sweep_id}")
+    for column in ("trial", "optimizer", "status", "objective", "best", "hyperparameters", "id"):
+        table.add_column(column)
+    for trial in page["items"]:
+        table.add_row(
+            str(trial["number"]),
+            trial["optimizer"],
+            trial["status"],
+            fmt(trial["objective"]),
+            fmt(trial["best_objective"]),
+            hyperparameters_text(trial["hyperparameters"]),
+            str(trial["id"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def cancel(
+    sweep_id: Annotated[int, typer.Argument(help="The sweep to cancel.")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Cancel a pending or running sweep; its running trials stop after their current epoch."""
+    with api_client(url) as client:
+        sweep = answer(client.post(f"/sweeps/{sweep_id}/cancel"))
+    console.print(f"sweep {sweep['id']} {sweep['status']}")

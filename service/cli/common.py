@@ -1,0 +1,153 @@
+"""What the optisweep commands share: the app, options, errors and how results print."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.errors import InputError
+from service.yaml_spec import load_spec_text
+
+app = typer.Typer(
+    help="optisweep: hyperparameter sweeps over neural-network optimizers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+errors = Console(stderr=True)
+
+API = "/api/v1"
+FINISHED = ("completed", "cancelled", "failed")
+DEFAULT_URL = "http://127.0.0.1:8000"
+_TAGS = {"float", "int", "choice", "fixed"}
+"""Discriminator tags pydantic puts in error locations; users never wrote them."""
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="OPTISWEEP_URL", help="The optisweep server's base URL.")
+]
+SpecFile = Annotated[Path, typer.Argument(help="Sweep spec, YAML or JSON.")]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Defaults to OPTISWEEP_DATABASE_URL, else sqlite."),
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    return typer.Exit(code=code)
+
+
+def format_errors(details: list[dict[str, Any]]) -> str:
+    """Validation errors (FastAPI's 422 detail or pydantic's errors()) as one line."""
+    parts = []
+    for detail in details:
+        loc = [str(part) for part in detail.get("loc", []) if part != "body" and part not in _TAGS]
+        message = str(detail.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
+    return "; ".join(parts)
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    try:
+        return load_spec_text(path.read_text())
+    except OSError as exc:
+        raise fail(f"spec {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise fail(f"spec {str(path)!r}: not UTF-8 text") from None
+    except InputError as exc:
+        error = {"loc": exc.loc, "msg": str(exc)}
+        raise fail(f"spec {str(path)!r}: {format_errors([error])}") from None
+
+
+@contextmanager
+def api_client(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url.rstrip("/") + API, timeout=30) as client:
+        try:
+            yield client
+        except httpx.TransportError as exc:
+            raise fail(
+                f"no optisweep server answers at {url} ({type(exc).__name__}); "
+                "start one with `optisweep serve` or `make run`",
+                code=1,
+            ) from None
+
+
+def get_json(client: httpx.Client, path: str, **params: Any) -> Any:
+    response = client.get(path, params={k: v for k, v in params.items() if v is not None})
+    return answer(response)
+
+
+def answer(response: httpx.Response) -> Any:
+    if response.status_code == 422:
+        raise fail(format_errors(response.json()["detail"]))
+    if response.status_code in (404, 409):
+        raise fail(response.json()["detail"])
+    if response.is_error:
+        raise fail(f"server answered {response.status_code}: {response.text[:200]}", code=1)
+    return response.json()
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "(" + ", ".join(fmt(v) for v in value) + ")"
+    return "-" if value is None else str(value)
+
+
+def hyperparameters_text(hyperparameters: dict[str, Any]) -> str:
+    shown = {k: v for k, v in hyperparameters.items() if v not in (0, 0.0, False)}
+    return " ".join(f"{name}={fmt(value)}" for name, value in shown.items())
+
+
+def leaderboard_table(board: dict[str, Any]) -> Table:
+    """The best trial per optimizer family as a rich table."""
+    table = Table(title=f"Leaderboard: {board['metric']} ({board['mode']})")
+    repeats = any(entry.get("repeats", 1) > 1 for entry in board["entries"])
+    value = f"{board['metric']} mean ± std (n)" if repeats else board["metric"]
+    for column in ("#", "optimizer", value, "trial", "hyperparameters", "ranked"):
+        table.add_column(column, justify="right" if column in ("#", "trial", "ranked") else "left")
+    for entry in board["entries"]:
+        trial = entry["trial"]
+        shown = fmt(trial["objective"])
+        if repeats:
+            spread = fmt(entry["objective_std"]) if entry["objective_std"] is not None else "-"
+            shown = f"{fmt(entry['objective_mean'])} ± {spread} ({entry['repeats']})"
+        table.add_row(
+            str(entry["rank"]),
+            entry["optimizer"],
+            shown,
+            str(trial["number"]),
+            hyperparameters_text(trial["hyperparameters"]),
+            str(entry["ranked_trials"]),
+        )
+    return table
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return " ".join(f"{name}={count}" for name, count in counts.items() if count)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def done_count(counts: dict[str, int]) -> int:
+    return sum(count for name, count in counts.items() if name not in ("pending", "running"))

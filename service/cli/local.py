@@ -1,0 +1,215 @@
+"""Commands that run here: serve, run (a controller without a server), db upgrade."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy import inspect
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from service.cli.common import (
+    DatabaseUrl,
+    SpecFile,
+    app,
+    console,
+    counts_text,
+    db_app,
+    done_count,
+    fail,
+    format_errors,
+    leaderboard_table,
+    load_spec,
+    progress_bar,
+)
+from service.config import Settings
+from service.db.migrate import upgrade
+from service.db.session import make_engine
+
+if TYPE_CHECKING:  # the commands import these when they run: the CLI starts without torch
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from service.controller.loop import Controller
+    from service.sweeps.schemas import SweepCreate
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Defaults to OPTISWEEP_HOST, else 127.0.0.1.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Defaults to OPTISWEEP_PORT, else 8000.")] = None,
+) -> None:
+    """Run the API and the controller (SQLite and a local Ray unless configured otherwise)."""
+    import uvicorn
+
+    from service.main import create_app
+
+    settings = Settings()
+    host = host or settings.host
+    port = port or settings.port
+    with socket.socket() as probe:  # fail before starting Ray, not after
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise fail(f"port {port}: cannot listen on {host}: {exc.strerror}") from None
+    console.print(
+        f"optisweep on http://{host}:{port} (API docs at /docs), db {settings.database_url}"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def run(
+    spec_file: SpecFile,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run a sweep in this process, without a server (e.g. `ray job submit -- optisweep run`).
+
+    Joins OPTISWEEP_RAY_ADDRESS or RAY_ADDRESS when set, else starts a local Ray. Results go to
+    the same database the server and dashboard read.
+    """
+    from service.controller.loop import Controller
+    from service.controller.ray_runtime import init_ray
+    from service.db.session import make_sessionmaker
+
+    settings = Settings()
+    if database_url:
+        settings.database_url = database_url
+    spec = _checked_spec(spec_file, max_trials=settings.max_trials)  # before Ray and the database
+    init_ray(settings.ray_address)
+    try:
+        engine = make_engine(settings.database_url)
+        upgrade(settings.database_url)
+    except (ArgumentError, OperationalError) as exc:
+        raise fail(f"database-url {settings.database_url!r}: {str(exc).splitlines()[0]}") from None
+    sessions = make_sessionmaker(engine)
+    controller_id = f"run-{uuid.uuid4().hex[:12]}"
+    sweep_id, size = _submitted(sessions, spec, settings=settings, claimed_by=controller_id)
+    console.print(f"sweep {sweep_id}: {size} trials, database {settings.database_url}")
+    controller = Controller(
+        sessions,
+        max_trials=settings.max_trials,
+        controller_id=controller_id,
+        sweep_id=sweep_id,
+        lease_seconds=settings.claim_lease_seconds,
+        pack_memory_mb=settings.pack_memory_mb,
+        checkpoint_dir=settings.checkpoint_dir,
+    )
+    _drive(controller, sessions, sweep_id, size=size, settings=settings)
+    _report(sessions, sweep_id, settings=settings)
+
+
+def _checked_spec(spec_file: Path, *, max_trials: int) -> SweepCreate:
+    """The spec file as a sweep checked in full; a bad one is one line and exit code 2."""
+    from service.errors import SpecError
+    from service.sweeps.schemas import SweepCreate
+    from service.sweeps.service import checked_size
+
+    data = load_spec(spec_file)
+    try:
+        spec = SweepCreate.model_validate(data)
+        checked_size(spec, max_trials=max_trials)
+    except ValidationError as exc:
+        raise fail(format_errors([dict(e) for e in exc.errors()])) from None
+    except SpecError as exc:
+        raise fail(f"{exc.field}: {exc}") from None
+    return spec
+
+
+def _submitted(
+    sessions: sessionmaker[Session], spec: SweepCreate, *, settings: Settings, claimed_by: str
+) -> tuple[int, int]:
+    """Queue the sweep for this process's controller; its id and trial count."""
+    from service.controller.loop import Controller
+    from service.errors import SpecError
+    from service.sweeps.service import submit_sweep
+
+    try:
+        with sessions.begin() as session:
+            sweep = submit_sweep(
+                session,
+                spec,
+                max_trials=settings.max_trials,
+                feasible=Controller.check_feasible,
+                claimed_by=claimed_by,
+            )
+            return sweep.id, sweep.num_trials
+    except SpecError as exc:
+        raise fail(f"{exc.field}: {exc}") from None
+
+
+def _drive(
+    controller: Controller,
+    sessions: sessionmaker[Session],
+    sweep_id: int,
+    *,
+    size: int,
+    settings: Settings,
+) -> None:
+    """Run the controller until the sweep ends, with a progress bar; Ctrl-C exits with 130."""
+    from service.sweeps.repository import trial_counts
+
+    with progress_bar() as progress:
+        task = progress.add_task(f"sweep {sweep_id}", total=size, counts="")
+        last = 0.0
+
+        def show() -> None:
+            nonlocal last
+            if time.monotonic() - last < 0.5:
+                return
+            last = time.monotonic()
+            with sessions() as session:
+                by_status = trial_counts(session, [sweep_id])[sweep_id]
+            counts = {status.value: count for status, count in by_status.items()}
+            progress.update(task, completed=done_count(counts), counts=counts_text(counts))
+
+        try:
+            controller.run_sweep(sweep_id, on_tick=show)
+        except KeyboardInterrupt:
+            progress.stop()
+            console.print(
+                f"interrupted: sweep {sweep_id} stays running in the database; a server on it "
+                f"takes it over after {settings.claim_lease_seconds:g} s "
+                "(optisweep serve, same OPTISWEEP_DATABASE_URL)"
+            )
+            raise typer.Exit(130) from None
+        last = 0.0
+        show()
+
+
+def _report(sessions: sessionmaker[Session], sweep_id: int, *, settings: Settings) -> None:
+    """How the sweep ended and its leaderboard; exit code 1 if it failed."""
+    from service.sweeps.repository import get_sweep
+    from service.sweeps.views import leaderboard_read
+
+    with sessions() as session:
+        sweep = get_sweep(session, sweep_id)
+        board = leaderboard_read(session, sweep, checkpoint_dir=settings.checkpoint_dir)
+    console.print(
+        f"sweep {sweep_id} {sweep.status.value}" + (f" ({sweep.error})" if sweep.error else "")
+    )
+    console.print(leaderboard_table(json.loads(board.model_dump_json())))
+    if sweep.status == "failed":
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Apply every migration to the database."""
+    url = database_url or Settings().database_url
+    try:
+        upgrade(url)
+        tables = sorted(inspect(make_engine(url)).get_table_names())
+    except (ArgumentError, OperationalError) as exc:
+        raise fail(f"database-url {url!r}: {str(exc).splitlines()[0]}") from None
+    typer.echo(f"database at {url} is at head ({', '.join(tables)})")

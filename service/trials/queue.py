@@ -1,0 +1,96 @@
+"""The controller's queries on trials: creating them, finding what to run, counting how they
+ended; repositories flush, callers commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from service.trials.models import Trial, TrialStatus
+
+OPEN_STATUSES = (TrialStatus.PENDING, TrialStatus.RUNNING)
+
+
+def insert_trials(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert new trials (rows of column values) in one statement."""
+    if rows:
+        session.execute(insert(Trial), rows)
+
+
+def interrupted_trials(session: Session, *, sweep_id: int, in_flight: Iterable[int]) -> list[Trial]:
+    """The sweep's RUNNING trials that no task in flight trains (a previous controller's)."""
+    return list(
+        session.scalars(
+            select(Trial).where(
+                Trial.sweep_id == sweep_id,
+                Trial.status == TrialStatus.RUNNING,
+                Trial.id.not_in(list(in_flight) or [-1]),
+            )
+        )
+    )
+
+
+def sweep_trials(session: Session, *, sweep_id: int, ended: bool = False) -> list[Trial]:
+    """Every trial of a sweep (only those that ended, with ``ended``)."""
+    statement = select(Trial).where(Trial.sweep_id == sweep_id)
+    if ended:
+        statement = statement.where(Trial.status.not_in(OPEN_STATUSES))
+    return list(session.scalars(statement))
+
+
+def count_trials(session: Session, *, sweep_id: int) -> int:
+    """How many trials a sweep has."""
+    return int(session.scalar(select(func.count()).where(Trial.sweep_id == sweep_id)) or 0)
+
+
+def trials_by_id(session: Session, trial_ids: Iterable[int]) -> dict[int, Trial]:
+    """These trials, by id."""
+    ids = set(trial_ids)
+    return {t.id: t for t in session.scalars(select(Trial).where(Trial.id.in_(ids)))}
+
+
+def pending_trials(
+    session: Session, *, sweep_ids: Iterable[int], in_flight: Iterable[int], limit: int
+) -> list[Trial]:
+    """PENDING trials of these sweeps that no task trains yet, by sweep and number."""
+    return list(
+        session.scalars(
+            select(Trial)
+            .where(
+                Trial.sweep_id.in_(list(sweep_ids)),
+                Trial.status == TrialStatus.PENDING,
+                Trial.id.not_in(list(in_flight) or [-1]),
+            )
+            .order_by(Trial.sweep_id, Trial.number)
+            .limit(limit)
+        ).all()
+    )
+
+
+def status_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialStatus, int]]:
+    """How many trials of each sweep are in each status (statuses with none are absent)."""
+    counts: dict[int, dict[TrialStatus, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    if not counts:
+        return counts
+    for sweep_id, status, count in session.execute(
+        select(Trial.sweep_id, Trial.status, func.count())
+        .where(Trial.sweep_id.in_(list(counts)))
+        .group_by(Trial.sweep_id, Trial.status)
+    ):
+        counts[sweep_id][status] = count
+    return counts
+
+
+def commonest_failure(session: Session, *, sweep_id: int) -> tuple[str | None, int] | None:
+    """The error most of a sweep's failed trials share and how many share it, or None."""
+    row = session.execute(
+        select(Trial.error, func.count())
+        .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.FAILED)
+        .group_by(Trial.error)
+        .order_by(func.count().desc(), Trial.error)
+        .limit(1)
+    ).first()
+    return (row[0], int(row[1])) if row is not None else None
