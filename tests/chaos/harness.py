@@ -34,12 +34,14 @@ LEASE_SECONDS = 3.0
 TRIALS = 8
 
 
-def healthy_spec(name: str, *, pack: bool = True, trials: int = TRIALS) -> dict[str, Any]:
+def healthy_spec(
+    name: str, *, pack: bool = True, trials: int = TRIALS, epochs: int = EPOCHS
+) -> dict[str, Any]:
     """A sweep that takes some seconds on 2 CPUs (packed or not) and never fails by itself."""
     steps = 100 if pack else 400  # a pack's step costs more on this tiny workload
     return {
         "name": name,
-        "workload": {"name": "quadratic", "epochs": EPOCHS, "steps_per_epoch": steps},
+        "workload": {"name": "quadratic", "epochs": epochs, "steps_per_epoch": steps},
         "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-5, "high": 1e-4, "log": True}},
         "search": {"algorithm": "random", "num_trials": trials, "seed": 3},
         "objective": {"metric": "val_loss", "mode": "min"},
@@ -66,6 +68,8 @@ class Run:
     server: Server
     trials: int = TRIALS
     """Trials per healthy sweep."""
+    epochs: int = EPOCHS
+    """Epochs per trial of a healthy sweep."""
     sweeps: list[int] = field(default_factory=list)
     """Sweeps that must complete."""
     others: list[int] = field(default_factory=list)
@@ -103,7 +107,7 @@ class Run:
 
     def wait_mid_sweep(self, low: float = 0.1, high: float = 0.6) -> None:
         """Until a random share (between ``low`` and ``high``) of the epochs is recorded."""
-        target = self.rng.uniform(low, high) * self.trials * EPOCHS
+        target = self.rng.uniform(low, high) * self.trials * self.epochs
         deadline = time.monotonic() + 120
         while self.epochs_recorded() < target and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -281,12 +285,14 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def serving(database_url: str, folder: Path, *, seed: int, trials: int = TRIALS) -> Iterator[Run]:
-    """A server on ``database_url`` for one or more cases (healthy sweeps of ``trials``
-    trials), stopped at the end."""
+def serving(
+    database_url: str, folder: Path, *, seed: int, trials: int = TRIALS, epochs: int = EPOCHS
+) -> Iterator[Run]:
+    """A server on ``database_url`` for one or more cases (healthy sweeps of ``trials`` trials
+    of ``epochs`` epochs), stopped at the end."""
     folder.mkdir(parents=True, exist_ok=True)
     server = start_server(database_url, folder)
-    run = Run(database_url, folder, random.Random(seed), server, trials=trials)
+    run = Run(database_url, folder, random.Random(seed), server, trials=trials, epochs=epochs)
     try:
         yield run
     finally:
@@ -299,7 +305,8 @@ def run_case(case: Case, run: Run, *, database: str) -> Outcome:
     run.sweeps, run.others, run.faults, run.must_complete = [], [], 0, True
     if run.checkpoints.is_file():  # an earlier case broke the folder: mend it
         run.checkpoints.unlink()
-    run.sweeps.append(run.submit(healthy_spec(case.name, pack=case.pack, trials=run.trials)))
+    spec = healthy_spec(case.name, pack=case.pack, trials=run.trials, epochs=run.epochs)
+    run.sweeps.append(run.submit(spec))
     case.inject(run)
     for sweep_id in run.sweeps + run.others:
         deadline = time.monotonic() + 300
@@ -308,7 +315,7 @@ def run_case(case: Case, run: Run, *, database: str) -> Outcome:
                 raise AssertionError(f"sweep {sweep_id} did not finish within 300 s")
             time.sleep(0.2)
     audits = [
-        audit_sweep(run.database_url, sweep_id, epochs=EPOCHS)
+        audit_sweep(run.database_url, sweep_id, epochs=run.epochs)
         for sweep_id in run.sweeps + run.others
     ]
     healthy = audits[: len(run.sweeps)]

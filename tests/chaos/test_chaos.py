@@ -42,7 +42,7 @@ def test_every_fault_loses_nothing_and_duplicates_nothing(
     database: tuple[str, str], tmp_path: Path
 ) -> None:
     kind, url = database
-    with serving(url, tmp_path, seed=7, trials=4) as run:
+    with serving(url, tmp_path, seed=7, trials=4, epochs=6) as run:
         for name in SHORT[kind]:
             outcome = run_case(CASES_BY_NAME[name], run, database=kind)
             assert outcome.faults >= 1, name
