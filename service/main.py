@@ -17,7 +17,9 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from service import health
+from service import debug, health
+from service.code.router import router as code_router
+from service.code.store import CodeStore
 from service.config import Settings
 from service.controller.loop import Controller
 from service.controller.ray_runtime import init_ray
@@ -56,6 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 lease_seconds=settings.claim_lease_seconds,
                 pack_memory_mb=settings.pack_memory_mb,
                 checkpoint_dir=settings.checkpoint_dir,
+                code_store=app.state.code_store,
+                inspect_timeout=settings.inspect_timeout_seconds,
             )
             controller.start()
             app.state.controller = controller
@@ -152,7 +156,12 @@ def create_app(settings: Settings | None = None, *, run_controller: bool = True)
         docs_url="/docs",
     )
     app.state.settings = settings
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        per_path={f"{API_PREFIX}/code": settings.max_code_bytes},
+    )
+    app.state.code_store = CodeStore(settings.code_dir)
     app.state.run_controller = run_controller
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
@@ -160,8 +169,11 @@ def create_app(settings: Settings | None = None, *, run_controller: bool = True)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
-    for router in (sweeps_router, trials_router, dashboard_router, specs_router, health.router):
+    routers = (sweeps_router, trials_router, code_router, dashboard_router, specs_router)
+    for router in (*routers, health.router):
         app.include_router(router, prefix=API_PREFIX)
+    if settings.debug:
+        app.include_router(debug.router, prefix=API_PREFIX)
     app.include_router(pages_router)
     app.mount("/static", static_files, name="static")
     return app

@@ -29,18 +29,23 @@ class BodyLimit:
     """ASGI middleware: a body over ``max_bytes`` is a 413 before the app reads any of it when
     Content-Length says so, else as soon as the bytes read pass the limit (chunked bodies)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, per_path: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}
+        """Paths with a limit of their own (code uploads)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on with a receive that counts, or answer 413 at once."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            too_large = BodyTooLarge(self.max_bytes)
+        if declared.isdigit() and int(declared) > limit:
+            too_large = BodyTooLarge(limit)
             response = JSONResponse({"detail": too_large.detail}, too_large.status_code)
             await response(scope, receive, send)
             return
@@ -50,8 +55,8 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
+            if received > limit:
+                raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -40,19 +40,24 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 CHECKPOINT_DIR_VARIABLE = "OPTISWEEP_CHECKPOINT_DIR"
+CODE_DIR_VARIABLE = "OPTISWEEP_CODE_DIR"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Trials' checkpoints of this session go to a temporary folder, not the working tree."""
+    """Trials' checkpoints and uploaded code of this session go to temporary folders, not the
+    working tree."""
     root = tmp_path_factory.mktemp("checkpoints")
-    previous = os.environ.get(CHECKPOINT_DIR_VARIABLE)
+    code = tmp_path_factory.mktemp("code")
+    previous = {name: os.environ.get(name) for name in (CHECKPOINT_DIR_VARIABLE, CODE_DIR_VARIABLE)}
     os.environ[CHECKPOINT_DIR_VARIABLE] = str(root)
+    os.environ[CODE_DIR_VARIABLE] = str(code)
     yield root
-    if previous is None:
-        del os.environ[CHECKPOINT_DIR_VARIABLE]
-    else:
-        os.environ[CHECKPOINT_DIR_VARIABLE] = previous
+    for name, value in previous.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -63,7 +68,8 @@ def clean_environment(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("RAY_", "OPTISWEEP_")) or key == CHECKPOINT_DIR_VARIABLE
+        if not key.startswith(("RAY_", "OPTISWEEP_"))
+        or key in (CHECKPOINT_DIR_VARIABLE, CODE_DIR_VARIABLE)
     }
     env.update(extra)
     return env

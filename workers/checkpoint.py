@@ -40,6 +40,9 @@ class Checkpoint:
     """Optimizer steps taken."""
     history: dict[int, dict[str, float]] = field(default_factory=dict)
     """Every epoch's metrics up to ``epoch`` (epoch -> metrics), as far as this trial knows."""
+    model_state: dict[str, Any] | None = None
+    """A function workload's state instead of ``model`` and ``optimizer_state``: what its
+    ``TrialContext.state()`` gave (its tracked modules and optimizer)."""
 
     def member_export(self, model: nn.Module) -> MemberExport:
         """This checkpoint as a PopulationOptimizer member export for ``model``'s parameters."""
@@ -70,6 +73,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "optimizer_state": _to_cpu(checkpoint.optimizer_state),
         "step": checkpoint.step,
         "history": {int(epoch): dict(metrics) for epoch, metrics in checkpoint.history.items()},
+        "model_state": _to_cpu(checkpoint.model_state),
     }
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, temporary)
@@ -97,6 +101,7 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
                 "history", {payload["epoch"]: payload["metrics"]}
             ).items()
         },
+        model_state=payload.get("model_state"),
     )
 
 
@@ -108,3 +113,17 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, list):
         return [_to_cpu(item) for item in value]
     return value
+
+
+def check_resumable(checkpoint: Checkpoint, config: MemberConfig) -> None:
+    """ValueError unless ``checkpoint`` was taken from a trial with this optimizer config."""
+    if checkpoint.config.optimizer != config.optimizer:
+        raise ValueError(
+            f"resume: the checkpoint is of a {checkpoint.config.optimizer!r} trial, "
+            f"not {config.optimizer!r}"
+        )
+    if checkpoint.config.validated() != config.validated():
+        raise ValueError(
+            f"resume: the checkpoint's hyperparameters {checkpoint.config.hyperparameters} "
+            f"differ from {config.hyperparameters}"
+        )

@@ -12,17 +12,20 @@ diverged and stops there.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, vmap
 
 from optimizers import MemberConfig
+from workers.batches import Inputs, epoch_batches
 from workers.specs import RangeTestSpec
-from workers.stacking import stack_members
-from workers.train import epoch_generator, resolve_device
+from workers.stacking import stack_members, stacked_losses
+from workers.train import resolve_device
 from workers.workloads import parse_workload_config
 
 SMOOTHING = 0.98
@@ -61,15 +64,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
     models = [built.model for built in builds]
     stack = stack_members(dict(enumerate(models)), configs, list(range(len(configs))), {})
     base = copy.deepcopy(models[0]).to("meta")
-    inputs, targets = builds[0].train
-    loss_fn = builds[0].loss_fn
-
-    def member_loss(
-        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
-    ) -> Tensor:
-        return loss_fn(functional_call(base, (params, buffers), (x,)), y)
-
-    losses_of = vmap(member_loss, in_dims=(0, 0, None, None))
+    losses_of = stacked_losses(base, builds[0].loss_fn)
     base.train()
     size = len(stack.members)
     curves: list[list[float]] = [[] for _ in range(size)]
@@ -77,18 +72,12 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
     average = [0.0] * size
     best = [math.inf] * size
     done = [False] * size
-    order = torch.empty(0, dtype=torch.long)
-    position, epoch = 0, 0
+    batches = _batches(builds[0].train, seed=spec.seed, batch_size=config.batch_size, device=device)
     for step in range(spec.steps):
-        if position + config.batch_size > len(order):
-            epoch += 1
-            order = torch.randperm(len(targets), generator=epoch_generator(spec.seed, epoch))
-            order, position = order.to(device), 0
-        batch = order[position : position + config.batch_size]
-        position += config.batch_size
+        inputs, targets = next(batches)
         for param in stack.params.values():
             param.grad = None
-        losses = losses_of(stack.params, stack.buffers, inputs[batch], targets[batch])
+        losses = losses_of(stack.params, stack.buffers, inputs, targets)
         losses.sum().backward()
         values = losses.detach().tolist()
         for row, k in enumerate(stack.members):
@@ -109,6 +98,16 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
     return {
         name: bounds(spec, lrs=lrs[k], losses=curves[k]) for k, name in enumerate(spec.optimizers)
     }
+
+
+def _batches(
+    data: Any, *, seed: int, batch_size: int, device: torch.device
+) -> Iterator[tuple[Inputs, Tensor]]:
+    """Full batches of ``data``, epoch after epoch (a short last batch is left out)."""
+    for epoch in itertools.count(1):
+        yield from epoch_batches(
+            data, seed=seed, epoch=epoch, batch_size=batch_size, device=device, drop_last=True
+        )
 
 
 def bounds(spec: RangeTestSpec, *, lrs: list[float], losses: list[float]) -> RangeTestResult:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from optimizers import OPTIMIZERS
+from workers.batches import epoch_batches, forward
 from workers.workloads import parse_workload_config
 
 DEVICE_MEMORY_FRACTION = 0.8
@@ -22,7 +23,8 @@ def member_memory_bytes(workload: dict[str, Any], optimizers: list[str]) -> int:
     measured on a probe forward pass (every module's output on one batch).
     """
     workload_, config = parse_workload_config(workload)
-    built = workload_.build(config, seed=0, device=torch.device("cpu"))
+    device = torch.device("cpu")
+    built = workload_.build(config, seed=0, device=device)
     params = list(built.model.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     state = max(OPTIMIZERS[name].state_tensors for name in optimizers)
@@ -35,9 +37,10 @@ def member_memory_bytes(workload: dict[str, Any], optimizers: list[str]) -> int:
 
     handles = [m.register_forward_hook(count) for m in built.model.modules()]
     try:
-        inputs, targets = built.train
-        batch = slice(0, config.batch_size)
-        built.loss_fn(built.model(inputs[batch]), targets[batch]).backward()
+        inputs, targets = next(
+            epoch_batches(built.train, seed=0, epoch=1, batch_size=config.batch_size, device=device)
+        )
+        built.loss_fn(forward(built.model, inputs), targets).backward()
     finally:
         for handle in handles:
             handle.remove()

@@ -28,7 +28,8 @@ from torch import nn
 from optimizers import (
     MemberConfig,
 )
-from workers.checkpoint import Checkpoint
+from workers.batches import epoch_batches
+from workers.checkpoint import Checkpoint, check_resumable
 from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
 from workers.pbt import Exploit, exploit_stack
 from workers.specs import PackSpec
@@ -42,8 +43,6 @@ from workers.stacking import (
 )
 from workers.train import (
     TrialResult,
-    check_resumable,
-    epoch_generator,
     resolve_device,
     steps_per_epoch,
 )
@@ -223,10 +222,14 @@ def _pack_epoch(
 ) -> Stack | None:
     """Train, evaluate, exploit (PBT), checkpoint and report one epoch; the stack that goes on."""
     spec, config, device, pbt = run.spec, run.config, run.device, run.spec.pbt
-    order = torch.randperm(len(shared.train[1]), generator=epoch_generator(spec.data_seed, epoch))
-    finite = train_stacked_epoch(
-        stack, base, shared, batch_size=config.batch_size, order=order.to(device)
-    ).tolist()
+    batches = epoch_batches(
+        shared.train,
+        seed=spec.data_seed,
+        epoch=epoch,
+        batch_size=config.batch_size,
+        device=device,
+    )
+    finite = train_stacked_epoch(stack, base, shared, batches, device=device).tolist()
     stack.optimizer.advance_schedules()
     sync_models(stack, models)
     training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]

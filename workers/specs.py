@@ -189,3 +189,42 @@ class PackProbe:
 
     packable: bool
     member_bytes: int
+    reason: str | None = None
+    """Why it does not pack (the workload says so, or a stacked step failed), or None."""
+
+
+@dataclass(frozen=True)
+class WorkloadReport:
+    """What a worker found of a sweep's workload (by name or the user's entrypoint): its
+    metrics and whether it packs, or the problem with it (``error``, naming ``field`` of the
+    workload). Plain data: the server reads it without importing the user's code."""
+
+    name: str = ""
+    kind: Literal["model", "function", ""] = ""
+    metrics: tuple[str, ...] = ()
+    """Everything a trial reports each epoch: the losses and the workload's own metrics."""
+    probe: PackProbe | None = None
+    error: str | None = None
+    field: str | None = None
+    """The workload's field the error is about (``entrypoint``, ``name``, or its own field)."""
+
+
+class TrainingError(RuntimeError):
+    """An exception raised while training (in the user's code or ours), as plain text: its
+    last line and its traceback. A worker raises this instead of the original, so the server
+    reads the failure without importing the module that defined the exception's class."""
+
+    def __init__(self, summary: str, trace: str) -> None:
+        super().__init__(summary)
+        self.trace = trace
+
+    def __reduce__(self) -> tuple[type[TrainingError], tuple[str, str]]:
+        return TrainingError, (str(self), self.trace)
+
+    @classmethod
+    def of(cls, exc: BaseException) -> TrainingError:
+        """``exc`` (being handled) as a TrainingError."""
+        import traceback
+
+        summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return cls(summary, "".join(traceback.format_exception(exc)))

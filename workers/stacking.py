@@ -6,7 +6,7 @@ Shared by packs (``workers.pack``), PBT (``workers.pbt``) and the lr range test.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from optimizers import MemberConfig, MemberExport, PopulationOptimizer
+from workers.batches import Data, Inputs, call_args, chunks
 from workers.train import EVAL_CHUNK
 from workers.workloads import Built
 
@@ -69,25 +70,40 @@ def sync_models(stack: Stack, models: Mapping[int, nn.Module]) -> None:
                 buffer.copy_(stack.buffers[name][row])
 
 
-def train_stacked_epoch(
-    stack: Stack, base: nn.Module, built: Built, *, batch_size: int, order: Tensor
-) -> Tensor:
-    """One pass of every active member over the shared batches; per row, all losses finite."""
-    inputs, targets = built.train
+def stacked_losses(
+    base: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor]
+) -> Callable[[dict[str, Tensor], dict[str, Tensor], Inputs, Tensor], Tensor]:
+    """losses(params, buffers, inputs, targets): every member's loss on one shared batch.
+
+    Random layers (Dropout) draw independent masks per member (vmap's "different" randomness);
+    buffers (BatchNorm's running statistics) are each member's own.
+    """
 
     def member_loss(
-        params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
+        params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Inputs, y: Tensor
     ) -> Tensor:
-        return built.loss_fn(functional_call(base, (params, buffers), (x,)), y)
+        args, kwargs = call_args(inputs)
+        return loss_fn(functional_call(base, (params, buffers), args, kwargs), y)
 
-    losses_of = vmap(member_loss, in_dims=(0, 0, None, None))
-    finite = torch.ones(len(stack.members), dtype=torch.bool, device=targets.device)
+    return vmap(member_loss, in_dims=(0, 0, None, None), randomness="different")
+
+
+def train_stacked_epoch(
+    stack: Stack,
+    base: nn.Module,
+    built: Built,
+    batches: Iterable[tuple[Inputs, Tensor]],
+    *,
+    device: torch.device,
+) -> Tensor:
+    """One pass of every active member over the shared batches; per row, all losses finite."""
+    losses_of = stacked_losses(base, built.loss_fn)
+    finite = torch.ones(len(stack.members), dtype=torch.bool, device=device)
     base.train()
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    for inputs, targets in batches:
         for param in stack.params.values():
             param.grad = None
-        losses = losses_of(stack.params, stack.buffers, inputs[batch], targets[batch])
+        losses = losses_of(stack.params, stack.buffers, inputs, targets)
         losses.sum().backward()  # each member's gradient is that of its own loss
         stack.optimizer.step()
         finite &= torch.isfinite(losses.detach())
@@ -105,30 +121,38 @@ def evaluate_stacked(
     """
     shared = builds[stack.members[rows[0][0]]]
     base.eval()
-    index = torch.tensor([row for row, _ in rows], device=shared.train[1].device)
+    device = next(iter(stack.params.values())).device
+    index = torch.tensor([row for row, _ in rows], device=device)
     params = {name: value[index] for name, value in stack.params.items()}
     buffers = {name: value[index] for name, value in stack.buffers.items()}
-    forward = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, None))
+
+    def member_output(p: dict[str, Tensor], b: dict[str, Tensor], inputs: Inputs) -> Tensor:
+        args, kwargs = call_args(inputs)
+        return functional_call(base, (p, b), args, kwargs)
+
+    outputs_of = vmap(member_output, in_dims=(0, 0, None))
     losses = vmap(shared.loss_fn, in_dims=(0, None))
 
-    def mean_losses(inputs: Tensor, targets: Tensor) -> tuple[list[float], Tensor]:
+    def mean_losses(data: Data) -> tuple[list[float], Tensor, Tensor]:
         totals = [0.0] * len(rows)
-        outputs = []
-        for start in range(0, len(targets), EVAL_CHUNK):
-            chunk_targets = targets[start : start + EVAL_CHUNK]
-            output = forward(params, buffers, inputs[start : start + EVAL_CHUNK])
+        count = 0
+        outputs, targets = [], []
+        for inputs, chunk_targets in chunks(data, size=EVAL_CHUNK, device=device):
+            output = outputs_of(params, buffers, inputs)
             for i, loss in enumerate(losses(output, chunk_targets).tolist()):
                 totals[i] += loss * len(chunk_targets)
+            count += len(chunk_targets)
             outputs.append(output)
-        return [total / len(targets) for total in totals], torch.cat(outputs, dim=1)
+            targets.append(chunk_targets)
+        return [total / count for total in totals], torch.cat(outputs, dim=1), torch.cat(targets)
 
-    train_losses, _ = mean_losses(*shared.train)
-    val_losses, val_outputs = mean_losses(*shared.val)
+    train_losses, _, _ = mean_losses(shared.train)
+    val_losses, val_outputs, val_targets = mean_losses(shared.val)
     return {
         k: {
             "train_loss": train_losses[i],
             "val_loss": val_losses[i],
-            **builds[k].metrics(val_outputs[i], shared.val[1]),
+            **builds[k].metrics(val_outputs[i], val_targets),
         }
         for i, (_, k) in enumerate(rows)
     }

@@ -16,11 +16,12 @@ import ray
 
 from workers.specs import (
     CheckpointPlan,
-    PackProbe,
     PackSpec,
     RangeTestSpec,
     TaskResult,
+    TrainingError,
     TrialSpec,
+    WorkloadReport,
 )
 
 if TYPE_CHECKING:
@@ -105,14 +106,17 @@ def run_trial(
         written[resume.epoch] = checkpoint.path
         for epoch, metrics in sorted(resume.history.items()):
             report(epoch, metrics)
-    result = train_trial(
-        spec,
-        report=report,
-        should_stop=lambda: stop_requested,
-        resume=resume,
-        checkpoint=save if checkpoint is not None else None,
-        checkpoint_every=checkpoint.every if checkpoint is not None else 1,
-    )
+    try:
+        result = train_trial(
+            spec,
+            report=report,
+            should_stop=lambda: stop_requested,
+            resume=resume,
+            checkpoint=save if checkpoint is not None else None,
+            checkpoint_every=checkpoint.every if checkpoint is not None else 1,
+        )
+    except Exception as exc:  # the user's code may raise its own classes: send text
+        raise TrainingError.of(exc) from None
     return TaskResult(node_id, [result])
 
 
@@ -190,15 +194,18 @@ def run_pack(
         channel.written[(k, saved.epoch)] = plans[k].path
         for epoch, metrics in sorted(saved.history.items()):
             channel.report(epoch, {k: metrics})
-    results = train_pack(
-        spec,
-        report=channel.report,
-        stop={k for k, (trial_id, _) in enumerate(trials) if trial_id in stop_ids},
-        resume=resume,
-        checkpoint=channel.save if checkpoints else None,
-        checkpoint_every=plans[0].every if plans else 1,
-        exploited=channel.exploited,
-    )
+    try:
+        results = train_pack(
+            spec,
+            report=channel.report,
+            stop={k for k, (trial_id, _) in enumerate(trials) if trial_id in stop_ids},
+            resume=resume,
+            checkpoint=channel.save if checkpoints else None,
+            checkpoint_every=plans[0].every if plans else 1,
+            exploited=channel.exploited,
+        )
+    except Exception as exc:  # the user's code may raise its own classes: send text
+        raise TrainingError.of(exc) from None
     return TaskResult(node_id, results)
 
 
@@ -212,16 +219,12 @@ def run_range_test(spec: RangeTestSpec) -> dict[str, dict[str, Any]]:
     return {name: dataclasses.asdict(result) for name, result in results.items()}
 
 
-def probe_pack(workload: dict[str, Any], optimizers: list[str]) -> PackProbe:
-    """Whether the workload packs and one member's memory, measured here (it builds the
-    workload, so the server asks a worker rather than running the workload's code itself)."""
-    from workers.memory import member_memory_bytes
-    from workers.workloads import parse_workload_config
+def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> WorkloadReport:
+    """The workload's metrics and whether it packs (one member's memory), or what is wrong
+    with it; found here, under the sweep's runtime_env: the server never runs a workload."""
+    from workers.inspection import inspect_workload as inspect
 
-    workload_, _ = parse_workload_config(workload)
-    if not workload_.packable:
-        return PackProbe(packable=False, member_bytes=0)
-    return PackProbe(packable=True, member_bytes=member_memory_bytes(workload, optimizers))
+    return inspect(workload, optimizers)
 
 
 def warm_up() -> str:

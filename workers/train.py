@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from optimizers import (
-    MemberConfig,
     create_optimizer,
     lr_multiplier,
 )
-from workers.checkpoint import Checkpoint
+from workers.batches import (
+    Data,
+    Inputs,
+    chunks,
+    data_size,
+    epoch_batches,
+    epoch_generator,
+    forward,
+)
+from workers.checkpoint import Checkpoint, check_resumable
+from workers.function_loop import train_function
 from workers.specs import TrialResult, TrialSpec, parse_device
 from workers.workloads import Built, parse_workload_config
+from workers.workloads.functional import FunctionWorkload
+
+__all__ = ["epoch_generator", "evaluate", "resolve_device", "steps_per_epoch", "train_trial"]
 
 EVAL_CHUNK = 4_096
 """Rows per forward pass when evaluating, so large datasets need not fit in one pass."""
@@ -37,53 +48,46 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator for epoch ``epoch``'s shuffle, seeded from (seed, epoch)."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
-def _mean_loss(built: Built, inputs: Tensor, targets: Tensor) -> tuple[float, Tensor]:
-    """Mean loss over all rows (in float64 across chunks) and the concatenated outputs."""
-    total = 0.0
-    outputs = []
-    for start in range(0, len(targets), EVAL_CHUNK):
-        chunk_targets = targets[start : start + EVAL_CHUNK]
-        output = built.model(inputs[start : start + EVAL_CHUNK])
+def _mean_loss(built: Built, data: Data, device: torch.device) -> tuple[float, Tensor, Tensor]:
+    """Mean loss over all rows (in float64 across chunks), the outputs and the targets."""
+    total, count = 0.0, 0
+    outputs, targets = [], []
+    for inputs, chunk_targets in chunks(data, size=EVAL_CHUNK, device=device):
+        output = forward(built.model, inputs)
         total += built.loss_fn(output, chunk_targets).item() * len(chunk_targets)
+        count += len(chunk_targets)
         outputs.append(output)
-    return total / len(targets), torch.cat(outputs)
+        targets.append(chunk_targets)
+    return total / count, torch.cat(outputs), torch.cat(targets)
 
 
 @torch.no_grad()
-def evaluate(built: Built) -> dict[str, float]:
+def evaluate(built: Built, device: torch.device) -> dict[str, float]:
     """train_loss and val_loss over the whole sets, plus the workload's validation metrics."""
     built.model.eval()
-    train_loss, _ = _mean_loss(built, *built.train)
-    val_loss, val_output = _mean_loss(built, *built.val)
+    train_loss, _, _ = _mean_loss(built, built.train, device)
+    val_loss, val_output, val_targets = _mean_loss(built, built.val, device)
     return {
         "train_loss": train_loss,
         "val_loss": val_loss,
-        **built.metrics(val_output, built.val[1]),
+        **built.metrics(val_output, val_targets),
     }
 
 
 def _train_epoch(
     built: Built,
     optimizer: torch.optim.Optimizer,
+    batches: Iterator[tuple[Inputs, Tensor]],
     *,
-    batch_size: int,
-    order: Tensor,
+    device: torch.device,
     clip_norm: float | None = None,
 ) -> bool:
     """One pass over the shuffled training set; whether every batch loss was finite."""
     built.model.train()
-    inputs, targets = built.train
-    finite = torch.ones((), dtype=torch.bool, device=targets.device)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    for inputs, targets in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss = built.loss_fn(built.model(inputs[batch]), targets[batch])
+        loss = built.loss_fn(forward(built.model, inputs), targets)
         loss.backward()
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(built.model.parameters(), clip_norm)
@@ -92,23 +96,9 @@ def _train_epoch(
     return bool(finite.item())
 
 
-def check_resumable(checkpoint: Checkpoint, config: MemberConfig) -> None:
-    """ValueError unless ``checkpoint`` was taken from a trial with this optimizer config."""
-    if checkpoint.config.optimizer != config.optimizer:
-        raise ValueError(
-            f"resume: the checkpoint is of a {checkpoint.config.optimizer!r} trial, "
-            f"not {config.optimizer!r}"
-        )
-    if checkpoint.config.validated() != config.validated():
-        raise ValueError(
-            f"resume: the checkpoint's hyperparameters {checkpoint.config.hyperparameters} "
-            f"differ from {config.hyperparameters}"
-        )
-
-
 def steps_per_epoch(built: Built, batch_size: int) -> int:
     """Optimizer steps in one epoch: one per batch, the last one possibly short."""
-    return math.ceil(len(built.train[1]) / batch_size)
+    return math.ceil(data_size(built.train) / batch_size)
 
 
 def _checkpoint(
@@ -149,6 +139,18 @@ def train_trial(
     """
     workload, config = parse_workload_config(spec.workload)
     device = resolve_device(spec.device)
+    if isinstance(workload, FunctionWorkload):
+        return train_function(
+            spec,
+            workload,
+            config,
+            device=device,
+            report=report,
+            should_stop=should_stop,
+            resume=resume,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         built = workload.build(config, seed=spec.seed, device=device)
@@ -172,16 +174,14 @@ def train_trial(
     for epoch in range(start + 1, config.epochs + 1):
         if should_stop is not None and should_stop():
             return TrialResult("stopped", epochs_run, metrics, str(device))
-        order = torch.randperm(len(built.train[1]), generator=epoch_generator(data_seed, epoch))
+        batches = epoch_batches(
+            built.train, seed=data_seed, epoch=epoch, batch_size=config.batch_size, device=device
+        )
         batches_finite = _train_epoch(
-            built,
-            optimizer,
-            batch_size=config.batch_size,
-            order=order.to(device),
-            clip_norm=spec.clip_norm,
+            built, optimizer, batches, device=device, clip_norm=spec.clip_norm
         )
         scheduler.step()
-        metrics = history[epoch] = evaluate(built)
+        metrics = history[epoch] = evaluate(built, device)
         epochs_run = epoch
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
             steps = epoch * steps_per_epoch(built, config.batch_size)

@@ -9,6 +9,7 @@ import httpx
 import typer
 from rich.table import Table
 
+from service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, code_dir, upload, with_package
 from service.cli.common import (
     DEFAULT_URL,
     FINISHED,
@@ -36,10 +37,20 @@ def submit(
         bool, typer.Option("--wait", help="Show progress until done, then the leaderboard.")
     ] = False,
     url: UrlOption = DEFAULT_URL,
+    code: CodeDir = None,
+    max_code_mb: MaxCodeMb = MAX_CODE_MB,
 ) -> None:
-    """Submit a sweep to the server; with --wait, follow it and print the leaderboard."""
+    """Submit a sweep to the server; with --wait, follow it and print the leaderboard.
+
+    A spec with ``code: {path: DIR}`` (or ``--code DIR``) ships that project to the workers:
+    it is zipped (what .gitignore leaves), uploaded once by hash, and named by the sweep.
+    """
     spec = load_spec(spec_file)
-    with api_client(url) as client:
+    project = code_dir(spec, spec_file, code)
+    # A user's workload is checked on a worker before the answer: allow for a cold start.
+    with api_client(url, timeout=600) as client:
+        if project is not None:
+            spec = with_package(spec, upload(client, project, max_mb=max_code_mb))
         sweep = answer(client.post("/sweeps", json=spec))
         console.print(f"sweep {sweep['id']} submitted: {sweep['num_trials']} trials")
         console.print(f"watch it live: {url.rstrip('/')}/sweeps/{sweep['id']}", soft_wrap=True)

@@ -70,8 +70,8 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def api_client(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url.rstrip("/") + API, timeout=30) as client:
+def api_client(url: str, *, timeout: float = 30) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url.rstrip("/") + API, timeout=timeout) as client:
         try:
             yield client
         except httpx.TransportError as exc:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import inspect
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from service.cli.code import CodeDir, job_code
 from service.cli.common import (
     DatabaseUrl,
     SpecFile,
@@ -63,6 +64,7 @@ def serve(
     console.print(
         f"optisweep on http://{host}:{port} (API docs at /docs), db {settings.database_url}"
     )
+    settings = settings.model_copy(update={"host": host, "port": port})  # uploads check host
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
@@ -70,11 +72,14 @@ def serve(
 def run(
     spec_file: SpecFile,
     database_url: DatabaseUrl = None,
+    code: CodeDir = None,
 ) -> None:
     """Run a sweep in this process, without a server (e.g. `ray job submit -- optisweep run`).
 
     Joins OPTISWEEP_RAY_ADDRESS or RAY_ADDRESS when set, else starts a local Ray. Results go to
-    the same database the server and dashboard read.
+    the same database the server and dashboard read. The sweep's code (``code.path``, or
+    ``--code``) goes to the workers as this Ray job's working directory, unless the job was
+    submitted with one (``ray job submit --working-dir``).
     """
     from service.controller.loop import Controller
     from service.controller.ray_runtime import init_ray
@@ -84,7 +89,8 @@ def run(
     if database_url:
         settings.database_url = database_url
     spec = _checked_spec(spec_file, max_trials=settings.max_trials)  # before Ray and the database
-    init_ray(settings.ray_address)
+    spec, job_env = job_code(spec, spec_file, code)
+    init_ray(settings.ray_address, runtime_env=job_env)
     try:
         engine = make_engine(settings.database_url)
         upgrade(settings.database_url)
@@ -128,10 +134,16 @@ def _submitted(
     sessions: sessionmaker[Session], spec: SweepCreate, *, settings: Settings, claimed_by: str
 ) -> tuple[int, int]:
     """Queue the sweep for this process's controller; its id and trial count."""
+    from service.controller.inspection import WorkloadInspector
     from service.controller.loop import Controller
+    from service.controller.packing import PackingPolicy
+    from service.controller.state import ControllerState
     from service.errors import SpecError
     from service.sweeps.service import submit_sweep
 
+    state = ControllerState(sessions=sessions, max_trials=settings.max_trials, checkpoint_dir=None)
+    packing = PackingPolicy(pack_memory_mb=settings.pack_memory_mb)
+    inspect = WorkloadInspector(state, packing, timeout=settings.inspect_timeout_seconds)
     try:
         with sessions.begin() as session:
             sweep = submit_sweep(
@@ -139,6 +151,7 @@ def _submitted(
                 spec,
                 max_trials=settings.max_trials,
                 feasible=Controller.check_feasible,
+                inspect=inspect,
                 claimed_by=claimed_by,
             )
             return sweep.id, sweep.num_trials

@@ -165,7 +165,8 @@ class Dispatcher:
         plans = self._checkpoint_plans(spec, sweep_id, trials)
         pack_id = uuid.uuid4().hex[:16] if pack else None
         if pack_id is not None:
-            ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus).remote(
+            options = self.state.task_options(spec)
+            ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
                 pack_spec(spec, trials),
                 trials=list(attempts),
                 pack_id=pack_id,
@@ -174,7 +175,8 @@ class Dispatcher:
             )
         else:
             (trial,) = trials
-            ref = self._run_trial.options(num_cpus=cpus, num_gpus=gpus).remote(
+            options = self.state.task_options(spec)
+            ref = self._run_trial.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
                 trial_spec(spec, trial),
                 trial_id=trial.id,
                 attempt=attempts[0][1],

@@ -11,6 +11,7 @@ from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
 from service.sweeps.schemas import ADAPTIVE, FloatRange, SweepCreate
 from service.trials.models import TrialStatus
+from workers.specs import WorkloadReport
 from workers.workloads import (
     WorkloadConfigError,
     get_workload,
@@ -19,25 +20,53 @@ from workers.workloads import (
 )
 
 
-def check_workload(spec: SweepCreate) -> None:
-    """The workload exists, its own fields are valid, and it reports the objective metric."""
-    try:
-        workload, _ = parse_workload_config(spec.workload.config())
-    except WorkloadConfigError as exc:
-        raise SpecError(str(exc), field=f"workload.{exc.field or 'name'}") from None
-    except ValueError as exc:  # unknown workload name, listing the valid ones
-        raise SpecError(str(exc), field="workload.name") from None
-    metrics = reported_metrics(workload)
+def check_workload(spec: SweepCreate, report: WorkloadReport | None = None) -> None:
+    """The workload exists, its own fields are valid, and it reports the objective metric.
+
+    A built-in or installed workload (``name``) is checked here; a user's (``entrypoint``) by
+    what a worker found (``report``), and not at all without one (it was checked on submit).
+    """
+    if spec.workload.entrypoint is not None:
+        if report is None:
+            return
+        if report.error is not None:
+            raise SpecError(report.error, field=f"workload.{report.field or 'entrypoint'}")
+        name, metrics = report.name, report.metrics
+    else:
+        try:
+            workload, _ = parse_workload_config(spec.workload.config())
+        except WorkloadConfigError as exc:
+            raise SpecError(str(exc), field=f"workload.{exc.field or 'name'}") from None
+        except ValueError as exc:  # unknown workload name, listing the valid ones
+            raise SpecError(str(exc), field="workload.name") from None
+        name, metrics = workload.name, reported_metrics(workload)
     if spec.objective.metric not in metrics:
         raise SpecError(
-            f"workload {workload.name!r} does not report {spec.objective.metric!r} "
+            f"workload {name!r} does not report {spec.objective.metric!r} "
             f"(it reports: {', '.join(metrics)})",
             field="objective.metric",
         )
 
 
-def check_scheduler(spec: SweepCreate) -> None:
+def packs(spec: SweepCreate, report: WorkloadReport | None) -> tuple[bool, str | None]:
+    """Whether the sweep's workload packs, and why not; (True, None) when not known here
+    (a user's workload checked on submit)."""
+    if spec.workload.name is not None:
+        if get_workload(spec.workload.name).packable:
+            return True, None
+        return False, f"workload {spec.workload.name!r} cannot be packed"
+    if report is None or report.probe is None:
+        return True, None
+    return report.probe.packable, report.probe.reason
+
+
+def check_scheduler(spec: SweepCreate, report: WorkloadReport | None = None) -> None:
     """The early-stopping scheduler's first decision falls within the workload's epochs."""
+    packable, why = packs(spec, report)
+    if spec.space.lr == "auto" and not packable:
+        raise SpecError(
+            f"'auto' runs a range test with the families as one pack, and {why}", field="space.lr"
+        )
     scheduler = spec.search.scheduler
     if scheduler is None:
         return
@@ -54,11 +83,9 @@ def check_scheduler(spec: SweepCreate) -> None:
                 f"not {spec.search.algorithm}",
                 field="search.scheduler",
             )
-        if not get_workload(spec.workload.name).packable:
+        if not packable:
             raise SpecError(
-                f"pbt copies members within a pack: workload {spec.workload.name!r} cannot be "
-                "packed",
-                field="search.scheduler",
+                f"pbt copies members within a pack, and {why}", field="search.scheduler"
             )
         if not spec.resources.pack:
             raise SpecError(
@@ -73,14 +100,16 @@ def check_scheduler(spec: SweepCreate) -> None:
         )
 
 
-def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
+def expand(
+    spec: SweepCreate, *, max_trials: int, report: WorkloadReport | None = None
+) -> list[Suggestion]:
     """Every trial configuration of a grid or random sweep, in trial-number order.
 
     Adaptive algorithms (``ADAPTIVE``) ask for their trials as results arrive: their sweeps
     are checked in full here and expand to nothing; ``sweep_size`` counts their trials.
     """
-    check_workload(spec)
-    check_scheduler(spec)
+    check_workload(spec, report)
+    check_scheduler(spec, report)
     if spec.space.lr == "auto":
         if spec.search.algorithm == "grid":
             raise SpecError(

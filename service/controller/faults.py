@@ -20,6 +20,7 @@ from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import finish_sweep
 from service.trials.models import Trial
 from service.trials.repository import cancel_pending
+from workers.specs import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,17 @@ def scrub_paths(message: str, root: Path | None) -> str:
     return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
+TRACE_CHARS = 1_500
+"""The most of a failed attempt's traceback its trial keeps (the end: the failing frames)."""
+
+
 def describe(exc: BaseException, root: Path | None = None) -> str:
     """A trial's error for users: the exception raised in the worker, without Ray's wrapping
     (and without the server's paths)."""
-    if isinstance(exc, RayTaskError) and exc.cause is not None:
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, TrainingError):
+        trace = exc.cause.trace[-TRACE_CHARS:]
+        text = f"{exc.cause}\n\n{trace}".strip()
+    elif isinstance(exc, RayTaskError) and exc.cause is not None:
         text = f"{type(exc.cause).__name__}: {exc.cause}".strip()
     else:
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()

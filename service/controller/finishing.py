@@ -21,7 +21,8 @@ def outcome(
     if not failed:
         return SweepStatus.COMPLETED, None
     commonest = commonest_failure(session, sweep_id=sweep_id)
-    summary = f": {commonest[0]}" if commonest and commonest[0] else ""
+    # The first line of an error: a traceback may follow it.
+    summary = f": {commonest[0].splitlines()[0]}" if commonest and commonest[0] else ""
     if commonest and commonest[1] < failed:
         summary += f" (and {failed - commonest[1]} with other errors)"
     status = SweepStatus.FAILED if 2 * failed > total else SweepStatus.COMPLETED

@@ -22,11 +22,13 @@ from typing import Any
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.code.store import CodeStore
 from service.controller.claims import Claims
 from service.controller.dispatcher import Dispatcher
 from service.controller.faults import Faults, describe
 from service.controller.finishing import Finisher
 from service.controller.inbox import Inbox
+from service.controller.inspection import WorkloadInspector
 from service.controller.packing import PackingPolicy
 from service.controller.range_tests import RangeTests
 from service.controller.ray_runtime import cluster_capacity, largest_node
@@ -60,9 +62,13 @@ class Controller:
         lease_seconds: float = 30.0,
         pack_memory_mb: float = 2048.0,
         checkpoint_dir: str | Path | None = None,
+        code_store: CodeStore | None = None,
+        inspect_timeout: float = 300.0,
     ) -> None:
         root = Path(checkpoint_dir).expanduser().resolve() if checkpoint_dir else None
-        self.state = ControllerState(sessions=sessions, max_trials=max_trials, checkpoint_dir=root)
+        self.state = ControllerState(
+            sessions=sessions, max_trials=max_trials, checkpoint_dir=root, code_store=code_store
+        )
         self.faults = Faults(self.state)
         self.range_tests = RangeTests(self.state, self.faults)
         self.claims = Claims(
@@ -74,12 +80,12 @@ class Controller:
             only_sweep=sweep_id,
         )
         self.recorder = Recorder(self.state, self.faults)
+        packing = PackingPolicy(pack_memory_mb=pack_memory_mb, task_options=self.state.task_options)
         self.dispatcher = Dispatcher(
-            self.state,
-            self.faults,
-            PackingPolicy(pack_memory_mb=pack_memory_mb),
-            capacity_seconds=claim_seconds,
+            self.state, self.faults, packing, capacity_seconds=claim_seconds
         )
+        self.inspect = WorkloadInspector(self.state, packing, timeout=inspect_timeout)
+        """Checks a sweep's workload on a worker (the server never runs a user's code)."""
         self.finisher = Finisher(self.state)
         self._poll_seconds = poll_seconds
         self._claim_seconds = claim_seconds

@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import ray
 from ray.exceptions import RayError
 
 from service.sweeps.schemas import PbtSpec, SweepCreate
-from workers.specs import PackProbe
-from workers.tasks import probe_pack
+from workers.specs import PackProbe, WorkloadReport
+from workers.tasks import inspect_workload
 
 logger = logging.getLogger(__name__)
 
@@ -26,31 +27,55 @@ logger = logging.getLogger(__name__)
 class PackingPolicy:
     """Pack sizes per sweep, from the cluster's slots and what workers measured."""
 
-    def __init__(self, *, pack_memory_mb: float) -> None:
+    def __init__(
+        self,
+        *,
+        pack_memory_mb: float,
+        task_options: Callable[[SweepCreate], dict[str, Any]] | None = None,
+    ) -> None:
         self.pack_memory_mb = pack_memory_mb
+        self.task_options = task_options or (lambda spec: {})
+        """Ray options for a sweep's tasks (its code's runtime_env)."""
         self.probes: dict[str, PackProbe] = {}
-        """What workers measured, by workload config and families."""
+        """What workers measured, by workload config, families and code."""
         self._probing: dict[str, ray.ObjectRef[Any]] = {}
+
+    @staticmethod
+    def key(spec: SweepCreate) -> str:
+        """What a probe depends on: the workload config, the families and the code."""
+        code = spec.code.model_dump() if spec.code is not None else None
+        return json.dumps(
+            [spec.workload.config(), sorted(spec.space.optimizers), code], sort_keys=True
+        )
+
+    def remember(self, spec: SweepCreate, probe: PackProbe) -> None:
+        """Keep what a worker found when the sweep was checked, so it is not probed again."""
+        self.probes[self.key(spec)] = probe
 
     def _probe(self, spec: SweepCreate) -> PackProbe | None:
         """What a worker measured for this sweep's workload; None while the probe runs."""
-        key = json.dumps([spec.workload.config(), sorted(spec.space.optimizers)], sort_keys=True)
+        key = self.key(spec)
         if key in self.probes:
             return self.probes[key]
         if key not in self._probing:
             # One CPU: it reuses a warm worker (a 0-CPU task would start a cold one while the
             # warm-up tasks hold the CPUs, and wait for its imports).
-            remote = ray.remote(num_cpus=1, max_retries=1)(probe_pack)
-            self._probing[key] = remote.remote(spec.workload.config(), spec.space.optimizers)
+            remote = ray.remote(num_cpus=1, max_retries=1)(inspect_workload)
+            options = self.task_options(spec)
+            self._probing[key] = remote.options(**options).remote(
+                spec.workload.config(), spec.space.optimizers
+            )
         ready, _ = ray.wait([self._probing[key]], timeout=0)
         if not ready:
             return None
         try:
-            self.probes[key] = ray.get(self._probing.pop(key))
-        except RayError:
+            report: WorkloadReport = ray.get(self._probing.pop(key))
+            why = report.error or "no answer"
+            self.probes[key] = report.probe or PackProbe(False, 0, reason=why)
+        except RayError as exc:
             # The workload fails to build: its trials will say why, one task each.
-            logger.exception("could not measure a pack member of %s", spec.workload.name)
-            self.probes[key] = PackProbe(packable=False, member_bytes=0)
+            logger.exception("could not measure a pack member of %s", spec.workload.label)
+            self.probes[key] = PackProbe(False, 0, reason=str(exc).splitlines()[0][:200])
         return self.probes[key]
 
     def pack_size(

@@ -32,7 +32,9 @@ class RangeTests:
     def start(self, sweep_id: int, spec: SweepCreate) -> None:
         """Run the learning-rate range test of a sweep with ``lr: auto`` on the cluster."""
         task = ray.remote(max_retries=1)(run_range_test).options(
-            num_cpus=spec.resources.cpus_per_trial, num_gpus=spec.resources.gpus_per_trial
+            num_cpus=spec.resources.cpus_per_trial,
+            num_gpus=spec.resources.gpus_per_trial,
+            **self.state.task_options(spec),
         )
         test = RangeTestSpec(
             workload=spec.workload.config(), optimizers=spec.space.optimizers, seed=spec.search.seed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -15,11 +16,12 @@ def ray_address(configured: str | None) -> str | None:
     return configured or os.environ.get("RAY_ADDRESS") or None
 
 
-def init_ray(configured: str | None) -> bool:
+def init_ray(configured: str | None, *, runtime_env: dict[str, Any] | None = None) -> bool:
     """Start or join Ray unless this process already has; True if this call initialised it.
 
     Joining a cluster started with ``ray start --head`` (token authentication on in Ray 2.60)
     needs RAY_AUTH_MODE=token and the cluster's token in this process's environment.
+    ``runtime_env`` is this driver's (``optisweep run`` ships a user's code with it).
     """
     if ray.is_initialized():
         return False
@@ -31,6 +33,7 @@ def init_ray(configured: str | None) -> bool:
         log_to_driver=False,
         include_dashboard=False if address is None else None,
         configure_logging=False,
+        runtime_env=runtime_env,
     )
     _protect_auth_token()
     return True

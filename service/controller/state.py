@@ -11,6 +11,7 @@ from typing import Any
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.code.store import CodeStore, runtime_env
 from service.controller.searchers import Searcher, sweep_searcher
 from service.controller.searchers.base import Outcome
 from service.sweeps.schemas import SweepCreate
@@ -71,6 +72,8 @@ class ControllerState:
     sessions: sessionmaker[Session]
     max_trials: int
     checkpoint_dir: Path | None
+    code_store: CodeStore | None = None
+    """Where uploaded code packages are (a sweep's ``code.package``)."""
     inbox: Any = None
     """The inbox actor's handle, once connected."""
     specs: dict[int, SweepCreate] = field(default_factory=dict)
@@ -91,6 +94,11 @@ class ControllerState:
     """Sweep id -> the folder of its trials' checkpoints."""
     range_tests: dict[ray.ObjectRef[Any], int] = field(default_factory=dict)
     """Learning-rate range tests in flight, by sweep id (``lr: auto``)."""
+
+    def task_options(self, spec: SweepCreate) -> dict[str, Any]:
+        """Ray options every task of this sweep takes: its code as a runtime_env, if any."""
+        env = runtime_env(spec.code, self.code_store)
+        return {} if env is None else {"runtime_env": env}
 
     def searcher_for(self, spec: SweepCreate) -> Searcher:
         """A new searcher for an adaptive sweep, as the controller drives it: repeats, and

@@ -24,10 +24,16 @@ ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 
 
 def create_sweep(
-    session: Session, *, spec: SweepCreate, num_trials: int, claimed_by: str | None = None
+    session: Session,
+    *,
+    spec: SweepCreate,
+    num_trials: int,
+    claimed_by: str | None = None,
+    packing: str | None = None,
 ) -> Sweep:
     """A new PENDING sweep; ``claimed_by`` hands it to one controller from the start."""
     sweep = Sweep(
+        packing=packing,
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         status=SweepStatus.PENDING,

@@ -37,8 +37,14 @@ def create_sweep(
     controller: ControllerDep,
 ) -> SweepRead:
     """Submit a sweep; it is checked in full (a 422 names the field) and queued, or not written."""
-    feasible = controller.check_feasible if controller is not None else None
-    sweep = submit_sweep(session, spec, max_trials=settings.max_trials, feasible=feasible)
+    sweep = submit_sweep(
+        session,
+        spec,
+        max_trials=settings.max_trials,
+        feasible=controller.check_feasible if controller is not None else None,
+        inspect=controller.inspect if controller is not None else None,
+        code_store=request.app.state.code_store,
+    )
     session.commit()
     if controller is not None:
         controller.wake()

@@ -118,12 +118,20 @@ class Space(StrictModel):
         return overrides
 
 
+ENTRYPOINT = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+"""``module.path:attribute``."""
+
+
 class WorkloadSpec(BaseModel):
     """Which workload to train and how long; the workload validates its own extra fields."""
 
     model_config = ConfigDict(extra="allow")
 
-    name: Name
+    name: Name | None = None
+    """A built-in or installed workload (``optisweep workloads`` lists them)."""
+    entrypoint: str | None = Field(default=None, max_length=200, pattern=ENTRYPOINT)
+    """The user's own workload, ``module.path:attribute`` in the sweep's code (or installed on
+    the workers): a model workload or a ``@function_workload``."""
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
     """None: the workload's own default (64 for the digits workloads)."""
@@ -132,12 +140,47 @@ class WorkloadSpec(BaseModel):
         """The workload config a worker builds from (unset fields take the workload's defaults)."""
         return self.model_dump(exclude_none=True)
 
+    @field_validator("entrypoint")
+    @classmethod
+    def _not_both(cls, entrypoint: str | None, info: ValidationInfo) -> str | None:
+        if entrypoint is not None and info.data.get("name") is not None:
+            raise ValueError(
+                "give name (a built-in or installed workload) or entrypoint (your code), not both"
+            )
+        return entrypoint
+
     @model_validator(mode="after")
     def _few_extra_fields(self) -> Self:
         extra = self.model_extra or {}
         if len(extra) > MAX_OVERRIDES:
             raise ValueError(f"at most {MAX_OVERRIDES} workload fields, got {len(extra)}")
+        if self.name is None and self.entrypoint is None:
+            raise ValueError(
+                "give name (a built-in or installed workload) or entrypoint "
+                "(module.path:attribute in your code)"
+            )
         return self
+
+    @property
+    def label(self) -> str:
+        """How to name this workload to a person: its name or its entrypoint."""
+        return self.name or self.entrypoint or ""
+
+
+PipRequirement = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9]")]
+"""A pip requirement (``torchvision>=0.20``); options such as ``--index-url`` are refused."""
+
+
+class CodeSpec(StrictModel):
+    """The user's code a sweep runs on the workers (Ray's runtime_env): an uploaded package
+    (``POST /api/v1/code``) as the working directory, and pip packages to install."""
+
+    package: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The package's id (the sha256 the upload answered)."""
+    path: str | None = Field(default=None, max_length=4096)
+    """A directory, for the CLI: ``optisweep submit`` zips and uploads it (giving
+    ``package``), ``optisweep run`` hands it to Ray. The API itself takes ``package``."""
+    pip: list[PipRequirement] = Field(default_factory=list, max_length=100)
 
 
 Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp"]
@@ -300,6 +343,8 @@ class SweepCreate(StrictModel):
 
     name: str = Field(min_length=1, max_length=200)
     workload: WorkloadSpec
+    code: CodeSpec | None = None
+    """The user's code and pip packages, shipped to the workers (for ``workload.entrypoint``)."""
     space: Space
     search: SearchSpec = SearchSpec(algorithm="random", num_trials=16)
     objective: ObjectiveSpec = ObjectiveSpec()
@@ -331,6 +376,8 @@ class SweepRead(BaseModel):
     lr_range: dict[str, LrRange] | None = None
     """With ``lr: auto``: per family, the lr bounds the range test chose and its curve."""
     error: str | None
+    packing: str | None = None
+    """Why the trials run one per task although ``resources.pack`` is on, or None."""
     best_objective: float | None = None
     """The leaderboard's top objective so far (by mean over repeats with repeats), or None."""
     created_at: datetime

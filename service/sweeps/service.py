@@ -6,16 +6,43 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from service.controller.expand import expand, sweep_size
+from service.code.store import CodeStore
+from service.controller.expand import expand, packs, sweep_size
+from service.errors import SpecError
 from service.sweeps import repository
 from service.sweeps.models import Sweep
 from service.sweeps.schemas import ResourcesSpec, SweepCreate
+from workers.specs import WorkloadReport
+
+Inspect = Callable[[SweepCreate], WorkloadReport]
+"""Asks a worker about a sweep's workload (``Controller.inspect``)."""
 
 
-def checked_size(spec: SweepCreate, *, max_trials: int) -> int:
+def checked_size(
+    spec: SweepCreate, *, max_trials: int, report: WorkloadReport | None = None
+) -> int:
     """Check what the schema alone cannot (the workload and its metrics, the scheduler, the
     grid, the trial budget; SpecError naming the field) and count the sweep's trials."""
-    return sweep_size(spec, expand(spec, max_trials=max_trials))
+    return sweep_size(spec, expand(spec, max_trials=max_trials, report=report))
+
+
+def check_code(spec: SweepCreate, store: CodeStore | None, *, local: bool = False) -> None:
+    """The sweep's code package was uploaded (SpecError naming ``code.package`` if not); a
+    directory (``code.path``) only where the caller hands it to Ray itself (``local``)."""
+    code = spec.code
+    if code is None:
+        return
+    if code.path is not None and not local:
+        raise SpecError(
+            "a directory is for the CLI (optisweep submit zips and uploads it): upload the "
+            "code with POST /api/v1/code and give its id as code.package",
+            field="code.path",
+        )
+    if code.package is not None and (store is None or store.get(code.package) is None):
+        raise SpecError(
+            f"no uploaded package {code.package[:16]}...: upload it with POST /api/v1/code",
+            field="code.package",
+        )
 
 
 def submit_sweep(
@@ -24,12 +51,32 @@ def submit_sweep(
     *,
     max_trials: int,
     feasible: Callable[[ResourcesSpec], None] | None = None,
+    inspect: Inspect | None = None,
+    code_store: CodeStore | None = None,
+    local_code: bool = False,
     claimed_by: str | None = None,
 ) -> Sweep:
-    """Check a sweep in full and queue it (PENDING; ``claimed_by`` hands it to one controller);
-    ``feasible`` raises SpecError when no node of the cluster can hold one of its trials.
-    Nothing is written for a rejected sweep."""
-    size = checked_size(spec, max_trials=max_trials)
+    """Check a sweep in full and queue it (PENDING; ``claimed_by`` hands it to one controller).
+
+    ``feasible`` raises SpecError when no node of the cluster can hold one of its trials;
+    ``inspect`` checks a user's workload (``workload.entrypoint``) on a worker, under the
+    sweep's code. Nothing is written for a rejected sweep.
+    """
+    check_code(spec, code_store, local=local_code)
+    checked_size(spec, max_trials=max_trials)  # what needs no worker first: it is quick
+    report = None
+    if spec.workload.entrypoint is not None:
+        if inspect is None:
+            raise SpecError(
+                "a user's workload is checked on a worker, and this server runs none",
+                field="workload.entrypoint",
+            )
+        report = inspect(spec)
+    size = checked_size(spec, max_trials=max_trials, report=report)
     if feasible is not None:
         feasible(spec.resources)
-    return repository.create_sweep(session, spec=spec, num_trials=size, claimed_by=claimed_by)
+    packable, why = packs(spec, report)
+    note = None if packable or not spec.resources.pack else f"trials run one per task: {why}"
+    return repository.create_sweep(
+        session, spec=spec, num_trials=size, claimed_by=claimed_by, packing=note
+    )

@@ -45,6 +45,7 @@ def sweep_read(
         spec=sweep.spec,
         lr_range=sweep.lr_range,
         error=sweep.error,
+        packing=sweep.packing,
         best_objective=best_objective,
         created_at=sweep.created_at,
         updated_at=sweep.updated_at,

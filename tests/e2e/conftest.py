@@ -94,9 +94,9 @@ def start_server(tmp_path: Path) -> Iterator[type[Server]]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `optisweep ARGS` as a user would; never raises on a non-zero exit."""
+    """Run `optisweep ARGS` as a user would (in ``cwd``); never raises on a non-zero exit."""
     return subprocess.run(
         [OPTISWEEP, *args],
         capture_output=True,
@@ -104,4 +104,5 @@ def run_cli(
         timeout=timeout,
         env=clean_environment(COLUMNS="200", **(env or {})),
         check=False,
+        cwd=cwd,
     )

@@ -1,10 +1,12 @@
 """Workloads: what a trial trains (data, model, loss, metrics), built-in or from a plugin."""
 
 from workers.workloads.base import Built, Workload, WorkloadConfig, WorkloadConfigError
+from workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
 from workers.workloads.registry import (
     ENTRY_POINT_GROUP,
     WORKLOADS,
     get_workload,
+    load_entrypoint,
     load_workloads,
     parse_workload_config,
     reported_metrics,
@@ -15,10 +17,14 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "WORKLOADS",
     "Built",
+    "FunctionWorkload",
+    "TrialContext",
     "Workload",
     "WorkloadConfig",
     "WorkloadConfigError",
+    "function_workload",
     "get_workload",
+    "load_entrypoint",
     "load_workloads",
     "parse_workload_config",
     "reported_metrics",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
 from optimizers.schemas import field_path, short_repr
+from workers.batches import Data
 
 
 class WorkloadConfig(BaseModel):
@@ -37,12 +38,15 @@ class Built:
     """One trial's workload on its device: the model, its data, its loss and its extra metrics."""
 
     model: nn.Module
-    train: tuple[Tensor, Tensor]
-    """Training inputs and targets; the training loop shuffles and batches them."""
-    val: tuple[Tensor, Tensor]
-    """Validation inputs and targets."""
+    train: Data
+    """Training data: ``(inputs, targets)`` tensors on the device, where inputs are a tensor, a
+    tuple of tensors (the model's positional arguments) or a dict of tensors (its keyword
+    arguments); or a ``torch.utils.data.Dataset`` of ``(inputs, target)`` items, which the loop
+    batches (seeded order per epoch) and moves to the device. The loop shuffles either."""
+    val: Data
+    """Validation data, in the same forms."""
     loss_fn: Callable[[Tensor, Tensor], Tensor]
-    """Mean loss over a batch: ``loss_fn(model(X), y)``."""
+    """Mean loss over a batch: ``loss_fn(model(inputs), targets)``."""
     metrics: Callable[[Tensor, Tensor], dict[str, float]]
     """Metrics beyond the losses, from the model's validation output and targets."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import traceback
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -77,16 +80,72 @@ def load_workloads() -> dict[str, Workload[Any]]:
     return {name: get_workload(name) for name in workload_names()}
 
 
-def parse_workload_config(data: Mapping[str, Any]) -> tuple[Workload[Any], WorkloadConfig]:
-    """The workload named by ``data["name"]`` and ``data`` validated into its config model."""
-    name = data.get("name")
-    if not isinstance(name, str):
-        raise WorkloadConfigError(
-            f"workload: name must be a workload name, got {short_repr(name)}",
-            workload=None,
-            field="name",
+def load_entrypoint(entrypoint: str) -> Workload[Any]:
+    """The workload object at ``module:attribute`` (the user's code, imported here: on a
+    worker); WorkloadConfigError naming ``entrypoint`` with the import's last line if not."""
+
+    def refused(why: str) -> WorkloadConfigError:
+        return WorkloadConfigError(
+            f"entrypoint {short_repr(entrypoint)}: {why}", workload=None, field="entrypoint"
         )
-    workload = get_workload(name)
+
+    module_name, _, attribute = entrypoint.partition(":")
+    if not module_name or not attribute:
+        raise refused("expected module.path:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # anything the user's module raises while importing
+        lines = traceback.format_exception_only(type(exc), exc)
+        raise refused(f"does not import ({lines[-1].strip()})") from None
+    try:
+        workload = getattr(module, attribute)
+    except AttributeError:
+        raise refused(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not is_workload(workload):
+        raise refused(
+            f"{type(workload).__name__} is neither a model workload (name, packable, "
+            "metric_names, config_model, build) nor a function workload (@function_workload)"
+        )
+    return workload
+
+
+def is_workload(candidate: Any) -> bool:
+    """Whether ``candidate`` has what optisweep needs of a workload (its attributes are read
+    statically: a property is not run)."""
+    needed = ("name", "packable", "metric_names", "config_model", "build")
+    return all(inspect.getattr_static(candidate, name, None) is not None for name in needed)
+
+
+def parse_workload_config(data: Mapping[str, Any]) -> tuple[Workload[Any], WorkloadConfig]:
+    """The workload ``data`` names (``name``: built-in or installed plugin; ``entrypoint``:
+    the user's code) and ``data`` validated into its config model."""
+    entrypoint = data.get("entrypoint")
+    if entrypoint is not None:
+        if "name" in data:
+            raise WorkloadConfigError(
+                "workload: give name (a built-in or installed workload) or entrypoint "
+                "(your code), not both",
+                workload=None,
+                field="entrypoint",
+            )
+        if not isinstance(entrypoint, str):
+            raise WorkloadConfigError(
+                f"workload: entrypoint must be module:attribute, got {short_repr(entrypoint)}",
+                workload=None,
+                field="entrypoint",
+            )
+        workload = load_entrypoint(entrypoint)
+        data = {**{k: v for k, v in data.items() if k != "entrypoint"}, "name": workload.name}
+    else:
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise WorkloadConfigError(
+                f"workload: name must be a workload name, got {short_repr(name)}",
+                workload=None,
+                field="name",
+            )
+        workload = get_workload(name)
+    name = workload.name
     try:
         config = workload.config_model.model_validate(dict(data))
     except ValidationError as exc:

@@ -1,0 +1,201 @@
+"""Users' own code end to end: the examples copied elsewhere, submitted with the CLI from their
+own directories to a real `optisweep serve`, their code shipped to Ray workers as a package;
+and what goes wrong with users' code, each a clear error with nothing lost for other sweeps."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import Server, run_cli
+
+EXAMPLES = REPO_ROOT / "examples"
+USER_CODE = REPO_ROOT / "tests" / "workers" / "user_code"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on a fresh SQLite file, its debugging routes on (to look at its modules)."""
+    root = tmp_path_factory.mktemp("own-code")
+    running = Server(
+        database_url=f"sqlite:///{root / 'own.db'}",
+        log=root / "server.log",
+        env={"OPTISWEEP_DEBUG": "1"},
+    )
+    running.wait_ready()
+    yield running
+    assert running.stop() == 0
+
+
+def _get(server: Server, path: str, **params: Any) -> Any:
+    response = httpx.get(f"{server.url}/api/v1{path}", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _copy(example: str, into: Path, **changes: Any) -> Path:
+    """The example copied to ``into`` (as a user copies it anywhere), its sweep edited."""
+    target = into / example
+    shutil.copytree(EXAMPLES / example, target)
+    spec = yaml.safe_load((target / "sweep.yaml").read_text())
+    for section, values in changes.items():
+        spec[section] = {**spec.get(section, {}), **values} if isinstance(values, dict) else values
+    (target / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    return target
+
+
+def _submit(server: Server, project: Path, *args: str) -> int:
+    result = run_cli("submit", "sweep.yaml", "--wait", "--url", server.url, *args, cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Leaderboard: val_accuracy (max)" in result.stdout
+    return int(result.stdout.split("sweep ", 1)[1].split()[0])
+
+
+def _curves(server: Server, sweep_id: int) -> dict[int, dict[str, list[float]]]:
+    trials = _get(server, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
+    return {
+        t["number"]: {
+            s["name"]: s["values"] for s in _get(server, f"/trials/{t['id']}/metrics")["series"]
+        }
+        for t in trials
+    }
+
+
+def test_the_model_example_runs_packed_from_its_own_directory(
+    server: Server, tmp_path: Path
+) -> None:
+    # Without dropout, so that a packed trial equals the same trial alone.
+    small = {"epochs": 2, "dropout": 0.0, "channels": 4}
+    search = {"num_trials": 4}
+    packed = _copy("own-model", tmp_path / "a", workload=small, search=search)
+    sweep_id = _submit(server, packed)
+    trials = _get(server, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
+    assert {t["status"] for t in trials} == {"completed"}
+    assert all(t["pack_id"] for t in trials)
+    assert _get(server, f"/sweeps/{sweep_id}")["packing"] is None
+
+    alone = _copy(
+        "own-model", tmp_path / "b", workload=small, search=search, resources={"pack": False}
+    )
+    alone_id = _submit(server, alone, "--code", str(alone))  # --code names the directory here
+    assert not any(t["pack_id"] for t in _get(server, f"/sweeps/{alone_id}/trials")["items"])
+    packed_curves, alone_curves = _curves(server, sweep_id), _curves(server, alone_id)
+    assert packed_curves.keys() == alone_curves.keys()
+    for number, series in packed_curves.items():
+        for name, values in series.items():
+            assert values == pytest.approx(alone_curves[number][name], rel=1e-4), (number, name)
+    modules = _get(server, "/debug/modules")
+    assert "model" not in modules  # the user's module was imported on workers only
+
+
+def test_the_loop_example_reports_every_epoch_and_asha_stops_some(
+    server: Server, tmp_path: Path
+) -> None:
+    project = _copy(
+        "own-loop",
+        tmp_path,
+        workload={"epochs": 4},
+        search={
+            "num_trials": 8,
+            "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        },
+    )
+    sweep_id = _submit(server, project)
+    sweep = _get(server, f"/sweeps/{sweep_id}")
+    assert sweep["status"] == "completed"
+    assert (
+        sweep["packing"]
+        == "trials run one per task: a function workload runs its own training loop"
+    )
+    trials = _get(server, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
+    assert {t["status"] for t in trials} <= {"completed", "stopped"}
+    assert sum(t["status"] == "stopped" for t in trials) >= 1
+    for trial in trials:
+        series = {
+            s["name"]: s["steps"] for s in _get(server, f"/trials/{trial['id']}/metrics")["series"]
+        }
+        assert set(series) == {"train_loss", "val_loss", "val_accuracy"}
+        assert series["val_accuracy"] == list(range(1, trial["epochs_run"] + 1))
+    modules = _get(server, "/debug/modules")
+    assert "train" not in modules
+
+
+def _spec(entrypoint: str, **workload: Any) -> dict[str, Any]:
+    return {
+        "name": "user-code",
+        "code": {"path": "."},
+        "workload": {"entrypoint": entrypoint, "epochs": 2, **workload},
+        "space": {"optimizers": ["sgd"], "lr": {"values": [0.05]}},
+        "search": {"algorithm": "grid"},
+        "objective": {"metric": "val_loss", "mode": "min"},
+        "resources": {"max_failures": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "workload", "message"),
+    [
+        ("mylab.nope:fit", {}, "workload.entrypoint: entrypoint 'mylab.nope:fit': does not import"),
+        ("mylab.models:not_a_workload", {}, "int is neither a model workload"),
+        ("mylab.models:workload", {"width": 0}, "workload.width"),
+    ],
+)
+def test_users_code_that_cannot_run_is_a_clear_error(
+    server: Server, tmp_path: Path, entrypoint: str, workload: dict[str, Any], message: str
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(USER_CODE, project)
+    (project / "sweep.yaml").write_text(yaml.safe_dump(_spec(entrypoint, **workload)))
+    before = _get(server, "/sweeps")["items"]
+    result = run_cli("submit", "sweep.yaml", "--url", server.url, cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert _get(server, "/sweeps")["items"] == before  # nothing written
+
+
+def test_a_users_function_that_raises_fails_its_trial_with_the_traceback(
+    server: Server, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(USER_CODE, project)
+    (project / "sweep.yaml").write_text(yaml.safe_dump(_spec("mylab.loops:fit", fail_at_epoch=2)))
+    result = run_cli("submit", "sweep.yaml", "--wait", "--url", server.url, cwd=project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    sweep_id = int(result.stdout.split("sweep ", 1)[1].split()[0])
+    (trial,) = _get(server, f"/sweeps/{sweep_id}/trials")["items"]
+    assert (trial["status"], trial["attempt"]) == ("failed", 2)  # retried once (max_failures)
+    first, _, trace = trial["error"].partition("\n")
+    assert first == "RuntimeError: the user's loop broke at epoch 2"
+    assert "Traceback (most recent call last)" in trace
+    assert 'loops.py", line' in trace  # the user's frame, its directories cut
+    assert (
+        "1 of 1 trials failed: RuntimeError: the user's loop broke"
+        in (_get(server, f"/sweeps/{sweep_id}")["error"])
+    )
+    assert "mylab" not in {name.split(".")[0] for name in _get(server, "/debug/modules")}
+
+
+def test_a_package_over_the_limit_is_refused_before_upload(server: Server, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(USER_CODE, project)
+    (project / "weights.bin").write_bytes(random.Random(0).randbytes(2_000_000))  # does not zip
+    (project / "sweep.yaml").write_text(yaml.safe_dump(_spec("mylab.models:workload")))
+    result = run_cli(
+        "submit", "sweep.yaml", "--url", server.url, "--max-code-mb", "0.5", cwd=project
+    )
+    assert result.returncode == 2
+    assert "zips to more than the limit of 0.5 MB" in result.stdout + result.stderr
+    (project / ".gitignore").write_text("*.bin\n")  # what .gitignore lists stays home
+    result = run_cli(
+        "submit", "sweep.yaml", "--url", server.url, "--max-code-mb", "0.5", cwd=project
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,230 @@
+"""Users' own code on the workers: model workloads by entrypoint, and function workloads that
+run their own loop with the trial's optimizer (family, hyperparameters, schedule, clipping)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.checkpoint import Checkpoint
+from workers.inspection import inspect_workload
+from workers.pack import train_pack
+from workers.specs import MemberSpec, PackSpec, TrialSpec
+from workers.train import train_trial
+from workers.workloads import WorkloadConfigError, parse_workload_config
+
+USER_CODE = Path(__file__).parent / "user_code"
+
+
+@pytest.fixture(autouse=True)
+def _user_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's project on the path, as Ray's working_dir puts it on a worker's."""
+    monkeypatch.syspath_prepend(str(USER_CODE))
+
+
+def _trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:
+    fields: dict[str, Any] = {
+        "workload": workload,
+        "optimizer": "adam",
+        "hyperparameters": {"lr": 0.05},
+        "seed": 1,
+        "device": "cpu",
+    }
+    return TrialSpec(**{**fields, **changes})
+
+
+def test_a_model_workload_by_entrypoint_trains_alone_and_packed() -> None:
+    workload = {"entrypoint": "mylab.models:workload", "epochs": 3, "width": 8}
+    curve: list[dict[str, float]] = []
+    alone = train_trial(_trial(workload, optimizer="sgd"), report=lambda e, m: curve.append(m))
+    assert alone.status == "completed"
+    assert set(curve[-1]) == {"train_loss", "val_loss", "val_rmse"}
+    assert curve[-1]["val_loss"] < curve[0]["val_loss"]
+    spec = PackSpec(
+        workload=workload,
+        members=[MemberSpec(optimizer="sgd", hyperparameters={"lr": 0.05}, seed=1)],
+        data_seed=1,
+        device="cpu",
+    )
+    (packed,) = train_pack(spec)
+    assert packed.metrics == pytest.approx(alone.metrics, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "message"),
+    [
+        ("mylab.nope:workload", "does not import (ModuleNotFoundError: No module named"),
+        ("mylab.models:missing", "has no attribute 'missing'"),
+        ("mylab.models:not_a_workload", "int is neither a model workload"),
+        ("mylab.models", "expected module.path:attribute"),
+    ],
+)
+def test_an_entrypoint_that_is_not_a_workload_names_the_field(
+    entrypoint: str, message: str
+) -> None:
+    with pytest.raises(WorkloadConfigError, match="entrypoint") as raised:
+        parse_workload_config({"entrypoint": entrypoint, "epochs": 1})
+    assert raised.value.field == "entrypoint"
+    assert message in str(raised.value)
+
+
+def test_name_and_entrypoint_together_are_refused() -> None:
+    with pytest.raises(WorkloadConfigError, match="not both") as raised:
+        parse_workload_config({"name": "quadratic", "entrypoint": "mylab.models:workload"})
+    assert raised.value.field == "entrypoint"
+
+
+def test_a_bad_field_of_the_users_own_config_names_it() -> None:
+    with pytest.raises(WorkloadConfigError) as raised:
+        parse_workload_config({"entrypoint": "mylab.models:workload", "width": 0})
+    assert raised.value.field == "width"
+
+
+LOOP = {"entrypoint": "mylab.loops:fit", "epochs": 4, "batch_size": 32}
+
+
+def test_a_function_workload_runs_its_loop_with_the_trials_optimizer() -> None:
+    curve: dict[int, dict[str, float]] = {}
+    schedule = {"kind": "step", "step_size": 1, "gamma": 0.5}
+    spec = _trial(LOOP, optimizer="momentum", hyperparameters={"lr": 0.08}, schedule=schedule)
+    result = train_trial(spec, report=lambda e, m: curve.__setitem__(e, m))
+    assert (result.status, result.epochs_run) == ("completed", 4)
+    assert sorted(curve) == [1, 2, 3, 4]
+    # the trial's lr, halved after every epoch by its schedule
+    assert [curve[e]["lr"] for e in (1, 2, 3, 4)] == pytest.approx([0.08, 0.04, 0.02, 0.01])
+    assert curve[4]["val_loss"] < curve[1]["val_loss"]
+
+
+def test_a_function_workload_is_stopped_when_told_and_diverges_on_nan() -> None:
+    stopped = train_trial(_trial(LOOP), should_stop=lambda: True)
+    assert (stopped.status, stopped.epochs_run) == ("stopped", 0)
+    told: list[int] = []
+    result = train_trial(
+        _trial(LOOP), report=lambda e, m: told.append(e), should_stop=lambda: len(told) >= 2
+    )
+    assert (result.status, result.epochs_run) == ("stopped", 2)
+    nan = train_trial(_trial({**LOOP, "nan_at_epoch": 2}))
+    assert (nan.status, nan.epochs_run) == ("diverged", 2)
+    assert math.isnan(nan.metrics["val_loss"])
+
+
+def test_an_exception_in_the_users_loop_fails_the_attempt() -> None:
+    with pytest.raises(RuntimeError, match="the user's loop broke at epoch 2"):
+        train_trial(_trial({**LOOP, "fail_at_epoch": 2}))
+
+
+def test_a_retried_function_workload_resumes_from_its_checkpoint() -> None:
+    whole: dict[int, dict[str, float]] = {}
+    train_trial(_trial(LOOP), report=lambda e, m: whole.__setitem__(e, m))
+    saved: dict[int, Checkpoint] = {}
+    train_trial(_trial(LOOP), checkpoint=lambda c: saved.__setitem__(c.epoch, c))
+    assert saved[2].model_state is not None
+    assert saved[2].history == {e: whole[e] for e in (1, 2)}
+    resumed: dict[int, dict[str, float]] = {}
+    result = train_trial(
+        _trial(LOOP), resume=saved[2], report=lambda e, m: resumed.__setitem__(e, m)
+    )
+    assert result.status == "completed"
+    assert sorted(resumed) == [3, 4]  # epochs after the checkpoint's
+    for epoch in (3, 4):
+        assert resumed[epoch] == pytest.approx(whole[epoch], rel=1e-6)
+
+
+def test_clipping_applies_to_the_users_steps() -> None:
+    # A tiny global norm: the steps shrink to almost nothing, so the fit stays poor.
+    clipped = train_trial(_trial(LOOP, optimizer="sgd", clip_norm=1e-4))
+    free = train_trial(_trial(LOOP, optimizer="sgd"))
+    assert clipped.metrics["val_loss"] > 2 * free.metrics["val_loss"]
+
+
+def _curves_alone_and_packed(
+    workload: dict[str, Any], seeds: tuple[int, ...] = (1, 2)
+) -> tuple[list[list[dict[str, float]]], list[list[dict[str, float]]]]:
+    members = [
+        MemberSpec(optimizer=name, hyperparameters={"lr": 0.03}, seed=seed)
+        for name, seed in zip(("adam", "momentum"), seeds, strict=True)
+    ]
+    alone = []
+    for member in members:
+        curve: list[dict[str, float]] = []
+        spec = _trial(
+            workload,
+            optimizer=member.optimizer,
+            hyperparameters=member.hyperparameters,
+            seed=member.seed,
+            data_seed=7,
+        )
+        train_trial(spec, report=lambda e, m, c=curve: c.append(m))  # type: ignore[misc]
+        alone.append(curve)
+    packed: list[list[dict[str, float]]] = [[] for _ in members]
+
+    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> None:
+        for k, values in metrics.items():
+            packed[k].append(values)
+
+    train_pack(
+        PackSpec(workload=workload, members=members, data_seed=7, device="cpu"), report=report
+    )
+    return alone, packed
+
+
+def _worst(a: list[list[dict[str, float]]], b: list[list[dict[str, float]]]) -> float:
+    return max(
+        abs(x[name] - y[name]) / max(abs(y[name]), 1e-12)
+        for curve_a, curve_b in zip(a, b, strict=True)
+        for x, y in zip(curve_a, curve_b, strict=True)
+        for name in y
+    )
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("form", ["dataset", "tuple", "dict"])
+def test_float64_packed_trials_of_every_data_form_equal_them_alone(form: str) -> None:
+    # A Dataset with augmentation (seeded per epoch, the same for every member), inputs as a
+    # tuple (positional) or a dict (keyword) of tensors.
+    alone, packed = _curves_alone_and_packed(
+        {"entrypoint": "mylab.data:pipelines", "epochs": 3, "batch_size": 16, "form": form}
+    )
+    assert len(alone[0]) == 3
+    assert _worst(packed, alone) <= 1e-9
+
+
+def test_float32_dataset_pack_equals_alone_and_dropout_masks_differ_per_member() -> None:
+    workload = {"entrypoint": "mylab.data:pipelines", "epochs": 2, "batch_size": 16}
+    alone, packed = _curves_alone_and_packed(workload)
+    assert _worst(packed, alone) <= 1e-4
+    # Two members alike in everything (seed, optimizer) but Dropout: their masks differ.
+    same = MemberSpec(optimizer="adam", hyperparameters={"lr": 0.03}, seed=1)
+    spec = PackSpec(
+        workload={**workload, "dropout": 0.5}, members=[same, same], data_seed=7, device="cpu"
+    )
+    first, second = train_pack(spec)
+    assert first.metrics["train_loss"] != second.metrics["train_loss"]
+    without = PackSpec(workload=workload, members=[same, same], data_seed=7, device="cpu")
+    first, second = train_pack(without)
+    assert first.metrics == second.metrics
+
+
+def test_inspection_finds_what_packs_and_why_not() -> None:
+    model = inspect_workload({"entrypoint": "mylab.data:pipelines", "epochs": 1}, ["adam"])
+    assert (model.kind, model.error) == ("model", None)
+    assert model.probe is not None
+    assert model.probe.packable
+    assert model.probe.member_bytes > 0
+    stuck = inspect_workload({"entrypoint": "mylab.data:unpackable", "epochs": 1}, ["adam"])
+    assert stuck.probe is not None
+    assert not stuck.probe.packable
+    assert "a stacked step failed" in (stuck.probe.reason or "")
+    assert ".item()" in (stuck.probe.reason or "")
+    loop = inspect_workload({"entrypoint": "mylab.loops:fit", "epochs": 1}, ["adam"])
+    assert (loop.kind, loop.metrics) == ("function", ("train_loss", "val_loss", "lr"))
+    assert loop.probe is not None
+    assert not loop.probe.packable
+    broken = inspect_workload({"entrypoint": "mylab.nope:x", "epochs": 1}, ["adam"])
+    assert (broken.field, broken.probe) == ("entrypoint", None)
+    assert "No module named 'mylab.nope'" in (broken.error or "")
+    bad = inspect_workload({"entrypoint": "mylab.data:pipelines", "form": "csv"}, ["adam"])
+    assert bad.field == "form"

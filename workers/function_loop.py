@@ -1,0 +1,109 @@
+"""The training loop of a function workload: the user's function runs it, through a context
+that hands it the trial's optimizer, its epochs, and a report that also checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from optimizers import create_optimizer, lr_multiplier
+from workers.checkpoint import Checkpoint, check_resumable
+from workers.specs import TrialResult, TrialSpec
+from workers.workloads.base import WorkloadConfig
+from workers.workloads.functional import FunctionWorkload, TrialContext
+
+
+def train_function(
+    spec: TrialSpec,
+    workload: FunctionWorkload,
+    config: WorkloadConfig,
+    *,
+    device: torch.device,
+    report: Callable[[int, dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 1,
+) -> TrialResult:
+    """Run the user's function for one trial; how it ended (an exception in it fails the
+    attempt). Checkpoints hold what ``TrialContext.state`` gives, written at ``report``."""
+    history = dict(resume.history) if resume is not None else {}
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+    start = resume.epoch if resume is not None else 0
+
+    def make_optimizer(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        optimizer = create_optimizer(spec.optimizer, params, **spec.hyperparameters)
+        if spec.clip_norm is not None:
+            clip = spec.clip_norm
+
+            def clip_first(*_: object) -> None:  # the trial's clipping, before every step
+                torch.nn.utils.clip_grad_norm_(params, clip)
+
+            optimizer.register_step_pre_hook(clip_first)
+        for group in optimizer.param_groups:  # a resumed schedule starts from the base lr
+            group.setdefault("initial_lr", group["lr"])
+        schedulers.append(
+            torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda t: lr_multiplier(spec.schedule, t), last_epoch=start - 1
+            )
+        )
+        return optimizer
+
+    def advance() -> None:  # the end of an epoch: the lr schedule takes its step
+        for scheduler in schedulers:
+            scheduler.step()
+
+    context = TrialContext(
+        config=config,
+        seed=spec.seed,
+        device=device,
+        make_optimizer=make_optimizer,
+        start_epoch=start,
+        restore_state=copy.deepcopy(resume.model_state) if resume is not None else None,
+        advance=advance,
+    )
+
+    def send(epoch: int, metrics: dict[str, float]) -> bool:
+        history[epoch] = metrics
+        due = epoch % checkpoint_every == 0 or epoch == config.epochs
+        if checkpoint is not None and due:
+            checkpoint(
+                Checkpoint(
+                    epoch=epoch,
+                    metrics=metrics,
+                    config=spec.member_config(),
+                    model={},
+                    optimizer_state={},
+                    step=epoch,
+                    history=dict(history),
+                    model_state=context.state(),
+                )
+            )
+        if report is not None:
+            report(epoch, metrics)
+        return should_stop is not None and should_stop()
+
+    context.send = send
+    if resume is not None:
+        check_resumable(resume, spec.member_config())
+    if should_stop is not None and should_stop():
+        return TrialResult("stopped", start, dict(resume.metrics) if resume else {}, str(device))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(spec.seed)
+        random.seed(spec.seed)
+        np.random.seed(spec.seed % 2**32)
+        workload.function(context)
+    if context.diverged:
+        return TrialResult("diverged", context.epochs_run, context.last, str(device))
+    if context.stopped and context.epochs_run < config.epochs:
+        return TrialResult("stopped", context.epochs_run, context.last, str(device))
+    if context.epochs_run < config.epochs:
+        raise RuntimeError(
+            f"{workload.name}: the function returned after epoch {context.epochs_run} of "
+            f"{config.epochs} without being told to stop (it should iterate trial.epochs())"
+        )
+    return TrialResult("completed", context.epochs_run, context.last, str(device))
