@@ -111,7 +111,7 @@ def upload(client: httpx.Client, root: Path, *, max_mb: float) -> str:
     """Zip and upload the project at ``root``; its package id."""
     data, files = zip_project(root, max_bytes=int(max_mb * 2**20))
     response = client.post(
-        "/code", content=data, headers={"Content-Type": "application/zip"}, timeout=300
+        "/code", content=data, headers={"Content-Type": "application/octet-stream"}, timeout=300
     )
     if response.status_code in (403, 413):
         raise fail(f"code: {response.json()['detail']}")

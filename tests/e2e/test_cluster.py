@@ -22,8 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from sqlalchemy import select
 
-from tests.conftest import clean_environment, wait_until
+from service.db.session import make_engine
+from service.trials.models import Trial
+from tests.conftest import REPO_ROOT, clean_environment, wait_until
 from tests.e2e.conftest import Server
 from tests.service.conftest import free_port
 
@@ -36,6 +40,8 @@ class Cluster:
 
     address: str
     env: dict[str, str]
+    dashboard: str
+    """The head's dashboard, where Ray's job server listens (``ray job submit --address``)."""
 
 
 def _ray_start(args: list[str], env: dict[str, str], sessions: list[int]) -> None:
@@ -81,11 +87,12 @@ def _kill_sessions(sessions: set[int], timeout: float = 30.0) -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Cluster]:
-    """A head node (1 CPU) and a worker node (2 CPUs) on this machine, token auth on."""
+    """A head node (1 CPU, the job server on) and a worker node (2 CPUs) on this machine,
+    token auth on."""
     # A short root: Ray's socket paths under --temp-dir must stay within 107 bytes.
     root = tempfile.mkdtemp(prefix="rc", dir="/tmp")
     env = clean_environment(HOME=root, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
-    port = free_port()
+    port, dashboard_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
     sessions: list[int] = []
     try:
@@ -94,7 +101,10 @@ def ray_cluster() -> Iterator[Cluster]:
                 "--head",
                 f"--port={port}",
                 f"--ray-client-server-port={free_port()}",
-                "--include-dashboard=false",
+                "--include-dashboard=true",  # the job server (ray job submit) lives there
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard_port}",
+                f"--dashboard-agent-listen-port={free_port()}",
                 f"--temp-dir={root}/head",
                 "--num-cpus=1",
             ],
@@ -102,9 +112,16 @@ def ray_cluster() -> Iterator[Cluster]:
             sessions,
         )
         _ray_start(
-            [f"--address={address}", f"--temp-dir={root}/worker", "--num-cpus=2"], env, sessions
+            [
+                f"--address={address}",
+                f"--temp-dir={root}/worker",
+                "--num-cpus=2",
+                f"--dashboard-agent-listen-port={free_port()}",
+            ],
+            env,
+            sessions,
         )
-        yield Cluster(address=address, env=env)
+        yield Cluster(address=address, env=env, dashboard=f"http://127.0.0.1:{dashboard_port}")
     finally:
         _kill_sessions(set(sessions))
         shutil.rmtree(root, ignore_errors=True)
@@ -126,10 +143,13 @@ def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
         assert ready["cpus"] == 3.0  # the cluster's 1 + 2 CPUs, not a local Ray of this machine
         spec = {
             "name": "cluster",
-            "workload": {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 300},
+            "workload": {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 1000},
             "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-5, "high": 1e-4}},
             "search": {"algorithm": "random", "num_trials": 9, "seed": 3},
             "objective": {"metric": "val_loss", "mode": "min"},
+            # Five tasks of a second or more: a node still warming up (importing torch on a
+            # busy machine) cannot leave all of them to the other.
+            "resources": {"max_pack_size": 2},
         }
         sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=30).json()["id"]
         sweep = wait_until(
@@ -146,7 +166,9 @@ def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
         trials = httpx.get(f"{api}/sweeps/{sweep_id}/trials", timeout=30).json()["items"]
         assert len(trials) == 9
         assert {t["status"] for t in trials} == {"completed"}
-        assert len({t["node_id"] for t in trials}) == 2, [t["node_id"] for t in trials]
+        assert len({t["node_id"] for t in trials}) == 2, [
+            (t["node_id"][:6], t["pack_id"], t["started_at"], t["finished_at"]) for t in trials
+        ]
     finally:
         assert server.stop() == 0
 
@@ -165,3 +187,46 @@ def test_a_driver_without_the_token_is_refused(ray_cluster: Cluster, tmp_path: P
     assert result.returncode != 0
     assert "joined" not in result.stdout
     assert "token" in result.stderr.lower()
+
+
+def test_ray_job_submit_with_a_working_dir_runs_a_users_model_on_every_node(
+    ray_cluster: Cluster, tmp_path: Path
+) -> None:
+    # The user's project as Ray ships it: the job's working directory, on every node.
+    project = tmp_path / "own-model"
+    shutil.copytree(REPO_ROOT / "examples" / "own-model", project)
+    spec = yaml.safe_load((project / "sweep.yaml").read_text())
+    spec["workload"].update(epochs=1, channels=4)
+    spec["search"]["num_trials"] = 8
+    spec["resources"] = {"pack": False}  # eight tasks, so both nodes get some
+    (project / "sweep.yaml").write_text(yaml.safe_dump(spec))
+    database = tmp_path / "job.db"
+    optisweep = str(Path(RAY).resolve().with_name("optisweep"))
+    result = subprocess.run(
+        [
+            str(Path(RAY).resolve()),
+            "job",
+            "submit",
+            f"--address={ray_cluster.dashboard}",
+            f"--working-dir={project}",
+            "--",
+            optisweep,
+            "run",
+            "sweep.yaml",
+            f"--database-url=sqlite:///{database}",
+        ],
+        env=ray_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "sweep 1 completed" in result.stdout
+    engine = make_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        rows = connection.execute(select(Trial.status, Trial.node_id)).all()
+    engine.dispose()
+    assert len(rows) == 8
+    assert {status for status, _ in rows} == {"completed"}
+    assert len({node for _, node in rows}) == 2, rows

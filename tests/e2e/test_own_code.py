@@ -52,8 +52,8 @@ def _copy(example: str, into: Path, **changes: Any) -> Path:
     return target
 
 
-def _submit(server: Server, project: Path, *args: str) -> int:
-    result = run_cli("submit", "sweep.yaml", "--wait", "--url", server.url, *args, cwd=project)
+def _submit(server: Server, project: Path, *args: str, spec: str = "sweep.yaml") -> int:
+    result = run_cli("submit", spec, "--wait", "--url", server.url, *args, cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Leaderboard: val_accuracy (max)" in result.stdout
     return int(result.stdout.split("sweep ", 1)[1].split()[0])
@@ -74,18 +74,18 @@ def test_the_model_example_runs_packed_from_its_own_directory(
 ) -> None:
     # Without dropout, so that a packed trial equals the same trial alone.
     small = {"epochs": 2, "dropout": 0.0, "channels": 4}
-    search = {"num_trials": 4}
-    packed = _copy("own-model", tmp_path / "a", workload=small, search=search)
-    sweep_id = _submit(server, packed)
+    project = _copy("own-model", tmp_path, workload=small, search={"num_trials": 3})
+    sweep_id = _submit(server, project)
     trials = _get(server, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
     assert {t["status"] for t in trials} == {"completed"}
     assert all(t["pack_id"] for t in trials)
     assert _get(server, f"/sweeps/{sweep_id}")["packing"] is None
 
-    alone = _copy(
-        "own-model", tmp_path / "b", workload=small, search=search, resources={"pack": False}
-    )
-    alone_id = _submit(server, alone, "--code", str(alone))  # --code names the directory here
+    # The same trials one per task: a spec outside the project, which --code names (the same
+    # code, so the same package: stored once).
+    spec = yaml.safe_load((project / "sweep.yaml").read_text())
+    (tmp_path / "alone.yaml").write_text(yaml.safe_dump({**spec, "resources": {"pack": False}}))
+    alone_id = _submit(server, tmp_path, "--code", str(project), spec="alone.yaml")
     assert not any(t["pack_id"] for t in _get(server, f"/sweeps/{alone_id}/trials")["items"])
     packed_curves, alone_curves = _curves(server, sweep_id), _curves(server, alone_id)
     assert packed_curves.keys() == alone_curves.keys()
@@ -128,6 +128,20 @@ def test_the_loop_example_reports_every_epoch_and_asha_stops_some(
     assert "train" not in modules
 
 
+@pytest.fixture(scope="module")
+def user_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' user project (mylab), copied once: one package for the tests below."""
+    project = tmp_path_factory.mktemp("user") / "project"
+    shutil.copytree(USER_CODE, project, ignore=shutil.ignore_patterns("__pycache__"))
+    return project
+
+
+def _write(tmp_path: Path, spec: dict[str, Any]) -> str:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
 def _spec(entrypoint: str, **workload: Any) -> dict[str, Any]:
     return {
         "name": "user-code",
@@ -149,13 +163,16 @@ def _spec(entrypoint: str, **workload: Any) -> dict[str, Any]:
     ],
 )
 def test_users_code_that_cannot_run_is_a_clear_error(
-    server: Server, tmp_path: Path, entrypoint: str, workload: dict[str, Any], message: str
+    server: Server,
+    user_project: Path,
+    tmp_path: Path,
+    entrypoint: str,
+    workload: dict[str, Any],
+    message: str,
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(USER_CODE, project)
-    (project / "sweep.yaml").write_text(yaml.safe_dump(_spec(entrypoint, **workload)))
+    spec = _write(tmp_path, _spec(entrypoint, **workload))
     before = _get(server, "/sweeps")["items"]
-    result = run_cli("submit", "sweep.yaml", "--url", server.url, cwd=project)
+    result = run_cli("submit", spec, "--url", server.url, "--code", str(user_project))
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

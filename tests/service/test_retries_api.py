@@ -65,7 +65,9 @@ def test_a_trial_failing_every_attempt_is_failed_with_its_error(
     (trial,) = live_api.trials(sweep["id"])
     assert trial["status"] == "failed"
     assert trial["attempt"] == 2
-    assert trial["error"] == "RuntimeError: planned failure 2 of 5"
+    summary, _, trace = trial["error"].partition("\n\n")
+    assert summary == "RuntimeError: planned failure 2 of 5"
+    assert trace.startswith("Traceback (most recent call last)")  # the worker's, as text
     history = live_api.client.get(f"/trials/{trial['id']}/events").json()
     assert [(e["status"], e["attempt"]) for e in history][-2:] == [("running", 2), ("failed", 2)]
     assert history[-1]["detail"] == trial["error"]
