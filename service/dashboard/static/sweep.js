@@ -238,6 +238,7 @@ async function refresh() {
     .map(([name, n]) => `${name} ${n}`).join(" · ");
   document.getElementById("cancel").disabled = finished();
   document.getElementById("sweep-error").textContent = sweep.error ?? "";
+  document.getElementById("sweep-packing").textContent = sweep.packing ?? "";
   for (const id of ["filter-optimizer", "importance-family"]) {
     const select = document.getElementById(id);
     if (select.options.length === 1) {
