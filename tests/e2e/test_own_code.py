@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_until
 from tests.e2e.conftest import Server, run_cli
 
 EXAMPLES = REPO_ROOT / "examples"
@@ -136,8 +136,9 @@ def user_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-def _write(tmp_path: Path, spec: dict[str, Any]) -> str:
-    path = tmp_path / "sweep.yaml"
+def _write(folder: Path, spec: dict[str, Any]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return str(path)
 
@@ -179,25 +180,42 @@ def test_users_code_that_cannot_run_is_a_clear_error(
     assert _get(server, "/sweeps")["items"] == before  # nothing written
 
 
-def test_a_users_function_that_raises_fails_its_trial_with_the_traceback(
-    server: Server, tmp_path: Path
+def test_a_users_function_that_raises_fails_alone_with_its_traceback(
+    server: Server, user_project: Path, tmp_path: Path
 ) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(USER_CODE, project)
-    (project / "sweep.yaml").write_text(yaml.safe_dump(_spec("mylab.loops:fit", fail_at_epoch=2)))
-    result = run_cli("submit", "sweep.yaml", "--wait", "--url", server.url, cwd=project)
-    assert result.returncode == 1, result.stdout + result.stderr
+    code = ("--code", str(user_project))
+    failing = _write(tmp_path / "failing", _spec("mylab.loops:fit", fail_at_epoch=2))
+    result = run_cli("submit", failing, "--url", server.url, *code)
+    assert result.returncode == 0, result.stdout + result.stderr
     sweep_id = int(result.stdout.split("sweep ", 1)[1].split()[0])
+    # A healthy sweep beside it, of a model vmap cannot run: it runs one trial per task.
+    healthy = _spec("mylab.data:unpackable", epochs=3)
+    healthy["space"]["lr"] = {"values": [0.01, 0.02]}  # type: ignore[index]
+    result = run_cli(
+        "submit", _write(tmp_path / "healthy", healthy), "--wait", "--url", server.url, *code
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    healthy_id = int(result.stdout.split("sweep ", 1)[1].split()[0])
+    sweep = _get(server, f"/sweeps/{healthy_id}")
+    assert sweep["status"] == "completed"
+    assert "trials run one per task: a stacked step failed" in sweep["packing"]
+    for trial in _get(server, f"/sweeps/{healthy_id}/trials")["items"]:
+        assert (trial["status"], trial["pack_id"]) == ("completed", None)
+        series = _get(server, f"/trials/{trial['id']}/metrics")["series"]
+        assert {s["name"]: s["steps"] for s in series}["val_loss"] == [1, 2, 3]
+
+    failed = wait_until(
+        lambda: (s := _get(server, f"/sweeps/{sweep_id}"))["status"] == "failed" and s,
+        timeout=120,
+        what="the failing sweep to end",
+    )
+    assert "1 of 1 trials failed: RuntimeError: the user's loop broke" in failed["error"]
     (trial,) = _get(server, f"/sweeps/{sweep_id}/trials")["items"]
     assert (trial["status"], trial["attempt"]) == ("failed", 2)  # retried once (max_failures)
-    first, _, trace = trial["error"].partition("\n")
+    first, _, trace = trial["error"].partition("\n\n")
     assert first == "RuntimeError: the user's loop broke at epoch 2"
-    assert "Traceback (most recent call last)" in trace
+    assert trace.startswith("Traceback (most recent call last)")
     assert 'loops.py", line' in trace  # the user's frame, its directories cut
-    assert (
-        "1 of 1 trials failed: RuntimeError: the user's loop broke"
-        in (_get(server, f"/sweeps/{sweep_id}")["error"])
-    )
     assert "mylab" not in {name.split(".")[0] for name in _get(server, "/debug/modules")}
 
 
