@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -181,6 +182,19 @@ class CodeSpec(StrictModel):
     """A directory, for the CLI: ``optisweep submit`` zips and uploads it (giving
     ``package``), ``optisweep run`` hands it to Ray. The API itself takes ``package``."""
     pip: list[PipRequirement] = Field(default_factory=list, max_length=100)
+
+    @field_validator("pip")
+    @classmethod
+    def _no_pip_options(cls, requirements: list[str]) -> list[str]:
+        # Ray writes these into a requirements file: an option there (``--index-url``,
+        # ``-e``) would change where every package of the sweep comes from.
+        for requirement in requirements:
+            if re.search(r"(^|\s)-", requirement) or "\n" in requirement:
+                raise ValueError(
+                    f"{short_repr(requirement)}: a requirement, not a pip option "
+                    "(e.g. torchvision>=0.20)"
+                )
+        return requirements
 
 
 Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp"]

@@ -24,10 +24,12 @@ SEMANTIC_422 = [
     "GET /api/v1/sweeps",
     "GET /api/v1/sweeps/{sweep_id}/trials",
     "GET /api/v1/sweeps/{sweep_id}/importance",
+    "POST /api/v1/code",
 ]
 """Operations that check more than their schema can say: a spec against the registries, a YAML
-text, an opaque cursor, an optimizer the sweep searches. A schema-valid request to one of them
-may rightly be a 422, which positive_data_acceptance otherwise counts as a failure."""
+text, an opaque cursor, an optimizer the sweep searches, a zip archive's contents. A
+schema-valid request to one of them may rightly be a 422, which positive_data_acceptance
+otherwise counts as a failure."""
 
 CONFIG = f"""
 [[operations]]
