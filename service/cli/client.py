@@ -164,6 +164,41 @@ def trials(
 
 
 @app.command()
+def report(
+    sweep_id: Annotated[int, typer.Argument(help="The sweep to report on.")],
+    tolerance: Annotated[
+        float,
+        typer.Option(min=0.0001, max=0.9999, help="Relative distance from a family's best."),
+    ] = 0.02,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """What the sweep says about each optimizer family: its best, its learning-rate basin,
+    where it diverged, and one sentence to act on."""
+    with api_client(url) as client:
+        found = get_json(client, f"/sweeps/{sweep_id}/report", tolerance=tolerance)
+    table = Table(title=f"Optimizer report: {found['metric']} ({found['mode']})")
+    for column in ("optimizer", "best", "at lr", "lr basin", "decades", "diverged at lr"):
+        table.add_column(column)
+    for family in found["families"]:
+        basin = (
+            f"{fmt(family['basin_low'])}..{fmt(family['basin_high'])}"
+            if family["basin_low"] is not None
+            else "-"
+        )
+        table.add_row(
+            family["optimizer"],
+            fmt(family["best_objective"]),
+            fmt(family["best_lr"]),
+            basin,
+            fmt(family["basin_decades"]),
+            fmt(family["lowest_diverged_lr"]),
+        )
+    console.print(table)
+    for family in found["families"]:
+        console.print(f"- {family['summary']}", soft_wrap=True)
+
+
+@app.command()
 def cancel(
     sweep_id: Annotated[int, typer.Argument(help="The sweep to cancel.")],
     url: UrlOption = DEFAULT_URL,

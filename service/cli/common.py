@@ -112,26 +112,46 @@ def hyperparameters_text(hyperparameters: dict[str, Any]) -> str:
 
 def leaderboard_table(board: dict[str, Any]) -> Table:
     """The best trial per optimizer family as a rich table."""
-    table = Table(title=f"Leaderboard: {board['metric']} ({board['mode']})")
+    table = Table(
+        title=f"Leaderboard: {board['metric']} ({board['mode']})",
+        caption=board.get("statistics") or None,
+    )
     repeats = any(entry.get("repeats", 1) > 1 for entry in board["entries"])
-    value = f"{board['metric']} mean ± std (n)" if repeats else board["metric"]
-    for column in ("#", "optimizer", value, "trial", "hyperparameters", "ranked"):
+    value = f"{board['metric']} mean ± std (n) [95% CI]" if repeats else board["metric"]
+    columns = ["#", "optimizer", value, *(["vs #1"] if repeats else []), "trial"]
+    for column in (*columns, "hyperparameters", "ranked"):
         table.add_column(column, justify="right" if column in ("#", "trial", "ranked") else "left")
     for entry in board["entries"]:
         trial = entry["trial"]
         shown = fmt(trial["objective"])
+        versus = []
         if repeats:
             spread = fmt(entry["objective_std"]) if entry["objective_std"] is not None else "-"
             shown = f"{fmt(entry['objective_mean'])} ± {spread} ({entry['repeats']})"
+            if entry.get("objective_ci95"):
+                low, high = entry["objective_ci95"]
+                shown += f" [{fmt(low)}, {fmt(high)}]"
+            versus = [_versus(entry)]
         table.add_row(
             str(entry["rank"]),
             entry["optimizer"],
             shown,
+            *versus,
             str(trial["number"]),
             hyperparameters_text(trial["hyperparameters"]),
             str(entry["ranked_trials"]),
         )
     return table
+
+
+def _versus(entry: dict[str, Any]) -> str:
+    """How a family compares with the leader: tied (not distinguishable) or behind."""
+    if entry["rank"] == 1:
+        return "leader"
+    if entry.get("p_value") is None:
+        return "-"
+    verdict = "tied" if entry.get("tied_with_leader") else "behind"
+    return f"{verdict} (p={entry['p_value']:.2g})"
 
 
 def counts_text(counts: dict[str, int]) -> str:

@@ -1,4 +1,4 @@
-"""/sweeps: submit, list, inspect and cancel sweeps; their trials and leaderboard."""
+"""/sweeps: submit, list, inspect and cancel sweeps; their trials, leaderboard and report."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from service.pagination import decode_cursor, encode_cursor
 from service.routing import CONFLICT, NOT_FOUND, TOO_LARGE, StrictRoute
 from service.sweeps import repository
 from service.sweeps.models import SweepStatus
+from service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, optimizer_report
 from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
 from service.sweeps.service import submit_sweep
 from service.sweeps.views import best_of, leaderboard_read, sweep_read
@@ -138,3 +139,24 @@ def get_leaderboard(sweep_id: int, session: SessionDep, settings: SettingsDep) -
     """The best trial of each optimizer family (completed or stopped, finite objective)."""
     sweep = repository.get_sweep(session, sweep_id)
     return leaderboard_read(session, sweep, checkpoint_dir=settings.checkpoint_dir)
+
+
+Tolerance = Annotated[
+    float,
+    Query(
+        gt=0,
+        lt=1,
+        description="Relative: configurations within tolerance x |best| of a family's best "
+        "objective are in its learning-rate basin.",
+    ),
+]
+
+
+@router.get("/{sweep_id}/report", responses=NOT_FOUND)
+def get_report(
+    sweep_id: int, session: SessionDep, tolerance: Tolerance = DEFAULT_TOLERANCE
+) -> OptimizerReport:
+    """Per family: its best configuration, its learning-rate basin and how wide it is, where
+    it diverged, and one sentence a person can act on."""
+    sweep = repository.get_sweep(session, sweep_id)
+    return optimizer_report(session, sweep, tolerance=tolerance)

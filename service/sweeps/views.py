@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from service.sweeps.models import Sweep
 from service.sweeps.repository import stored_spec
 from service.sweeps.schemas import SweepRead
+from service.sweeps.statistics import ALPHA, SINGLE_SEEDS, TEST, confidence_interval, p_value
 from service.trials.models import TrialStatus
 from service.trials.repository import best_objectives, leaderboard, leaderboard_by_mean
 from service.trials.schemas import Leaderboard, LeaderboardEntry, trial_read
@@ -60,21 +61,25 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
     maximize = spec.objective.mode == "max"
     repeats = spec.search.repeats
     if repeats > 1:  # configurations ranked by their mean over repeats
-        entries = [
-            LeaderboardEntry(
-                rank=rank,
-                optimizer=c.trial.optimizer,
-                ranked_trials=c.family_count,
-                trial=trial_read(c.trial, checkpoint_dir=checkpoint_dir),
-                objective_mean=c.mean,
-                objective_std=c.std,
-                repeats=c.repeats,
+        ranked = leaderboard_by_mean(session, sweep_id=sweep.id, maximize=maximize, repeats=repeats)
+        leader = ranked[0].values if ranked else ()
+        entries = []
+        for rank, c in enumerate(ranked, start=1):
+            p = None if rank == 1 else p_value(leader, c.values)
+            entries.append(
+                LeaderboardEntry(
+                    rank=rank,
+                    optimizer=c.trial.optimizer,
+                    ranked_trials=c.family_count,
+                    trial=trial_read(c.trial, checkpoint_dir=checkpoint_dir),
+                    objective_mean=c.mean,
+                    objective_std=c.std,
+                    repeats=c.repeats,
+                    objective_ci95=confidence_interval(c.values) if c.repeats > 1 else None,
+                    p_value=p,
+                    tied_with_leader=True if rank == 1 else (None if p is None else p >= ALPHA),
+                )
             )
-            for rank, c in enumerate(
-                leaderboard_by_mean(session, sweep_id=sweep.id, maximize=maximize, repeats=repeats),
-                start=1,
-            )
-        ]
     else:
         entries = [
             LeaderboardEntry(
@@ -88,5 +93,9 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
             )
         ]
     return Leaderboard(
-        sweep_id=sweep.id, metric=spec.objective.metric, mode=spec.objective.mode, entries=entries
+        sweep_id=sweep.id,
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        entries=entries,
+        statistics=TEST if repeats > 1 else SINGLE_SEEDS,
     )

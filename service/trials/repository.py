@@ -236,6 +236,8 @@ class RankedConfiguration:
     repeats: int
     """How many repeats finished with a finite objective."""
     family_count: int
+    values: tuple[float, ...] = ()
+    """The objective of each of those repeats, in trial-number order."""
 
 
 def leaderboard_by_mean(
@@ -262,15 +264,15 @@ def leaderboard_by_mean(
     for members in groups.values():
         values = [float(t.objective_value or 0.0) for t in members]
         std = statistics.stdev(values) if len(values) > 1 else None
-        configurations.append((members[0], statistics.fmean(values), std, len(values)))
-    by_family: dict[str, list[tuple[Trial, float, float | None, int]]] = {}
+        configurations.append((members[0], statistics.fmean(values), std, tuple(values)))
+    by_family: dict[str, list[tuple[Trial, float, float | None, tuple[float, ...]]]] = {}
     for configuration in configurations:
         by_family.setdefault(configuration[0].optimizer, []).append(configuration)
     best = []
     for family in by_family.values():
         family.sort(key=lambda c: (-c[1] if maximize else c[1], c[0].number))
-        trial, mean, std, count = family[0]
-        best.append(RankedConfiguration(trial, mean, std, count, len(family)))
+        trial, mean, std, kept = family[0]
+        best.append(RankedConfiguration(trial, mean, std, len(kept), len(family), kept))
     best.sort(key=lambda c: (-c.mean if maximize else c.mean, c.trial.number))
     return best
 

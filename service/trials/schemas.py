@@ -128,6 +128,14 @@ class LeaderboardEntry(ReadModel):
     """With repeats: the sample standard deviation over its repeats."""
     repeats: int = 1
     """With repeats: how many repeats finished with a finite objective."""
+    objective_ci95: tuple[float, float] | None = None
+    """With repeats: the 95% confidence interval of the mean (t-distribution)."""
+    p_value: float | None = None
+    """With repeats, below the leader: Welch's two-sided p-value against the leader's best
+    configuration (None for the leader, or with fewer than two repeats on a side)."""
+    tied_with_leader: bool | None = None
+    """With repeats: whether the test cannot tell this family from the leader
+    (p >= 0.05); the leader itself is tied with itself."""
 
 
 class Leaderboard(ReadModel):
@@ -137,3 +145,5 @@ class Leaderboard(ReadModel):
     metric: str
     mode: str
     entries: list[LeaderboardEntry]
+    statistics: str = ""
+    """How far the ranking can be trusted: the test used, or that it is from single seeds."""

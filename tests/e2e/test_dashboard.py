@@ -80,6 +80,13 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     expect(rows).to_have_count(len(board["entries"]), timeout=10_000)
     for i, entry in enumerate(board["entries"]):
         expect(rows.nth(i)).to_have_attribute("data-optimizer", entry["optimizer"])
+    expect(page.locator("#board-statistics")).to_have_text(board["statistics"])
+    # The optimizer report: one sentence per family, as the API words it.
+    report = httpx.get(f"{api}/sweeps/{sweep['id']}/report", timeout=30).json()
+    lines = page.locator("#report-lines li")
+    expect(lines).to_have_count(len(report["families"]))
+    for i, family in enumerate(report["families"]):
+        expect(lines.nth(i)).to_have_text(family["summary"])
 
     # Every chart is drawn with the sweep's data: every trial's curve (one series per family and
     # one per family's best; a point is [epoch, value, trial id, trial number]), one lr series

@@ -22,13 +22,21 @@ async function drawLeaderboard() {
   const board = await api(`/sweeps/${sweepId}/leaderboard`);
   document.getElementById("board-metric").textContent = `${board.metric} (${board.mode})`;
   document.querySelector("#leaderboard tbody").replaceChildren(...board.entries.map((entry) => {
-    const value = entry.repeats > 1
+    let value = entry.repeats > 1
       ? `${fmt(entry.objective_mean)} ± ${fmt(entry.objective_std)} (${entry.repeats})` : fmt(entry.trial.objective);
+    if (entry.objective_ci95) value += ` [${fmt(entry.objective_ci95[0])}, ${fmt(entry.objective_ci95[1])}]`;
+    if (entry.p_value !== null && entry.p_value !== undefined) {
+      value += entry.tied_with_leader ? ` · tied with #1 (p=${fmt(entry.p_value)})` : ` · behind #1 (p=${fmt(entry.p_value)})`;
+    }
     return el("tr", { "data-optimizer": entry.optimizer },
       el("td", {}, entry.rank), el("td", {}, entry.optimizer), el("td", {}, value),
       el("td", {}, el("a", { href: `/trials/${entry.trial.id}` }, entry.trial.number)),
       el("td", {}, hparamText(entry.trial.hyperparameters)), el("td", {}, entry.ranked_trials));
   }));
+  document.getElementById("board-statistics").textContent = board.statistics ?? "";
+  const report = await api(`/sweeps/${sweepId}/report`);
+  document.getElementById("report-lines").replaceChildren(
+    ...report.families.map((family) => el("li", { "data-optimizer": family.optimizer }, family.summary)));
 }
 
 // The curves chart finds the point under the mouse itself: its lines carry no symbols (tens of

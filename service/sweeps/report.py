@@ -1,0 +1,217 @@
+"""The optimizer report: per family, its best configuration, the learning-rate basin around it
+(the contiguous lr interval whose configurations reach within a tolerance of that best), how
+wide the basin is in decades (a robust family has a wide one), where the family diverged, and
+one sentence a person can act on."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.sweeps.models import Sweep
+from service.sweeps.repository import stored_spec
+from service.trials.models import Trial, TrialStatus
+from service.trials.repository import RANKED
+
+DEFAULT_TOLERANCE = 0.02
+"""Within 2% of a family's best objective (relative) counts as "as good"."""
+
+
+class FamilyReport(BaseModel):
+    """What a sweep says about one optimizer family."""
+
+    optimizer: str
+    best_trial: int | None
+    """The trial number of the family's best configuration (its first repeat), or None."""
+    best_objective: float | None
+    """Its objective (the mean over repeats with repeats)."""
+    best_lr: float | None
+    best_hyperparameters: dict[str, object] | None
+    basin_low: float | None
+    """The lowest lr of the basin: configurations from here to ``basin_high`` (by lr, without
+    a gap) reach within the tolerance of the best."""
+    basin_high: float | None
+    basin_decades: float | None
+    """log10(basin_high / basin_low): 0 when only the best configuration is in it."""
+    basin_configurations: int
+    """How many configurations the basin holds."""
+    open_below: bool
+    """The basin starts at the lowest lr tried: it may reach lower."""
+    open_above: bool
+    """The basin ends at the highest lr tried: it may reach higher."""
+    configurations: int
+    """The family's configurations with a finite objective."""
+    diverged: int
+    """Its trials that diverged (a NaN or infinite loss)."""
+    lowest_diverged_lr: float | None
+    """The lowest lr at which one of its trials diverged."""
+    summary: str
+    """One sentence a person can act on."""
+
+
+class OptimizerReport(BaseModel):
+    """The report of one sweep: every family, best first."""
+
+    sweep_id: int
+    metric: str
+    mode: str
+    tolerance: float
+    """Relative: within ``tolerance`` x |best| of a family's best objective."""
+    families: list[FamilyReport]
+
+
+@dataclass
+class _Configuration:
+    number: int
+    lr: float
+    value: float
+    hyperparameters: dict[str, object]
+
+
+def optimizer_report(
+    session: Session, sweep: Sweep, *, tolerance: float = DEFAULT_TOLERANCE
+) -> OptimizerReport:
+    """The optimizer report of ``sweep`` from its trials so far."""
+    spec = stored_spec(sweep)
+    maximize = spec.objective.mode == "max"
+    repeats = spec.search.repeats
+    trials = session.scalars(select(Trial).where(Trial.sweep_id == sweep.id)).all()
+    finite: dict[str, dict[int, list[Trial]]] = defaultdict(lambda: defaultdict(list))
+    diverged: dict[str, list[float]] = defaultdict(list)
+    for trial in trials:
+        lr = float(trial.hyperparameters.get("lr", math.nan))
+        if trial.status == TrialStatus.DIVERGED:
+            diverged[trial.optimizer].append(lr)
+        elif trial.status in RANKED and math.isfinite(trial.objective_value or math.nan):
+            finite[trial.optimizer][trial.number // repeats].append(trial)
+    families = []
+    for name in spec.space.optimizers:
+        configurations = [
+            _Configuration(
+                number=members[0].number,
+                lr=float(members[0].hyperparameters.get("lr", math.nan)),
+                value=statistics.fmean(float(t.objective_value or 0.0) for t in members),
+                hyperparameters=dict(members[0].hyperparameters),
+            )
+            for members in finite[name].values()
+        ]
+        families.append(
+            _family(
+                name, configurations, diverged[name], maximize, tolerance, spec.objective.metric
+            )
+        )
+    families.sort(
+        key=lambda f: (
+            f.best_objective is None,
+            -(f.best_objective or 0.0) if maximize else (f.best_objective or 0.0),
+        )
+    )
+    return OptimizerReport(
+        sweep_id=sweep.id,
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        tolerance=tolerance,
+        families=families,
+    )
+
+
+def _family(
+    name: str,
+    configurations: list[_Configuration],
+    diverged_lrs: list[float],
+    maximize: bool,
+    tolerance: float,
+    metric: str,
+) -> FamilyReport:
+    lowest_diverged = min(diverged_lrs, default=None)
+    if not configurations:
+        return FamilyReport(
+            optimizer=name,
+            best_trial=None,
+            best_objective=None,
+            best_lr=None,
+            best_hyperparameters=None,
+            basin_low=None,
+            basin_high=None,
+            basin_decades=None,
+            basin_configurations=0,
+            open_below=False,
+            open_above=False,
+            configurations=0,
+            diverged=len(diverged_lrs),
+            lowest_diverged_lr=lowest_diverged,
+            summary=f"{name}: no configuration finished with a finite {metric} "
+            f"({len(diverged_lrs)} diverged)",
+        )
+    best = (max if maximize else min)(configurations, key=lambda c: c.value)
+    margin = tolerance * max(abs(best.value), 1e-12)
+
+    def near(configuration: _Configuration) -> bool:
+        gap = best.value - configuration.value if maximize else configuration.value - best.value
+        return gap <= margin
+
+    by_lr = sorted(configurations, key=lambda c: (c.lr, c.number))
+    at = by_lr.index(best)
+    low = high = at
+    while low > 0 and near(by_lr[low - 1]):
+        low -= 1
+    while high < len(by_lr) - 1 and near(by_lr[high + 1]):
+        high += 1
+    basin_low, basin_high = by_lr[low].lr, by_lr[high].lr
+    decades = math.log10(basin_high / basin_low) if basin_low > 0 else None
+    report = FamilyReport(
+        optimizer=name,
+        best_trial=best.number,
+        best_objective=best.value,
+        best_lr=best.lr,
+        best_hyperparameters=best.hyperparameters,
+        basin_low=basin_low,
+        basin_high=basin_high,
+        basin_decades=decades,
+        basin_configurations=high - low + 1,
+        open_below=low == 0,
+        open_above=high == len(by_lr) - 1,
+        configurations=len(configurations),
+        diverged=len(diverged_lrs),
+        lowest_diverged_lr=lowest_diverged,
+        summary="",
+    )
+    report.summary = _sentence(report, tolerance, metric, highest_tried=by_lr[-1].lr)
+    return report
+
+
+def _sentence(report: FamilyReport, tolerance: float, metric: str, *, highest_tried: float) -> str:
+    """One sentence: where to set this family's lr, and where it breaks."""
+    assert report.best_objective is not None
+    assert report.best_lr is not None
+    name, within = report.optimizer, f"within {tolerance:.0%} of its best {metric}"
+    best = f"{report.best_objective:.4g} at lr {report.best_lr:.2g}"
+    if report.basin_configurations == 1:
+        text = f"{name}: only lr {report.best_lr:.2g} is {within} ({best}); try more lrs near it"
+    else:
+        text = (
+            f"{name}: lr {report.basin_low:.2g}..{report.basin_high:.2g} "
+            f"({report.basin_decades or 0:.1f} decades, {report.basin_configurations} "
+            f"configurations) {within} ({best})"
+        )
+    if report.lowest_diverged_lr is not None:
+        text += f"; diverged at lr {report.lowest_diverged_lr:.2g}"
+    else:
+        text += f"; none diverged up to lr {highest_tried:.2g}"
+    edges = [side for side, open_ in (("below", report.open_below), ("above", report.open_above))]
+    edges = [
+        side
+        for side, open_ in zip(
+            ("below", "above"), (report.open_below, report.open_above), strict=True
+        )
+        if open_
+    ]
+    if edges and report.basin_configurations > 1:
+        text += f"; the basin may reach further {' and '.join(edges)} the lrs tried"
+    return text
