@@ -104,4 +104,3 @@ def test_the_report_finds_each_familys_basin_and_where_it_diverged(live_api: Liv
         assert wide["basin_configurations"] >= narrow["basin_configurations"]
     assert live_api.client.get(f"/sweeps/{sweep['id']}/report?tolerance=2").status_code == 422
     assert live_api.client.get("/sweeps/999999/report").status_code == 404
-
