@@ -87,18 +87,24 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def batch_rows(batch_size: int | str, size: int) -> int:
+    """Examples per batch: ``batch_size``, or all ``size`` of them for "full"."""
+    return max(1, size) if batch_size == "full" else int(batch_size)
+
+
 def epoch_batches(
     data: Any,
     *,
     seed: int,
     epoch: int,
-    batch_size: int,
+    batch_size: int | str,
     device: torch.device,
     drop_last: bool = False,
 ) -> Iterator[tuple[Inputs, Tensor]]:
     """Epoch ``epoch``'s shuffled batches of ``data`` on ``device``, the order from (seed,
-    epoch); with ``drop_last`` a last short batch is left out."""
+    epoch); with ``drop_last`` a last short batch is left out; "full": one batch of all."""
     order = torch.randperm(data_size(data), generator=epoch_generator(seed, epoch))
+    batch_size = batch_rows(batch_size, len(order))
     full = len(order) >= batch_size
     stop = len(order) - len(order) % batch_size if drop_last and full else len(order)
     if not is_dataset(data):

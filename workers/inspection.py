@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from optimizers import MemberConfig
-from workers.batches import chunks, epoch_batches
+from workers.batches import batch_rows, chunks, epoch_batches
 from workers.specs import PackProbe, WorkloadReport
 from workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
 from workers.workloads import (
@@ -74,7 +74,7 @@ def _with(report: WorkloadReport, probe: PackProbe) -> WorkloadReport:
     return WorkloadReport(name=report.name, kind=report.kind, metrics=report.metrics, probe=probe)
 
 
-def _stacked_step(built: list[Any], batch_size: int, optimizers: list[str]) -> None:
+def _stacked_step(built: list[Any], batch_size: int | str, optimizers: list[str]) -> None:
     """One training step and one evaluation of two members as a pack (raises if vmap can't)."""
     device = torch.device("cpu")
     models = {k: b.model for k, b in enumerate(built)}
@@ -85,6 +85,6 @@ def _stacked_step(built: list[Any], batch_size: int, optimizers: list[str]) -> N
         epoch_batches(built[0].train, seed=0, epoch=1, batch_size=batch_size, device=device)
     )
     train_stacked_epoch(stack, base, built[0], iter([batch]), device=device)
-    few = next(chunks(built[0].val, size=batch_size, device=device))
+    few = next(chunks(built[0].val, size=batch_rows(batch_size, 64), device=device))
     small = dataclasses.replace(built[0], train=few, val=few)
     evaluate_stacked(stack, base, {0: small, 1: small}, [(0, 0), (1, 1)])

@@ -101,7 +101,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
 
 
 def _batches(
-    data: Any, *, seed: int, batch_size: int, device: torch.device
+    data: Any, *, seed: int, batch_size: int | str, device: torch.device
 ) -> Iterator[tuple[Inputs, Tensor]]:
     """Full batches of ``data``, epoch after epoch (a short last batch is left out)."""
     for epoch in itertools.count(1):

@@ -16,6 +16,7 @@ from optimizers import (
 from workers.batches import (
     Data,
     Inputs,
+    batch_rows,
     chunks,
     data_size,
     epoch_batches,
@@ -96,9 +97,10 @@ def _train_epoch(
     return bool(finite.item())
 
 
-def steps_per_epoch(built: Built, batch_size: int) -> int:
+def steps_per_epoch(built: Built, batch_size: int | str) -> int:
     """Optimizer steps in one epoch: one per batch, the last one possibly short."""
-    return math.ceil(data_size(built.train) / batch_size)
+    size = data_size(built.train)
+    return math.ceil(size / batch_rows(batch_size, size))
 
 
 def _checkpoint(

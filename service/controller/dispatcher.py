@@ -102,7 +102,11 @@ class Dispatcher:
                     )
                     if self.state.in_flight and not fits:
                         return
-                    batch, trials = trials[:size], trials[size:]
+                    # A pack's members share their batches: one batch size per pack.
+                    key = batch_size_of(trials[0])
+                    batch = [t for t in trials if batch_size_of(t) == key][:size]
+                    chosen = {t.id for t in batch}
+                    trials = [t for t in trials if t.id not in chosen]
                     self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
                     used_cpus += cpus
                     used_gpus += gpus
@@ -142,6 +146,7 @@ class Dispatcher:
                     "optimizer": suggestion.optimizer,
                     "hyperparameters": suggestion.hyperparameters,
                     "search_params": suggestion.search_params,
+                    "settings": suggestion.settings or None,
                     "seed": trial_seed(spec.search.seed, number),
                     "status": TrialStatus.PENDING,
                 }
@@ -212,14 +217,28 @@ class Dispatcher:
         return [CheckpointPlan(path=str(root / f"trial-{t.id}.pt"), every=every) for t in trials]
 
 
+def batch_size_of(trial: Trial) -> Any:
+    """The batch size a trial searched, or None (the workload's)."""
+    return (trial.settings or {}).get("batch_size")
+
+
+def _workload(spec: SweepCreate, trial: Trial) -> dict[str, Any]:
+    """The workload config of this trial: the sweep's, with the trial's batch size."""
+    config = spec.workload.config()
+    if batch_size_of(trial) is not None:
+        config["batch_size"] = batch_size_of(trial)
+    return config
+
+
 def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
     """What a worker trains for one trial of this sweep."""
     return TrialSpec(
-        workload=spec.workload.config(),
+        workload=_workload(spec, trial),
         optimizer=trial.optimizer,
         hyperparameters=trial.hyperparameters,
         seed=trial.seed,
         data_seed=spec.search.seed,
+        clip_norm=(trial.settings or {}).get("clip_norm"),
     )
 
 
@@ -234,9 +253,14 @@ def pack_spec(spec: SweepCreate, trials: list[Trial]) -> PackSpec:
             mode=spec.objective.mode,
         )
     return PackSpec(
-        workload=spec.workload.config(),
+        workload=_workload(spec, trials[0]),  # the dispatcher packs one batch size together
         members=[
-            MemberSpec(optimizer=t.optimizer, hyperparameters=t.hyperparameters, seed=t.seed)
+            MemberSpec(
+                optimizer=t.optimizer,
+                hyperparameters=t.hyperparameters,
+                seed=t.seed,
+                clip_norm=(t.settings or {}).get("clip_norm"),
+            )
             for t in trials
         ],
         data_seed=spec.search.seed,

@@ -9,7 +9,7 @@ import numpy as np
 from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
-from service.sweeps.schemas import ADAPTIVE, FloatRange, SweepCreate
+from service.sweeps.schemas import ADAPTIVE, Choice, FloatRange, IntRange, SweepCreate
 from service.trials.models import TrialStatus
 from workers.specs import WorkloadReport
 from workers.workloads import (
@@ -40,12 +40,33 @@ def check_workload(spec: SweepCreate, report: WorkloadReport | None = None) -> N
         except ValueError as exc:  # unknown workload name, listing the valid ones
             raise SpecError(str(exc), field="workload.name") from None
         name, metrics = workload.name, reported_metrics(workload)
+        _check_batch_sizes(spec)
     if spec.objective.metric not in metrics:
         raise SpecError(
             f"workload {name!r} does not report {spec.objective.metric!r} "
             f"(it reports: {', '.join(metrics)})",
             field="objective.metric",
         )
+
+
+def _check_batch_sizes(spec: SweepCreate) -> None:
+    """Every batch size the space searches is one the (named) workload accepts."""
+    searched = spec.space.batch_size
+    if searched is None:
+        return
+    if isinstance(searched, Choice):
+        values = list(searched.values)
+    elif isinstance(searched, IntRange):
+        values = [searched.low, searched.high]
+    else:
+        values = [searched]
+    for value in values:
+        try:
+            parse_workload_config({**spec.workload.config(), "batch_size": value})
+        except WorkloadConfigError as exc:
+            raise SpecError(
+                f"{value!r} is not a batch size of this workload ({exc})", field="space.batch_size"
+            ) from None
 
 
 def packs(spec: SweepCreate, report: WorkloadReport | None) -> tuple[bool, str | None]:
@@ -187,6 +208,7 @@ def trial_rows(
             "number": number,
             "optimizer": suggestion.optimizer,
             "hyperparameters": suggestion.hyperparameters,
+            "settings": suggestion.settings or None,
             "seed": trial_seed(spec.search.seed, number),
             "status": TrialStatus.PENDING,
         }

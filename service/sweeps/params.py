@@ -73,16 +73,19 @@ class FloatRange(StrictModel):
 
 
 class IntRange(StrictModel):
-    """An integer in [low, high]."""
+    """An integer in [low, high], uniform or (``log``) log-uniform."""
 
     type: Literal["int"]
     low: int
     high: int
+    log: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
         if self.low > self.high:
             raise ValueError(f"low must be <= high, got low={self.low}, high={self.high}")
+        if self.log and self.low < 1:
+            raise ValueError(f"a log range needs low >= 1, got low={self.low}")
         return self
 
 
@@ -133,6 +136,25 @@ Override = Annotated[
     ),
 ]
 """A per-family override: a fixed value or a searched hyperparameter."""
+
+
+def _setting_kind(value: Any) -> str | None:
+    return "fixed" if value is None or value == "full" else _param_kind(value)
+
+
+Setting = Annotated[
+    Annotated[FloatRange, Tag("float")]
+    | Annotated[IntRange, Tag("int")]
+    | Annotated[Choice, Tag("choice")]
+    | Annotated[int | float | Literal["full"] | None, Tag("fixed")],
+    Discriminator(
+        _setting_kind,
+        custom_error_type="parameter",
+        custom_error_message="expected a fixed value, {'low', 'high'[, 'log']}, "
+        "{'type': 'int', ...} or {'values': [...]}",
+    ),
+]
+"""A training setting searched like a hyperparameter (batch size, clipping): fixed or searched."""
 
 
 def _lr_kind(value: Any) -> str | None:

@@ -29,6 +29,7 @@ from service.sweeps.params import (
     Name,
     Override,
     Param,
+    Setting,
     StrictModel,
     param_bounds,
 )
@@ -49,6 +50,13 @@ class Space(StrictModel):
         default_factory=dict, max_length=len(OPTIMIZERS)
     )
     """Per family: fixed values or searched ranges for any of its own hyperparameters."""
+    batch_size: Setting = None
+    """Batch sizes to search: values (``full``: the whole training set each step, gradient
+    descent; 1: pure stochastic gradient descent) or an int range (``log`` allowed); None:
+    the workload's ``batch_size``. Packs group trials by batch size."""
+    clip_norm: Setting = None
+    """Gradient clipping by global norm, per trial: a value, values (null: no clipping) or a
+    range (``log`` allowed); None: no clipping."""
 
     def searched_lr(self) -> Param:
         """lr as a searched parameter; ValueError while it is "auto" (not resolved yet)."""
@@ -76,6 +84,38 @@ class Space(StrictModel):
         if isinstance(lr, FloatRange) and lr.log_one_minus:
             raise ValueError("log_one_minus is for betas; use log for lr")
         return lr
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_sizes(cls, batch_size: Any) -> Any:
+        values = batch_size.values if isinstance(batch_size, Choice) else [batch_size]
+        if isinstance(batch_size, FloatRange):
+            raise ValueError("batch sizes are whole numbers: use {'type': 'int', ...}")
+        if isinstance(batch_size, IntRange):
+            values = [batch_size.low, batch_size.high]
+        for value in values:
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not (value == "full" or value is None or (whole and 1 <= value <= 65_536)):
+                raise ValueError(
+                    f"a batch size is an int in [1, 65536] or 'full', got {short_repr(value)}"
+                )
+        return batch_size
+
+    @field_validator("clip_norm")
+    @classmethod
+    def _clip_norms(cls, clip_norm: Any) -> Any:
+        if isinstance(clip_norm, IntRange) or clip_norm == "full":
+            raise ValueError("a clip norm is a float: {'low', 'high'} or {'values': [...]}")
+        values = clip_norm.values if isinstance(clip_norm, Choice) else None
+        if isinstance(clip_norm, FloatRange):
+            values = [clip_norm.low, clip_norm.high]
+        for value in values if values is not None else [clip_norm]:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (value is None or (number and math.isfinite(value) and value > 0)):
+                raise ValueError(
+                    f"a clip norm is a finite number > 0 (or null: none), got {short_repr(value)}"
+                )
+        return clip_norm
 
     @field_validator("beta1", "beta2")
     @classmethod
@@ -134,8 +174,9 @@ class WorkloadSpec(BaseModel):
     """The user's own workload, ``module.path:attribute`` in the sweep's code (or installed on
     the workers): a model workload or a ``@function_workload``."""
     epochs: int = Field(ge=1, le=10_000)
-    batch_size: int | None = Field(default=None, ge=1, le=65_536)
-    """None: the workload's own default (64 for the digits workloads)."""
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] | Literal["full"] | None = None
+    """None: the workload's own default (64 for the digits workloads); "full": the whole
+    training set per step (gradient descent)."""
 
     def config(self) -> dict[str, Any]:
         """The workload config a worker builds from (unset fields take the workload's defaults)."""

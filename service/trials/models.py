@@ -56,6 +56,9 @@ class Trial(Base):
     optimizer: Mapped[str] = mapped_column(String(32), index=True)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     search_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """Training settings the sweep searches beside the hyperparameters (``batch_size``,
+    ``clip_norm``); None or empty when it searches none."""
     hyperparameter_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     """PBT: each time the trial took another's state, the epoch, that trial's id and the new
     hyperparameters (``hyperparameters`` holds the latest)."""

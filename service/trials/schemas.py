@@ -30,6 +30,8 @@ class TrialRead(ReadModel):
     number: int
     optimizer: str
     hyperparameters: dict[str, Any]
+    settings: dict[str, Any] | None = None
+    """The training settings searched for this trial (``batch_size``, ``clip_norm``)."""
     seed: int
     status: TrialStatus
     attempt: int

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from torch import Tensor, nn
 
 from optimizers.schemas import field_path, short_repr
 from workers.batches import Data
+
+
+def _batch_size(value: Any) -> int | str:
+    """A batch size: an int in [1, 65536], or "full" (the whole training set)."""
+    if value == "full":
+        return "full"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65_536:
+        raise ValueError(f"must be an int in [1, 65536] or 'full', got {short_repr(value)}")
+    return value
+
+
+BatchSize = Annotated[int | Literal["full"], PlainValidator(_batch_size)]
+"""Examples per optimizer step; "full": the whole training set (gradient descent)."""
 
 
 class WorkloadConfig(BaseModel):
@@ -21,7 +34,8 @@ class WorkloadConfig(BaseModel):
 
     name: str
     epochs: int = Field(default=10, ge=1, le=10_000)
-    batch_size: int = Field(default=64, ge=1, le=65_536)
+    batch_size: BatchSize = 64
+    """Examples per optimizer step; "full": the whole training set (gradient descent)."""
 
 
 class WorkloadConfigError(ValueError):

@@ -20,7 +20,13 @@ import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from service.controller.searchers.base import Outcome, StoredTrial, Suggestion, to_suggestion
+from service.controller.searchers.base import (
+    Outcome,
+    StoredTrial,
+    Suggestion,
+    setting_axes,
+    to_suggestion,
+)
 from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 if TYPE_CHECKING:
@@ -64,7 +70,7 @@ def _distribution(param: Param) -> BaseDistribution:
         case Choice():
             return CategoricalDistribution(param.values)
         case IntRange():
-            return IntDistribution(param.low, param.high)
+            return IntDistribution(param.low, param.high, log=param.log)
         case FloatRange(log_one_minus=True):
             return FloatDistribution(1 - param.high, 1 - param.low, log=True)
         case FloatRange():
@@ -78,7 +84,7 @@ def _draw(trial: optuna.Trial, name: str, param: Param) -> Any:
         case Choice():
             return trial.suggest_categorical(name, param.values)
         case IntRange():
-            return trial.suggest_int(name, param.low, param.high)
+            return trial.suggest_int(name, param.low, param.high, log=param.log)
         case FloatRange(log_one_minus=True):
             return trial.suggest_float(name, 1 - param.high, 1 - param.low, log=True)
         case FloatRange():
@@ -130,6 +136,9 @@ class AdaptiveSearcher:
         for name, override in self._space.overrides.get(optimizer, {}).items():
             if isinstance(override, FloatRange | IntRange | Choice):
                 axes[f"{optimizer}.{name}"] = (f"{optimizer}.{name}", override)
+        for name, setting in setting_axes(self._space).items():
+            if isinstance(setting, FloatRange | IntRange | Choice):
+                axes[name] = (name, setting)  # shared by every family: a batch size is one
         return axes
 
     def _distributions(self, params: dict[str, Any]) -> dict[str, BaseDistribution]:
@@ -152,6 +161,9 @@ class AdaptiveSearcher:
         for name, override in self._space.overrides.get(optimizer, {}).items():
             if not isinstance(override, FloatRange | IntRange | Choice):
                 sampled[f"{optimizer}.{name}"] = override
+        for name, setting in setting_axes(self._space).items():
+            if not isinstance(setting, FloatRange | IntRange | Choice):
+                sampled[name] = setting
         return to_suggestion(self._space, optimizer, sampled)
 
     def suggest(self) -> Suggestion | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from optimizers import get_spec
@@ -24,6 +24,9 @@ class Suggestion:
     search_params: dict[str, Any] | None = None
     """What an adaptive searcher drew (its own names and scales), stored with the trial so a
     restarted searcher can be rebuilt; None for grid and random search."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Training settings searched beside the hyperparameters (``SETTINGS``: batch size, clip
+    norm); only those the sweep sets."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,19 @@ def combine(
     return ("stopped" if "stopped" in outcomes else "completed"), mean
 
 
+SETTINGS = ("batch_size", "clip_norm")
+"""Space fields that are training settings, not optimizer hyperparameters."""
+
+
+def setting_axes(space: Space) -> dict[str, Any]:
+    """The settings this space sets (fixed or searched), by name."""
+    return {name: getattr(space, name) for name in SETTINGS if getattr(space, name) is not None}
+
+
 def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Suggestion:
-    """Map sampled lr/beta1/beta2/overrides onto the family's own fields and validate them."""
+    """Map sampled lr/beta1/beta2/overrides onto the family's own fields and validate them;
+    sampled settings (batch size, clip norm) go beside them."""
+    settings = {name: sampled.pop(name) for name in SETTINGS if name in sampled}
     spec = get_spec(optimizer)
     hyperparameters: dict[str, Any] = {"lr": sampled["lr"]} if "lr" in sampled else {}
     hyperparameters = spec.with_betas(
@@ -109,4 +123,4 @@ def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Sugg
         if name.startswith(f"{optimizer}."):
             hyperparameters[name.split(".", 1)[1]] = value
     validated = spec.validate(hyperparameters)
-    return Suggestion(optimizer, validated.model_dump(mode="json"))
+    return Suggestion(optimizer, validated.model_dump(mode="json"), settings=settings)

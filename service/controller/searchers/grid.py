@@ -6,7 +6,13 @@ import itertools
 from typing import Any
 
 from optimizers import get_spec
-from service.controller.searchers.base import NonAdaptive, StoredTrial, Suggestion, to_suggestion
+from service.controller.searchers.base import (
+    NonAdaptive,
+    StoredTrial,
+    Suggestion,
+    setting_axes,
+    to_suggestion,
+)
 from service.sweeps.schemas import Choice, Param, Space
 
 
@@ -18,10 +24,10 @@ class GridError(ValueError):
         self.field = field
 
 
-def _values(param: Param | float | int | bool, field: str) -> list[Any]:
+def _values(param: Param | float | int | bool | str, field: str) -> list[Any]:
     if isinstance(param, Choice):
         return list(param.values)
-    if isinstance(param, float | int | bool):
+    if isinstance(param, float | int | bool | str):
         return [param]
     raise GridError(f"grid search needs {{'values': [...]}} for {field}, got a range", field=field)
 
@@ -38,6 +44,8 @@ def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
             axes[name] = _values(param, f"space.{name}")
     for name, override in space.overrides.get(optimizer, {}).items():
         axes[f"{optimizer}.{name}"] = _values(override, f"space.overrides.{optimizer}.{name}")
+    for name, setting in setting_axes(space).items():
+        axes[name] = _values(setting, f"space.{name}")
     return axes
 
 

@@ -6,15 +6,24 @@ import math
 import random
 from typing import Any
 
-from service.controller.searchers.base import NonAdaptive, StoredTrial, Suggestion, to_suggestion
+from service.controller.searchers.base import (
+    NonAdaptive,
+    StoredTrial,
+    Suggestion,
+    setting_axes,
+    to_suggestion,
+)
 from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 
-def sample(param: Param | float | int | bool, rng: random.Random) -> Any:
+def sample(param: Param | float | int | bool | str, rng: random.Random) -> Any:
     """One draw from a parameter (log ranges are log-uniform)."""
     match param:
         case Choice():
             return rng.choice(param.values)
+        case IntRange(log=True):
+            drawn = math.exp(rng.uniform(math.log(param.low), math.log(param.high + 1)))
+            return min(param.high, int(drawn))
         case IntRange():
             return rng.randint(param.low, param.high)
         case FloatRange(log_one_minus=True):
@@ -47,6 +56,8 @@ class RandomSearcher(NonAdaptive):
                 sampled[name] = sample(param, self._rng)
         for name, param in self._space.overrides.get(optimizer, {}).items():
             sampled[f"{optimizer}.{name}"] = sample(param, self._rng)
+        for name, setting in setting_axes(self._space).items():
+            sampled[name] = sample(setting, self._rng)
         return to_suggestion(self._space, optimizer, sampled)
 
     def restore(self, stored: list[StoredTrial]) -> None:

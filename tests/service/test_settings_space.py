@@ -1,0 +1,116 @@
+"""Batch size and gradient clipping searched like hyperparameters: through grid, random and
+TPE, stored on each trial, packs formed by batch size, every bad value a 422 naming it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.service.conftest import LiveAPI
+from workers.specs import TrialSpec
+from workers.train import train_trial
+
+
+def _spec(name: str, search: dict[str, Any], **space: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "workload": {"name": "mlp-digits", "epochs": 1},
+        "space": {"optimizers": ["sgd", "adam"], "lr": {"values": [0.01]}, **space},
+        "search": search,
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+    }
+
+
+def test_a_grid_over_batch_size_and_clipping_packs_by_batch_size(live_api: LiveAPI) -> None:
+    spec = _spec(
+        "gd-sgd-minibatch",
+        {"algorithm": "grid"},
+        batch_size={"values": ["full", 32]},
+        clip_norm={"values": [None, 1.0]},
+    )
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert (sweep["status"], sweep["num_trials"]) == ("completed", 8)
+    trials = live_api.trials(sweep["id"])
+    assert sorted(
+        (t["optimizer"], str(t["settings"]["batch_size"]), t["settings"]["clip_norm"] or 0)
+        for t in trials
+    ) == sorted(
+        (name, size, clip)
+        for name in ("sgd", "adam")
+        for size in ("full", "32")
+        for clip in (0, 1.0)
+    )
+    packs: dict[str, set[Any]] = {}
+    for trial in trials:
+        if trial["pack_id"] is not None:
+            packs.setdefault(trial["pack_id"], set()).add(trial["settings"]["batch_size"])
+    assert packs  # some trials were packed, and never two batch sizes in one pack
+    assert all(len(sizes) == 1 for sizes in packs.values())
+    assert all(t["status"] == "completed" for t in trials)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+def test_sampling_searchers_draw_batch_sizes_and_clip_norms_in_range(
+    live_api: LiveAPI, algorithm: str
+) -> None:
+    spec = _spec(
+        f"settings-{algorithm}",
+        {"algorithm": algorithm, "num_trials": 6, "seed": 2},
+        batch_size={"type": "int", "low": 16, "high": 256, "log": True},
+        clip_norm={"low": 0.1, "high": 10.0, "log": True},
+    )
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    trials = live_api.trials(sweep["id"])
+    assert len(trials) == 6
+    for trial in trials:
+        assert 16 <= trial["settings"]["batch_size"] <= 256
+        assert 0.1 <= trial["settings"]["clip_norm"] <= 10.0
+    assert len({t["settings"]["batch_size"] for t in trials}) > 1
+
+
+@pytest.mark.parametrize(
+    ("space", "loc", "message"),
+    [
+        ({"batch_size": 0}, ["body", "space", "batch_size"], "a batch size is an int"),
+        ({"batch_size": {"values": [64, 70000]}}, ["body", "space", "batch_size"], "65536"),
+        ({"batch_size": {"low": 1, "high": 8}}, ["body", "space", "batch_size"], "whole numbers"),
+        ({"clip_norm": -1.0}, ["body", "space", "clip_norm"], "finite number > 0"),
+        ({"clip_norm": {"values": [0.0]}}, ["body", "space", "clip_norm"], "finite number > 0"),
+        ({"clip_norm": "full"}, ["body", "space", "clip_norm"], "a clip norm is a float"),
+    ],
+)
+def test_a_bad_batch_size_or_clip_norm_is_a_422_naming_it(
+    live_api: LiveAPI, space: dict[str, Any], loc: list[str], message: str
+) -> None:
+    response = live_api.client.post("/sweeps", json=_spec("bad", {"algorithm": "grid"}, **space))
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == loc
+    assert message in error["msg"]
+
+
+def test_a_batch_size_the_workload_refuses_is_a_422(live_api: LiveAPI) -> None:
+    spec = _spec("bad", {"algorithm": "grid"}, batch_size={"values": [1, 8]})
+    spec["workload"] = {"name": "rosenbrock", "epochs": 1}  # a test function: batch size 1
+    spec["objective"] = {"metric": "val_loss", "mode": "min"}
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "batch_size"]
+    assert "8 is not a batch size of this workload" in error["msg"]
+
+
+def test_a_full_batch_trial_takes_one_step_per_epoch() -> None:
+    steps = []
+    spec = TrialSpec(
+        workload={"name": "mlp-digits", "epochs": 3, "batch_size": "full"},
+        optimizer="sgd",
+        hyperparameters={"lr": 0.5},
+        seed=0,
+        device="cpu",
+    )
+    result = train_trial(spec, checkpoint=lambda saved: steps.append(saved.step))
+    assert result.status == "completed"
+    assert steps == [1, 2, 3]  # gradient descent: the whole training set per step
