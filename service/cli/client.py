@@ -157,7 +157,7 @@ def trials(
             trial["status"],
             fmt(trial["objective"]),
             fmt(trial["best_objective"]),
-            hyperparameters_text(trial["hyperparameters"]),
+            hyperparameters_text(trial["hyperparameters"], trial.get("settings")),
             str(trial["id"]),
         )
     console.print(table)

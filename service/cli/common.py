@@ -105,9 +105,14 @@ def fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def hyperparameters_text(hyperparameters: dict[str, Any]) -> str:
+def hyperparameters_text(
+    hyperparameters: dict[str, Any], settings: dict[str, Any] | None = None
+) -> str:
     shown = {k: v for k, v in hyperparameters.items() if v not in (0, 0.0, False)}
-    return " ".join(f"{name}={fmt(value)}" for name, value in shown.items())
+    text = " ".join(f"{name}={fmt(value)}" for name, value in shown.items())
+    for name, value in (settings or {}).items():  # batch size, clipping: searched settings
+        text += f" {name}={'none' if value is None else fmt(value)}"
+    return text
 
 
 def leaderboard_table(board: dict[str, Any]) -> Table:
@@ -138,7 +143,7 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
             shown,
             *versus,
             str(trial["number"]),
-            hyperparameters_text(trial["hyperparameters"]),
+            hyperparameters_text(trial["hyperparameters"], trial.get("settings")),
             str(entry["ranked_trials"]),
         )
     return table

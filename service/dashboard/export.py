@@ -22,7 +22,8 @@ router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute
 
 CSV_COLUMNS = [
     "id", "number", "optimizer", "status", "objective", "best_objective", "epochs_run",
-    "attempt", "seed", "lr", "beta1", "beta2", "hyperparameters", "pack_id", "device",
+    "attempt", "seed", "lr", "beta1", "beta2", "batch_size", "clip_norm", "hyperparameters",
+    "pack_id", "device",
     "started_at", "finished_at", "error",
 ]  # fmt: skip
 
@@ -44,7 +45,7 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
     columns = [
         t.id, t.number, t.optimizer, type_coerce(t.status, String), t.objective_value,
         t.objective_kind, t.best_objective_value, t.best_objective_kind, t.epochs_run,
-        t.attempt, t.seed, t.hyperparameters, t.pack_id, t.device, t.started_at,
+        t.attempt, t.seed, t.hyperparameters, t.settings, t.pack_id, t.device, t.started_at,
         t.finished_at, t.error,
     ]  # fmt: skip
 
@@ -70,9 +71,10 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
             for row in batch:
                 (
                     trial_id, number, optimizer, status, objective, objective_kind, best,
-                    best_kind, epochs_run, attempt, seed, hyperparameters, pack_id, device,
-                    started_at, finished_at, error,
+                    best_kind, epochs_run, attempt, seed, hyperparameters, settings, pack_id,
+                    device, started_at, finished_at, error,
                 ) = row  # fmt: skip
+                settings = settings or {}
                 beta1, beta2 = queries.betas(optimizer, hyperparameters)
                 writer.writerow(
                     [
@@ -80,6 +82,7 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
                         decode_float(objective, objective_kind), decode_float(best, best_kind),
                         epochs_run, attempt, seed,
                         hyperparameters.get("lr"), beta1, beta2,
+                        settings.get("batch_size"), settings.get("clip_norm"),
                         json.dumps(hyperparameters, sort_keys=True),
                         pack_id, device, started_at, finished_at, error,
                     ]

@@ -33,6 +33,9 @@ class FamilyReport(BaseModel):
     """Its objective (the mean over repeats with repeats)."""
     best_lr: float | None
     best_hyperparameters: dict[str, object] | None
+    best_settings: dict[str, object] | None = None
+    """Its searched training settings (batch size, clip norm), if the sweep searches any: the
+    basin is taken among configurations with these settings."""
     basin_low: float | None
     """The lowest lr of the basin: configurations from here to ``basin_high`` (by lr, without
     a gap) reach within the tolerance of the best."""
@@ -72,6 +75,7 @@ class _Configuration:
     lr: float
     value: float
     hyperparameters: dict[str, object]
+    settings: dict[str, object]
 
 
 def optimizer_report(
@@ -98,6 +102,7 @@ def optimizer_report(
                 lr=float(members[0].hyperparameters.get("lr", math.nan)),
                 value=statistics.fmean(float(t.objective_value or 0.0) for t in members),
                 hyperparameters=dict(members[0].hyperparameters),
+                settings=dict(members[0].settings or {}),
             )
             for members in finite[name].values()
         ]
@@ -137,6 +142,7 @@ def _family(
             best_objective=None,
             best_lr=None,
             best_hyperparameters=None,
+            best_settings=None,
             basin_low=None,
             basin_high=None,
             basin_decades=None,
@@ -156,7 +162,10 @@ def _family(
         gap = best.value - configuration.value if maximize else configuration.value - best.value
         return gap <= margin
 
-    by_lr = sorted(configurations, key=lambda c: (c.lr, c.number))
+    # The basin is a slice along lr: with searched settings (batch size, clipping), of the
+    # configurations that share the best one's.
+    alike = [c for c in configurations if c.settings == best.settings]
+    by_lr = sorted(alike, key=lambda c: (c.lr, c.number))
     at = by_lr.index(best)
     low = high = at
     while low > 0 and near(by_lr[low - 1]):
@@ -171,6 +180,7 @@ def _family(
         best_objective=best.value,
         best_lr=best.lr,
         best_hyperparameters=best.hyperparameters,
+        best_settings=best.settings or None,
         basin_low=basin_low,
         basin_high=basin_high,
         basin_decades=decades,
@@ -192,6 +202,11 @@ def _sentence(report: FamilyReport, tolerance: float, metric: str, *, highest_tr
     assert report.best_lr is not None
     name, within = report.optimizer, f"within {tolerance:.0%} of its best {metric}"
     best = f"{report.best_objective:.4g} at lr {report.best_lr:.2g}"
+    if report.best_settings:
+        best += "".join(
+            f", {key.replace('_', ' ')} {'none' if value is None else value}"
+            for key, value in report.best_settings.items()
+        )
     if report.basin_configurations == 1:
         text = f"{name}: only lr {report.best_lr:.2g} is {within} ({best}); try more lrs near it"
     else:

@@ -3,6 +3,8 @@ TPE, stored on each trial, packs formed by batch size, every bad value a 422 nam
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import pytest
@@ -48,6 +50,16 @@ def test_a_grid_over_batch_size_and_clipping_packs_by_batch_size(live_api: LiveA
     assert packs  # some trials were packed, and never two batch sizes in one pack
     assert all(len(sizes) == 1 for sizes in packs.values())
     assert all(t["status"] == "completed" for t in trials)
+    exported = csv.DictReader(
+        io.StringIO(live_api.client.get(f"/sweeps/{sweep['id']}/trials.csv").text)
+    )
+    by_id = {t["id"]: t["settings"] for t in trials}
+    for row in exported:
+        settings = by_id[int(row["id"])]
+        assert row["batch_size"] == str(settings["batch_size"])
+        assert row["clip_norm"] == (
+            "" if settings["clip_norm"] is None else str(settings["clip_norm"])
+        )
 
 
 @pytest.mark.parametrize("algorithm", ["random", "tpe"])

@@ -47,10 +47,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function hparamText(hyperparameters) {
-  return Object.entries(hyperparameters)
-    .map(([key, value]) => `${key}=${Array.isArray(value) ? `(${value.map(fmt).join(", ")})` : fmt(value)}`)
-    .join(" ");
+function hparamText(hyperparameters, settings) {
+  // A trial's hyperparameters, then the training settings its sweep searched (batch size, clipping).
+  const shown = Object.entries(hyperparameters)
+    .map(([key, value]) => `${key}=${Array.isArray(value) ? `(${value.map(fmt).join(", ")})` : fmt(value)}`);
+  for (const [key, value] of Object.entries(settings ?? {})) shown.push(`${key}=${value === null ? "none" : fmt(value)}`);
+  return shown.join(" ");
 }
 
 function errorList(detail) {

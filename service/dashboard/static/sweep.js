@@ -31,7 +31,7 @@ async function drawLeaderboard() {
     return el("tr", { "data-optimizer": entry.optimizer },
       el("td", {}, entry.rank), el("td", {}, entry.optimizer), el("td", {}, value),
       el("td", {}, el("a", { href: `/trials/${entry.trial.id}` }, entry.trial.number)),
-      el("td", {}, hparamText(entry.trial.hyperparameters)), el("td", {}, entry.ranked_trials));
+      el("td", {}, hparamText(entry.trial.hyperparameters, entry.trial.settings)), el("td", {}, entry.ranked_trials));
   }));
   document.getElementById("board-statistics").textContent = board.statistics ?? "";
   const report = await api(`/sweeps/${sweepId}/report`);
@@ -226,7 +226,7 @@ async function drawTrials() {
     el("tr", { "data-trial": trial.id },
       el("td", {}, el("a", { href: `/trials/${trial.id}` }, trial.number)), el("td", {}, trial.optimizer),
       el("td", {}, trial.status), el("td", {}, fmt(trial.objective)), el("td", {}, fmt(trial.best_objective)),
-      el("td", {}, trial.epochs_run), el("td", {}, hparamText(trial.hyperparameters)))));
+      el("td", {}, trial.epochs_run), el("td", {}, hparamText(trial.hyperparameters, trial.settings)))));
 }
 
 let importanceDrawn = false;

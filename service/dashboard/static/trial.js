@@ -11,7 +11,7 @@ async function refresh() {
   link.href = `/sweeps/${trial.sweep_id}`;
   link.textContent = `sweep ${trial.sweep_id}`;
   const facts = [
-    ["status", trial.status], ["hyperparameters", hparamText(trial.hyperparameters)],
+    ["status", trial.status], ["hyperparameters", hparamText(trial.hyperparameters, trial.settings)],
     ["objective", fmt(trial.objective)], ["best objective", fmt(trial.best_objective)],
     ["epochs", trial.epochs_run], ["attempt", trial.attempt], ["seed", trial.seed],
     ["pack", trial.pack_id ?? "–"], ["device", trial.device ?? "–"],
