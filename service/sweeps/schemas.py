@@ -50,6 +50,11 @@ class Space(StrictModel):
         default_factory=dict, max_length=len(OPTIMIZERS)
     )
     """Per family: fixed values or searched ranges for any of its own hyperparameters."""
+    hyperparameters: dict[Name, Override] = Field(default_factory=dict, max_length=MAX_OVERRIDES)
+    """Fixed values or searched ranges for hyperparameters several families have
+    (``weight_decay``, ``eps``, ``momentum``, ``nesterov``, ``amsgrad``, ``centered``...):
+    each applies to every family of the sweep that has the field (the registry knows which);
+    a family's own ``overrides`` win."""
     batch_size: Setting = None
     """Batch sizes to search: values (``full``: the whole training set each step, gradient
     descent; 1: pure stochastic gradient descent) or an int range (``log`` allowed); None:
@@ -57,6 +62,13 @@ class Space(StrictModel):
     clip_norm: Setting = None
     """Gradient clipping by global norm, per trial: a value, values (null: no clipping) or a
     range (``log`` allowed); None: no clipping."""
+
+    def family_overrides(self, optimizer: str) -> dict[str, Override]:
+        """What ``optimizer``'s trials fix or search beyond lr and the betas: the shared
+        ``hyperparameters`` it has, then its own ``overrides``, which win."""
+        fields = OPTIMIZERS[optimizer].hyperparameters
+        shared = {name: p for name, p in self.hyperparameters.items() if name in fields}
+        return {**shared, **self.overrides.get(optimizer, {})}
 
     def searched_lr(self) -> Param:
         """lr as a searched parameter; ValueError while it is "auto" (not resolved yet)."""
@@ -125,6 +137,38 @@ class Space(StrictModel):
                 if not 0.0 <= value < 1.0:
                     raise ValueError(f"must be in [0, 1), got {short_repr(value)}")
         return beta
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _shared_hyperparameters(
+        cls, shared: dict[str, Override], info: ValidationInfo
+    ) -> dict[str, Override]:
+        optimizers = info.data.get("optimizers")
+        if optimizers is None:  # already reported as invalid
+            return shared
+        for name, value in shared.items():
+            if name in ("lr", "betas"):
+                raise ValueError(f"{name}: set it with space.lr, beta1 and beta2")
+            having = [f for f in optimizers if name in OPTIMIZERS[f].hyperparameters]
+            if not having:
+                valid = sorted(
+                    {n for f in optimizers for n in OPTIMIZERS[f].hyperparameters} - {"lr"}
+                )
+                raise ValueError(
+                    f"{name}: no family of this sweep has it (theirs: {', '.join(valid)})"
+                )
+            probes = (
+                param_bounds(value)
+                if isinstance(value, FloatRange | IntRange | Choice)
+                else [value]
+            )
+            for family in having:
+                for probe in probes:
+                    try:
+                        OPTIMIZERS[family].validate({name: probe})
+                    except HyperparameterError as exc:
+                        raise ValueError(f"{name} (for {family}): {exc}") from None
+        return shared
 
     @field_validator("overrides")
     @classmethod

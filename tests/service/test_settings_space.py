@@ -126,3 +126,40 @@ def test_a_full_batch_trial_takes_one_step_per_epoch() -> None:
     result = train_trial(spec, checkpoint=lambda saved: steps.append(saved.step))
     assert result.status == "completed"
     assert steps == [1, 2, 3]  # gradient descent: the whole training set per step
+
+
+def test_a_shared_hyperparameter_reaches_every_family_that_has_it(live_api: LiveAPI) -> None:
+    spec = _spec(
+        "shared",
+        {"algorithm": "grid"},
+        hyperparameters={"weight_decay": {"values": [0.0, 0.01]}, "eps": 1e-6},
+        overrides={"adam": {"weight_decay": 0.1}},  # a family's own override wins
+    )
+    spec["space"]["optimizers"] = ["sgd", "adam"]
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    trials = live_api.trials(sweep["id"])
+    sgd = sorted(t["hyperparameters"]["weight_decay"] for t in trials if t["optimizer"] == "sgd")
+    adam = [t["hyperparameters"] for t in trials if t["optimizer"] == "adam"]
+    assert sgd == [0.0, 0.01]  # searched for sgd
+    assert [h["weight_decay"] for h in adam] == [0.1]  # adam's override, one trial
+    assert [h["eps"] for h in adam] == [1e-6]  # sgd has no eps: adam's alone
+    assert all("eps" not in t["hyperparameters"] for t in trials if t["optimizer"] == "sgd")
+
+
+@pytest.mark.parametrize(
+    ("shared", "message"),
+    [
+        ({"nesterov": True}, "nesterov: no family of this sweep has it"),
+        ({"lr": 0.1}, "lr: set it with space.lr"),
+        ({"eps": -1.0}, "eps (for adam)"),
+    ],
+)
+def test_a_bad_shared_hyperparameter_is_a_422(
+    live_api: LiveAPI, shared: dict[str, Any], message: str
+) -> None:
+    spec = _spec("bad", {"algorithm": "grid"}, hyperparameters=shared)
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "hyperparameters"]
+    assert message in error["msg"]

@@ -125,7 +125,7 @@ class AdaptiveSearcher:
 
         spec = get_spec(optimizer)
         prefix = "" if self._shared else f"{optimizer}."
-        overrides = self._space.overrides.get(optimizer, {})
+        overrides = self._space.family_overrides(optimizer)
         axes: dict[str, tuple[str, Param]] = {}
         if "lr" not in overrides:  # a family's own lr range (lr: auto) replaces the shared one
             axes[f"{prefix}lr"] = ("lr", self._space.searched_lr())
@@ -133,7 +133,7 @@ class AdaptiveSearcher:
             param = getattr(self._space, name)
             if param is not None and (self._shared or target is not None):
                 axes[f"{prefix}{name}"] = (name, param)
-        for name, override in self._space.overrides.get(optimizer, {}).items():
+        for name, override in overrides.items():
             if isinstance(override, FloatRange | IntRange | Choice):
                 axes[f"{optimizer}.{name}"] = (f"{optimizer}.{name}", override)
         for name, setting in setting_axes(self._space).items():
@@ -158,7 +158,7 @@ class AdaptiveSearcher:
         sampled: dict[str, Any] = {}
         for name, (target, param) in self._axes(optimizer).items():
             sampled[target] = _value(param, params[name])
-        for name, override in self._space.overrides.get(optimizer, {}).items():
+        for name, override in self._space.family_overrides(optimizer).items():
             if not isinstance(override, FloatRange | IntRange | Choice):
                 sampled[f"{optimizer}.{name}"] = override
         for name, setting in setting_axes(self._space).items():

@@ -42,7 +42,7 @@ def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
     ):
         if target is not None and param is not None:
             axes[name] = _values(param, f"space.{name}")
-    for name, override in space.overrides.get(optimizer, {}).items():
+    for name, override in space.family_overrides(optimizer).items():
         axes[f"{optimizer}.{name}"] = _values(override, f"space.overrides.{optimizer}.{name}")
     for name, setting in setting_axes(space).items():
         axes[name] = _values(setting, f"space.{name}")

@@ -54,7 +54,7 @@ class RandomSearcher(NonAdaptive):
             param = getattr(self._space, name)
             if param is not None:
                 sampled[name] = sample(param, self._rng)
-        for name, param in self._space.overrides.get(optimizer, {}).items():
+        for name, param in self._space.family_overrides(optimizer).items():
             sampled[f"{optimizer}.{name}"] = sample(param, self._rng)
         for name, setting in setting_axes(self._space).items():
             sampled[name] = sample(setting, self._rng)
