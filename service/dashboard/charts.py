@@ -22,7 +22,7 @@ from service.dashboard.schemas import (
 )
 from service.deps import SessionDep
 from service.routing import NOT_FOUND, StrictRoute
-from service.sweeps.repository import get_sweep
+from service.sweeps.repository import get_sweep, stored_spec
 from service.trials.repository import ranked_trials
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
@@ -126,7 +126,11 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
                 lr=float(trial.hyperparameters["lr"]),
                 beta1=beta1,
                 beta2=beta2,
+                batch_size=(trial.settings or {}).get("batch_size"),
+                clip_norm=(trial.settings or {}).get("clip_norm"),
                 objective=float(trial.objective_value or 0.0),
             )
         )
-    return ChartJSON(Parallel(metric=metric, rows=rows))
+    space = stored_spec(sweep).space
+    settings = [name for name in ("batch_size", "clip_norm") if getattr(space, name) is not None]
+    return ChartJSON(Parallel(metric=metric, rows=rows, settings=settings))

@@ -87,8 +87,9 @@ def importance(
 
 
 def estimate(trials: list[Trial], *, method: str, maximize: bool) -> dict[str, float]:
-    """Importance of the family, log lr, and beta1/beta2 (when every trial's family has them)
-    among these trials' objectives; parameters that did not vary are left out."""
+    """Importance of the family, log lr, beta1/beta2 (when every trial's family has them) and
+    the searched settings (batch size, clip norm) among these trials' objectives; parameters
+    that did not vary are left out."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
@@ -102,11 +103,15 @@ def estimate(trials: list[Trial], *, method: str, maximize: bool) -> dict[str, f
         values = [pair[index] for pair in betas]
         if all(value is not None for value in values):
             columns[name] = values
+    for name in ("batch_size", "clip_norm"):  # searched training settings, as categories
+        settings = [trial.settings or {} for trial in trials]
+        if all(name in setting for setting in settings):
+            columns[name] = [str(setting[name]) for setting in settings]
     distributions: dict[str, Any] = {}
     for name, column in columns.items():
         if len(set(column)) < 2:  # did not vary: nothing to attribute
             continue
-        if name == "optimizer":
+        if name in ("optimizer", "batch_size", "clip_norm"):
             distributions[name] = CategoricalDistribution(sorted(set(column)))
         else:
             low, high = min(column), max(column)

@@ -75,11 +75,19 @@ class ParallelRow(BaseModel):
     lr: float
     beta1: float | None
     beta2: float | None
+    batch_size: int | str | None = None
+    """The trial's searched batch size ("full": the whole training set), if the sweep
+    searches it."""
+    clip_norm: float | None = None
+    """Its searched clip norm (None: no clipping, or not searched)."""
     objective: float
 
 
 class Parallel(BaseModel):
     """The best trials as rows for parallel coordinates."""
+
+    settings: list[str] = []
+    """The training settings the sweep searches (``batch_size``, ``clip_norm``): their axes."""
 
     metric: str
     rows: list[ParallelRow]

@@ -26,6 +26,7 @@ SPEC: dict[str, Any] = {
         "optimizers": ["adam", "momentum"],
         "lr": {"low": 1e-4, "high": 3e-3, "log": True},
         "beta1": {"low": 0.8, "high": 0.95},
+        "clip_norm": {"values": [None, 10.0]},
     },
     "search": {"algorithm": "random", "num_trials": 8, "seed": 2},
     "objective": {"metric": "val_loss", "mode": "min"},
@@ -105,6 +106,11 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         page.wait_for_selector(f"#{chart}[data-drawn] canvas")
         lengths = page.evaluate(f"{series_of(chart)}.map(s => s.data.length)")
         assert min(lengths, default=0) > 0, chart
+    axes = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-parallel'))"
+        ".getOption().parallelAxis.map(a => a.name)"
+    )
+    assert axes == ["family", "lr", "beta1", "beta2", "clip norm", "val_loss"]  # searched: axis
     expect(page.locator("#trials tbody tr")).to_have_count(8)
     # Importance within one family: the bars are that family's own hyperparameters.
     within = httpx.get(
@@ -115,7 +121,7 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         "echarts.getInstanceByDom(document.getElementById('chart-importance'))"
         ".getOption().yAxis[0].data"
     )
-    expected = json.dumps(sorted(within["importances"]))
+    expected = json.dumps(sorted(within["importances"]), separators=(",", ":"))  # as JS writes
     page.wait_for_function(f"JSON.stringify([...{bars}].sort()) === {expected!r}")
     assert within["optimizer"] == "adam"
     assert "optimizer" not in within["importances"]

@@ -50,6 +50,12 @@ def test_a_grid_over_batch_size_and_clipping_packs_by_batch_size(live_api: LiveA
     assert packs  # some trials were packed, and never two batch sizes in one pack
     assert all(len(sizes) == 1 for sizes in packs.values())
     assert all(t["status"] == "completed" for t in trials)
+    parallel = live_api.client.get(f"/sweeps/{sweep['id']}/parallel").json()
+    assert parallel["settings"] == ["batch_size", "clip_norm"]  # their axes on the chart
+    assert {str(row["batch_size"]) for row in parallel["rows"]} == {"full", "32"}
+    assert all(row["beta1"] is None for row in parallel["rows"] if row["optimizer"] == "sgd")
+    importances = live_api.client.get(f"/sweeps/{sweep['id']}/importance").json()
+    assert {"batch_size", "clip_norm"} <= set(importances["importances"])
     exported = csv.DictReader(
         io.StringIO(live_api.client.get(f"/sweeps/{sweep['id']}/trials.csv").text)
     )

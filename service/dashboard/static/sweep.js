@@ -172,6 +172,12 @@ function drawCharts() {
 
 const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
 let lastParallel = null;
+function settingOrder(a, b) {
+  // Batch sizes and clip norms as categories in numeric order; "full" and "none" last.
+  const rank = (v) => (typeof v === "number" ? v : Infinity);
+  return rank(a) - rank(b) || String(a).localeCompare(String(b));
+}
+
 function drawParallel(parallel) {
   const families = [...new Set(parallel.rows.map((row) => row.optimizer))].sort();
   const objectives = parallel.rows.map((row) => row.objective);
@@ -179,22 +185,31 @@ function drawParallel(parallel) {
   // Axes above the lines, their labels on a white ground, so they stay readable over 1000 lines.
   const axis = { z: 10, nameLocation: "end", nameGap: 14, nameTextStyle: { fontSize: 13, fontWeight: 600 },
     axisLabel: { backgroundColor: "rgba(255, 255, 255, 0.85)", padding: [1, 3] } };
+  const settings = parallel.settings ?? [];
+  // A setting's value as a category: no clipping is "none".
+  const settingValue = (row, name) => (row[name] === null ? "none" : row[name]);
+  const axes = [
+    { name: "family", type: "category", data: families },
+    { name: "lr", type: "log" },
+    { name: "beta1", scale: true },
+    { name: "beta2", scale: true },
+    ...settings.map((name) => ({ name: name.replace("_", " "), type: "category",
+      data: [...new Set(parallel.rows.map((row) => settingValue(row, name)))].sort(settingOrder).map(String) })),
+    { name: parallel.metric, scale: true },
+  ];
+  const metricDim = axes.length - 1;
   draw(document.getElementById("chart-parallel"), {
-    title: { text: "Parallel coordinates (best trials; no beta = 0)" },
+    title: { text: "Parallel coordinates (best trials; a family without a beta skips its axis)" },
     legend: { show: false },
     tooltip: { show: false },
     parallel: { left: 90, right: 170, top: 70, bottom: 30 },
-    parallelAxis: [
-      { dim: 0, name: "family", type: "category", data: families, ...axis },
-      { dim: 1, name: "lr", type: "log", ...axis },
-      { dim: 2, name: "beta1", scale: true, ...axis },
-      { dim: 3, name: "beta2", scale: true, ...axis },
-      { dim: 4, name: parallel.metric, scale: true, ...axis },
-    ],
-    visualMap: { type: "continuous", dimension: 4, min: low, max: high,
+    parallelAxis: axes.map((one, dim) => ({ dim, ...one, ...axis })),
+    visualMap: { type: "continuous", dimension: metricDim, min: low, max: high,
       inRange: { color: VIRIDIS }, calculable: true, right: 24, top: "middle", itemHeight: 200, formatter: fmt },
     series: [{ type: "parallel", name: parallel.metric, lineStyle: { width: 1, opacity: 0.6 },
-      data: parallel.rows.map((row) => [row.optimizer, row.lr, row.beta1 ?? 0, row.beta2 ?? 0, row.objective]) }],
+      // A missing beta is null: ECharts leaves that axis off the line instead of drawing 0.
+      data: parallel.rows.map((row) => [row.optimizer, row.lr, row.beta1, row.beta2,
+        ...settings.map((name) => String(settingValue(row, name))), row.objective]) }],
   });
 }
 
