@@ -93,7 +93,11 @@ class Dispatcher:
             cpus, gpus = spec.resources.cpus_per_trial, spec.resources.gpus_per_trial
             with self.faults.isolated(sweep_id, "submitting its trials"):
                 size = self.packing.pack_size(
-                    spec, len(trials), total_cpus=total_cpus, total_gpus=total_gpus
+                    spec,
+                    len(trials),
+                    total_cpus=total_cpus,
+                    total_gpus=total_gpus,
+                    sweep_id=sweep_id,
                 )
                 while trials and size is not None:
                     fits = (

@@ -17,7 +17,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from service.sweeps.schemas import PbtSpec, SweepCreate
+from service.sweeps.schemas import ADAPTIVE, PbtSpec, SweepCreate
 from workers.specs import PackProbe, WorkloadReport
 from workers.tasks import inspect_workload
 
@@ -38,6 +38,10 @@ class PackingPolicy:
         """Ray options for a sweep's tasks (its code's runtime_env)."""
         self.probes: dict[str, PackProbe] = {}
         """What workers measured, by workload config, families and code."""
+        self.fixed: dict[int, int] = {}
+        """Grid and random sweeps' pack sizes, fixed at their first dispatch (sweep id ->
+        size): which trials share a pack then follows from the spec, not from how busy the
+        cluster was, so the same sweep gives the same packs and the same numbers."""
         self._probing: dict[str, ray.ObjectRef[Any]] = {}
 
     @staticmethod
@@ -79,7 +83,13 @@ class PackingPolicy:
         return self.probes[key]
 
     def pack_size(
-        self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
+        self,
+        spec: SweepCreate,
+        pending: int,
+        *,
+        total_cpus: float,
+        total_gpus: float,
+        sweep_id: int | None = None,
     ) -> int | None:
         """How many trials one task trains, or None until a worker has measured the workload.
 
@@ -88,6 +98,16 @@ class PackingPolicy:
         on CPUs, by what fits in ``pack_memory_mb`` (on a GPU the worker splits a pack to fit
         the device's free memory).
         """
+        if sweep_id is not None and sweep_id in self.fixed:
+            return self.fixed[sweep_id]
+        size = self._pack_size(spec, pending, total_cpus=total_cpus, total_gpus=total_gpus)
+        if size is not None and sweep_id is not None and spec.search.algorithm not in ADAPTIVE:
+            self.fixed[sweep_id] = size  # all its trials are pending at its first dispatch
+        return size
+
+    def _pack_size(
+        self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
+    ) -> int | None:
         resources = spec.resources
         if not resources.pack:
             return 1
