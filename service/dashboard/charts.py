@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter
 
@@ -22,6 +23,7 @@ from service.dashboard.schemas import (
 )
 from service.deps import SessionDep
 from service.routing import NOT_FOUND, StrictRoute
+from service.sweeps.params import Choice, IntRange
 from service.sweeps.repository import get_sweep, stored_spec
 from service.trials.repository import ranked_trials
 
@@ -75,12 +77,20 @@ def curves(
 def lr_sensitivity(
     sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
 ) -> ChartJSON:
-    """Final objective against lr, one series per family (completed and stopped trials); a
-    family with more than ``max_points`` trials shows a random sample of them."""
+    """Final objective against lr, one series per family (completed and stopped trials), or
+    per family and batch size when the sweep searches batch sizes; a series with more than
+    ``max_points`` trials shows a random sample of them."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = queries.objective(sweep)
     rows = queries.lr_rows(session, sweep, maximize=maximize, max_points=max_points)
-    families = queries.by_family(rows)  # type: ignore[arg-type]
+    searched = stored_spec(sweep).space.batch_size
+    split = isinstance(searched, Choice | IntRange)
+
+    def series(optimizer: str, settings: dict[str, Any] | None) -> str:
+        size = (settings or {}).get("batch_size")
+        return f"{optimizer}, batch {size}" if split and size is not None else optimizer
+
+    families = queries.by_family((series(row[0], row[4]), row[1], row[2], row[3]) for row in rows)
     thinned = [queries.thin(f, max_points, sweep_id) for f in families.values()]
     return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=thinned))
 

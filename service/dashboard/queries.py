@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, String, func, select, type_coerce
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from optimizers import get_spec
@@ -122,9 +122,9 @@ def count_trials(session: Session, sweep_id: int) -> int:
 
 def lr_rows(
     session: Session, sweep: Sweep, *, maximize: bool, max_points: int
-) -> Iterable[Row[Any]]:
-    """(family, lr, objective, trial id) of finished trials by family and lr; a large sweep is
-    thinned in SQL (every stride-th trial) before JSON is read out of each row."""
+) -> Iterable[Sequence[Any]]:
+    """(family, lr, objective, trial id, settings) of finished trials by family and lr; a
+    large sweep is thinned in SQL (every stride-th trial) before JSON is read out of each row."""
     lr = Trial.hyperparameters["lr"].as_float()
     families = max(1, len(stored_spec(sweep).space.optimizers))
     stride = max(1, math.ceil(sweep.num_trials / (families * max_points)))
@@ -132,7 +132,9 @@ def lr_rows(
     if stride > 1:
         ranked = ranked.where(Trial.number % stride == 0)
     return session.execute(
-        ranked.with_only_columns(Trial.optimizer, lr, Trial.objective_value, Trial.id)
+        ranked.with_only_columns(
+            Trial.optimizer, lr, Trial.objective_value, Trial.id, Trial.settings
+        )
         .order_by(None)  # by family, then lr, instead of best first
         .order_by(Trial.optimizer, lr)
     )

@@ -54,6 +54,10 @@ def test_a_grid_over_batch_size_and_clipping_packs_by_batch_size(live_api: LiveA
     assert parallel["settings"] == ["batch_size", "clip_norm"]  # their axes on the chart
     assert {str(row["batch_size"]) for row in parallel["rows"]} == {"full", "32"}
     assert all(row["beta1"] is None for row in parallel["rows"] if row["optimizer"] == "sgd")
+    lr_series = live_api.client.get(f"/sweeps/{sweep['id']}/lr-sensitivity").json()["families"]
+    assert {f["optimizer"] for f in lr_series} == {
+        f"{name}, batch {size}" for name in ("sgd", "adam") for size in ("full", 32)
+    }  # the lr chart split by batch size, which this sweep varies
     importances = live_api.client.get(f"/sweeps/{sweep['id']}/importance").json()
     assert {"batch_size", "clip_norm"} <= set(importances["importances"])
     exported = csv.DictReader(
