@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from optimizers import MemberConfig
-from workers.batches import batch_rows, chunks, epoch_batches
+from workers.batches import batch_rows, chunks, data_size, epoch_batches
 from workers.specs import PackProbe, WorkloadReport
 from workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
 from workers.workloads import (
@@ -51,27 +51,36 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
     if function:
         reason = "a function workload runs its own training loop"
         return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason))
-    if not loaded.packable:
-        reason = f"workload {loaded.name!r} says it cannot be packed (packable = False)"
-        return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason))
     try:
         built = [loaded.build(config, seed=seed, device=torch.device("cpu")) for seed in (0, 1)]
     except Exception as exc:  # the user's build step: say where it broke
         return WorkloadReport(
             error=f"{loaded.name}: building the workload failed ({last_line(exc)})", field=where
         )
+    size = data_size(built[0].train)
+    if not loaded.packable:
+        reason = f"workload {loaded.name!r} says it cannot be packed (packable = False)"
+        return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
     try:
         _stacked_step(built, config.batch_size, optimizers)
     except Exception as exc:  # vmap cannot run this model: train it one trial per task
         reason = f"a stacked step failed ({last_line(exc)})"
-        return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason))
+        return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
     from workers.memory import member_memory_bytes
 
-    return _with(report, PackProbe(True, member_memory_bytes(workload, optimizers)))
+    return _with(report, PackProbe(True, member_memory_bytes(workload, optimizers)), size)
 
 
-def _with(report: WorkloadReport, probe: PackProbe) -> WorkloadReport:
-    return WorkloadReport(name=report.name, kind=report.kind, metrics=report.metrics, probe=probe)
+def _with(
+    report: WorkloadReport, probe: PackProbe, train_size: int | None = None
+) -> WorkloadReport:
+    return WorkloadReport(
+        name=report.name,
+        kind=report.kind,
+        metrics=report.metrics,
+        probe=probe,
+        train_size=train_size,
+    )
 
 
 def _stacked_step(built: list[Any], batch_size: int | str, optimizers: list[str]) -> None:

@@ -204,6 +204,8 @@ class WorkloadReport:
     metrics: tuple[str, ...] = ()
     """Everything a trial reports each epoch: the losses and the workload's own metrics."""
     probe: PackProbe | None = None
+    train_size: int | None = None
+    """Examples in its training set (a model workload's), for checking batch sizes."""
     error: str | None = None
     field: str | None = None
     """The workload's field the error is about (``entrypoint``, ``name``, or its own field)."""

@@ -11,6 +11,7 @@ from service.controller.expand import expand, packs, sweep_size
 from service.errors import SpecError
 from service.sweeps import repository
 from service.sweeps.models import Sweep
+from service.sweeps.params import Choice, IntRange
 from service.sweeps.schemas import ResourcesSpec, SweepCreate
 from workers.specs import WorkloadReport
 
@@ -45,6 +46,37 @@ def check_code(spec: SweepCreate, store: CodeStore | None, *, local: bool = Fals
         )
 
 
+def batch_sizes(spec: SweepCreate) -> dict[str, list[int]]:
+    """The whole-number batch sizes a sweep searches (``space.batch_size``), by field."""
+    found: dict[str, list[int]] = {}
+    searched = spec.space.batch_size
+    values = (
+        searched.values
+        if isinstance(searched, Choice)
+        else [searched.high]
+        if isinstance(searched, IntRange)
+        else [searched]
+    )
+    numbers = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if numbers:
+        found["space.batch_size"] = numbers
+    return found
+
+
+def check_batch_fits(spec: SweepCreate, report: WorkloadReport) -> None:
+    """SpecError unless every batch size fits the workload's training set."""
+    if report.train_size is None:
+        return
+    for field, values in batch_sizes(spec).items():
+        for value in values:
+            if value > report.train_size:
+                raise SpecError(
+                    f"{value} is larger than the training set ({report.train_size} examples); "
+                    "'full' trains on all of it",
+                    field=field,
+                )
+
+
 def submit_sweep(
     session: Session,
     spec: SweepCreate,
@@ -72,6 +104,12 @@ def submit_sweep(
                 field="workload.entrypoint",
             )
         report = inspect(spec)
+    elif inspect is not None and batch_sizes(spec):
+        # Searched batch sizes must fit the training set, whose size a worker finds out by
+        # building the workload (a plain workload.batch_size is capped by the loop instead).
+        report = inspect(spec)
+    if report is not None:
+        check_batch_fits(spec, report)
     size = checked_size(spec, max_trials=max_trials, report=report)
     if feasible is not None:
         feasible(spec.resources)

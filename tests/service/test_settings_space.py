@@ -173,3 +173,13 @@ def test_a_bad_shared_hyperparameter_is_a_422(
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "space", "hyperparameters"]
     assert message in error["msg"]
+
+
+def test_a_batch_size_larger_than_the_training_set_is_a_422(live_api: LiveAPI) -> None:
+    # A worker builds the workload to know its size (digits: 1,437 training examples).
+    spec = _spec("too-large", {"algorithm": "grid"}, batch_size={"values": ["full", 2000]})
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "batch_size"]
+    assert "2000 is larger than the training set (1437 examples)" in error["msg"]
