@@ -110,7 +110,11 @@ def hyperparameters_text(
 ) -> str:
     shown = {k: v for k, v in hyperparameters.items() if v not in (0, 0.0, False)}
     text = " ".join(f"{name}={fmt(value)}" for name, value in shown.items())
-    for name, value in (settings or {}).items():  # batch size, clipping: searched settings
+    for name, value in (settings or {}).items():  # batch size, clipping, schedule: searched
+        if isinstance(value, dict):  # a schedule: its kind and the parameters it reads
+            inner = ",".join(f"{k}={fmt(v)}" for k, v in value.items() if k != "kind")
+            text += f" {name}={value.get('kind')}" + (f"({inner})" if inner else "")
+            continue
         text += f" {name}={'none' if value is None else fmt(value)}"
     return text
 

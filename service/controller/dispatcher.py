@@ -14,6 +14,13 @@ from typing import Any
 
 import ray
 
+from optimizers import (
+    ConstantSchedule,
+    CosineSchedule,
+    ExponentialSchedule,
+    Schedule,
+    StepSchedule,
+)
 from service.controller.expand import trial_seed
 from service.controller.faults import Faults
 from service.controller.packing import PackingPolicy
@@ -234,6 +241,21 @@ def _workload(spec: SweepCreate, trial: Trial) -> dict[str, Any]:
     return config
 
 
+def schedule_of(spec: SweepCreate, trial: Trial) -> Schedule:
+    """The trial's lr schedule for the optimizer module (per epoch; cosine over the run)."""
+    drawn = (trial.settings or {}).get("schedule") or {"kind": "constant"}
+    epochs = spec.workload.epochs
+    match drawn["kind"]:
+        case "step":
+            step_size = drawn.get("step_size") or max(1, epochs // 3)
+            return StepSchedule(step_size=step_size, gamma=drawn.get("gamma") or 0.1)
+        case "exponential":
+            return ExponentialSchedule(gamma=drawn.get("gamma") or 0.9)
+        case "cosine":
+            return CosineSchedule(t_max=epochs, min_factor=drawn.get("min_factor") or 0.0)
+    return ConstantSchedule()
+
+
 def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
     """What a worker trains for one trial of this sweep."""
     return TrialSpec(
@@ -242,6 +264,7 @@ def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
         hyperparameters=trial.hyperparameters,
         seed=trial.seed,
         data_seed=spec.search.seed,
+        schedule=schedule_of(spec, trial),
         clip_norm=(trial.settings or {}).get("clip_norm"),
     )
 
@@ -263,6 +286,7 @@ def pack_spec(spec: SweepCreate, trials: list[Trial]) -> PackSpec:
                 optimizer=t.optimizer,
                 hyperparameters=t.hyperparameters,
                 seed=t.seed,
+                schedule=schedule_of(spec, t),
                 clip_norm=(t.settings or {}).get("clip_norm"),
             )
             for t in trials

@@ -22,8 +22,8 @@ router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute
 
 CSV_COLUMNS = [
     "id", "number", "optimizer", "status", "objective", "best_objective", "epochs_run",
-    "attempt", "seed", "lr", "beta1", "beta2", "batch_size", "clip_norm", "hyperparameters",
-    "pack_id", "device",
+    "attempt", "seed", "lr", "beta1", "beta2", "batch_size", "clip_norm", "schedule",
+    "hyperparameters", "pack_id", "device",
     "started_at", "finished_at", "error",
 ]  # fmt: skip
 
@@ -83,6 +83,8 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
                         epochs_run, attempt, seed,
                         hyperparameters.get("lr"), beta1, beta2,
                         settings.get("batch_size"), settings.get("clip_norm"),
+                        json.dumps(settings["schedule"], sort_keys=True)
+                        if "schedule" in settings else "",
                         json.dumps(hyperparameters, sort_keys=True),
                         pack_id, device, started_at, finished_at, error,
                     ]

@@ -204,8 +204,7 @@ def _sentence(report: FamilyReport, tolerance: float, metric: str, *, highest_tr
     best = f"{report.best_objective:.4g} at lr {report.best_lr:.2g}"
     if report.best_settings:
         best += "".join(
-            f", {key.replace('_', ' ')} {'none' if value is None else value}"
-            for key, value in report.best_settings.items()
+            f", {setting_text(key, value)}" for key, value in report.best_settings.items()
         )
     if report.basin_configurations == 1:
         text = f"{name}: only lr {report.best_lr:.2g} is {within} ({best}); try more lrs near it"
@@ -230,3 +229,13 @@ def _sentence(report: FamilyReport, tolerance: float, metric: str, *, highest_tr
     if edges and report.basin_configurations > 1:
         text += f"; the basin may reach further {' and '.join(edges)} the lrs tried"
     return text
+
+
+def setting_text(name: str, value: object) -> str:
+    """A searched setting in words: "batch size 64", "clip norm none", "cosine schedule"."""
+    if name == "schedule" and isinstance(value, dict):
+        parameters = ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in value.items() if k != "kind"
+        )
+        return f"{value['kind']} schedule" + (f" ({parameters})" if parameters else "")
+    return f"{name.replace('_', ' ')} {'none' if value is None else value}"

@@ -38,6 +38,60 @@ MAX_OVERRIDES = 64
 """The most hyperparameters one family overrides, and the most extra workload fields."""
 
 
+SCHEDULE_KINDS = ("constant", "step", "exponential", "cosine")
+SCHEDULE_PARAMETERS = {
+    "constant": (),
+    "step": ("gamma", "step_size"),
+    "exponential": ("gamma",),
+    "cosine": ("min_factor",),
+}
+"""Which parameters each schedule kind reads."""
+
+
+class ScheduleSpace(StrictModel):
+    """Learning-rate decay per trial, stepped once per epoch: the kind and its parameters,
+    each fixed or searched (``{values: [...]}`` or a range). A kind ignores the parameters
+    it does not read: step reads gamma (default 0.1) and step_size (default a third of the
+    epochs); exponential reads gamma (default 0.9); cosine decays to min_factor (default 0)
+    of the lr over the run."""
+
+    kind: Choice | str = "constant"
+    """One of ``SCHEDULE_KINDS``, or ``{values: [...]}`` of them."""
+    gamma: Setting = None
+    step_size: Setting = None
+    min_factor: Setting = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kinds(cls, kind: Any) -> Any:
+        for value in kind.values if isinstance(kind, Choice) else [kind]:
+            if value not in SCHEDULE_KINDS:
+                valid = ", ".join(SCHEDULE_KINDS)
+                raise ValueError(f"unknown schedule kind {short_repr(value)} (valid: {valid})")
+        return kind
+
+    @model_validator(mode="after")
+    def _parameters_in_range(self) -> Self:
+        checks = {
+            "gamma": lambda v: isinstance(v, int | float) and math.isfinite(v) and v > 0,
+            "step_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "min_factor": lambda v: isinstance(v, int | float) and 0 <= v <= 1,
+        }
+        for name, valid in checks.items():
+            value = getattr(self, name)
+            values = (
+                value.values
+                if isinstance(value, Choice)
+                else [value.low, value.high]
+                if isinstance(value, FloatRange | IntRange)
+                else [value]
+            )
+            for one in values:
+                if one is not None and not valid(one):
+                    raise ValueError(f"{name}: out of range, got {short_repr(one)}")
+        return self
+
+
 class Space(StrictModel):
     """Optimizer families, lr, the generic betas, and per-family overrides."""
 
@@ -62,6 +116,8 @@ class Space(StrictModel):
     clip_norm: Setting = None
     """Gradient clipping by global norm, per trial: a value, values (null: no clipping) or a
     range (``log`` allowed); None: no clipping."""
+    schedule: ScheduleSpace | None = None
+    """Learning-rate decay per trial (kinds and parameters searched); None: a constant lr."""
 
     def family_overrides(self, optimizer: str) -> dict[str, Override]:
         """What ``optimizer``'s trials fix or search beyond lr and the betas: the shared

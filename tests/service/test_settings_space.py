@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 import pytest
@@ -183,3 +184,84 @@ def test_a_batch_size_larger_than_the_training_set_is_a_422(live_api: LiveAPI) -
     (error,) = response.json()["detail"]
     assert error["loc"] == ["body", "space", "batch_size"]
     assert "2000 is larger than the training set (1437 examples)" in error["msg"]
+
+
+def test_a_grid_over_schedules_trains_each_kind_once_with_its_parameters(
+    live_api: LiveAPI,
+) -> None:
+    schedule = {
+        "kind": {"values": ["constant", "cosine", "step"]},
+        "min_factor": {"values": [0.0, 0.5]},  # cosine reads it; the others do not
+        "gamma": 0.5,
+    }
+    spec = _spec("schedules", {"algorithm": "grid"}, schedule=schedule)
+    spec["workload"]["epochs"] = 3
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    trials = live_api.trials(sweep["id"])
+    drawn = sorted(
+        (t["optimizer"], json.dumps(t["settings"]["schedule"], sort_keys=True)) for t in trials
+    )
+    expected = [
+        {"kind": "constant"},
+        {"kind": "cosine", "min_factor": 0.0},
+        {"kind": "cosine", "min_factor": 0.5},
+        {"kind": "step", "gamma": 0.5},
+    ]
+    assert drawn == sorted(
+        (name, json.dumps(one, sort_keys=True)) for name in ("sgd", "adam") for one in expected
+    )  # 4 per family, not 3 x 2: a kind's unread parameter does not repeat it
+    # What the workers were asked to train: the optimizer module's schedules, over the run.
+    from service.controller.dispatcher import schedule_of
+    from service.sweeps.schemas import SweepCreate
+    from service.trials.models import Trial
+
+    typed = SweepCreate.model_validate(spec)
+    cosine = Trial(settings={"schedule": {"kind": "cosine", "min_factor": 0.5}})
+    step = Trial(settings={"schedule": {"kind": "step", "gamma": 0.5}})
+    assert schedule_of(typed, cosine).model_dump() == {
+        "kind": "cosine",
+        "t_max": 3,
+        "min_factor": 0.5,
+    }
+    assert schedule_of(typed, step).model_dump() == {"kind": "step", "step_size": 1, "gamma": 0.5}
+    assert schedule_of(typed, Trial(settings=None)).model_dump() == {"kind": "constant"}
+    lines = live_api.client.get(f"/sweeps/{sweep['id']}/report").json()["families"]
+    assert all(" schedule" in family["summary"] for family in lines)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+def test_sampling_searchers_draw_schedule_kinds(live_api: LiveAPI, algorithm: str) -> None:
+    schedule = {"kind": {"values": ["exponential", "cosine"]}, "gamma": {"low": 0.5, "high": 0.99}}
+    spec = _spec(f"schedules-{algorithm}", {"algorithm": algorithm, "num_trials": 6, "seed": 4})
+    spec["space"]["schedule"] = schedule
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    for trial in live_api.trials(sweep["id"]):
+        drawn = trial["settings"]["schedule"]
+        assert drawn["kind"] in ("exponential", "cosine")
+        if drawn["kind"] == "exponential":
+            assert 0.5 <= drawn["gamma"] <= 0.99
+        else:
+            assert "gamma" not in drawn
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"kind": "linear"}, "unknown schedule kind 'linear' (valid: constant, step"),
+        ({"kind": "step", "gamma": 0.0}, "gamma: out of range"),
+        ({"kind": "step", "step_size": 0}, "step_size: out of range"),
+        ({"kind": "cosine", "min_factor": 1.5}, "min_factor: out of range"),
+    ],
+)
+def test_a_bad_schedule_is_a_422_naming_it(
+    live_api: LiveAPI, schedule: dict[str, Any], message: str
+) -> None:
+    response = live_api.client.post(
+        "/sweeps", json=_spec("bad", {"algorithm": "grid"}, schedule=schedule)
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"][:3] == ["body", "space", "schedule"]
+    assert message in error["msg"]

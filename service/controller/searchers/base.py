@@ -103,17 +103,43 @@ def combine(
 
 SETTINGS = ("batch_size", "clip_norm")
 """Space fields that are training settings, not optimizer hyperparameters."""
+SCHEDULE_FIELDS = ("kind", "gamma", "step_size", "min_factor")
 
 
 def setting_axes(space: Space) -> dict[str, Any]:
-    """The settings this space sets (fixed or searched), by name."""
-    return {name: getattr(space, name) for name in SETTINGS if getattr(space, name) is not None}
+    """The settings this space sets (fixed or searched), by name; a schedule's fields as
+    ``schedule.<field>``."""
+    axes = {name: getattr(space, name) for name in SETTINGS if getattr(space, name) is not None}
+    if space.schedule is not None:
+        for name in SCHEDULE_FIELDS:
+            value = getattr(space.schedule, name)
+            if value is not None:
+                axes[f"schedule.{name}"] = value
+    return axes
+
+
+def _schedule(sampled: dict[str, Any]) -> dict[str, Any] | None:
+    """The sampled ``schedule.*`` values as one schedule: its kind and the parameters that
+    kind reads (the others are dropped, so a grid does not repeat a configuration)."""
+    from service.sweeps.schemas import SCHEDULE_PARAMETERS
+
+    drawn = {
+        name.split(".", 1)[1]: sampled.pop(name)
+        for name in [key for key in sampled if key.startswith("schedule.")]
+    }
+    if not drawn:
+        return None
+    kind = drawn.get("kind", "constant")
+    return {"kind": kind, **{k: drawn[k] for k in SCHEDULE_PARAMETERS[kind] if k in drawn}}
 
 
 def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Suggestion:
     """Map sampled lr/beta1/beta2/overrides onto the family's own fields and validate them;
-    sampled settings (batch size, clip norm) go beside them."""
+    sampled settings (batch size, clip norm, schedule) go beside them."""
+    schedule = _schedule(sampled)
     settings = {name: sampled.pop(name) for name in SETTINGS if name in sampled}
+    if schedule is not None:
+        settings["schedule"] = schedule
     spec = get_spec(optimizer)
     hyperparameters: dict[str, Any] = {"lr": sampled["lr"]} if "lr" in sampled else {}
     hyperparameters = spec.with_betas(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 from optimizers import get_spec
@@ -49,8 +50,14 @@ def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
     return axes
 
 
+def _key(suggestion: Suggestion) -> str:
+    return json.dumps(
+        [suggestion.optimizer, suggestion.hyperparameters, suggestion.settings], sort_keys=True
+    )
+
+
 def grid_size(space: Space) -> int:
-    """How many trials the grid has."""
+    """How many points the grid spans (an upper bound: repeated points are trained once)."""
     total = 0
     for optimizer in space.optimizers:
         size = 1
@@ -70,12 +77,15 @@ class GridSearcher(NonAdaptive):
                 f"the grid has {size} trials, more than the maximum of {max_trials}",
                 field="space",
             )
-        self._pending: list[Suggestion] = [
+        points = (
             to_suggestion(space, optimizer, dict(zip(axes, combo, strict=True)))
             for optimizer in space.optimizers
             for axes in [grid_axes(space, optimizer)]
             for combo in itertools.product(*axes.values())
-        ]
+        )
+        # A schedule parameter its kind does not read would repeat a point: each once.
+        unique = {_key(point): point for point in points}
+        self._pending: list[Suggestion] = list(unique.values())
 
     def suggest(self) -> Suggestion | None:
         """The next grid point, or None once every point was suggested."""

@@ -51,7 +51,14 @@ function hparamText(hyperparameters, settings) {
   // A trial's hyperparameters, then the training settings its sweep searched (batch size, clipping).
   const shown = Object.entries(hyperparameters)
     .map(([key, value]) => `${key}=${Array.isArray(value) ? `(${value.map(fmt).join(", ")})` : fmt(value)}`);
-  for (const [key, value] of Object.entries(settings ?? {})) shown.push(`${key}=${value === null ? "none" : fmt(value)}`);
+  for (const [key, value] of Object.entries(settings ?? {})) {
+    if (value !== null && typeof value === "object") {  // a schedule: its kind and parameters
+      const inner = Object.entries(value).filter(([name]) => name !== "kind").map(([name, v]) => `${name}=${fmt(v)}`);
+      shown.push(`${key}=${value.kind}${inner.length ? `(${inner.join(",")})` : ""}`);
+    } else {
+      shown.push(`${key}=${value === null ? "none" : fmt(value)}`);
+    }
+  }
   return shown.join(" ");
 }
 
