@@ -138,9 +138,11 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
                 beta2=beta2,
                 batch_size=(trial.settings or {}).get("batch_size"),
                 clip_norm=(trial.settings or {}).get("clip_norm"),
+                schedule=((trial.settings or {}).get("schedule") or {}).get("kind"),
                 objective=float(trial.objective_value or 0.0),
             )
         )
     space = stored_spec(sweep).space
-    settings = [name for name in ("batch_size", "clip_norm") if getattr(space, name) is not None]
+    searched = ("batch_size", "clip_norm", "schedule")
+    settings = [name for name in searched if getattr(space, name) is not None]
     return ChartJSON(Parallel(metric=metric, rows=rows, settings=settings))

@@ -103,15 +103,18 @@ def estimate(trials: list[Trial], *, method: str, maximize: bool) -> dict[str, f
         values = [pair[index] for pair in betas]
         if all(value is not None for value in values):
             columns[name] = values
-    for name in ("batch_size", "clip_norm"):  # searched training settings, as categories
-        settings = [trial.settings or {} for trial in trials]
+    settings = [trial.settings or {} for trial in trials]
+    for name in ("batch_size", "clip_norm", "schedule"):  # searched settings, as categories
         if all(name in setting for setting in settings):
-            columns[name] = [str(setting[name]) for setting in settings]
+            columns[name] = [
+                str(setting[name]["kind"] if name == "schedule" else setting[name])
+                for setting in settings
+            ]
     distributions: dict[str, Any] = {}
     for name, column in columns.items():
         if len(set(column)) < 2:  # did not vary: nothing to attribute
             continue
-        if name in ("optimizer", "batch_size", "clip_norm"):
+        if name in ("optimizer", "batch_size", "clip_norm", "schedule"):
             distributions[name] = CategoricalDistribution(sorted(set(column)))
         else:
             low, high = min(column), max(column)

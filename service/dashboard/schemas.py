@@ -80,6 +80,8 @@ class ParallelRow(BaseModel):
     searches it."""
     clip_norm: float | None = None
     """Its searched clip norm (None: no clipping, or not searched)."""
+    schedule: str | None = None
+    """Its searched lr schedule's kind, if the sweep searches schedules."""
     objective: float
 
 
@@ -87,7 +89,8 @@ class Parallel(BaseModel):
     """The best trials as rows for parallel coordinates."""
 
     settings: list[str] = []
-    """The training settings the sweep searches (``batch_size``, ``clip_norm``): their axes."""
+    """The training settings the sweep searches (``batch_size``, ``clip_norm``,
+    ``schedule``): their axes."""
 
     metric: str
     rows: list[ParallelRow]

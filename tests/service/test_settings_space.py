@@ -226,6 +226,11 @@ def test_a_grid_over_schedules_trains_each_kind_once_with_its_parameters(
     }
     assert schedule_of(typed, step).model_dump() == {"kind": "step", "step_size": 1, "gamma": 0.5}
     assert schedule_of(typed, Trial(settings=None)).model_dump() == {"kind": "constant"}
+    parallel = live_api.client.get(f"/sweeps/{sweep['id']}/parallel").json()
+    assert parallel["settings"] == ["schedule"]
+    assert {row["schedule"] for row in parallel["rows"]} == {"constant", "cosine", "step"}
+    importances = live_api.client.get(f"/sweeps/{sweep['id']}/importance").json()
+    assert "schedule" in importances["importances"]
     lines = live_api.client.get(f"/sweeps/{sweep['id']}/report").json()["families"]
     assert all(" schedule" in family["summary"] for family in lines)
 
