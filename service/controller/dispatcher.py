@@ -106,18 +106,15 @@ class Dispatcher:
                     total_gpus=total_gpus,
                     sweep_id=sweep_id,
                 )
-                while trials and size is not None:
+                if size is None:  # a worker is still measuring the workload
+                    continue
+                for batch in in_packs(trials, size):
                     fits = (
                         used_cpus + cpus <= total_cpus + 1e-9
                         and used_gpus + gpus <= total_gpus + 1e-9
                     )
                     if self.state.in_flight and not fits:
                         return
-                    # A pack's members share their batches: one batch size per pack.
-                    key = batch_size_of(trials[0])
-                    batch = [t for t in trials if batch_size_of(t) == key][:size]
-                    chosen = {t.id for t in batch}
-                    trials = [t for t in trials if t.id not in chosen]
                     self._submit(spec, sweep_id, batch, cpus=cpus, gpus=gpus, pack=size > 1)
                     used_cpus += cpus
                     used_gpus += gpus
@@ -226,6 +223,16 @@ class Dispatcher:
         if root is None or every == 0:
             return None
         return [CheckpointPlan(path=str(root / f"trial-{t.id}.pt"), every=every) for t in trials]
+
+
+def in_packs(trials: list[Trial], size: int) -> list[list[Trial]]:
+    """Trials (in number order) as packs of at most ``size`` that share a batch size (a
+    pack's members share their batches), in the order of each pack's first trial."""
+    groups: dict[Any, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(batch_size_of(trial), []).append(trial)
+    packs = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return sorted(packs, key=lambda pack: pack[0].number)
 
 
 def batch_size_of(trial: Trial) -> Any:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
+from cachetools import LRUCache
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.sweeps.models import Sweep
 from service.sweeps.repository import stored_spec
 from service.trials.models import Trial, TrialStatus
+from service.trials.queue import status_counts
 from service.trials.repository import RANKED
 
 DEFAULT_TOLERANCE = 0.02
@@ -81,18 +85,44 @@ class _Configuration:
 def optimizer_report(
     session: Session, sweep: Sweep, *, tolerance: float = DEFAULT_TOLERANCE
 ) -> OptimizerReport:
-    """The optimizer report of ``sweep`` from its trials so far."""
+    """The optimizer report of ``sweep`` from its trials so far (cached until a trial's
+    status changes: the sweep page asks for it on every refresh)."""
+    counts = status_counts(session, [sweep.id]).get(sweep.id, {})
+    key = (sweep.id, sweep.created_at, tuple(sorted(counts.items())), tolerance)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is None:
+        cached = _report(session, sweep, tolerance=tolerance)
+        with _CACHE_LOCK:
+            _CACHE[key] = cached
+    return cached
+
+
+_CACHE: LRUCache[tuple[Any, ...], OptimizerReport] = LRUCache(256)
+_CACHE_LOCK = threading.Lock()
+
+
+def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerReport:
     spec = stored_spec(sweep)
     maximize = spec.objective.mode == "max"
     repeats = spec.search.repeats
-    trials = session.scalars(select(Trial).where(Trial.sweep_id == sweep.id)).all()
-    finite: dict[str, dict[int, list[Trial]]] = defaultdict(lambda: defaultdict(list))
+    trials = session.execute(  # the columns it reads, of the trials that count
+        select(
+            Trial.optimizer,
+            Trial.number,
+            Trial.status,
+            Trial.hyperparameters,
+            Trial.settings,
+            Trial.objective_value,
+        ).where(Trial.sweep_id == sweep.id, Trial.status.in_([TrialStatus.DIVERGED, *RANKED]))
+    ).all()
+    finite: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     diverged: dict[str, list[float]] = defaultdict(list)
     for trial in trials:
         lr = float(trial.hyperparameters.get("lr", math.nan))
         if trial.status == TrialStatus.DIVERGED:
             diverged[trial.optimizer].append(lr)
-        elif trial.status in RANKED and math.isfinite(trial.objective_value or math.nan):
+        elif math.isfinite(trial.objective_value or math.nan):
             finite[trial.optimizer][trial.number // repeats].append(trial)
     families = []
     for name in spec.space.optimizers:

@@ -38,6 +38,14 @@ MAX_OVERRIDES = 64
 """The most hyperparameters one family overrides, and the most extra workload fields."""
 
 
+def _check_override(family: str, name: str, value: Override) -> None:
+    """HyperparameterError unless every value ``value`` can take (both ends of a range, or
+    each listed value) is valid for ``family``'s hyperparameter ``name``."""
+    searched = isinstance(value, FloatRange | IntRange | Choice)
+    for probe in param_bounds(value) if searched else [value]:  # type: ignore[arg-type]
+        OPTIMIZERS[family].validate({name: probe})
+
+
 SCHEDULE_KINDS = ("constant", "step", "exponential", "cosine")
 SCHEDULE_PARAMETERS = {
     "constant": (),
@@ -213,17 +221,11 @@ class Space(StrictModel):
                 raise ValueError(
                     f"{name}: no family of this sweep has it (theirs: {', '.join(valid)})"
                 )
-            probes = (
-                param_bounds(value)
-                if isinstance(value, FloatRange | IntRange | Choice)
-                else [value]
-            )
             for family in having:
-                for probe in probes:
-                    try:
-                        OPTIMIZERS[family].validate({name: probe})
-                    except HyperparameterError as exc:
-                        raise ValueError(f"{name} (for {family}): {exc}") from None
+                try:
+                    _check_override(family, name, value)
+                except HyperparameterError as exc:
+                    raise ValueError(f"{name} (for {family}): {exc}") from None
         return shared
 
     @field_validator("overrides")
@@ -246,16 +248,10 @@ class Space(StrictModel):
                     raise ValueError(
                         f"overrides.{family}.{name}: unknown hyperparameter (valid: {valid})"
                     )
-                probes = (
-                    param_bounds(value)
-                    if isinstance(value, FloatRange | IntRange | Choice)
-                    else [value]
-                )
-                for probe in probes:
-                    try:
-                        spec.validate({name: probe})
-                    except HyperparameterError as exc:
-                        raise ValueError(f"overrides.{family}.{name}: {exc}") from None
+                try:
+                    _check_override(family, name, value)
+                except HyperparameterError as exc:
+                    raise ValueError(f"overrides.{family}.{name}: {exc}") from None
         return overrides
 
 

@@ -95,7 +95,7 @@ def submit_sweep(
     sweep's code. Nothing is written for a rejected sweep.
     """
     check_code(spec, code_store, local=local_code)
-    checked_size(spec, max_trials=max_trials)  # what needs no worker first: it is quick
+    size = checked_size(spec, max_trials=max_trials)  # what needs no worker first: it is quick
     report = None
     if spec.workload.entrypoint is not None:
         if inspect is None:
@@ -108,9 +108,9 @@ def submit_sweep(
         # Searched batch sizes must fit the training set, whose size a worker finds out by
         # building the workload (a plain workload.batch_size is capped by the loop instead).
         report = inspect(spec)
-    if report is not None:
+    if report is not None:  # what only a worker could say: the workload, its data
         check_batch_fits(spec, report)
-    size = checked_size(spec, max_trials=max_trials, report=report)
+        size = checked_size(spec, max_trials=max_trials, report=report)
     if feasible is not None:
         feasible(spec.resources)
     packable, why = packs(spec, report)

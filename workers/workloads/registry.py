@@ -116,22 +116,23 @@ def is_workload(candidate: Any) -> bool:
     return all(inspect.getattr_static(candidate, name, None) is not None for name in needed)
 
 
+def _refused(message: str, *, field: str) -> WorkloadConfigError:
+    return WorkloadConfigError(f"workload: {message}", workload=None, field=field)
+
+
 def parse_workload_config(data: Mapping[str, Any]) -> tuple[Workload[Any], WorkloadConfig]:
     """The workload ``data`` names (``name``: built-in or installed plugin; ``entrypoint``:
     the user's code) and ``data`` validated into its config model."""
     entrypoint = data.get("entrypoint")
     if entrypoint is not None:
         if "name" in data:
-            raise WorkloadConfigError(
-                "workload: give name (a built-in or installed workload) or entrypoint "
-                "(your code), not both",
-                workload=None,
+            raise _refused(
+                "give name (a built-in or installed workload) or entrypoint (your code), not both",
                 field="entrypoint",
             )
         if not isinstance(entrypoint, str):
-            raise WorkloadConfigError(
-                f"workload: entrypoint must be module:attribute, got {short_repr(entrypoint)}",
-                workload=None,
+            raise _refused(
+                f"entrypoint must be module:attribute, got {short_repr(entrypoint)}",
                 field="entrypoint",
             )
         workload = load_entrypoint(entrypoint)
@@ -139,11 +140,7 @@ def parse_workload_config(data: Mapping[str, Any]) -> tuple[Workload[Any], Workl
     else:
         name = data.get("name")
         if not isinstance(name, str):
-            raise WorkloadConfigError(
-                f"workload: name must be a workload name, got {short_repr(name)}",
-                workload=None,
-                field="name",
-            )
+            raise _refused(f"name must be a workload name, got {short_repr(name)}", field="name")
         workload = get_workload(name)
     name = workload.name
     try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from optimizers import get_spec
-from service.sweeps.schemas import Space
+from service.sweeps.schemas import SCHEDULE_PARAMETERS, Space
 
 Outcome = Literal["completed", "stopped", "diverged", "failed"]
 """How a trial ended, as searchers are told."""
@@ -121,8 +121,6 @@ def setting_axes(space: Space) -> dict[str, Any]:
 def _schedule(sampled: dict[str, Any]) -> dict[str, Any] | None:
     """The sampled ``schedule.*`` values as one schedule: its kind and the parameters that
     kind reads (the others are dropped, so a grid does not repeat a configuration)."""
-    from service.sweeps.schemas import SCHEDULE_PARAMETERS
-
     drawn = {
         name.split(".", 1)[1]: sampled.pop(name)
         for name in [key for key in sampled if key.startswith("schedule.")]
