@@ -16,7 +16,10 @@ from optimizers.schedules import (
     Schedule,
     StepSchedule,
     WarmupSchedule,
+    lr_lambda,
     lr_multiplier,
+    needs_run_length,
+    resolve_schedule,
 )
 from optimizers.single import create_optimizer
 
@@ -36,6 +39,9 @@ __all__ = [
     "WarmupSchedule",
     "create_optimizer",
     "get_spec",
+    "lr_lambda",
     "lr_multiplier",
+    "needs_run_length",
+    "resolve_schedule",
     "validate_hyperparameters",
 ]

@@ -67,6 +67,9 @@ class MemberExport:
 
 _RECOMPILE_LIMIT = 128
 
+AHEAD = 64
+"""Steps of per-step schedules computed at once."""
+
 
 def _scalar_dtype() -> torch.dtype:
     # torch.optim keeps scalar state (step, mu_product) in float64 only under a float64 default.
@@ -78,7 +81,8 @@ class PopulationOptimizer:
 
     ``params`` are tensors of shape [K, ...] (member first). Members of the same family and code
     path are updated together with hyperparameters held as [K, 1, ...] tensors. Per member:
-    lr schedule (advanced by ``advance_schedules``), gradient clipping by global norm,
+    lr schedule (per epoch: advanced by ``advance_schedules``; per step: by ``step``),
+    gradient clipping by global norm,
     freezing, and export as ordinary params plus a torch.optim state dict.
     With ``compile=True`` each update rule runs as one torch.compile'd kernel (eager on failure).
     """
@@ -127,7 +131,12 @@ class PopulationOptimizer:
         self._frozen = torch.zeros(size, dtype=torch.bool)
         self._schedule_steps = torch.zeros(size, dtype=torch.int64)
         self._schedules = ScheduleTable([m.schedule for m in self.members])
-        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+        self._per_step = bool(self._schedules.per_step.any())
+        self._ahead: Tensor | None = None
+        """Per-step schedules' multipliers for the next steps ([rows, K], on the device)."""
+        self._ahead_row = 0
+        self._ahead_moving = torch.zeros(size, dtype=torch.int64)
+        self._refresh()
         clip = [m.clip_norm if m.clip_norm is not None else float("inf") for m in self.members]
         self._clip_norms = (
             torch.tensor(clip, dtype=torch.float64, device=self.device)
@@ -188,11 +197,31 @@ class PopulationOptimizer:
                 ]
         for group in self._groups:
             group.step_once(self.params, grad_list, self._lr_multipliers, self._apply_fn(group))
+        if self._per_step:
+            self._step_schedules()
 
     def advance_schedules(self) -> None:
-        """Advance every unfrozen member's lr schedule by one (call per epoch or per step)."""
-        self._schedule_steps[~self._frozen] += 1
+        """Advance every unfrozen member's per-epoch lr schedule by one (call after an
+        epoch); per-step schedules advance with each ``step``."""
+        self._schedule_steps[~self._schedules.per_step & ~self._frozen] += 1
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Each member's multiplier at its counter, after a change to counters or freezing."""
         self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+        self._ahead = None
+
+    def _step_schedules(self) -> None:
+        """Advance the per-step schedules of unfrozen members by one. Their multipliers are
+        computed for the next ``AHEAD`` steps at once, so a step reads one row of them."""
+        if self._ahead is None or self._ahead_row + 1 >= len(self._ahead):
+            moving = (self._schedules.per_step & ~self._frozen).to(torch.int64)
+            counters = self._schedule_steps + moving * torch.arange(AHEAD + 1)[:, None]
+            self._ahead = self._schedules.multipliers(counters).to(self.device)
+            self._ahead_moving, self._ahead_row = moving, 0
+        self._ahead_row += 1
+        self._schedule_steps += self._ahead_moving
+        self._lr_multipliers = self._ahead[self._ahead_row]
 
     # -- members ----------------------------------------------------------------------------
 
@@ -206,12 +235,14 @@ class PopulationOptimizer:
     def freeze(self, members: int | Iterable[int]) -> None:
         """Stop updating these members: their parameters, state and schedule stay as they are."""
         self._frozen[self._member_indices(members)] = True
+        self._ahead = None  # they no longer advance
         for group in self._groups:
             group.set_frozen(self._frozen)
 
     def unfreeze(self, members: int | Iterable[int]) -> None:
         """Resume updating these members."""
         self._frozen[self._member_indices(members)] = False
+        self._ahead = None
         for group in self._groups:
             group.set_frozen(self._frozen)
 
@@ -301,7 +332,7 @@ class PopulationOptimizer:
             value[row] = float(first.get(name, 1.0))
         group.step[row] = float(export.step)
         self._schedule_steps[k] = export.schedule_step
-        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+        self._refresh()
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -339,4 +370,4 @@ class PopulationOptimizer:
         self._schedule_steps.copy_(state_dict["schedule_steps"])
         for group in self._groups:
             group.set_frozen(self._frozen)
-        self._lr_multipliers = self._schedules.multipliers(self._schedule_steps).to(self.device)
+        self._refresh()

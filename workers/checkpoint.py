@@ -52,7 +52,7 @@ class Checkpoint:
             params=params,
             optimizer_state=self.optimizer_state,
             step=self.step,
-            schedule_step=self.epoch,
+            schedule_step=self.step if self.config.schedule.per == "step" else self.epoch,
             lr_multiplier=float(
                 self.optimizer_state["param_groups"][0]["lr"]
                 / self.optimizer_state["param_groups"][0]["initial_lr"]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from optimizers import create_optimizer, lr_multiplier
+from optimizers import create_optimizer, lr_lambda, needs_run_length, resolve_schedule
 from workers.checkpoint import Checkpoint, check_resumable
 from workers.specs import TrialResult, TrialSpec
 from workers.workloads.base import WorkloadConfig
@@ -34,6 +34,16 @@ def train_function(
     history = dict(resume.history) if resume is not None else {}
     schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
     start = resume.epoch if resume is not None else 0
+    per_step = spec.schedule.per == "step"
+    if needs_run_length(spec.schedule) and per_step:
+        raise ValueError(
+            f"schedule: a per-step {spec.schedule.kind} schedule needs the run's length in "
+            "steps, which a function workload does not say: give its step_size / t_max"
+        )
+    schedule = resolve_schedule(spec.schedule, config.epochs)  # per epoch: the epochs
+    spec = spec.model_copy(update={"schedule": schedule})
+    steps = [resume.step if resume is not None else 0]
+    """Optimizer steps taken (by the first optimizer the function asks for)."""
 
     def make_optimizer(params: list[torch.Tensor]) -> torch.optim.Optimizer:
         optimizer = create_optimizer(spec.optimizer, params, **spec.hyperparameters)
@@ -46,16 +56,26 @@ def train_function(
             optimizer.register_step_pre_hook(clip_first)
         for group in optimizer.param_groups:  # a resumed schedule starts from the base lr
             group.setdefault("initial_lr", group["lr"])
-        schedulers.append(
-            torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda t: lr_multiplier(spec.schedule, t), last_epoch=start - 1
-            )
+        done = steps[0] if per_step else start
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(schedule), last_epoch=done - 1
         )
+        schedulers.append(scheduler)
+        first = len(schedulers) == 1
+
+        def stepped(*_: object) -> None:  # after every step: count it, a per-step schedule
+            if first:
+                steps[0] += 1
+            if per_step:
+                scheduler.step()
+
+        optimizer.register_step_post_hook(stepped)
         return optimizer
 
-    def advance() -> None:  # the end of an epoch: the lr schedule takes its step
-        for scheduler in schedulers:
-            scheduler.step()
+    def advance() -> None:  # the end of an epoch: a per-epoch lr schedule takes its step
+        if not per_step:
+            for scheduler in schedulers:
+                scheduler.step()
 
     context = TrialContext(
         config=config,
@@ -78,7 +98,7 @@ def train_function(
                     config=spec.member_config(),
                     model={},
                     optimizer_state={},
-                    step=epoch,
+                    step=steps[0],
                     history=dict(history),
                     model_state=context.state(),
                 )

@@ -47,6 +47,7 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
         name=loaded.name,
         kind="function" if function else "model",
         metrics=reported_metrics(loaded),
+        batch_size=config.batch_size,
     )
     if function:
         reason = "a function workload runs its own training loop"
@@ -80,6 +81,7 @@ def _with(
         metrics=report.metrics,
         probe=probe,
         train_size=train_size,
+        batch_size=report.batch_size,
     )
 
 

@@ -52,7 +52,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
         MemberConfig(
             optimizer=name,
             hyperparameters={"lr": spec.min_lr},
-            schedule={"kind": "exponential", "gamma": gamma},
+            schedule={"kind": "exponential", "gamma": gamma, "per": "step"},
         )
         for name in spec.optimizers
     ]
@@ -93,8 +93,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
                 stack.optimizer.freeze(row)
         if all(done):
             break
-        stack.optimizer.step()
-        stack.optimizer.advance_schedules()
+        stack.optimizer.step()  # the exponential schedule advances with each step
     return {
         name: bounds(spec, lrs=lrs[k], losses=curves[k]) for k, name in enumerate(spec.optimizers)
     }

@@ -44,6 +44,7 @@ from workers.stacking import (
 from workers.train import (
     TrialResult,
     resolve_device,
+    run_schedule,
     steps_per_epoch,
 )
 from workers.workloads import Built, parse_workload_config
@@ -156,6 +157,10 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
             builds[k] = run.workload.build(config, seed=spec.members[k].seed, device=device)
     models = {k: built.model for k, built in builds.items()}
     base = copy.deepcopy(models[part[0]]).to("meta")
+    steps = steps_per_epoch(builds[part[0]], config.batch_size)
+    for k in part:  # what the schedules leave to the run's length
+        schedule = run_schedule(configs[k].schedule, epochs=config.epochs, steps=steps)
+        configs[k] = configs[k].model_copy(update={"schedule": schedule})
     start: dict[int, int] = {}
     last: dict[int, dict[str, float]] = {}
     waiting: set[int] = set()

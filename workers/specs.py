@@ -206,6 +206,8 @@ class WorkloadReport:
     probe: PackProbe | None = None
     train_size: int | None = None
     """Examples in its training set (a model workload's), for checking batch sizes."""
+    batch_size: int | str | None = None
+    """Its config's batch size (the sweep's, or the workload's default)."""
     error: str | None = None
     field: str | None = None
     """The workload's field the error is about (``entrypoint``, ``name``, or its own field)."""

@@ -10,8 +10,10 @@ import torch
 from torch import Tensor
 
 from optimizers import (
+    Schedule,
     create_optimizer,
-    lr_multiplier,
+    lr_lambda,
+    resolve_schedule,
 )
 from workers.batches import (
     Data,
@@ -29,7 +31,14 @@ from workers.specs import TrialResult, TrialSpec, parse_device
 from workers.workloads import Built, parse_workload_config
 from workers.workloads.functional import FunctionWorkload
 
-__all__ = ["epoch_generator", "evaluate", "resolve_device", "steps_per_epoch", "train_trial"]
+__all__ = [
+    "epoch_generator",
+    "evaluate",
+    "resolve_device",
+    "run_schedule",
+    "steps_per_epoch",
+    "train_trial",
+]
 
 EVAL_CHUNK = 4_096
 """Rows per forward pass when evaluating, so large datasets need not fit in one pass."""
@@ -82,8 +91,10 @@ def _train_epoch(
     *,
     device: torch.device,
     clip_norm: float | None = None,
+    after_step: Callable[[], object] | None = None,
 ) -> bool:
-    """One pass over the shuffled training set; whether every batch loss was finite."""
+    """One pass over the shuffled training set; whether every batch loss was finite.
+    ``after_step`` runs after every optimizer step (a per-step lr schedule's step)."""
     built.model.train()
     finite = torch.ones((), dtype=torch.bool, device=device)
     for inputs, targets in batches:
@@ -93,6 +104,8 @@ def _train_epoch(
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(built.model.parameters(), clip_norm)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         finite &= torch.isfinite(loss.detach())
     return bool(finite.item())
 
@@ -101,6 +114,17 @@ def steps_per_epoch(built: Built, batch_size: int | str) -> int:
     """Optimizer steps in one epoch: one per batch, the last one possibly short."""
     size = data_size(built.train)
     return math.ceil(size / batch_rows(batch_size, size))
+
+
+def schedule_counts(schedule: Schedule, *, epochs: int, steps: int) -> int:
+    """How many times ``schedule`` advances in a run of ``epochs`` of ``steps`` steps each."""
+    return epochs * steps if schedule.per == "step" else epochs
+
+
+def run_schedule(schedule: Schedule, *, epochs: int, steps: int) -> Schedule:
+    """``schedule`` with what it leaves to the run's length (cosine's t_max, a step
+    schedule's step_size) set for a run of ``epochs`` epochs of ``steps`` optimizer steps."""
+    return resolve_schedule(schedule, schedule_counts(schedule, epochs=epochs, steps=steps))
 
 
 def _checkpoint(
@@ -157,6 +181,9 @@ def train_trial(
         torch.manual_seed(spec.seed)
         built = workload.build(config, seed=spec.seed, device=device)
     optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hyperparameters)
+    steps = steps_per_epoch(built, config.batch_size)
+    schedule = run_schedule(spec.schedule, epochs=config.epochs, steps=steps)
+    spec = spec.model_copy(update={"schedule": schedule})
     start = 0
     metrics: dict[str, float] = {}
     history: dict[int, dict[str, float]] = {}
@@ -166,9 +193,13 @@ def train_trial(
         # torch.optim aliases the tensors it loads: copy, so the checkpoint stays as it was.
         optimizer.load_state_dict(copy.deepcopy(resume.optimizer_state))
         start, metrics, history = resume.epoch, dict(resume.metrics), dict(resume.history)
-    # last_epoch=start-1: the scheduler's first step brings it to epoch ``start``.
+    # last_epoch=done-1: constructing the scheduler steps it to ``done`` counts.
+    per_step = schedule.per == "step"
+    done = start * steps if per_step else start
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda t: lr_multiplier(spec.schedule, t), last_epoch=start - 1
+        optimizer,
+        lr_lambda(schedule, schedule_counts(schedule, epochs=config.epochs, steps=steps)),
+        last_epoch=done - 1,
     )
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
 
@@ -180,14 +211,20 @@ def train_trial(
             built.train, seed=data_seed, epoch=epoch, batch_size=config.batch_size, device=device
         )
         batches_finite = _train_epoch(
-            built, optimizer, batches, device=device, clip_norm=spec.clip_norm
+            built,
+            optimizer,
+            batches,
+            device=device,
+            clip_norm=spec.clip_norm,
+            after_step=scheduler.step if per_step else None,
         )
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         metrics = history[epoch] = evaluate(built, device)
         epochs_run = epoch
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
-            steps = epoch * steps_per_epoch(built, config.batch_size)
-            checkpoint(_checkpoint(spec, built, optimizer, history, epoch=epoch, steps=steps))
+            taken = epoch * steps
+            checkpoint(_checkpoint(spec, built, optimizer, history, epoch=epoch, steps=taken))
         if report is not None:
             report(epoch, metrics)
         losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])

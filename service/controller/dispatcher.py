@@ -249,18 +249,24 @@ def _workload(spec: SweepCreate, trial: Trial) -> dict[str, Any]:
 
 
 def schedule_of(spec: SweepCreate, trial: Trial) -> Schedule:
-    """The trial's lr schedule for the optimizer module (per epoch; cosine over the run)."""
+    """The trial's lr schedule for the optimizer module, counted as the sweep says (epochs or
+    steps); what it leaves to the run's length (cosine's t_max, a default step_size) the
+    worker sets, knowing the steps of an epoch."""
     drawn = (trial.settings or {}).get("schedule") or {"kind": "constant"}
-    epochs = spec.workload.epochs
+    shared = {
+        "warmup": drawn.get("warmup_steps") or 0,
+        "per": spec.space.schedule.per if spec.space.schedule is not None else "epoch",
+    }
     match drawn["kind"]:
         case "step":
-            step_size = drawn.get("step_size") or max(1, epochs // 3)
-            return StepSchedule(step_size=step_size, gamma=drawn.get("gamma") or 0.1)
+            return StepSchedule(
+                step_size=drawn.get("step_size"), gamma=drawn.get("gamma") or 0.1, **shared
+            )
         case "exponential":
-            return ExponentialSchedule(gamma=drawn.get("gamma") or 0.9)
+            return ExponentialSchedule(gamma=drawn.get("gamma") or 0.9, **shared)
         case "cosine":
-            return CosineSchedule(t_max=epochs, min_factor=drawn.get("min_factor") or 0.0)
-    return ConstantSchedule()
+            return CosineSchedule(min_factor=drawn.get("min_factor") or 0.0, **shared)
+    return ConstantSchedule(**shared)
 
 
 def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:

@@ -9,6 +9,7 @@ import numpy as np
 from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
+from service.sweeps.fits import check_schedule_fits
 from service.sweeps.schemas import ADAPTIVE, Choice, FloatRange, IntRange, SweepCreate
 from service.trials.models import TrialStatus
 from workers.specs import WorkloadReport
@@ -131,6 +132,7 @@ def expand(
     """
     check_workload(spec, report)
     check_scheduler(spec, report)
+    check_schedule_fits(spec, report)
     if spec.space.lr == "auto":
         if spec.search.algorithm == "grid":
             raise SpecError(

@@ -78,17 +78,25 @@ def lr_sensitivity(
     sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000
 ) -> ChartJSON:
     """Final objective against lr, one series per family (completed and stopped trials), or
-    per family and batch size when the sweep searches batch sizes; a series with more than
-    ``max_points`` trials shows a random sample of them."""
+    per family and batch size and schedule kind when the sweep searches them; a series with
+    more than ``max_points`` trials shows a random sample of them."""
     sweep = get_sweep(session, sweep_id)
     metric, maximize = queries.objective(sweep)
     rows = queries.lr_rows(session, sweep, maximize=maximize, max_points=max_points)
-    searched = stored_spec(sweep).space.batch_size
-    split = isinstance(searched, Choice | IntRange)
+    space = stored_spec(sweep).space
+    by_batch = isinstance(space.batch_size, Choice | IntRange)
+    kinds = space.schedule.kind if space.schedule is not None else None
+    by_kind = isinstance(kinds, Choice) and len(set(kinds.values)) > 1
 
     def series(optimizer: str, settings: dict[str, Any] | None) -> str:
         size = (settings or {}).get("batch_size")
-        return f"{optimizer}, batch {size}" if split and size is not None else optimizer
+        kind = ((settings or {}).get("schedule") or {}).get("kind")
+        parts = [optimizer]
+        if by_batch and size is not None:
+            parts.append(f"batch {size}")
+        if by_kind and kind is not None:
+            parts.append(kind)
+        return ", ".join(parts)
 
     families = queries.by_family((series(row[0], row[4]), row[1], row[2], row[3]) for row in rows)
     thinned = [queries.thin(f, max_points, sweep_id) for f in families.values()]
@@ -129,6 +137,7 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
     rows = []
     for trial in session.scalars(ranked_trials(sweep_id, maximize=maximize).limit(limit)):
         beta1, beta2 = queries.betas(trial.optimizer, trial.hyperparameters)
+        schedule = (trial.settings or {}).get("schedule") or {}
         rows.append(
             ParallelRow(
                 trial_id=trial.id,
@@ -138,11 +147,14 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
                 beta2=beta2,
                 batch_size=(trial.settings or {}).get("batch_size"),
                 clip_norm=(trial.settings or {}).get("clip_norm"),
-                schedule=((trial.settings or {}).get("schedule") or {}).get("kind"),
+                schedule=schedule.get("kind"),
+                warmup_steps=schedule.get("warmup_steps"),
                 objective=float(trial.objective_value or 0.0),
             )
         )
     space = stored_spec(sweep).space
     searched = ("batch_size", "clip_norm", "schedule")
     settings = [name for name in searched if getattr(space, name) is not None]
+    if space.schedule is not None and isinstance(space.schedule.warmup_steps, Choice | IntRange):
+        settings.append("warmup_steps")
     return ChartJSON(Parallel(metric=metric, rows=rows, settings=settings))

@@ -88,8 +88,8 @@ def importance(
 
 def estimate(trials: list[Trial], *, method: str, maximize: bool) -> dict[str, float]:
     """Importance of the family, log lr, beta1/beta2 (when every trial's family has them) and
-    the searched settings (batch size, clip norm) among these trials' objectives; parameters
-    that did not vary are left out."""
+    the searched settings (batch size, clip norm, schedule kind, warm-up) among these trials'
+    objectives; parameters that did not vary are left out."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
@@ -110,6 +110,9 @@ def estimate(trials: list[Trial], *, method: str, maximize: bool) -> dict[str, f
                 str(setting[name]["kind"] if name == "schedule" else setting[name])
                 for setting in settings
             ]
+    warmups = [(setting.get("schedule") or {}).get("warmup_steps") for setting in settings]
+    if all(isinstance(warmup, int) for warmup in warmups):
+        columns["warmup_steps"] = [float(warmup or 0) for warmup in warmups]  # a number, as lr
     distributions: dict[str, Any] = {}
     for name, column in columns.items():
         if len(set(column)) < 2:  # did not vary: nothing to attribute

@@ -82,6 +82,8 @@ class ParallelRow(BaseModel):
     """Its searched clip norm (None: no clipping, or not searched)."""
     schedule: str | None = None
     """Its searched lr schedule's kind, if the sweep searches schedules."""
+    warmup_steps: int | None = None
+    """Its schedule's warm-up, if the sweep searches warm-ups."""
     objective: float
 
 
@@ -90,7 +92,7 @@ class Parallel(BaseModel):
 
     settings: list[str] = []
     """The training settings the sweep searches (``batch_size``, ``clip_norm``,
-    ``schedule``): their axes."""
+    ``schedule``, ``warmup_steps``): their axes."""
 
     metric: str
     rows: list[ParallelRow]

@@ -5,10 +5,12 @@ one sentence a person can act on."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.sweeps.models import Sweep
+from service.sweeps.params import FloatRange, IntRange
 from service.sweeps.repository import stored_spec
+from service.sweeps.schemas import SCHEDULE_FIELDS, Space
 from service.trials.models import Trial, TrialStatus
 from service.trials.queue import status_counts
 from service.trials.repository import RANKED
@@ -38,8 +42,9 @@ class FamilyReport(BaseModel):
     best_lr: float | None
     best_hyperparameters: dict[str, object] | None
     best_settings: dict[str, object] | None = None
-    """Its searched training settings (batch size, clip norm), if the sweep searches any: the
-    basin is taken among configurations with these settings."""
+    """Its searched training settings (batch size, clip norm, schedule), if the sweep searches
+    any: the basin is taken among configurations that share those listed as values (a
+    setting drawn from a range, such as a warm-up of 0..500 steps, does not split it)."""
     basin_low: float | None
     """The lowest lr of the basin: configurations from here to ``basin_high`` (by lr, without
     a gap) reach within the tolerance of the best."""
@@ -80,6 +85,32 @@ class _Configuration:
     value: float
     hyperparameters: dict[str, object]
     settings: dict[str, object]
+    group: str = ""
+    """Its settings that the sweep lists (not ranges): the basin is a slice of one group."""
+
+
+def _listed(space: Space) -> Callable[[dict[str, Any]], str]:
+    """A trial's settings as the key of its group: those the space fixes or lists as values
+    (a batch size of {values}, a schedule kind), not those drawn from a range (a warm-up of
+    0..500 steps would leave one configuration per slice)."""
+
+    def listed(value: object) -> bool:
+        return not isinstance(value, FloatRange | IntRange)
+
+    top = {name for name in ("batch_size", "clip_norm") if listed(getattr(space, name))}
+    inner = (
+        {n for n in SCHEDULE_FIELDS if listed(getattr(space.schedule, n))}
+        if space.schedule is not None
+        else set()
+    )
+
+    def key(settings: dict[str, Any]) -> str:
+        kept: dict[str, Any] = {k: v for k, v in settings.items() if k in top}
+        if isinstance(settings.get("schedule"), dict):
+            kept["schedule"] = {k: v for k, v in settings["schedule"].items() if k in inner}
+        return json.dumps(kept, sort_keys=True)
+
+    return key
 
 
 def optimizer_report(
@@ -125,6 +156,7 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         elif math.isfinite(trial.objective_value or math.nan):
             finite[trial.optimizer][trial.number // repeats].append(trial)
     families = []
+    group = _listed(spec.space)
     for name in spec.space.optimizers:
         configurations = [
             _Configuration(
@@ -133,6 +165,7 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
                 value=statistics.fmean(float(t.objective_value or 0.0) for t in members),
                 hyperparameters=dict(members[0].hyperparameters),
                 settings=dict(members[0].settings or {}),
+                group=group(members[0].settings or {}),
             )
             for members in finite[name].values()
         ]
@@ -192,9 +225,9 @@ def _family(
         gap = best.value - configuration.value if maximize else configuration.value - best.value
         return gap <= margin
 
-    # The basin is a slice along lr: with searched settings (batch size, clipping), of the
-    # configurations that share the best one's.
-    alike = [c for c in configurations if c.settings == best.settings]
+    # The basin is a slice along lr: with settings searched over listed values (batch size,
+    # clipping, schedule kind), of the configurations that share the best one's.
+    alike = [c for c in configurations if c.group == best.group]
     by_lr = sorted(alike, key=lambda c: (c.lr, c.number))
     at = by_lr.index(best)
     low = high = at

@@ -48,26 +48,41 @@ def _check_override(family: str, name: str, value: Override) -> None:
 
 SCHEDULE_KINDS = ("constant", "step", "exponential", "cosine")
 SCHEDULE_PARAMETERS = {
-    "constant": (),
-    "step": ("gamma", "step_size"),
-    "exponential": ("gamma",),
-    "cosine": ("min_factor",),
+    "constant": ("warmup_steps",),
+    "step": ("warmup_steps", "gamma", "step_size"),
+    "exponential": ("warmup_steps", "gamma"),
+    "cosine": ("warmup_steps", "min_factor"),
 }
 """Which parameters each schedule kind reads."""
+SCHEDULE_FIELDS = ("kind", "warmup_steps", "gamma", "step_size", "min_factor")
+"""A schedule space's fields that trials draw (``per`` is the sweep's)."""
 
 
 class ScheduleSpace(StrictModel):
-    """Learning-rate decay per trial, stepped once per epoch: the kind and its parameters,
-    each fixed or searched (``{values: [...]}`` or a range). A kind ignores the parameters
-    it does not read: step reads gamma (default 0.1) and step_size (default a third of the
-    epochs); exponential reads gamma (default 0.9); cosine decays to min_factor (default 0)
-    of the lr over the run."""
+    """Learning-rate decay per trial: the kind and its parameters, each fixed or searched
+    (``{values: [...]}`` or a range), counted in epochs or optimizer steps (``per``). Every
+    kind reads warmup_steps (a linear warm-up in front, default 0); step reads gamma (default
+    0.1) and step_size (default a third of the run after the warm-up); exponential reads
+    gamma (default 0.9); cosine decays to min_factor (default 0) of the lr over the run
+    after the warm-up. A kind ignores the parameters it does not read."""
 
     kind: Choice | str = "constant"
     """One of ``SCHEDULE_KINDS``, or ``{values: [...]}`` of them."""
+    per: Literal["epoch", "step"] = "epoch"
+    """What the schedule counts (warmup_steps and step_size too): epochs or optimizer steps."""
+    warmup_steps: Setting = None
+    """Counts (as ``per``) of linear warm-up from lr/(n+1) to the lr, before the decay."""
     gamma: Setting = None
     step_size: Setting = None
     min_factor: Setting = None
+
+    @field_validator("warmup_steps", "step_size", mode="before")
+    @classmethod
+    def _whole_ranges(cls, value: Any) -> Any:
+        """Counts are whole numbers: a range of them is an int range without saying so."""
+        if isinstance(value, dict) and "values" not in value and "type" not in value:
+            return {**value, "type": "int"}
+        return value
 
     @field_validator("kind")
     @classmethod
@@ -83,6 +98,7 @@ class ScheduleSpace(StrictModel):
         checks = {
             "gamma": lambda v: isinstance(v, int | float) and math.isfinite(v) and v > 0,
             "step_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "warmup_steps": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
             "min_factor": lambda v: isinstance(v, int | float) and 0 <= v <= 1,
         }
         for name, valid in checks.items():

@@ -10,8 +10,8 @@ from service.code.store import CodeStore
 from service.controller.expand import expand, packs, sweep_size
 from service.errors import SpecError
 from service.sweeps import repository
+from service.sweeps.fits import check_batch_fits, needs_train_size
 from service.sweeps.models import Sweep
-from service.sweeps.params import Choice, IntRange
 from service.sweeps.schemas import ResourcesSpec, SweepCreate
 from workers.specs import WorkloadReport
 
@@ -46,37 +46,6 @@ def check_code(spec: SweepCreate, store: CodeStore | None, *, local: bool = Fals
         )
 
 
-def batch_sizes(spec: SweepCreate) -> dict[str, list[int]]:
-    """The whole-number batch sizes a sweep searches (``space.batch_size``), by field."""
-    found: dict[str, list[int]] = {}
-    searched = spec.space.batch_size
-    values = (
-        searched.values
-        if isinstance(searched, Choice)
-        else [searched.high]
-        if isinstance(searched, IntRange)
-        else [searched]
-    )
-    numbers = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
-    if numbers:
-        found["space.batch_size"] = numbers
-    return found
-
-
-def check_batch_fits(spec: SweepCreate, report: WorkloadReport) -> None:
-    """SpecError unless every batch size fits the workload's training set."""
-    if report.train_size is None:
-        return
-    for field, values in batch_sizes(spec).items():
-        for value in values:
-            if value > report.train_size:
-                raise SpecError(
-                    f"{value} is larger than the training set ({report.train_size} examples); "
-                    "'full' trains on all of it",
-                    field=field,
-                )
-
-
 def submit_sweep(
     session: Session,
     spec: SweepCreate,
@@ -104,9 +73,10 @@ def submit_sweep(
                 field="workload.entrypoint",
             )
         report = inspect(spec)
-    elif inspect is not None and batch_sizes(spec):
-        # Searched batch sizes must fit the training set, whose size a worker finds out by
-        # building the workload (a plain workload.batch_size is capped by the loop instead).
+    elif inspect is not None and needs_train_size(spec):
+        # Searched batch sizes and per-step warm-ups must fit the training set and the run,
+        # whose sizes a worker finds out by building the workload (a plain
+        # workload.batch_size is capped by the loop instead).
         report = inspect(spec)
     if report is not None:  # what only a worker could say: the workload, its data
         check_batch_fits(spec, report)

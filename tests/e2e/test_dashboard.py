@@ -27,6 +27,11 @@ SPEC: dict[str, Any] = {
         "lr": {"low": 1e-4, "high": 3e-3, "log": True},
         "beta1": {"low": 0.8, "high": 0.95},
         "clip_norm": {"values": [None, 10.0]},
+        "schedule": {
+            "kind": {"values": ["constant", "cosine"]},
+            "per": "step",
+            "warmup_steps": {"low": 0, "high": 30},
+        },
     },
     "search": {"algorithm": "random", "num_trials": 8, "seed": 2},
     "objective": {"metric": "val_loss", "mode": "min"},
@@ -101,7 +106,9 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     assert sorted(drawn) == sorted(c["trial_id"] for c in curves)
     families = {c["optimizer"] for c in curves if c["status"] in ("completed", "stopped")}
     lr_series = page.evaluate(f"{series_of('chart-lr')}.map(s => s.name)")
-    assert set(lr_series) == families
+    # split by the schedule kind the sweep searches: "adam, cosine"
+    assert {name.split(", ")[0] for name in lr_series} == families
+    assert {name.split(", ")[1] for name in lr_series} <= {"constant", "cosine"}
     for chart in ("chart-best", "chart-parallel", "chart-importance"):
         page.wait_for_selector(f"#{chart}[data-drawn] canvas")
         lengths = page.evaluate(f"{series_of(chart)}.map(s => s.data.length)")
@@ -110,7 +117,16 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         "echarts.getInstanceByDom(document.getElementById('chart-parallel'))"
         ".getOption().parallelAxis.map(a => a.name)"
     )
-    assert axes == ["family", "lr", "beta1", "beta2", "clip norm", "val_loss"]  # searched: axis
+    assert axes == [  # a searched setting is an axis
+        "family",
+        "lr",
+        "beta1",
+        "beta2",
+        "clip norm",
+        "schedule",
+        "warmup steps",
+        "val_loss",
+    ]
     expect(page.locator("#trials tbody tr")).to_have_count(8)
     # Importance within one family: the bars are that family's own hyperparameters.
     within = httpx.get(

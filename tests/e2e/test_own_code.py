@@ -180,6 +180,37 @@ def test_users_code_that_cannot_run_is_a_clear_error(
     assert _get(server, "/sweeps")["items"] == before  # nothing written
 
 
+def test_a_per_step_cosine_over_a_users_own_loop_is_refused_and_per_epoch_runs(
+    server: Server, user_project: Path, tmp_path: Path
+) -> None:
+    """A function workload's steps per epoch are its loop's: a per-step cosine (whose length
+    is the run's) is a clear error; counted per epoch it runs."""
+    spec = _spec("mylab.loops:fit")
+    spec["space"]["schedule"] = {"kind": "cosine", "per": "step", "warmup_steps": 2}
+    result = run_cli(
+        "submit", _write(tmp_path / "step", spec), "--url", server.url, "--code", str(user_project)
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "space.schedule.per: a per-step cosine" in result.stdout + result.stderr
+    spec["space"]["schedule"] = {"kind": "cosine", "warmup_steps": 1}
+    result = run_cli(
+        "submit",
+        _write(tmp_path / "epoch", spec),
+        "--url",
+        server.url,
+        "--code",
+        str(user_project),
+        "--wait",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_id = int(result.stdout.split("sweep ", 1)[1].split()[0])
+    (trial,) = _get(server, f"/sweeps/{sweep_id}/trials")["items"]
+    lrs = {
+        s["name"]: s["values"] for s in _get(server, f"/trials/{trial['id']}/metrics")["series"]
+    }["lr"]
+    assert lrs == pytest.approx([0.05 / 2, 0.05])  # warmed up for an epoch; cosine then
+
+
 def test_a_users_function_that_raises_fails_alone_with_its_traceback(
     server: Server, user_project: Path, tmp_path: Path
 ) -> None:

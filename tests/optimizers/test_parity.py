@@ -145,6 +145,55 @@ def test_schedules_match_torch_lr_schedulers() -> None:
     assert max_state_diff(run) <= TOLERANCE
 
 
+WARMUP = 6
+
+
+def _warmed(opt: torch.optim.Optimizer, base: torch.optim.lr_scheduler.LRScheduler) -> Any:
+    """torch's linear warm-up from 1/(WARMUP+1) to 1, then ``base`` from its own start."""
+    warmup = torch.optim.lr_scheduler.LinearLR(
+        opt, start_factor=1 / (WARMUP + 1), end_factor=1.0, total_iters=WARMUP
+    )
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warmup, base], milestones=[WARMUP])
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.filterwarnings("ignore::UserWarning")  # SequentialLR's own deprecation notes
+def test_a_warm_up_in_front_of_every_schedule_per_step_matches_torch_sequential_lr() -> None:
+    """Per-step schedules advance inside ``step()``; per-epoch ones wait for
+    ``advance_schedules()``, and a warm-up in front of any kind equals LinearLR + SequentialLR."""
+    families = sorted(OPTIMIZERS)
+    members = []
+    for i, (schedule, _) in enumerate(SCHEDULES[:3]):  # step, exponential, cosine
+        for j, name in enumerate(families):
+            if (i + j) % 3 == 0:
+                warmed = {**schedule, "warmup": WARMUP, "per": "step"}
+                members.append(
+                    {"optimizer": name, "hyperparameters": GRID[name][0], "schedule": warmed}
+                )
+    epoch_member = {"kind": "exponential", "gamma": 0.5, "warmup": 2}  # per epoch: untouched
+    members.append({"optimizer": "adam", "hyperparameters": {"lr": 0.01}, "schedule": epoch_member})
+    run = side_by_side(members)
+    factories = {s["kind"]: factory for s, factory in SCHEDULES}
+    schedulers = [
+        _warmed(opt, factories[m.schedule.kind](opt, m.hyperparameters["lr"]))
+        for m, opt in zip(run.members[:-1], run.optimizers[:-1], strict=True)
+    ]
+    run.optimizers[-1].param_groups[0]["lr"] = 0.01 / 3  # warm-up's first epoch throughout
+    epoch_lrs = []
+    for _ in range(STEPS):
+        run.step(run.grads())
+        for scheduler in schedulers:
+            scheduler.step()
+        for k, optimizer in enumerate(run.optimizers[:-1]):
+            assert abs(run.population.lr(k) - optimizer.param_groups[0]["lr"]) <= 1e-12
+        epoch_lrs.append(run.population.lr(len(members) - 1))
+    assert set(epoch_lrs) == {epoch_lrs[0]}  # its counter waits for advance_schedules
+    assert epoch_lrs[0] == pytest.approx(0.01 / 3, rel=1e-12)
+    run.population.advance_schedules()
+    assert run.population.lr(len(members) - 1) == pytest.approx(0.01 * 2 / 3, rel=1e-12)
+    assert max_param_diff(run) <= TOLERANCE
+
+
 @pytest.mark.usefixtures("float64")
 def test_clipping_matches_clip_grad_norm() -> None:
     members: list[dict[str, Any]] = []

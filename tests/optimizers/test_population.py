@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from optimizers import OPTIMIZERS, CosineSchedule, PopulationOptimizer, create_optimizer
+from optimizers.schedules import ScheduleTable
 from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
 from tests.optimizers.test_parity import GRID
 
@@ -51,6 +52,38 @@ def test_state_dict_round_trip_continues_bit_identically() -> None:
     for a, b in zip(run.stacked, saved_params, strict=True):
         assert torch.equal(a, b)
     assert torch.equal(run.population.lr_multipliers, resumed.lr_multipliers)
+
+
+@pytest.mark.usefixtures("float64")
+def test_per_step_schedules_stop_with_freezing_and_survive_a_round_trip_mid_block() -> None:
+    """A per-step member's counter advances with each step, not while frozen, and a state
+    dict taken between the steps computed ahead resumes with the same multipliers."""
+    schedule = {"kind": "cosine", "t_max": 300, "warmup": 20, "per": "step"}
+    members = [{"optimizer": "adam", "hyperparameters": {"lr": 0.1}, "schedule": schedule}] * 2
+    params = [torch.zeros(2, 3, requires_grad=True)]
+    population = PopulationOptimizer(params, members)
+    reference = ScheduleTable([CosineSchedule(t_max=300, warmup=20, per="step")])
+    for step in range(1, 151):
+        params[0].grad = torch.ones(2, 3)
+        population.step()
+        if step == 70:
+            population.freeze(1)
+        if step == 100:
+            population.unfreeze(1)
+    counters = torch.tensor([150, 120])  # member 1 sat out steps 71..100
+    expected = reference.multipliers(counters)
+    assert torch.allclose(population.lr_multipliers, expected, rtol=0, atol=1e-15)
+    saved = copy.deepcopy(population.state_dict())
+    resumed = PopulationOptimizer([params[0].detach().clone()], members)
+    resumed.load_state_dict(saved)
+    for _ in range(30):
+        for opt in (population, resumed):
+            opt.params[0].grad = torch.ones(2, 3)
+            opt.step()
+        assert torch.equal(population.lr_multipliers, resumed.lr_multipliers)
+    assert resumed.lr(0) == pytest.approx(
+        0.1 * float(reference.multipliers(torch.tensor([180]))[0])
+    )
 
 
 def test_load_state_dict_rejects_other_members() -> None:

@@ -135,3 +135,35 @@ def test_the_same_spec_twice_gives_the_same_trials_and_metrics_bit_for_bit(
         ]
         stored.append((configurations, curves, ranking))
     assert stored[0] == stored[1]  # every stored value compared exactly, not approximately
+
+
+def test_the_basin_slices_by_listed_settings_not_by_ranges() -> None:
+    """Configurations share a basin when their batch size, clipping and schedule kind (listed
+    values) match; a warm-up drawn from a range does not split them (one per slice otherwise)."""
+    from service.sweeps.report import _listed
+    from service.sweeps.schemas import Space
+
+    space = Space.model_validate(
+        {
+            "optimizers": ["adam"],
+            "lr": {"low": 1e-3, "high": 1e-1},
+            "batch_size": {"values": ["full", 64]},
+            "clip_norm": {"low": 0.1, "high": 10.0},
+            "schedule": {
+                "kind": {"values": ["constant", "cosine"]},
+                "warmup_steps": {"low": 0, "high": 100},
+                "min_factor": {"values": [0.0, 0.1]},
+            },
+        }
+    )
+    group = _listed(space)
+
+    def settings(batch: object, clip: float, kind: str, warmup: int, **more: Any) -> dict:
+        schedule = {"kind": kind, "warmup_steps": warmup, **more}
+        return {"batch_size": batch, "clip_norm": clip, "schedule": schedule}
+
+    same = group(settings(64, 0.5, "cosine", 3, min_factor=0.1))
+    assert group(settings(64, 7.0, "cosine", 90, min_factor=0.1)) == same  # ranges: one slice
+    assert group(settings("full", 0.5, "cosine", 3, min_factor=0.1)) != same
+    assert group(settings(64, 0.5, "constant", 3)) != same
+    assert group(settings(64, 0.5, "cosine", 3, min_factor=0.0)) != same  # listed: sliced

@@ -12,7 +12,7 @@ import pytest
 
 from tests.service.conftest import LiveAPI
 from workers.specs import TrialSpec
-from workers.train import train_trial
+from workers.train import run_schedule, train_trial
 
 
 def _spec(name: str, search: dict[str, Any], **space: Any) -> dict[str, Any]:
@@ -219,13 +219,26 @@ def test_a_grid_over_schedules_trains_each_kind_once_with_its_parameters(
     typed = SweepCreate.model_validate(spec)
     cosine = Trial(settings={"schedule": {"kind": "cosine", "min_factor": 0.5}})
     step = Trial(settings={"schedule": {"kind": "step", "gamma": 0.5}})
-    assert schedule_of(typed, cosine).model_dump() == {
+    run = {"epochs": 3, "steps": 23}  # the worker sets what is left to the run's length
+    assert run_schedule(schedule_of(typed, cosine), **run).model_dump() == {
         "kind": "cosine",
         "t_max": 3,
         "min_factor": 0.5,
+        "warmup": 0,
+        "per": "epoch",
     }
-    assert schedule_of(typed, step).model_dump() == {"kind": "step", "step_size": 1, "gamma": 0.5}
-    assert schedule_of(typed, Trial(settings=None)).model_dump() == {"kind": "constant"}
+    assert run_schedule(schedule_of(typed, step), **run).model_dump() == {
+        "kind": "step",
+        "step_size": 1,
+        "gamma": 0.5,
+        "warmup": 0,
+        "per": "epoch",
+    }
+    assert schedule_of(typed, Trial(settings=None)).kind == "constant"
+    lr_series = live_api.client.get(f"/sweeps/{sweep['id']}/lr-sensitivity").json()["families"]
+    assert {f["optimizer"] for f in lr_series} == {
+        f"{name}, {kind}" for name in ("sgd", "adam") for kind in ("constant", "cosine", "step")
+    }  # the lr chart split by schedule kind, which this sweep varies
     parallel = live_api.client.get(f"/sweeps/{sweep['id']}/parallel").json()
     assert parallel["settings"] == ["schedule"]
     assert {row["schedule"] for row in parallel["rows"]} == {"constant", "cosine", "step"}
@@ -258,6 +271,18 @@ def test_sampling_searchers_draw_schedule_kinds(live_api: LiveAPI, algorithm: st
         ({"kind": "step", "gamma": 0.0}, "gamma: out of range"),
         ({"kind": "step", "step_size": 0}, "step_size: out of range"),
         ({"kind": "cosine", "min_factor": 1.5}, "min_factor: out of range"),
+        ({"kind": "cosine", "warmup_steps": -1}, "warmup_steps: out of range"),
+        ({"kind": "cosine", "warmup_steps": {"values": [0, 2.5]}}, "warmup_steps: out of range"),
+        ({"kind": "cosine", "per": "batch"}, "Input should be 'epoch' or 'step'"),
+        # the run is 1 epoch, of 23 steps at the workload's batch size of 64
+        (
+            {"kind": "cosine", "warmup_steps": 2},
+            "a warm-up of 2 epochs is longer than the run of 1",
+        ),
+        (
+            {"kind": "constant", "per": "step", "warmup_steps": {"values": [0, 24]}},
+            "a warm-up of 24 steps is longer than the run at batch size 64: 23 steps",
+        ),
     ],
 )
 def test_a_bad_schedule_is_a_422_naming_it(
@@ -270,3 +295,55 @@ def test_a_bad_schedule_is_a_422_naming_it(
     (error,) = response.json()["detail"]
     assert error["loc"][:3] == ["body", "space", "schedule"]
     assert message in error["msg"]
+
+
+def test_a_per_step_cosine_with_a_warm_up_that_fits_full_batch_runs_too(live_api: LiveAPI) -> None:
+    """Batch size full is one step an epoch: a warm-up of 3 steps fits 3 epochs, not 2."""
+    schedule = {"kind": "cosine", "per": "step", "warmup_steps": 3}
+    spec = _spec("full-warm", {"algorithm": "grid"}, batch_size={"values": ["full", 64]})
+    spec["space"]["schedule"] = schedule
+    spec["workload"]["epochs"] = 2
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422
+    assert "at batch size full: 2 steps (2 epochs x 1)" in response.json()["detail"][0]["msg"]
+    spec["workload"]["epochs"] = 3
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    trials = live_api.trials(sweep["id"])
+    assert len(trials) == 4
+    assert all(t["settings"]["schedule"] == {"kind": "cosine", "warmup_steps": 3} for t in trials)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "warmup"),
+    [
+        ("grid", {"values": [0, 30]}),
+        ("random", {"low": 0, "high": 40}),
+        ("tpe", {"low": 0, "high": 40}),
+    ],
+)
+def test_every_searcher_draws_warm_ups(live_api: LiveAPI, algorithm: str, warmup: Any) -> None:
+    schedule = {
+        "kind": {"values": ["constant", "exponential"]},
+        "per": "step",
+        "warmup_steps": warmup,
+    }
+    search = {"algorithm": algorithm, "seed": 3} | (
+        {} if algorithm == "grid" else {"num_trials": 6}
+    )
+    spec = _spec(f"warm-{algorithm}", search, schedule=schedule)
+    spec["workload"]["epochs"] = 2  # 46 steps at batch size 64
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    drawn = [t["settings"]["schedule"] for t in live_api.trials(sweep["id"])]
+    assert all(isinstance(d["warmup_steps"], int) and 0 <= d["warmup_steps"] <= 40 for d in drawn)
+    assert len({d["warmup_steps"] for d in drawn}) > 1
+    if algorithm == "grid":
+        assert len(drawn) == 8  # 2 families x 2 kinds x 2 warm-ups
+    parallel = live_api.client.get(f"/sweeps/{sweep['id']}/parallel").json()
+    assert parallel["settings"] == ["schedule", "warmup_steps"]
+    assert sorted(row["warmup_steps"] for row in parallel["rows"]) == sorted(
+        d["warmup_steps"] for d in drawn
+    )
+    importances = live_api.client.get(f"/sweeps/{sweep['id']}/importance").json()
+    assert "warmup_steps" in importances["importances"]

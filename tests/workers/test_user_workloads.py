@@ -98,6 +98,29 @@ def test_a_function_workload_runs_its_loop_with_the_trials_optimizer() -> None:
     assert curve[4]["val_loss"] < curve[1]["val_loss"]
 
 
+def test_a_function_workloads_per_step_warm_up_follows_its_steps_and_resumes() -> None:
+    """128 rows in batches of 32: 4 steps an epoch; 6 warm-up steps, then 0.9 per step. A
+    retry from the checkpoint after epoch 1 (in the warm-up) goes on with the same lrs."""
+    schedule = {"kind": "exponential", "gamma": 0.9, "warmup": 6, "per": "step"}
+    spec = _trial(LOOP, optimizer="sgd", hyperparameters={"lr": 0.07}, schedule=schedule)
+    curve: dict[int, dict[str, float]] = {}
+    saved: dict[int, Checkpoint] = {}
+    train_trial(
+        spec,
+        report=lambda e, m: curve.__setitem__(e, m),
+        checkpoint=lambda c: saved.__setitem__(c.epoch, c),
+    )
+    expected = [0.07 * 5 / 7, 0.07 * 0.9**2, 0.07 * 0.9**6, 0.07 * 0.9**10]
+    assert [curve[e]["lr"] for e in (1, 2, 3, 4)] == pytest.approx(expected, rel=1e-12)
+    assert saved[1].step == 4
+    resumed: dict[int, dict[str, float]] = {}
+    train_trial(spec, resume=saved[1], report=lambda e, m: resumed.__setitem__(e, m))
+    assert [resumed[e]["lr"] for e in (2, 3, 4)] == pytest.approx(expected[1:], rel=1e-12)
+    unknown = _trial(LOOP, schedule={"kind": "cosine", "per": "step"})
+    with pytest.raises(ValueError, match="needs the run's length in steps"):
+        train_trial(unknown)
+
+
 def test_a_function_workload_is_stopped_when_told_and_diverges_on_nan() -> None:
     stopped = train_trial(_trial(LOOP), should_stop=lambda: True)
     assert (stopped.status, stopped.epochs_run) == ("stopped", 0)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from optimizers import get_spec
-from service.sweeps.schemas import SCHEDULE_PARAMETERS, Space
+from service.sweeps.schemas import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS, Space
 
 Outcome = Literal["completed", "stopped", "diverged", "failed"]
 """How a trial ended, as searchers are told."""
@@ -103,7 +103,6 @@ def combine(
 
 SETTINGS = ("batch_size", "clip_norm")
 """Space fields that are training settings, not optimizer hyperparameters."""
-SCHEDULE_FIELDS = ("kind", "gamma", "step_size", "min_factor")
 
 
 def setting_axes(space: Space) -> dict[str, Any]:

@@ -186,15 +186,26 @@ function drawParallel(parallel) {
   const axis = { z: 10, nameLocation: "end", nameGap: 14, nameTextStyle: { fontSize: 13, fontWeight: 600 },
     axisLabel: { backgroundColor: "rgba(255, 255, 255, 0.85)", padding: [1, 3] } };
   const settings = parallel.settings ?? [];
-  // A setting's value as a category: no clipping is "none".
-  const settingValue = (row, name) => (row[name] === null ? "none" : row[name]);
+  // A setting with many numeric values (a searched range) is a value axis; others are
+  // categories, where no clipping is "none".
+  const numeric = new Set(settings.filter((name) => {
+    const values = new Set(parallel.rows.map((row) => row[name]));
+    return values.size > 10 && [...values].every((v) => typeof v === "number");
+  }));
+  const settingValue = (row, name) => {
+    if (numeric.has(name)) return row[name];
+    return String(row[name] === null ? "none" : row[name]);
+  };
   const axes = [
     { name: "family", type: "category", data: families },
     { name: "lr", type: "log" },
     { name: "beta1", scale: true },
     { name: "beta2", scale: true },
-    ...settings.map((name) => ({ name: name.replace("_", " "), type: "category",
-      data: [...new Set(parallel.rows.map((row) => settingValue(row, name)))].sort(settingOrder).map(String) })),
+    ...settings.map((name) => (numeric.has(name)
+      ? { name: name.replaceAll("_", " "), scale: true }
+      : { name: name.replaceAll("_", " "), type: "category",
+        data: [...new Set(parallel.rows.map((row) => (row[name] === null ? "none" : row[name])))]
+          .sort(settingOrder).map(String) })),
     { name: parallel.metric, scale: true },
   ];
   const metricDim = axes.length - 1;
@@ -209,7 +220,7 @@ function drawParallel(parallel) {
     series: [{ type: "parallel", name: parallel.metric, lineStyle: { width: 1, opacity: 0.6 },
       // A missing beta is null: ECharts leaves that axis off the line instead of drawing 0.
       data: parallel.rows.map((row) => [row.optimizer, row.lr, row.beta1, row.beta2,
-        ...settings.map((name) => String(settingValue(row, name))), row.objective]) }],
+        ...settings.map((name) => settingValue(row, name)), row.objective]) }],
   });
 }
 
