@@ -253,9 +253,10 @@ def schedule_of(spec: SweepCreate, trial: Trial) -> Schedule:
     steps); what it leaves to the run's length (cosine's t_max, a default step_size) the
     worker sets, knowing the steps of an epoch."""
     drawn = (trial.settings or {}).get("schedule") or {"kind": "constant"}
+    space = spec.space.schedule_for(trial.optimizer)
     shared = {
         "warmup": drawn.get("warmup_steps") or 0,
-        "per": spec.space.schedule.per if spec.space.schedule is not None else "epoch",
+        "per": space.per if space is not None else "epoch",
     }
     match drawn["kind"]:
         case "step":

@@ -58,9 +58,12 @@ def _tally(
     return tally
 
 
-def _exploited(trial: Trial, event: Exploited) -> None:
-    """PBT: the trial took another's state and these hyperparameters (recorded once)."""
+def _exploited(trial: Trial, event: Exploited, source: Trial | None) -> None:
+    """PBT: the trial took another's state, its settings (schedule, clipping: exploring
+    perturbs only hyperparameters) and these hyperparameters (recorded once)."""
     trial.hyperparameters = event.hyperparameters
+    if source is not None:
+        trial.settings = source.settings
     history = {
         "epoch": event.epoch,
         "source_trial_id": event.source_trial_id,
@@ -133,13 +136,16 @@ class Recorder:
         if not events:
             return
         trials = trials_by_id(session, (e.trial_id for e in events))
+        sources = trials_by_id(
+            session, (e.source_trial_id for e in events if isinstance(e, Exploited))
+        )
         epochs: dict[int, list[tuple[int, dict[str, float]]]] = defaultdict(list)
         tallies: dict[tuple[int, str], FamilyTally] = {}
         self._forget_after(session, trials, [e for e in events if isinstance(e, Started)])
         for event in events:
             trial = trials[event.trial_id]
             if isinstance(event, Exploited):
-                _exploited(trial, event)
+                _exploited(trial, event, sources.get(event.source_trial_id))
             elif isinstance(event, Started):
                 _started(trial, event)
             else:

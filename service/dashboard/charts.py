@@ -85,8 +85,12 @@ def lr_sensitivity(
     rows = queries.lr_rows(session, sweep, maximize=maximize, max_points=max_points)
     space = stored_spec(sweep).space
     by_batch = isinstance(space.batch_size, Choice | IntRange)
-    kinds = space.schedule.kind if space.schedule is not None else None
-    by_kind = isinstance(kinds, Choice) and len(set(kinds.values)) > 1
+    kinds = {
+        kind
+        for schedule in space.schedules().values()
+        for kind in (schedule.kind.values if isinstance(schedule.kind, Choice) else [schedule.kind])
+    }
+    by_kind = len(kinds) > 1
 
     def series(optimizer: str, settings: dict[str, Any] | None) -> str:
         size = (settings or {}).get("batch_size")
@@ -153,8 +157,10 @@ def parallel(sweep_id: int, session: SessionDep, limit: Limit = 1000) -> ChartJS
             )
         )
     space = stored_spec(sweep).space
-    searched = ("batch_size", "clip_norm", "schedule")
-    settings = [name for name in searched if getattr(space, name) is not None]
-    if space.schedule is not None and isinstance(space.schedule.warmup_steps, Choice | IntRange):
+    schedules = space.schedules().values()
+    settings = [name for name in ("batch_size", "clip_norm") if getattr(space, name) is not None]
+    if schedules:
+        settings.append("schedule")
+    if any(isinstance(s.warmup_steps, Choice | IntRange) for s in schedules):
         settings.append("warmup_steps")
     return ChartJSON(Parallel(metric=metric, rows=rows, settings=settings))

@@ -11,6 +11,7 @@ import math
 
 from service.errors import SpecError
 from service.sweeps.params import Choice, FloatRange, IntRange
+from service.sweeps.schedule_space import ScheduleSpace
 from service.sweeps.schemas import Setting, SweepCreate
 from workers.batches import batch_rows
 from workers.specs import WorkloadReport
@@ -36,18 +37,24 @@ def batch_sizes(spec: SweepCreate) -> dict[str, list[int]]:
     return found
 
 
-def longest_warmup(spec: SweepCreate) -> int:
-    """The longest warm-up the sweep's schedule can draw (0 without one)."""
-    schedule = spec.space.schedule
-    values = _values(schedule.warmup_steps) if schedule is not None else []
+def _longest(schedule: ScheduleSpace) -> int:
+    """The longest warm-up ``schedule`` can draw (0 without one)."""
+    values = _values(schedule.warmup_steps)
     return max((int(v) for v in values if isinstance(v, int | float)), default=0)
 
 
 def needs_train_size(spec: SweepCreate) -> bool:
     """Whether checking the sweep needs its training set's size (so a worker's report)."""
-    schedule = spec.space.schedule
-    per_step = schedule is not None and schedule.per == "step"
+    per_step = any(s.per == "step" for s in spec.space.schedules().values())
     return bool(batch_sizes(spec)) or per_step
+
+
+def _field(spec: SweepCreate, family: str, name: str) -> str:
+    """Where ``family``'s schedule field ``name`` was set: its overrides, or space.schedule."""
+    own = spec.space.overrides.get(family, {}).get("schedule")
+    if isinstance(own, ScheduleSpace) and name in own.model_fields_set:
+        return f"space.overrides.{family}.schedule.{name}"
+    return f"space.schedule.{name}"
 
 
 def check_batch_fits(spec: SweepCreate, report: WorkloadReport) -> None:
@@ -65,13 +72,17 @@ def check_batch_fits(spec: SweepCreate, report: WorkloadReport) -> None:
 
 
 def check_schedule_fits(spec: SweepCreate, report: WorkloadReport | None = None) -> None:
-    """SpecError unless every warm-up fits its run, and a per-step schedule that needs the
-    run's length (a cosine, a step schedule without step_size) can know it."""
-    schedule = spec.space.schedule
-    if schedule is None:
-        return
-    warmup, epochs = longest_warmup(spec), spec.workload.epochs
-    field = "space.schedule.warmup_steps"
+    """SpecError unless every family's warm-up fits its run, and a per-step schedule that
+    needs the run's length (a cosine, a step schedule without step_size) can know it."""
+    for family, schedule in spec.space.schedules().items():
+        _check_one(spec, family, schedule, report)
+
+
+def _check_one(
+    spec: SweepCreate, family: str, schedule: ScheduleSpace, report: WorkloadReport | None
+) -> None:
+    warmup, epochs = _longest(schedule), spec.workload.epochs
+    field = _field(spec, family, "warmup_steps")
     if schedule.per == "epoch":
         if warmup > epochs:
             raise SpecError(
@@ -89,7 +100,7 @@ def check_schedule_fits(spec: SweepCreate, report: WorkloadReport | None = None)
             "a per-step cosine, or step schedule without step_size, needs the run's length in "
             "steps, and a function workload's loop does not say it: count per epoch, or give "
             "step_size",
-            field="space.schedule.per",
+            field=_field(spec, family, "per"),
         )
     if report.train_size is None:
         return

@@ -97,7 +97,7 @@ class Choice(StrictModel):
     )
 
 
-def _param_kind(value: Any) -> str | None:
+def param_kind(value: Any) -> str | None:
     """Which kind of parameter a value is, so a bad one gets one error, not one per kind."""
     if isinstance(value, BaseModel):
         return "choice" if isinstance(value, Choice) else getattr(value, "type", None)
@@ -115,7 +115,7 @@ Param = Annotated[
     | Annotated[IntRange, Tag("int")]
     | Annotated[Choice, Tag("choice")],
     Discriminator(
-        _param_kind,
+        param_kind,
         custom_error_type="parameter",
         custom_error_message="expected {'low', 'high'[, 'log']}, {'type': 'int', ...} "
         "or {'values': [...]}",
@@ -129,7 +129,7 @@ Override = Annotated[
     | Annotated[Choice, Tag("choice")]
     | Annotated[bool | int | float, Tag("fixed")],
     Discriminator(
-        _param_kind,
+        param_kind,
         custom_error_type="parameter",
         custom_error_message="expected a fixed value, {'low', 'high'[, 'log']}, "
         "{'type': 'int', ...} or {'values': [...]}",
@@ -139,7 +139,7 @@ Override = Annotated[
 
 
 def _setting_kind(value: Any) -> str | None:
-    return "fixed" if value is None or value == "full" else _param_kind(value)
+    return "fixed" if value is None or value == "full" else param_kind(value)
 
 
 Setting = Annotated[
@@ -158,7 +158,7 @@ Setting = Annotated[
 
 
 def _lr_kind(value: Any) -> str | None:
-    return "auto" if value == "auto" else _param_kind(value)
+    return "auto" if value == "auto" else param_kind(value)
 
 
 LrParam = Annotated[

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from service.sweeps.models import Sweep
 from service.sweeps.params import FloatRange, IntRange
 from service.sweeps.repository import stored_spec
-from service.sweeps.schemas import SCHEDULE_FIELDS, Space
+from service.sweeps.schedule_space import SCHEDULE_FIELDS
+from service.sweeps.schemas import Space
 from service.trials.models import Trial, TrialStatus
 from service.trials.queue import status_counts
 from service.trials.repository import RANKED
@@ -89,7 +90,7 @@ class _Configuration:
     """Its settings that the sweep lists (not ranges): the basin is a slice of one group."""
 
 
-def _listed(space: Space) -> Callable[[dict[str, Any]], str]:
+def _listed(space: Space, optimizer: str) -> Callable[[dict[str, Any]], str]:
     """A trial's settings as the key of its group: those the space fixes or lists as values
     (a batch size of {values}, a schedule kind), not those drawn from a range (a warm-up of
     0..500 steps would leave one configuration per slice)."""
@@ -98,9 +99,10 @@ def _listed(space: Space) -> Callable[[dict[str, Any]], str]:
         return not isinstance(value, FloatRange | IntRange)
 
     top = {name for name in ("batch_size", "clip_norm") if listed(getattr(space, name))}
+    schedule = space.schedule_for(optimizer)
     inner = (
-        {n for n in SCHEDULE_FIELDS if listed(getattr(space.schedule, n))}
-        if space.schedule is not None
+        {n for n in SCHEDULE_FIELDS if listed(getattr(schedule, n))}
+        if schedule is not None
         else set()
     )
 
@@ -156,8 +158,8 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         elif math.isfinite(trial.objective_value or math.nan):
             finite[trial.optimizer][trial.number // repeats].append(trial)
     families = []
-    group = _listed(spec.space)
     for name in spec.space.optimizers:
+        group = _listed(spec.space, name)
         configurations = [
             _Configuration(
                 number=members[0].number,

@@ -32,6 +32,7 @@ from service.sweeps.params import (
     StrictModel,
     param_bounds,
 )
+from service.sweeps.schedule_space import FamilyOverride, ScheduleSpace
 from service.sweeps.workload import CodeSpec, WorkloadSpec
 
 MAX_OVERRIDES = 64
@@ -46,76 +47,6 @@ def _check_override(family: str, name: str, value: Override) -> None:
         OPTIMIZERS[family].validate({name: probe})
 
 
-SCHEDULE_KINDS = ("constant", "step", "exponential", "cosine")
-SCHEDULE_PARAMETERS = {
-    "constant": ("warmup_steps",),
-    "step": ("warmup_steps", "gamma", "step_size"),
-    "exponential": ("warmup_steps", "gamma"),
-    "cosine": ("warmup_steps", "min_factor"),
-}
-"""Which parameters each schedule kind reads."""
-SCHEDULE_FIELDS = ("kind", "warmup_steps", "gamma", "step_size", "min_factor")
-"""A schedule space's fields that trials draw (``per`` is the sweep's)."""
-
-
-class ScheduleSpace(StrictModel):
-    """Learning-rate decay per trial: the kind and its parameters, each fixed or searched
-    (``{values: [...]}`` or a range), counted in epochs or optimizer steps (``per``). Every
-    kind reads warmup_steps (a linear warm-up in front, default 0); step reads gamma (default
-    0.1) and step_size (default a third of the run after the warm-up); exponential reads
-    gamma (default 0.9); cosine decays to min_factor (default 0) of the lr over the run
-    after the warm-up. A kind ignores the parameters it does not read."""
-
-    kind: Choice | str = "constant"
-    """One of ``SCHEDULE_KINDS``, or ``{values: [...]}`` of them."""
-    per: Literal["epoch", "step"] = "epoch"
-    """What the schedule counts (warmup_steps and step_size too): epochs or optimizer steps."""
-    warmup_steps: Setting = None
-    """Counts (as ``per``) of linear warm-up from lr/(n+1) to the lr, before the decay."""
-    gamma: Setting = None
-    step_size: Setting = None
-    min_factor: Setting = None
-
-    @field_validator("warmup_steps", "step_size", mode="before")
-    @classmethod
-    def _whole_ranges(cls, value: Any) -> Any:
-        """Counts are whole numbers: a range of them is an int range without saying so."""
-        if isinstance(value, dict) and "values" not in value and "type" not in value:
-            return {**value, "type": "int"}
-        return value
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kinds(cls, kind: Any) -> Any:
-        for value in kind.values if isinstance(kind, Choice) else [kind]:
-            if value not in SCHEDULE_KINDS:
-                valid = ", ".join(SCHEDULE_KINDS)
-                raise ValueError(f"unknown schedule kind {short_repr(value)} (valid: {valid})")
-        return kind
-
-    @model_validator(mode="after")
-    def _parameters_in_range(self) -> Self:
-        checks = {
-            "gamma": lambda v: isinstance(v, int | float) and math.isfinite(v) and v > 0,
-            "step_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-            "warmup_steps": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-            "min_factor": lambda v: isinstance(v, int | float) and 0 <= v <= 1,
-        }
-        for name, valid in checks.items():
-            value = getattr(self, name)
-            values = (
-                value.values
-                if isinstance(value, Choice)
-                else [value.low, value.high]
-                if isinstance(value, FloatRange | IntRange)
-                else [value]
-            )
-            for one in values:
-                if one is not None and not valid(one):
-                    raise ValueError(f"{name}: out of range, got {short_repr(one)}")
-        return self
-
-
 class Space(StrictModel):
     """Optimizer families, lr, the generic betas, and per-family overrides."""
 
@@ -124,10 +55,11 @@ class Space(StrictModel):
     """A searched lr, or "auto": a learning-rate range test sets each family's bounds."""
     beta1: Param | None = None
     beta2: Param | None = None
-    overrides: dict[Name, Annotated[dict[Name, Override], Field(max_length=MAX_OVERRIDES)]] = Field(
-        default_factory=dict, max_length=len(OPTIMIZERS)
-    )
-    """Per family: fixed values or searched ranges for any of its own hyperparameters."""
+    overrides: dict[
+        Name, Annotated[dict[Name, FamilyOverride], Field(max_length=MAX_OVERRIDES)]
+    ] = Field(default_factory=dict, max_length=len(OPTIMIZERS))
+    """Per family: fixed values or searched ranges for any of its own hyperparameters, and
+    under ``schedule`` the fields of its lr schedule that differ from ``space.schedule``."""
     hyperparameters: dict[Name, Override] = Field(default_factory=dict, max_length=MAX_OVERRIDES)
     """Fixed values or searched ranges for hyperparameters several families have
     (``weight_decay``, ``eps``, ``momentum``, ``nesterov``, ``amsgrad``, ``centered``...):
@@ -148,7 +80,27 @@ class Space(StrictModel):
         ``hyperparameters`` it has, then its own ``overrides``, which win."""
         fields = OPTIMIZERS[optimizer].hyperparameters
         shared = {name: p for name, p in self.hyperparameters.items() if name in fields}
-        return {**shared, **self.overrides.get(optimizer, {})}
+        own = {
+            name: value
+            for name, value in self.overrides.get(optimizer, {}).items()
+            if not isinstance(value, ScheduleSpace)
+        }
+        return {**shared, **own}
+
+    def schedule_for(self, optimizer: str) -> ScheduleSpace | None:
+        """``optimizer``'s schedule space: ``schedule``, with the fields its overrides set."""
+        own = self.overrides.get(optimizer, {}).get("schedule")
+        if not isinstance(own, ScheduleSpace):
+            return self.schedule
+        if self.schedule is None:
+            return own
+        changed = {name: getattr(own, name) for name in own.model_fields_set}
+        return self.schedule.model_copy(update=changed)
+
+    def schedules(self) -> dict[str, ScheduleSpace]:
+        """Each family's schedule space, for the families that have one."""
+        found = {name: self.schedule_for(name) for name in self.optimizers}
+        return {name: schedule for name, schedule in found.items() if schedule is not None}
 
     def searched_lr(self) -> Param:
         """lr as a searched parameter; ValueError while it is "auto" (not resolved yet)."""
@@ -247,8 +199,8 @@ class Space(StrictModel):
     @field_validator("overrides")
     @classmethod
     def _valid_overrides(
-        cls, overrides: dict[str, dict[str, Override]], info: ValidationInfo
-    ) -> dict[str, dict[str, Override]]:
+        cls, overrides: dict[str, dict[str, FamilyOverride]], info: ValidationInfo
+    ) -> dict[str, dict[str, FamilyOverride]]:
         optimizers = info.data.get("optimizers")
         if optimizers is None:  # already reported as invalid
             return overrides
@@ -259,6 +211,14 @@ class Space(StrictModel):
                 )
             spec = OPTIMIZERS[family]
             for name, value in fields.items():
+                if (name == "schedule") != isinstance(value, ScheduleSpace):
+                    raise ValueError(
+                        f"overrides.{family}.schedule: expected a schedule ({{'kind': ...}})"
+                        if name == "schedule"
+                        else f"overrides.{family}.{name}: a schedule goes under 'schedule'"
+                    )
+                if isinstance(value, ScheduleSpace):
+                    continue
                 if name not in spec.hyperparameters:
                     valid = ", ".join(spec.hyperparameters)
                     raise ValueError(

@@ -281,3 +281,32 @@ def _trials_in_if_any(database_url: str) -> list[dict[str, Any]]:
         return _trials_in(database_url, 1)
     except (OperationalError, AssertionError):
         return []  # the database or the sweep does not exist yet
+
+
+def test_the_gd_sgd_minibatch_example_and_its_report_from_the_cli(server: Server) -> None:
+    """The example of issue 15 as a user runs it: batch sizes full, 1 and 64, with and
+    without cosine decay and clipping, then `optisweep report` on it."""
+    example = REPO_ROOT / "examples" / "digits-gd-sgd-minibatch.yaml"
+    result = run_cli("submit", str(example), "--wait", "--url", server.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_id = int(result.stdout.split("sweep ", 1)[1].split()[0])
+    trials = _get(server, f"/sweeps/{sweep_id}/trials", limit=200)["items"]
+    assert len(trials) == 144
+    assert {str(t["settings"]["batch_size"]) for t in trials} == {"full", "1", "64"}
+    for batch in ("full", 1, 64):  # packs never mix batch sizes
+        packs = {t["pack_id"] for t in trials if t["settings"]["batch_size"] == batch}
+        others = {t["pack_id"] for t in trials if t["settings"]["batch_size"] != batch}
+        assert not (packs - {None}) & others
+    report = run_cli("report", str(sweep_id), "--url", server.url)
+    assert report.returncode == 0, report.stdout + report.stderr
+    families = _get(server, f"/sweeps/{sweep_id}/report")["families"]
+    assert [f["optimizer"] for f in families] == sorted(
+        ["sgd", "momentum", "adam"],
+        key=lambda name: -next(f["best_objective"] for f in families if f["optimizer"] == name),
+    )
+    for family in families:
+        assert family["summary"] in " ".join(report.stdout.split())  # the sentence, as printed
+        assert family["basin_low"] <= family["best_lr"] <= family["basin_high"]
+        assert family["best_objective"] > 0.9  # every family learns digits at its best
+        settings = family["best_settings"]
+        assert set(settings) == {"batch_size", "clip_norm", "schedule"}

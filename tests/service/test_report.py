@@ -156,7 +156,7 @@ def test_the_basin_slices_by_listed_settings_not_by_ranges() -> None:
             },
         }
     )
-    group = _listed(space)
+    group = _listed(space, "adam")
 
     def settings(batch: object, clip: float, kind: str, warmup: int, **more: Any) -> dict:
         schedule = {"kind": kind, "warmup_steps": warmup, **more}

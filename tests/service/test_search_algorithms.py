@@ -313,6 +313,9 @@ def test_lr_auto_runs_a_range_test_and_searches_within_its_bounds(
     spec = _spec(algorithm, num_trials=6)
     spec["workload"] = {"name": "mlp-digits", "epochs": 2, "batch_size": 64}
     spec["space"]["lr"] = "auto"
+    spec["space"]["schedule"] = {"kind": {"values": ["constant", "cosine"]}, "per": "step"}
+    spec["space"]["schedule"]["warmup_steps"] = {"low": 0, "high": 20}
+    spec["space"]["clip_norm"] = {"values": [None, 1.0]}
     spec["objective"] = {"metric": "val_accuracy", "mode": "max"}
     created = live_api.submit(spec)
     assert created["num_trials"] == 6
@@ -333,6 +336,8 @@ def test_lr_auto_runs_a_range_test_and_searches_within_its_bounds(
         bounds = ranges[trial["optimizer"]]
         assert bounds["low"] * (1 - 1e-9) <= trial["hyperparameters"]["lr"]
         assert trial["hyperparameters"]["lr"] <= bounds["high"] * (1 + 1e-9)
+        assert trial["settings"]["schedule"]["kind"] in ("constant", "cosine")
+        assert 0 <= trial["settings"]["schedule"]["warmup_steps"] <= 20
 
 
 def test_lr_auto_with_grid_search_is_422(live_api: LiveAPI) -> None:
@@ -351,6 +356,8 @@ def test_pbt_exploits_within_families_inside_one_pack(live_api: LiveAPI) -> None
     spec["space"] = {
         "optimizers": ["adam", "momentum"],
         "lr": {"low": 1e-4, "high": 0.3, "log": True},
+        "clip_norm": {"values": [None, 1.0]},
+        "schedule": {"kind": {"values": ["constant", "cosine"]}},
     }
     spec["search"]["scheduler"] = {"name": "pbt", "interval": 2, "quantile": 0.5}
     spec["objective"] = {"metric": "val_accuracy", "mode": "max"}
@@ -369,6 +376,11 @@ def test_pbt_exploits_within_families_inside_one_pack(live_api: LiveAPI) -> None
             assert source["id"] != trial["id"]
         assert trial["hyperparameters"] == trial["hyperparameter_history"][-1]["hyperparameters"]
         assert _steps(live_api, trial["id"], "val_accuracy") == list(range(1, 7))
+        # It trains on with its source's schedule and clipping, and says so.
+        last = trial["hyperparameter_history"][-1]
+        source = trials[last["source_trial_id"]]
+        if all(e["epoch"] < last["epoch"] for e in source["hyperparameter_history"] or []):
+            assert trial["settings"] == source["settings"]
     assert epochs <= {2, 4}
 
 

@@ -347,3 +347,79 @@ def test_every_searcher_draws_warm_ups(live_api: LiveAPI, algorithm: str, warmup
     )
     importances = live_api.client.get(f"/sweeps/{sweep['id']}/importance").json()
     assert "warmup_steps" in importances["importances"]
+
+
+def test_a_family_overrides_the_shared_schedule_field_by_field(live_api: LiveAPI) -> None:
+    """sgd steps its lr while adam follows the shared cosine; both keep the shared warm-ups."""
+    spec = _spec(
+        "own-schedules",
+        {"algorithm": "grid"},
+        schedule={"kind": "cosine", "warmup_steps": {"values": [0, 2]}},
+        overrides={"sgd": {"schedule": {"kind": "step", "gamma": 0.5}}},
+    )
+    spec["workload"]["epochs"] = 3
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    drawn = sorted(
+        (t["optimizer"], json.dumps(t["settings"]["schedule"], sort_keys=True))
+        for t in live_api.trials(sweep["id"])
+    )
+    assert drawn == sorted(
+        [
+            ("adam", json.dumps({"kind": "cosine", "warmup_steps": 0})),
+            ("adam", json.dumps({"kind": "cosine", "warmup_steps": 2})),
+            ("sgd", json.dumps({"gamma": 0.5, "kind": "step", "warmup_steps": 0})),
+            ("sgd", json.dumps({"gamma": 0.5, "kind": "step", "warmup_steps": 2})),
+        ]
+    )
+    lr_series = live_api.client.get(f"/sweeps/{sweep['id']}/lr-sensitivity").json()["families"]
+    assert {f["optimizer"] for f in lr_series} == {"sgd, step", "adam, cosine"}
+
+
+@pytest.mark.parametrize("algorithm", ["random", "tpe", "cmaes", "gp", "sobol"])
+def test_every_searcher_draws_a_familys_own_schedule(live_api: LiveAPI, algorithm: str) -> None:
+    spec = _spec(
+        f"own-{algorithm}",
+        {"algorithm": algorithm, "num_trials": 8, "seed": 1},
+        batch_size={"values": ["full", 64]},
+        clip_norm={"low": 0.5, "high": 5.0, "log": True},
+        schedule={
+            "kind": {"values": ["constant", "cosine"]},
+            "warmup_steps": {"low": 0, "high": 2},
+        },
+        overrides={"sgd": {"schedule": {"kind": {"values": ["step", "exponential"]}}}},
+    )
+    spec["workload"]["epochs"] = 2
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    for trial in live_api.trials(sweep["id"]):
+        schedule, settings = trial["settings"]["schedule"], trial["settings"]
+        own = ("step", "exponential") if trial["optimizer"] == "sgd" else ("constant", "cosine")
+        assert schedule["kind"] in own
+        assert 0 <= schedule["warmup_steps"] <= 2
+        assert settings["batch_size"] in ("full", 64)
+        assert 0.5 <= settings["clip_norm"] <= 5.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc", "message"),
+    [
+        ({"adam": {"schedule": {"kind": "linear"}}}, "overrides", "unknown schedule kind 'linear'"),
+        ({"adam": {"schedule": 0.1}}, "overrides", "expected a schedule"),
+        ({"adam": {"eps": {"kind": "cosine"}}}, "overrides", "a schedule goes under 'schedule'"),
+        (
+            {"sgd": {"schedule": {"warmup_steps": 3}}},
+            "overrides.sgd.schedule.warmup_steps",
+            "a warm-up of 3 epochs is longer than the run of 1",
+        ),
+    ],
+)
+def test_a_bad_schedule_override_is_a_422_naming_it(
+    live_api: LiveAPI, overrides: dict[str, Any], loc: str, message: str
+) -> None:
+    spec = _spec("bad", {"algorithm": "grid"}, schedule={"kind": "cosine"}, overrides=overrides)
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"][: 2 + len(loc.split("."))] == ["body", "space", *loc.split(".")]
+    assert message in error["msg"]

@@ -136,9 +136,13 @@ class AdaptiveSearcher:
         for name, override in overrides.items():
             if isinstance(override, FloatRange | IntRange | Choice):
                 axes[f"{optimizer}.{name}"] = (f"{optimizer}.{name}", override)
-        for name, setting in setting_axes(self._space).items():
+        own = "schedule" in self._space.overrides.get(optimizer, {})
+        for name, setting in setting_axes(self._space, optimizer).items():
             if isinstance(setting, FloatRange | IntRange | Choice):
-                axes[name] = (name, setting)  # shared by every family: a batch size is one
+                # Shared by every family (a batch size is one), but a family's own schedule
+                # is its own dimension.
+                stored = f"{optimizer}.{name}" if own and name.startswith("schedule.") else name
+                axes[stored] = (name, setting)
         return axes
 
     def _distributions(self, params: dict[str, Any]) -> dict[str, BaseDistribution]:
@@ -161,7 +165,7 @@ class AdaptiveSearcher:
         for name, override in self._space.family_overrides(optimizer).items():
             if not isinstance(override, FloatRange | IntRange | Choice):
                 sampled[f"{optimizer}.{name}"] = override
-        for name, setting in setting_axes(self._space).items():
+        for name, setting in setting_axes(self._space, optimizer).items():
             if not isinstance(setting, FloatRange | IntRange | Choice):
                 sampled[name] = setting
         return to_suggestion(self._space, optimizer, sampled)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from optimizers import get_spec
-from service.sweeps.schemas import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS, Space
+from service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
+from service.sweeps.schemas import Space
 
 Outcome = Literal["completed", "stopped", "diverged", "failed"]
 """How a trial ended, as searchers are told."""
@@ -105,13 +106,14 @@ SETTINGS = ("batch_size", "clip_norm")
 """Space fields that are training settings, not optimizer hyperparameters."""
 
 
-def setting_axes(space: Space) -> dict[str, Any]:
-    """The settings this space sets (fixed or searched), by name; a schedule's fields as
-    ``schedule.<field>``."""
+def setting_axes(space: Space, optimizer: str) -> dict[str, Any]:
+    """The settings this space sets (fixed or searched) for ``optimizer``'s trials, by name;
+    its schedule's fields (with its overrides) as ``schedule.<field>``."""
     axes = {name: getattr(space, name) for name in SETTINGS if getattr(space, name) is not None}
-    if space.schedule is not None:
+    schedule = space.schedule_for(optimizer)
+    if schedule is not None:
         for name in SCHEDULE_FIELDS:
-            value = getattr(space.schedule, name)
+            value = getattr(schedule, name)
             if value is not None:
                 axes[f"schedule.{name}"] = value
     return axes

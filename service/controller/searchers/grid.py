@@ -45,7 +45,7 @@ def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
             axes[name] = _values(param, f"space.{name}")
     for name, override in space.family_overrides(optimizer).items():
         axes[f"{optimizer}.{name}"] = _values(override, f"space.overrides.{optimizer}.{name}")
-    for name, setting in setting_axes(space).items():
+    for name, setting in setting_axes(space, optimizer).items():
         axes[name] = _values(setting, f"space.{name}")
     return axes
 

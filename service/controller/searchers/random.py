@@ -56,7 +56,7 @@ class RandomSearcher(NonAdaptive):
                 sampled[name] = sample(param, self._rng)
         for name, param in self._space.family_overrides(optimizer).items():
             sampled[f"{optimizer}.{name}"] = sample(param, self._rng)
-        for name, setting in setting_axes(self._space).items():
+        for name, setting in setting_axes(self._space, optimizer).items():
             sampled[name] = sample(setting, self._rng)
         return to_suggestion(self._space, optimizer, sampled)
 
