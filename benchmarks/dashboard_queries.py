@@ -132,19 +132,32 @@ def load(url: str, trials: int, epochs: int) -> tuple[int, float]:
     return sweep_id, time.perf_counter() - start
 
 
-def serve(url: str) -> tuple[uvicorn.Server, str]:
-    """The API (no controller, no Ray) under uvicorn in a thread."""
+def serve(url: str) -> tuple[uvicorn.Server, str, dict[str, str]]:
+    """The API (no controller, no Ray) under uvicorn in a thread; its URL, and an admin's
+    Authorization header (every request is authenticated, as a user's would be)."""
     import socket
+    import tempfile
+
+    from service.accounts import repository as accounts
+    from service.db.session import make_sessionmaker
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(Settings(database_url=url), run_controller=False)
+    token_file = f"{tempfile.mkdtemp(prefix='optisweep-bench-')}/token"
+    settings = Settings(database_url=url, token_file=token_file, rate_limit="1000000/minute")
+    app = create_app(settings, run_controller=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
+        admin = accounts.user_named(session, "admin")
+        _, token = accounts.create_token(session, admin, name="benchmark", days=1)
+        session.commit()
+    engine.dispose()
+    return server, f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
 
 
 def time_endpoint(client: httpx.Client, path: str, calls: int) -> tuple[float, float, int]:
@@ -226,7 +239,7 @@ def main() -> None:
                 f"loaded {args.trials:,} trials x {args.epochs} epochs "
                 f"({args.trials * args.epochs:,} metric rows) into PostgreSQL in {seconds:.0f} s"
             )
-        server, base = serve(url)
+        server, base, headers = serve(url)
         paths = [
             "/sweeps/{id}",
             "/sweeps/{id}/leaderboard",
@@ -240,7 +253,7 @@ def main() -> None:
             "/sweeps/{id}/importance",
         ]
         print(f"\n{'endpoint (GET /api/v1...)':52} {'median ms':>10} {'p95 ms':>8} {'KB':>8}")
-        with httpx.Client(base_url=f"{base}/api/v1", timeout=300) as client:
+        with httpx.Client(base_url=f"{base}/api/v1", timeout=300, headers=headers) as client:
             for path in paths:
                 median, p95, size = time_endpoint(client, path.format(id=sweep_id), args.calls)
                 print(f"{path:52} {median * 1e3:10.0f} {p95 * 1e3:8.0f} {size / 1024:8.0f}")

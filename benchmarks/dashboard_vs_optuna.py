@@ -188,8 +188,8 @@ def main() -> None:
             sweep_id, seconds = load(url, size, args.epochs)
             study_id = copy_to_optuna(url, sweep_id)
             print(f"{size:,} trials x {args.epochs} epochs loaded ({seconds:.0f} s), copied")
-            server, base = serve(url)
-            with httpx.Client(base_url=f"{base}/api/v1", timeout=900) as client:
+            server, base, headers = serve(url)
+            with httpx.Client(base_url=f"{base}/api/v1", timeout=900, headers=headers) as client:
                 optisweep_seconds(client, sweep_id)  # warm the connection pool and imports
                 ours = [optisweep_seconds(client, sweep_id) for _ in range(args.repeats)]
             server.should_exit = True

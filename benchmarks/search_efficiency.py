@@ -50,7 +50,7 @@ def run_optisweep(
     from service.controller.loop import Controller
     from service.db.migrate import upgrade_engine
     from service.db.session import make_engine, make_sessionmaker
-    from service.sweeps.repository import create_sweep
+    from service.sweeps.repository import create_sweep, default_project_id
     from service.sweeps.schemas import SweepCreate
     from service.trials.models import Trial
     from service.trials.repository import metric_curves
@@ -67,7 +67,13 @@ def run_optisweep(
         sessions = make_sessionmaker(engine)
         with sessions.begin() as session:
             size = sweep_size(spec, expand(spec, max_trials=100_000))
-            sweep_id = create_sweep(session, spec=spec, num_trials=size, claimed_by="bench").id
+            sweep_id = create_sweep(
+                session,
+                spec=spec,
+                num_trials=size,
+                claimed_by="bench",
+                project_id=default_project_id(session),
+            ).id
         controller = Controller(
             sessions, max_trials=100_000, controller_id="bench", sweep_id=sweep_id
         )

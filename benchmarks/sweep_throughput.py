@@ -81,6 +81,8 @@ def run_optisweep(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPTISWEEP_"))}
     env["OPTISWEEP_DATABASE_URL"] = database_url
+    token_file = Path(database_url.removeprefix("sqlite:///")).with_name("token")
+    env["OPTISWEEP_TOKEN_FILE"] = str(token_file)  # the first start's admin token goes here
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
         env=env,
@@ -96,17 +98,24 @@ def run_optisweep(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
         timings = []
         for _ in range(2):  # a fresh server's first sweep, then the same sweep again
             start = time.perf_counter()
-            sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=60).json()["id"]
-            while httpx.get(f"{api}/sweeps/{sweep_id}", timeout=60).json()["status"] in (
+            sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=60, headers=headers).json()[
+                "id"
+            ]
+            while httpx.get(f"{api}/sweeps/{sweep_id}", timeout=60, headers=headers).json()[
+                "status"
+            ] in (
                 "pending",
                 "running",
             ):
                 time.sleep(0.1)
             timings.append(time.perf_counter() - start)
-        board = httpx.get(f"{api}/sweeps/{sweep_id}/leaderboard", timeout=60).json()
+        board = httpx.get(
+            f"{api}/sweeps/{sweep_id}/leaderboard", timeout=60, headers=headers
+        ).json()
         best = max(entry["trial"]["objective"] for entry in board["entries"])
         return {"seconds": timings[0], "warm_seconds": timings[1], "best": best}
     finally:

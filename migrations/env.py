@@ -36,6 +36,9 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(str(config.get_main_option("sqlalchemy.url")))
     with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":  # as service.db.migrate: rebuilt tables must not cascade
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -33,17 +35,42 @@ class Settings(BaseSettings):
     the workers itself). Relative paths are taken from the server's working directory."""
     max_code_bytes: int = Field(default=50 * 2**20, ge=1)
     """The largest code package ``POST /api/v1/code`` accepts (a larger one is a 413)."""
-    allow_code_upload: bool | None = None
-    """Accept uploaded code (which runs on the workers): by default only when the server
-    listens on a loopback address, as nobody else can reach it then."""
+    token_file: str | None = None
+    """Where a first start writes the admin's token (and the CLI reads one):
+    ``~/.config/optisweep/token`` by default."""
+    secret_key: str | None = None
+    """Signs the dashboard's session cookies; by default made once and kept beside the token
+    file. Servers behind one address share one: set it."""
+    secure_cookies: bool = False
+    """Send the session cookie over HTTPS only: set it behind a TLS-terminating proxy."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host headers the server answers (comma-separated; '*' for any): by default its
+    loopback names. A request for any other host is a 400 (DNS rebinding)."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins whose pages may call the API from a browser (comma-separated); none by
+    default."""
+    rate_limit: str = "1200/minute"
+    """Requests per token, as the ``limits`` library writes them ("100/second", ...)."""
+    rate_limit_anonymous: str = "120/minute"
+    """Requests per client address without a valid token (sign-in, health checks, 401s)."""
     inspect_timeout_seconds: float = Field(default=300.0, gt=0)
     """How long checking a user's workload on a worker may take (a new runtime_env, with pip
     packages to install, takes a while the first time)."""
 
-    def code_upload_allowed(self) -> bool:
-        """Whether this server accepts uploaded code."""
-        if self.allow_code_upload is not None:
-            return self.allow_code_upload
-        from service.code.store import is_loopback
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
-        return is_loopback(self.host)
+    @field_validator("rate_limit", "rate_limit_anonymous")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"not a rate like '100/minute': {value!r}") from None
+        return value

@@ -7,6 +7,22 @@ class NotFoundError(LookupError):
     """An id that names no row."""
 
 
+class UnauthorizedError(PermissionError):
+    """No valid credentials: no token, or one that is unknown, expired or revoked (401)."""
+
+
+class ForbiddenError(PermissionError):
+    """Valid credentials without the role the action needs (403)."""
+
+
+class RateLimitedError(RuntimeError):
+    """Too many requests from one token or address; ``retry_after`` seconds until the next."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ConflictError(RuntimeError):
     """A request that the resource's current state does not allow (e.g. cancel a finished sweep)."""
 

@@ -7,35 +7,55 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import ray
-from fastapi import FastAPI, Request, Response, status
+from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import compile_path
 
 from service import debug, health
+from service.accounts.auth import RateLimits, admin, authenticated, limit_address
+from service.accounts.bootstrap import first_start, session_key
+from service.accounts.guard import SignInRequiredError, guarded
+from service.accounts.projects import router as projects_router
+from service.accounts.router import router as accounts_router
+from service.accounts.router import session_router
 from service.code.router import router as code_router
 from service.code.store import CodeStore
 from service.config import Settings
 from service.controller.loop import Controller
 from service.controller.ray_runtime import init_ray
 from service.dashboard.pages import api as specs_router
+from service.dashboard.pages import docs_router, static_files
 from service.dashboard.pages import router as pages_router
-from service.dashboard.pages import static_files
 from service.dashboard.router import router as dashboard_router
 from service.db.migrate import upgrade_engine
 from service.db.session import make_engine, make_sessionmaker
-from service.errors import ConflictError, InputError, NotFoundError
+from service.errors import (
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 from service.input_checks import echo, safe_text
-from service.routing import BodyLimit
+from service.routing import RATE_LIMITED, SIGNED_IN, TOO_LARGE, UNAUTHORIZED, BodyLimit
+from service.security import SecurityHeaders, allowed_hosts
 from service.sweeps.router import router as sweeps_router
 from service.trials.router import router as trials_router
 
 API_PREFIX = "/api/v1"
+SESSION_SECONDS = 12 * 3600
+"""How long a dashboard sign-in lasts (its token's expiry and revocation end it sooner)."""
 logger = logging.getLogger(__name__)
 
 
@@ -47,6 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     upgrade_engine(engine)
     sessions = make_sessionmaker(engine)
     app.state.sessions = sessions
+    first_start(sessions, settings)
     app.state.controller = None
     started_ray = False
     try:
@@ -83,6 +104,29 @@ def _not_found(request: Request, exc: Exception) -> JSONResponse:
 
 def _conflict(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+
+def _unauthorized(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=401, content={"detail": str(exc)}, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=403, content={"detail": str(exc)})
+
+
+def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimitedError)
+    return JSONResponse(
+        status_code=429, content={"detail": str(exc)}, headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
+def _sign_in(request: Request, exc: Exception) -> RedirectResponse:
+    """A dashboard page without a session: to the sign-in page, and back after it."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
 MAX_ERRORS = 10
@@ -152,28 +196,85 @@ def create_app(settings: Settings | None = None, *, run_controller: bool = True)
         title="optisweep",
         summary="Hyperparameter sweeps over neural-network optimizers.",
         lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/docs",
+        openapi_url=None,  # served below, to signed-in users only
+        docs_url=None,
     )
     app.state.settings = settings
+    app.state.code_store = CodeStore(settings.code_dir)
+    app.state.run_controller = run_controller
+    app.state.rate_limits = RateLimits(settings.rate_limit, settings.rate_limit_anonymous)
+    _add_middleware(app, settings)
+    for error, handler in (
+        (NotFoundError, _not_found),
+        (ConflictError, _conflict),
+        (UnauthorizedError, _unauthorized),
+        (ForbiddenError, _forbidden),
+        (RateLimitedError, _rate_limited),
+        (SignInRequiredError, _sign_in),
+        (InputError, _bad_input),
+        (RequestValidationError, _request_invalid),
+        (StarletteHTTPException, _http_error),
+        (Exception, _internal),
+    ):
+        app.add_exception_handler(error, handler)
+    guarded_routers = (sweeps_router, trials_router, dashboard_router, specs_router)
+    for router in guarded_routers:
+        app.include_router(
+            router, prefix=API_PREFIX, dependencies=[Depends(guarded)], responses=SIGNED_IN
+        )
+    for router in (code_router, accounts_router, projects_router):
+        app.include_router(
+            router,
+            prefix=API_PREFIX,
+            dependencies=[Depends(authenticated)],
+            responses={**SIGNED_IN, **TOO_LARGE},
+        )
+    app.include_router(
+        health.router,
+        prefix=API_PREFIX,
+        dependencies=[Depends(limit_address)],
+        responses=RATE_LIMITED,
+    )
+    app.include_router(
+        session_router,
+        prefix=API_PREFIX,
+        dependencies=[Depends(limit_address)],
+        responses={**UNAUTHORIZED, **RATE_LIMITED, **TOO_LARGE},
+    )
+    if settings.debug:
+        app.include_router(
+            debug.router, prefix=API_PREFIX, dependencies=[Depends(admin)], responses=SIGNED_IN
+        )
+    app.include_router(docs_router(app, API_PREFIX))
+    app.include_router(pages_router)
+    app.mount("/static", static_files, name="static")
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Body limits, sessions, CORS (if configured), security headers, trusted hosts; the last
+    added runs first."""
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_request_bytes,
         per_path={f"{API_PREFIX}/code": settings.max_code_bytes},
     )
-    app.state.code_store = CodeStore(settings.code_dir)
-    app.state.run_controller = run_controller
-    app.add_exception_handler(NotFoundError, _not_found)
-    app.add_exception_handler(ConflictError, _conflict)
-    app.add_exception_handler(InputError, _bad_input)
-    app.add_exception_handler(RequestValidationError, _request_invalid)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _internal)
-    routers = (sweeps_router, trials_router, code_router, dashboard_router, specs_router)
-    for router in (*routers, health.router):
-        app.include_router(router, prefix=API_PREFIX)
-    if settings.debug:
-        app.include_router(debug.router, prefix=API_PREFIX)
-    app.include_router(pages_router)
-    app.mount("/static", static_files, name="static")
-    return app
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_key(settings),
+        session_cookie="optisweep_session",
+        max_age=SESSION_SECONDS,
+        same_site="strict",
+        https_only=settings.secure_cookies,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings.host, settings.allowed_hosts)
+    )

@@ -1,5 +1,15 @@
 """Every ORM model, imported in one place so Base.metadata knows all tables."""
 
+from service.accounts.models import (
+    ApiToken,
+    AuditEvent,
+    CodePackage,
+    IdempotencyRecord,
+    Membership,
+    Project,
+    Role,
+    User,
+)
 from service.sweeps.models import Sweep, SweepStatus
 from service.trials.models import (
     FamilyImprovement,
@@ -11,12 +21,20 @@ from service.trials.models import (
 )
 
 __all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "CodePackage",
     "FamilyImprovement",
     "FamilyTally",
+    "IdempotencyRecord",
+    "Membership",
     "Metric",
+    "Project",
+    "Role",
     "Sweep",
     "SweepStatus",
     "Trial",
     "TrialEvent",
     "TrialStatus",
+    "User",
 ]

@@ -108,3 +108,20 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 TOO_LARGE: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorMessage, "description": "The body is larger than max_request_bytes."}
 }
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorMessage, "description": "The action needs a role the user lacks."}
+}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "No valid API token (or dashboard session)."}
+}
+RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorMessage, "description": "Too many requests; see Retry-After."}
+}
+SIGNED_IN: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    **FORBIDDEN,
+    **RATE_LIMITED,
+    404: {"model": ErrorMessage, "description": "No such resource in your projects."},
+}
+"""What any signed-in route may answer besides its own responses (a project, sweep, trial or
+package the user may not see is a 404, as if it did not exist)."""

@@ -1,6 +1,7 @@
-"""The optisweep command line: serve, submit, status, trials, cancel, run, db upgrade."""
+"""The optisweep command line: serve, submit, status, trials, report, cancel, run, db upgrade;
+login, whoami, token, project and user."""
 
-from service.cli import client, local
+from service.cli import accounts, client, local
 from service.cli.common import app, format_errors, leaderboard_table
 
-__all__ = ["app", "client", "format_errors", "leaderboard_table", "local"]
+__all__ = ["accounts", "app", "client", "format_errors", "leaderboard_table", "local"]

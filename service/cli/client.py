@@ -13,6 +13,7 @@ from service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, code_dir, upload, 
 from service.cli.common import (
     DEFAULT_URL,
     FINISHED,
+    ProjectOption,
     SpecFile,
     UrlOption,
     answer,
@@ -39,6 +40,7 @@ def submit(
     url: UrlOption = DEFAULT_URL,
     code: CodeDir = None,
     max_code_mb: MaxCodeMb = MAX_CODE_MB,
+    project: ProjectOption = None,
 ) -> None:
     """Submit a sweep to the server; with --wait, follow it and print the leaderboard.
 
@@ -46,12 +48,14 @@ def submit(
     it is zipped (what .gitignore leaves), uploaded once by hash, and named by the sweep.
     """
     spec = load_spec(spec_file)
-    project = code_dir(spec, spec_file, code)
+    directory = code_dir(spec, spec_file, code)
     # A user's workload is checked on a worker before the answer: allow for a cold start.
     with api_client(url, timeout=600) as client:
-        if project is not None:
-            spec = with_package(spec, upload(client, project, max_mb=max_code_mb))
-        sweep = answer(client.post("/sweeps", json=spec))
+        if directory is not None:
+            package = upload(client, directory, max_mb=max_code_mb, project=project)
+            spec = with_package(spec, package)
+        params = {"project": project} if project else None
+        sweep = answer(client.post("/sweeps", json=spec, params=params))
         console.print(f"sweep {sweep['id']} submitted: {sweep['num_trials']} trials")
         console.print(f"watch it live: {url.rstrip('/')}/sweeps/{sweep['id']}", soft_wrap=True)
         if not wait:
@@ -97,11 +101,13 @@ def status(
         int | None, typer.Argument(help="A sweep id; all sweeps when left out.")
     ] = None,
     url: UrlOption = DEFAULT_URL,
+    project: ProjectOption = None,
 ) -> None:
-    """List sweeps, or show one sweep with its trial counts and leaderboard."""
+    """List sweeps (of your projects, or one), or show one sweep with its trial counts and
+    leaderboard."""
     with api_client(url) as client:
         if sweep_id is None:
-            page = get_json(client, "/sweeps", limit=50)
+            page = get_json(client, "/sweeps", limit=50, project=project)
             table = Table(title="Sweeps (newest first)")
             for column in ("id", "name", "status", "done", "trials", "created"):
                 table.add_column(column)

@@ -107,11 +107,15 @@ def code_dir(spec: dict[str, Any], spec_file: Path, override: Path | None) -> Pa
     return (spec_file.resolve().parent / code["path"]).resolve()
 
 
-def upload(client: httpx.Client, root: Path, *, max_mb: float) -> str:
-    """Zip and upload the project at ``root``; its package id."""
+def upload(client: httpx.Client, root: Path, *, max_mb: float, project: str | None = None) -> str:
+    """Zip and upload the project at ``root`` (to ``project``); its package id."""
     data, files = zip_project(root, max_bytes=int(max_mb * 2**20))
     response = client.post(
-        "/code", content=data, headers={"Content-Type": "application/octet-stream"}, timeout=300
+        "/code",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+        params={"project": project} if project else None,
+        timeout=300,
     )
     if response.status_code in (403, 413):
         raise fail(f"code: {response.json()['detail']}")

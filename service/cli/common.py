@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from service.accounts.tokens import read_token_file, token_file
 from service.errors import InputError
 from service.yaml_spec import load_spec_text
 
@@ -23,6 +25,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(help="Your API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+project_app = typer.Typer(help="Projects and their members.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+user_app = typer.Typer(help="Users (admins).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 console = Console()
 errors = Console(stderr=True)
 
@@ -36,6 +44,10 @@ UrlOption = Annotated[
     str, typer.Option("--url", envvar="OPTISWEEP_URL", help="The optisweep server's base URL.")
 ]
 SpecFile = Annotated[Path, typer.Argument(help="Sweep spec, YAML or JSON.")]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option("--project", help="The project (default: your only one, or 'default')."),
+]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="Defaults to OPTISWEEP_DATABASE_URL, else sqlite."),
@@ -69,9 +81,17 @@ def load_spec(path: Path) -> dict[str, Any]:
         raise fail(f"spec {str(path)!r}: {format_errors([error])}") from None
 
 
+def cli_token() -> str | None:
+    """The token the CLI signs in with: OPTISWEEP_TOKEN, else the token file (which
+    ``optisweep login`` and a server's first start write)."""
+    return os.environ.get("OPTISWEEP_TOKEN") or read_token_file(token_file())
+
+
 @contextmanager
 def api_client(url: str, *, timeout: float = 30) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url.rstrip("/") + API, timeout=timeout) as client:
+    token = cli_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url.rstrip("/") + API, timeout=timeout, headers=headers) as client:
         try:
             yield client
         except httpx.TransportError as exc:
@@ -90,7 +110,14 @@ def get_json(client: httpx.Client, path: str, **params: Any) -> Any:
 def answer(response: httpx.Response) -> Any:
     if response.status_code == 422:
         raise fail(format_errors(response.json()["detail"]))
-    if response.status_code in (404, 409):
+    if response.status_code == 401:
+        raise fail(
+            "not signed in: run `optisweep login` with a token (an admin makes one with "
+            "`optisweep user create`), or set OPTISWEEP_TOKEN"
+        )
+    if response.status_code == 429:
+        raise fail(f"{response.json()['detail']}", code=1)
+    if response.status_code in (403, 404, 409):
         raise fail(response.json()["detail"])
     if response.is_error:
         raise fail(f"server answered {response.status_code}: {response.text[:200]}", code=1)

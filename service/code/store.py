@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import ipaddress
 import math
 import os
 import re
@@ -147,13 +146,3 @@ def runtime_env(code: Any, store: CodeStore | None) -> dict[str, Any] | None:
     if code.pip:
         env["pip"] = list(code.pip)
     return env or None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a listen address) is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -28,7 +28,7 @@ module.exports = [
     },
   },
   {
-    files: ["static/index.js", "static/sweep.js", "static/trial.js"],
+    files: ["static/index.js", "static/sweep.js", "static/trial.js", "static/login.js"],
     languageOptions: { globals: shared },
   },
   {

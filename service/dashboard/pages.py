@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi import APIRouter, Body, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
+from service.accounts.auth import authenticated
+from service.accounts.guard import page_session
 from service.routing import TOO_LARGE, StrictRoute
 from service.yaml_spec import load_spec_text
 
@@ -22,25 +25,50 @@ STATIC = Path(__file__).parent / "static"
 ECHARTS_JS = Path(__file__).parent / "node_modules" / "echarts" / "dist" / "echarts.min.js"
 
 router = APIRouter(include_in_schema=False)
+pages = APIRouter(include_in_schema=False, dependencies=[Depends(page_session)])
 api = APIRouter(prefix="/specs", tags=["dashboard"], route_class=StrictRoute)
 
 
-@router.get("/")
+@router.get("/login")
+def login_page() -> FileResponse:
+    """Sign in with an API token (the first start prints a link that fills it in)."""
+    return FileResponse(STATIC / "login.html")
+
+
+@pages.get("/")
 def sweeps_page() -> FileResponse:
     """All sweeps, and a form to submit one."""
     return FileResponse(STATIC / "index.html")
 
 
-@router.get("/sweeps/{sweep_id}")
+@pages.get("/sweeps/{sweep_id}")
 def sweep_page(sweep_id: int) -> FileResponse:
     """One sweep, live: progress, leaderboard, charts, trials."""
     return FileResponse(STATIC / "sweep.html")
 
 
-@router.get("/trials/{trial_id}")
+@pages.get("/trials/{trial_id}")
 def trial_page(trial_id: int) -> FileResponse:
     """One trial: hyperparameters, history, curves."""
     return FileResponse(STATIC / "trial.html")
+
+
+router.include_router(pages)
+
+
+def docs_router(app: FastAPI, prefix: str) -> APIRouter:
+    """The OpenAPI schema and its Swagger UI, for signed-in users only."""
+    docs = APIRouter(include_in_schema=False)
+
+    @docs.get(f"{prefix}/openapi.json", dependencies=[Depends(authenticated)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @docs.get("/docs", dependencies=[Depends(page_session)])
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=f"{prefix}/openapi.json", title="optisweep API")
+
+    return docs
 
 
 @router.get("/static/vendor/echarts.min.js", response_model=None)

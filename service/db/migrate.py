@@ -22,12 +22,33 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
-    command.upgrade(alembic_config(url), revision)
+    from service.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        upgrade_engine(engine, revision)
+    finally:
+        engine.dispose()
 
 
 def upgrade_engine(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations over an existing engine's connection."""
+    """Apply migrations over an existing engine's connection.
+
+    On SQLite, foreign keys are off while migrating (as Alembic advises): a migration that
+    rebuilds a table (batch mode) drops the old one, and with them on, dropping ``sweeps``
+    would cascade into every trial and metric.
+    """
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction
+            connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()

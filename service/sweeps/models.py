@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Enum, String, Text
+from sqlalchemy import JSON, Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db.base import Base, UTCDateTime, utcnow
@@ -57,5 +57,9 @@ class Sweep(Base):
     """The controller running this sweep (the server's, or one ``optisweep run``)."""
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """When that controller last said it is alive; a stale claim may be taken over."""
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    """The project it belongs to: who may see it and who may cancel it."""
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    """Who submitted it (None: ``optisweep run``, or before accounts existed)."""
 
     trials: Mapped[list[Trial]] = relationship(back_populates="sweep", lazy="raise")

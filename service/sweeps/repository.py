@@ -30,9 +30,14 @@ def create_sweep(
     num_trials: int,
     claimed_by: str | None = None,
     packing: str | None = None,
+    project_id: int,
+    created_by: int | None = None,
 ) -> Sweep:
-    """A new PENDING sweep; ``claimed_by`` hands it to one controller from the start."""
+    """A new PENDING sweep in a project; ``claimed_by`` hands it to one controller from the
+    start."""
     sweep = Sweep(
+        project_id=project_id,
+        created_by=created_by,
         packing=packing,
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -72,10 +77,18 @@ def get_sweep(session: Session, sweep_id: int) -> Sweep:
 
 
 def list_sweeps(
-    session: Session, *, status: SweepStatus | None, limit: int, before_id: int | None
+    session: Session,
+    *,
+    status: SweepStatus | None,
+    limit: int,
+    before_id: int | None,
+    project_ids: list[int] | None = None,
 ) -> list[Sweep]:
-    """Up to ``limit`` sweeps, newest first, older than ``before_id`` when given."""
+    """Up to ``limit`` sweeps, newest first, older than ``before_id`` when given, of these
+    projects (None: all)."""
     statement = select(Sweep).order_by(Sweep.id.desc()).limit(limit)
+    if project_ids is not None:
+        statement = statement.where(Sweep.project_id.in_(project_ids))
     if status is not None:
         statement = statement.where(Sweep.status == status)
     if before_id is not None:
@@ -183,3 +196,16 @@ def start_sweep(session: Session, sweep_id: int, *, num_trials: int | None = Non
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def default_project_id(session: Session) -> int:
+    """The ``default`` project's id (sweeps run by ``optisweep run`` go there)."""
+    from service.accounts.models import Project
+
+    project_id = session.scalar(select(Project.id).where(Project.name == "default"))
+    if project_id is None:
+        project = Project(name="default")
+        session.add(project)
+        session.flush()
+        project_id = project.id
+    return project_id

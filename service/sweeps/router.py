@@ -5,13 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from optimizers import OPTIMIZERS
 from optimizers.schemas import short_repr
+from service import idempotency
+from service.accounts import repository as accounts
+from service.accounts.access import (
+    Principal,
+    default_project,
+    project_named,
+    require_role,
+    visible_projects,
+)
+from service.accounts.auth import PrincipalDep, client_address
+from service.accounts.models import Project, Role
+from service.code.router import ProjectQuery, package_in
 from service.deps import ControllerDep, SessionDep, SettingsDep
-from service.errors import InputError
+from service.errors import InputError, SpecError
+from service.idempotency import Claim, IdempotencyKey, body_hash
 from service.pagination import decode_cursor, encode_cursor
-from service.routing import CONFLICT, NOT_FOUND, TOO_LARGE, StrictRoute
+from service.routing import CONFLICT, FORBIDDEN, NOT_FOUND, TOO_LARGE, StrictRoute
 from service.sweeps import repository
 from service.sweeps.models import SweepStatus
 from service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, optimizer_report
@@ -28,43 +43,115 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=TOO_LARGE)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SweepRead,
+    responses={**TOO_LARGE, **FORBIDDEN},
+)
 def create_sweep(
     spec: SweepCreate,
     request: Request,
-    response: Response,
     session: SessionDep,
     settings: SettingsDep,
     controller: ControllerDep,
-) -> SweepRead:
-    """Submit a sweep; it is checked in full (a 422 names the field) and queued, or not written."""
-    sweep = submit_sweep(
-        session,
-        spec,
-        max_trials=settings.max_trials,
-        feasible=controller.check_feasible if controller is not None else None,
-        inspect=controller.inspect if controller is not None else None,
-        code_store=request.app.state.code_store,
-    )
-    session.commit()
+    principal: PrincipalDep,
+    project: ProjectQuery = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Submit a sweep to a project (member role); it is checked in full (a 422 names the
+    field) and queued, or not written. With an Idempotency-Key, a repeat gets this answer."""
+    claim = None
+    if idempotency_key is not None:
+        digest = body_hash(f"{project}\n{spec.model_dump_json()}".encode())
+        begun = idempotency.begin(
+            session,
+            user_id=principal.user_id,
+            route="POST /sweeps",
+            key=idempotency_key,
+            digest=digest,
+        )
+        if not isinstance(begun, Claim):
+            return begun
+        claim = begun
+    try:
+        found = _target_project(session, principal, project, spec)
+        sweep = submit_sweep(
+            session,
+            spec,
+            max_trials=settings.max_trials,
+            feasible=controller.check_feasible if controller is not None else None,
+            inspect=controller.inspect if controller is not None else None,
+            code_store=request.app.state.code_store,
+            project_id=found.id,
+            created_by=principal.user_id,
+        )
+        accounts.record(
+            session,
+            user_id=principal.user_id,
+            user_name=principal.name,
+            project_id=found.id,
+            action="sweep.submit",
+            target=f"sweep {sweep.id} ({sweep.name}, {sweep.num_trials} trials)",
+            address=client_address(request),
+        )
+        body = sweep_read(sweep, {}).model_dump(mode="json")
+        headers = {"Location": str(request.url_for("get_sweep", sweep_id=sweep.id))}
+        if claim is not None:
+            idempotency.finish(session, claim, status_code=201, body=body, headers=headers)
+        session.commit()
+    except BaseException:
+        if claim is not None:
+            idempotency.abandon(request.app.state.sessions, claim)
+        raise
     if controller is not None:
         controller.wake()
-    response.headers["Location"] = str(request.url_for("get_sweep", sweep_id=sweep.id))
-    return sweep_read(sweep, {})
+    return JSONResponse(body, status_code=status.HTTP_201_CREATED, headers=headers)
+
+
+def _target_project(
+    session: Session, principal: Principal, project: str | None, spec: SweepCreate
+) -> Project:
+    """The project a sweep is submitted to, once the principal may submit there and its code
+    package (if any) was uploaded there."""
+    found = (
+        project_named(session, principal, project)
+        if project is not None
+        else default_project(session, principal)
+    )
+    require_role(session, principal, found.id, Role.MEMBER, hidden=f"project {project!r} not found")
+    package = spec.code.package if spec.code is not None else None
+    if package is not None and not package_in(session, found.id, package):
+        raise SpecError(
+            f"no uploaded package {package[:16]}... in project {found.name!r}: upload it there "
+            "with POST /api/v1/code",
+            field="code.package",
+        )
+    return found
 
 
 @router.get("")
 def list_sweeps(
     session: SessionDep,
+    principal: PrincipalDep,
     status: SweepStatus | None = None,
+    project: Annotated[str | None, Query(description="Only this project's sweeps.")] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> SweepPage:
-    """Sweeps, newest first, optionally only those in one status."""
+    """The sweeps of the projects the signed-in user is in, newest first, optionally only those
+    in one status or one project."""
     before_id = None
     if cursor is not None:
         (before_id,) = decode_cursor(cursor, kinds=("id",))
-    sweeps = repository.list_sweeps(session, status=status, limit=limit + 1, before_id=before_id)
+    projects = (
+        [project_named(session, principal, project).id]
+        if project is not None
+        else visible_projects(session, principal)
+    )
+    sweeps = repository.list_sweeps(
+        session, status=status, limit=limit + 1, before_id=before_id, project_ids=projects
+    )
     page, more = sweeps[:limit], len(sweeps) > limit
     counts = repository.trial_counts(session, (sweep.id for sweep in page))
     best = best_of(session, page)
@@ -82,10 +169,26 @@ def get_sweep(sweep_id: int, session: SessionDep) -> SweepRead:
     return sweep_read(sweep, counts, best_of(session, [sweep]).get(sweep_id))
 
 
-@router.post("/{sweep_id}/cancel", responses={**NOT_FOUND, **CONFLICT})
-def cancel_sweep(sweep_id: int, session: SessionDep, controller: ControllerDep) -> SweepRead:
-    """Cancel a pending or running sweep (409 if it already finished); running trials stop."""
+@router.post("/{sweep_id}/cancel", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN})
+def cancel_sweep(
+    sweep_id: int,
+    request: Request,
+    session: SessionDep,
+    controller: ControllerDep,
+    principal: PrincipalDep,
+) -> SweepRead:
+    """Cancel a pending or running sweep (409 if it already finished); running trials stop.
+    Members cancel the sweeps they submitted, owners any of their project's."""
     sweep = repository.cancel_sweep(session, sweep_id)
+    accounts.record(
+        session,
+        user_id=principal.user_id,
+        user_name=principal.name,
+        project_id=sweep.project_id,
+        action="sweep.cancel",
+        target=f"sweep {sweep.id} ({sweep.name})",
+        address=client_address(request),
+    )
     session.commit()
     if controller is not None:
         controller.wake()

@@ -56,12 +56,15 @@ def submit_sweep(
     code_store: CodeStore | None = None,
     local_code: bool = False,
     claimed_by: str | None = None,
+    project_id: int | None = None,
+    created_by: int | None = None,
 ) -> Sweep:
     """Check a sweep in full and queue it (PENDING; ``claimed_by`` hands it to one controller).
 
     ``feasible`` raises SpecError when no node of the cluster can hold one of its trials;
     ``inspect`` checks a user's workload (``workload.entrypoint``) on a worker, under the
-    sweep's code. Nothing is written for a rejected sweep.
+    sweep's code. The sweep goes to ``project_id`` (None: ``default``). Nothing is written
+    for a rejected sweep.
     """
     check_code(spec, code_store, local=local_code)
     size = checked_size(spec, max_trials=max_trials)  # what needs no worker first: it is quick
@@ -86,5 +89,11 @@ def submit_sweep(
     packable, why = packs(spec, report)
     note = None if packable or not spec.resources.pack else f"trials run one per task: {why}"
     return repository.create_sweep(
-        session, spec=spec, num_trials=size, claimed_by=claimed_by, packing=note
+        session,
+        spec=spec,
+        num_trials=size,
+        claimed_by=claimed_by,
+        packing=note,
+        project_id=project_id if project_id is not None else repository.default_project_id(session),
+        created_by=created_by,
     )

@@ -84,7 +84,9 @@ class Run:
 
     def submit(self, spec: dict[str, Any]) -> int:
         """POST a sweep; its id."""
-        response = httpx.post(f"{self.server.url}/api/v1/sweeps", json=spec, timeout=30)
+        response = httpx.post(
+            f"{self.server.url}/api/v1/sweeps", json=spec, timeout=30, headers=self.server.headers
+        )
         response.raise_for_status()
         sweep_id: int = response.json()["id"]
         return sweep_id
@@ -92,7 +94,7 @@ class Run:
     def sweep(self, sweep_id: int) -> dict[str, Any]:
         """GET a sweep."""
         sweep: dict[str, Any] = httpx.get(
-            f"{self.server.url}/api/v1/sweeps/{sweep_id}", timeout=30
+            f"{self.server.url}/api/v1/sweeps/{sweep_id}", timeout=30, headers=self.server.headers
         ).json()
         return sweep
 
@@ -102,6 +104,7 @@ class Run:
             f"{self.server.url}/api/v1/sweeps/{self.sweeps[0]}/trials",
             params={"limit": 1000},
             timeout=30,
+            headers=self.server.headers,
         ).json()["items"]
         return sum(t["epochs_run"] for t in trials)
 

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -13,24 +14,51 @@ from typing import IO
 import httpx
 import pytest
 
+from service.accounts.tokens import read_token_file, write_token_file
 from tests.conftest import clean_environment
-from tests.service.conftest import free_port
+from tests.service.conftest import admin_token, free_port
 
 OPTISWEEP = shutil.which("optisweep") or str(Path(".venv/bin/optisweep").resolve())
 
+SERVERS: dict[str, Server] = {}
+"""Each started server by URL: the CLI pointed at a server signs in with its token file."""
+
 
 class Server:
-    """`optisweep serve` in a subprocess on a free port, with its own local Ray."""
+    """`optisweep serve` in a subprocess on a free port, with its own local Ray, and its own
+    token file (the first start's admin token, as the CLI reads it)."""
 
     def __init__(self, *, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._log: IO[str] = log.open("a")
-        self._env = clean_environment(OPTISWEEP_DATABASE_URL=database_url, **(env or {}))
+        self.database_url = database_url
+        self.token_file = log.parent / f"token-{uuid.uuid4().hex[:8]}"
+        self._env = clean_environment(
+            OPTISWEEP_DATABASE_URL=database_url,
+            OPTISWEEP_TOKEN_FILE=str(self.token_file),
+            **(env or {}),
+        )
         self._start()
+
+    @property
+    def token(self) -> str:
+        """The admin's token: the first start's, or (on a database that has users already, as
+        after a restart) a fresh one, kept in this server's token file for the CLI."""
+        token = read_token_file(self.token_file)
+        if token is None:
+            token = admin_token(self.database_url)
+            write_token_file(self.token_file, token)
+        return token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin's Authorization header."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def _start(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        SERVERS[self.url] = self
         self._log.flush()
         self._log_offset = self.log.stat().st_size  # this start's output begins here
         self.process = subprocess.Popen(
@@ -96,13 +124,19 @@ def start_server(tmp_path: Path) -> Iterator[type[Server]]:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `optisweep ARGS` as a user would (in ``cwd``); never raises on a non-zero exit."""
+    """Run `optisweep ARGS` as a user would (in ``cwd``), signed in to the server its --url
+    names (as the first start left it for them); never raises on a non-zero exit."""
+    url = args[args.index("--url") + 1] if "--url" in args else None
+    server = SERVERS.get(url) if url is not None else None
+    signed_in = {}
+    if server is not None and server.token:  # the first start's token, or a fresh one
+        signed_in["OPTISWEEP_TOKEN_FILE"] = str(server.token_file)
     return subprocess.run(
         [OPTISWEEP, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=clean_environment(COLUMNS="200", **(env or {})),
+        env=clean_environment(COLUMNS="200", **{**signed_in, **(env or {})}),
         check=False,
         cwd=cwd,
     )

@@ -139,7 +139,7 @@ def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
     try:
         server.wait_ready()
         api = f"{server.url}/api/v1"
-        ready = httpx.get(f"{api}/readyz", timeout=30).json()
+        ready = httpx.get(f"{api}/readyz", timeout=30, headers=server.headers).json()
         assert ready["cpus"] == 3.0  # the cluster's 1 + 2 CPUs, not a local Ray of this machine
         spec = {
             "name": "cluster",
@@ -151,10 +151,16 @@ def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
             # busy machine) cannot leave all of them to the other.
             "resources": {"max_pack_size": 2},
         }
-        sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=30).json()["id"]
+        sweep_id = httpx.post(
+            f"{api}/sweeps", json=spec, timeout=30, headers=server.headers
+        ).json()["id"]
         sweep = wait_until(
             lambda: (
-                (s := httpx.get(f"{api}/sweeps/{sweep_id}", timeout=30).json())["status"]
+                (
+                    s := httpx.get(
+                        f"{api}/sweeps/{sweep_id}", timeout=30, headers=server.headers
+                    ).json()
+                )["status"]
                 not in ("pending", "running")
                 and s
             ),
@@ -163,7 +169,9 @@ def test_a_server_pointed_at_a_cluster_runs_trials_on_every_node(
             every=0.5,
         )
         assert sweep["status"] == "completed"
-        trials = httpx.get(f"{api}/sweeps/{sweep_id}/trials", timeout=30).json()["items"]
+        trials = httpx.get(
+            f"{api}/sweeps/{sweep_id}/trials", timeout=30, headers=server.headers
+        ).json()["items"]
         assert len(trials) == 9
         assert {t["status"] for t in trials} == {"completed"}
         assert len({t["node_id"] for t in trials}) == 2, [

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_until
 from tests.e2e.conftest import Server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -63,9 +63,28 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The Content-Security-Policy refusing something (an inline script, say) is an error too.
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
     assert errors == [], f"JavaScript errors: {errors}"
+
+
+def wait_for(page: Page, expression: str, timeout: float = 30.0) -> None:
+    """Until ``expression`` is true in the page. Playwright's wait_for_function compiles its
+    predicate with eval, which the dashboard's Content-Security-Policy forbids."""
+    wait_until(lambda: page.evaluate(expression), timeout=timeout, what=expression, every=0.1)
+
+
+def sign_in(page: Page, server: Server) -> None:
+    """Sign the browser in as the first start's admin, through its link."""
+    page.goto(f"{server.url}/login#token={server.token}")
+    page.wait_for_url(f"{server.url}/")
 
 
 def test_the_sweep_page_shows_the_race_and_links_to_trials(
@@ -74,21 +93,26 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     server = start_server(database_url=f"sqlite:///{tmp_path / 'dashboard.db'}")
     server.wait_ready()
     api = f"{server.url}/api/v1"
-    sweep = httpx.post(f"{api}/sweeps", json=SPEC, timeout=30).json()
+    sweep = httpx.post(f"{api}/sweeps", json=SPEC, timeout=30, headers=server.headers).json()
 
+    sign_in(page, server)
     page.goto(f"{server.url}/sweeps/{sweep['id']}")
     expect(page.locator("#title")).to_contain_text("dashboard-e2e")
     expect(page.locator("#status")).to_have_text("completed", timeout=120_000)
     expect(page.locator("#progress-text")).to_have_text("8 / 8", timeout=10_000)
 
-    board = httpx.get(f"{api}/sweeps/{sweep['id']}/leaderboard", timeout=30).json()
+    board = httpx.get(
+        f"{api}/sweeps/{sweep['id']}/leaderboard", timeout=30, headers=server.headers
+    ).json()
     rows = page.locator("#leaderboard tbody tr")
     expect(rows).to_have_count(len(board["entries"]), timeout=10_000)
     for i, entry in enumerate(board["entries"]):
         expect(rows.nth(i)).to_have_attribute("data-optimizer", entry["optimizer"])
     expect(page.locator("#board-statistics")).to_have_text(board["statistics"])
     # The optimizer report: one sentence per family, as the API words it.
-    report = httpx.get(f"{api}/sweeps/{sweep['id']}/report", timeout=30).json()
+    report = httpx.get(
+        f"{api}/sweeps/{sweep['id']}/report", timeout=30, headers=server.headers
+    ).json()
     lines = page.locator("#report-lines li")
     expect(lines).to_have_count(len(report["families"]))
     for i, family in enumerate(report["families"]):
@@ -97,7 +121,9 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     # Every chart is drawn with the sweep's data: every trial's curve (one series per family and
     # one per family's best; a point is [epoch, value, trial id, trial number]), one lr series
     # per family.
-    curves = httpx.get(f"{api}/sweeps/{sweep['id']}/curves", timeout=30).json()["curves"]
+    curves = httpx.get(
+        f"{api}/sweeps/{sweep['id']}/curves", timeout=30, headers=server.headers
+    ).json()["curves"]
     page.wait_for_selector("#chart-curves[data-drawn]")
     drawn = page.evaluate(
         f"[...new Set({series_of('chart-curves')}"
@@ -130,7 +156,10 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     expect(page.locator("#trials tbody tr")).to_have_count(8)
     # Importance within one family: the bars are that family's own hyperparameters.
     within = httpx.get(
-        f"{api}/sweeps/{sweep['id']}/importance", params={"optimizer": "adam"}, timeout=30
+        f"{api}/sweeps/{sweep['id']}/importance",
+        params={"optimizer": "adam"},
+        timeout=30,
+        headers=server.headers,
     ).json()
     page.select_option("#importance-family", "adam")
     bars = (
@@ -138,14 +167,14 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         ".getOption().yAxis[0].data"
     )
     expected = json.dumps(sorted(within["importances"]), separators=(",", ":"))  # as JS writes
-    page.wait_for_function(f"JSON.stringify([...{bars}].sort()) === {expected!r}")
+    wait_for(page, f"JSON.stringify([...{bars}].sort()) === {expected!r}")
     assert within["optimizer"] == "adam"
     assert "optimizer" not in within["importances"]
     page.select_option("#importance-family", "")
     # Curves on a log y axis (losses spanning decades): the same trials, drawn again.
     page.select_option("#curves-scale", "log")
     axis = "echarts.getInstanceByDom(document.getElementById('chart-curves')).getOption().yAxis[0]"
-    page.wait_for_function(f"{axis}.type === 'log'")
+    wait_for(page, f"{axis}.type === 'log'")
     redrawn = page.evaluate(
         f"[...new Set({series_of('chart-curves')}"
         ".flatMap(s => s.data.map(point => point[2])).filter(id => id !== null))]"
@@ -175,7 +204,9 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     expect(page.locator("#title")).to_contain_text(f"Trial {best['number']}")
     expect(page.locator('[data-fact="status"]')).to_have_text(best["status"])
     # Its status history: created, then each start and end the API recorded.
-    events = httpx.get(f"{api}/trials/{best['id']}/events", timeout=30).json()
+    events = httpx.get(
+        f"{api}/trials/{best['id']}/events", timeout=30, headers=server.headers
+    ).json()
     history = page.locator("#events tbody tr")
     expect(history).to_have_count(1 + len(events))
     statuses = ["created"] + [e["status"] for e in events]
@@ -183,7 +214,9 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     for i, status in enumerate(statuses):
         expect(history.nth(i)).to_have_attribute("data-status", status)
     expect(page.locator("#metric-val_loss[data-drawn] canvas").first).to_be_visible()
-    metrics = httpx.get(f"{api}/trials/{best['id']}/metrics", timeout=30).json()["series"]
+    metrics = httpx.get(
+        f"{api}/trials/{best['id']}/metrics", timeout=30, headers=server.headers
+    ).json()["series"]
     val_loss = next(series for series in metrics if series["name"] == "val_loss")
     points = page.evaluate(f"{series_of('metric-val_loss')}[0].data.map(point => point[0])")
     assert points == val_loss["steps"]
@@ -198,7 +231,7 @@ def test_an_invalid_spec_shows_the_error_next_to_its_field(
 ) -> None:
     server = start_server(database_url=f"sqlite:///{tmp_path / 'submit.db'}")
     server.wait_ready()
-    page.goto(f"{server.url}/")
+    sign_in(page, server)
     bad = (
         "name: bad\nworkload: {name: rosenbrock, epochs: 5}\n"
         "space: {optimizers: [adam], lr: {low: 0.1, high: 0.01}}\n"
@@ -209,7 +242,10 @@ def test_an_invalid_spec_shows_the_error_next_to_its_field(
     page.click("#submit button")
     error = page.locator('#submit-errors li[data-field^="space.lr"]')
     expect(error).to_contain_text("low must be <= high")
-    assert httpx.get(f"{server.url}/api/v1/sweeps", timeout=30).json()["items"] == []
+    assert (
+        httpx.get(f"{server.url}/api/v1/sweeps", timeout=30, headers=server.headers).json()["items"]
+        == []
+    )
 
     page.fill("#spec", "name: [unclosed")
     page.click("#submit button")
@@ -218,3 +254,47 @@ def test_an_invalid_spec_shows_the_error_next_to_its_field(
     page.fill("#spec", bad.replace("low: 0.1, high: 0.01", "low: 0.001, high: 0.01"))
     page.click("#submit button")
     expect(page.locator("#submit-result a")).to_have_text("sweep 1")
+
+
+def test_pages_need_a_session_and_a_foreign_page_cannot_cancel(
+    start_server: type[Server], tmp_path: Path, page: Page, browser: Browser
+) -> None:
+    """Without a session a page sends the browser to sign in (and back after); a form on
+    another site posting to cancel is refused, and the sweep goes on."""
+    server = start_server(database_url=f"sqlite:///{tmp_path / 'session.db'}")
+    server.wait_ready()
+    spec = {**SPEC, "workload": {**SPEC["workload"], "epochs": 200}, "name": "long"}
+    sweep = httpx.post(
+        f"{server.url}/api/v1/sweeps", json=spec, timeout=30, headers=server.headers
+    ).json()
+    page.goto(f"{server.url}/sweeps/{sweep['id']}")
+    page.wait_for_url(f"{server.url}/login?next=%2Fsweeps%2F{sweep['id']}")
+    page.fill("#token", "osw_not-a-token")
+    page.click("#sign-in button")
+    expect(page.locator("#sign-in-error")).to_contain_text("unknown, expired or revoked")
+    page.fill("#token", server.token)
+    page.click("#sign-in button")
+    page.wait_for_url(f"{server.url}/sweeps/{sweep['id']}")
+    expect(page.locator("#title")).to_contain_text("long")
+    # A page on another origin (another port is another site's origin) with a form that
+    # posts to the cancel endpoint, submitted in the signed-in browser.
+    attacker = page.context.new_page()
+    attacker.set_content(
+        f'<form id="f" method="post" action="{server.url}/api/v1/sweeps/{sweep["id"]}/cancel">'
+        "</form>"
+    )
+    with attacker.expect_navigation():
+        attacker.evaluate("document.getElementById('f').submit()")
+    assert attacker.content().count("detail") == 1  # the API's refusal, as JSON
+    status = httpx.get(
+        f"{server.url}/api/v1/sweeps/{sweep['id']}", timeout=30, headers=server.headers
+    ).json()["status"]
+    assert status in ("pending", "running")
+    # The page's own cancel button, with the session's CSRF token, does cancel it.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=30_000)
+    page.click("#sign-out")
+    page.wait_for_url(f"{server.url}/login")
+    page.goto(f"{server.url}/")
+    page.wait_for_url(f"{server.url}/login?next=%2F")

@@ -36,7 +36,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _get(server: Server, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{server.url}/api/v1{path}", params=params, timeout=30)
+    response = httpx.get(
+        f"{server.url}/api/v1{path}", params=params, timeout=30, headers=server.headers
+    )
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import clean_environment
@@ -25,9 +26,10 @@ SEMANTIC_422 = [
     "GET /api/v1/sweeps/{sweep_id}/trials",
     "GET /api/v1/sweeps/{sweep_id}/importance",
     "POST /api/v1/code",
+    "GET /api/v1/audit",
 ]
 """Operations that check more than their schema can say: a spec against the registries, a YAML
-text, an opaque cursor, an optimizer the sweep searches, a zip archive's contents. A
+text, an opaque cursor (sweeps, audit), an optimizer the sweep searches, a zip archive's contents. A
 schema-valid request to one of them may rightly be a 422, which positive_data_acceptance
 otherwise counts as a failure."""
 
@@ -57,7 +59,12 @@ def fuzzed(
         server = Server(
             database_url=database_url,
             log=folder / "server.log",
-            env={"HOME": str(home), "OPTISWEEP_MAX_TRIALS": "2"},
+            env={
+                "HOME": str(home),
+                "OPTISWEEP_MAX_TRIALS": "2",
+                "OPTISWEEP_RATE_LIMIT": "100000/minute",
+                "OPTISWEEP_RATE_LIMIT_ANONYMOUS": "100000/minute",
+            },
         )
         stack.callback(server.stop)
         server.wait_ready()
@@ -71,31 +78,59 @@ def test_the_ray_token_file_is_owner_only(fuzzed: tuple[Server, Path]) -> None:
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(
-    fuzzed: tuple[Server, Path], tmp_path: Path
-) -> None:
-    server, _ = fuzzed
-    (tmp_path / "schemathesis.toml").write_text(CONFIG)
-    result = subprocess.run(
+def _schemathesis(server: Server, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Schemathesis over the server's OpenAPI schema (fetched signed in, as a file)."""
+    schema = folder / "openapi.json"
+    if not schema.exists():
+        response = httpx.get(f"{server.url}/api/v1/openapi.json", headers=server.headers)
+        schema.write_text(response.text)
+    (folder / "schemathesis.toml").write_text(CONFIG)
+    return subprocess.run(
         [
             SCHEMATHESIS,
             "--config-file",
             "schemathesis.toml",
             "run",
-            f"{server.url}/api/v1/openapi.json",
-            "--checks=all",
+            str(schema),
+            f"--url={server.url}",
             "--max-examples=25",
             "--seed=1",
             "--request-timeout=30",
             "--generation-database=none",
             "--no-color",
+            *args,
         ],
-        cwd=tmp_path,
+        cwd=folder,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         env=clean_environment(),
         check=False,
+    )
+
+
+def test_schemathesis_signed_in_finds_no_server_error_and_no_schema_violation(
+    fuzzed: tuple[Server, Path], tmp_path: Path
+) -> None:
+    server, _ = fuzzed
+    result = _schemathesis(
+        server, tmp_path, "--checks=all", f"--header=Authorization: Bearer {server.token}"
+    )
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
+    assert "passed" in result.stdout
+
+
+def test_schemathesis_without_a_token_gets_401s_and_never_a_server_error(
+    fuzzed: tuple[Server, Path], tmp_path: Path
+) -> None:
+    """Every operation but the health checks and signing in answers 401, as its schema says
+    (the matrix in tests/service/test_access.py asserts the status of each one)."""
+    server, _ = fuzzed
+    result = _schemathesis(
+        server,
+        tmp_path,
+        "--checks=not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance,ignored_auth",
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "passed" in result.stdout

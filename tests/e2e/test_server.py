@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,7 +25,9 @@ EXAMPLE = REPO_ROOT / "examples" / "rosenbrock-grid.yaml"
 
 
 def _get(server: Server, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{server.url}/api/v1{path}", params=params, timeout=30)
+    response = httpx.get(
+        f"{server.url}/api/v1{path}", params=params, timeout=30, headers=server.headers
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -163,7 +166,9 @@ def test_a_restarted_server_finishes_the_sweep_without_losing_or_repeating_trial
     database_url = f"sqlite:///{tmp_path / 'restart.db'}"
     first = start_server(database_url=database_url)
     first.wait_ready()
-    created = httpx.post(f"{first.url}/api/v1/sweeps", json=RESTART_SPEC, timeout=30)
+    created = httpx.post(
+        f"{first.url}/api/v1/sweeps", json=RESTART_SPEC, timeout=30, headers=first.headers
+    )
     assert created.status_code == 201, created.text
     sweep_id = created.json()["id"]
     mid = _wait_until(first, sweep_id, done=3)
@@ -310,3 +315,62 @@ def test_the_gd_sgd_minibatch_example_and_its_report_from_the_cli(server: Server
         assert family["best_objective"] > 0.9  # every family learns digits at its best
         settings = family["best_settings"]
         assert set(settings) == {"batch_size", "clip_norm", "schedule"}
+
+
+def test_the_first_start_makes_an_admin_whose_token_the_cli_signs_in_with(
+    start_server: type[Server], tmp_path: Path
+) -> None:
+    """A fresh server creates 'admin', writes its token owner-only where the CLI reads it and
+    prints a sign-in link once; the CLI then manages users, projects and tokens."""
+    database_url = f"sqlite:///{tmp_path / 'first.db'}"
+    server = start_server(database_url=database_url)
+    server.wait_ready()
+    token = server.token_file.read_text().strip()
+    assert stat.S_IMODE(server.token_file.stat().st_mode) == 0o600
+    log = server.log.read_text()
+    assert f"sign the dashboard in at {server.url}/login#token={token}" in log
+    who = run_cli("whoami", "--url", server.url)
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.startswith("admin (admin)")
+    made = run_cli("user", "create", "bob", "--url", server.url)
+    bob = made.stdout.strip().splitlines()[-1]
+    assert bob.startswith("osw_")
+    assert (
+        run_cli("project", "create", "team", "--owner", "bob", "--url", server.url).returncode == 0
+    )
+    bobs_file = tmp_path / "bob" / "token"
+    as_bob = {"OPTISWEEP_TOKEN_FILE": str(bobs_file)}
+    refused = run_cli("status", "--url", server.url, env=as_bob)
+    assert refused.returncode == 2
+    assert "not signed in: run `optisweep login`" in refused.stderr
+    login = run_cli("login", "--token", bob, "--url", server.url, env=as_bob)
+    assert login.returncode == 0, login.stderr
+    assert "signed in as bob" in login.stdout
+    assert stat.S_IMODE(bobs_file.stat().st_mode) == 0o600
+    submitted = run_cli(
+        "submit", str(EXAMPLE), "--project", "team", "--url", server.url, env=as_bob
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    listed = run_cli("status", "--project", "team", "--url", server.url, env=as_bob)
+    assert "rosenbrock-grid" in listed.stdout
+    created = run_cli("token", "create", "--name", "laptop", "--url", server.url, env=as_bob)
+    new_id = created.stdout.split()[1]
+    assert run_cli("token", "revoke", new_id, "--url", server.url, env=as_bob).returncode == 0
+    tokens = run_cli("token", "list", "--url", server.url, env=as_bob)
+    assert "laptop" in tokens.stdout
+    viewer = run_cli(
+        "project",
+        "add-member",
+        "team",
+        "admin",
+        "--role",
+        "viewer",
+        "--url",
+        server.url,
+        env=as_bob,
+    )
+    assert viewer.returncode == 0, viewer.stderr
+    assert server.stop() == 0
+    again = start_server(database_url=database_url)
+    again.wait_ready()
+    assert server.log.read_text().count("first start") == 1  # users exist: no new admin

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +25,8 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.accounts import repository as accounts
+from service.accounts.tokens import read_token_file
 from service.config import Settings
 from service.db.migrate import upgrade_engine
 from service.db.session import make_engine, make_sessionmaker
@@ -138,9 +141,41 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Served:
+    """A server running in this process: its base URL and an admin's token."""
+
+    url: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin's Authorization header."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def admin_token(database_url: str) -> str:
+    """A fresh token of the first start's admin, made in the database (as `optisweep user`
+    would for someone who lost theirs)."""
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            _, token = accounts.create_token(
+                session, accounts.user_named(session, "admin"), name="tests", days=1
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    return token
+
+
 @contextmanager
-def running_server(settings: Settings, *, run_controller: bool = True) -> Iterator[str]:
-    """The app under a real uvicorn server in this process; its base URL."""
+def running_server(settings: Settings, *, run_controller: bool = True) -> Iterator[Served]:
+    """The app under a real uvicorn server in this process; its base URL and the admin's
+    token (the first start's, from its own token file, or a fresh one on a used database)."""
+    if settings.token_file is None:
+        folder = Path(tempfile.mkdtemp(prefix="optisweep-token-"))
+        settings = settings.model_copy(update={"token_file": str(folder / "token")})
     port = free_port()
     app = create_app(settings, run_controller=run_controller)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -151,8 +186,9 @@ def running_server(settings: Settings, *, run_controller: bool = True) -> Iterat
         assert thread.is_alive(), "uvicorn stopped while starting"
         assert time.monotonic() < deadline, "uvicorn did not start within 60 s"
         time.sleep(0.05)
+    token = read_token_file(Path(str(settings.token_file))) or admin_token(settings.database_url)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Served(f"http://127.0.0.1:{port}", token)
     finally:
         server.should_exit = True
         thread.join(30)
@@ -162,11 +198,16 @@ def running_server(settings: Settings, *, run_controller: bool = True) -> Iterat
 def live_api(database_url: str, ray_local: None) -> Iterator[LiveAPI]:
     """The app under a real uvicorn server in this process, sharing the session's Ray."""
     engine = make_engine(database_url)
+    settings = Settings(
+        database_url=database_url,
+        rate_limit="100000/minute",
+        rate_limit_anonymous="100000/minute",
+    )
     with (
-        running_server(Settings(database_url=database_url)) as url,
-        httpx.Client(base_url=f"{url}/api/v1", timeout=30) as client,
+        running_server(settings) as served,
+        httpx.Client(base_url=f"{served.url}/api/v1", timeout=30, headers=served.headers) as client,
     ):
-        yield LiveAPI(url=url, client=client, sessions=make_sessionmaker(engine))
+        yield LiveAPI(url=served.url, client=client, sessions=make_sessionmaker(engine))
     engine.dispose()
 
 

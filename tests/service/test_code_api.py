@@ -33,16 +33,25 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_a_package_is_stored_once_by_its_hash(settings: Settings) -> None:
     package = _zip({"mylab/__init__.py": "", "mylab/models.py": "workload = None\n"})
-    with running_server(settings, run_controller=False) as url:
-        first = httpx.post(f"{url}/api/v1/code", content=package)
-        again = httpx.post(f"{url}/api/v1/code", content=package)
+    with running_server(settings, run_controller=False) as served:
+        first = httpx.post(f"{served.url}/api/v1/code", headers=served.headers, content=package)
+        again = httpx.post(f"{served.url}/api/v1/code", headers=served.headers, content=package)
         assert (first.status_code, again.status_code) == (201, 200)
         assert first.json() == again.json()
         sha = first.json()["package"]
         assert first.json()["files"] == 2
-        assert httpx.get(f"{url}/api/v1/code/{sha}").json() == first.json()
-        assert httpx.get(f"{url}/api/v1/code/{'0' * 64}").status_code == 404
-        assert httpx.get(f"{url}/api/v1/code/not-a-hash").status_code == 404
+        assert (
+            httpx.get(f"{served.url}/api/v1/code/{sha}", headers=served.headers).json()
+            == first.json()
+        )
+        assert (
+            httpx.get(f"{served.url}/api/v1/code/{'0' * 64}", headers=served.headers).status_code
+            == 404
+        )
+        assert (
+            httpx.get(f"{served.url}/api/v1/code/not-a-hash", headers=served.headers).status_code
+            == 404
+        )
     assert [p.name for p in Path(settings.code_dir).iterdir()] == [f"{sha}.zip"]
 
 
@@ -58,25 +67,53 @@ def test_a_package_is_stored_once_by_its_hash(settings: Settings) -> None:
 def test_a_bad_package_is_refused_and_nothing_is_stored(
     settings: Settings, body: bytes, status: int, message: str
 ) -> None:
-    with running_server(settings, run_controller=False) as url:
-        response = httpx.post(f"{url}/api/v1/code", content=body)
+    with running_server(settings, run_controller=False) as served:
+        response = httpx.post(f"{served.url}/api/v1/code", headers=served.headers, content=body)
     assert response.status_code == status
     assert message in response.text
     assert not Path(settings.code_dir).exists() or not any(Path(settings.code_dir).iterdir())
 
 
-def test_a_server_reachable_from_other_machines_takes_no_code_unless_told(
+def test_uploading_needs_the_member_role_and_a_package_stays_in_its_project(
     settings: Settings,
 ) -> None:
     package = _zip({"model.py": ""})
-    exposed = settings.model_copy(update={"host": "0.0.0.0"})
-    with running_server(exposed, run_controller=False) as url:
-        refused = httpx.post(f"{url}/api/v1/code", content=package)
-    assert refused.status_code == 403
-    assert "OPTISWEEP_ALLOW_CODE_UPLOAD=1" in refused.json()["detail"]
-    allowed = exposed.model_copy(update={"allow_code_upload": True})
-    with running_server(allowed, run_controller=False) as url:
-        assert httpx.post(f"{url}/api/v1/code", content=package).status_code == 201
+    with running_server(settings, run_controller=False) as served:
+        api = f"{served.url}/api/v1"
+        headers: dict[str, dict[str, str]] = {}
+        for name in ("watcher", "builder", "stranger"):
+            made = httpx.post(f"{api}/users", json={"name": name}, headers=served.headers)
+            headers[name] = {"Authorization": f"Bearer {made.json()['token']['token']}"}
+        for project in ("team", "elsewhere"):
+            made = httpx.post(f"{api}/projects", json={"name": project}, headers=served.headers)
+            assert made.status_code == 201, made.text
+        for project, user, role in (
+            ("team", "watcher", "viewer"),
+            ("team", "builder", "member"),
+            ("elsewhere", "stranger", "member"),
+        ):
+            url = f"{api}/projects/{project}/members/{user}"
+            assert httpx.put(url, json={"role": role}, headers=served.headers).status_code == 200
+
+        def upload(user: str, project: str) -> httpx.Response:
+            return httpx.post(
+                f"{api}/code", content=package, params={"project": project}, headers=headers[user]
+            )
+
+        refused = upload("watcher", "team")
+        assert refused.status_code == 403
+        assert "member role" in refused.json()["detail"]
+        stored = upload("builder", "team")
+        assert (stored.status_code, stored.json()["project"]) == (201, "team")
+        assert upload("builder", "team").status_code == 200  # the same bytes: stored once
+        sha = stored.json()["package"]
+        assert httpx.get(f"{api}/code/{sha}", headers=headers["watcher"]).status_code == 200
+        hidden = httpx.get(f"{api}/code/{sha}", headers=headers["stranger"])
+        assert hidden.status_code == 404  # another project's package: as if it did not exist
+        assert upload("stranger", "team").status_code == 404
+        assert upload("stranger", "elsewhere").status_code == 201  # its own copy of the claim
+        audit = httpx.get(f"{api}/audit", params={"project": "team"}, headers=served.headers)
+        assert [e["action"] for e in audit.json()["items"]].count("code.upload") == 1
 
 
 def _sweep(code: dict[str, object]) -> dict[str, object]:
@@ -117,10 +154,12 @@ def _sweep(code: dict[str, object]) -> dict[str, object]:
 def test_a_sweep_naming_code_wrongly_is_a_422_naming_the_field(
     settings: Settings, sweep: dict[str, object], loc: list[object], message: str
 ) -> None:
-    with running_server(settings, run_controller=False) as url:
-        response = httpx.post(f"{url}/api/v1/sweeps", json=sweep)
+    with running_server(settings, run_controller=False) as served:
+        response = httpx.post(f"{served.url}/api/v1/sweeps", headers=served.headers, json=sweep)
         assert response.status_code == 422, response.text
         (error,) = response.json()["detail"]
         assert error["loc"] == loc
         assert message in error["msg"]
-        assert httpx.get(f"{url}/api/v1/sweeps").json()["items"] == []
+        assert (
+            httpx.get(f"{served.url}/api/v1/sweeps", headers=served.headers).json()["items"] == []
+        )

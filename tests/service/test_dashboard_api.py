@@ -181,13 +181,43 @@ def test_a_yaml_spec_parses_to_json(live_api: LiveAPI) -> None:
     assert "not valid YAML or JSON" in bad.json()["detail"][0]["msg"]
 
 
-def test_the_dashboard_pages_and_echarts_are_served(live_api: LiveAPI) -> None:
+def test_the_dashboard_pages_and_echarts_are_served(
+    live_api: LiveAPI, finished_grid: dict[str, Any]
+) -> None:
     import httpx
 
-    for path in ("/", "/sweeps/1", "/trials/1"):
-        page = httpx.get(live_api.url + path, timeout=30)
-        assert page.status_code == 200
-        assert "/static/app.js" in page.text
+    trial = live_api.trials(finished_grid["id"])[0]
+    paths = ("/", f"/sweeps/{finished_grid['id']}", f"/trials/{trial['id']}")
+    token = live_api.client.headers["Authorization"].removeprefix("Bearer ")
+    with httpx.Client(base_url=live_api.url, timeout=30) as browser:
+        for path in paths:  # no session: to the sign-in page, and back after it
+            away = browser.get(path)
+            assert (away.status_code, away.headers["location"]) == (
+                303,
+                f"/login?next={path.replace('/', '%2F')}",
+            )
+        assert browser.get("/login").status_code == 200
+        signed_in = browser.post("/api/v1/session", json={"token": token})
+        assert signed_in.status_code == 200, signed_in.text
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        for path in paths:
+            page = browser.get(path)
+            assert page.status_code == 200
+            assert "/static/app.js" in page.text
+            assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert browser.get("/sweeps/999999").status_code == 404
+        docs = browser.get("/docs")  # Swagger UI, with its own inline script: no CSP of ours
+        assert (docs.status_code, "content-security-policy" in docs.headers) == (200, False)
+        assert "/api/v1/openapi.json" in docs.text
+        # Signed in by cookie, a change needs the session's CSRF token.
+        csrf = browser.get("/api/v1/session").json()["csrf_token"]
+        refused = browser.post("/api/v1/specs/parse", content="a: 1")
+        assert refused.status_code == 403
+        assert "X-CSRF-Token" in refused.json()["detail"]
+        parsed = browser.post("/api/v1/specs/parse", content="a: 1", headers={"X-CSRF-Token": csrf})
+        assert parsed.json() == {"a": 1}
     echarts = httpx.get(live_api.url + "/static/vendor/echarts.min.js", timeout=30)
     assert echarts.status_code == 200
     assert echarts.headers["content-type"].startswith("text/javascript")

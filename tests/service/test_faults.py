@@ -179,12 +179,12 @@ def test_readyz_fails_while_checkpoints_cannot_be_written(
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the checkpoint folder should be")
     settings = Settings(database_url=database_url, checkpoint_dir=str(blocked))
-    with running_server(settings, run_controller=False) as url:
-        response = httpx.get(f"{url}/api/v1/readyz")
+    with running_server(settings, run_controller=False) as served:
+        response = httpx.get(f"{served.url}/api/v1/readyz", headers=served.headers)
         assert response.status_code == 503
         assert response.json()["checkpoints"].startswith("not writable: ")
         assert str(tmp_path) not in response.text  # no server paths in responses
         blocked.unlink()
-        response = httpx.get(f"{url}/api/v1/readyz")
+        response = httpx.get(f"{served.url}/api/v1/readyz", headers=served.headers)
         assert response.status_code == 200, response.text
         assert response.json()["checkpoints"] == "ok"

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, func, select
 from service.controller.loop import Controller
 from service.controller.searchers import AdaptiveSearcher
 from service.db.session import make_sessionmaker
-from service.sweeps.repository import create_sweep
+from service.sweeps.repository import create_sweep, default_project_id
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus
 
@@ -37,7 +37,11 @@ def test_a_restarted_controller_has_seen_every_finished_trial(migrated_engine: E
     owner = "tpe-restart-test"
     with sessions.begin() as session:
         sweep_id = create_sweep(
-            session, spec=SweepCreate.model_validate(SPEC), num_trials=8, claimed_by=owner
+            session,
+            spec=SweepCreate.model_validate(SPEC),
+            num_trials=8,
+            claimed_by=owner,
+            project_id=default_project_id(session),
         ).id
 
     def finished() -> int:

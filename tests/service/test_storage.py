@@ -18,6 +18,7 @@ from service.db.base import Base, FloatKind, utcnow
 from service.db.migrate import upgrade_engine
 from service.db.session import make_engine
 from service.models import Metric, Sweep, SweepStatus, Trial, TrialStatus
+from service.sweeps.repository import default_project_id
 from service.trials.models import FamilyImprovement, FamilyTally
 from service.trials.repository import list_metrics, record_metrics
 from tests.service.conftest import fresh_postgres_database
@@ -30,7 +31,13 @@ def test_autogenerate_against_head_finds_no_difference(migrated_engine: Engine) 
 
 
 def _trial(session: Session) -> Trial:
-    sweep = Sweep(name="s", spec={"name": "s"}, status=SweepStatus.RUNNING, num_trials=1)
+    sweep = Sweep(
+        name="s",
+        spec={"name": "s"},
+        status=SweepStatus.RUNNING,
+        num_trials=1,
+        project_id=default_project_id(session),
+    )
     session.add(sweep)
     session.flush()
     trial = Trial(

@@ -16,9 +16,26 @@ function color(family) {
   return PALETTE[hash % PALETTE.length];
 }
 
-async function api(path, options) {
-  const response = await fetch(API + path, options);
+let csrfToken = null;
+
+async function csrf() {
+  // The session's CSRF token, sent with every request that changes something.
+  if (csrfToken === null) {
+    const response = await fetch(`${API}/session`);
+    if (response.ok) csrfToken = (await response.json()).csrf_token;
+  }
+  return csrfToken;
+}
+
+async function api(path, options = {}) {
+  const method = (options.method ?? "GET").toUpperCase();
+  const headers = new Headers(options.headers ?? {});
+  if (!["GET", "HEAD"].includes(method)) headers.set("X-CSRF-Token", await csrf() ?? "");
+  const response = await fetch(API + path, { ...options, headers });
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (response.status === 401) {  // signed out (the session ended, or its token was revoked)
+    window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname)}`);
+  }
   if (!response.ok) {
     const error = new Error(`${response.status}`);
     error.status = response.status;
@@ -129,3 +146,18 @@ function draw(div, option) {
   div.dataset.drawn = "1";
   return chart;
 }
+
+async function signOut() {
+  await api("/session", { method: "DELETE" });
+  window.location.assign("/login");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  // Who is signed in, and a way out, in every page's header.
+  const header = document.querySelector("header");
+  if (!header || document.body.dataset.page === "login") return;
+  api("/session").then((session) => {
+    header.append(el("span", { class: "user muted" }, session.user.name, " ",
+      el("button", { id: "sign-out", type: "button", onclick: signOut }, "sign out")));
+  }).catch(() => {});
+});

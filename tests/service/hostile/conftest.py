@@ -52,6 +52,8 @@ class Served:
     address: tuple[str, int]
     sessions: sessionmaker[Session]
     checkpoint_dir: Path
+    token: str
+    """The admin's token, for requests made by hand."""
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -67,13 +69,15 @@ def served(
             database_url = stack.enter_context(fresh_postgres_database())
         checkpoint_dir = folder / "checkpoints"
         settings = Settings(database_url=database_url, checkpoint_dir=str(checkpoint_dir))
-        url = stack.enter_context(running_server(settings, run_controller=False))
-        client = stack.enter_context(httpx.Client(base_url=f"{url}/api/v1", timeout=30))
+        server = stack.enter_context(running_server(settings, run_controller=False))
+        client = stack.enter_context(
+            httpx.Client(base_url=f"{server.url}/api/v1", timeout=30, headers=server.headers)
+        )
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
-        parts = urlsplit(url)
+        parts = urlsplit(server.url)
         address = (parts.hostname or "", parts.port or 0)
-        yield Served(client, address, make_sessionmaker(engine), checkpoint_dir)
+        yield Served(client, address, make_sessionmaker(engine), checkpoint_dir, server.token)
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,12 @@ def _raw_response(sock: socket.socket) -> tuple[int, dict[str, Any]]:
     return int(head.split()[1]), json.loads(body)
 
 
-POST_SWEEP = b"POST /api/v1/sweeps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+def _post_sweep(served: Served) -> bytes:
+    """The head of a POST /sweeps written by hand, signed in, without its end."""
+    return (
+        b"POST /api/v1/sweeps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer %s\r\n" % served.token.encode()
+    )
 
 
 def test_the_default_limit_is_1_mib_and_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,13 +153,13 @@ def test_a_body_over_the_limit_is_413_with_or_without_a_content_length(
 def test_the_limit_is_checked_before_the_body_is_read(served: Served) -> None:
     # A Content-Length over the limit is refused before a byte of the body arrives.
     with socket.create_connection(served.address, timeout=10) as sock:
-        sock.sendall(POST_SWEEP + b"Content-Length: %d\r\n\r\n" % (LIMIT + 1))
+        sock.sendall(_post_sweep(served) + b"Content-Length: %d\r\n\r\n" % (LIMIT + 1))
         status, body = _raw_response(sock)
     assert status == 413
     assert str(LIMIT) in body["detail"]
     # A chunked body is refused once it passes the limit, before it ends.
     with socket.create_connection(served.address, timeout=10) as sock:
-        sock.sendall(POST_SWEEP + b"Transfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(_post_sweep(served) + b"Transfer-Encoding: chunked\r\n\r\n")
         chunk = b"x" * 65_536
         for _ in range(LIMIT // len(chunk) + 1):
             sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))

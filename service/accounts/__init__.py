@@ -1,0 +1,1 @@
+"""Accounts: users, API tokens, projects and roles; who may do what, and the audit log."""

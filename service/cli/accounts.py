@@ -1,0 +1,170 @@
+"""Commands for signing in and managing access: login, token, project, user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from service.accounts.tokens import token_file, write_token_file
+from service.cli.common import (
+    DEFAULT_URL,
+    UrlOption,
+    answer,
+    api_client,
+    app,
+    console,
+    fail,
+    get_json,
+    project_app,
+    token_app,
+    user_app,
+)
+
+
+@app.command()
+def login(
+    token: Annotated[
+        str | None,
+        typer.Option(help="An API token; asked for (hidden) when left out.", show_default=False),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Sign the CLI in: check a token with the server, then keep it in the token file (0600)."""
+    token = token or typer.prompt("API token", hide_input=True)
+    import httpx
+
+    with httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=30) as client:
+        try:
+            response = client.get("/me", headers={"Authorization": f"Bearer {token.strip()}"})
+        except httpx.TransportError as exc:
+            raise fail(f"no optisweep server answers at {url} ({type(exc).__name__})") from None
+    if response.status_code == 401:
+        raise fail("that token is unknown, expired or revoked")
+    me = answer(response)
+    path = token_file()
+    write_token_file(path, token.strip())
+    projects = ", ".join(f"{p['name']} ({p['role']})" for p in me["projects"]) or "none yet"
+    console.print(f"signed in as {me['user']['name']}; token kept in {path}; projects: {projects}")
+
+
+@app.command()
+def whoami(url: UrlOption = DEFAULT_URL) -> None:
+    """Who the CLI is signed in as, and their projects."""
+    with api_client(url) as client:
+        me = get_json(client, "/me")
+    admin = " (admin)" if me["user"]["is_admin"] else ""
+    console.print(
+        f"{me['user']['name']}{admin}, token {me['token']['prefix']}... "
+        f"expiring {me['token']['expires_at'][:10]}"
+    )
+    for project in me["projects"]:
+        console.print(f"- {project['name']}: {project['role']}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+    days: Annotated[int, typer.Option(min=1, max=365, help="Days until it expires.")] = 90,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Make a new token for yourself; it is shown once."""
+    with api_client(url) as client:
+        created = answer(client.post("/tokens", json={"name": name, "days": days}))
+    console.print(
+        f"token {created['id']} ({created['name']}), expires {created['expires_at'][:10]}:"
+    )
+    console.print(created["token"], soft_wrap=True, highlight=False)
+
+
+@token_app.command("list")
+def token_list(url: UrlOption = DEFAULT_URL) -> None:
+    """Your tokens (never their secrets)."""
+    with api_client(url) as client:
+        tokens = get_json(client, "/tokens")
+    table = Table(title="Your tokens")
+    for column in ("id", "name", "starts", "created", "expires", "last used", "revoked"):
+        table.add_column(column)
+    for t in tokens:
+        table.add_row(
+            str(t["id"]),
+            t["name"],
+            t["prefix"] + "...",
+            t["created_at"][:10],
+            t["expires_at"][:10],
+            (t["last_used_at"] or "-")[:16],
+            (t["revoked_at"] or "-")[:16],
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (optisweep token list).")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Revoke a token: it signs in no more."""
+    with api_client(url) as client:
+        revoked = answer(client.delete(f"/tokens/{token_id}"))
+    console.print(f"token {revoked['id']} ({revoked['name']}) revoked")
+
+
+@project_app.command("create")
+def project_create(
+    name: Annotated[str, typer.Argument(help="The new project's name.")],
+    owner: Annotated[str | None, typer.Option(help="Its first owner (a user name).")] = None,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Create a project (admins)."""
+    with api_client(url) as client:
+        created = answer(client.post("/projects", json={"name": name, "owner": owner}))
+    console.print(f"project {created['name']} created")
+
+
+@project_app.command("list")
+def project_list(url: UrlOption = DEFAULT_URL) -> None:
+    """The projects you are in, with your role."""
+    with api_client(url) as client:
+        projects = get_json(client, "/projects")
+    table = Table(title="Projects")
+    for column in ("name", "your role", "created"):
+        table.add_column(column)
+    for p in projects:
+        table.add_row(p["name"], p["role"] or "-", p["created_at"][:10])
+    console.print(table)
+
+
+@project_app.command("add-member")
+def project_add_member(
+    project: Annotated[str, typer.Argument(help="The project.")],
+    user: Annotated[str, typer.Argument(help="The user to add (or whose role to change).")],
+    role: Annotated[str, typer.Option(help="viewer, member or owner.")] = "member",
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Give a user a role in a project (its owners and admins)."""
+    with api_client(url) as client:
+        member = answer(client.put(f"/projects/{project}/members/{user}", json={"role": role}))
+    console.print(f"{member['user']} is {member['role']} of {project}")
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="The new user's name.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make them a server admin.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Create a user (admins); their first token is shown once: hand it to them."""
+    with api_client(url) as client:
+        created = answer(client.post("/users", json={"name": name, "is_admin": admin}))
+    console.print(f"user {created['user']['name']} created; their token (shown once):")
+    console.print(created["token"]["token"], soft_wrap=True, highlight=False)
+
+
+@user_app.command("list")
+def user_list(url: UrlOption = DEFAULT_URL) -> None:
+    """Every user (admins)."""
+    with api_client(url) as client:
+        users = get_json(client, "/users")
+    for user in users:
+        console.print(f"{user['name']}{' (admin)' if user['is_admin'] else ''}")
