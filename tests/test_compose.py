@@ -72,10 +72,11 @@ def test_migrate_is_a_one_shot_upgrade(services: dict[str, Any]) -> None:
 
 
 def test_api_serves_on_8000_after_migrate_and_ray(services: dict[str, Any]) -> None:
-    """The API serves on 0.0.0.0:8000, published, after the migration and a healthy Ray head."""
+    """The API serves on 0.0.0.0:8000 in its container, published on the host's loopback
+    unless the operator says otherwise, after the migration and a healthy Ray head."""
     api = services["api"]
     assert command_text(api).endswith(f"exec {SERVE}")
-    assert "8000:8000" in api["ports"]
+    assert api["ports"] == ["${OPTISWEEP_PUBLISH:-127.0.0.1}:8000:8000"]
     assert environment(api)["OPTISWEEP_HOST"] == "0.0.0.0"
     assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert api["depends_on"]["ray-head"]["condition"] == "service_healthy"
@@ -171,3 +172,12 @@ def test_dockerfile_serves_as_a_non_root_user(dockerfile: list[str]) -> None:
     assert "EXPOSE 8000" in dockerfile
     cmd = [line for line in dockerfile if line.startswith("CMD ")][-1]
     assert " ".join(json.loads(cmd.removeprefix("CMD "))) == SERVE
+
+
+def test_the_api_answers_only_its_hosts_and_keeps_its_token(services: dict[str, Any]) -> None:
+    """Trusted hosts are configured (DNS rebinding), and the first start's admin token lands
+    in a volume, not in a container that a rebuild throws away."""
+    env = environment(services["api"])
+    assert env["OPTISWEEP_ALLOWED_HOSTS"].startswith("${OPTISWEEP_ALLOWED_HOSTS:-localhost")
+    token_dir = env["OPTISWEEP_TOKEN_FILE"].rsplit("/", 1)[0]
+    assert any(volume.endswith(f":{token_dir}") for volume in services["api"]["volumes"])

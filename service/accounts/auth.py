@@ -59,6 +59,28 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+def audit(
+    session: Session,
+    request: Request,
+    principal: Principal,
+    action: str,
+    target: str,
+    *,
+    project_id: int | None = None,
+) -> None:
+    """Record that the principal did ``action`` to ``target``, from the request's address (in
+    the request's transaction, so the record and the change commit together)."""
+    repository.record(
+        session,
+        user_id=principal.user_id,
+        user_name=principal.name,
+        project_id=project_id,
+        action=action,
+        target=target,
+        address=client_address(request),
+    )
+
+
 def limit_address(request: Request) -> None:
     """Count a request that is not signed in against its address's limit."""
     limits: RateLimits = request.app.state.rate_limits

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from service.accounts import repository
 from service.accounts.access import project_named, require_role, role_in
-from service.accounts.auth import AdminDep, PrincipalDep, client_address
+from service.accounts.auth import AdminDep, PrincipalDep, audit
 from service.accounts.models import Role
 from service.accounts.schemas import (
     AuditPage,
@@ -37,14 +37,13 @@ def create_project(
         repository.set_member(
             session, project, repository.user_named(session, body.owner), Role.OWNER
         )
-    repository.record(
+    audit(
         session,
-        user_id=principal.user_id,
-        user_name=principal.name,
+        request,
+        principal,
+        "project.create",
+        f"project {project.name}" + (f", owner {body.owner}" if body.owner else ""),
         project_id=project.id,
-        action="project.create",
-        target=f"project {project.name}" + (f", owner {body.owner}" if body.owner else ""),
-        address=client_address(request),
     )
     return ProjectRead(id=project.id, name=project.name, created_at=project.created_at)
 
@@ -85,14 +84,13 @@ def set_member(
     require_role(session, principal, found.id, Role.OWNER, hidden=f"project {project!r} not found")
     member = repository.user_named(session, user)
     repository.set_member(session, found, member, body.role)
-    repository.record(
+    audit(
         session,
-        user_id=principal.user_id,
-        user_name=principal.name,
+        request,
+        principal,
+        "member.set",
+        f"{member.name} is {body.role.value} of {found.name}",
         project_id=found.id,
-        action="member.set",
-        target=f"{member.name} is {body.role.value} of {found.name}",
-        address=client_address(request),
     )
     return MemberRead(user=member.name, role=body.role)
 
@@ -106,19 +104,18 @@ def remove_member(
     require_role(session, principal, found.id, Role.OWNER, hidden=f"project {project!r} not found")
     member = repository.user_named(session, user)
     repository.remove_member(session, found, member)
-    repository.record(
+    audit(
         session,
-        user_id=principal.user_id,
-        user_name=principal.name,
+        request,
+        principal,
+        "member.remove",
+        f"{member.name} left {found.name}",
         project_id=found.id,
-        action="member.remove",
-        target=f"{member.name} left {found.name}",
-        address=client_address(request),
     )
 
 
 @router.get("/audit")
-def audit(
+def audit_log(
     principal: PrincipalDep,
     session: SessionDep,
     project: str | None = None,

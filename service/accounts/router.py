@@ -8,7 +8,7 @@ import secrets
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from service.accounts import repository
-from service.accounts.auth import AdminDep, PrincipalDep, client_address, limit_address
+from service.accounts.auth import AdminDep, PrincipalDep, audit, limit_address
 from service.accounts.models import ApiToken, User
 from service.accounts.schemas import (
     DEFAULT_TOKEN_DAYS,
@@ -55,13 +55,12 @@ def create_user(
     """A new user and their first token (shown once); admins only."""
     user = repository.create_user(session, body.name, is_admin=body.is_admin)
     row, token = repository.create_token(session, user, name="first", days=DEFAULT_TOKEN_DAYS)
-    repository.record(
+    audit(
         session,
-        user_id=principal.user_id,
-        user_name=principal.name,
-        action="user.create",
-        target=f"user {user.name}" + (" (admin)" if user.is_admin else ""),
-        address=client_address(request),
+        request,
+        principal,
+        "user.create",
+        f"user {user.name}" + (" (admin)" if user.is_admin else ""),
     )
     return UserCreated(
         user=UserRead.model_validate(user),
@@ -83,13 +82,8 @@ def create_token(
     user = session.get(User, principal.user_id)
     assert user is not None
     row, token = repository.create_token(session, user, name=body.name, days=body.days)
-    repository.record(
-        session,
-        user_id=principal.user_id,
-        user_name=principal.name,
-        action="token.create",
-        target=f"token {row.id} ({row.name}, {row.prefix}...)",
-        address=client_address(request),
+    audit(
+        session, request, principal, "token.create", f"token {row.id} ({row.name}, {row.prefix}...)"
     )
     return TokenCreated(**TokenRead.model_validate(row).model_dump(), token=token)
 
@@ -111,13 +105,12 @@ def revoke_token(
         raise NotFoundError(f"token {token_id} not found")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        repository.record(
+        audit(
             session,
-            user_id=principal.user_id,
-            user_name=principal.name,
-            action="token.revoke",
-            target=f"token {token.id} ({token.name}, {token.prefix}...)",
-            address=client_address(request),
+            request,
+            principal,
+            "token.revoke",
+            f"token {token.id} ({token.name}, {token.prefix}...)",
         )
     session.flush()
     return TokenRead.model_validate(token)

@@ -31,7 +31,7 @@ from service.cli.common import (
 )
 from service.config import Settings
 from service.db.migrate import upgrade
-from service.db.session import make_engine
+from service.db.session import make_engine, make_sessionmaker
 
 if TYPE_CHECKING:  # the commands import these when they run: the CLI starts without torch
     from sqlalchemy.orm import Session, sessionmaker
@@ -83,7 +83,6 @@ def run(
     """
     from service.controller.loop import Controller
     from service.controller.ray_runtime import init_ray
-    from service.db.session import make_sessionmaker
 
     settings = Settings()
     if database_url:
@@ -226,3 +225,40 @@ def db_upgrade(
     except (ArgumentError, OperationalError) as exc:
         raise fail(f"database-url {url!r}: {str(exc).splitlines()[0]}") from None
     typer.echo(f"database at {url} is at head ({', '.join(tables)})")
+
+
+@db_app.command("token")
+def db_token(
+    user: Annotated[str, typer.Option(help="Whose token (an existing user).")] = "admin",
+    days: Annotated[int, typer.Option(min=1, max=365, help="Days until it expires.")] = 90,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Make a token straight in the database, for who lost theirs (or let it expire): it needs
+    the database's credentials, not a token. It goes to the token file, 0600."""
+    from service.accounts import repository as accounts
+    from service.accounts.tokens import token_file, write_token_file
+    from service.errors import NotFoundError
+
+    url = database_url or Settings().database_url
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            found = accounts.user_named(session, user)
+            row, token = accounts.create_token(session, found, name="db token", days=days)
+            accounts.record(
+                session,
+                user_id=found.id,
+                user_name=found.name,
+                action="token.create",
+                target=f"token {row.id} ({row.prefix}..., from the database)",
+            )
+            session.commit()
+    except NotFoundError as exc:
+        raise fail(f"user: {exc}") from None
+    except (ArgumentError, OperationalError) as exc:
+        raise fail(f"database-url {url!r}: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    path = token_file()
+    write_token_file(path, token)
+    typer.echo(f"a token of {user}, valid {days} days, is in {path}")

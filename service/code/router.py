@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service import idempotency
-from service.accounts import repository
 from service.accounts.access import (
     Principal,
     default_project,
@@ -21,7 +20,7 @@ from service.accounts.access import (
     require_role,
     visible_projects,
 )
-from service.accounts.auth import PrincipalDep, client_address
+from service.accounts.auth import PrincipalDep, audit
 from service.accounts.models import CodePackage, Project, Role
 from service.code.store import CodeStore, PackageError
 from service.deps import SessionDep
@@ -149,14 +148,13 @@ def _store(
                     project_id=found.id, package=package.package, uploaded_by=principal.user_id
                 )
             )
-            repository.record(
+            audit(
                 session,
-                user_id=principal.user_id,
-                user_name=principal.name,
+                request,
+                principal,
+                "code.upload",
+                f"package {package.package[:16]}... ({package.size} bytes)",
                 project_id=found.id,
-                action="code.upload",
-                target=f"package {package.package[:16]}... ({package.size} bytes)",
-                address=client_address(request),
             )
         body = PackageRead(
             package=package.package, size=package.size, files=package.files, project=found.name

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from optimizers import OPTIMIZERS
 from optimizers.schemas import short_repr
 from service import idempotency
-from service.accounts import repository as accounts
 from service.accounts.access import (
     Principal,
     default_project,
@@ -19,7 +18,7 @@ from service.accounts.access import (
     require_role,
     visible_projects,
 )
-from service.accounts.auth import PrincipalDep, client_address
+from service.accounts.auth import PrincipalDep, audit
 from service.accounts.models import Project, Role
 from service.code.router import ProjectQuery, package_in
 from service.deps import ControllerDep, SessionDep, SettingsDep
@@ -86,14 +85,13 @@ def create_sweep(
             project_id=found.id,
             created_by=principal.user_id,
         )
-        accounts.record(
+        audit(
             session,
-            user_id=principal.user_id,
-            user_name=principal.name,
+            request,
+            principal,
+            "sweep.submit",
+            f"sweep {sweep.id} ({sweep.name}, {sweep.num_trials} trials)",
             project_id=found.id,
-            action="sweep.submit",
-            target=f"sweep {sweep.id} ({sweep.name}, {sweep.num_trials} trials)",
-            address=client_address(request),
         )
         body = sweep_read(sweep, {}).model_dump(mode="json")
         headers = {"Location": str(request.url_for("get_sweep", sweep_id=sweep.id))}
@@ -180,14 +178,13 @@ def cancel_sweep(
     """Cancel a pending or running sweep (409 if it already finished); running trials stop.
     Members cancel the sweeps they submitted, owners any of their project's."""
     sweep = repository.cancel_sweep(session, sweep_id)
-    accounts.record(
+    audit(
         session,
-        user_id=principal.user_id,
-        user_name=principal.name,
+        request,
+        principal,
+        "sweep.cancel",
+        f"sweep {sweep.id} ({sweep.name})",
         project_id=sweep.project_id,
-        action="sweep.cancel",
-        target=f"sweep {sweep.id} ({sweep.name})",
-        address=client_address(request),
     )
     session.commit()
     if controller is not None:

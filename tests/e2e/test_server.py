@@ -374,3 +374,9 @@ def test_the_first_start_makes_an_admin_whose_token_the_cli_signs_in_with(
     again = start_server(database_url=database_url)
     again.wait_ready()
     assert server.log.read_text().count("first start") == 1  # users exist: no new admin
+    # A lost admin token: whoever holds the database's credentials makes a new one.
+    recovered = {"OPTISWEEP_TOKEN_FILE": str(tmp_path / "recovered" / "token")}
+    made = run_cli("db", "token", "--database-url", database_url, env=recovered)
+    assert made.returncode == 0, made.stderr
+    who = run_cli("whoami", "--url", again.url, env=recovered)
+    assert who.stdout.startswith("admin (admin)"), who.stdout + who.stderr

@@ -13,8 +13,9 @@ async function signIn(token) {
     return;
   }
   const next = new URLSearchParams(window.location.search).get("next") ?? "/";
-  // Only a path on this server: never an address elsewhere.
-  window.location.assign(next.startsWith("/") && !next.startsWith("//") ? next : "/");
+  // Only a page of this server: never an address elsewhere ("//evil", "/\\evil" included).
+  const target = new URL(next, window.location.origin);
+  window.location.assign(target.origin === window.location.origin ? target.pathname + target.search : "/");
 }
 
 document.getElementById("sign-in").addEventListener("submit", (event) => {
