@@ -145,7 +145,12 @@ def serve(url: str) -> tuple[uvicorn.Server, str, dict[str, str]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     token_file = f"{tempfile.mkdtemp(prefix='optisweep-bench-')}/token"
-    settings = Settings(database_url=url, token_file=token_file, rate_limit="1000000/minute")
+    settings = Settings(
+        database_url=url,
+        token_file=token_file,
+        rate_limit="1000000/minute",
+        rate_limit_anonymous="1000000/minute",
+    )
     app = create_app(settings, run_controller=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
