@@ -41,17 +41,21 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 CHECKPOINT_DIR_VARIABLE = "OPTISWEEP_CHECKPOINT_DIR"
 CODE_DIR_VARIABLE = "OPTISWEEP_CODE_DIR"
+TOKEN_FILE_VARIABLE = "OPTISWEEP_TOKEN_FILE"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Trials' checkpoints and uploaded code of this session go to temporary folders, not the
-    working tree."""
+    """Trials' checkpoints, uploaded code and tokens (with the session key beside them) of
+    this session go to temporary folders, not the working tree or the home folder."""
     root = tmp_path_factory.mktemp("checkpoints")
     code = tmp_path_factory.mktemp("code")
-    previous = {name: os.environ.get(name) for name in (CHECKPOINT_DIR_VARIABLE, CODE_DIR_VARIABLE)}
+    tokens = tmp_path_factory.mktemp("tokens")
+    names = (CHECKPOINT_DIR_VARIABLE, CODE_DIR_VARIABLE, TOKEN_FILE_VARIABLE)
+    previous = {name: os.environ.get(name) for name in names}
     os.environ[CHECKPOINT_DIR_VARIABLE] = str(root)
     os.environ[CODE_DIR_VARIABLE] = str(code)
+    os.environ[TOKEN_FILE_VARIABLE] = str(tokens / "token")
     yield root
     for name, value in previous.items():
         if value is None:

@@ -64,7 +64,7 @@ def serve(
     console.print(
         f"optisweep on http://{host}:{port} (API docs at /docs), db {settings.database_url}"
     )
-    settings = settings.model_copy(update={"host": host, "port": port})  # uploads check host
+    settings = settings.model_copy(update={"host": host, "port": port})  # trusted hosts, link
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

@@ -380,3 +380,28 @@ def test_the_first_start_makes_an_admin_whose_token_the_cli_signs_in_with(
     assert made.returncode == 0, made.stderr
     who = run_cli("whoami", "--url", again.url, env=recovered)
     assert who.stdout.startswith("admin (admin)"), who.stdout + who.stderr
+
+
+def test_on_every_interface_every_unauthenticated_request_is_refused(
+    start_server: type[Server], tmp_path: Path
+) -> None:
+    """`optisweep serve --host 0.0.0.0` (as compose runs it): every operation of the API but
+    the health checks and signing in answers 401 without a token, whatever it is asked."""
+    server = start_server(
+        database_url=f"sqlite:///{tmp_path / 'exposed.db'}", env={"OPTISWEEP_HOST": "0.0.0.0"}
+    )
+    server.wait_ready()
+    schema = httpx.get(f"{server.url}/api/v1/openapi.json", headers=server.headers).json()
+    public = {("get", "/api/v1/healthz"), ("get", "/api/v1/readyz"), ("post", "/api/v1/session")}
+    refused = {}
+    for path, item in schema["paths"].items():
+        for method in item:
+            if (method, path) in public:
+                continue
+            url = server.url + re.sub(r"\{[^}]+\}", "1", path)
+            response = httpx.request(method, url, json={}, timeout=30)
+            refused[f"{method.upper()} {path}"] = response.status_code
+    assert len(refused) >= 30
+    assert set(refused.values()) == {401}, refused
+    assert httpx.get(f"{server.url}/api/v1/openapi.json", timeout=30).status_code == 401
+    assert httpx.get(f"{server.url}/", timeout=30, follow_redirects=False).status_code == 303

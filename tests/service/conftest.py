@@ -173,9 +173,8 @@ def admin_token(database_url: str) -> str:
 def running_server(settings: Settings, *, run_controller: bool = True) -> Iterator[Served]:
     """The app under a real uvicorn server in this process; its base URL and the admin's
     token (the first start's, from its own token file, or a fresh one on a used database)."""
-    if settings.token_file is None:
-        folder = Path(tempfile.mkdtemp(prefix="optisweep-token-"))
-        settings = settings.model_copy(update={"token_file": str(folder / "token")})
+    folder = Path(tempfile.mkdtemp(prefix="optisweep-token-"))  # its own: no other server's
+    settings = settings.model_copy(update={"token_file": str(folder / "token")})
     port = free_port()
     app = create_app(settings, run_controller=run_controller)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
