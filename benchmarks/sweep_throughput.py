@@ -11,9 +11,16 @@ Each runner runs in its own process (its own Ray, its own threads):
   is in the database (SQLite; PostgreSQL too with --postgres URL); then the same sweep again on
   the same server ("again": Ray's workers already started, as in a service that has run before);
 - optisweep-unpacked: the same with `resources.pack: false` (one Ray task per trial);
-- ray-tune: Tuner over the same configurations, reuse_actors=True, 1 CPU per trial;
+- ray-tune: Tuner over the same configurations, reuse_actors=True, 1 CPU per trial, each
+  trial through optisweep's own loop (train_trial);
+- ray-tune-lean: the same Tuner with the strongest fair trainable: a plain loop (shuffle,
+  forward, backward, torch.optim step; one evaluation of the validation set per epoch,
+  reported), nothing of optisweep's bookkeeping;
 - optuna: a study on SQLite storage with the configurations enqueued, n_jobs=2;
-- loop: train_trial for each configuration in one process.
+- loop: train_trial for each configuration in one process;
+- floor: the same trials written by hand as one stacked model in one process (2 threads):
+  batched matrix products and one vectorised Adam step for every member (per-member lr), one
+  batched evaluation per epoch: what the arithmetic alone costs, a lower bound.
 
     python benchmarks/sweep_throughput.py [--trials 64 512] [--runners ...] [--postgres URL]
 """
@@ -32,14 +39,22 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "examples" / "digits-optimizers.yaml"
-RUNNERS = ("optisweep", "optisweep-unpacked", "ray-tune", "optuna", "loop")
+RUNNERS = (
+    "optisweep",
+    "optisweep-unpacked",
+    "ray-tune",
+    "ray-tune-lean",
+    "optuna",
+    "loop",
+    "floor",
+)
 
 
 def reference_spec(trials: int) -> dict[str, Any]:
@@ -153,6 +168,116 @@ def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"seconds": seconds, "best": best}
 
 
+def run_ray_tune_lean(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray Tune with a plain loop per trial: what a careful Ray Tune user would write."""
+    import ray
+    from ray import tune
+
+    def trainable(config: dict[str, Any]) -> None:
+        import torch
+
+        from optimizers import create_optimizer
+        from workers.workloads import parse_workload_config
+
+        torch.set_num_threads(1)
+        trial = config["trial"]
+        workload, workload_config = parse_workload_config(trial["workload"])
+        torch.manual_seed(trial["seed"])
+        built = workload.build(workload_config, seed=trial["seed"], device=torch.device("cpu"))
+        x, y = cast("tuple[torch.Tensor, torch.Tensor]", built.train)
+        x_val, y_val = cast("tuple[torch.Tensor, torch.Tensor]", built.val)
+        model = built.model
+        optimizer = create_optimizer(
+            trial["optimizer"], model.parameters(), **trial["hyperparameters"]
+        )
+        generator = torch.Generator().manual_seed(trial["data_seed"])
+        for _ in range(workload_config.epochs):
+            model.train()
+            for batch in torch.randperm(len(x), generator=generator).split(64):
+                optimizer.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                accuracy = (model(x_val).argmax(1) == y_val).double().mean().item()
+            tune.report({"val_accuracy": accuracy})
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as storage:
+        start = time.perf_counter()
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space={"trial": tune.grid_search(specs)},
+            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", reuse_actors=True),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        )
+        results = tuner.fit()
+        seconds = time.perf_counter() - start
+    best = max((results[i].metrics or {}).get("val_accuracy", 0.0) for i in range(len(results)))
+    ray.shutdown()
+    return {"seconds": seconds, "best": best}
+
+
+def run_floor(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trials as one hand-written stacked MLP with a vectorised Adam step (2 threads)."""
+    import torch
+
+    from workers.workloads import parse_workload_config
+
+    torch.set_num_threads(2)
+    workload, config = parse_workload_config(specs[0]["workload"])
+    models = []
+    for spec in specs:  # each member's own initialisation, as the trials have it
+        torch.manual_seed(spec["seed"])
+        models.append(workload.build(config, seed=spec["seed"], device=torch.device("cpu")))
+    x, y = cast("tuple[torch.Tensor, torch.Tensor]", models[0].train)
+    x_val, y_val = cast("tuple[torch.Tensor, torch.Tensor]", models[0].val)
+    linears = [
+        [m for m in cast("torch.nn.Sequential", b.model) if isinstance(m, torch.nn.Linear)]
+        for b in models
+    ]
+    assert len(linears[0]) == 2, "the floor is written for the reference MLP"
+    start = time.perf_counter()
+    stacked = []
+    for index in (0, 1):
+        stacked.append(torch.stack([layers[index].weight.detach() for layers in linears]))
+        stacked.append(torch.stack([layers[index].bias.detach() for layers in linears]))
+    params = [p.clone().requires_grad_() for p in stacked]
+    lr = torch.tensor([s["hyperparameters"]["lr"] for s in specs])
+    lrs = [lr.view(-1, *([1] * (p.dim() - 1))) for p in params]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    k = len(specs)
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        w1, b1, w2, b2 = params
+        hidden = torch.relu(
+            torch.baddbmm(b1[:, None], inputs.expand(k, -1, -1), w1.transpose(1, 2))
+        )
+        return torch.baddbmm(b2[:, None], hidden, w2.transpose(1, 2))
+
+    generator = torch.Generator().manual_seed(specs[0]["data_seed"])
+    step, best = 0, 0.0
+    for _ in range(config.epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(64):
+            logits = forward(x[batch])
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y[batch].repeat(k), reduction="sum"
+            ) / len(batch)
+            grads = torch.autograd.grad(loss, params)
+            step += 1
+            with torch.no_grad():
+                for p, g, m_, v_, lr_ in zip(params, grads, m, v, lrs, strict=True):
+                    m_.lerp_(g, 0.1)  # Adam, betas (0.9, 0.999), every member its own lr
+                    v_.mul_(0.999).addcmul_(g, g, value=0.001)
+                    denom = (v_ / (1 - 0.999**step)).sqrt_().add_(1e-8)
+                    p.sub_(lr_ / (1 - 0.9**step) * m_ / denom)
+        with torch.no_grad():
+            accuracy = (forward(x_val).argmax(2) == y_val).double().mean(1)
+        best = max(best, float(accuracy.max()))
+    return {"seconds": time.perf_counter() - start, "best": best}
+
+
 def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """An Optuna study on SQLite storage with every configuration enqueued, two threads."""
     import optuna
@@ -200,7 +325,14 @@ def _one(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
         assert database_url is not None
         return run_optisweep(spec, database_url)
     specs = trial_specs(spec)
-    return {"ray-tune": run_ray_tune, "optuna": run_optuna, "loop": run_loop}[runner](specs)
+    runners = {
+        "ray-tune": run_ray_tune,
+        "ray-tune-lean": run_ray_tune_lean,
+        "optuna": run_optuna,
+        "loop": run_loop,
+        "floor": run_floor,
+    }
+    return runners[runner](specs)
 
 
 def _in_subprocess(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
