@@ -4,8 +4,7 @@ Every member of a pack has the same workload config (so the same data and batch 
 sees the same batches in the same order (the pack's ``data_seed``), while keeping its own
 initialisation seed, optimizer family, hyperparameters, schedule and clipping. The members'
 parameters are stacked along a leading dimension (``torch.func.stack_module_state``), one
-vmapped ``functional_call`` (or batched matrix products, for a stack of Linear layers: see
-``workers.stacking``) computes all K forward passes, and the ``PopulationOptimizer``
+vmapped ``functional_call`` computes all K forward passes, and the ``PopulationOptimizer``
 updates all K members in one step. Evaluation runs each member's own model (its parameters
 copied back), through the very code that trains a trial alone, so a member's per-epoch metrics
 are those of the same trial trained alone.

@@ -70,61 +70,13 @@ def sync_models(stack: Stack, models: Mapping[int, nn.Module]) -> None:
                 buffer.copy_(stack.buffers[name][row])
 
 
-ELEMENTWISE = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Softplus,
-    nn.Identity,
-)
-"""Layers that act on each element alone, the same for every member (no parameters)."""
-
-Layers = list[tuple[str, nn.Module]]
-
-
-def linear_stack(base: nn.Module) -> Layers | None:
-    """``base``'s layers when it is an ``nn.Sequential`` of Linear layers and elementwise
-    activations without buffers: K members' forward pass is then batched matrix products,
-    without vmap's per-operation dispatch. None for any other model."""
-    if type(base) is not nn.Sequential or any(True for _ in base.buffers()):
-        return None
-    layers = list(base.named_children())
-    if not layers or not all(isinstance(layer, (nn.Linear, *ELEMENTWISE)) for _, layer in layers):
-        return None
-    return layers
-
-
-def stacked_forward(layers: Layers, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
-    """Every member's output ([K, B, ...]) for shared 2-D ``inputs`` ([B, features])."""
-    hidden = inputs
-    for name, layer in layers:
-        if isinstance(layer, nn.Linear):
-            hidden = torch.matmul(hidden, params[f"{name}.weight"].transpose(-1, -2))
-            bias = params.get(f"{name}.bias")
-            if bias is not None:
-                hidden = hidden + bias.unsqueeze(-2)
-        else:
-            hidden = layer(hidden)
-    return hidden
-
-
-def _batched(inputs: Inputs) -> bool:
-    """Whether ``inputs`` suit ``stacked_forward``: one 2-D tensor."""
-    return isinstance(inputs, Tensor) and inputs.dim() == 2
-
-
 def stacked_losses(
     base: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor]
 ) -> Callable[[dict[str, Tensor], dict[str, Tensor], Inputs, Tensor], Tensor]:
     """losses(params, buffers, inputs, targets): every member's loss on one shared batch.
 
     Random layers (Dropout) draw independent masks per member (vmap's "different" randomness);
-    buffers (BatchNorm's running statistics) are each member's own. A stack of Linear layers
-    (``linear_stack``) on 2-D inputs runs as batched matrix products instead.
+    buffers (BatchNorm's running statistics) are each member's own.
     """
 
     def member_loss(
@@ -133,21 +85,7 @@ def stacked_losses(
         args, kwargs = call_args(inputs)
         return loss_fn(functional_call(base, (params, buffers), args, kwargs), y)
 
-    vmapped = vmap(member_loss, in_dims=(0, 0, None, None), randomness="different")
-    layers = linear_stack(base)
-    if layers is None:
-        return vmapped
-    per_member = vmap(loss_fn, in_dims=(0, None))
-
-    def losses(
-        params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Inputs, y: Tensor
-    ) -> Tensor:
-        if _batched(inputs):
-            assert isinstance(inputs, Tensor)
-            return per_member(stacked_forward(layers, params, inputs), y)
-        return vmapped(params, buffers, inputs, y)
-
-    return losses
+    return vmap(member_loss, in_dims=(0, 0, None, None), randomness="different")
 
 
 def train_stacked_epoch(
@@ -192,15 +130,7 @@ def evaluate_stacked(
         args, kwargs = call_args(inputs)
         return functional_call(base, (p, b), args, kwargs)
 
-    vmapped = vmap(member_output, in_dims=(0, 0, None))
-    layers = linear_stack(base)
-
-    def outputs_of(p: dict[str, Tensor], b: dict[str, Tensor], inputs: Inputs) -> Tensor:
-        if layers is not None and _batched(inputs):
-            assert isinstance(inputs, Tensor)
-            return stacked_forward(layers, p, inputs)
-        return vmapped(p, b, inputs)
-
+    outputs_of = vmap(member_output, in_dims=(0, 0, None))
     losses = vmap(shared.loss_fn, in_dims=(0, None))
 
     def mean_losses(data: Data) -> tuple[list[float], Tensor, Tensor]:
