@@ -53,7 +53,7 @@ test: lint typecheck pytest
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/optimizer_step.py
-	$(BIN)/python benchmarks/sweep_throughput.py
+	$(BIN)/python -m benchmarks.sweep_throughput
 
 # Randomized faults (server and worker kills, dropped database connections, a frozen server, a
 # poison sweep, an unwritable checkpoint folder) against real servers on SQLite and PostgreSQL;

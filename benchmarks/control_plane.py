@@ -20,10 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -33,6 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from benchmarks.serving import served
 from service.db.session import make_engine
 
 SPEC: dict[str, Any] = {
@@ -47,13 +44,6 @@ RAY_TUNE_OVERHEAD_MS = (715 - 625) / 10_000 * 1e3
 """Ray Tune's bookkeeping release test: 10,000 trials, 715 s against a 625 s ideal, 16 CPUs."""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def rss_mb(pid: int) -> float:
     """A process's resident memory in MB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -64,32 +54,10 @@ def rss_mb(pid: int) -> float:
 
 def run(database_url: str, trials: int, folder: Path) -> None:
     """Serve, submit, sample until done, print the table and the summary."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPTISWEEP_"))}
-    env.update(
-        OPTISWEEP_DATABASE_URL=database_url,
-        OPTISWEEP_TOKEN_FILE=str(folder / "token"),
-        OPTISWEEP_CHECKPOINT_DIR=str(folder / "checkpoints"),
-        OPTISWEEP_RATE_LIMIT="1000000/minute",
-    )
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}/api/v1"
     engine = make_engine(database_url)
-    try:
-        while True:
-            try:
-                if httpx.get(f"{api}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        headers = {"Authorization": f"Bearer {(folder / 'token').read_text().strip()}"}
+    checkpoints = str(folder / "checkpoints")
+    with served(database_url, folder, OPTISWEEP_CHECKPOINT_DIR=checkpoints) as server:
+        api, headers = server.api, server.headers
         spec = {**SPEC, "search": {**SPEC["search"], "num_trials": trials}}
         start = time.perf_counter()
         sweep = httpx.post(f"{api}/sweeps", json=spec, headers=headers, timeout=300).json()
@@ -129,10 +97,7 @@ def run(database_url: str, trials: int, folder: Path) -> None:
             f"own compute included) vs {RAY_TUNE_OVERHEAD_MS:.0f} ms for Ray Tune's release "
             f"test (16 CPUs): {per_trial / RAY_TUNE_OVERHEAD_MS:.2f}x"
         )
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(120)
-        engine.dispose()
+    engine.dispose()
 
 
 def main() -> None:

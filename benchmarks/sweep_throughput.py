@@ -22,7 +22,7 @@ Each runner runs in its own process (its own Ray, its own threads):
   batched matrix products and one vectorised Adam step for every member (per-member lr), one
   batched evaluation per epoch: what the arithmetic alone costs, a lower bound.
 
-    python benchmarks/sweep_throughput.py [--trials 64 512] [--runners ...] [--postgres URL]
+    python -m benchmarks.sweep_throughput [--trials 64 512] [--runners ...] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,8 @@ from typing import Any, cast
 
 import httpx
 import yaml
+
+from benchmarks.serving import served
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "examples" / "digits-optimizers.yaml"
@@ -84,73 +84,35 @@ def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def run_optisweep(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
     """Serve, submit over HTTP, wait until the sweep is finished in the database."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPTISWEEP_"))}
-    env["OPTISWEEP_DATABASE_URL"] = database_url
-    token_file = Path(database_url.removeprefix("sqlite:///")).with_name("token")
-    env["OPTISWEEP_TOKEN_FILE"] = str(token_file)  # the first start's admin token goes here
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    api = f"http://127.0.0.1:{port}/api/v1"
-    try:
-        while True:
-            try:
-                if httpx.get(f"{api}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    folder = Path(database_url.removeprefix("sqlite:///")).parent
+    if not database_url.startswith("sqlite"):
+        folder = Path(tempfile.mkdtemp(prefix="optisweep-bench-"))
+    with served(database_url, folder) as server:
         timings = []
         for _ in range(2):  # a fresh server's first sweep, then the same sweep again
             start = time.perf_counter()
-            sweep_id = httpx.post(f"{api}/sweeps", json=spec, timeout=60, headers=headers).json()[
-                "id"
-            ]
-            while httpx.get(f"{api}/sweeps/{sweep_id}", timeout=60, headers=headers).json()[
-                "status"
-            ] in (
-                "pending",
-                "running",
-            ):
+            created = httpx.post(
+                f"{server.api}/sweeps", json=spec, timeout=60, headers=server.headers
+            )
+            sweep_id = created.json()["id"]
+            while httpx.get(
+                f"{server.api}/sweeps/{sweep_id}", timeout=60, headers=server.headers
+            ).json()["status"] in ("pending", "running"):
                 time.sleep(0.1)
             timings.append(time.perf_counter() - start)
         board = httpx.get(
-            f"{api}/sweeps/{sweep_id}/leaderboard", timeout=60, headers=headers
+            f"{server.api}/sweeps/{sweep_id}/leaderboard", timeout=60, headers=server.headers
         ).json()
-        best = max(entry["trial"]["objective"] for entry in board["entries"])
-        return {"seconds": timings[0], "warm_seconds": timings[1], "best": best}
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(60)
+    best = max(entry["trial"]["objective"] for entry in board["entries"])
+    return {"seconds": timings[0], "warm_seconds": timings[1], "best": best}
 
 
-def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Ray Tune over the same configurations, one CPU per trial, actors reused."""
+def _tune(trainable: Any, specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray Tune over ``specs`` (one CPU per trial, actors reused) with ``trainable``; timed."""
     import ray
     from ray import tune
-
-    from workers.specs import TrialSpec
-    from workers.train import train_trial
-
-    def trainable(config: dict[str, Any]) -> None:
-        train_trial(
-            TrialSpec.model_validate(config["trial"]),
-            report=lambda epoch, metrics: tune.report(metrics),
-        )
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as storage:
@@ -168,9 +130,24 @@ def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"seconds": seconds, "best": best}
 
 
+def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray Tune over the same configurations, one CPU per trial, actors reused."""
+    from ray import tune
+
+    from workers.specs import TrialSpec
+    from workers.train import train_trial
+
+    def trainable(config: dict[str, Any]) -> None:
+        train_trial(
+            TrialSpec.model_validate(config["trial"]),
+            report=lambda epoch, metrics: tune.report(metrics),
+        )
+
+    return _tune(trainable, specs)
+
+
 def run_ray_tune_lean(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """Ray Tune with a plain loop per trial: what a careful Ray Tune user would write."""
-    import ray
     from ray import tune
 
     def trainable(config: dict[str, Any]) -> None:
@@ -202,20 +179,7 @@ def run_ray_tune_lean(specs: list[dict[str, Any]]) -> dict[str, Any]:
                 accuracy = (model(x_val).argmax(1) == y_val).double().mean().item()
             tune.report({"val_accuracy": accuracy})
 
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
-    with tempfile.TemporaryDirectory() as storage:
-        start = time.perf_counter()
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": 1}),
-            param_space={"trial": tune.grid_search(specs)},
-            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", reuse_actors=True),
-            run_config=tune.RunConfig(storage_path=storage, verbose=0),
-        )
-        results = tuner.fit()
-        seconds = time.perf_counter() - start
-    best = max((results[i].metrics or {}).get("val_accuracy", 0.0) for i in range(len(results)))
-    ray.shutdown()
-    return {"seconds": seconds, "best": best}
+    return _tune(trainable, specs)
 
 
 def run_floor(specs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -336,7 +300,8 @@ def _one(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
 
 
 def _in_subprocess(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", runner, "--trials", str(trials)]
+    command = [sys.executable, "-m", "benchmarks.sweep_throughput", "--child", runner]
+    command += ["--trials", str(trials)]
     if database_url:
         command += ["--database-url", database_url]
     output = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)

@@ -1,0 +1,69 @@
+"""A real `optisweep serve` for benchmarks: a subprocess on a free port, ready before the clock
+starts, signed in as the first start's admin, stopped as Ctrl-C would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running server: its API's base URL, the admin's Authorization header, its pid."""
+
+    api: str
+    headers: dict[str, str]
+    pid: int
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(database_url: str, folder: Path, **env: str) -> Iterator[Served]:
+    """`optisweep serve` on ``database_url`` (its token file in ``folder``, ``env`` added as
+    OPTISWEEP_* settings), once /readyz answers 200."""
+    port = _free_port()
+    token_file = folder / "token"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPTISWEEP_"))}
+    environment.update(
+        OPTISWEEP_DATABASE_URL=database_url,
+        OPTISWEEP_TOKEN_FILE=str(token_file),  # the first start's admin token goes here
+        OPTISWEEP_RATE_LIMIT="1000000/minute",
+        **env,
+    )
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{api}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        yield Served(api, headers, server.pid)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(120)
