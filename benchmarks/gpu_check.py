@@ -5,7 +5,7 @@ registry (pydantic travels as wheels). Each section is written to ``--out`` as s
 ends, so a section that fails or a run cut short still leaves the ones before it; sections
 that would start after ``--budget`` seconds are skipped and say so.
 
-Run: ``python -m benchmarks.gpu_check [--out FILE] [--budget SECONDS] [--quick]``
+Run: ``python -m benchmarks.gpu_check [--out FILE] [--budget SECONDS] [--quick] [--only WORD ...]``
 """
 
 from __future__ import annotations
@@ -96,6 +96,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("test-artifacts/gpu-check.md"))
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for all sections")
     parser.add_argument("--quick", action="store_true", help="small sizes (to try it on a CPU)")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="run the sections whose titles contain these words"
+    )
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = str(device)
@@ -119,10 +122,17 @@ def main() -> None:
             ),
         ),
         (
+            "Reference-MLP pack as K grows (packed_training.py)",
+            lambda: packed_training.scaling_table(name, quick=args.quick),
+        ),
+        (
             "Adam population step at 50M parameters vs the memory floor (optimizer_step.py)",
             lambda: bandwidth_section(device),
         ),
     ]
+    if args.only:
+        chosen = [(t, f) for t, f in sections if any(w.lower() in t.lower() for w in args.only)]
+        sections = sections[:1] + [s for s in chosen if s != sections[0]]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(f"# gpu-check, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     start = time.perf_counter()

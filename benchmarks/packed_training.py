@@ -149,6 +149,31 @@ def throughput_table(device: str, *, quick: bool) -> str:
     return "\n".join(lines)
 
 
+def scaling_table(device: str, *, quick: bool) -> str:
+    """Trials per hour and peak memory of one reference-MLP pack as K grows, as Markdown."""
+    sizes = (4, 16, 64) if quick else (64, 256, 1_024, 4_096)
+    workload = {"name": "mlp-digits", "epochs": 1 if quick else 3}
+    lines = [
+        "| workload | epochs | K | pack (s) | trials/h | peak (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    pack_seconds({**workload, "epochs": 1}, members(2), device)  # warm-up
+    for k in sizes:
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds = pack_seconds(workload, members(k), device)
+        peak = (
+            f"{torch.cuda.max_memory_allocated(device) / 2**20:,.0f}"
+            if device.startswith("cuda")
+            else "n/a"
+        )
+        lines.append(
+            f"| {workload['name']} | {workload['epochs']} | {k} | {seconds:.2f} "
+            f"| {3600 * k / seconds:,.0f} | {peak} |"
+        )
+    return "\n".join(lines)
+
+
 def memory_table(device: str, *, quick: bool) -> str:
     """Measured peak memory per member against the estimate, as Markdown (CUDA only)."""
     lines = [
@@ -179,6 +204,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small packs and few epochs")
     args = parser.parse_args()
     print(throughput_table(args.device, quick=args.quick))
+    print()
+    print(scaling_table(args.device, quick=args.quick))
     if args.device.startswith("cuda"):
         print()
         print(memory_table(args.device, quick=args.quick))

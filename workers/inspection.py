@@ -9,17 +9,14 @@ updates of inputs) is found before its sweep runs, and its trials run one per ta
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import traceback
 from typing import Any
 
 import torch
 
-from optimizers import MemberConfig
-from workers.batches import batch_rows, chunks, data_size, epoch_batches
+from workers.batches import data_size
+from workers.memory import measured_member_bytes
 from workers.specs import PackProbe, WorkloadReport
-from workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
 from workers.workloads import (
     FunctionWorkload,
     WorkloadConfigError,
@@ -62,14 +59,12 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
     if not loaded.packable:
         reason = f"workload {loaded.name!r} says it cannot be packed (packable = False)"
         return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
-    try:
-        _stacked_step(built, config.batch_size, optimizers)
+    try:  # the step that measures a member's memory is also the proof that the model packs
+        member_bytes = measured_member_bytes(built, config.batch_size, optimizers)
     except Exception as exc:  # vmap cannot run this model: train it one trial per task
         reason = f"a stacked step failed ({last_line(exc)})"
         return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
-    from workers.memory import member_memory_bytes
-
-    return _with(report, PackProbe(True, member_memory_bytes(workload, optimizers)), size)
+    return _with(report, PackProbe(True, member_bytes), size)
 
 
 def _with(
@@ -83,19 +78,3 @@ def _with(
         train_size=train_size,
         batch_size=report.batch_size,
     )
-
-
-def _stacked_step(built: list[Any], batch_size: int | str, optimizers: list[str]) -> None:
-    """One training step and one evaluation of two members as a pack (raises if vmap can't)."""
-    device = torch.device("cpu")
-    models = {k: b.model for k, b in enumerate(built)}
-    configs = [MemberConfig(optimizer=optimizers[0], hyperparameters={"lr": 1e-3})] * 2
-    stack = stack_members(models, configs, [0, 1], {})
-    base = copy.deepcopy(built[0].model).to("meta")
-    batch = next(
-        epoch_batches(built[0].train, seed=0, epoch=1, batch_size=batch_size, device=device)
-    )
-    train_stacked_epoch(stack, base, built[0], iter([batch]), device=device)
-    few = next(chunks(built[0].val, size=batch_rows(batch_size, 64), device=device))
-    small = dataclasses.replace(built[0], train=few, val=few)
-    evaluate_stacked(stack, base, {0: small, 1: small}, [(0, 0), (1, 1)])

@@ -5,6 +5,8 @@ Run by ``make gpu-check`` on a machine with a GPU; skipped (with the reason) eve
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from tests.workers.test_pack import (
     _packed,
     parts_budget,
 )
+from workers.memory import DEVICE_MEMORY_FRACTION, member_memory_bytes
 
 pytestmark = [
     pytest.mark.cuda,
@@ -67,3 +70,30 @@ def test_a_pack_split_for_a_small_memory_budget_on_cuda_still_matches() -> None:
     assert [r.status for r in results] == [r.status for r in whole_results]
     for curve, whole in zip(curves, whole_curves, strict=True):
         assert _max_relative_difference(curve, whole) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"name": "mlp-digits", "epochs": 1},
+        {"name": "cnn-bn-digits", "epochs": 1, "channels": 16},
+        {"name": "char-lm", "epochs": 1, "train_sequences": 256, "val_sequences": 64},
+    ],
+    ids=["mlp", "cnn-bn", "char-lm"],
+)
+def test_the_headroom_covers_what_a_member_really_takes_on_cuda(workload: dict[str, Any]) -> None:
+    """The estimate (measured on the CPU) over DEVICE_MEMORY_FRACTION is at least what one
+    more member adds to CUDA's peak: a pack planned to fit does fit."""
+    members = [{"optimizer": "adam", "hyperparameters": {"lr": 1e-3}, "seed": s} for s in range(8)]
+
+    def peak(count: int) -> int:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        _packed(workload, members[:count], device="cuda")
+        return torch.cuda.max_memory_allocated() - before
+
+    slope = (peak(8) - peak(2)) / 6
+    estimate = member_memory_bytes(workload, ["adam"])
+    assert slope <= estimate / DEVICE_MEMORY_FRACTION, (slope, estimate)
+    assert slope >= 0.5 * estimate, (slope, estimate)
