@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from optimizers.flat import FlatParameters
 from optimizers.registry import OptimizerSpec
 from optimizers.rules.base import Variant, flat_hyperparameters
 from optimizers.schemas import HParams
@@ -27,6 +28,7 @@ class MemberGroup:
         members: list[int],
         hyperparameters: list[HParams],
         params: list[Tensor],
+        flat: FlatParameters | None = None,
     ) -> None:
         device = params[0].device
         self.spec = spec
@@ -35,23 +37,35 @@ class MemberGroup:
         self.index = torch.tensor(members, dtype=torch.int64, device=device)
         contiguous = members == list(range(members[0], members[0] + len(members)))
         self.span = slice(members[0], members[-1] + 1) if contiguous else None
-        flat = [flat_hyperparameters(h) for h in hyperparameters]
+        numeric = [flat_hyperparameters(h) for h in hyperparameters]
         self.hyperparameters = {
-            name: torch.tensor([f[name] for f in flat], dtype=torch.float64, device=device)
-            for name in flat[0]
+            name: torch.tensor([f[name] for f in numeric], dtype=torch.float64, device=device)
+            for name in numeric[0]
         }
         self.step = torch.zeros(len(members), dtype=torch.float64, device=device)
         self.scalars = {
             name: torch.ones(len(members), dtype=torch.float64, device=device)
             for name in spec.rule.scalars
         }
-        self.state = [
-            {
-                slot: spec.rule.init_slot(slot, self._rows(p), self.hyperparameters)
+        self.flat_state: dict[str, Tensor] = {}
+        """With ``flat``: each slot as one [k, N] tensor; ``state`` holds views of its blocks."""
+        if flat is not None:
+            self.flat_state = {
+                slot: spec.rule.init_slot(slot, self._rows(flat.data), self.hyperparameters)
                 for slot in spec.rule.slots(variant)
             }
-            for p in params
-        ]
+            blocks = {slot: flat.views(value) for slot, value in self.flat_state.items()}
+            self.state = [
+                {slot: blocks[slot][i] for slot in self.flat_state} for i in range(len(params))
+            ]
+        else:
+            self.state = [
+                {
+                    slot: spec.rule.init_slot(slot, self._rows(p), self.hyperparameters)
+                    for slot in spec.rule.slots(variant)
+                }
+                for p in params
+            ]
         self.active: Tensor | None = None
         """Local rows that still train, or None when all do (the fast path)."""
 
@@ -73,8 +87,11 @@ class MemberGroup:
         grads: Sequence[Tensor | None],
         lr_multipliers: Tensor,
         apply: ApplyFn,
+        *,
+        flat: bool = False,
     ) -> None:
-        """Advance every active member of the group by one step."""
+        """Advance every active member of the group by one step; with ``flat``, ``params`` and
+        ``grads`` are the one [K, N] buffer each and the state is ``flat_state``."""
         rule = self.spec.rule
         active = self.active
         if active is not None and active.numel() == 0:
@@ -100,7 +117,8 @@ class MemberGroup:
         writebacks: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
         fast = active is None and self.span is not None
         rows = self.index if active is None else self.index[active]
-        for param, grad, state in zip(params, grads, self.state, strict=True):
+        states = [self.flat_state] if flat else self.state
+        for param, grad, state in zip(params, grads, states, strict=True):
             if grad is None:
                 continue
             key = (param.dtype, param.dim())

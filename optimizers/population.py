@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from optimizers.clipping import clip_coefficients, member_grad_norms
+from optimizers.flat import FlatParameters
 from optimizers.groups import ApplyFn, MemberGroup
 from optimizers.registry import OptimizerSpec, get_spec
 from optimizers.rules.base import Variant
@@ -85,6 +86,8 @@ class PopulationOptimizer:
     gradient clipping by global norm,
     freezing, and export as ordinary params plus a torch.optim state dict.
     With ``compile=True`` each update rule runs as one torch.compile'd kernel (eager on failure).
+    Given ``flat`` (whose ``params`` are then the parameters), a step whose gradients are in
+    its buffer updates that one [K, N] tensor per group instead of each parameter tensor.
     """
 
     def __init__(
@@ -93,8 +96,15 @@ class PopulationOptimizer:
         members: Sequence[MemberConfig | Mapping[str, Any]],
         *,
         compile: bool = False,
+        flat: FlatParameters | None = None,
     ) -> None:
         self.params = list(params)
+        if flat is not None and (
+            len(flat.params) != len(self.params)
+            or any(p is not q for p, q in zip(flat.params, self.params, strict=False))
+        ):
+            raise ValueError("flat: its params must be the params given, in order")
+        self._flat = flat
         self.members = [MemberConfig.model_validate(m) for m in members]
         size = len(self.members)
         if size == 0:
@@ -122,7 +132,7 @@ class PopulationOptimizer:
             by_key.setdefault((member.optimizer, member.spec.rule.variant(hp)), []).append(k)
         self._groups = [
             MemberGroup(
-                get_spec(name), variant, rows, [hyperparameters[k] for k in rows], self.params
+                get_spec(name), variant, rows, [hyperparameters[k] for k in rows], self.params, flat
             )
             for (name, variant), rows in by_key.items()
         ]
@@ -184,9 +194,16 @@ class PopulationOptimizer:
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
         """One update of every unfrozen member, from ``grads`` or each parameter's ``.grad``."""
+        flat = self._flat
+        if grads is None and flat is not None and flat.grads_in_place():
+            self._step([flat.data], [flat.grad], flat=True)
+            return
         grad_list = list(grads) if grads is not None else [p.grad for p in self.params]
         if len(grad_list) != len(self.params):
             raise ValueError(f"grads: expected {len(self.params)} tensors, got {len(grad_list)}")
+        self._step(self.params, grad_list, flat=False)
+
+    def _step(self, params: list[Tensor], grad_list: list[Tensor | None], *, flat: bool) -> None:
         if self._clip_norms is not None:
             present = [g for g in grad_list if g is not None]
             if present:
@@ -196,9 +213,18 @@ class PopulationOptimizer:
                     for g in grad_list
                 ]
         for group in self._groups:
-            group.step_once(self.params, grad_list, self._lr_multipliers, self._apply_fn(group))
+            apply = self._apply_fn(group)
+            group.step_once(params, grad_list, self._lr_multipliers, apply, flat=flat)
         if self._per_step:
             self._step_schedules()
+
+    def zero_grad(self) -> None:
+        """Clear the gradients before a backward pass: zero the flat buffer, or set to None."""
+        if self._flat is not None:
+            self._flat.zero_grad()
+        else:
+            for param in self.params:
+                param.grad = None
 
     def advance_schedules(self) -> None:
         """Advance every unfrozen member's per-epoch lr schedule by one (call after an

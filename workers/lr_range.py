@@ -75,8 +75,7 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
     batches = _batches(builds[0].train, seed=spec.seed, batch_size=config.batch_size, device=device)
     for step in range(spec.steps):
         inputs, targets = next(batches)
-        for param in stack.params.values():
-            param.grad = None
+        stack.optimizer.zero_grad()
         losses = losses_of(stack.params, stack.buffers, inputs, targets)
         losses.sum().backward()
         values = losses.detach().tolist()

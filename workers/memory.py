@@ -106,7 +106,8 @@ def measured_member_bytes(
     """Peak memory of a stack of two members minus that of one (``built`` holds two): one
     training step, and an evaluation chunk extrapolated from two small ones."""
     family = max(optimizers, key=lambda name: OPTIMIZERS[name].state_tensors)
-    full = max(1, min(EVAL_CHUNK, max(data_size(built[0].train), data_size(built[0].val))))
+    evaluated = [built[0].val] + ([built[0].train] if built[0].train_loss == "full" else [])
+    full = max(1, min(EVAL_CHUNK, max(data_size(data) for data in evaluated)))
     small = min(PROBE_ROWS, full)
     peaks = []
     for members in (built[:1], built[:2]):

@@ -234,11 +234,13 @@ def _pack_epoch(
         batch_size=config.batch_size,
         device=device,
     )
-    finite = train_stacked_epoch(stack, base, shared, batches, device=device).tolist()
+    finite_rows, train_losses = train_stacked_epoch(stack, base, shared, batches, device=device)
+    finite, train_loss = finite_rows.tolist(), train_losses.tolist()
     stack.optimizer.advance_schedules()
     sync_models(stack, models)
     training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
-    epoch_metrics = evaluate_stacked(stack, base, builds, training)
+    evaluated = evaluate_stacked(stack, base, builds, training)
+    epoch_metrics = {k: {"train_loss": train_loss[row], **evaluated[k]} for row, k in training}
     for _, k in training:
         run.histories.setdefault(k, {})[epoch] = epoch_metrics[k]
     finite_of = {k: finite[row] for row, k in training}

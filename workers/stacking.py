@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from optimizers import MemberConfig, MemberExport, PopulationOptimizer
+from optimizers.flat import FlatParameters
 from workers.batches import Data, Inputs, call_args, chunks
 from workers.train import EVAL_CHUNK
 from workers.workloads import Built
@@ -48,7 +49,12 @@ def stack_members(
     """
     members = sorted(members, key=lambda k: family_key(configs[k]))
     params, buffers = stack_module_state([models[k] for k in members])
-    optimizer = PopulationOptimizer(list(params.values()), [configs[k] for k in members])
+    flat = None
+    if len({(p.dtype, p.device) for p in params.values()}) == 1:  # one buffer, one step
+        flat = FlatParameters(list(params.values()))
+        params = dict(zip(params, flat.params, strict=True))
+    member_configs = [configs[k] for k in members]
+    optimizer = PopulationOptimizer(list(params.values()), member_configs, flat=flat)
     for row, k in enumerate(members):
         if k in exports:
             optimizer.load_member(row, exports[k])
@@ -95,26 +101,31 @@ def train_stacked_epoch(
     batches: Iterable[tuple[Inputs, Tensor]],
     *,
     device: torch.device,
-) -> Tensor:
-    """One pass of every active member over the shared batches; per row, all losses finite."""
+) -> tuple[Tensor, Tensor]:
+    """One pass of every active member over the shared batches. Per row: whether all its
+    losses were finite, and its train_loss (losses averaged over examples, in float64)."""
     losses_of = stacked_losses(base, built.loss_fn)
     finite = torch.ones(len(stack.members), dtype=torch.bool, device=device)
+    total = torch.zeros(len(stack.members), dtype=torch.float64, device=device)
+    count = 0
     base.train()
     for inputs, targets in batches:
-        for param in stack.params.values():
-            param.grad = None
+        stack.optimizer.zero_grad()
         losses = losses_of(stack.params, stack.buffers, inputs, targets)
         losses.sum().backward()  # each member's gradient is that of its own loss
         stack.optimizer.step()
         finite &= torch.isfinite(losses.detach())
-    return finite
+        total += losses.detach().double() * len(targets)
+        count += len(targets)
+    return finite, total / max(1, count)
 
 
 @torch.no_grad()
 def evaluate_stacked(
     stack: Stack, base: nn.Module, builds: Mapping[int, Built], rows: list[tuple[int, int]]
 ) -> dict[int, dict[str, float]]:
-    """train_loss, val_loss and the workload's metrics of these (row, member)s, all at once.
+    """val_loss and the workload's metrics of these (row, member)s, all at once (and
+    train_loss over the training set where the workload measures it so).
 
     The same quantities as ``workers.train.evaluate``, summed in float64 over the same chunks,
     from one vmapped forward pass per chunk instead of one pass per member.
@@ -146,11 +157,12 @@ def evaluate_stacked(
             targets.append(chunk_targets)
         return [total / count for total in totals], torch.cat(outputs, dim=1), torch.cat(targets)
 
-    train_losses, _, _ = mean_losses(shared.train)
+    full = shared.train_loss == "full"
+    train_losses = mean_losses(shared.train)[0] if full else []
     val_losses, val_outputs, val_targets = mean_losses(shared.val)
     return {
         k: {
-            "train_loss": train_losses[i],
+            **({"train_loss": train_losses[i]} if full else {}),
             "val_loss": val_losses[i],
             **builds[k].metrics(val_outputs[i], val_targets),
         }

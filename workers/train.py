@@ -73,15 +73,14 @@ def _mean_loss(built: Built, data: Data, device: torch.device) -> tuple[float, T
 
 @torch.no_grad()
 def evaluate(built: Built, device: torch.device) -> dict[str, float]:
-    """train_loss and val_loss over the whole sets, plus the workload's validation metrics."""
+    """val_loss over the whole validation set and the workload's validation metrics, and
+    train_loss over the whole training set where the workload measures it so ("full")."""
     built.model.eval()
-    train_loss, _, _ = _mean_loss(built, built.train, device)
+    metrics = {}
+    if built.train_loss == "full":
+        metrics["train_loss"], _, _ = _mean_loss(built, built.train, device)
     val_loss, val_output, val_targets = _mean_loss(built, built.val, device)
-    return {
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        **built.metrics(val_output, val_targets),
-    }
+    return {**metrics, "val_loss": val_loss, **built.metrics(val_output, val_targets)}
 
 
 def _train_epoch(
@@ -92,11 +91,14 @@ def _train_epoch(
     device: torch.device,
     clip_norm: float | None = None,
     after_step: Callable[[], object] | None = None,
-) -> bool:
-    """One pass over the shuffled training set; whether every batch loss was finite.
+) -> tuple[bool, float]:
+    """One pass over the shuffled training set: whether every batch loss was finite, and the
+    epoch's train_loss (the batches' losses averaged over examples, in float64).
     ``after_step`` runs after every optimizer step (a per-step lr schedule's step)."""
     built.model.train()
     finite = torch.ones((), dtype=torch.bool, device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     for inputs, targets in batches:
         optimizer.zero_grad(set_to_none=True)
         loss = built.loss_fn(forward(built.model, inputs), targets)
@@ -107,7 +109,9 @@ def _train_epoch(
         if after_step is not None:
             after_step()
         finite &= torch.isfinite(loss.detach())
-    return bool(finite.item())
+        total += loss.detach().double() * len(targets)
+        count += len(targets)
+    return bool(finite.item()), float(total) / max(1, count)
 
 
 def steps_per_epoch(built: Built, batch_size: int | str) -> int:
@@ -210,7 +214,7 @@ def train_trial(
         batches = epoch_batches(
             built.train, seed=data_seed, epoch=epoch, batch_size=config.batch_size, device=device
         )
-        batches_finite = _train_epoch(
+        batches_finite, train_loss = _train_epoch(
             built,
             optimizer,
             batches,
@@ -220,7 +224,7 @@ def train_trial(
         )
         if not per_step:
             scheduler.step()
-        metrics = history[epoch] = evaluate(built, device)
+        metrics = history[epoch] = {"train_loss": train_loss, **evaluate(built, device)}
         epochs_run = epoch
         if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
             taken = epoch * steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -31,6 +32,28 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> 
     first = _run(spec(7))
     assert _run(spec(7)) == first
     assert _run(spec(8)) != first
+
+
+@pytest.mark.usefixtures("float64")
+def test_train_loss_is_the_epochs_batch_losses_averaged_over_examples() -> None:
+    """With an lr too small to move the model, the batches' average is the training set's
+    loss; the pack reports the same as the trial alone."""
+    from workers.pack import train_pack
+    from workers.specs import MemberSpec, PackSpec
+    from workers.train import evaluate
+    from workers.workloads import parse_workload_config
+
+    workload = {"name": "mlp-digits", "epochs": 1, "batch_size": 100}
+    member = {"optimizer": "sgd", "hyperparameters": {"lr": 1e-300}, "seed": 4}
+    alone = train_trial(TrialSpec(workload=workload, data_seed=0, **member)).metrics
+    (packed,) = train_pack(PackSpec(workload=workload, members=[MemberSpec(**member)], data_seed=0))
+    loaded, config = parse_workload_config(workload)
+    torch.manual_seed(4)
+    built = loaded.build(config, seed=4, device=torch.device("cpu"))
+    full = evaluate(dataclasses.replace(built, train_loss="full"), torch.device("cpu"))
+    assert alone["train_loss"] == pytest.approx(full["train_loss"], rel=1e-12)
+    assert packed.metrics["train_loss"] == pytest.approx(alone["train_loss"], rel=1e-12)
+    assert alone["val_loss"] == pytest.approx(full["val_loss"], rel=1e-12)
 
 
 def test_epoch_shuffles_depend_on_seed_and_epoch() -> None:

@@ -63,6 +63,11 @@ class Built:
     """Mean loss over a batch: ``loss_fn(model(inputs), targets)``."""
     metrics: Callable[[Tensor, Tensor], dict[str, float]]
     """Metrics beyond the losses, from the model's validation output and targets."""
+    train_loss: Literal["batches", "full"] = "batches"
+    """How an epoch's ``train_loss`` is measured: "batches", the epoch's batch losses averaged
+    over its examples (free: training computed them; what Keras and Lightning report), or
+    "full", one more pass over the whole training set after the epoch, in eval mode (exact,
+    and as costly as a validation pass; the test functions use it)."""
 
 
 ConfigT = TypeVar("ConfigT", bound=WorkloadConfig)

@@ -64,4 +64,11 @@ class Quadratic:
         def metrics(output: Tensor, targets: Tensor) -> dict[str, float]:
             return {"distance_to_optimum": model.distance_to_optimum()}
 
-        return Built(model=model, train=train, val=val, loss_fn=function_value, metrics=metrics)
+        return Built(
+            model=model,
+            train=train,
+            val=val,
+            loss_fn=function_value,
+            metrics=metrics,
+            train_loss="full",
+        )
