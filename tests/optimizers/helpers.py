@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from optimizers import MemberConfig, PopulationOptimizer, create_optimizer
+from optimizers.flat import FlatParameters
 
 SHAPES: tuple[tuple[int, ...], ...] = ((6, 4), (4,), (3, 2, 2))
 
@@ -26,6 +27,7 @@ class SideBySide:
     schedulers: list[Any] = field(default_factory=list)
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(1))
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    flat: FlatParameters | None = None
 
     def grads(self, scale: float = 1.0) -> list[Tensor]:
         """Random gradients for every stacked parameter (drawn on the CPU, then moved)."""
@@ -39,8 +41,14 @@ class SideBySide:
         self, grads: Sequence[Tensor], before_alone: Callable[[int], None] | None = None
     ) -> None:
         """One step of the population and of every (unfrozen) torch optimizer."""
+        if self.flat is not None:  # gradients land in the flat buffer, as backward puts them
+            self.population.zero_grad()
         for p, g in zip(self.stacked, grads, strict=True):
-            p.grad = g.clone()
+            if self.flat is not None:
+                assert p.grad is not None
+                p.grad.copy_(g)
+            else:
+                p.grad = g.clone()
         self.population.step()
         frozen = self.population.frozen
         for k, (params, optimizer) in enumerate(zip(self.alone, self.optimizers, strict=True)):
@@ -60,16 +68,19 @@ def side_by_side(
     compile: bool = False,
     device: str = "cpu",
     torch_options: dict[str, Any] | None = None,
+    flat: bool = False,
 ) -> SideBySide:
     """Identical starting parameters for a population and K separate torch optimizers.
 
     The torch optimizers come from ``create_optimizer`` (fused on CUDA where torch has it), or,
     with ``torch_options`` (``{"foreach": True}``), from torch.optim's class with those options.
+    With ``flat`` the population's parameters are views of one ``FlatParameters`` buffer.
     """
     configs = [MemberConfig.model_validate(m) for m in members]
     generator = torch.Generator().manual_seed(seed)
     init = [torch.randn((len(configs), *shape), generator=generator).to(device) for shape in SHAPES]
-    stacked = [t.clone().requires_grad_() for t in init]
+    flat_params = FlatParameters(init) if flat else None
+    stacked = flat_params.params if flat_params else [t.clone().requires_grad_() for t in init]
     alone = [[t[k].clone().requires_grad_() for t in init] for k in range(len(configs))]
     optimizers = [
         create_optimizer(c.optimizer, params, **c.hyperparameters)
@@ -77,8 +88,16 @@ def side_by_side(
         else c.spec.torch_class(params, **c.validated().model_dump(), **torch_options)
         for c, params in zip(configs, alone, strict=True)
     ]
-    population = PopulationOptimizer(stacked, configs, compile=compile)
-    return SideBySide(configs, population, stacked, alone, optimizers, device=torch.device(device))
+    population = PopulationOptimizer(stacked, configs, compile=compile, flat=flat_params)
+    return SideBySide(
+        configs,
+        population,
+        stacked,
+        alone,
+        optimizers,
+        device=torch.device(device),
+        flat=flat_params,
+    )
 
 
 def max_param_diff(run: SideBySide) -> float:

@@ -27,11 +27,15 @@ def _all_members() -> list[dict[str, Any]]:
 
 
 @pytest.mark.usefixtures("float64")
-def test_mixed_population_on_cuda_matches_torch_optim_on_cuda() -> None:
-    run = side_by_side(_all_members(), device="cuda", torch_options={"foreach": True})
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
+def test_mixed_population_on_cuda_matches_torch_optim_on_cuda(flat: bool) -> None:
+    run = side_by_side(_all_members(), device="cuda", torch_options={"foreach": True}, flat=flat)
     assert all(p.is_cuda for p in run.stacked)
     for _ in range(STEPS):
         run.step(run.grads())
+    if flat:
+        assert run.flat is not None
+        assert run.flat.grads_in_place()
     assert max_param_diff(run) <= TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
 

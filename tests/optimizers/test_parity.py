@@ -69,11 +69,15 @@ def test_grid_covers_every_registered_family() -> None:
 
 
 @pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
 @pytest.mark.parametrize("order", ["grouped", "interleaved"])
-def test_mixed_population_matches_torch_optim(order: str) -> None:
-    run = side_by_side(_mixed_members(order))
+def test_mixed_population_matches_torch_optim(order: str, flat: bool) -> None:
+    run = side_by_side(_mixed_members(order), flat=flat)
     for _ in range(STEPS):
         run.step(run.grads())
+    if flat:  # every step took the one-buffer path
+        assert run.flat is not None
+        assert run.flat.grads_in_place()
     assert max_param_diff(run) <= TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
     # the parameters really moved, so the comparison is not vacuous
@@ -195,12 +199,13 @@ def test_a_warm_up_in_front_of_every_schedule_per_step_matches_torch_sequential_
 
 
 @pytest.mark.usefixtures("float64")
-def test_clipping_matches_clip_grad_norm() -> None:
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
+def test_clipping_matches_clip_grad_norm(flat: bool) -> None:
     members: list[dict[str, Any]] = []
     for j, name in enumerate(sorted(OPTIMIZERS)):
         members.append({"optimizer": name, "hyperparameters": GRID[name][0], "clip_norm": 0.5 + j})
         members.append({"optimizer": name, "hyperparameters": GRID[name][-1]})
-    run = side_by_side(members)
+    run = side_by_side(members, flat=flat)
 
     def clip(k: int) -> None:
         max_norm = run.members[k].clip_norm

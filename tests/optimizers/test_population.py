@@ -30,8 +30,10 @@ def _members() -> list[dict[str, Any]]:
 
 
 @pytest.mark.usefixtures("float64")
-def test_state_dict_round_trip_continues_bit_identically() -> None:
-    run = side_by_side(_members())
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
+def test_state_dict_round_trip_continues_bit_identically(flat: bool) -> None:
+    """A state dict of a flat population loads into a per-tensor one and goes on the same."""
+    run = side_by_side(_members(), flat=flat)
     for _ in range(50):
         run.step(run.grads())
         run.population.advance_schedules()
@@ -95,12 +97,13 @@ def test_load_state_dict_rejects_other_members() -> None:
 
 
 @pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("flat", [False, True], ids=["per-tensor", "flat"])
 @pytest.mark.parametrize("order", ["grouped", "interleaved"])
-def test_frozen_member_does_not_change_and_others_still_match(order: str) -> None:
+def test_frozen_member_does_not_change_and_others_still_match(order: str, flat: bool) -> None:
     members = _members()
     if order == "interleaved":
         members = members[::2] + members[1::2]
-    run = side_by_side(members)
+    run = side_by_side(members, flat=flat)
     for _ in range(30):
         run.step(run.grads())
     frozen = [0, 5, len(members) - 1]
@@ -120,7 +123,9 @@ def test_frozen_member_does_not_change_and_others_still_match(order: str) -> Non
         assert after.step == 30
     # unfrozen members kept matching torch.optim (the schedule is constant for them in torch,
     # so compare only parameters before schedules diverge: rebuild without schedules)
-    plain = side_by_side([{k: v for k, v in m.items() if k != "schedule"} for m in members])
+    plain = side_by_side(
+        [{k: v for k, v in m.items() if k != "schedule"} for m in members], flat=flat
+    )
     for _ in range(30):
         plain.step(plain.grads())
     plain.population.freeze(frozen)
@@ -219,3 +224,28 @@ def test_compiled_updates_match_eager_in_float32() -> None:
     assert compiled.population._compile  # still on the compiled path
     for a, b in zip(eager.stacked, compiled.stacked, strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_flat_parameters_are_blocks_of_one_buffer_and_backward_fills_the_other() -> None:
+    from optimizers.flat import FlatParameters
+
+    weight, bias = torch.randn(3, 4, 5), torch.randn(3, 4)
+    flat = FlatParameters([weight, bias])
+    assert flat.data.shape == (3, 4 * 5 + 4)
+    assert all(p.is_leaf and p.requires_grad for p in flat.params)
+    assert torch.equal(flat.params[0], weight)
+    assert torch.equal(flat.params[1], bias)
+    x = torch.randn(7, 5)
+    torch.func.vmap(lambda w, b: torch.nn.functional.linear(x, w, b))(*flat.params).sum().backward()
+    assert flat.grads_in_place()
+    assert torch.equal(flat.grad[:, 20:], torch.full((3, 4), 7.0))  # d(sum)/d(bias): 7 rows
+    with torch.no_grad():
+        flat.data[1].zero_()
+    assert not bool(flat.params[0][1].any())  # the parameters see the buffer's updates
+    flat.params[0].grad = None
+    assert not flat.grads_in_place()
+    flat.zero_grad()
+    assert flat.grads_in_place()
+    assert not bool(flat.grad.any())
+    with pytest.raises(ValueError, match=r"tensors\[1\]: torch.float64"):
+        FlatParameters([weight, bias.double()])
