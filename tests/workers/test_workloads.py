@@ -245,3 +245,16 @@ def test_cnn_bn_digits_keeps_running_statistics() -> None:
     buffers = dict(built.model.named_buffers())
     assert buffers["1.running_mean"].shape == (4,)
     assert buffers["4.running_var"].shape == (8,)
+
+
+def test_digits_read_from_scikit_learns_file_equal_load_digits() -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from workers.workloads.digits import load_digits_arrays
+
+    pixels, labels = load_digits_arrays()
+    digits = load_digits()
+    assert pixels.shape == (1_797, 64)
+    assert np.array_equal(pixels, digits.data)
+    assert np.array_equal(labels, digits.target)
