@@ -12,6 +12,7 @@ import torch
 
 from optimizers import create_optimizer, lr_lambda, needs_run_length, resolve_schedule
 from workers.checkpoint import Checkpoint, check_resumable
+from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.specs import TrialResult, TrialSpec
 from workers.workloads.base import WorkloadConfig
 from workers.workloads.functional import FunctionWorkload, TrialContext
@@ -27,7 +28,7 @@ def train_function(
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
     checkpoint: Callable[[Checkpoint], None] | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: CheckpointEvery = 1,
 ) -> TrialResult:
     """Run the user's function for one trial; how it ended (an exception in it fails the
     attempt). Checkpoints hold what ``TrialContext.state`` gives, written at ``report``."""
@@ -87,22 +88,24 @@ def train_function(
         advance=advance,
     )
 
+    pacer = CheckpointPacer(checkpoint_every, last_epoch=config.epochs)
+
     def send(epoch: int, metrics: dict[str, float]) -> bool:
         history[epoch] = metrics
-        due = epoch % checkpoint_every == 0 or epoch == config.epochs
-        if checkpoint is not None and due:
-            checkpoint(
-                Checkpoint(
-                    epoch=epoch,
-                    metrics=metrics,
-                    config=spec.member_config(),
-                    model={},
-                    optimizer_state={},
-                    step=steps[0],
-                    history=dict(history),
-                    model_state=context.state(),
+        if checkpoint is not None and pacer.due(epoch):
+            with pacer.writing():
+                checkpoint(
+                    Checkpoint(
+                        epoch=epoch,
+                        metrics=metrics,
+                        config=spec.member_config(),
+                        model={},
+                        optimizer_state={},
+                        step=steps[0],
+                        history=dict(history),
+                        model_state=context.state(),
+                    )
                 )
-            )
         if report is not None:
             report(epoch, metrics)
         return should_stop is not None and should_stop()

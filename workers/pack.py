@@ -31,6 +31,7 @@ from optimizers import (
 from workers.batches import epoch_batches
 from workers.checkpoint import Checkpoint, check_resumable
 from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
+from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.pbt import Exploit, exploit_stack
 from workers.specs import PackSpec
 from workers.stacking import (
@@ -70,7 +71,7 @@ class _PackRun:
     compact_fraction: float
     resume: dict[int, Checkpoint]
     checkpoint: Callable[[int, Checkpoint], None] | None
-    checkpoint_every: int
+    pacer: CheckpointPacer
     exploited: Callable[[int, list[Exploit]], None] | None
     results: dict[int, TrialResult]
     histories: dict[int, dict[int, dict[str, float]]]
@@ -85,7 +86,7 @@ def train_pack(
     compact_fraction: float = COMPACT_FRACTION,
     resume: dict[int, Checkpoint] | None = None,
     checkpoint: Callable[[int, Checkpoint], None] | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: CheckpointEvery = 1,
     exploited: Callable[[int, list[Exploit]], None] | None = None,
     free_memory: int | None = None,
 ) -> list[TrialResult]:
@@ -95,7 +96,8 @@ def train_pack(
     metrics of the members still training and answers which of them should stop.
     ``resume`` maps members to checkpoints to continue from: a member joins the stack at the
     epoch after its checkpoint's. ``checkpoint(member, ckpt)`` is called for every training
-    member every ``checkpoint_every`` epochs and after the last one, before the report.
+    member every ``checkpoint_every`` epochs (or as ``workers.pacing`` paces "auto") and after
+    the last one, before the report.
     With ``spec.pbt``, members exploit and explore within their family every ``pbt.interval``
     epochs (``workers.pbt``), before that epoch's checkpoints; ``exploited(epoch, exploits)``
     hears of it. A resumed member then takes its settings from its checkpoint.
@@ -116,7 +118,7 @@ def train_pack(
         compact_fraction=compact_fraction,
         resume=dict(resume or {}),
         checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
+        pacer=CheckpointPacer(checkpoint_every, last_epoch=config.epochs),
         exploited=exploited,
         results={},
         histories={k: dict(saved.history) for k, saved in (resume or {}).items()},
@@ -257,10 +259,11 @@ def _pack_epoch(
             run.exploited,
         )
         training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
-    if run.checkpoint is not None and (epoch % run.checkpoint_every == 0 or epoch == config.epochs):
+    if run.checkpoint is not None and run.pacer.due(epoch):
         steps = epoch * steps_per_epoch(shared, config.batch_size)
-        for row, k in training:
-            run.checkpoint(k, _checkpoint(run, stack, row, k, models[k], epoch, steps))
+        with run.pacer.writing():
+            for row, k in training:
+                run.checkpoint(k, _checkpoint(run, stack, row, k, models[k], epoch, steps))
     to_stop = (run.report(epoch, epoch_metrics) if run.report is not None else None) or set()
     keep = []
     for row, k in training:

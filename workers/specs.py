@@ -9,7 +9,7 @@ the workload's code runs, on the worker (``TrialSpec.workload_config()``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -133,7 +133,8 @@ class CheckpointPlan(BaseModel):
 
     path: str
     """The trial's checkpoint file: resumed from when it exists, then overwritten."""
-    every: int = Field(default=1, ge=1)
+    every: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Epochs between checkpoints, or "auto" (``workers.pacing``)."""
 
 
 class RangeTestSpec(BaseModel):

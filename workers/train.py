@@ -27,6 +27,7 @@ from workers.batches import (
 )
 from workers.checkpoint import Checkpoint, check_resumable
 from workers.function_loop import train_function
+from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.specs import TrialResult, TrialSpec, parse_device
 from workers.workloads import Built, parse_workload_config
 from workers.workloads.functional import FunctionWorkload
@@ -159,12 +160,13 @@ def train_trial(
     should_stop: Callable[[], bool] | None = None,
     resume: Checkpoint | None = None,
     checkpoint: Callable[[Checkpoint], None] | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: CheckpointEvery = 1,
 ) -> TrialResult:
     """Train one trial epoch by epoch, reporting metrics after each; stop early on divergence.
 
     ``resume`` continues from a checkpoint (taken alone or in a pack) after its epoch;
-    ``checkpoint`` is handed one every ``checkpoint_every`` epochs and after the last epoch,
+    ``checkpoint`` is handed one every ``checkpoint_every`` epochs (or as ``workers.pacing``
+    paces "auto") and after the last epoch,
     before that epoch is reported.
     """
     workload, config = parse_workload_config(spec.workload)
@@ -208,6 +210,7 @@ def train_trial(
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
 
     epochs_run = start
+    pacer = CheckpointPacer(checkpoint_every, last_epoch=config.epochs)
     for epoch in range(start + 1, config.epochs + 1):
         if should_stop is not None and should_stop():
             return TrialResult("stopped", epochs_run, metrics, str(device))
@@ -226,9 +229,10 @@ def train_trial(
             scheduler.step()
         metrics = history[epoch] = {"train_loss": train_loss, **evaluate(built, device)}
         epochs_run = epoch
-        if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == config.epochs):
+        if checkpoint is not None and pacer.due(epoch):
             taken = epoch * steps
-            checkpoint(_checkpoint(spec, built, optimizer, history, epoch=epoch, steps=taken))
+            with pacer.writing():
+                checkpoint(_checkpoint(spec, built, optimizer, history, epoch=epoch, steps=taken))
         if report is not None:
             report(epoch, metrics)
         losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])

@@ -356,9 +356,10 @@ class ResourcesSpec(StrictModel):
     """Train compatible trials as packs (one batched model per task) when the workload can."""
     max_pack_size: int = Field(default=64, ge=1, le=4096)
     """The most trials one pack trains."""
-    checkpoint_every: int = Field(default=1, ge=0, le=100_000)
+    checkpoint_every: Annotated[int, Field(ge=0, le=100_000)] | Literal["auto"] = "auto"
     """Checkpoint each trial every this many epochs (and after its last); a retried attempt
-    continues from the latest checkpoint. 0: never (a retry starts from scratch)."""
+    continues from the latest checkpoint. 0: never (a retry starts from scratch). "auto": as
+    often as keeps checkpoints under 5% of the run's time (``workers.pacing``)."""
 
     @field_validator("gpus_per_trial")
     @classmethod

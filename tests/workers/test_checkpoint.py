@@ -132,6 +132,44 @@ def test_mlp_digits_checkpoint_every_two_epochs(tmp_path: Path) -> None:
     assert saved == {k: [2, 4, 5] for k in range(len(members))}  # and after the last epoch
 
 
+def test_auto_checkpoints_keep_their_writes_a_small_share_of_the_time() -> None:
+    """Writes that take long against the epochs: the first epoch and the last write one;
+    epochs that take long against the writes: every epoch writes one."""
+    import time
+
+    workload = {"name": "rosenbrock", "epochs": 6, "steps_per_epoch": 2}
+    slow: list[int] = []
+
+    def slow_write(k: int, ckpt: Checkpoint) -> None:
+        slow.append(ckpt.epoch)
+        time.sleep(0.05)
+
+    train_pack(_pack_spec(MEMBERS[:1], workload), checkpoint=slow_write, checkpoint_every="auto")
+    assert slow == [1, 6]
+
+    quick: list[int] = []
+
+    def slow_epochs(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
+        time.sleep(0.05)  # the report of one epoch: 50 ms, far more than 19x a quick write
+        return set()
+
+    train_pack(
+        _pack_spec(MEMBERS[:1], workload),
+        report=slow_epochs,
+        checkpoint=lambda k, ckpt: quick.append(ckpt.epoch),
+        checkpoint_every="auto",
+    )
+    assert quick == [1, 2, 3, 4, 5, 6]
+    alone: list[int] = []
+
+    def slow_alone(ckpt: Checkpoint) -> None:
+        alone.append(ckpt.epoch)
+        time.sleep(0.05)
+
+    train_trial(_trial_spec(MEMBERS[0], workload), checkpoint=slow_alone, checkpoint_every="auto")
+    assert alone == [1, 6]
+
+
 def test_a_checkpoint_of_another_trial_is_refused(tmp_path: Path) -> None:
     _, saved = _run_alone(_trial_spec(MEMBERS[0]))
     with pytest.raises(ValueError, match="resume: the checkpoint is of a 'sgd' trial, not 'adam'"):
