@@ -3,7 +3,8 @@
 For K = 64, 256 and 1024 members of the reference MLP (mlp-digits) and of a CNN with
 BatchNorm (cnn-bn-digits), one family at a time: K models each stepped by its own optimizer
 from ``create_optimizer`` (torch.optim's fused kernel on CUDA where torch has one, foreach
-otherwise), against one eager PopulationOptimizer step over the stacked parameters.
+otherwise), against one eager PopulationOptimizer step over the stacked parameters, one
+tensor per parameter and (``flat``) all of them as one [K, N] buffer, as packs hold them.
 
 Run: ``python -m benchmarks.population_scaling [--device cuda] [--quick]``
 """
@@ -17,6 +18,7 @@ import torch
 
 from benchmarks.optimizer_step import timed
 from optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from optimizers.flat import FlatParameters
 from workers.workloads import parse_workload_config
 
 WORKLOADS = ("mlp-digits", "cnn-bn-digits")
@@ -58,14 +60,25 @@ def separate_ms(
 
 
 def population_ms(
-    name: str, shapes: Sequence[tuple[int, ...]], k: int, device: torch.device, repeats: int
+    name: str,
+    shapes: Sequence[tuple[int, ...]],
+    k: int,
+    device: torch.device,
+    repeats: int,
+    *,
+    flat: bool = False,
 ) -> float:
     """Milliseconds per step of one eager population of k members of family ``name``."""
     init, grads = _tensors(shapes, k, device)
-    stacked = [t.clone().requires_grad_() for t in init]
+    buffer = FlatParameters(init) if flat else None
+    stacked = buffer.params if buffer else [t.clone().requires_grad_() for t in init]
     for p, g in zip(stacked, grads, strict=True):
-        p.grad = g
-    population = PopulationOptimizer(stacked, [{"optimizer": name}] * k)
+        if buffer is not None:
+            assert p.grad is not None
+            p.grad.copy_(g)  # into the flat gradient buffer, where backward puts it
+        else:
+            p.grad = g
+    population = PopulationOptimizer(stacked, [{"optimizer": name}] * k, flat=buffer)
     return 1e3 * timed(population.step, device, repeats=repeats, warmup=3)
 
 
@@ -74,8 +87,9 @@ def run(device: torch.device, *, quick: bool = False) -> str:
     sizes = (16, 64) if quick else (64, 256, 1024)
     families = ["sgd", "adam"] if quick else sorted(OPTIMIZERS)
     lines = [
-        "| workload | family | K | fused | K x torch.optim (ms) | population (ms) | speed-up |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+        "| workload | family | K | fused | K x torch.optim (ms) | population (ms) "
+        "| flat (ms) | speed-up | flat speed-up |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for workload in WORKLOADS:
         shapes = parameter_shapes(workload)
@@ -85,9 +99,10 @@ def run(device: torch.device, *, quick: bool = False) -> str:
                 repeats = 3 if quick else max(5, 2_048 // k)
                 alone = separate_ms(family, shapes, k, device, repeats)
                 packed = population_ms(family, shapes, k, device, repeats * 4)
+                flat = population_ms(family, shapes, k, device, repeats * 4, flat=True)
                 lines.append(
                     f"| {workload} | {family} | {k} | {fused} | {alone:.2f} | {packed:.3f} "
-                    f"| {alone / packed:.1f}x |"
+                    f"| {flat:.3f} | {alone / packed:.1f}x | {alone / flat:.1f}x |"
                 )
     return "\n".join(lines)
 
