@@ -31,7 +31,7 @@ from service.db.base import utcnow
 from service.sweeps.schemas import ObjectiveSpec
 from service.trials.models import FamilyImprovement, FamilyTally, Trial, TrialStatus, note_status
 from service.trials.queue import trials_by_id
-from service.trials.repository import best_metric, delete_metrics, record_metrics
+from service.trials.repository import best_metric, delete_metrics, record_many_metrics
 from workers.specs import TaskResult
 
 logger = logging.getLogger(__name__)
@@ -151,8 +151,14 @@ class Recorder:
             else:
                 epochs[trial.id].append((event.epoch, event.metrics))
                 self._epoch(session, trial, event, tallies)
-        for trial_id, rows in epochs.items():
-            record_metrics(session, trial_id=trial_id, rows=rows)
+        record_many_metrics(
+            session,
+            (
+                (trial_id, step, metrics)
+                for trial_id, rows in epochs.items()
+                for step, metrics in rows
+            ),
+        )
 
     def _epoch(
         self,

@@ -73,8 +73,16 @@ def record_metrics(
     session: Session, *, trial_id: int, rows: Iterable[tuple[int, Mapping[str, float]]]
 ) -> int:
     """Insert (epoch, {name: value}) rows; a row already stored is left as is (idempotent)."""
+    return record_many_metrics(session, ((trial_id, step, metrics) for step, metrics in rows))
+
+
+def record_many_metrics(
+    session: Session, rows: Iterable[tuple[int, int, Mapping[str, float]]]
+) -> int:
+    """Insert (trial id, epoch, {name: value}) rows of any trials in one executemany (its
+    statement compiled once and cached); a row already stored is left as is."""
     values = []
-    for step, metrics in rows:
+    for trial_id, step, metrics in rows:
         for name, value in metrics.items():
             finite, kind = encode_float(float(value))
             values.append(
@@ -90,9 +98,8 @@ def record_metrics(
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Metric).values(values)
-    statement = statement.on_conflict_do_nothing(index_elements=["trial_id", "name", "step"])
-    session.execute(statement)
+    statement = insert(Metric).on_conflict_do_nothing(index_elements=["trial_id", "name", "step"])
+    session.execute(statement, values)
     session.flush()
     return len(values)
 
