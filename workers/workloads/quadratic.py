@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from workers.workloads.base import Built
-from workers.workloads.functions import FunctionConfig, evaluation_data, function_value
+from workers.workloads.functions import FunctionConfig, function_built
 
 
 class QuadraticConfig(FunctionConfig):
@@ -59,16 +59,4 @@ class Quadratic:
         """The quadratic at a seeded standard-normal start, ``steps_per_epoch`` steps an epoch."""
         start = torch.randn(config.dim, generator=torch.Generator().manual_seed(seed))
         model = QuadraticFunction(curvature(config), start).to(device)
-        train, val = evaluation_data(config.steps_per_epoch, device)
-
-        def metrics(output: Tensor, targets: Tensor) -> dict[str, float]:
-            return {"distance_to_optimum": model.distance_to_optimum()}
-
-        return Built(
-            model=model,
-            train=train,
-            val=val,
-            loss_fn=function_value,
-            metrics=metrics,
-            train_loss="full",
-        )
+        return function_built(model, config.steps_per_epoch, device)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from workers.workloads.base import Built
-from workers.workloads.functions import FunctionConfig, evaluation_data, function_value
+from workers.workloads.functions import FunctionConfig, function_built
 
 _START = (-1.5, 2.0)
 _START_SPREAD = 0.1
@@ -45,16 +45,4 @@ class Rosenbrock:
         jitter = torch.randn(2, generator=torch.Generator().manual_seed(seed)) * _START_SPREAD
         model = RosenbrockFunction(_START[0] + jitter[0].item(), _START[1] + jitter[1].item())
         model = model.to(device)
-        train, val = evaluation_data(config.steps_per_epoch, device)
-
-        def metrics(output: Tensor, targets: Tensor) -> dict[str, float]:
-            return {"distance_to_optimum": model.distance_to_optimum()}
-
-        return Built(
-            model=model,
-            train=train,
-            val=val,
-            loss_fn=function_value,
-            metrics=metrics,
-            train_loss="full",
-        )
+        return function_built(model, config.steps_per_epoch, device)
