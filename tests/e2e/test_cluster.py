@@ -204,9 +204,11 @@ def test_ray_job_submit_with_a_working_dir_runs_a_users_model_on_every_node(
     project = tmp_path / "own-model"
     shutil.copytree(REPO_ROOT / "examples" / "own-model", project)
     spec = yaml.safe_load((project / "sweep.yaml").read_text())
-    spec["workload"].update(epochs=1, channels=4)
+    # Eight tasks of ~2 s each: the worker node's two CPUs alone would need ~8 s, so the head's
+    # CPU takes some once its warm-up (a fresh worker importing torch, ~4 s) is done.
+    spec["workload"].update(epochs=30, channels=4)
     spec["search"]["num_trials"] = 8
-    spec["resources"] = {"pack": False}  # eight tasks, so both nodes get some
+    spec["resources"] = {"pack": False}
     (project / "sweep.yaml").write_text(yaml.safe_dump(spec))
     database = tmp_path / "job.db"
     optisweep = str(Path(RAY).resolve().with_name("optisweep"))
