@@ -137,6 +137,9 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     assert {name.split(", ")[1] for name in lr_series} <= {"constant", "cosine"}
     for chart in ("chart-best", "chart-parallel", "chart-importance"):
         page.wait_for_selector(f"#{chart}[data-drawn] canvas")
+        # Importance is drawn while the sweep runs (maybe before any trial is done) and once
+        # more after it ends: wait for that last drawing rather than read the first.
+        wait_for(page, f"{series_of(chart)}.every(s => s.data.length > 0)", timeout=30)
         lengths = page.evaluate(f"{series_of(chart)}.map(s => s.data.length)")
         assert min(lengths, default=0) > 0, chart
     axes = page.evaluate(
