@@ -125,10 +125,13 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         f"{api}/sweeps/{sweep['id']}/curves", timeout=30, headers=server.headers
     ).json()["curves"]
     page.wait_for_selector("#chart-curves[data-drawn]")
-    drawn = page.evaluate(
+    drawn_ids = (
         f"[...new Set({series_of('chart-curves')}"
         ".flatMap(s => s.data.map(point => point[2])).filter(id => id !== null))]"
     )
+    # The page draws its charts once more after the sweep ends (their data may predate it).
+    wait_for(page, f"{drawn_ids}.length === {len(curves)}", timeout=30)
+    drawn = page.evaluate(drawn_ids)
     assert sorted(drawn) == sorted(c["trial_id"] for c in curves)
     families = {c["optimizer"] for c in curves if c["status"] in ("completed", "stopped")}
     lr_series = page.evaluate(f"{series_of('chart-lr')}.map(s => s.name)")

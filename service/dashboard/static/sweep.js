@@ -257,6 +257,7 @@ async function drawTrials() {
 
 let importanceDrawn = false;
 let importanceAt = 0;
+let chartsFinal = false;
 async function refresh() {
   const charts = drawCharts();  // fetch the charts' data while the sweep itself loads
   sweep = await api(`/sweeps/${sweepId}`);
@@ -280,6 +281,12 @@ async function refresh() {
     }
   }
   await Promise.all([drawLeaderboard(), charts, drawTrials()]);
+  if (finished() && !chartsFinal) {
+    // The charts' data was fetched before the status said the sweep ended, so it may lack the
+    // last epochs: draw them once more, now that nothing will change.
+    chartsFinal = true;
+    await drawCharts();
+  }
   const now = Date.now();
   if (!importanceDrawn && (finished() || now - importanceAt > 15000)) {
     importanceAt = now;  // fANOVA is costly: at most every 15 s while running, once when done
