@@ -269,7 +269,7 @@ def test_pages_need_a_session_and_a_foreign_page_cannot_cancel(
     another site posting to cancel is refused, and the sweep goes on."""
     server = start_server(database_url=f"sqlite:///{tmp_path / 'session.db'}")
     server.wait_ready()
-    spec = {**SPEC, "workload": {**SPEC["workload"], "epochs": 200}, "name": "long"}
+    spec = {**SPEC, "workload": {**SPEC["workload"], "epochs": 10_000}, "name": "long"}
     sweep = httpx.post(
         f"{server.url}/api/v1/sweeps", json=spec, timeout=30, headers=server.headers
     ).json()
