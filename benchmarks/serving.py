@@ -16,6 +16,9 @@ from pathlib import Path
 
 import httpx
 
+READY_TIMEOUT = 120.0
+"""Seconds a server may take to answer /readyz 200 before the benchmark gives up."""
+
 
 @dataclass(frozen=True)
 class Served:
@@ -55,7 +58,12 @@ def served(database_url: str, folder: Path, **env: str) -> Iterator[Served]:
     )
     api = f"http://127.0.0.1:{port}/api/v1"
     try:
+        deadline = time.monotonic() + READY_TIMEOUT
         while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"optisweep serve exited with {server.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"optisweep serve not ready in {READY_TIMEOUT:g} s")
             try:
                 if httpx.get(f"{api}/readyz", timeout=5).status_code == 200:
                     break

@@ -47,24 +47,22 @@ class MemberGroup:
             name: torch.ones(len(members), dtype=torch.float64, device=device)
             for name in spec.rule.scalars
         }
-        self.flat_state: dict[str, Tensor] = {}
-        """With ``flat``: each slot as one [k, N] tensor; ``state`` holds views of its blocks."""
-        if flat is not None:
-            self.flat_state = {
-                slot: spec.rule.init_slot(slot, self._rows(flat.data), self.hyperparameters)
+        # Each slot per parameter tensor, or (flat) one [k, N] tensor whose blocks are the
+        # per-parameter state that exports, loads and state dicts read and write.
+        sources = [flat.data] if flat is not None else params
+        initial = [
+            {
+                slot: spec.rule.init_slot(slot, self._rows(source), self.hyperparameters)
                 for slot in spec.rule.slots(variant)
             }
+            for source in sources
+        ]
+        self.flat_state: dict[str, Tensor] = initial[0] if flat is not None else {}
+        self.state = initial
+        if flat is not None:
             blocks = {slot: flat.views(value) for slot, value in self.flat_state.items()}
             self.state = [
-                {slot: blocks[slot][i] for slot in self.flat_state} for i in range(len(params))
-            ]
-        else:
-            self.state = [
-                {
-                    slot: spec.rule.init_slot(slot, self._rows(p), self.hyperparameters)
-                    for slot in spec.rule.slots(variant)
-                }
-                for p in params
+                {slot: views[i] for slot, views in blocks.items()} for i in range(len(params))
             ]
         self.active: Tensor | None = None
         """Local rows that still train, or None when all do (the fast path)."""

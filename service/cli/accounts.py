@@ -10,6 +10,7 @@ from rich.table import Table
 from service.accounts.tokens import token_file, write_token_file
 from service.cli.common import (
     DEFAULT_URL,
+    TokenDays,
     UrlOption,
     answer,
     api_client,
@@ -66,7 +67,7 @@ def whoami(url: UrlOption = DEFAULT_URL) -> None:
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
-    days: Annotated[int, typer.Option(min=1, max=365, help="Days until it expires.")] = 90,
+    days: TokenDays = 90,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Make a new token for yourself; it is shown once."""

@@ -48,6 +48,7 @@ ProjectOption = Annotated[
     str | None,
     typer.Option("--project", help="The project (default: your only one, or 'default')."),
 ]
+TokenDays = Annotated[int, typer.Option(min=1, max=365, help="Days until it expires.")]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="Defaults to OPTISWEEP_DATABASE_URL, else sqlite."),

@@ -18,6 +18,7 @@ from service.cli.code import CodeDir, job_code
 from service.cli.common import (
     DatabaseUrl,
     SpecFile,
+    TokenDays,
     app,
     console,
     counts_text,
@@ -230,7 +231,7 @@ def db_upgrade(
 @db_app.command("token")
 def db_token(
     user: Annotated[str, typer.Option(help="Whose token (an existing user).")] = "admin",
-    days: Annotated[int, typer.Option(min=1, max=365, help="Days until it expires.")] = 90,
+    days: TokenDays = 90,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Make a token straight in the database, for who lost theirs (or let it expire): it needs
