@@ -1,32 +1,43 @@
 """How many more trials per hour does packing train than one trial at a time, on one device?
 
-For three workloads (the reference MLP, a CNN with BatchNorm and a small byte-level transformer
-on the standard library's source), K trials of mixed families and learning rates are trained
-as one pack (``train_pack``), and a sample of the same trials one after another alone
-(``train_trial``, torch.optim's fused kernels on CUDA); both report trials per hour. The memory
-table sets the measured peak memory per pack member (the slope between two pack sizes, one
-epoch each, evaluation included) against the estimate a pack is split by
-(``member_memory_bytes``).
+For the reference MLP, a CNN with BatchNorm, the user's CNN of ``examples/own-model`` (imported
+by its entrypoint, as a worker imports it: BatchNorm, Dropout, a Dataset with augmentation)
+and a small byte-level transformer on the standard library's source, K trials of mixed
+families and learning rates are trained as one pack (``train_pack``), fused (the default:
+``workers.fusion``) and under vmap (``OPTISWEEP_FUSE=0``), and a sample of the same trials one
+after another alone (``train_trial``, torch.optim's fused kernels on CUDA); all as trials per
+hour, in one run. The memory table sets the measured peak memory per pack member (the slope
+between two pack sizes, one epoch each, evaluation included) against the estimate a pack is
+split by (``member_memory_bytes``).
 
-Run: ``python -m benchmarks.packed_training [--device cuda] [--quick]``
+Run: ``python -m benchmarks.packed_training [--device cuda] [--quick] [--only NAME ...]``
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from optimizers import OPTIMIZERS
+from workers.fusion import FUSE_ENV
 from workers.memory import member_memory_bytes
 from workers.pack import train_pack
 from workers.specs import MemberSpec, PackSpec, TrialSpec
 from workers.train import train_trial
+
+OWN_MODEL = Path(__file__).resolve().parent.parent / "examples" / "own-model"
+"""The user's model of the README's walk-through; its entrypoint is ``model:workload``."""
 
 BASE_LR = {
     "sgd": 0.1,
@@ -49,18 +60,33 @@ class Case:
     pack: int
     alone: int
 
+    @property
+    def label(self) -> str:
+        """The workload's name, or its entrypoint."""
+        return str(self.workload.get("name") or self.workload["entrypoint"])
 
-def cases(*, quick: bool) -> list[Case]:
-    """The configurations benchmarked (small ones with ``quick``, for a CPU)."""
+
+def cases(*, quick: bool, device: str = "cuda") -> list[Case]:
+    """The configurations benchmarked: GPU-sized ones, CPU-sized ones, or tiny ones."""
+    own = {"entrypoint": "model:workload", "epochs": 6}  # examples/own-model/sweep.yaml's
     if quick:
         return [
             Case({"name": "mlp-digits", "epochs": 2}, pack=16, alone=2),
             Case({"name": "cnn-bn-digits", "epochs": 1}, pack=8, alone=2),
+            Case({**own, "epochs": 1}, pack=4, alone=2),
             Case({"name": "char-lm", "epochs": 1, "train_sequences": 128}, pack=4, alone=1),
+        ]
+    if not device.startswith("cuda"):
+        return [
+            Case({"name": "mlp-digits", "epochs": 10}, pack=32, alone=4),
+            Case({"name": "cnn-bn-digits", "epochs": 3}, pack=16, alone=3),
+            Case(own, pack=16, alone=4),
+            Case({"name": "char-lm", "epochs": 1, "train_sequences": 256}, pack=8, alone=2),
         ]
     return [
         Case({"name": "mlp-digits", "epochs": 10}, pack=256, alone=8),
         Case({"name": "cnn-bn-digits", "epochs": 5, "channels": 16}, pack=128, alone=6),
+        Case({**own, "channels": 16}, pack=128, alone=6),
         Case(
             {
                 "name": "char-lm",
@@ -98,6 +124,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@contextmanager
+def fused(enabled: bool) -> Iterator[None]:
+    """Packs built inside take the fused path (the default) or vmap."""
+    previous = os.environ.get(FUSE_ENV)
+    os.environ[FUSE_ENV] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[FUSE_ENV]
+        else:
+            os.environ[FUSE_ENV] = previous
+
+
 def pack_seconds(workload: dict[str, Any], trials: list[dict[str, Any]], device: str) -> float:
     """Wall seconds to train ``trials`` as one pack."""
     spec = PackSpec(
@@ -118,6 +158,38 @@ def alone_seconds(workload: dict[str, Any], trials: list[dict[str, Any]], device
     return (time.perf_counter() - start) / len(trials)
 
 
+def throughput_table(device: str, *, quick: bool, only: list[str] | None = None) -> str:
+    """Trials per hour, packed (fused and vmapped) against alone, as Markdown."""
+    if str(OWN_MODEL) not in sys.path:
+        sys.path.insert(0, str(OWN_MODEL))  # as a worker's working_dir puts it
+    lines = [
+        "| workload | epochs | K | fused pack (s) | vmap pack (s) | alone (s/trial) "
+        "| fused trials/h | alone trials/h | fused / alone | fused / vmap |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in cases(quick=quick, device=device):
+        if only and not any(word in case.label for word in only):
+            continue
+        trials = members(case.pack)
+        warm = {**case.workload, "epochs": 1}
+        for enabled in (True, False):  # warm-ups: imports, first optimizers, allocations
+            with fused(enabled):
+                pack_seconds(warm, trials[:2], device)
+        alone_seconds(warm, trials[:1], device)
+        with fused(True):
+            packed = pack_seconds(case.workload, trials, device)
+        with fused(False):
+            vmapped = pack_seconds(case.workload, trials, device)
+        alone = alone_seconds(case.workload, trials[: case.alone], device)
+        packed_rate, alone_rate = 3600 * case.pack / packed, 3600 / alone
+        lines.append(
+            f"| {case.label} | {case.workload['epochs']} | {case.pack} "
+            f"| {packed:.2f} | {vmapped:.2f} | {alone:.3f} | {packed_rate:,.0f} "
+            f"| {alone_rate:,.0f} | {packed_rate / alone_rate:.2f}x | {vmapped / packed:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def peak_bytes(workload: dict[str, Any], trials: list[dict[str, Any]], device: str) -> int:
     """Peak CUDA memory allocated while training ``trials`` as a pack for one epoch."""
     torch.cuda.empty_cache()
@@ -125,28 +197,6 @@ def peak_bytes(workload: dict[str, Any], trials: list[dict[str, Any]], device: s
     before = torch.cuda.memory_allocated(device)
     pack_seconds({**workload, "epochs": 1}, trials, device)
     return torch.cuda.max_memory_allocated(device) - before
-
-
-def throughput_table(device: str, *, quick: bool) -> str:
-    """Trials per hour, packed against alone, as Markdown."""
-    lines = [
-        "| workload | epochs | K | pack (s) | alone (s/trial) | packed trials/h "
-        "| alone trials/h | speed-up |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for case in cases(quick=quick):
-        trials = members(case.pack)
-        pack_seconds({**case.workload, "epochs": 1}, trials[:2], device)  # warm-ups
-        alone_seconds({**case.workload, "epochs": 1}, trials[:1], device)
-        packed = pack_seconds(case.workload, trials, device)
-        alone = alone_seconds(case.workload, trials[: case.alone], device)
-        packed_rate, alone_rate = 3600 * case.pack / packed, 3600 / alone
-        lines.append(
-            f"| {case.workload['name']} | {case.workload['epochs']} | {case.pack} "
-            f"| {packed:.2f} | {alone:.2f} | {packed_rate:,.0f} | {alone_rate:,.0f} "
-            f"| {packed_rate / alone_rate:.1f}x |"
-        )
-    return "\n".join(lines)
 
 
 def scaling_table(device: str, *, quick: bool) -> str:
@@ -181,7 +231,7 @@ def memory_table(device: str, *, quick: bool) -> str:
         "| per member (MiB) | estimate (MiB) | measured / estimate |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for case in cases(quick=quick):
+    for case in cases(quick=quick, device=device):
         large = members(case.pack)
         small = large[: max(1, case.pack // 4)]
         peak_small = peak_bytes(case.workload, small, device)
@@ -189,7 +239,7 @@ def memory_table(device: str, *, quick: bool) -> str:
         per_member = (peak_large - peak_small) / (len(large) - len(small))
         estimate = member_memory_bytes(case.workload, sorted({t["optimizer"] for t in large}))
         lines.append(
-            f"| {case.workload['name']} | {len(small)} / {len(large)} "
+            f"| {case.label} | {len(small)} / {len(large)} "
             f"| {peak_small / 2**20:,.1f} | {peak_large / 2**20:,.1f} "
             f"| {per_member / 2**20:,.2f} | {estimate / 2**20:,.2f} "
             f"| {per_member / estimate if estimate else math.nan:.2f} |"
@@ -202,8 +252,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="small packs and few epochs")
+    parser.add_argument("--only", nargs="*", default=[], help="workloads whose names hold these")
     args = parser.parse_args()
-    print(throughput_table(args.device, quick=args.quick))
+    print(throughput_table(args.device, quick=args.quick, only=args.only))
     print()
     print(scaling_table(args.device, quick=args.quick))
     if args.device.startswith("cuda"):

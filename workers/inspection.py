@@ -60,11 +60,11 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
         reason = f"workload {loaded.name!r} says it cannot be packed (packable = False)"
         return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
     try:  # the step that measures a member's memory is also the proof that the model packs
-        member_bytes = measured_member_bytes(built, config.batch_size, optimizers)
+        cost = measured_member_bytes(built, config.batch_size, optimizers)
     except Exception as exc:  # vmap cannot run this model: train it one trial per task
         reason = f"a stacked step failed ({last_line(exc)})"
         return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
-    return _with(report, PackProbe(True, member_bytes), size)
+    return _with(report, PackProbe(True, cost.bytes, not_fused=cost.not_fused), size)
 
 
 def _with(

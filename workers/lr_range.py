@@ -23,6 +23,7 @@ from torch import Tensor
 
 from optimizers import MemberConfig
 from workers.batches import Inputs, epoch_batches
+from workers.fusion import StackedForward
 from workers.specs import RangeTestSpec
 from workers.stacking import stack_members, stacked_losses
 from workers.train import resolve_device
@@ -63,9 +64,9 @@ def lr_range_test(spec: RangeTestSpec) -> dict[str, RangeTestResult]:
             builds.append(workload.build(config, seed=spec.seed, device=device))
     models = [built.model for built in builds]
     stack = stack_members(dict(enumerate(models)), configs, list(range(len(configs))), {})
-    base = copy.deepcopy(models[0]).to("meta")
-    losses_of = stacked_losses(base, builds[0].loss_fn)
-    base.train()
+    forward = StackedForward(copy.deepcopy(models[0]).to("meta"))
+    losses_of = stacked_losses(forward, builds[0].loss_fn)
+    forward.train()
     size = len(stack.members)
     curves: list[list[float]] = [[] for _ in range(size)]
     lrs: list[list[float]] = [[] for _ in range(size)]

@@ -24,6 +24,7 @@ from torch.utils._pytree import tree_leaves
 
 from optimizers import OPTIMIZERS, MemberConfig
 from workers.batches import chunks, data_size, epoch_batches
+from workers.fusion import StackedForward
 from workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
 from workers.train import EVAL_CHUNK
 from workers.workloads import Built, parse_workload_config
@@ -74,47 +75,67 @@ PROBE_ROWS = 64
 evaluation chunk is extrapolated from the two (an evaluation's memory is linear in its rows)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class MemberCost:
+    """What one more pack member costs in memory, and why its pack does not run fused (None
+    where it does: ``workers.fusion``)."""
+
+    bytes: int
+    not_fused: str | None
+
+
 def stacked_peaks(
-    built: Sequence[Built], batch_size: int | str, optimizer: str, *, eval_rows: Sequence[int]
+    built: Sequence[Built],
+    batch_size: int | str,
+    optimizer: str,
+    *,
+    eval_rows: Sequence[int],
+    forward: StackedForward | None = None,
 ) -> list[int]:
     """Peak bytes of one training step of these members as one stack on the CPU, then of one
-    evaluation of each of ``eval_rows`` examples; raises where vmap cannot run the model."""
+    evaluation of each of ``eval_rows`` examples; raises where vmap cannot run the model.
+    ``forward`` is the stacked pass to take (by default a new one for the model)."""
     device = torch.device("cpu")
     models = {k: b.model for k, b in enumerate(built)}
     configs = [MemberConfig(optimizer=optimizer, hyperparameters={"lr": 1e-3})] * len(built)
-    base = copy.deepcopy(built[0].model).to("meta")
+    if forward is None:
+        forward = StackedForward(copy.deepcopy(built[0].model).to("meta"))
     batch = next(
         epoch_batches(built[0].train, seed=0, epoch=1, batch_size=batch_size, device=device)
     )
     with PeakMemory() as memory:
         stack = stack_members(models, configs, list(models), {})
-        train_stacked_epoch(stack, base, built[0], iter([batch]), device=device)
+        train_stacked_epoch(stack, forward, built[0], iter([batch]), device=device)
         peaks = [memory.peak]
         for rows in eval_rows:
             memory.peak = memory.live
             train = next(chunks(built[0].train, size=rows, device=device))
             val = next(chunks(built[0].val, size=rows, device=device))
             small = dataclasses.replace(built[0], train=train, val=val)
-            evaluate_stacked(stack, base, dict.fromkeys(models, small), [(k, k) for k in models])
+            evaluate_stacked(stack, forward, dict.fromkeys(models, small), [(k, k) for k in models])
             peaks.append(memory.peak)
     return peaks
 
 
 def measured_member_bytes(
     built: Sequence[Built], batch_size: int | str, optimizers: Sequence[str]
-) -> int:
+) -> MemberCost:
     """Peak memory of a stack of two members minus that of one (``built`` holds two): one
     training step, and an evaluation chunk extrapolated from two small ones."""
     family = max(optimizers, key=lambda name: OPTIMIZERS[name].state_tensors)
     evaluated = [built[0].val] + ([built[0].train] if built[0].train_loss == "full" else [])
     full = max(1, min(EVAL_CHUNK, max(data_size(data) for data in evaluated)))
     small = min(PROBE_ROWS, full)
+    forward = StackedForward(copy.deepcopy(built[0].model).to("meta"))
     peaks = []
     for members in (built[:1], built[:2]):
-        train, *evals = stacked_peaks(members, batch_size, family, eval_rows=(small, 2 * small))
+        train, *evals = stacked_peaks(
+            members, batch_size, family, eval_rows=(small, 2 * small), forward=forward
+        )
         per_row = (evals[1] - evals[0]) / small
         peaks.append(max(train, evals[0] + per_row * (full - small)))
-    return max(1, round(peaks[1] - peaks[0]))
+    not_fused = None if forward.path == "fused" else (forward.reason or "not fused")
+    return MemberCost(bytes=max(1, round(peaks[1] - peaks[0])), not_fused=not_fused)
 
 
 def _cache_key(workload: dict[str, Any], optimizers: Sequence[str]) -> str:
@@ -127,7 +148,7 @@ def member_memory_bytes(workload: dict[str, Any], optimizers: Sequence[str]) -> 
     ``optimizers`` that keeps the most state (measured; cached per workload and families)."""
     workload_, config = parse_workload_config(workload)
     built = [workload_.build(config, seed=seed, device=torch.device("cpu")) for seed in (0, 1)]
-    return measured_member_bytes(built, config.batch_size, optimizers)
+    return measured_member_bytes(built, config.batch_size, optimizers).bytes
 
 
 def split_for_memory(members: int, *, member_bytes: int, free_bytes: int) -> list[list[int]]:

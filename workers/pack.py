@@ -30,6 +30,7 @@ from optimizers import (
 )
 from workers.batches import epoch_batches
 from workers.checkpoint import Checkpoint, check_resumable
+from workers.fusion import StackedForward
 from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
 from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.pbt import Exploit, exploit_stack
@@ -158,7 +159,7 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
             torch.manual_seed(spec.members[k].seed)
             builds[k] = run.workload.build(config, seed=spec.members[k].seed, device=device)
     models = {k: built.model for k, built in builds.items()}
-    base = copy.deepcopy(models[part[0]]).to("meta")
+    forward = StackedForward(copy.deepcopy(models[part[0]]).to("meta"))
     steps = steps_per_epoch(builds[part[0]], config.batch_size)
     for k in part:  # what the schedules leave to the run's length
         schedule = run_schedule(configs[k].schedule, epochs=config.epochs, steps=steps)
@@ -195,7 +196,7 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
             stack = stack_members(models, configs, members, exports)
         if stack is None:
             continue
-        stack = _pack_epoch(run, stack, epoch, models, builds, base, shared, last)
+        stack = _pack_epoch(run, stack, epoch, models, builds, forward, shared, last)
     if stack is not None:
         for k in stack.members:
             if k not in run.results:
@@ -223,7 +224,7 @@ def _pack_epoch(
     epoch: int,
     models: dict[int, nn.Module],
     builds: dict[int, Built],
-    base: nn.Module,
+    forward: StackedForward,
     shared: Built,
     last: dict[int, dict[str, float]],
 ) -> Stack | None:
@@ -236,12 +237,12 @@ def _pack_epoch(
         batch_size=config.batch_size,
         device=device,
     )
-    finite_rows, train_losses = train_stacked_epoch(stack, base, shared, batches, device=device)
+    finite_rows, train_losses = train_stacked_epoch(stack, forward, shared, batches, device=device)
     finite, train_loss = finite_rows.tolist(), train_losses.tolist()
     stack.optimizer.advance_schedules()
     sync_models(stack, models)
     training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
-    evaluated = evaluate_stacked(stack, base, builds, training)
+    evaluated = evaluate_stacked(stack, forward, builds, training)
     epoch_metrics = {k: {"train_loss": train_loss[row], **evaluated[k]} for row, k in training}
     for _, k in training:
         run.histories.setdefault(k, {})[epoch] = epoch_metrics[k]

@@ -192,6 +192,8 @@ class PackProbe:
     member_bytes: int
     reason: str | None = None
     """Why it does not pack (the workload says so, or a stacked step failed), or None."""
+    not_fused: str | None = None
+    """Why its packs run under vmap rather than fused (``workers.fusion``), or None."""
 
 
 @dataclass(frozen=True)

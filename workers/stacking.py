@@ -1,5 +1,6 @@
 """K models as one: members' parameters stacked along a leading dimension, trained by one
-vmapped forward and backward pass and one PopulationOptimizer step, evaluated in one pass.
+forward and backward pass (fused, or vmapped: ``workers.fusion``) and one PopulationOptimizer
+step, evaluated in one pass.
 
 Shared by packs (``workers.pack``), PBT (``workers.pbt``) and the lr range test.
 """
@@ -12,11 +13,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import stack_module_state, vmap
 
 from optimizers import MemberConfig, MemberExport, PopulationOptimizer
 from optimizers.flat import FlatParameters
-from workers.batches import Data, Inputs, call_args, chunks
+from workers.batches import Data, Inputs, chunks
+from workers.fusion import StackedForward
 from workers.train import EVAL_CHUNK
 from workers.workloads import Built
 
@@ -77,26 +79,26 @@ def sync_models(stack: Stack, models: Mapping[int, nn.Module]) -> None:
 
 
 def stacked_losses(
-    base: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor]
+    forward: StackedForward, loss_fn: Callable[[Tensor, Tensor], Tensor]
 ) -> Callable[[dict[str, Tensor], dict[str, Tensor], Inputs, Tensor], Tensor]:
     """losses(params, buffers, inputs, targets): every member's loss on one shared batch.
 
-    Random layers (Dropout) draw independent masks per member (vmap's "different" randomness);
-    buffers (BatchNorm's running statistics) are each member's own.
+    Random layers (Dropout) draw independent masks per member; buffers (BatchNorm's running
+    statistics) are each member's own.
     """
+    member_losses = vmap(loss_fn, in_dims=(0, None), randomness="different")
 
-    def member_loss(
+    def losses(
         params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Inputs, y: Tensor
     ) -> Tensor:
-        args, kwargs = call_args(inputs)
-        return loss_fn(functional_call(base, (params, buffers), args, kwargs), y)
+        return member_losses(forward.outputs(params, buffers, inputs), y)
 
-    return vmap(member_loss, in_dims=(0, 0, None, None), randomness="different")
+    return losses
 
 
 def train_stacked_epoch(
     stack: Stack,
-    base: nn.Module,
+    forward: StackedForward,
     built: Built,
     batches: Iterable[tuple[Inputs, Tensor]],
     *,
@@ -104,11 +106,11 @@ def train_stacked_epoch(
 ) -> tuple[Tensor, Tensor]:
     """One pass of every active member over the shared batches. Per row: whether all its
     losses were finite, and its train_loss (losses averaged over examples, in float64)."""
-    losses_of = stacked_losses(base, built.loss_fn)
+    losses_of = stacked_losses(forward, built.loss_fn)
     finite = torch.ones(len(stack.members), dtype=torch.bool, device=device)
     total = torch.zeros(len(stack.members), dtype=torch.float64, device=device)
     count = 0
-    base.train()
+    forward.train()
     for inputs, targets in batches:
         stack.optimizer.zero_grad()
         losses = losses_of(stack.params, stack.buffers, inputs, targets)
@@ -122,26 +124,24 @@ def train_stacked_epoch(
 
 @torch.no_grad()
 def evaluate_stacked(
-    stack: Stack, base: nn.Module, builds: Mapping[int, Built], rows: list[tuple[int, int]]
+    stack: Stack,
+    forward: StackedForward,
+    builds: Mapping[int, Built],
+    rows: list[tuple[int, int]],
 ) -> dict[int, dict[str, float]]:
     """val_loss and the workload's metrics of these (row, member)s, all at once (and
     train_loss over the training set where the workload measures it so).
 
     The same quantities as ``workers.train.evaluate``, summed in float64 over the same chunks,
-    from one vmapped forward pass per chunk instead of one pass per member.
+    from one stacked forward pass per chunk instead of one pass per member.
     """
     shared = builds[stack.members[rows[0][0]]]
-    base.eval()
+    forward.train(False)
     device = next(iter(stack.params.values())).device
     index = torch.tensor([row for row, _ in rows], device=device)
     params = {name: value[index] for name, value in stack.params.items()}
     buffers = {name: value[index] for name, value in stack.buffers.items()}
 
-    def member_output(p: dict[str, Tensor], b: dict[str, Tensor], inputs: Inputs) -> Tensor:
-        args, kwargs = call_args(inputs)
-        return functional_call(base, (p, b), args, kwargs)
-
-    outputs_of = vmap(member_output, in_dims=(0, 0, None))
     losses = vmap(shared.loss_fn, in_dims=(0, None))
 
     def mean_losses(data: Data) -> tuple[list[float], Tensor, Tensor]:
@@ -149,7 +149,7 @@ def evaluate_stacked(
         count = 0
         outputs, targets = [], []
         for inputs, chunk_targets in chunks(data, size=EVAL_CHUNK, device=device):
-            output = outputs_of(params, buffers, inputs)
+            output = forward.outputs(params, buffers, inputs)
             for i, loss in enumerate(losses(output, chunk_targets).tolist()):
                 totals[i] += loss * len(chunk_targets)
             count += len(chunk_targets)

@@ -11,6 +11,8 @@ Edit anything here: the sweep (sweep.yaml) names this file's ``workload`` as ``m
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from pydantic import Field
 from sklearn.datasets import load_digits
@@ -46,8 +48,13 @@ class Digits16(Dataset[tuple[Tensor, Tensor]]):
         return image, self.labels[index]
 
 
+@lru_cache(maxsize=4)
 def digits16(shift: int) -> tuple[Digits16, Digits16]:
-    """A fixed 80/20 split of the digits, upscaled from 8x8 to 16x16."""
+    """A fixed 80/20 split of the digits, upscaled from 8x8 to 16x16.
+
+    Cached: ``build`` runs once per trial (every member of a pack builds its own model), and
+    a worker process trains many trials, so the data is read and resized once per process.
+    """
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = nn.functional.interpolate(images, size=(16, 16), mode="bilinear")

@@ -82,6 +82,19 @@ def packs(spec: SweepCreate, report: WorkloadReport | None) -> tuple[bool, str |
     return report.probe.packable, report.probe.reason
 
 
+def packing_note(spec: SweepCreate, report: WorkloadReport | None) -> str | None:
+    """What the sweep's packs will not do although ``resources.pack`` is on: run at all (its
+    trials then run one per task) or run fused (they then run under vmap); None otherwise."""
+    if not spec.resources.pack:
+        return None
+    packable, why = packs(spec, report)
+    if not packable:
+        return f"trials run one per task: {why}"
+    if report is not None and report.probe is not None and report.probe.not_fused:
+        return f"packs run under vmap, not fused: {report.probe.not_fused}"
+    return None
+
+
 def check_scheduler(spec: SweepCreate, report: WorkloadReport | None = None) -> None:
     """The early-stopping scheduler's first decision falls within the workload's epochs."""
     packable, why = packs(spec, report)

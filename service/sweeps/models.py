@@ -48,8 +48,9 @@ class Sweep(Base):
     """With ``lr: auto``: per family, the range test's curve and the lr bounds it chose."""
     error: Mapped[str | None] = mapped_column(Text)
     packing: Mapped[str | None] = mapped_column(Text)
-    """Why the sweep's trials run one per task although packing is on (its workload cannot
-    be packed, as a worker found when the sweep was submitted), or None."""
+    """What packing will not do although it is on, as a worker found when the sweep was
+    submitted: why the trials run one per task (the workload cannot be packed), or why their
+    packs run under vmap rather than fused; None otherwise."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -426,7 +426,8 @@ class SweepRead(BaseModel):
     """With ``lr: auto``: per family, the lr bounds the range test chose and its curve."""
     error: str | None
     packing: str | None = None
-    """Why the trials run one per task although ``resources.pack`` is on, or None."""
+    """What packing will not do although ``resources.pack`` is on: why the trials run one per
+    task, or why their packs run under vmap rather than fused; None otherwise."""
     best_objective: float | None = None
     """The leaderboard's top objective so far (by mean over repeats with repeats), or None."""
     created_at: datetime

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from service.code.store import CodeStore
-from service.controller.expand import expand, packs, sweep_size
+from service.controller.expand import expand, packing_note, sweep_size
 from service.errors import SpecError
 from service.sweeps import repository
 from service.sweeps.fits import check_batch_fits, needs_train_size
@@ -86,8 +86,7 @@ def submit_sweep(
         size = checked_size(spec, max_trials=max_trials, report=report)
     if feasible is not None:
         feasible(spec.resources)
-    packable, why = packs(spec, report)
-    note = None if packable or not spec.resources.pack else f"trials run one per task: {why}"
+    note = packing_note(spec, report)
     return repository.create_sweep(
         session,
         spec=spec,

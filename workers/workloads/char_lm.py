@@ -98,13 +98,24 @@ class Block(nn.Module):
         n, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).split(d, dim=-1)
         q, k, v = (z.reshape(n, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-        # Spelled out rather than F.scaled_dot_product_attention: vmap (packed trials) has no
-        # batching rule for its fused kernels and would loop over the members one by one.
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads)
-        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
-        attended = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1) @ v
+        # A packed pass folds its members into N, so this is one fused attention for all of
+        # them (under vmap, torch would run it member by member).
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(attended.transpose(1, 2).reshape(n, t, d))
         return x + self.mlp(self.norm2(x))
+
+
+class Positions(nn.Module):
+    """Learned position embeddings, added to the tokens' (a module of its own, so a packed
+    pass runs everything else fused and only this under vmap)."""
+
+    def __init__(self, context: int, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(context, d_model) * 0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [N, T, d] plus the first T positions."""
+        return x + self.weight[: x.shape[-2]]
 
 
 class CharTransformer(nn.Module):
@@ -113,7 +124,7 @@ class CharTransformer(nn.Module):
     def __init__(self, config: CharLMConfig) -> None:
         super().__init__()
         self.embed = nn.Embedding(VOCAB, config.d_model)
-        self.position = nn.Parameter(torch.randn(config.context, config.d_model) * 0.02)
+        self.position = Positions(config.context, config.d_model)
         self.blocks = nn.Sequential(
             *(Block(config.d_model, config.heads) for _ in range(config.layers))
         )
@@ -122,8 +133,7 @@ class CharTransformer(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         """tokens [N, T] -> next-byte logits [N, T, 256]."""
-        x = self.embed(tokens) + self.position[: tokens.shape[-1]]
-        return self.head(self.norm(self.blocks(x)))
+        return self.head(self.norm(self.blocks(self.position(self.embed(tokens)))))
 
 
 def sequence_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
