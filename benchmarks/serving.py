@@ -27,6 +27,8 @@ class Served:
     api: str
     headers: dict[str, str]
     pid: int
+    ready_seconds: float
+    """From starting `optisweep serve` to its /readyz answering 200."""
 
 
 def _free_port() -> int:
@@ -49,6 +51,7 @@ def served(database_url: str, folder: Path, **env: str) -> Iterator[Served]:
         OPTISWEEP_RATE_LIMIT="1000000/minute",
         **env,
     )
+    started = time.perf_counter()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
         env=environment,
@@ -71,7 +74,7 @@ def served(database_url: str, folder: Path, **env: str) -> Iterator[Served]:
                 pass
             time.sleep(0.2)
         headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
-        yield Served(api, headers, server.pid)
+        yield Served(api, headers, server.pid, time.perf_counter() - started)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(120)

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,7 +104,12 @@ def run_optisweep(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
             timings.append(time.perf_counter() - start)
         board = client.get(f"/sweeps/{sweep_id}/leaderboard").json()
     best = max(entry["trial"]["objective"] for entry in board["entries"])
-    return {"seconds": timings[0], "warm_seconds": timings[1], "best": best}
+    return {
+        "seconds": timings[0],
+        "warm_seconds": timings[1],
+        "ready_seconds": server.ready_seconds,
+        "best": best,
+    }
 
 
 def _tune(trainable: Any, specs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -317,11 +323,61 @@ def _postgres_database(admin_url: str) -> str:
     return f"{admin_url.rsplit('/', 1)[0]}/{name}"
 
 
+def _median_run(runner: str, trials: int, url: str | None, repeats: int) -> dict[str, Any]:
+    """The runner ``repeats`` times, each in its own process; the median of each timing."""
+    runs = [  # a new database each time: every run is a first start
+        _in_subprocess(runner, trials, url.replace(".db", f"-{i}.db") if url else None)
+        for i in range(repeats)
+    ]
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return runs[0]
+    keys = [key for key in good[0] if key.endswith("seconds")]
+    return {**good[0], **{key: statistics.median(run[key] for run in good) for key in keys}}
+
+
+def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    reference = next(
+        (r["seconds"] for n, r in rows if n == "optisweep (sqlite)" and "seconds" in r), None
+    )
+    print(f"{'runner':32} {'wall s':>8} {'x optisweep':>12} {'best val_accuracy':>18}")
+    for name, result in rows:
+        if "error" in result:
+            print(f"{name:32} failed: {result['error']}")
+            continue
+        ratio = f"{result['seconds'] / reference:.1f}" if reference else "-"
+        print(f"{name:32} {result['seconds']:8.1f} {ratio:>12} {result['best']:18.4f}")
+        if "warm_seconds" in result:
+            warm = result["warm_seconds"]
+            ratio = f"{warm / reference:.1f}" if reference else "-"
+            print(f"{name + ', again':32} {warm:8.1f} {ratio:>12} {result['best']:18.4f}")
+            print(f"{name + ', start to ready':32} {result['ready_seconds']:8.1f}")
+
+
+def _print_targets(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Issue 23's ratios: lean Ray Tune / optisweep (>= 4x) and optisweep / floor (<= 2x)."""
+    found = dict(rows)
+    ours, lean, floor = (found.get(k, {}) for k in ("optisweep (sqlite)", "ray-tune-lean", "floor"))
+    if "seconds" not in ours:
+        return
+    print()
+    for label, key in (("fresh server", "seconds"), ("warm workers", "warm_seconds")):
+        parts = [f"optisweep {label}: {ours[key]:.1f} s"]
+        if "seconds" in lean:
+            parts.append(f"lean Ray Tune / optisweep {lean['seconds'] / ours[key]:.2f}x")
+        if "seconds" in floor:
+            parts.append(f"optisweep / floor {ours[key] / floor['seconds']:.2f}x")
+        print("; ".join(parts))
+    total = ours["ready_seconds"] + ours["seconds"]
+    print(f"optisweep serve started to the first sweep's end: {total:.1f} s")
+
+
 def main() -> None:
     """Run every runner for each sweep size and print one table per size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[64])
     parser.add_argument("--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per runner; medians")
     parser.add_argument("--postgres", help="admin URL; also run optisweep on PostgreSQL")
     parser.add_argument("--child", choices=RUNNERS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -337,26 +393,19 @@ def main() -> None:
             for runner in args.runners:
                 url = f"sqlite:///{folder}/{runner}.db" if runner.startswith("optisweep") else None
                 rows.append(
-                    (f"{runner} (sqlite)" if url else runner, _in_subprocess(runner, trials, url))
+                    (
+                        f"{runner} (sqlite)" if url else runner,
+                        _median_run(runner, trials, url, args.repeats),
+                    )
                 )
                 if url and args.postgres:
                     pg = _postgres_database(args.postgres)
                     rows.append((f"{runner} (postgresql)", _in_subprocess(runner, trials, pg)))
-        reference = next(
-            (r["seconds"] for n, r in rows if n == "optisweep (sqlite)" and "seconds" in r), None
-        )
         print(f"\n{trials} trials, mlp-digits, 20 epochs, batch 64")
-        print(f"{'runner':32} {'wall s':>8} {'x optisweep':>12} {'best val_accuracy':>18}")
-        for name, result in rows:
-            if "error" in result:
-                print(f"{name:32} failed: {result['error']}")
-                continue
-            ratio = f"{result['seconds'] / reference:.1f}" if reference else "-"
-            print(f"{name:32} {result['seconds']:8.1f} {ratio:>12} {result['best']:18.4f}")
-            if "warm_seconds" in result:
-                warm = result["warm_seconds"]
-                ratio = f"{warm / reference:.1f}" if reference else "-"
-                print(f"{name + ', again':32} {warm:8.1f} {ratio:>12} {result['best']:18.4f}")
+        if args.repeats > 1:
+            print(f"(medians of {args.repeats} runs each, one process per run)")
+        _print_table(rows)
+        _print_targets(rows)
 
 
 if __name__ == "__main__":

@@ -151,10 +151,16 @@ def member_memory_bytes(workload: dict[str, Any], optimizers: Sequence[str]) -> 
     return measured_member_bytes(built, config.batch_size, optimizers).bytes
 
 
-def split_for_memory(members: int, *, member_bytes: int, free_bytes: int) -> list[list[int]]:
-    """Members 0..members-1 in consecutive groups that each fit ``DEVICE_MEMORY_FRACTION``
-    of ``free_bytes`` at ``member_bytes`` apiece (at least one member per group)."""
-    fit = max(1, int(free_bytes * DEVICE_MEMORY_FRACTION) // max(1, member_bytes))
+def split_for_memory(
+    members: int,
+    *,
+    member_bytes: int,
+    free_bytes: int,
+    fraction: float = DEVICE_MEMORY_FRACTION,
+) -> list[list[int]]:
+    """Members 0..members-1 in consecutive groups that each fit ``fraction`` of
+    ``free_bytes`` at ``member_bytes`` apiece (at least one member per group)."""
+    fit = max(1, int(free_bytes * fraction) // max(1, member_bytes))
     return [list(range(start, min(start + fit, members))) for start in range(0, members, fit)]
 
 

@@ -31,7 +31,12 @@ from optimizers import (
 from workers.batches import epoch_batches
 from workers.checkpoint import Checkpoint, check_resumable
 from workers.fusion import StackedForward
-from workers.memory import free_device_memory, member_memory_bytes, split_for_memory
+from workers.memory import (
+    DEVICE_MEMORY_FRACTION,
+    free_device_memory,
+    member_memory_bytes,
+    split_for_memory,
+)
 from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.pbt import Exploit, exploit_stack
 from workers.specs import PackSpec
@@ -103,7 +108,8 @@ def train_pack(
     epochs (``workers.pbt``), before that epoch's checkpoints; ``exploited(epoch, exploits)``
     hears of it. A resumed member then takes its settings from its checkpoint.
     A pack too large for the device's memory (``free_memory`` bytes, by default what CUDA has
-    free; the CPU is not planned for) trains in consecutive parts that fit, each as a pack.
+    free, or on the CPU ``spec.memory_mb``) trains in consecutive parts that fit, each as a
+    pack; what one member takes is measured here (``member_memory_bytes``, cached per process).
     """
     workload, config = parse_workload_config(spec.workload)
     if not workload.packable:
@@ -136,10 +142,13 @@ def _parts(spec: PackSpec, device: torch.device, free_memory: int | None) -> lis
     """The pack's members in consecutive parts that each fit the device's memory."""
     members = len(spec.members)
     free = free_memory if free_memory is not None else free_device_memory(device)
+    fraction = DEVICE_MEMORY_FRACTION
+    if free is None and spec.memory_mb is not None:  # the CPU: the server's budget, all of it
+        free, fraction = int(spec.memory_mb * 2**20), 1.0
     if free is None or members == 1:
         return [list(range(members))]
     member_bytes = member_memory_bytes(spec.workload, [m.optimizer for m in spec.members])
-    return split_for_memory(members, member_bytes=member_bytes, free_bytes=free)
+    return split_for_memory(members, member_bytes=member_bytes, free_bytes=free, fraction=fraction)
 
 
 def _resume_point(run: _PackRun, k: int) -> tuple[int, dict[str, float]]:

@@ -124,6 +124,9 @@ class PackSpec(BaseModel):
     device: str = "auto"
     pbt: PbtConfig | None = None
     """Population-based training among the members (``workers.pbt``), or None."""
+    memory_mb: float | None = Field(default=None, gt=0)
+    """On the CPU, the memory the pack may plan to use (the server's ``pack_memory_mb``): a
+    larger pack trains in consecutive parts that fit. On a GPU its free memory decides."""
 
 
 class CheckpointPlan(BaseModel):

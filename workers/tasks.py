@@ -225,17 +225,3 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
     from workers.inspection import inspect_workload as inspect
 
     return inspect(workload, optimizers)
-
-
-def warm_up() -> str:
-    """Import the training stack in a fresh worker, so the first trials skip that cost."""
-    import torch
-
-    import workers.pack  # noqa: F401 (the import is the point)
-    from workers.workloads.digits import digits_split
-
-    digits_split(torch.device("cpu"))
-    # The first torch.optim optimizer a process builds imports torch._dynamo (about 2 s here);
-    # packs build them to export members (compaction, checkpoints).
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    return str(ray.get_runtime_context().get_node_id())

@@ -49,9 +49,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Defaults to OPTISWEEP_PORT, else 8000.")] = None,
 ) -> None:
     """Run the API and the controller (SQLite and a local Ray unless configured otherwise)."""
-    import uvicorn
+    import ray
 
-    from service.main import create_app
+    from service.controller.ray_runtime import init_ray, warm_workers
 
     settings = Settings()
     host = host or settings.host
@@ -66,7 +66,19 @@ def serve(
         f"optisweep on http://{host}:{port} (API docs at /docs), db {settings.database_url}"
     )
     settings = settings.model_copy(update={"host": host, "port": port})  # trusted hosts, link
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Ray and the workers' warm-up first: the workers import torch while this process imports
+    # the app (torch included), so a fresh server's pool is warm about when it answers.
+    started_ray = init_ray(settings.ray_address)
+    try:
+        warm_workers()
+        import uvicorn
+
+        from service.main import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    finally:
+        if started_ray:
+            ray.shutdown()
 
 
 @app.command()

@@ -180,7 +180,7 @@ class Dispatcher:
         if pack_id is not None:
             options = self.state.task_options(spec)
             ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
-                pack_spec(spec, trials),
+                pack_spec(spec, trials, memory_mb=self.packing.pack_memory_mb),
                 trials=list(attempts),
                 pack_id=pack_id,
                 inbox=self.state.inbox,
@@ -283,8 +283,11 @@ def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
     )
 
 
-def pack_spec(spec: SweepCreate, trials: list[Trial]) -> PackSpec:
-    """What a worker trains for these trials of this sweep, as one pack."""
+def pack_spec(
+    spec: SweepCreate, trials: list[Trial], *, memory_mb: float | None = None
+) -> PackSpec:
+    """What a worker trains for these trials of this sweep, as one pack (in parts that fit
+    ``memory_mb`` on a CPU)."""
     scheduler = spec.search.scheduler
     pbt = None
     if isinstance(scheduler, PbtSpec):
@@ -307,4 +310,5 @@ def pack_spec(spec: SweepCreate, trials: list[Trial]) -> PackSpec:
         ],
         data_seed=spec.search.seed,
         pbt=pbt,
+        memory_mb=memory_mb,
     )

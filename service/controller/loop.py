@@ -31,14 +31,13 @@ from service.controller.inbox import Inbox
 from service.controller.inspection import WorkloadInspector
 from service.controller.packing import PackingPolicy
 from service.controller.range_tests import RangeTests
-from service.controller.ray_runtime import cluster_capacity, largest_node
+from service.controller.ray_runtime import largest_node, warm_workers
 from service.controller.recorder import Recorder
 from service.controller.state import SERVICE_CONTROLLER, ControllerState
 from service.errors import SpecError
 from service.sweeps.models import Sweep
 from service.sweeps.repository import ACTIVE
 from service.sweeps.schemas import ResourcesSpec
-from workers.tasks import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +110,9 @@ class Controller:
     def start(self) -> None:
         """Run the controller loop in a background thread (Ray must be initialised)."""
         self._connect()
-        # Start one worker per CPU and import the training stack there now, so the first
-        # sweep does not wait for torch to load; Ray reuses these idle workers for trials.
-        cpus, _ = cluster_capacity()
-        warm = ray.remote(num_cpus=1, max_retries=0)(warm_up)
-        self._warming = [warm.remote() for _ in range(int(cpus))]
+        # One worker per CPU importing the training stack now (unless `optisweep serve` already
+        # started them, before its own imports), so the first sweep does not wait for torch.
+        self._warming = warm_workers()
         self._thread = threading.Thread(target=self._loop, name="optisweep-controller", daemon=True)
         self._thread.start()
 

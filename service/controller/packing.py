@@ -1,9 +1,11 @@
 """The packing policy: how many trials one task trains.
 
-Pending trials spread over the cluster's slots, capped by ``max_pack_size`` and, on CPUs, by
-what fits in ``pack_memory_mb``. Whether a workload packs and what one member costs are
-measured by a worker (a small probe task, once per workload config and set of families): the
-server never builds a workload itself.
+Pending trials spread over the cluster's slots, capped by ``max_pack_size``; a worker splits a
+pack that does not fit its memory (``pack_memory_mb`` on a CPU, what is free on a GPU) into
+parts it trains one after another. Whether a user's workload packs is measured by a worker
+(when the sweep is submitted, or by a small probe task once per workload config, families and
+code): the server never builds a workload itself. A built-in workload says so itself, so its
+first packs need no probe.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ray.exceptions import RayError
 from service.sweeps.schemas import ADAPTIVE, PbtSpec, SweepCreate
 from workers.specs import PackProbe, WorkloadReport
 from workers.tasks import inspect_workload
+from workers.workloads import get_workload
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +94,11 @@ class PackingPolicy:
         total_gpus: float,
         sweep_id: int | None = None,
     ) -> int | None:
-        """How many trials one task trains, or None until a worker has measured the workload.
+        """How many trials one task trains, or None until a worker has inspected the user's
+        workload.
 
         One per task when packing is off or the workload cannot be packed; otherwise pending
-        trials divided by the trials the cluster runs at once, capped by ``max_pack_size`` and,
-        on CPUs, by what fits in ``pack_memory_mb`` (on a GPU the worker splits a pack to fit
-        the device's free memory).
+        trials divided by the trials the cluster runs at once, capped by ``max_pack_size``.
         """
         if sweep_id is not None and sweep_id in self.fixed:
             return self.fixed[sweep_id]
@@ -111,17 +113,18 @@ class PackingPolicy:
         resources = spec.resources
         if not resources.pack:
             return 1
-        probe = self._probe(spec)
-        if probe is None:
-            return None
-        if not probe.packable:
-            return 1
+        if spec.workload.name is not None:  # built in: its registry entry says if it packs
+            if not get_workload(spec.workload.name).packable:
+                return 1
+        else:
+            probe = self._probe(spec)
+            if probe is None:
+                return None
+            if not probe.packable:
+                return 1
         slots = total_cpus / resources.cpus_per_trial
         if resources.gpus_per_trial > 0:
             slots = min(slots, total_gpus / resources.gpus_per_trial)
         if isinstance(spec.search.scheduler, PbtSpec):
             slots = 1  # PBT's population is a pack: keep the sweep's trials together
-        size = min(math.ceil(pending / max(1, math.floor(slots))), resources.max_pack_size)
-        if size <= 1 or resources.gpus_per_trial > 0 or not probe.member_bytes:
-            return max(1, size)
-        return min(size, max(1, int(self.pack_memory_mb * 2**20 // probe.member_bytes)))
+        return max(1, min(math.ceil(pending / max(1, math.floor(slots))), resources.max_pack_size))

@@ -8,6 +8,8 @@ from typing import Any
 
 import ray
 
+from workers.warmup import warm_up
+
 LOCAL = "local"
 
 
@@ -37,6 +39,21 @@ def init_ray(configured: str | None, *, runtime_env: dict[str, Any] | None = Non
     )
     _protect_auth_token()
     return True
+
+
+_warming: dict[str, list[Any]] = {}
+"""The warm-up tasks submitted in this Ray session (by its job id), so they start once."""
+
+
+def warm_workers() -> list[Any]:
+    """Start one worker per CPU of the cluster and import the training stack there, once per
+    Ray session; Ray reuses these idle workers for trials. The tasks' refs."""
+    job = ray.get_runtime_context().get_job_id()
+    if job not in _warming:
+        cpus, _ = cluster_capacity()
+        warm = ray.remote(num_cpus=1, max_retries=0)(warm_up)
+        _warming[job] = [warm.remote() for _ in range(int(cpus))]
+    return _warming[job]
 
 
 def _protect_auth_token() -> None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
-from workers.batches import Inputs, call_args
+from workers.batches import Inputs, call_args, take
 from workers.fusion.layers import fused_forward, vmapped_forward
 from workers.fusion.layouts import NotFusableError, PackShape, member_major, tile
 
@@ -34,6 +34,10 @@ warnings.filterwarnings("ignore", message="There is a performance drop because w
 
 FUSE_ENV = "OPTISWEEP_FUSE"
 """Set to 0 to train every pack under vmap (the fused path is on by default)."""
+
+CHECK_ROWS = 16
+"""Rows of the first batch the agreement check runs both passes on: enough to catch a layout
+the model's own code mixes up, few enough that the check costs a small part of one step."""
 
 _RANDOM = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 """Modules whose training-mode output is random: the agreement check runs them in eval mode."""
@@ -161,6 +165,7 @@ class StackedForward:
         in the current mode (Dropout off: its masks differ between the two by design)."""
         assert self.fused is not None
         training = self.base.training
+        inputs = take(inputs, slice(0, CHECK_ROWS))
         try:
             with _deterministic(self.base, training), _deterministic(self.fused.model, training):
                 fused_buffers = {name: b.clone() for name, b in buffers.items()}
