@@ -147,7 +147,9 @@ def _parts(spec: PackSpec, device: torch.device, free_memory: int | None) -> lis
         free, fraction = int(spec.memory_mb * 2**20), 1.0
     if free is None or members == 1:
         return [list(range(members))]
-    member_bytes = member_memory_bytes(spec.workload, [m.optimizer for m in spec.members])
+    member_bytes = spec.member_bytes or member_memory_bytes(
+        spec.workload, [m.optimizer for m in spec.members]
+    )
     return split_for_memory(members, member_bytes=member_bytes, free_bytes=free, fraction=fraction)
 
 

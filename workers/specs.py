@@ -127,6 +127,9 @@ class PackSpec(BaseModel):
     memory_mb: float | None = Field(default=None, gt=0)
     """On the CPU, the memory the pack may plan to use (the server's ``pack_memory_mb``): a
     larger pack trains in consecutive parts that fit. On a GPU its free memory decides."""
+    member_bytes: int | None = Field(default=None, gt=0)
+    """What one member costs in memory, as a worker measured when the sweep's workload was
+    inspected; None: the pack measures it (``workers.memory``) where it needs to know."""
 
 
 class CheckpointPlan(BaseModel):

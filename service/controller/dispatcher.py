@@ -180,7 +180,12 @@ class Dispatcher:
         if pack_id is not None:
             options = self.state.task_options(spec)
             ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
-                pack_spec(spec, trials, memory_mb=self.packing.pack_memory_mb),
+                pack_spec(
+                    spec,
+                    trials,
+                    memory_mb=self.packing.pack_memory_mb,
+                    member_bytes=self.packing.member_bytes(spec),
+                ),
                 trials=list(attempts),
                 pack_id=pack_id,
                 inbox=self.state.inbox,
@@ -284,10 +289,14 @@ def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
 
 
 def pack_spec(
-    spec: SweepCreate, trials: list[Trial], *, memory_mb: float | None = None
+    spec: SweepCreate,
+    trials: list[Trial],
+    *,
+    memory_mb: float | None = None,
+    member_bytes: int | None = None,
 ) -> PackSpec:
     """What a worker trains for these trials of this sweep, as one pack (in parts that fit
-    ``memory_mb`` on a CPU)."""
+    ``memory_mb`` on a CPU, at ``member_bytes`` a member where a worker measured that)."""
     scheduler = spec.search.scheduler
     pbt = None
     if isinstance(scheduler, PbtSpec):
@@ -311,4 +320,5 @@ def pack_spec(
         data_seed=spec.search.seed,
         pbt=pbt,
         memory_mb=memory_mb,
+        member_bytes=member_bytes,
     )

@@ -4,8 +4,8 @@ Pending trials spread over the cluster's slots, capped by ``max_pack_size``; a w
 pack that does not fit its memory (``pack_memory_mb`` on a CPU, what is free on a GPU) into
 parts it trains one after another. Whether a user's workload packs is measured by a worker
 (when the sweep is submitted, or by a small probe task once per workload config, families and
-code): the server never builds a workload itself. A built-in workload says so itself, so its
-first packs need no probe.
+code), which also says what a member costs; the server never builds a workload itself. A
+built-in workload says itself that it packs, so its first packs wait for no probe.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ray.exceptions import RayError
 from service.sweeps.schemas import ADAPTIVE, PbtSpec, SweepCreate
 from workers.specs import PackProbe, WorkloadReport
 from workers.tasks import inspect_workload
-from workers.workloads import get_workload
+from workers.workloads import WORKLOADS
 
 logger = logging.getLogger(__name__)
 
@@ -107,16 +107,22 @@ class PackingPolicy:
             self.fixed[sweep_id] = size  # all its trials are pending at its first dispatch
         return size
 
+    def member_bytes(self, spec: SweepCreate) -> int | None:
+        """What a worker measured one pack member of this sweep to cost, if one has (a
+        built-in workload's packs measure it themselves, once per worker process)."""
+        probe = self.probes.get(self.key(spec))
+        return probe.member_bytes if probe is not None and probe.member_bytes else None
+
     def _pack_size(
         self, spec: SweepCreate, pending: int, *, total_cpus: float, total_gpus: float
     ) -> int | None:
         resources = spec.resources
         if not resources.pack:
             return 1
-        if spec.workload.name is not None:  # built in: its registry entry says if it packs
-            if not get_workload(spec.workload.name).packable:
+        if spec.workload.name in WORKLOADS:  # built in: its registry entry says if it packs
+            if not WORKLOADS[spec.workload.name].packable:
                 return 1
-        else:
+        else:  # a user's code (by entrypoint or an installed plugin): a worker says
             probe = self._probe(spec)
             if probe is None:
                 return None

@@ -133,10 +133,8 @@ def test_bad_specs_name_the_field(changes: dict[str, Any], field: str, text: str
     assert text in rendered
 
 
-@pytest.mark.usefixtures("ray_local")
-def test_pack_size_spreads_trials_over_slots_within_what_a_worker_measured() -> None:
+def test_pack_size_spreads_a_built_in_workloads_trials_over_slots_without_a_probe() -> None:
     from service.controller.packing import PackingPolicy
-    from workers.memory import member_memory_bytes
 
     spec = SweepCreate.model_validate(
         {
@@ -146,26 +144,42 @@ def test_pack_size_spreads_trials_over_slots_within_what_a_worker_measured() -> 
             "search": {"algorithm": "grid"},
         }
     )
-    member_bytes = member_memory_bytes(spec.workload.config(), ["adam", "sgd"])
-    member_mb = member_bytes / 2**20
-    roomy = PackingPolicy(pack_memory_mb=1000 * member_mb)
-    first = wait_until(
-        lambda: roomy.pack_size(spec, 64, total_cpus=2, total_gpus=0),
-        timeout=60,
-        what="a worker to measure a pack member",
-    )
-    assert first == 32
-    (probe,) = roomy.probes.values()  # measured by a Ray worker, not in this process
-    assert (probe.packable, probe.member_bytes) == (True, member_bytes)
-    assert roomy.pack_size(spec, 7, total_cpus=2, total_gpus=0) == 4
-    assert roomy.pack_size(spec, 500, total_cpus=2, total_gpus=0) == 64  # max_pack_size
-    tight = PackingPolicy(pack_memory_mb=3.5 * member_mb)
-    tight.probes = roomy.probes
-    assert tight.pack_size(spec, 64, total_cpus=2, total_gpus=0) == 3
+    policy = PackingPolicy(pack_memory_mb=1.0)  # a worker splits what does not fit
+    assert policy.pack_size(spec, 64, total_cpus=2, total_gpus=0) == 32  # no Ray call needed
+    assert policy.pack_size(spec, 7, total_cpus=2, total_gpus=0) == 4
+    assert policy.pack_size(spec, 500, total_cpus=2, total_gpus=0) == 64  # max_pack_size
+    assert not policy.probes
+    assert policy.member_bytes(spec) is None  # its packs measure it where they need it
     unpacked = spec.model_copy(
         update={"resources": spec.resources.model_copy(update={"pack": False})}
     )
-    assert roomy.pack_size(unpacked, 64, total_cpus=2, total_gpus=0) == 1
+    assert policy.pack_size(unpacked, 64, total_cpus=2, total_gpus=0) == 1
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_a_users_workload_is_packed_once_a_worker_found_that_it_packs() -> None:
+    from service.controller.packing import PackingPolicy
+    from workers.memory import member_memory_bytes
+
+    spec = SweepCreate.model_validate(
+        {
+            "name": "packing",
+            "workload": {"entrypoint": "tests.workers.plugin_workload:TINY_PACKABLE", "epochs": 1},
+            "space": {"optimizers": ["adam", "sgd"], "lr": {"values": [0.1]}},
+            "search": {"algorithm": "grid"},
+        }
+    )
+    policy = PackingPolicy(pack_memory_mb=2048)
+    first = wait_until(
+        lambda: policy.pack_size(spec, 64, total_cpus=2, total_gpus=0),
+        timeout=60,
+        what="a worker to inspect the workload",
+    )
+    assert first == 32
+    (probe,) = policy.probes.values()  # measured by a Ray worker, not in this process
+    member_bytes = member_memory_bytes(spec.workload.config(), ["adam", "sgd"])
+    assert (probe.packable, probe.member_bytes) == (True, member_bytes)
+    assert policy.member_bytes(spec) == member_bytes  # sent with its packs: no probe there
 
 
 @pytest.mark.parametrize(

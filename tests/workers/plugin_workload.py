@@ -32,5 +32,13 @@ class TinyRegression:
         return Built(model=model, train=data, val=data, loss_fn=_squared_error, metrics=_no_metrics)
 
 
+class PackableRegression(TinyRegression):
+    """The same fit, as a user's workload that packs."""
+
+    name = "tiny-regression-packed"
+    packable = True
+
+
 TINY_REGRESSION = TinyRegression()
+TINY_PACKABLE = PackableRegression()
 NOT_A_WORKLOAD = object()

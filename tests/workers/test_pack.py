@@ -87,6 +87,7 @@ def _packed(
     *,
     device: str = "cpu",
     free_memory: int | None = None,
+    memory_mb: float | None = None,
     reported: list[set[int]] | None = None,
 ) -> tuple[list[list[dict[str, float]]], list[TrialResult]]:
     """Train ``members`` as a pack; their curves, results, and (in ``reported``) which members
@@ -106,6 +107,7 @@ def _packed(
         members=[MemberSpec(**member) for member in members],
         data_seed=DATA_SEED,
         device=device,
+        memory_mb=memory_mb,
     )
     return curves, train_pack(spec, report=report, free_memory=free_memory)
 
@@ -267,3 +269,31 @@ def test_a_pack_too_large_for_the_memory_trains_in_parts_with_the_same_results()
     assert results == whole_results
     for curve, whole in zip(curves, whole_curves, strict=True):
         assert _max_relative_difference(curve, whole) <= 1e-9
+
+
+def test_a_cpu_pack_over_the_servers_memory_budget_trains_in_parts() -> None:
+    # On the CPU the server's pack_memory_mb travels with the pack, and all of it is usable.
+    config = {"name": "mlp-digits", "epochs": 1}
+    members = MIXED[:5]
+    member_bytes = member_memory_bytes(config, [m["optimizer"] for m in members])
+    reported: list[set[int]] = []
+    _packed(config, members, memory_mb=3.5 * member_bytes / 2**20, reported=reported)
+    assert reported == [{0, 1, 2}, {3, 4}]
+    roomy: list[set[int]] = []
+    _packed(config, members, memory_mb=100 * member_bytes / 2**20, reported=roomy)
+    assert roomy == [{0, 1, 2, 3, 4}]
+    # What the server's probe measured travels with the pack, which then trusts it.
+    told: list[set[int]] = []
+    spec = PackSpec(
+        workload=config,
+        members=[MemberSpec(**member) for member in members],
+        data_seed=DATA_SEED,
+        memory_mb=2.0,
+        member_bytes=2**20,
+    )
+
+    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> None:
+        told.append(set(metrics))
+
+    train_pack(spec, report=report)
+    assert told == [{0, 1}, {2, 3}, {4}]
