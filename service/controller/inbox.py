@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from service.controller.outcomes import Outcome
 from service.controller.schedulers import Scheduler, scheduler_from_dump
-from service.controller.searchers.base import Outcome
 from service.db.base import utcnow
 
 

@@ -12,8 +12,8 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.code.store import CodeStore, runtime_env
+from service.controller.outcomes import Outcome
 from service.controller.searchers import Searcher, sweep_searcher
-from service.controller.searchers.base import Outcome
 from service.sweeps.schemas import SweepCreate
 from service.trials.models import Trial, TrialStatus, note_status
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from optimizers import get_spec
+from service.controller.outcomes import Outcome
 from service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
 from service.sweeps.schemas import Space
-
-Outcome = Literal["completed", "stopped", "diverged", "failed"]
-"""How a trial ended, as searchers are told."""
 
 
 @dataclass(frozen=True)
