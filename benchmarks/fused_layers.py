@@ -2,10 +2,11 @@
 
 For each layer kind a pack fuses (``workers.fusion``): a stack of Linear layers, a convolution
 with BatchNorm and max pooling (HFTA's grouped convolution over the members' channels side by
-side), LayerNorm, an Embedding, and causal self-attention (folded into one SDPA call over
-[K*B, heads, T, d] against vmap, which has no batching rule for SDPA's kernels), one training
-step (forward, a loss, backward) of K members, fused and vmapped, on the same stacked
-parameters, and K separate models one after another: milliseconds per step, medians.
+side), LayerNorm (after a Linear layer: every member's input differs), an Embedding, and
+causal self-attention (folded into one SDPA call over [K*B, heads, T, d] against vmap, which
+has no batching rule for SDPA's kernels): one training step (forward, a loss, backward) of K
+members, fused and vmapped, on the same stacked parameters, and K separate models one after
+another; milliseconds per step, medians.
 
 Run: ``python -m benchmarks.fused_layers [--device cuda] [--members 8 32] [--repeats 15]``
 """
@@ -74,9 +75,9 @@ LAYERS = (
         ),
         lambda device: torch.randn(64, 8, 16, 16, device=device),
     ),
-    Layer(
-        "LayerNorm (64 x 128)",
-        lambda: nn.LayerNorm(128),
+    Layer(  # after a layer of each member's own: on the shared input vmap would normalise once
+        "Linear + LayerNorm (64 x 64 x 128)",
+        lambda: nn.Sequential(nn.Linear(128, 128), nn.LayerNorm(128)),
         lambda device: torch.randn(64, 64, 128, device=device),
     ),
     Layer(

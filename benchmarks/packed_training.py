@@ -10,7 +10,8 @@ hour, in one run. The memory table sets the measured peak memory per pack member
 between two pack sizes, one epoch each, evaluation included) against the estimate a pack is
 split by (``member_memory_bytes``).
 
-Run: ``python -m benchmarks.packed_training [--device cuda] [--quick] [--only NAME ...]``
+Run: ``python -m benchmarks.packed_training [--device cuda] [--quick] [--only NAME ...]
+[--repeats N]``
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import math
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -158,8 +160,11 @@ def alone_seconds(workload: dict[str, Any], trials: list[dict[str, Any]], device
     return (time.perf_counter() - start) / len(trials)
 
 
-def throughput_table(device: str, *, quick: bool, only: list[str] | None = None) -> str:
-    """Trials per hour, packed (fused and vmapped) against alone, as Markdown."""
+def throughput_table(
+    device: str, *, quick: bool, only: list[str] | None = None, repeats: int = 1
+) -> str:
+    """Trials per hour, packed (fused and vmapped) against alone, as Markdown; with
+    ``repeats``, the three are run in turn that many times and their medians compared."""
     if str(OWN_MODEL) not in sys.path:
         sys.path.insert(0, str(OWN_MODEL))  # as a worker's working_dir puts it
     lines = [
@@ -176,11 +181,16 @@ def throughput_table(device: str, *, quick: bool, only: list[str] | None = None)
             with fused(enabled):
                 pack_seconds(warm, trials[:2], device)
         alone_seconds(warm, trials[:1], device)
-        with fused(True):
-            packed = pack_seconds(case.workload, trials, device)
-        with fused(False):
-            vmapped = pack_seconds(case.workload, trials, device)
-        alone = alone_seconds(case.workload, trials[: case.alone], device)
+        runs: list[tuple[float, float, float]] = []
+        for _ in range(repeats):
+            with fused(True):
+                packed = pack_seconds(case.workload, trials, device)
+            with fused(False):
+                vmapped = pack_seconds(case.workload, trials, device)
+            runs.append(
+                (packed, vmapped, alone_seconds(case.workload, trials[: case.alone], device))
+            )
+        packed, vmapped, alone = (statistics.median(column) for column in zip(*runs, strict=True))
         packed_rate, alone_rate = 3600 * case.pack / packed, 3600 / alone
         lines.append(
             f"| {case.label} | {case.workload['epochs']} | {case.pack} "
@@ -253,8 +263,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="small packs and few epochs")
     parser.add_argument("--only", nargs="*", default=[], help="workloads whose names hold these")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each; medians")
     args = parser.parse_args()
-    print(throughput_table(args.device, quick=args.quick, only=args.only))
+    print(throughput_table(args.device, quick=args.quick, only=args.only, repeats=args.repeats))
     print()
     print(scaling_table(args.device, quick=args.quick))
     if args.device.startswith("cuda"):

@@ -137,9 +137,12 @@ def _layer_norm(module: nn.Module, shape: PackShape, x: Tensor) -> Tensor:
     if tuple(view.shape[view.dim() - len(dims) :]) != dims or view.dim() - len(dims) <= member_dim:
         raise NotFusableError(f"LayerNorm{dims} got {tuple(x.shape)}")
     normed = F.layer_norm(view, dims, eps=module.eps)
-    if module.weight is not None:
+    if module.weight is not None and module.bias is not None:  # one pass for both
+        weight = per_member(module.weight, view, member_dim)
+        normed = torch.addcmul(per_member(module.bias, view, member_dim), normed, weight)
+    elif module.weight is not None:
         normed = normed * per_member(module.weight, view, member_dim)
-    if module.bias is not None:
+    elif module.bias is not None:
         normed = normed + per_member(module.bias, view, member_dim)
     return normed.reshape(x.shape)
 
