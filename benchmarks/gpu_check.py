@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import packed_training, population_scaling
+from benchmarks import fused_layers, packed_training, population_scaling
 from benchmarks.optimizer_step import bandwidth_row
 
 CUDA_TESTS = (
@@ -105,13 +105,19 @@ def main() -> None:
     sections: list[tuple[str, Callable[[], str]]] = [
         ("Device", lambda: device_section(device)),
         ("CUDA tests (pytest -m cuda)", lambda: tests_section(device)),
+        (  # first: issue 23's GPU targets (CNN >= 15x, transformer >= 8x one at a time)
+            "Packed training, fused and vmapped, vs one trial at a time (packed_training.py)",
+            lambda: packed_training.throughput_table(name, quick=args.quick),
+        ),
+        (
+            "Each fused layer vs vmap and vs K alone (fused_layers.py)",
+            lambda: fused_layers.table(
+                name, members=[4, 8] if args.quick else [32, 128], repeats=15
+            ),
+        ),
         (
             "Population step vs K torch.optim optimizers (population_scaling.py)",
             lambda: population_scaling.run(device, quick=args.quick),
-        ),
-        (
-            "Packed training vs one trial at a time (packed_training.py)",
-            lambda: packed_training.throughput_table(name, quick=args.quick),
         ),
         (
             "Memory per pack member vs the estimate (packed_training.py)",

@@ -140,6 +140,12 @@ def fused(enabled: bool) -> Iterator[None]:
             os.environ[FUSE_ENV] = previous
 
 
+def _own_model_importable() -> None:
+    """``examples/own-model`` on the path, as a worker's working_dir puts it."""
+    if str(OWN_MODEL) not in sys.path:
+        sys.path.insert(0, str(OWN_MODEL))
+
+
 def pack_seconds(workload: dict[str, Any], trials: list[dict[str, Any]], device: str) -> float:
     """Wall seconds to train ``trials`` as one pack."""
     spec = PackSpec(
@@ -165,8 +171,7 @@ def throughput_table(
 ) -> str:
     """Trials per hour, packed (fused and vmapped) against alone, as Markdown; with
     ``repeats``, the three are run in turn that many times and their medians compared."""
-    if str(OWN_MODEL) not in sys.path:
-        sys.path.insert(0, str(OWN_MODEL))  # as a worker's working_dir puts it
+    _own_model_importable()
     lines = [
         "| workload | epochs | K | fused pack (s) | vmap pack (s) | alone (s/trial) "
         "| fused trials/h | alone trials/h | fused / alone | fused / vmap |",
@@ -236,6 +241,7 @@ def scaling_table(device: str, *, quick: bool) -> str:
 
 def memory_table(device: str, *, quick: bool) -> str:
     """Measured peak memory per member against the estimate, as Markdown (CUDA only)."""
+    _own_model_importable()
     lines = [
         "| workload | K small / large | peak small (MiB) | peak large (MiB) "
         "| per member (MiB) | estimate (MiB) | measured / estimate |",

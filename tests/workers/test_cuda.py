@@ -1,4 +1,5 @@
-"""Packs on a CUDA device: each member equals its trial alone, also when split to fit memory.
+"""Packs on a CUDA device: each member equals its trial alone, also when split to fit memory,
+and the fused forward pass equals vmap's there too.
 
 Run by ``make gpu-check`` on a machine with a GPU; skipped (with the reason) everywhere else.
 """
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from tests.workers.test_fusion import MODELS as FUSION_MODELS
+from tests.workers.test_fusion import _run, _stack
 from tests.workers.test_pack import (
     MIXED,
     _alone,
@@ -97,3 +100,28 @@ def test_the_headroom_covers_what_a_member_really_takes_on_cuda(workload: dict[s
     estimate = member_memory_bytes(workload, ["adam"])
     assert slope <= estimate / DEVICE_MEMORY_FRACTION, (slope, estimate)
     assert slope >= 0.5 * estimate, (slope, estimate)
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", sorted(FUSION_MODELS))
+def test_the_fused_pass_on_cuda_equals_vmap(name: str, training: bool) -> None:
+    from torch.utils._pytree import tree_map
+
+    from workers.fusion import StackedForward
+
+    make, inputs = FUSION_MODELS[name]
+    base, params, buffers = _stack(make)
+    params, buffers = ({k: v.cuda() for k, v in d.items()} for d in (params, buffers))
+    x = tree_map(lambda t: t.cuda(), inputs())
+    forward = StackedForward(base, fuse=True)
+    forward.train(training)
+    assert forward.fused is not None
+    fused = _run(forward.fused.outputs, params, buffers, x)
+    expected = _run(forward.vmapped, params, buffers, x)
+    torch.testing.assert_close(fused[0], expected[0], rtol=1e-9, atol=1e-9)
+    for got, want in zip(fused[1:], expected[1:], strict=True):
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], rtol=1e-8, atol=1e-9, msg=key)
+    forward.outputs(params, buffers, x)
+    assert forward.path == "fused", forward.reason
