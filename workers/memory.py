@@ -139,7 +139,9 @@ def measured_member_bytes(
 
 
 def _cache_key(workload: dict[str, Any], optimizers: Sequence[str]) -> str:
-    return json.dumps([workload, sorted(set(optimizers))], sort_keys=True, default=str)
+    # How many epochs a trial runs changes nothing of what a step or an evaluation holds.
+    shape = {name: value for name, value in workload.items() if name != "epochs"}
+    return json.dumps([shape, sorted(set(optimizers))], sort_keys=True, default=str)
 
 
 @cached(LRUCache(maxsize=64), key=_cache_key)
