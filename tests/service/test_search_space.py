@@ -189,3 +189,32 @@ def test_every_example_is_a_valid_sweep(path: Path) -> None:
     spec = SweepCreate.model_validate(yaml.safe_load(path.read_text()))
     assert spec.name == path.stem
     assert sweep_size(spec, expand(spec, max_trials=10_000)) >= 1
+
+
+def test_the_packing_note_says_what_packing_will_not_do() -> None:
+    from service.controller.expand import packing_note
+    from workers.specs import PackProbe, WorkloadReport
+
+    spec = SweepCreate.model_validate(
+        {
+            "name": "note",
+            "workload": {"entrypoint": "mylab.models:net", "epochs": 1},
+            "space": {"optimizers": ["sgd"], "lr": {"values": [0.1]}},
+            "search": {"algorithm": "grid"},
+        }
+    )
+
+    def note(probe: PackProbe, *, pack: bool = True) -> str | None:
+        resources = spec.resources.model_copy(update={"pack": pack})
+        return packing_note(
+            spec.model_copy(update={"resources": resources}), WorkloadReport(probe=probe)
+        )
+
+    assert note(PackProbe(True, 1)) is None
+    vmapped = PackProbe(True, 1, not_fused="the fused pass differs from vmap's on this model")
+    assert note(vmapped) == (
+        "packs run under vmap, not fused: the fused pass differs from vmap's on this model"
+    )
+    stuck = PackProbe(False, 0, reason="a stacked step failed (boom)")
+    assert note(stuck) == "trials run one per task: a stacked step failed (boom)"
+    assert note(stuck, pack=False) is None

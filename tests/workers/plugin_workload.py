@@ -39,6 +39,38 @@ class PackableRegression(TinyRegression):
     packable = True
 
 
+class Centred(nn.Module):
+    """A model that mixes examples: each hidden unit is centred over the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(1, 4)
+        self.out = nn.Linear(4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The line through a batch-centred hidden layer."""
+        h = self.hidden(x)
+        return self.out(h - h.mean(dim=0))
+
+
+class CentredRegression(PackableRegression):
+    """The same fit through a model the fused pass cannot follow: its packs run under vmap."""
+
+    name = "centred-regression"
+
+    def build(self, config: WorkloadConfig, *, seed: int, device: torch.device) -> Built:
+        """The line's points and the batch-centring model."""
+        built = super().build(config, seed=seed, device=device)
+        return Built(
+            model=Centred().to(device),
+            train=built.train,
+            val=built.val,
+            loss_fn=_squared_error,
+            metrics=_no_metrics,
+        )
+
+
 TINY_REGRESSION = TinyRegression()
+CENTRED = CentredRegression()
 TINY_PACKABLE = PackableRegression()
 NOT_A_WORKLOAD = object()

@@ -251,3 +251,13 @@ def test_inspection_finds_what_packs_and_why_not() -> None:
     assert "No module named 'mylab.nope'" in (broken.error or "")
     bad = inspect_workload({"entrypoint": "mylab.data:pipelines", "form": "csv"}, ["adam"])
     assert bad.field == "form"
+
+
+def test_inspection_says_when_and_why_a_model_packs_under_vmap() -> None:
+    fused = inspect_workload({"entrypoint": "tests.workers.plugin_workload:TINY_PACKABLE"}, ["sgd"])
+    assert fused.probe is not None
+    assert (fused.probe.packable, fused.probe.not_fused) == (True, None)
+    mixing = inspect_workload({"entrypoint": "tests.workers.plugin_workload:CENTRED"}, ["sgd"])
+    assert mixing.probe is not None
+    assert mixing.probe.packable
+    assert mixing.probe.not_fused == "the fused pass differs from vmap's on this model"
