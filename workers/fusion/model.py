@@ -138,7 +138,8 @@ class StackedForward:
         if self.fused is not None and key not in self.agrees:
             self.agrees[key] = self._agree(params, buffers, inputs)
         if self.fused is not None and self.agrees[key]:
-            saved = {name: b.clone() for name, b in buffers.items()}
+            # Only training updates buffers in place (BatchNorm's statistics): keep them to undo
+            saved = {n: b.clone() for n, b in buffers.items()} if self.base.training else {}
             try:
                 out = self.fused.outputs(params, buffers, inputs)
                 self._path = "fused"
