@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 DASHBOARD := service/dashboard
 NODE_STAMP := $(DASHBOARD)/node_modules/.package-lock.json
 
-.PHONY: install run test lint typecheck pytest bench clean chromium gpu-check chaos
+.PHONY: install run test test-fast lint typecheck pytest bench clean chromium gpu-check chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ pytest: install chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# For development: everything but the tests marked slow (the longest end-to-end and chaos
+# runs). CI and `make test` run them all.
+test-fast: install chromium lint typecheck
+	$(BIN)/pytest -m "not slow"
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

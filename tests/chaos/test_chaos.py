@@ -14,6 +14,8 @@ import pytest
 from tests.chaos.harness import CASES_BY_NAME, run_case, serving
 from tests.service.conftest import fresh_postgres_database
 
+pytestmark = pytest.mark.slow  # make test runs it; make test-fast leaves it out
+
 SHORT = {
     "sqlite": [
         "poison-sweep",

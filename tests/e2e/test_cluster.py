@@ -31,6 +31,8 @@ from tests.conftest import REPO_ROOT, clean_environment, wait_until
 from tests.e2e.conftest import Server
 from tests.service.conftest import free_port
 
+pytestmark = pytest.mark.slow  # make test runs it; make test-fast leaves it out
+
 RAY = str(Path(shutil.which("optisweep") or ".venv/bin/optisweep").with_name("ray"))
 
 

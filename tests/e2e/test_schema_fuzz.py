@@ -17,6 +17,8 @@ from tests.conftest import clean_environment
 from tests.e2e.conftest import Server
 from tests.service.conftest import fresh_postgres_database
 
+pytestmark = pytest.mark.slow  # make test runs it; make test-fast leaves it out
+
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 
 SEMANTIC_422 = [

@@ -160,6 +160,7 @@ RESTART_SPEC = {
 }
 
 
+@pytest.mark.slow
 def test_a_restarted_server_finishes_the_sweep_without_losing_or_repeating_trials(
     start_server: type[Server], tmp_path: Path
 ) -> None:
@@ -218,6 +219,7 @@ def _trials_in(database_url: str, sweep_id: int) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.slow
 def test_run_drives_a_sweep_without_a_server(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'batch.db'}"
     result = run_cli("run", str(EXAMPLE), "--database-url", database_url)
@@ -237,6 +239,7 @@ def test_run_drives_a_sweep_without_a_server(tmp_path: Path) -> None:
     assert "Traceback" not in rejected.stderr
 
 
+@pytest.mark.slow
 def test_a_server_takes_over_a_sweep_whose_optisweep_run_was_interrupted(
     start_server: type[Server], tmp_path: Path
 ) -> None:
@@ -288,6 +291,7 @@ def _trials_in_if_any(database_url: str) -> list[dict[str, Any]]:
         return []  # the database or the sweep does not exist yet
 
 
+@pytest.mark.slow
 def test_the_gd_sgd_minibatch_example_and_its_report_from_the_cli(
     server: Server, tmp_path: Path
 ) -> None:
@@ -323,6 +327,7 @@ def test_the_gd_sgd_minibatch_example_and_its_report_from_the_cli(
         assert set(settings) == {"batch_size", "clip_norm", "schedule"}
 
 
+@pytest.mark.slow
 def test_the_first_start_makes_an_admin_whose_token_the_cli_signs_in_with(
     start_server: type[Server], tmp_path: Path
 ) -> None:
