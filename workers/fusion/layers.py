@@ -65,15 +65,8 @@ def _linear(module: nn.Module, shape: PackShape, x: Tensor) -> Tensor:
 
 def _convolution(module: nn.Module, shape: PackShape, x: Tensor) -> Tensor:
     assert isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d)
-    k, fan_in = shape.members, module.in_channels
-    channels_last = prefers_channels_last(x.device)
-    if not shape.is_channels(x):
-        if x.shape[1] != fan_in:
-            raise NotFusableError(f"{type(module).__name__}({fan_in}) got {tuple(x.shape)}")
-        x = to_channels(x, shape, channels_last=channels_last)
-    elif x.shape[1] != k * fan_in:
-        raise NotFusableError(f"{type(module).__name__}({fan_in}) got channels {tuple(x.shape)}")
-    elif channels_last and x.dim() == 4:
+    x = _channels_input(module, shape, x, module.in_channels)
+    if x.dim() == 4 and prefers_channels_last(x.device):  # a no-op where it already is
         x = x.contiguous(memory_format=torch.channels_last)
     padding = module.padding
     if module.padding_mode != "zeros":
@@ -82,7 +75,8 @@ def _convolution(module: nn.Module, shape: PackShape, x: Tensor) -> Tensor:
     weight = module.weight.reshape(-1, *module.weight.shape[2:])
     bias = module.bias.reshape(-1) if module.bias is not None else None
     conv = _CONVOLUTIONS[type(module)]
-    return conv(x, weight, bias, module.stride, padding, module.dilation, groups=k * module.groups)
+    groups = shape.members * module.groups
+    return conv(x, weight, bias, module.stride, padding, module.dilation, groups=groups)
 
 
 def _channels_input(module: nn.Module, shape: PackShape, x: Tensor, channels: int) -> Tensor:
