@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 DASHBOARD := service/dashboard
 NODE_STAMP := $(DASHBOARD)/node_modules/.package-lock.json
 
-.PHONY: install run test test-fast lint typecheck pytest bench clean chromium gpu-check chaos
+.PHONY: install run test test-fast lint typecheck docs pytest bench clean chromium gpu-check chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,16 @@ chromium:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
+# The documentation site (MkDocs, Material theme) into build/site. Strict: a broken link or
+# anchor, or a page missing from mkdocs.yml's nav, fails the build; docs/hooks/reference.py
+# generates the spec and REST API reference pages from the code.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
 pytest: install chromium
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 # For development: everything but the tests marked slow (the longest end-to-end and chaos
 # runs). CI and `make test` run them all.
