@@ -12,16 +12,15 @@ from service.cli.common import (
     DEFAULT_URL,
     TokenDays,
     UrlOption,
-    answer,
-    api_client,
     app,
+    connect,
     console,
     fail,
-    get_json,
     project_app,
     token_app,
     user_app,
 )
+from service.client import Client, NotSignedInError, OptisweepError
 
 
 @app.command()
@@ -33,35 +32,31 @@ def login(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Sign the CLI in: check a token with the server, then keep it in the token file (0600)."""
-    token = token or typer.prompt("API token", hide_input=True)
-    import httpx
-
-    with httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=30) as client:
-        try:
-            response = client.get("/me", headers={"Authorization": f"Bearer {token.strip()}"})
-        except httpx.TransportError as exc:
-            raise fail(f"no optisweep server answers at {url} ({type(exc).__name__})") from None
-    if response.status_code == 401:
-        raise fail("that token is unknown, expired or revoked")
-    me = answer(response)
+    token = (token or typer.prompt("API token", hide_input=True)).strip()
+    try:
+        with Client(url, token) as client:
+            me = client.me()
+    except NotSignedInError:
+        raise fail("that token is unknown, expired or revoked") from None
+    except OptisweepError as exc:
+        raise fail(str(exc), code=exc.exit_code) from None
     path = token_file()
-    write_token_file(path, token.strip())
-    projects = ", ".join(f"{p['name']} ({p['role']})" for p in me["projects"]) or "none yet"
-    console.print(f"signed in as {me['user']['name']}; token kept in {path}; projects: {projects}")
+    write_token_file(path, token)
+    projects = ", ".join(f"{p.name} ({p.role})" for p in me.projects) or "none yet"
+    console.print(f"signed in as {me.user.name}; token kept in {path}; projects: {projects}")
 
 
 @app.command()
 def whoami(url: UrlOption = DEFAULT_URL) -> None:
     """Who the CLI is signed in as, and their projects."""
-    with api_client(url) as client:
-        me = get_json(client, "/me")
-    admin = " (admin)" if me["user"]["is_admin"] else ""
+    with connect(url) as client:
+        me = client.me()
+    admin = " (admin)" if me.user.is_admin else ""
     console.print(
-        f"{me['user']['name']}{admin}, token {me['token']['prefix']}... "
-        f"expiring {me['token']['expires_at'][:10]}"
+        f"{me.user.name}{admin}, token {me.token.prefix}... expiring {me.token.expires_at:%Y-%m-%d}"
     )
-    for project in me["projects"]:
-        console.print(f"- {project['name']}: {project['role']}")
+    for project in me.projects:
+        console.print(f"- {project.name}: {project.role}")
 
 
 @token_app.command("create")
@@ -71,31 +66,29 @@ def token_create(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Make a new token for yourself; it is shown once."""
-    with api_client(url) as client:
-        created = answer(client.post("/tokens", json={"name": name, "days": days}))
-    console.print(
-        f"token {created['id']} ({created['name']}), expires {created['expires_at'][:10]}:"
-    )
-    console.print(created["token"], soft_wrap=True, highlight=False)
+    with connect(url) as client:
+        created = client.create_token(name, days=days)
+    console.print(f"token {created.id} ({created.name}), expires {created.expires_at:%Y-%m-%d}:")
+    console.print(created.token, soft_wrap=True, highlight=False)
 
 
 @token_app.command("list")
 def token_list(url: UrlOption = DEFAULT_URL) -> None:
     """Your tokens (never their secrets)."""
-    with api_client(url) as client:
-        tokens = get_json(client, "/tokens")
+    with connect(url) as client:
+        tokens = client.tokens()
     table = Table(title="Your tokens")
     for column in ("id", "name", "starts", "created", "expires", "last used", "revoked"):
         table.add_column(column)
     for t in tokens:
         table.add_row(
-            str(t["id"]),
-            t["name"],
-            t["prefix"] + "...",
-            t["created_at"][:10],
-            t["expires_at"][:10],
-            (t["last_used_at"] or "-")[:16],
-            (t["revoked_at"] or "-")[:16],
+            str(t.id),
+            t.name,
+            t.prefix + "...",
+            f"{t.created_at:%Y-%m-%d}",
+            f"{t.expires_at:%Y-%m-%d}",
+            f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "-",
         )
     console.print(table)
 
@@ -106,9 +99,9 @@ def token_revoke(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Revoke a token: it signs in no more."""
-    with api_client(url) as client:
-        revoked = answer(client.delete(f"/tokens/{token_id}"))
-    console.print(f"token {revoked['id']} ({revoked['name']}) revoked")
+    with connect(url) as client:
+        revoked = client.revoke_token(token_id)
+    console.print(f"token {revoked.id} ({revoked.name}) revoked")
 
 
 @project_app.command("create")
@@ -118,21 +111,21 @@ def project_create(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Create a project (admins)."""
-    with api_client(url) as client:
-        created = answer(client.post("/projects", json={"name": name, "owner": owner}))
-    console.print(f"project {created['name']} created")
+    with connect(url) as client:
+        created = client.create_project(name, owner=owner)
+    console.print(f"project {created.name} created")
 
 
 @project_app.command("list")
 def project_list(url: UrlOption = DEFAULT_URL) -> None:
     """The projects you are in, with your role."""
-    with api_client(url) as client:
-        projects = get_json(client, "/projects")
+    with connect(url) as client:
+        projects = client.projects()
     table = Table(title="Projects")
     for column in ("name", "your role", "created"):
         table.add_column(column)
     for p in projects:
-        table.add_row(p["name"], p["role"] or "-", p["created_at"][:10])
+        table.add_row(p.name, p.role or "-", f"{p.created_at:%Y-%m-%d}")
     console.print(table)
 
 
@@ -144,9 +137,9 @@ def project_add_member(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Give a user a role in a project (its owners and admins)."""
-    with api_client(url) as client:
-        member = answer(client.put(f"/projects/{project}/members/{user}", json={"role": role}))
-    console.print(f"{member['user']} is {member['role']} of {project}")
+    with connect(url) as client:
+        member = client.set_member(project, user, role=role)
+    console.print(f"{member.user} is {member.role} of {project}")
 
 
 @user_app.command("create")
@@ -156,16 +149,16 @@ def user_create(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Create a user (admins); their first token is shown once: hand it to them."""
-    with api_client(url) as client:
-        created = answer(client.post("/users", json={"name": name, "is_admin": admin}))
-    console.print(f"user {created['user']['name']} created; their token (shown once):")
-    console.print(created["token"]["token"], soft_wrap=True, highlight=False)
+    with connect(url) as client:
+        created = client.create_user(name, admin=admin)
+    console.print(f"user {created.user.name} created; their token (shown once):")
+    console.print(created.token.token, soft_wrap=True, highlight=False)
 
 
 @user_app.command("list")
 def user_list(url: UrlOption = DEFAULT_URL) -> None:
     """Every user (admins)."""
-    with api_client(url) as client:
-        users = get_json(client, "/users")
+    with connect(url) as client:
+        users = client.users()
     for user in users:
-        console.print(f"{user['name']}{' (admin)' if user['is_admin'] else ''}")
+        console.print(f"{user.name}{' (admin)' if user.is_admin else ''}")

@@ -1,34 +1,29 @@
-"""Commands that talk to a server over its REST API: submit, status, trials, cancel."""
+"""Commands that talk to a server through the Python client: submit, status, trials, report,
+cancel."""
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.table import Table
 
-from service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, code_dir, upload, with_package
+from service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, print_upload
 from service.cli.common import (
     DEFAULT_URL,
-    FINISHED,
     ProjectOption,
     SpecFile,
     UrlOption,
-    answer,
-    api_client,
     app,
+    connect,
     console,
     counts_text,
-    done_count,
     fmt,
-    get_json,
     hyperparameters_text,
     leaderboard_table,
     load_spec,
-    progress_bar,
 )
+from service.client import Sweep
 
 
 @app.command()
@@ -47,51 +42,33 @@ def submit(
     A spec with ``code: {path: DIR}`` (or ``--code DIR``) ships that project to the workers:
     it is zipped (what .gitignore leaves), uploaded once by hash, and named by the sweep.
     """
-    spec = load_spec(spec_file)
-    directory = code_dir(spec, spec_file, code)
+    load_spec(spec_file)  # a spec file that cannot be read fails before any connection
     # A user's workload is checked on a worker before the answer: allow for a cold start.
-    with api_client(url, timeout=600) as client:
-        if directory is not None:
-            package = upload(client, directory, max_mb=max_code_mb, project=project)
-            spec = with_package(spec, package)
-        params = {"project": project} if project else None
-        sweep = answer(client.post("/sweeps", json=spec, params=params))
-        console.print(f"sweep {sweep['id']} submitted: {sweep['num_trials']} trials")
-        console.print(f"watch it live: {url.rstrip('/')}/sweeps/{sweep['id']}", soft_wrap=True)
+    with connect(url, timeout=600) as client:
+        sweep = client.submit(spec_file, code=code, project=project, max_code_mb=max_code_mb)
+        if sweep.code is not None:
+            print_upload(sweep.code)
+        console.print(f"sweep {sweep.id} submitted: {sweep.info.num_trials} trials")
+        console.print(f"watch it live: {sweep.url}", soft_wrap=True)
         if not wait:
-            console.print(f"follow it with: optisweep status {sweep['id']}")
+            console.print(f"follow it with: optisweep status {sweep.id}")
             return
         try:
-            sweep = _follow(client, sweep)
+            sweep.wait(progress=True, console=console)
         except KeyboardInterrupt:
-            console.print(f"stopped watching; sweep {sweep['id']} goes on (optisweep status)")
+            console.print(f"stopped watching; sweep {sweep.id} goes on (optisweep status)")
             raise typer.Exit(130) from None
-        _finish(client, sweep)
+        _finish(sweep)
 
 
-def _follow(client: httpx.Client, sweep: dict[str, Any]) -> dict[str, Any]:
-    with progress_bar() as progress:
-        task = progress.add_task(f"sweep {sweep['id']}", total=sweep["num_trials"], counts="")
-        while sweep["status"] not in FINISHED:
-            time.sleep(0.5)
-            sweep = get_json(client, f"/sweeps/{sweep['id']}")
-            progress.update(
-                task,
-                total=sweep["num_trials"],
-                completed=done_count(sweep["trial_counts"]),
-                counts=counts_text(sweep["trial_counts"]),
-            )
-    return sweep
-
-
-def _finish(client: httpx.Client, sweep: dict[str, Any]) -> None:
+def _finish(sweep: Sweep) -> None:
+    info = sweep.info
     console.print(
-        f"sweep {sweep['id']} {sweep['status']}: {counts_text(sweep['trial_counts'])}"
-        + (f" ({sweep['error']})" if sweep.get("error") else "")
+        f"sweep {info.id} {info.status}: {counts_text(info.trial_counts)}"
+        + (f" ({info.error})" if info.error else "")
     )
-    board = get_json(client, f"/sweeps/{sweep['id']}/leaderboard")
-    console.print(leaderboard_table(board))
-    if sweep["status"] == "failed":
+    console.print(leaderboard_table(sweep.leaderboard()))
+    if info.status == "failed":
         raise typer.Exit(1)
 
 
@@ -105,31 +82,30 @@ def status(
 ) -> None:
     """List sweeps (of your projects, or one), or show one sweep with its trial counts and
     leaderboard."""
-    with api_client(url) as client:
+    with connect(url) as client:
         if sweep_id is None:
-            page = get_json(client, "/sweeps", limit=50, project=project)
             table = Table(title="Sweeps (newest first)")
             for column in ("id", "name", "status", "done", "trials", "created"):
                 table.add_column(column)
-            for sweep in page["items"]:
+            for info in client.sweeps(project=project, limit=50):
                 table.add_row(
-                    str(sweep["id"]),
-                    sweep["name"],
-                    sweep["status"],
-                    str(done_count(sweep["trial_counts"])),
-                    str(sweep["num_trials"]),
-                    sweep["created_at"][:19].replace("T", " "),
+                    str(info.id),
+                    info.name,
+                    info.status,
+                    str(info.done),
+                    str(info.num_trials),
+                    info.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 )
             console.print(table)
             return
-        sweep = get_json(client, f"/sweeps/{sweep_id}")
+        sweep = client.sweep(sweep_id)
+        info = sweep.info
         console.print(
-            f"sweep {sweep['id']} {sweep['name']!r}: {sweep['status']}, "
-            f"{done_count(sweep['trial_counts'])}/{sweep['num_trials']} done "
-            f"({counts_text(sweep['trial_counts']) or 'no trials yet'})"
-            + (f"; {sweep['error']}" if sweep.get("error") else "")
+            f"sweep {info.id} {info.name!r}: {info.status}, {info.done}/{info.num_trials} done "
+            f"({counts_text(info.trial_counts) or 'no trials yet'})"
+            + (f"; {info.error}" if info.error else "")
         )
-        console.print(leaderboard_table(get_json(client, f"/sweeps/{sweep_id}/leaderboard")))
+        console.print(leaderboard_table(sweep.leaderboard()))
 
 
 @app.command()
@@ -140,31 +116,26 @@ def trials(
         str | None, typer.Option("--status", help="Only trials in this status.")
     ] = None,
     sort: Annotated[str, typer.Option(help="number, objective or best_objective.")] = "objective",
-    limit: Annotated[int, typer.Option(help="How many trials to show.")] = 50,
+    limit: Annotated[int, typer.Option(help="How many trials to show.", min=1)] = 50,
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """A sweep's trials as a table, best objective first by default."""
-    with api_client(url) as client:
-        page = get_json(
-            client,
-            f"/sweeps/{sweep_id}/trials",
-            optimizer=optimizer,
-            status=trial_status,
-            sort=sort,
-            limit=limit,
+    with connect(url) as client:
+        found = client.sweep(sweep_id).trials(
+            optimizer=optimizer, status=trial_status, sort=sort, limit=limit
         )
     table = Table(title=f"Trials of sweep {sweep_id}")
     for column in ("trial", "optimizer", "status", "objective", "best", "hyperparameters", "id"):
         table.add_column(column)
-    for trial in page["items"]:
+    for trial in found:
         table.add_row(
-            str(trial["number"]),
-            trial["optimizer"],
-            trial["status"],
-            fmt(trial["objective"]),
-            fmt(trial["best_objective"]),
-            hyperparameters_text(trial["hyperparameters"], trial.get("settings")),
-            str(trial["id"]),
+            str(trial.number),
+            trial.optimizer,
+            trial.status,
+            fmt(trial.objective),
+            fmt(trial.best_objective),
+            hyperparameters_text(trial.hyperparameters, trial.settings),
+            str(trial.id),
         )
     console.print(table)
 
@@ -180,28 +151,28 @@ def report(
 ) -> None:
     """What the sweep says about each optimizer family: its best, its learning-rate basin,
     where it diverged, and one sentence to act on."""
-    with api_client(url) as client:
-        found = get_json(client, f"/sweeps/{sweep_id}/report", tolerance=tolerance)
-    table = Table(title=f"Optimizer report: {found['metric']} ({found['mode']})")
+    with connect(url) as client:
+        found = client.sweep(sweep_id).report(tolerance=tolerance)
+    table = Table(title=f"Optimizer report: {found.metric} ({found.mode})")
     for column in ("optimizer", "best", "at lr", "lr basin", "decades", "diverged at lr"):
         table.add_column(column)
-    for family in found["families"]:
+    for family in found:
         basin = (
-            f"{fmt(family['basin_low'])}..{fmt(family['basin_high'])}"
-            if family["basin_low"] is not None
+            f"{fmt(family.basin_low)}..{fmt(family.basin_high)}"
+            if family.basin_low is not None
             else "-"
         )
         table.add_row(
-            family["optimizer"],
-            fmt(family["best_objective"]),
-            fmt(family["best_lr"]),
+            family.optimizer,
+            fmt(family.best_objective),
+            fmt(family.best_lr),
             basin,
-            fmt(family["basin_decades"]),
-            fmt(family["lowest_diverged_lr"]),
+            fmt(family.basin_decades),
+            fmt(family.lowest_diverged_lr),
         )
     console.print(table)
-    for family in found["families"]:
-        console.print(f"- {family['summary']}", soft_wrap=True)
+    for family in found:
+        console.print(f"- {family.summary}", soft_wrap=True)
 
 
 @app.command()
@@ -210,6 +181,6 @@ def cancel(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Cancel a pending or running sweep; its running trials stop after their current epoch."""
-    with api_client(url) as client:
-        sweep = answer(client.post(f"/sweeps/{sweep_id}/cancel"))
-    console.print(f"sweep {sweep['id']} {sweep['status']}")
+    with connect(url) as client:
+        info = client.sweep(sweep_id).cancel()
+    console.print(f"sweep {info.id} {info.status}")

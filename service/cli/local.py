@@ -30,6 +30,7 @@ from service.cli.common import (
     load_spec,
     progress_bar,
 )
+from service.client import Leaderboard
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.db.session import make_engine, make_sessionmaker
@@ -182,7 +183,7 @@ def _drive(
     """Run the controller until the sweep ends, with a progress bar; Ctrl-C exits with 130."""
     from service.sweeps.repository import trial_counts
 
-    with progress_bar() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"sweep {sweep_id}", total=size, counts="")
         last = 0.0
 
@@ -221,7 +222,8 @@ def _report(sessions: sessionmaker[Session], sweep_id: int, *, settings: Setting
     console.print(
         f"sweep {sweep_id} {sweep.status.value}" + (f" ({sweep.error})" if sweep.error else "")
     )
-    console.print(leaderboard_table(json.loads(board.model_dump_json())))
+    answered = json.loads(board.model_dump_json())  # what the API would answer
+    console.print(leaderboard_table(Leaderboard.from_api(answered)))
     if sweep.status == "failed":
         raise typer.Exit(1)
 

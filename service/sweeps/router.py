@@ -33,8 +33,8 @@ from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
 from service.sweeps.service import submit_sweep
 from service.sweeps.views import best_of, leaderboard_read, sweep_read
 from service.trials.models import TrialStatus
-from service.trials.repository import TrialSort, list_trials
-from service.trials.schemas import Leaderboard, TrialPage, trial_read
+from service.trials.repository import TrialSort, list_sweep_metrics, list_trials
+from service.trials.schemas import Leaderboard, MetricPage, MetricPoint, TrialPage, trial_read
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=StrictRoute)
 
@@ -231,6 +231,29 @@ def get_trials(
     return TrialPage(
         items=[trial_read(trial, checkpoint_dir=settings.checkpoint_dir) for trial in trials],
         next_cursor=next_cursor,
+    )
+
+
+MetricLimit = Annotated[int, Query(ge=1, le=10_000, description="Metric values per page.")]
+
+
+@router.get("/{sweep_id}/metrics", responses=NOT_FOUND)
+def get_metrics(
+    sweep_id: int,
+    session: SessionDep,
+    name: Annotated[str | None, Query(max_length=64, description="Only this metric.")] = None,
+    limit: MetricLimit = 10_000,
+    cursor: Cursor = None,
+) -> MetricPage:
+    """Every metric value of the sweep's trials (trial, metric, epoch, value), a page at a
+    time in the order they were recorded: the learning curves of a whole sweep in a few
+    requests."""
+    repository.get_sweep(session, sweep_id)
+    metrics, next_cursor = list_sweep_metrics(
+        session, sweep_id=sweep_id, name=name, limit=limit, cursor=cursor
+    )
+    return MetricPage(
+        items=[MetricPoint.model_validate(metric) for metric in metrics], next_cursor=next_cursor
     )
 
 

@@ -110,6 +110,29 @@ def list_metrics(session: Session, *, trial_id: int) -> list[Metric]:
     return list(session.scalars(statement))
 
 
+def list_sweep_metrics(
+    session: Session,
+    *,
+    sweep_id: int,
+    name: str | None = None,
+    limit: int = 10_000,
+    cursor: str | None = None,
+) -> tuple[list[Metric], str | None]:
+    """A page of every metric of a sweep's trials, in the order they were written (by id), and
+    the cursor of the next page (None on the last page)."""
+    statement = select(Metric).join(Trial, Metric.trial_id == Trial.id)
+    statement = statement.where(Trial.sweep_id == sweep_id)
+    if name is not None:
+        statement = statement.where(Metric.name == name)
+    if cursor is not None:
+        (last_id,) = decode_cursor(cursor, kinds=("id",))
+        statement = statement.where(Metric.id > last_id)
+    metrics = list(session.scalars(statement.order_by(Metric.id).limit(limit + 1)))
+    if len(metrics) <= limit:
+        return metrics, None
+    return metrics[:limit], encode_cursor(metrics[limit - 1].id)
+
+
 def get_trial(session: Session, trial_id: int) -> Trial:
     """The trial with this id; NotFoundError if there is none."""
     trial = get_by_id(session, Trial, trial_id)

@@ -114,6 +114,25 @@ class TrialMetrics(ReadModel):
     series: list[MetricSeries]
 
 
+class MetricPoint(ReadModel):
+    """One metric of one trial at one epoch."""
+
+    trial_id: int
+    name: str
+    step: int
+    value: float
+
+
+class MetricPage(BaseModel):
+    """A page of a sweep's metrics, oldest first; pass ``next_cursor`` as ``cursor`` for the
+    next one."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+    items: list[MetricPoint]
+    next_cursor: str | None
+
+
 class LeaderboardEntry(ReadModel):
     """The best trial of one optimizer family."""
 

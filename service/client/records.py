@@ -1,0 +1,255 @@
+"""What the client returns: typed records of sweeps, trials, leaderboards, reports and metrics,
+and lists of them that turn into pandas DataFrames.
+
+The fields mirror the API's response models (a test holds them equal), so a record is what
+the REST API documents, read with attribute access."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas
+
+FINISHED = ("completed", "cancelled", "failed")
+"""A sweep's statuses once it runs no more."""
+
+
+class Record(BaseModel):
+    """Base of every record: immutable, and tolerant of fields a newer server adds."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def row(self) -> dict[str, Any]:
+        """The record as one flat row of a DataFrame."""
+        return self.model_dump()
+
+
+R = TypeVar("R", bound=Record)
+
+
+class Records(list[R], Generic[R]):
+    """A list of records; ``to_pandas()`` makes it a DataFrame, one row per record."""
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The records as a pandas DataFrame (``pip install 'optisweep[pandas]'``)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install 'optisweep[pandas]'") from None
+        return pandas.DataFrame([record.row() for record in self])
+
+
+def _flat(prefix: str, values: dict[str, Any] | None) -> dict[str, Any]:
+    """Hyperparameters or settings as columns; a list (betas) as a tuple, a schedule as text."""
+    flat: dict[str, Any] = {}
+    for name, value in (values or {}).items():
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in value.items())
+        flat[f"{prefix}{name}"] = value
+    return flat
+
+
+class LrRange(Record):
+    """One family's learning-rate range test (``lr: auto``)."""
+
+    low: float
+    high: float
+    lrs: list[float]
+    losses: list[float]
+
+
+class SweepInfo(Record):
+    """A sweep as the server last showed it."""
+
+    id: int
+    name: str
+    status: str
+    num_trials: int
+    trial_counts: dict[str, int]
+    """Trials per status."""
+    spec: dict[str, Any]
+    lr_range: dict[str, LrRange] | None = None
+    error: str | None = None
+    packing: str | None = None
+    best_objective: float | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether it runs no more (completed, cancelled or failed)."""
+        return self.status in FINISHED
+
+    @property
+    def done(self) -> int:
+        """How many of its trials ended (any way)."""
+        return sum(n for status, n in self.trial_counts.items() if status not in _UNDONE)
+
+    def row(self) -> dict[str, Any]:
+        """One row, without the spec and range-test curves."""
+        return self.model_dump(exclude={"spec", "lr_range", "trial_counts"}) | {"done": self.done}
+
+
+_UNDONE = ("pending", "running")
+
+
+class Trial(Record):
+    """One trial: its configuration, where it ran, and how it ended."""
+
+    id: int
+    sweep_id: int
+    number: int
+    optimizer: str
+    hyperparameters: dict[str, Any]
+    settings: dict[str, Any] | None = None
+    seed: int
+    status: str
+    attempt: int
+    pack_id: str | None = None
+    objective: float | None = None
+    best_objective: float | None = None
+    error: str | None = None
+    node_id: str | None = None
+    device: str | None = None
+    epochs_run: int = 0
+    checkpoint_path: str | None = None
+    checkpoint_epoch: int | None = None
+    hyperparameter_history: list[dict[str, Any]] | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def row(self) -> dict[str, Any]:
+        """One row: hyperparameters and settings as their own columns."""
+        base = self.model_dump(exclude={"hyperparameters", "settings", "hyperparameter_history"})
+        return base | _flat("", self.hyperparameters) | _flat("", self.settings)
+
+
+class LeaderboardEntry(Record):
+    """The best trial of one optimizer family."""
+
+    rank: int
+    optimizer: str
+    ranked_trials: int
+    trial: Trial
+    objective_mean: float | None = None
+    objective_std: float | None = None
+    repeats: int = 1
+    objective_ci95: tuple[float, float] | None = None
+    p_value: float | None = None
+    tied_with_leader: bool | None = None
+
+    @property
+    def objective(self) -> float | None:
+        """What ranks the family: the mean over repeats, else the best trial's objective."""
+        return self.objective_mean if self.objective_mean is not None else self.trial.objective
+
+    def row(self) -> dict[str, Any]:
+        """One row: rank, family, objective, the trial's number and its hyperparameters."""
+        row = {
+            "rank": self.rank,
+            "optimizer": self.optimizer,
+            "objective": self.objective,
+            "trial": self.trial.number,
+            "trial_id": self.trial.id,
+            "ranked_trials": self.ranked_trials,
+        }
+        if self.repeats > 1:
+            row |= self.model_dump(include={"objective_std", "repeats", "p_value"})
+            row["tied_with_leader"] = self.tied_with_leader
+        return row | _flat("", self.trial.hyperparameters) | _flat("", self.trial.settings)
+
+
+class Leaderboard(Records[LeaderboardEntry]):
+    """The best trial per optimizer family, best first, and what ranks them."""
+
+    def __init__(
+        self, entries: list[LeaderboardEntry], *, metric: str, mode: str, statistics: str = ""
+    ) -> None:
+        super().__init__(entries)
+        self.metric = metric
+        self.mode = mode
+        self.statistics = statistics
+        """How far the ranking can be trusted."""
+
+    @classmethod
+    def from_api(cls, board: dict[str, Any]) -> Leaderboard:
+        """The leaderboard from the API's JSON answer."""
+        entries = [LeaderboardEntry.model_validate(entry) for entry in board["entries"]]
+        return cls(
+            entries, metric=board["metric"], mode=board["mode"], statistics=board["statistics"]
+        )
+
+
+class FamilyReport(Record):
+    """What a sweep says about one optimizer family, and one sentence to act on."""
+
+    optimizer: str
+    best_trial: int | None = None
+    best_objective: float | None = None
+    best_lr: float | None = None
+    best_hyperparameters: dict[str, Any] | None = None
+    best_settings: dict[str, Any] | None = None
+    basin_low: float | None = None
+    basin_high: float | None = None
+    basin_decades: float | None = None
+    basin_configurations: int
+    open_below: bool
+    open_above: bool
+    configurations: int
+    diverged: int
+    lowest_diverged_lr: float | None = None
+    summary: str
+
+    def row(self) -> dict[str, Any]:
+        """One row, the best configuration's hyperparameters as ``best_*`` columns."""
+        base = self.model_dump(exclude={"best_hyperparameters", "best_settings"})
+        return base | _flat("best_", self.best_hyperparameters) | _flat("best_", self.best_settings)
+
+
+class Report(Records[FamilyReport]):
+    """The optimizer report: every family, best first."""
+
+    def __init__(
+        self, families: list[FamilyReport], *, metric: str, mode: str, tolerance: float
+    ) -> None:
+        super().__init__(families)
+        self.metric = metric
+        self.mode = mode
+        self.tolerance = tolerance
+
+    @classmethod
+    def from_api(cls, found: dict[str, Any]) -> Report:
+        """The report from the API's JSON answer."""
+        families = [FamilyReport.model_validate(family) for family in found["families"]]
+        return cls(
+            families, metric=found["metric"], mode=found["mode"], tolerance=found["tolerance"]
+        )
+
+
+class MetricPoint(Record):
+    """One metric of one trial at one epoch."""
+
+    trial_id: int
+    name: str
+    step: int
+    value: float
+
+
+class CodeUpload(Record):
+    """A project directory shipped to the server as a code package."""
+
+    package: str
+    """Its id (a content hash): what a spec's ``code.package`` names."""
+    directory: str
+    files: int
+    bytes: int
+    existed: bool
+    """The server had it already (the same code uploaded before)."""

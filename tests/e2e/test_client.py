@@ -1,0 +1,61 @@
+"""The notebook-style client example (examples/client.py) against `optisweep serve`, as a user
+runs it: no CLI, the reference sweep, a progress bar, the leaderboard as a DataFrame."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT, clean_environment
+from tests.e2e.conftest import Server
+
+SCRIPT = REPO_ROOT / "examples" / "client.py"
+FAMILIES = ("sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam", "adamax")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server on a fresh SQLite file, as `make run` starts it."""
+    root = tmp_path_factory.mktemp("client")
+    running = Server(database_url=f"sqlite:///{root / 'client.db'}", log=root / "server.log")
+    running.wait_ready()
+    yield running
+    assert running.stop() == 0
+
+
+def test_the_notebook_script_runs_the_reference_sweep_to_a_dataframe(server: Server) -> None:
+    server.token  # noqa: B018  (writes the admin's token file the client reads, as a first start does)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=REPO_ROOT,
+        env=clean_environment(
+            OPTISWEEP_URL=server.url, OPTISWEEP_TOKEN_FILE=str(server.token_file), COLUMNS="200"
+        ),
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"sweep 1: 64 trials; live at {server.url}/sweeps/1" in out
+    assert "64/64" in out  # the progress bar's last state
+    assert "sweep 1 completed" in out
+    assert "Leaderboard by val_accuracy (max):" in out
+
+    board = httpx.get(
+        f"{server.url}/api/v1/sweeps/1/leaderboard", headers=server.headers, timeout=30
+    ).json()
+    rows = out.split("Leaderboard by val_accuracy (max):")[1].splitlines()[2 : 2 + len(FAMILIES)]
+    printed = [row.split()[1] for row in rows]  # rank, optimizer, objective, trial, lr
+    assert printed == [entry["optimizer"] for entry in board["entries"]]
+    assert set(printed) == set(FAMILIES)
+    best = float(rows[0].split()[2])
+    assert best == pytest.approx(board["entries"][0]["trial"]["objective"], abs=5e-7)
+    assert best > 0.9  # the reference sweep's best MLP on the digits
+    assert out.count("\n- ") == len(FAMILIES)  # one report sentence per family
+    assert "step" in out  # the per-epoch table of the best val_accuracy per family
