@@ -1,0 +1,1 @@
+"""Integrations: other frameworks' training code tuned by optisweep as function workloads."""
