@@ -236,12 +236,6 @@ def test_a_retried_trial_resumes_as_the_first_attempt_would_have_gone_on() -> No
     assert fresh[4]["val_loss"] != pytest.approx(whole[4]["val_loss"], rel=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TrialContext.optimizer loads the checkpoint's optimizer state after the lr "
-    "schedule set its lr, so a retry's first epoch runs at the checkpointed epoch's lr (any "
-    "function workload with a per-epoch schedule: workers/workloads/functional.py)",
-)
 def test_a_retried_trial_resumes_its_per_epoch_lr_schedule() -> None:
     spec = _trial(LINE, schedule={"kind": "step", "step_size": 1, "gamma": 0.5})
     saved: dict[int, Checkpoint] = {}

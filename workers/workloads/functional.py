@@ -61,7 +61,12 @@ class TrialContext:
                     for i, param in enumerate(self._params):
                         param.copy_(saved["params"][str(i)])
             if saved.get("optimizer"):
+                # The checkpoint holds the lr its epoch ran at; the schedule already set the
+                # lr of the epoch this attempt starts with: keep the schedule's.
+                scheduled = [group["lr"] for group in self._optimizer.param_groups]
                 self._optimizer.load_state_dict(saved["optimizer"])
+                for group, lr in zip(self._optimizer.param_groups, scheduled, strict=True):
+                    group["lr"] = lr
         return self._optimizer
 
     def track(self, *modules: nn.Module) -> None:
