@@ -30,6 +30,7 @@ from service.accounts.router import router as accounts_router
 from service.accounts.router import session_router
 from service.code.router import router as code_router
 from service.code.store import CodeStore
+from service.comparisons.router import router as comparisons_router
 from service.config import Settings
 from service.controller.loop import Controller
 from service.controller.ray_runtime import init_ray
@@ -217,7 +218,13 @@ def create_app(settings: Settings | None = None, *, run_controller: bool = True)
         (Exception, _internal),
     ):
         app.add_exception_handler(error, handler)
-    guarded_routers = (sweeps_router, trials_router, dashboard_router, specs_router)
+    guarded_routers = (
+        sweeps_router,
+        trials_router,
+        comparisons_router,
+        dashboard_router,
+        specs_router,
+    )
     for router in guarded_routers:
         app.include_router(
             router, prefix=API_PREFIX, dependencies=[Depends(guarded)], responses=SIGNED_IN

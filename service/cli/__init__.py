@@ -1,7 +1,15 @@
-"""The optisweep command line: serve, submit, status, trials, report, cancel, run, db upgrade;
-login, whoami, token, project and user."""
+"""The optisweep command line: serve, submit, status, trials, report, cancel, compare, run,
+db upgrade; login, whoami, token, project and user."""
 
-from service.cli import accounts, client, local
+from service.cli import accounts, client, compare, local
 from service.cli.common import app, format_errors, leaderboard_table
 
-__all__ = ["accounts", "app", "client", "format_errors", "leaderboard_table", "local"]
+__all__ = [
+    "accounts",
+    "app",
+    "client",
+    "compare",
+    "format_errors",
+    "leaderboard_table",
+    "local",
+]

@@ -1,6 +1,7 @@
 """The optisweep REST API from Python (also ``import optisweep``): Client, Sweep, records."""
 
 from service.client.api import DEFAULT_URL, Client, default_token
+from service.client.comparisons import Comparison
 from service.client.errors import (
     ConflictError,
     FieldError,
@@ -29,6 +30,7 @@ from service.client.sweep import Sweep
 __all__ = [
     "DEFAULT_URL",
     "Client",
+    "Comparison",
     "ConflictError",
     "FamilyReport",
     "FieldError",

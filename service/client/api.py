@@ -13,6 +13,7 @@ import httpx
 from service.accounts.tokens import read_token_file, token_file
 from service.client.accounts import Me, Member, NewToken, NewUser, ProjectInfo, TokenInfo, UserInfo
 from service.client.code import MAX_CODE_MB, code_dir, with_package, zip_project
+from service.client.comparisons import Comparison
 from service.client.errors import (
     FieldError,
     InvalidInputError,
@@ -164,6 +165,29 @@ class Client:
             bytes=len(data),
             existed=response.status_code == 200,
         )
+
+    def compare(
+        self,
+        sweeps: list[int] | list[Sweep],
+        *,
+        target: str | list[str] | None = None,
+        fraction: float = 0.95,
+        tolerance: float = 0.02,
+        measure: str = "auto",
+    ) -> Comparison:
+        """Several sweeps (workloads) side by side: per family its best, epochs and seconds to
+        ``target`` (``val_accuracy>=0.95``; default: ``fraction`` of the way from the first
+        epoch to the best reached), its tuning cost, and its performance profile."""
+        ids = ",".join(str(s.id if isinstance(s, Sweep) else s) for s in sweeps)
+        targets = [target] if isinstance(target, str) else target
+        params = {
+            "sweeps": ids,
+            "target": targets,
+            "fraction": fraction,
+            "tolerance": tolerance,
+            "measure": measure,
+        }
+        return Comparison.model_validate(self.request("GET", "/comparisons", params=params))
 
     # Accounts
 

@@ -9,6 +9,8 @@ import httpx
 
 _TAGS = {"float", "int", "choice", "fixed"}
 """Discriminator tags pydantic puts in error locations; users never wrote them."""
+_WHERE = {"body", "query", "path", "header"}
+"""The first part of FastAPI's error locations: which part of the request held the field."""
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,16 @@ class InvalidInputError(OptisweepError):
 
 def field_errors(details: list[dict[str, Any]]) -> list[FieldError]:
     """FastAPI's 422 detail (or pydantic's ``errors()``) as FieldErrors, without the
-    location parts users never wrote (``body``, discriminator tags)."""
+    location parts users never wrote (``body`` or ``query``, discriminator tags) nor a message
+    that starts by naming its field again."""
     found = []
     for detail in details:
-        loc = [str(part) for part in detail.get("loc", []) if part != "body" and part not in _TAGS]
+        loc = [str(part) for part in detail.get("loc", []) if part not in _TAGS]
+        if loc and loc[0] in _WHERE:
+            loc = loc[1:]
+        field = ".".join(loc)
         message = str(detail.get("msg", "")).removeprefix("Value error, ")
-        found.append(FieldError(".".join(loc), message, detail.get("input")))
+        found.append(FieldError(field, message.removeprefix(f"{field}: "), detail.get("input")))
     return found
 
 

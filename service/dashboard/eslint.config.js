@@ -28,7 +28,7 @@ module.exports = [
     },
   },
   {
-    files: ["static/index.js", "static/sweep.js", "static/trial.js", "static/login.js"],
+    files: ["static/index.js", "static/sweep.js", "static/trial.js", "static/login.js", "static/compare.js"],
     languageOptions: { globals: shared },
   },
   {

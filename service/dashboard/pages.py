@@ -1,4 +1,5 @@
-"""The web dashboard: three pages (sweeps, a sweep, a trial), their assets, and ECharts.
+"""The web dashboard: four pages (sweeps, a sweep, a trial, a comparison), their assets, and
+ECharts.
 
 Pages are static HTML and JavaScript that read the REST API (the same endpoints any external
 dashboard uses) and poll it while a sweep runs. ECharts comes from the npm package that
@@ -45,6 +46,12 @@ def sweeps_page() -> FileResponse:
 def sweep_page(sweep_id: int) -> FileResponse:
     """One sweep, live: progress, leaderboard, charts, trials."""
     return FileResponse(STATIC / "sweep.html")
+
+
+@pages.get("/compare")
+def compare_page() -> FileResponse:
+    """Several sweeps side by side: performance profiles and time to target."""
+    return FileResponse(STATIC / "compare.html")
 
 
 @pages.get("/trials/{trial_id}")

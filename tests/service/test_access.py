@@ -217,6 +217,7 @@ SWEEP_READS = [
     "/sweeps/{sweep_id}/trials",
     "/sweeps/{sweep_id}/leaderboard",
     "/sweeps/{sweep_id}/report",
+    "/sweeps/{sweep_id}/metrics",
     "/sweeps/{sweep_id}/curves",
     "/sweeps/{sweep_id}/lr-sensitivity",
     "/sweeps/{sweep_id}/best-so-far",
@@ -232,6 +233,7 @@ SWEEP_READS = [
 MATRIX: list[tuple[str, str, Request, dict[str, int]]] = [
     *[("GET", path, _get(path), _expect_in_project(200)) for path in SWEEP_READS],
     ("GET", "/sweeps", _get("/sweeps"), _anyone(200)),
+    ("GET", "/comparisons", _get("/comparisons?sweeps={sweep_id}"), _expect_in_project(200)),
     ("POST", "/sweeps", _submit, _expect_in_project(201, viewer=403)),
     ("POST", "/sweeps/{sweep_id}/cancel", _cancel, _expect_in_project(200, viewer=403, member=403)),
     ("POST", "/code", _upload, _expect_in_project(200, viewer=403)),

@@ -9,6 +9,7 @@ async function refresh() {
       .reduce((sum, [, count]) => sum + count, 0);
     const share = sweep.num_trials ? (100 * done) / sweep.num_trials : 0;
     return el("tr", { "data-sweep": sweep.id },
+      el("td", {}, el("input", { type: "checkbox", class: "pick", value: sweep.id, "aria-label": `compare sweep ${sweep.id}` })),
       el("td", {}, sweep.id),
       el("td", {}, el("a", { href: `/sweeps/${sweep.id}` }, sweep.name)),
       el("td", {}, sweep.status),
@@ -16,8 +17,21 @@ async function refresh() {
       el("td", {}, fmt(sweep.best_objective)),
       el("td", {}, new Date(sweep.created_at).toLocaleString()));
   });
+  const picked = new Set(chosen());
   body.replaceChildren(...rows);
+  for (const box of body.querySelectorAll("input.pick")) box.checked = picked.has(box.value);
 }
+
+function chosen() {
+  return [...document.querySelectorAll("#sweeps input.pick:checked")].map((box) => box.value);
+}
+
+document.getElementById("sweeps").addEventListener("change", () => {
+  document.getElementById("compare").disabled = chosen().length < 1;
+});
+document.getElementById("compare").addEventListener("click", () => {
+  window.location.assign(`/compare?sweeps=${chosen().join(",")}`);
+});
 
 document.getElementById("status-filter").addEventListener("change", refresh);
 document.getElementById("submit").addEventListener("submit", async (event) => {
