@@ -80,12 +80,16 @@ function hparamText(hyperparameters, settings) {
 }
 
 function errorList(detail) {
-  // FastAPI's 422 shape: [{loc: ["body", "space", "lr"], msg: "..."}], or a string.
+  // FastAPI's 422 shape: [{loc: ["body", "space", "lr"], msg: "..."}], or a string; a
+  // message that names its field again says it once.
   const list = el("ul", { class: "errors" });
   const items = Array.isArray(detail) ? detail : [{ loc: [], msg: String(detail) }];
   for (const item of items) {
-    const field = (item.loc || []).filter((part) => part !== "body").join(".");
-    list.append(el("li", { class: "error", "data-field": field }, el("b", {}, field || "spec"), ": ", item.msg));
+    const loc = item.loc || [];
+    const field = (["body", "query", "path"].includes(loc[0]) ? loc.slice(1) : loc).join(".");
+    const message = String(item.msg).replace(/^Value error, /, "");
+    const said = message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message;
+    list.append(el("li", { class: "error", "data-field": field }, el("b", {}, field || "spec"), ": ", said));
   }
   return list;
 }

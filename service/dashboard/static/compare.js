@@ -34,8 +34,8 @@ function sweepSection(found, sweep) {
       el("td", {}, `${row.reached} / ${row.trials}`),
       el("td", {}, fmt(row.epochs_to_target)),
       el("td", {}, fmt(row.seconds_to_target)),
-      el("td", {}, row.ratio === null ? "-" : `${fmt(row.ratio)}x`),
-      el("td", {}, row.fastest_trial === null ? "-" : fmt(row.fastest_trial)),
+      el("td", {}, row.ratio === null ? fmt(null) : `${fmt(row.ratio)}x`),
+      el("td", {}, fmt(row.fastest_trial)),
       el("td", {}, fmt(row.tuning_trials))));
   const head = ["optimizer", "best", "reached", "epochs", "seconds", "vs fastest", "fastest trial", "tuning trials"];
   return el("div", { class: "sweep", "data-sweep": sweep.sweep_id },

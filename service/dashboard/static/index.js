@@ -23,7 +23,9 @@ async function refresh() {
 }
 
 function chosen() {
-  return [...document.querySelectorAll("#sweeps input.pick:checked")].map((box) => box.value);
+  // The ticked sweeps, oldest first (the table lists the newest first).
+  return [...document.querySelectorAll("#sweeps input.pick:checked")].map((box) => box.value)
+    .sort((a, b) => Number(a) - Number(b));
 }
 
 document.getElementById("sweeps").addEventListener("change", () => {
