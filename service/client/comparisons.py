@@ -18,7 +18,7 @@ class ComparedSweep(Record):
     workload: str
     metric: str
     mode: str
-    target: float
+    target: float | None = None
     target_rule: str
     timed: bool
     packed: bool
@@ -82,7 +82,7 @@ _SWEEP_COLUMNS = {"workload", "metric", "target"}
 class _Row(FamilyResult):
     workload: str
     metric: str
-    target: float
+    target: float | None
 
 
 class _Point(Record, extra="allow"):

@@ -47,14 +47,16 @@ def first_reach(curve: Curve, target: float, mode: Mode) -> tuple[int, float | N
     return None
 
 
-def fraction_target(curves: Sequence[Curve], mode: Mode, fraction: float) -> tuple[float, str]:
+def fraction_target(
+    curves: Sequence[Curve], mode: Mode, fraction: float
+) -> tuple[float | None, str]:
     """The value ``fraction`` of the way from where the trials started (the median of their
     first epochs) to the best any of them reached, and that rule in words."""
     starts = [c.values[min(c.values)] for c in curves if c.values]
     starts = [v for v in starts if math.isfinite(v)]
     bests = [b for c in curves if (b := c.best(mode)) is not None]
     if not starts or not bests:
-        return math.nan, "no trial reported a finite value"
+        return None, "no trial has reported a finite value yet"
     start = statistics.median(starts)
     best = max(bests) if mode == "max" else min(bests)
     target = start + fraction * (best - start)

@@ -25,8 +25,9 @@ class ComparedSweep(Read):
     workload: str
     metric: str
     mode: Literal["max", "min"]
-    target: float
-    """The value a trial must reach (>= for max, <= for min) on ``metric``."""
+    target: float | None
+    """The value a trial must reach (>= for max, <= for min) on ``metric``; None while no
+    trial has reported a finite value of it."""
     target_rule: str
     """How the target was set, in words."""
     timed: bool

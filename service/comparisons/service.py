@@ -219,11 +219,12 @@ def _family_results(part: _Loaded, measure: Measure, tolerance: float) -> list[F
     column = part.column
     rows: dict[str, FamilyResult] = {}
     fastest: dict[str, float | None] = {}
+    target = column.target
     for family, curves in sorted(part.families.items()):
         reached = [
             (curve, hit)
             for curve in curves
-            if (hit := first_reach(curve, column.target, column.mode)) is not None
+            if target is not None and (hit := first_reach(curve, target, column.mode)) is not None
         ]
         epochs = min((hit[0] for _, hit in reached), default=None)
         seconds = min((hit[1] for _, hit in reached if hit[1] is not None), default=None)

@@ -26,12 +26,15 @@ SEMANTIC_422 = [
     "POST /api/v1/specs/parse",
     "GET /api/v1/sweeps",
     "GET /api/v1/sweeps/{sweep_id}/trials",
+    "GET /api/v1/sweeps/{sweep_id}/metrics",
+    "GET /api/v1/comparisons",
     "GET /api/v1/sweeps/{sweep_id}/importance",
     "POST /api/v1/code",
     "GET /api/v1/audit",
 ]
 """Operations that check more than their schema can say: a spec against the registries, a YAML
-text, an opaque cursor (sweeps, audit), an optimizer the sweep searches, a zip archive's contents. A
+text, an opaque cursor (sweeps, metrics, audit), an optimizer the sweep searches, a target the
+compared sweeps report, a zip archive's contents. A
 schema-valid request to one of them may rightly be a 422, which positive_data_acceptance
 otherwise counts as a failure."""
 
