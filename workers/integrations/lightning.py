@@ -51,9 +51,9 @@ def lightning_workload(
 
     A retried trial resumes after its last checkpoint: the module's ``state_dict`` and the
     optimizer's state are restored, and each epoch's random numbers (shuffles, dropout) come
-    from the trial's seed and the epoch, so the attempt goes on as the first would have
-    (except that a per-epoch lr schedule resumes an epoch late, as for every function workload
-    today). Lightning's own counters (``current_epoch``, ``global_step``) start from 0 again.
+    from the trial's seed and the epoch, so the attempt goes on as the first would have, lr
+    schedule included. Lightning's own counters (``current_epoch``, ``global_step``) start
+    from 0 again.
     """
     metric_names = ("train_loss", "val_loss", *metrics)
 
