@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from service.client import DEFAULT_URL as DEFAULT_URL
@@ -103,8 +103,9 @@ def hyperparameters_text(
     return text
 
 
-def leaderboard_table(board: Leaderboard) -> Table:
-    """The best trial per optimizer family as a rich table."""
+def leaderboard_table(board: Leaderboard) -> Table | Group:
+    """The best trial per optimizer family as a rich table; with several objectives, their
+    Pareto front as a second table under it."""
     table = Table(
         title=f"Leaderboard: {board.metric} ({board.mode})", caption=board.statistics or None
     )
@@ -133,6 +134,19 @@ def leaderboard_table(board: Leaderboard) -> Table:
             hyperparameters_text(trial.hyperparameters, trial.settings),
             str(entry.ranked_trials),
         )
+    if board.pareto_front is None:
+        return table
+    return Group(table, pareto_table(board))
+
+
+def pareto_table(board: Leaderboard) -> Table:
+    """A multi-objective sweep's Pareto front as a rich table, best by the primary first."""
+    names = [f"{o.metric} ({o.mode})" for o in board.objectives]
+    table = Table(title=f"Pareto front: {', '.join(names)}")
+    for column in ("trial", "optimizer", *names):
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
+    for point in board.pareto_front or []:
+        table.add_row(str(point.trial), point.optimizer, *(fmt(v) for v in point.values))
     return table
 
 

@@ -167,24 +167,62 @@ class LeaderboardEntry(Record):
         return row | _flat("", self.trial.hyperparameters) | _flat("", self.trial.settings)
 
 
+class Objective(Record):
+    """One objective of a sweep."""
+
+    metric: str
+    mode: str
+
+
+class ParetoPoint(Record):
+    """A finished trial no other beats on every objective."""
+
+    trial: int
+    """The trial's number."""
+    trial_id: int
+    optimizer: str
+    values: list[float]
+    """Its final value of each objective, in the leaderboard's ``objectives`` order."""
+
+
 class Leaderboard(Records[LeaderboardEntry]):
-    """The best trial per optimizer family, best first, and what ranks them."""
+    """The best trial per optimizer family, best first, and what ranks them; with several
+    objectives, ``objectives`` and their Pareto front (``pareto_front``)."""
 
     def __init__(
-        self, entries: list[LeaderboardEntry], *, metric: str, mode: str, statistics: str = ""
+        self,
+        entries: list[LeaderboardEntry],
+        *,
+        metric: str,
+        mode: str,
+        statistics: str = "",
+        objectives: list[Objective] | None = None,
+        pareto_front: Records[ParetoPoint] | None = None,
     ) -> None:
         super().__init__(entries)
         self.metric = metric
         self.mode = mode
         self.statistics = statistics
         """How far the ranking can be trusted."""
+        self.objectives = objectives or []
+        """With several objectives: all of them, the primary (``metric``) first."""
+        self.pareto_front = pareto_front
+        """With several objectives: the non-dominated finished trials; None with one."""
 
     @classmethod
     def from_api(cls, board: dict[str, Any]) -> Leaderboard:
         """The leaderboard from the API's JSON answer."""
         entries = [LeaderboardEntry.model_validate(entry) for entry in board["entries"]]
+        front = board.get("pareto_front")
         return cls(
-            entries, metric=board["metric"], mode=board["mode"], statistics=board["statistics"]
+            entries,
+            metric=board["metric"],
+            mode=board["mode"],
+            statistics=board["statistics"],
+            objectives=[Objective.model_validate(o) for o in board.get("objectives") or []],
+            pareto_front=None
+            if front is None
+            else Records(ParetoPoint.model_validate(point) for point in front),
         )
 
 

@@ -32,7 +32,7 @@ from service.sweeps.repository import (
 )
 from service.sweeps.schemas import ADAPTIVE, SweepCreate
 from service.trials.queue import count_trials, insert_trials, interrupted_trials, sweep_trials
-from service.trials.repository import metric_curves
+from service.trials.repository import final_metrics, metric_curves
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +140,17 @@ class Claims:
     def _restored_searcher(self, session: Session, sweep_id: int, spec: SweepCreate) -> Searcher:
         """The sweep's adaptive searcher, having seen every trial stored so far."""
         searcher = self.state.searcher_for(spec)
+        others = [objective.metric for objective in spec.objective.also]
+        finals = final_metrics(session, sweep_id=sweep_id, names=others) if others else {}
         searcher.restore(
             [
-                StoredTrial(t.number, t.search_params or {}, OUTCOMES.get(t.status), t.objective)
+                StoredTrial(
+                    t.number,
+                    t.search_params or {},
+                    OUTCOMES.get(t.status),
+                    t.objective,
+                    tuple(finals.get(t.id, {}).get(name) for name in others),
+                )
                 for t in sorted(sweep_trials(session, sweep_id=sweep_id), key=lambda t: t.number)
             ]
         )

@@ -10,7 +10,15 @@ from optimizers import HyperparameterError
 from service.controller.searchers import GridError, Suggestion, make_searcher
 from service.errors import SpecError
 from service.sweeps.fits import check_schedule_fits
-from service.sweeps.schemas import ADAPTIVE, Choice, FloatRange, IntRange, SweepCreate
+from service.sweeps.schemas import (
+    ADAPTIVE,
+    MULTI_OBJECTIVE,
+    Choice,
+    FloatRange,
+    IntRange,
+    PbtSpec,
+    SweepCreate,
+)
 from service.trials.models import TrialStatus
 from workers.specs import WorkloadReport
 from workers.workloads import (
@@ -42,11 +50,32 @@ def check_workload(spec: SweepCreate, report: WorkloadReport | None = None) -> N
             raise SpecError(str(exc), field="workload.name") from None
         name, metrics = workload.name, reported_metrics(workload)
         _check_batch_sizes(spec)
-    if spec.objective.metric not in metrics:
+    several = len(spec.objective.objectives) > 1
+    for index, objective in enumerate(spec.objective.objectives):
+        if objective.metric not in metrics:
+            raise SpecError(
+                f"workload {name!r} does not report {objective.metric!r} "
+                f"(it reports: {', '.join(metrics)})",
+                field=f"objective.{index}.metric" if several else "objective.metric",
+            )
+
+
+def check_objectives(spec: SweepCreate) -> None:
+    """Several objectives need an algorithm that searches them, and no pbt (it ranks its
+    population by one value)."""
+    if not spec.objective.also:
+        return
+    algorithm = spec.search.algorithm
+    if algorithm not in MULTI_OBJECTIVE:
+        allowed = ", ".join(sorted(MULTI_OBJECTIVE))
         raise SpecError(
-            f"workload {name!r} does not report {spec.objective.metric!r} "
-            f"(it reports: {', '.join(metrics)})",
-            field="objective.metric",
+            f"{algorithm} searches one objective; with several, use one of {allowed}",
+            field="search.algorithm",
+        )
+    if isinstance(spec.search.scheduler, PbtSpec):
+        raise SpecError(
+            "pbt ranks its population by one objective: it cannot search several",
+            field="search.scheduler",
         )
 
 
@@ -144,12 +173,13 @@ def expand(
     are checked in full here and expand to nothing; ``sweep_size`` counts their trials.
     """
     check_workload(spec, report)
+    check_objectives(spec)
     check_scheduler(spec, report)
     check_schedule_fits(spec, report)
     if spec.space.lr == "auto":
         if spec.search.algorithm == "grid":
             raise SpecError(
-                "'auto' needs a sampling algorithm (random, sobol, tpe, cmaes, gp); "
+                "'auto' needs a sampling algorithm (random, sobol, tpe, cmaes, gp, nsga2); "
                 "grid search needs {'values': [...]}",
                 field="space.lr",
             )

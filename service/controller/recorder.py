@@ -256,7 +256,8 @@ class Recorder:
                 trial.error = "sweep cancelled" if stopped else None
                 trial.finished_at = now
                 note_status(trial, trial.error or f"after epoch {result.epochs_run}", at=now)
-                self._ended(session, trial, ended)
+                also = tuple(result.metrics.get(other.metric) for other in objective.also)
+                self._ended(session, trial, ended, also)
 
     def _attempt_failed(
         self,
@@ -279,17 +280,26 @@ class Recorder:
         note_status(trial, message, at=trial.finished_at)
         self._ended(session, trial, ended)
 
-    def _ended(self, session: Session, trial: Trial, ended: list[Ended]) -> None:
-        """Note, for after the commit, what the trial's searcher and scheduler are to hear."""
+    def _ended(
+        self,
+        session: Session,
+        trial: Trial,
+        ended: list[Ended],
+        also: tuple[float | None, ...] = (),
+    ) -> None:
+        """Note, for after the commit, what the trial's searcher and scheduler are to hear
+        (``also``: the final values of the sweep's further objectives)."""
         outcome = OUTCOMES.get(trial.status)
         if outcome is not None and trial.sweep_id in self.state.specs:
-            ended.append(Ended(trial.sweep_id, trial.id, trial.number, outcome, trial.objective))
+            ended.append(
+                Ended(trial.sweep_id, trial.id, trial.number, outcome, trial.objective, also)
+            )
 
     def _tell(self, end: Ended) -> None:
         """Tell the sweep's searcher and scheduler how a trial ended (after it is recorded)."""
         searcher = self.state.searchers.get(end.sweep_id)
         if searcher is not None:
-            searcher.on_complete(end.number, end.outcome, end.objective)
+            searcher.on_complete(end.number, end.outcome, end.objective, end.also)
         spec = self.state.specs.get(end.sweep_id)
         if spec is not None and spec.search.pruner is not None:
             self.state.inbox.finished.remote(end.trial_id, end.outcome, end.objective)

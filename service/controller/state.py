@@ -62,6 +62,8 @@ class Ended:
     number: int
     outcome: Outcome
     objective: float | None
+    also: tuple[float | None, ...] = ()
+    """The final values of the sweep's further objectives (``objective.also``)."""
 
 
 @dataclass

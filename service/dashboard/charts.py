@@ -1,4 +1,5 @@
-"""The sweep page's charts: learning curves, lr sensitivity, best so far, parallel coordinates."""
+"""The sweep page's charts: learning curves, lr sensitivity, best so far, parallel coordinates,
+and the Pareto front of a multi-objective sweep."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from service.dashboard.schemas import (
     FamilyPoints,
     Limit,
     MaxPoints,
+    ObjectivePoints,
     Parallel,
     ParallelRow,
     PointsPerFamily,
@@ -25,7 +27,8 @@ from service.deps import SessionDep
 from service.routing import NOT_FOUND, StrictRoute
 from service.sweeps.params import Choice, IntRange
 from service.sweeps.repository import get_sweep, stored_spec
-from service.trials.repository import ranked_trials
+from service.sweeps.views import front_of
+from service.trials.repository import objective_points, ranked_trials
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 
@@ -129,6 +132,41 @@ def best_so_far(
             )
         shown.append(family)
     return ChartJSON(Series(metric=metric, mode="max" if maximize else "min", families=shown))
+
+
+@router.get(
+    "/{sweep_id}/objectives",
+    response_model=ObjectivePoints,
+    response_class=ChartJSON,
+    responses=NOT_FOUND,
+)
+def objectives(sweep_id: int, session: SessionDep, max_points: PointsPerFamily = 2000) -> ChartJSON:
+    """Ranked trials on the first two objectives, per family (a family with more than
+    ``max_points`` shows a random sample), and the whole Pareto front over all objectives."""
+    sweep = get_sweep(session, sweep_id)
+    spec = stored_spec(sweep)
+    empty = FamilyPoints(optimizer="pareto front", x=[], y=[], trial_ids=[])
+    if not spec.objective.also:
+        return ChartJSON(ObjectivePoints(objectives=[], modes=[], families=[], front=empty))
+    others = [objective.metric for objective in spec.objective.also]
+    points = objective_points(session, sweep_id=sweep_id, others=others)
+    families = queries.by_family(
+        (p.optimizer, p.values[0], p.values[1], p.trial_id) for p in points
+    )
+    front = front_of(session, sweep_id, spec)
+    return ChartJSON(
+        ObjectivePoints(
+            objectives=[o.metric for o in spec.objective.objectives],
+            modes=[o.mode for o in spec.objective.objectives],
+            families=[queries.thin(f, max_points, sweep_id) for f in families.values()],
+            front=FamilyPoints(
+                optimizer="pareto front",
+                x=[p.values[0] for p in front],
+                y=[p.values[1] for p in front],
+                trial_ids=[p.trial_id for p in front],
+            ),
+        )
+    )
 
 
 @router.get(

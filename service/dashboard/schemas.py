@@ -67,6 +67,17 @@ class Series(BaseModel):
     families: list[FamilyPoints]
 
 
+class ObjectivePoints(BaseModel):
+    """A multi-objective sweep's ranked trials on its first two objectives (x, y), and its
+    Pareto front over all of them; empty with one objective."""
+
+    objectives: list[str]
+    modes: list[str]
+    families: list[FamilyPoints]
+    front: FamilyPoints
+    """The non-dominated trials, in the order of the first objective (best first)."""
+
+
 class ParallelRow(BaseModel):
     """One trial in parallel coordinates (betas are None for families without them)."""
 

@@ -11,9 +11,12 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -231,9 +234,12 @@ class Space(StrictModel):
         return overrides
 
 
-Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp"]
-ADAPTIVE: frozenset[str] = frozenset({"sobol", "tpe", "cmaes", "gp"})
+Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp", "nsga2"]
+ADAPTIVE: frozenset[str] = frozenset({"sobol", "tpe", "cmaes", "gp", "nsga2"})
 """Algorithms whose trials are asked for as the sweep runs (Optuna samplers), not up front."""
+MULTI_OBJECTIVE: frozenset[str] = frozenset({"grid", "random", "sobol", "tpe", "gp", "nsga2"})
+"""Algorithms that search several objectives: Optuna's TPE, GP and NSGA-II samplers model them
+all; grid, random and Sobol points never read the values. CMA-ES has one objective."""
 
 
 class AshaSpec(StrictModel):
@@ -335,11 +341,76 @@ class SearchSpec(StrictModel):
         return self
 
 
+MAX_OBJECTIVES = 3
+"""The most objectives one sweep optimises at once."""
+
+
+class Objective(StrictModel):
+    """One metric a sweep optimises, and its direction."""
+
+    metric: Name
+    mode: Literal["max", "min"]
+
+
 class ObjectiveSpec(StrictModel):
-    """The metric that ranks trials, and its direction."""
+    """The metric that ranks trials, and its direction; ``also`` holds further objectives.
+
+    Written as one ``{metric, mode}`` or as a list of 2 or 3 of them: the list's first is this
+    spec's own ``metric`` and ``mode`` (the primary objective, which ranks each family's
+    leaderboard and drives early stopping), the others go to ``also``."""
 
     metric: Name = "val_accuracy"
     mode: Literal["max", "min"] = "max"
+    also: list[Objective] = Field(default_factory=list, max_length=MAX_OBJECTIVES - 1)
+    """The objectives after the primary, for a multi-objective search (a Pareto front)."""
+
+    @property
+    def objectives(self) -> list[Objective]:
+        """Every objective, the primary first."""
+        return [Objective(metric=self.metric, mode=self.mode), *self.also]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_form(cls, value: Any) -> Any:
+        """A list of objectives as the primary and ``also``, each item's error named by its
+        index (``objective.1.mode``)."""
+        if not isinstance(value, list):
+            return value
+        if not 1 <= len(value) <= MAX_OBJECTIVES:
+            raise ValueError(
+                f"a list of 1 to {MAX_OBJECTIVES} objectives ({{metric, mode}} each), "
+                f"got {len(value)}"
+            )
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(Objective.model_validate(item))
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in ("objective", index, *error["loc"]))
+                raise ValueError(f"{where}: {error['msg']}") from None
+        return {"metric": items[0].metric, "mode": items[0].mode, "also": items[1:]}
+
+    @model_validator(mode="after")
+    def _distinct_metrics(self) -> Self:
+        seen = [self.metric]
+        for index, objective in enumerate(self.also, start=1):
+            if objective.metric in seen:
+                raise ValueError(
+                    f"objective.{index}.metric: {objective.metric!r} is already objective "
+                    f"{seen.index(objective.metric)}; each objective is a different metric"
+                )
+            seen.append(objective.metric)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _single_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without further objectives, no ``also``: a stored single-objective spec reads as
+        it always did."""
+        data: dict[str, Any] = handler(self)
+        if not self.also:
+            data.pop("also", None)
+        return data
 
 
 RAY_RESOLUTION = 0.0001

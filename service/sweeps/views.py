@@ -5,12 +5,24 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service.sweeps.models import Sweep
+from service.sweeps.pareto import pareto_front
 from service.sweeps.repository import stored_spec
-from service.sweeps.schemas import SweepRead
+from service.sweeps.schemas import SweepCreate, SweepRead
 from service.sweeps.statistics import ALPHA, SINGLE_SEEDS, TEST, confidence_interval, p_value
 from service.trials.models import TrialStatus
-from service.trials.repository import best_objectives, leaderboard, leaderboard_by_mean
-from service.trials.schemas import Leaderboard, LeaderboardEntry, trial_read
+from service.trials.repository import (
+    best_objectives,
+    leaderboard,
+    leaderboard_by_mean,
+    objective_points,
+)
+from service.trials.schemas import (
+    Leaderboard,
+    LeaderboardEntry,
+    ObjectiveRead,
+    ParetoPoint,
+    trial_read,
+)
 
 
 def best_of(session: Session, sweeps: list[Sweep]) -> dict[int, float]:
@@ -92,10 +104,29 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
                 leaderboard(session, sweep_id=sweep.id, maximize=maximize), start=1
             )
         ]
+    several = bool(spec.objective.also)
     return Leaderboard(
         sweep_id=sweep.id,
         metric=spec.objective.metric,
         mode=spec.objective.mode,
         entries=entries,
         statistics=TEST if repeats > 1 else SINGLE_SEEDS,
+        objectives=[ObjectiveRead(metric=o.metric, mode=o.mode) for o in spec.objective.objectives]
+        if several
+        else [],
+        pareto_front=front_of(session, sweep.id, spec) if several else None,
     )
+
+
+def front_of(session: Session, sweep_id: int, spec: SweepCreate) -> list[ParetoPoint]:
+    """The Pareto front of a sweep over all its objectives, best by the primary first."""
+    others = [objective.metric for objective in spec.objective.also]
+    points = objective_points(session, sweep_id=sweep_id, others=others)
+    modes = [objective.mode for objective in spec.objective.objectives]
+    front = [points[i] for i in pareto_front([p.values for p in points], modes)]
+    return [
+        ParetoPoint(
+            trial=p.number, trial_id=p.trial_id, optimizer=p.optimizer, values=list(p.values)
+        )
+        for p in front
+    ]

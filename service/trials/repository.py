@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -331,6 +331,62 @@ def metric_curves(
         if value is not None:
             curves[trial_id][step] = value
     return curves
+
+
+def final_metrics(
+    session: Session, *, sweep_id: int, names: Iterable[str], trial_ids: Iterable[int] | None = None
+) -> dict[int, dict[str, float]]:
+    """Trial id -> the finite values metrics ``names`` had at the trial's last recorded epoch
+    (its ``epochs_run``: what its final objective is), for the sweep's trials (or these)."""
+    query = (
+        select(Metric.trial_id, Metric.name, Metric.value_finite)
+        .join(Trial, Trial.id == Metric.trial_id)
+        .where(
+            Trial.sweep_id == sweep_id,
+            Metric.name.in_(list(names)),
+            Metric.step == Trial.epochs_run,
+            Metric.value_kind == FloatKind.FINITE,
+        )
+    )
+    if trial_ids is not None:
+        query = query.where(Trial.id.in_(list(trial_ids)))
+    found: dict[int, dict[str, float]] = {}
+    for trial_id, name, value in session.execute(query):
+        if value is not None:
+            found.setdefault(trial_id, {})[name] = float(value)
+    return found
+
+
+@dataclass(frozen=True)
+class ObjectivePoint:
+    """A ranked trial's final value of each objective."""
+
+    trial_id: int
+    number: int
+    optimizer: str
+    values: tuple[float, ...]
+
+
+def objective_points(
+    session: Session, *, sweep_id: int, others: Sequence[str]
+) -> list[ObjectivePoint]:
+    """The sweep's ranked trials (completed or stopped, finite objective) with a finite final
+    value of each metric in ``others``: their objective, then those values."""
+    rows = session.execute(
+        select(Trial.id, Trial.number, Trial.optimizer, Trial.objective_value).where(
+            Trial.sweep_id == sweep_id,
+            Trial.status.in_(RANKED),
+            Trial.objective_kind == FloatKind.FINITE,
+        )
+    ).all()
+    finals = final_metrics(session, sweep_id=sweep_id, names=others)
+    points = []
+    for trial_id, number, optimizer, objective in rows:
+        found = finals.get(trial_id, {})
+        if objective is not None and all(name in found for name in others):
+            values = (float(objective), *(found[name] for name in others))
+            points.append(ObjectivePoint(trial_id, number, optimizer, values))
+    return points
 
 
 def best_metric(

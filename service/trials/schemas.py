@@ -159,8 +159,27 @@ class LeaderboardEntry(ReadModel):
     (p >= 0.05); the leader itself is tied with itself."""
 
 
+class ObjectiveRead(ReadModel):
+    """One objective of a sweep."""
+
+    metric: str
+    mode: str
+
+
+class ParetoPoint(ReadModel):
+    """A finished trial no other finished trial beats on every objective."""
+
+    trial: int
+    """The trial's number."""
+    trial_id: int
+    optimizer: str
+    values: list[float]
+    """Its final value of each objective, in ``objectives`` order."""
+
+
 class Leaderboard(ReadModel):
-    """Best trial per optimizer family, best family first."""
+    """Best trial per optimizer family, best family first; with several objectives, also the
+    Pareto front over all of them."""
 
     sweep_id: int
     metric: str
@@ -168,3 +187,9 @@ class Leaderboard(ReadModel):
     entries: list[LeaderboardEntry]
     statistics: str = ""
     """How far the ranking can be trusted: the test used, or that it is from single seeds."""
+    objectives: list[ObjectiveRead] = []
+    """With several objectives: all of them, the primary (``metric``, which ranks
+    ``entries``) first; empty with one."""
+    pareto_front: list[ParetoPoint] | None = None
+    """With several objectives: the completed and stopped trials with a finite value of each
+    that no other such trial dominates, best by the primary first; None with one objective."""

@@ -232,6 +232,49 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     expect(page.locator(f'#sweeps tr[data-sweep="{sweep["id"]}"]')).to_contain_text("8 / 8")
 
 
+def test_a_two_objective_sweep_shows_its_pareto_front(
+    start_server: type[Server], tmp_path: Path, page: Page
+) -> None:
+    server = start_server(database_url=f"sqlite:///{tmp_path / 'pareto.db'}")
+    server.wait_ready()
+    api = f"{server.url}/api/v1"
+    spec = {
+        **SPEC,
+        "name": "pareto-e2e",
+        "workload": {"name": "rosenbrock", "epochs": 2, "steps_per_epoch": 10},
+        "space": {
+            "optimizers": ["adam", "momentum"],
+            "lr": {"low": 1e-4, "high": 3e-3, "log": True},
+        },
+        "search": {"algorithm": "tpe", "num_trials": 8, "seed": 1},
+        "objective": [
+            {"metric": "val_loss", "mode": "min"},
+            {"metric": "distance_to_optimum", "mode": "max"},
+        ],
+    }
+    created = httpx.post(f"{api}/sweeps", json=spec, timeout=30, headers=server.headers)
+    assert created.status_code == 201, created.text
+    sweep = created.json()
+    sign_in(page, server)
+    page.goto(f"{server.url}/sweeps/{sweep['id']}")
+    expect(page.locator("#status")).to_have_text("completed", timeout=120_000)
+    board = httpx.get(
+        f"{api}/sweeps/{sweep['id']}/leaderboard", timeout=30, headers=server.headers
+    ).json()
+    front = [point["trial_id"] for point in board["pareto_front"]]
+    assert front
+    # The front, joined in the order of the first objective, over every family's trials.
+    drawn_front = f"{series_of('chart-pareto')}.at(-1).data.map(point => point[2])"
+    wait_for(
+        page, f"JSON.stringify({drawn_front}) === '{json.dumps(front, separators=(',', ':'))}'"
+    )
+    shown = page.evaluate(
+        f"{series_of('chart-pareto')}.slice(0, -1).flatMap(s => s.data.map(point => point[2]))"
+    )
+    assert set(front) <= set(shown)
+    assert page.locator("#pareto-card").is_visible()
+
+
 def test_an_invalid_spec_shows_the_error_next_to_its_field(
     start_server: type[Server], tmp_path: Path, page: Page
 ) -> None:

@@ -23,6 +23,8 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (records.LrRange, sweep_schemas.LrRange),
     (records.Trial, trial_schemas.TrialRead),
     (records.LeaderboardEntry, trial_schemas.LeaderboardEntry),
+    (records.Objective, trial_schemas.ObjectiveRead),
+    (records.ParetoPoint, trial_schemas.ParetoPoint),
     (records.MetricPoint, trial_schemas.MetricPoint),
     (records.FamilyReport, report_schemas.FamilyReport),
     (account_records.UserInfo, account_schemas.UserRead),

@@ -51,7 +51,7 @@ def _most_at_once(trials: list[dict[str, Any]]) -> int:
     return most
 
 
-@pytest.mark.parametrize("algorithm", ["sobol", "tpe", "cmaes", "gp"])
+@pytest.mark.parametrize("algorithm", ["sobol", "tpe", "cmaes", "gp", "nsga2"])
 def test_an_adaptive_algorithm_runs_its_trials_within_the_space(
     live_api: LiveAPI, algorithm: str
 ) -> None:
@@ -98,7 +98,7 @@ def test_grid_search_respects_its_concurrency(live_api: LiveAPI) -> None:
             {"algorithm": "bayes", "num_trials": 4},
             None,
             ["body", "search", "algorithm"],
-            "'grid', 'random', 'sobol', 'tpe', 'cmaes' or 'gp'",
+            "'grid', 'random', 'sobol', 'tpe', 'cmaes', 'gp' or 'nsga2'",
         ),
         (
             {"algorithm": "tpe", "num_trials": 4, "concurrency": 0},

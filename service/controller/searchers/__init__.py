@@ -26,6 +26,7 @@ def _adaptive(sweep: SweepCreate, max_trials: int) -> Searcher:
         algorithm=sweep.search.algorithm,
         seed=sweep.search.seed,
         mode=sweep.objective.mode,
+        also=[objective.mode for objective in sweep.objective.also],
     )
 
 
@@ -36,6 +37,7 @@ SEARCHERS: dict[str, Callable[[SweepCreate, int], Searcher]] = {
     "tpe": _adaptive,
     "cmaes": _adaptive,
     "gp": _adaptive,
+    "nsga2": _adaptive,
 }
 """search.algorithm -> a factory of its searcher (sweep, the largest sweep accepted)."""
 

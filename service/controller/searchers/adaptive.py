@@ -1,4 +1,5 @@
-"""Sobol, TPE, CMA-ES and GP search: Optuna's samplers, asked and told through an in-memory study.
+"""Sobol, TPE, CMA-ES, GP and NSGA-II search: Optuna's samplers, asked and told through an
+in-memory study.
 
 optisweep's database stays the source of truth: every suggestion is stored with the raw values
 the sampler drew (``Trial.search_params``), and a restarted controller rebuilds the study from
@@ -9,14 +10,19 @@ parameters (``adam.lr``, ``sgd.lr``, ...) with its multivariate, grouped kernel;
 and GP need one fixed-dimensional space, so they draw shared ``lr``, ``beta1`` and ``beta2``
 for every family (a family without betas ignores them) and the family as a categorical.
 Diverged trials are told as infeasible (a violated constraint, with the worst objective seen
-when theirs is not finite), so the samplers that model constraints (TPE, GP) learn each
-family's safe learning-rate ceiling.
+when theirs is not finite), so the samplers that model constraints (TPE, GP, NSGA-II) learn
+each family's safe learning-rate ceiling.
+
+With several objectives (``objective.also``) the study has one direction per objective and is
+told every objective's final value; a trial without a finite value for each (and not
+diverged) is told as failed, as with one objective.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +62,8 @@ def make_sampler(algorithm: str, seed: int) -> optuna.samplers.BaseSampler:
             return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
         if algorithm == "gp":
             return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        if algorithm == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
     raise ValueError(f"algorithm: not an adaptive algorithm: {algorithm!r}")
 
 
@@ -104,18 +112,22 @@ class AdaptiveSearcher:
 
     adaptive = True
 
-    def __init__(self, space: Space, *, algorithm: str, seed: int, mode: str) -> None:
+    def __init__(
+        self, space: Space, *, algorithm: str, seed: int, mode: str, also: Sequence[str] = ()
+    ) -> None:
+        """``mode`` is the objective's direction; ``also`` those of further objectives."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._space = space
         self._shared = algorithm != "tpe"
-        self._constrained = algorithm in {"tpe", "gp"}
+        self._constrained = algorithm in {"tpe", "gp", "nsga2"}
         """Whether the sampler models constraints (the others warn when given them)."""
         self._study = optuna.create_study(
-            direction="maximize" if mode == "max" else "minimize",
+            directions=["maximize" if m == "max" else "minimize" for m in (mode, *also)],
             sampler=make_sampler(algorithm, seed),
         )
+        self._objectives = 1 + len(also)
         self._asked: dict[int, optuna.Trial] = {}
         """Trials asked for and not yet told, by number."""
 
@@ -183,45 +195,60 @@ class AdaptiveSearcher:
     def on_result(self, number: int, epoch: int, value: float) -> None:
         """Samplers learn from final results; early stopping has the epochs (schedulers)."""
 
-    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
-        """How configuration ``number`` (in suggestion order) ended."""
+    def on_complete(
+        self,
+        number: int,
+        outcome: Outcome,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
+        """How configuration ``number`` (in suggestion order) ended, with the final value of
+        each objective."""
         from optuna.trial import TrialState
 
-        state, value, infeasible = self._result(outcome, objective)
+        state, values, infeasible = self._result(outcome, (objective, *also))
         trial = self._asked.pop(number, None)
         if trial is None:
             return  # told already
         if state == TrialState.COMPLETE:
             if self._constrained:
                 trial.set_constraint(CONSTRAINT, 1.0 if infeasible else 0.0)
-            self._study.tell(number, value)
+            self._study.tell(number, values if self._objectives > 1 else values[0])
         else:
             self._study.tell(number, state=state)
 
-    def _result(self, outcome: Outcome, objective: float | None) -> tuple[Any, float | None, bool]:
-        """(Optuna state, value, infeasible) for an outcome."""
+    def _result(
+        self, outcome: Outcome, objectives: tuple[float | None, ...]
+    ) -> tuple[Any, list[float], bool]:
+        """(Optuna state, one value per objective, infeasible) for an outcome."""
         from optuna.trial import TrialState
 
-        finite = objective is not None and math.isfinite(objective)
+        given = [*objectives, *[None] * (self._objectives - len(objectives))]
+        finite = [value is not None and math.isfinite(value) for value in given]
         if outcome == "diverged":
-            return TrialState.COMPLETE, objective if finite else self._worst(), True
-        if outcome == "failed" or not finite:
-            return TrialState.FAIL, None, False
-        return TrialState.COMPLETE, objective, False
+            values = [
+                v if ok and v is not None else self._worst(k)
+                for k, (v, ok) in enumerate(zip(given, finite, strict=True))
+            ]
+            return TrialState.COMPLETE, values, True
+        if outcome == "failed" or not all(finite):
+            return TrialState.FAIL, [], False
+        return TrialState.COMPLETE, [float(v) for v in given if v is not None], False
 
-    def _worst(self) -> float:
-        """A diverged trial's value when its objective is not finite: the worst seen so far."""
+    def _worst(self, index: int) -> float:
+        """A diverged trial's value of objective ``index`` when it is not finite: the worst
+        seen so far."""
         from optuna.study import StudyDirection
         from optuna.trial import TrialState
 
         values = [
-            t.value
+            t.values[index]
             for t in self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)
+            if t.values is not None and math.isfinite(t.values[index])
         ]
         if not values:
             return 0.0
-        maximize = self._study.direction == StudyDirection.MAXIMIZE
+        maximize = self._study.directions[index] == StudyDirection.MAXIMIZE
         return min(values) if maximize else max(values)
 
     def restore(self, trials: list[StoredTrial]) -> None:
@@ -242,10 +269,12 @@ class AdaptiveSearcher:
                 trial_id = self._study.get_trials(deepcopy=False)[-1]._trial_id
                 self._asked[stored.number] = optuna.Trial(self._study, trial_id)
                 continue
-            state, value, infeasible = self._result(stored.outcome, stored.objective)
+            state, values, infeasible = self._result(
+                stored.outcome, (stored.objective, *stored.also)
+            )
             frozen = create_trial(
                 state=state,
-                value=value,
+                values=values or None,
                 params=params,
                 distributions=distributions,
                 system_attrs=(

@@ -37,6 +37,8 @@ class StoredTrial:
     outcome: Outcome | None
     """None while the trial is pending or running."""
     objective: float | None
+    also: tuple[float | None, ...] = ()
+    """The final values of the sweep's further objectives (``objective.also``), in order."""
 
 
 class Searcher(Protocol):
@@ -59,8 +61,15 @@ class Searcher(Protocol):
         """Configuration ``number`` reported its objective after ``epoch``."""
         ...
 
-    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
-        """Configuration ``number`` ended, with its final objective."""
+    def on_complete(
+        self,
+        number: int,
+        outcome: Outcome,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
+        """Configuration ``number`` ended, with its final objective (and, with several
+        objectives, the final values of the others in ``also``)."""
         ...
 
     def restore(self, stored: list[StoredTrial]) -> None:
@@ -76,7 +85,13 @@ class NonAdaptive:
     def on_result(self, number: int, epoch: int, value: float) -> None:
         """Ignored."""
 
-    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+    def on_complete(
+        self,
+        number: int,
+        outcome: Outcome,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
         """Ignored."""
 
 

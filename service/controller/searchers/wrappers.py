@@ -40,10 +40,16 @@ class ConcurrencyLimiter:
         """Passed on."""
         self.searcher.on_result(number, epoch, value)
 
-    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+    def on_complete(
+        self,
+        number: int,
+        outcome: Outcome,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
         """The configuration leaves the flight; passed on."""
         self._open.discard(number)
-        self.searcher.on_complete(number, outcome, objective)
+        self.searcher.on_complete(number, outcome, objective, also)
 
     def restore(self, stored: list[StoredTrial]) -> None:
         """In flight: the stored configurations without an outcome."""
@@ -63,8 +69,8 @@ class Repeater:
         self.adaptive = searcher.adaptive
         self._current: Suggestion | None = None
         self._left = 0
-        self._results: dict[int, dict[int, tuple[Outcome, float | None]]] = defaultdict(dict)
-        """Configuration -> its ended repeats' (outcome, objective), by trial number."""
+        self._results: dict[int, dict[int, StoredTrial]] = defaultdict(dict)
+        """Configuration -> its ended repeats (outcome and objectives), by trial number."""
 
     def suggest(self) -> Suggestion | None:
         """The current configuration again, or the next one."""
@@ -80,14 +86,20 @@ class Repeater:
         """Passed on for the trial's configuration."""
         self.searcher.on_result(number // self.repeats, epoch, value)
 
-    def on_complete(self, number: int, outcome: Outcome, objective: float | None) -> None:
+    def on_complete(
+        self,
+        number: int,
+        outcome: Outcome,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
         """A repeat ended; once all of its configuration's did, the searcher hears of it."""
         index = number // self.repeats
-        self._results[index][number] = (outcome, objective)
+        self._results[index][number] = StoredTrial(number, {}, outcome, objective, also)
         if len(self._results[index]) == self.repeats:
-            result, mean = combine(list(self._results.pop(index).values()))
-            assert result is not None
-            self.searcher.on_complete(index, result, mean)
+            ended = _configuration(index, list(self._results.pop(index).values()))
+            assert ended.outcome is not None
+            self.searcher.on_complete(index, ended.outcome, ended.objective, ended.also)
 
     def restore(self, stored: list[StoredTrial]) -> None:
         """Stored trials grouped into configurations, the ended repeats of open ones kept."""
@@ -96,10 +108,22 @@ class Repeater:
             groups[trial.number // self.repeats].append(trial)
         configurations = []
         for index, trials in sorted(groups.items()):
-            outcome, mean = combine([(t.outcome, t.objective) for t in trials])
-            if outcome is None:  # still open: remember the repeats that ended
+            configuration = _configuration(index, trials)
+            if configuration.outcome is None:  # still open: remember the repeats that ended
                 for t in trials:
                     if t.outcome is not None:
-                        self._results[index][t.number] = (t.outcome, t.objective)
-            configurations.append(StoredTrial(index, trials[0].search_params, outcome, mean))
+                        self._results[index][t.number] = t
+            configurations.append(configuration)
         self.searcher.restore(configurations)
+
+
+def _configuration(index: int, repeats: list[StoredTrial]) -> StoredTrial:
+    """A configuration's repeats as one: ``combine``'s outcome and mean objective, and the
+    mean of each further objective."""
+    outcome, mean = combine([(t.outcome, t.objective) for t in repeats])
+    width = max(len(t.also) for t in repeats)
+    also = tuple(
+        combine([(t.outcome, t.also[k] if k < len(t.also) else None) for t in repeats])[1]
+        for k in range(width)
+    )
+    return StoredTrial(index, repeats[0].search_params, outcome, mean, also)

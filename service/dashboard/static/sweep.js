@@ -165,9 +165,32 @@ async function drawParallelWhenChanged() {
   }
 }
 
+async function drawPareto() {
+  // A multi-objective sweep only: its trials on the first two objectives, the front joined.
+  const found = await api(`/sweeps/${sweepId}/objectives?max_points=2000`);
+  if (found.objectives.length < 2) return;
+  await echartsReady;
+  const card = document.getElementById("pareto-card");
+  card.hidden = false;
+  const [x, y] = found.objectives.map((metric, i) => `${metric} (${found.modes[i]})`);
+  const front = found.front;
+  const chart = draw(document.getElementById("chart-pareto"), {
+    title: { text: `Pareto front: ${found.objectives.join(", ")} (${front.trial_ids.length} trials on it)` },
+    tooltip: { formatter: ({ seriesName, data }) => `${seriesName}<br>${x}: <b>${fmt(data[0])}</b><br>${y}: <b>${fmt(data[1])}</b>` },
+    xAxis: valueAxis(x),
+    yAxis: valueAxis(y, { nameGap: 48 }),
+    series: [
+      ...byFamily(found.families, (f) => ({ type: "scatter", symbolSize: 6, itemStyle: { opacity: 0.5 }, data: points(f, f.trial_ids) })),
+      { name: "pareto front", type: "line", z: 5, color: "#d62728", symbol: "diamond", symbolSize: 11,
+        lineStyle: { width: 2 }, data: points(front, front.trial_ids) },
+    ],
+  });
+  openTrialOnClick(chart);
+}
+
 function drawCharts() {
   // Each chart draws as soon as its own data arrives.
-  return Promise.all([drawCurves(), drawLr(), drawBest(), drawParallelWhenChanged()]);
+  return Promise.all([drawCurves(), drawLr(), drawBest(), drawParallelWhenChanged(), drawPareto()]);
 }
 
 const VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
