@@ -79,6 +79,10 @@ class OptimizerSpec:
         except ValidationError as exc:
             raise _hyperparameter_error(self, exc) from None
 
+    def defaults(self) -> dict[str, Any]:
+        """The family's published defaults (torch.optim's, lr included), as JSON values."""
+        return self.validate().model_dump(mode="json")
+
     def with_betas(
         self, hyperparameters: Mapping[str, Any], *, beta1: float | None, beta2: float | None
     ) -> dict[str, Any]:

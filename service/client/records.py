@@ -109,6 +109,7 @@ class Trial(Record):
     optimizer: str
     hyperparameters: dict[str, Any]
     settings: dict[str, Any] | None = None
+    defaults: bool = False
     seed: int
     status: str
     attempt: int
@@ -244,6 +245,11 @@ class FamilyReport(Record):
     configurations: int
     diverged: int
     lowest_diverged_lr: float | None = None
+    default_trial: int | None = None
+    default_objective: float | None = None
+    default_lr: float | None = None
+    tuning_gain: float | None = None
+    tuning_gain_relative: float | None = None
     summary: str
 
     def row(self) -> dict[str, Any]:

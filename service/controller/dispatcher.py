@@ -25,6 +25,7 @@ from service.controller.expand import trial_seed
 from service.controller.faults import Faults
 from service.controller.packing import PackingPolicy
 from service.controller.ray_runtime import cluster_capacity
+from service.controller.searchers import defaults_configurations
 from service.controller.state import ControllerState, InFlight
 from service.sweeps.schemas import PbtSpec, SweepCreate
 from service.trials.models import Trial, TrialStatus
@@ -141,7 +142,7 @@ class Dispatcher:
         after the ``created`` it has."""
         spec = self.state.specs[sweep_id]
         assert spec.search.num_trials is not None  # required for adaptive search
-        budget = spec.search.num_trials * spec.search.repeats
+        budget = (spec.search.num_trials + defaults_configurations(spec)) * spec.search.repeats
         rows = []
         for number in range(created, budget):
             suggestion = self.state.searchers[sweep_id].suggest()
@@ -155,6 +156,7 @@ class Dispatcher:
                     "hyperparameters": suggestion.hyperparameters,
                     "search_params": suggestion.search_params,
                     "settings": suggestion.settings or None,
+                    "defaults": suggestion.defaults,
                     "seed": trial_seed(spec.search.seed, number),
                     "status": TrialStatus.PENDING,
                 }

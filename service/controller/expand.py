@@ -7,7 +7,12 @@ from typing import Any
 import numpy as np
 
 from optimizers import HyperparameterError
-from service.controller.searchers import GridError, Suggestion, make_searcher
+from service.controller.searchers import (
+    GridError,
+    Suggestion,
+    defaults_configurations,
+    make_searcher,
+)
 from service.errors import SpecError
 from service.sweeps.fits import check_schedule_fits
 from service.sweeps.schemas import (
@@ -155,6 +160,12 @@ def check_scheduler(spec: SweepCreate, report: WorkloadReport | None = None) -> 
             raise SpecError(
                 "pbt copies members within a pack: it needs pack: true", field="resources.pack"
             )
+        if spec.search.defaults_first:
+            raise SpecError(
+                "pbt changes its trials' hyperparameters as they train: their defaults would "
+                "not stay defaults",
+                field="search.defaults_first",
+            )
     name = first[scheduler.name]
     value = getattr(scheduler, name)
     if value > spec.workload.epochs:
@@ -200,7 +211,11 @@ def expand(
         field = f"space.overrides.{exc.family}" if exc.family else "space"
         raise SpecError(str(exc), field=field) from None
     repeats = spec.search.repeats
-    configurations = (spec.search.num_trials or 0) if adaptive else len(suggestions)
+    configurations = (
+        (spec.search.num_trials or 0) + defaults_configurations(spec)
+        if adaptive
+        else len(suggestions)
+    )
     if configurations * repeats > max_trials:
         raise SpecError(
             f"{configurations} configurations x {repeats} repeats is more than the maximum "
@@ -212,10 +227,11 @@ def expand(
 
 
 def sweep_size(spec: SweepCreate, suggestions: list[Suggestion]) -> int:
-    """How many trials a sweep runs: its expansion, or num_trials for adaptive algorithms."""
+    """How many trials a sweep runs: its expansion, or for adaptive algorithms num_trials
+    (and the defaults-first stage) times the repeats."""
     deferred = spec.search.algorithm in ADAPTIVE or spec.space.lr == "auto"
     if deferred and spec.search.num_trials is not None:
-        return spec.search.num_trials * spec.search.repeats
+        return (spec.search.num_trials + defaults_configurations(spec)) * spec.search.repeats
     return len(suggestions)
 
 
@@ -254,6 +270,7 @@ def trial_rows(
             "optimizer": suggestion.optimizer,
             "hyperparameters": suggestion.hyperparameters,
             "settings": suggestion.settings or None,
+            "defaults": suggestion.defaults,
             "seed": trial_seed(spec.search.seed, number),
             "status": TrialStatus.PENDING,
         }

@@ -1,7 +1,8 @@
 """The optimizer report: per family, its best configuration, the learning-rate basin around it
 (the contiguous lr interval whose configurations reach within a tolerance of that best), how
 wide the basin is in decades (a robust family has a wide one), where the family diverged, and
-one sentence a person can act on."""
+one sentence a person can act on; with ``search.defaults_first``, how far tuning moved each
+family beyond its published defaults."""
 
 from __future__ import annotations
 
@@ -64,6 +65,20 @@ class FamilyReport(BaseModel):
     """Its trials that diverged (a NaN or infinite loss)."""
     lowest_diverged_lr: float | None
     """The lowest lr at which one of its trials diverged."""
+    default_trial: int | None = None
+    """With ``search.defaults_first``: the trial number of the family's defaults (its first
+    repeat); None without, or while it has no finite objective. The best, the basin and
+    ``configurations`` are the searcher's configurations, without it."""
+    default_objective: float | None = None
+    """Its objective (the mean over repeats with repeats)."""
+    default_lr: float | None = None
+    """The family's default lr it ran at."""
+    tuning_gain: float | None = None
+    """How much better the best searched configuration is than the defaults, in the
+    objective's units: positive when tuning helped (for either mode), negative when the
+    defaults won; None without both."""
+    tuning_gain_relative: float | None = None
+    """``tuning_gain`` / |``default_objective``| (None when that is 0)."""
     summary: str
     """One sentence a person can act on."""
 
@@ -88,6 +103,8 @@ class _Configuration:
     settings: dict[str, object]
     group: str = ""
     """Its settings that the sweep lists (not ranges): the basin is a slice of one group."""
+    defaults: bool = False
+    """The family at its published defaults (the defaults-first stage)."""
 
 
 def _listed(space: Space, optimizer: str) -> Callable[[dict[str, Any]], str]:
@@ -146,6 +163,7 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
             Trial.status,
             Trial.hyperparameters,
             Trial.settings,
+            Trial.defaults,
             Trial.objective_value,
         ).where(Trial.sweep_id == sweep.id, Trial.status.in_([TrialStatus.DIVERGED, *RANKED]))
     ).all()
@@ -168,12 +186,19 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
                 hyperparameters=dict(members[0].hyperparameters),
                 settings=dict(members[0].settings or {}),
                 group=group(members[0].settings or {}),
+                defaults=members[0].defaults,
             )
             for members in finite[name].values()
         ]
         families.append(
             _family(
-                name, configurations, diverged[name], maximize, tolerance, spec.objective.metric
+                name,
+                [c for c in configurations if not c.defaults],
+                diverged[name],
+                maximize,
+                tolerance,
+                spec.objective.metric,
+                default=next((c for c in configurations if c.defaults), None),
             )
         )
     families.sort(
@@ -198,10 +223,17 @@ def _family(
     maximize: bool,
     tolerance: float,
     metric: str,
+    *,
+    default: _Configuration | None = None,
 ) -> FamilyReport:
     lowest_diverged = min(diverged_lrs, default=None)
+    defaults = {
+        "default_trial": default.number if default else None,
+        "default_objective": default.value if default else None,
+        "default_lr": default.lr if default else None,
+    }
     if not configurations:
-        return FamilyReport(
+        report = FamilyReport(
             optimizer=name,
             best_trial=None,
             best_objective=None,
@@ -219,7 +251,10 @@ def _family(
             lowest_diverged_lr=lowest_diverged,
             summary=f"{name}: no configuration finished with a finite {metric} "
             f"({len(diverged_lrs)} diverged)",
+            **defaults,
         )
+        report.summary += _defaults_text(report, metric)
+        return report
     best = (max if maximize else min)(configurations, key=lambda c: c.value)
     margin = tolerance * max(abs(best.value), 1e-12)
 
@@ -256,9 +291,32 @@ def _family(
         diverged=len(diverged_lrs),
         lowest_diverged_lr=lowest_diverged,
         summary="",
+        **defaults,
+        **_gain(best.value, default.value if default else None, maximize=maximize),
     )
     report.summary = _sentence(report, tolerance, metric, highest_tried=by_lr[-1].lr)
+    report.summary += _defaults_text(report, metric)
     return report
+
+
+def _gain(best: float, default: float | None, *, maximize: bool) -> dict[str, float | None]:
+    """``tuning_gain`` (positive when the best beats the defaults) and its relative size."""
+    if default is None:
+        return {}
+    gain = best - default if maximize else default - best
+    return {"tuning_gain": gain, "tuning_gain_relative": gain / abs(default) if default else None}
+
+
+def _defaults_text(report: FamilyReport, metric: str) -> str:
+    """What the sentence adds about the family's defaults trial, if it has one."""
+    if report.default_objective is None or report.default_lr is None:
+        return ""
+    at = f"{report.default_objective:.4g} at lr {report.default_lr:.2g}"
+    if report.tuning_gain is None:
+        return f"; its defaults reached {at}"
+    relative = report.tuning_gain_relative
+    share = f" ({relative:+.1%})" if relative is not None else ""
+    return f"; tuning gained {report.tuning_gain:+.3g} {metric}{share} over its defaults ({at})"
 
 
 def _sentence(report: FamilyReport, tolerance: float, metric: str, *, highest_tried: float) -> str:

@@ -322,6 +322,11 @@ class SearchSpec(StrictModel):
     repeats: int = Field(default=1, ge=1, le=100)
     """Train each configuration this many times, each with its own seed; the leaderboard ranks
     configurations by their mean and shows the spread. ``num_trials`` counts configurations."""
+    defaults_first: bool = False
+    """Before the searcher's trials, train every family once (per repeat) at its published
+    defaults (the optimizer registry's hyperparameters; the workload's batch size, no
+    clipping, a constant lr), so the report shows how far tuning moved each family beyond
+    them. These trials come beyond ``num_trials``."""
 
     @property
     def pruner(self) -> AshaSpec | HyperbandSpec | MedianSpec | None:

@@ -6,7 +6,17 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from service.db.base import Base, FloatKind, UTCDateTime, decode_float, encode_float, utcnow
@@ -59,6 +69,9 @@ class Trial(Base):
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """Training settings the sweep searches beside the hyperparameters (``batch_size``,
     ``clip_norm``); None or empty when it searches none."""
+    defaults: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """A trial of the defaults-first stage (``search.defaults_first``): its family at its
+    published defaults, run before the searcher's trials."""
     hyperparameter_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     """PBT: each time the trial took another's state, the epoch, that trial's id and the new
     hyperparameters (``hyperparameters`` holds the latest)."""

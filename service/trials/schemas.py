@@ -32,6 +32,8 @@ class TrialRead(ReadModel):
     hyperparameters: dict[str, Any]
     settings: dict[str, Any] | None = None
     """The training settings searched for this trial (``batch_size``, ``clip_norm``)."""
+    defaults: bool = False
+    """A trial of the defaults-first stage: its family at its published defaults."""
     seed: int
     status: TrialStatus
     attempt: int

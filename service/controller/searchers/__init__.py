@@ -1,5 +1,6 @@
 """Searchers suggest trial configurations and hear how they ended; a registry picks one by
-name, and wrappers add what applies to any of them (repeats, a concurrency bound)."""
+name, and wrappers add what applies to any of them (repeats, a concurrency bound, the
+families' defaults first)."""
 
 from collections.abc import Callable
 
@@ -7,7 +8,7 @@ from service.controller.searchers.adaptive import AdaptiveSearcher
 from service.controller.searchers.base import Searcher, StoredTrial, Suggestion, combine
 from service.controller.searchers.grid import GridError, GridSearcher, grid_size
 from service.controller.searchers.random import RandomSearcher
-from service.controller.searchers.wrappers import ConcurrencyLimiter, Repeater
+from service.controller.searchers.wrappers import ConcurrencyLimiter, DefaultsFirst, Repeater
 from service.sweeps.schemas import SweepCreate
 
 
@@ -42,15 +43,25 @@ SEARCHERS: dict[str, Callable[[SweepCreate, int], Searcher]] = {
 """search.algorithm -> a factory of its searcher (sweep, the largest sweep accepted)."""
 
 
+def defaults_configurations(sweep: SweepCreate) -> int:
+    """How many configurations the defaults-first stage adds before the searcher's: one per
+    family with ``search.defaults_first``, else none."""
+    return len(sweep.space.optimizers) if sweep.search.defaults_first else 0
+
+
 def make_searcher(sweep: SweepCreate, *, max_trials: int) -> Searcher:
-    """The searcher a sweep's ``search.algorithm`` names (GridError when it has too many)."""
+    """The searcher a sweep's ``search.algorithm`` names (GridError when it has too many),
+    after each family's defaults with ``search.defaults_first``."""
     search = sweep.search
     if search.algorithm != "grid" and (search.num_trials or 0) > max_trials:
         raise GridError(
             f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
             field="search.num_trials",
         )
-    return SEARCHERS[search.algorithm](sweep, max_trials)
+    searcher = SEARCHERS[search.algorithm](sweep, max_trials)
+    if search.defaults_first:
+        return DefaultsFirst(searcher, optimizers=sweep.space.optimizers)
+    return searcher
 
 
 def sweep_searcher(
@@ -71,6 +82,7 @@ __all__ = [
     "SEARCHERS",
     "AdaptiveSearcher",
     "ConcurrencyLimiter",
+    "DefaultsFirst",
     "GridError",
     "GridSearcher",
     "RandomSearcher",
@@ -79,6 +91,7 @@ __all__ = [
     "StoredTrial",
     "Suggestion",
     "combine",
+    "defaults_configurations",
     "grid_size",
     "make_searcher",
     "sweep_searcher",

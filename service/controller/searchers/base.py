@@ -26,6 +26,9 @@ class Suggestion:
     settings: dict[str, Any] = field(default_factory=dict)
     """Training settings searched beside the hyperparameters (``SETTINGS``: batch size, clip
     norm); only those the sweep sets."""
+    defaults: bool = False
+    """A trial of the defaults-first stage: the family at its published defaults, not a
+    configuration the searcher chose."""
 
 
 @dataclass(frozen=True)

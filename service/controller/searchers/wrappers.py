@@ -1,11 +1,14 @@
 """Behaviour that applies to any searcher, as wrappers around one (after Ray Tune's Repeater
-and ConcurrencyLimiter): repeats over seeds, and a bound on configurations in flight."""
+and ConcurrencyLimiter): repeats over seeds, a bound on configurations in flight, and each
+family at its published defaults first."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from optimizers import get_spec
 from service.controller.searchers.base import (
     Outcome,
     Searcher,
@@ -127,3 +130,49 @@ def _configuration(index: int, repeats: list[StoredTrial]) -> StoredTrial:
         for k in range(width)
     )
     return StoredTrial(index, repeats[0].search_params, outcome, mean, also)
+
+
+class DefaultsFirst:
+    """Configurations ``0..len(optimizers) - 1`` are the families at their published defaults
+    (the registry's hyperparameters, no searched settings); the wrapped searcher's follow,
+    numbered after them, and it hears only of its own (defaults may lie outside its space)."""
+
+    def __init__(self, searcher: Searcher, *, optimizers: Sequence[str]) -> None:
+        self.searcher = searcher
+        self.adaptive = searcher.adaptive
+        self._defaults = [
+            Suggestion(name, get_spec(name).defaults(), defaults=True) for name in optimizers
+        ]
+        self._next = 0
+
+    def suggest(self) -> Suggestion | None:
+        """The next family's defaults, then the wrapped searcher's configurations."""
+        if self._next < len(self._defaults):
+            self._next += 1
+            return self._defaults[self._next - 1]
+        return self.searcher.suggest()
+
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Passed on, renumbered, for the searcher's configurations."""
+        if number >= len(self._defaults):
+            self.searcher.on_result(number - len(self._defaults), epoch, value)
+
+    def on_complete(
+        self,
+        number: int,
+        outcome: Outcome,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
+        """Passed on, renumbered, for the searcher's configurations."""
+        if number >= len(self._defaults):
+            self.searcher.on_complete(number - len(self._defaults), outcome, objective, also)
+
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """The defaults already suggested are not suggested again; the rest, renumbered, go
+        to the searcher."""
+        count = len(self._defaults)
+        self._next = min(count, sum(1 for s in stored if s.number < count))
+        self.searcher.restore(
+            [replace(s, number=s.number - count) for s in stored if s.number >= count]
+        )
