@@ -30,7 +30,8 @@ from service.sweeps.repository import (
     stop_abandoned,
     stored_spec,
 )
-from service.sweeps.schemas import ADAPTIVE, SweepCreate
+from service.sweeps.schemas import SweepCreate
+from service.sweeps.search_spec import ADAPTIVE
 from service.trials.queue import count_trials, insert_trials, interrupted_trials, sweep_trials
 from service.trials.repository import final_metrics, metric_curves
 

@@ -27,7 +27,8 @@ from service.controller.packing import PackingPolicy
 from service.controller.ray_runtime import cluster_capacity
 from service.controller.searchers import defaults_configurations
 from service.controller.state import ControllerState, InFlight
-from service.sweeps.schemas import PbtSpec, SweepCreate
+from service.sweeps.schemas import SweepCreate
+from service.sweeps.search_spec import PbtSpec
 from service.trials.models import Trial, TrialStatus
 from service.trials.queue import insert_trials, pending_trials, status_counts
 from service.trials.repository import metric_curves

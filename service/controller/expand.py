@@ -15,15 +15,8 @@ from service.controller.searchers import (
 )
 from service.errors import SpecError
 from service.sweeps.fits import check_schedule_fits
-from service.sweeps.schemas import (
-    ADAPTIVE,
-    MULTI_OBJECTIVE,
-    Choice,
-    FloatRange,
-    IntRange,
-    PbtSpec,
-    SweepCreate,
-)
+from service.sweeps.schemas import Choice, FloatRange, IntRange, SweepCreate
+from service.sweeps.search_spec import ADAPTIVE, MULTI_OBJECTIVE, PbtSpec
 from service.trials.models import TrialStatus
 from workers.specs import WorkloadReport
 from workers.workloads import (

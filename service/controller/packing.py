@@ -19,7 +19,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from service.sweeps.schemas import ADAPTIVE, PbtSpec, SweepCreate
+from service.sweeps.schemas import SweepCreate
+from service.sweeps.search_spec import ADAPTIVE, PbtSpec
 from workers.specs import PackProbe, WorkloadReport
 from workers.tasks import inspect_workload
 from workers.workloads import WORKLOADS

@@ -14,7 +14,8 @@ from service.controller.state import ControllerState
 from service.db.base import utcnow
 from service.sweeps.models import Sweep, SweepStatus
 from service.sweeps.repository import finish_sweep
-from service.sweeps.schemas import ADAPTIVE, SweepCreate
+from service.sweeps.schemas import SweepCreate
+from service.sweeps.search_spec import ADAPTIVE
 from service.trials.queue import insert_trials
 from workers.specs import RangeTestSpec
 from workers.tasks import run_range_test

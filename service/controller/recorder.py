@@ -28,7 +28,7 @@ from service.controller.state import (
     start_over,
 )
 from service.db.base import utcnow
-from service.sweeps.schemas import ObjectiveSpec
+from service.sweeps.search_spec import ObjectiveSpec
 from service.trials.models import FamilyImprovement, FamilyTally, Trial, TrialStatus, note_status
 from service.trials.queue import trials_by_id
 from service.trials.repository import best_metric, delete_metrics, record_many_metrics
