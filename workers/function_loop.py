@@ -14,7 +14,7 @@ from optimizers import create_optimizer, lr_lambda, needs_run_length, resolve_sc
 from workers.checkpoint import Checkpoint, check_resumable
 from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.specs import TrialResult, TrialSpec
-from workers.workloads.base import WorkloadConfig
+from workers.workloads.base import TIME_METRIC, WorkloadConfig
 from workers.workloads.functional import FunctionWorkload, TrialContext
 
 
@@ -86,6 +86,7 @@ def train_function(
         start_epoch=start,
         restore_state=copy.deepcopy(resume.model_state) if resume is not None else None,
         advance=advance,
+        trained_seconds=resume.metrics.get(TIME_METRIC, 0.0) if resume is not None else 0.0,
     )
 
     pacer = CheckpointPacer(checkpoint_every, last_epoch=config.epochs)

@@ -12,12 +12,16 @@ are those of the same trial trained alone.
 A member that diverges or is asked to stop is frozen; once a quarter of the pack is frozen the
 pack is compacted (members exported and reloaded into a smaller population), so the work
 shrinks with it.
+
+A pack epoch's time (training and evaluation) is shared: each member that trained in it is
+charged an equal part in its ``time_seconds``, so the members' times add up to the pack's.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +58,7 @@ from workers.train import (
     run_schedule,
     steps_per_epoch,
 )
-from workers.workloads import Built, parse_workload_config
+from workers.workloads import TIME_METRIC, Built, parse_workload_config
 
 COMPACT_FRACTION = 0.25
 """Compact the pack once at least this fraction of its members is frozen."""
@@ -214,6 +218,11 @@ def _train_part(run: _PackRun, part: list[int]) -> None:
                 run.results[k] = TrialResult("completed", config.epochs, last[k], str(device))
 
 
+def member_seconds(pack_seconds: float, members: int) -> float:
+    """A member's share of a pack epoch that took ``pack_seconds`` to train ``members``."""
+    return pack_seconds / members
+
+
 def _checkpoint(
     run: _PackRun, stack: Stack, row: int, k: int, model: nn.Module, epoch: int, steps: int
 ) -> Checkpoint:
@@ -241,6 +250,7 @@ def _pack_epoch(
 ) -> Stack | None:
     """Train, evaluate, exploit (PBT), checkpoint and report one epoch; the stack that goes on."""
     spec, config, device, pbt = run.spec, run.config, run.device, run.spec.pbt
+    epoch_start = time.perf_counter()
     batches = epoch_batches(
         shared.train,
         seed=spec.data_seed,
@@ -254,7 +264,15 @@ def _pack_epoch(
     sync_models(stack, models)
     training = [(row, k) for row, k in enumerate(stack.members) if k not in run.results]
     evaluated = evaluate_stacked(stack, forward, builds, training)
-    epoch_metrics = {k: {"train_loss": train_loss[row], **evaluated[k]} for row, k in training}
+    share = member_seconds(time.perf_counter() - epoch_start, len(training))
+    epoch_metrics = {
+        k: {
+            "train_loss": train_loss[row],
+            **evaluated[k],
+            TIME_METRIC: last[k].get(TIME_METRIC, 0.0) + share,
+        }
+        for row, k in training
+    }
     for _, k in training:
         run.histories.setdefault(k, {})[epoch] = epoch_metrics[k]
     finite_of = {k: finite[row] for row, k in training}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import torch
@@ -29,7 +30,7 @@ from workers.checkpoint import Checkpoint, check_resumable
 from workers.function_loop import train_function
 from workers.pacing import CheckpointEvery, CheckpointPacer
 from workers.specs import TrialResult, TrialSpec, parse_device
-from workers.workloads import Built, parse_workload_config
+from workers.workloads import TIME_METRIC, Built, parse_workload_config
 from workers.workloads.functional import FunctionWorkload
 
 __all__ = [
@@ -164,7 +165,10 @@ def train_trial(
 ) -> TrialResult:
     """Train one trial epoch by epoch, reporting metrics after each; stop early on divergence.
 
-    ``resume`` continues from a checkpoint (taken alone or in a pack) after its epoch;
+    Each epoch's metrics hold ``time_seconds``: the seconds its epochs' training and evaluation
+    took so far (not building the workload, checkpoints or reports).
+    ``resume`` continues from a checkpoint (taken alone or in a pack) after its epoch, and its
+    time from the checkpoint's;
     ``checkpoint`` is handed one every ``checkpoint_every`` epochs (or as ``workers.pacing``
     paces "auto") and after the last epoch,
     before that epoch is reported.
@@ -210,10 +214,12 @@ def train_trial(
     data_seed = spec.seed if spec.data_seed is None else spec.data_seed
 
     epochs_run = start
+    trained_seconds = metrics.get(TIME_METRIC, 0.0)
     pacer = CheckpointPacer(checkpoint_every, last_epoch=config.epochs)
     for epoch in range(start + 1, config.epochs + 1):
         if should_stop is not None and should_stop():
             return TrialResult("stopped", epochs_run, metrics, str(device))
+        epoch_start = time.perf_counter()
         batches = epoch_batches(
             built.train, seed=data_seed, epoch=epoch, batch_size=config.batch_size, device=device
         )
@@ -227,7 +233,9 @@ def train_trial(
         )
         if not per_step:
             scheduler.step()
-        metrics = history[epoch] = {"train_loss": train_loss, **evaluate(built, device)}
+        evaluated = {"train_loss": train_loss, **evaluate(built, device)}
+        trained_seconds += time.perf_counter() - epoch_start
+        metrics = history[epoch] = {**evaluated, TIME_METRIC: trained_seconds}
         epochs_run = epoch
         if checkpoint is not None and pacer.due(epoch):
             taken = epoch * steps

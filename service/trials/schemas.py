@@ -38,6 +38,8 @@ class TrialRead(ReadModel):
     status: TrialStatus
     attempt: int
     pack_id: str | None
+    """The pack the trial trained in (None: alone); a packed trial's ``time_seconds`` is its
+    share of the pack's time, each pack epoch's divided by the members that trained in it."""
     objective: float | None
     """The objective metric's value at the last epoch that ran."""
     best_objective: float | None

@@ -59,7 +59,7 @@ def test_the_lightning_example_tunes_a_plain_module(server: Server, tmp_path: Pa
         series = {
             s["name"]: s["steps"] for s in _get(server, f"/trials/{trial['id']}/metrics")["series"]
         }
-        assert set(series) == {"train_loss", "val_loss", "val_accuracy"}
+        assert set(series) == {"train_loss", "val_loss", "val_accuracy", "time_seconds"}
         assert series["val_accuracy"] == list(range(1, trial["epochs_run"] + 1))
 
     board = _get(server, f"/sweeps/{sweep_id}/leaderboard")["entries"]

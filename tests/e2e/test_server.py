@@ -80,7 +80,7 @@ def test_submit_wait_shows_progress_and_the_leaderboard(server: Server) -> None:
     for trial in trials:
         series = _get(server, f"/trials/{trial['id']}/metrics")["series"]
         steps = {s["name"]: s["steps"] for s in series}
-        assert set(steps) == {"train_loss", "val_loss", "distance_to_optimum"}
+        assert set(steps) == {"train_loss", "val_loss", "distance_to_optimum", "time_seconds"}
         if trial["status"] == "completed":
             assert all(s == list(range(1, spec["workload"]["epochs"] + 1)) for s in steps.values())
     board = _get(server, "/sweeps/1/leaderboard")["entries"]

@@ -130,6 +130,8 @@ def test_a_retried_attempt_continues_from_the_checkpoint(
     assert resumed.keys() == uninterrupted.keys()
     for lr, series in resumed.items():
         for name, values in series.items():
+            if name == "time_seconds":  # each run takes its own time
+                continue
             assert values == pytest.approx(uninterrupted[lr][name], rel=1e-4), (lr, name)
 
 

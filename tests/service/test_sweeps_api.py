@@ -3,6 +3,7 @@ listed, paged, filtered, ranked, cancelled."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -50,13 +51,16 @@ def test_metrics_are_every_epoch_and_match_the_objectives(
         response = live_api.client.get(f"/trials/{trial['id']}/metrics")
         assert response.status_code == 200
         series = {s["name"]: s for s in response.json()["series"]}
-        assert set(series) == {"train_loss", "val_loss", "distance_to_optimum"}
+        assert set(series) == {"train_loss", "val_loss", "distance_to_optimum", "time_seconds"}
         if trial["status"] == "completed":
             for one in series.values():
                 assert one["steps"] == list(range(1, EPOCHS + 1))
             val_loss = series["val_loss"]["values"]
             assert trial["objective"] == val_loss[-1]
             assert trial["best_objective"] == min(val_loss)
+            times = series["time_seconds"]["values"]
+            assert times[0] > 0
+            assert all(a < b for a, b in itertools.pairwise(times)), times
         else:  # diverged: stopped at the first epoch with a non-finite loss, stored as such
             values = [float(v) for v in series["train_loss"]["values"]]
             assert not math.isfinite(values[-1])
@@ -97,6 +101,21 @@ def _all_pages(live_api: LiveAPI, path: str, **params: Any) -> list[dict[str, An
         cursor = page["next_cursor"]
         if cursor is None:
             return items
+
+
+def test_time_seconds_is_an_objective_a_sweep_can_minimise(live_api: LiveAPI) -> None:
+    spec = grid_spec(
+        space={"optimizers": ["adam"], "lr": {"values": [1e-3, 1e-2]}},
+        objective={"metric": "time_seconds", "mode": "min"},
+    )
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed"
+    for trial in live_api.trials(sweep["id"]):
+        series = live_api.client.get(f"/trials/{trial['id']}/metrics").json()["series"]
+        (times,) = [s["values"] for s in series if s["name"] == "time_seconds"]
+        assert trial["objective"] == times[-1] > 0
+    board = live_api.client.get(f"/sweeps/{sweep['id']}/leaderboard").json()
+    assert (board["metric"], board["mode"]) == ("time_seconds", "min")
 
 
 @pytest.mark.parametrize(
@@ -228,6 +247,8 @@ def test_a_packed_trial_has_the_metrics_of_the_same_trial_run_alone(
         ]
         for name, series in curves[0].items():
             assert series["steps"] == curves[1][name]["steps"]
+            if name == "time_seconds":  # a pack's members share its time; alone, one takes its own
+                continue
             for a, b in zip(series["values"], curves[1][name]["values"], strict=True):
                 a, b = float(a), float(b)
                 assert (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= 1e-4 * abs(b)

@@ -3,6 +3,7 @@ it was checkpointed alone or in a pack and whether it goes on alone or in a pack
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,19 @@ def test_a_trial_checkpointed_alone_resumes_alone_and_in_a_pack(tmp_path: Path) 
     assert _max_relative_difference(_from(again, 3), _from(curve, 3)) <= 1e-9
     in_pack, _ = _run_pack(_pack_spec([member, MEMBERS[0]]), resume={0: ckpt})
     assert _max_relative_difference(_from(in_pack[0], 3), _from(curve, 3)) <= 1e-9
+
+
+@pytest.mark.parametrize("where", ["alone", "packed"])
+def test_a_resumed_trial_goes_on_from_its_checkpoints_time(where: str) -> None:
+    _, saved = _run_alone(_trial_spec(MEMBERS[0]))
+    earlier = 1_000.0  # what the attempts before this one trained, in seconds
+    ckpt = dataclasses.replace(saved[2], metrics={**saved[2].metrics, "time_seconds": earlier})
+    if where == "alone":
+        resumed, _ = _run_alone(_trial_spec(MEMBERS[0]), resume=ckpt)
+    else:
+        resumed = _run_pack(_pack_spec(MEMBERS[:2]), resume={0: ckpt})[0][0]
+    times = [resumed[epoch]["time_seconds"] for epoch in (3, 4, 5)]
+    assert earlier < times[0] < times[1] < times[2] < earlier + 60
 
 
 def test_mlp_digits_checkpoint_every_two_epochs(tmp_path: Path) -> None:

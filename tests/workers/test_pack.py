@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
 
 from optimizers import OPTIMIZERS
+from tests.workers.helpers import without_time
 from workers.memory import (
     DEVICE_MEMORY_FRACTION,
     PeakMemory,
     member_memory_bytes,
     split_for_memory,
 )
-from workers.pack import train_pack
+from workers.pack import member_seconds, train_pack
 from workers.specs import MemberSpec, PackSpec, TrialResult, TrialSpec
 from workers.train import train_trial
-from workers.workloads import WORKLOADS
+from workers.workloads import TIME_METRIC, WORKLOADS
 
 DATA_SEED = 11
 
@@ -113,11 +115,13 @@ def _packed(
 
 
 def _max_relative_difference(a: list[dict[str, float]], b: list[dict[str, float]]) -> float:
+    """The largest relative difference of two curves' metrics; time_seconds aside, as two runs
+    take their own time."""
     assert len(a) == len(b)
     worst = 0.0
     for left, right in zip(a, b, strict=True):
         assert left.keys() == right.keys()
-        for name in left:
+        for name in left.keys() - {TIME_METRIC}:
             x, y = left[name], right[name]
             if not (math.isfinite(x) and math.isfinite(y)):
                 assert math.isnan(x) == math.isnan(y)
@@ -175,6 +179,43 @@ def test_members_stopping_and_diverging_at_different_epochs_leave_the_rest_exact
         alone = _alone(config, member)[0][: result.epochs_run]
         assert _max_relative_difference(curve, alone) <= 1e-9, member
         assert result.metrics == curve[-1]
+
+
+def test_a_member_is_charged_an_equal_share_of_the_pack_epoch() -> None:
+    assert member_seconds(1.5, 3) == pytest.approx(0.5)
+    assert member_seconds(0.25, 1) == 0.25
+
+
+def test_a_pack_epochs_time_is_shared_by_the_members_that_trained_in_it() -> None:
+    """Within an epoch every training member's time grows by the same share; the shares add
+    up to no more than the time between two reports, and to most of it in the last epoch
+    (the others also stop a member and compact the pack, or set it up)."""
+    config = {"name": "mlp-digits", "epochs": 3, "batch_size": 64}
+    times: list[dict[int, float]] = []
+    reported_at = [time.perf_counter()]
+
+    def report(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
+        reported_at.append(time.perf_counter())
+        times.append({k: values["time_seconds"] for k, values in metrics.items()})
+        return {2} if epoch == 1 else set()  # member 2 trains in epoch 1 only
+
+    spec = PackSpec(
+        workload=config,
+        members=[MemberSpec(**member) for member in MIXED[:3]],
+        data_seed=DATA_SEED,
+        device="cpu",
+    )
+    results = train_pack(spec, report=report)
+    assert [r.status for r in results] == ["completed", "completed", "stopped"]
+    assert [sorted(epoch) for epoch in times] == [[0, 1, 2], [0, 1], [0, 1]]
+    for e, epoch_times in enumerate(times):
+        before = times[e - 1] if e > 0 else {}
+        shares = [seconds - before.get(k, 0.0) for k, seconds in epoch_times.items()]
+        assert shares == pytest.approx([shares[0]] * len(shares), rel=1e-9)
+        assert shares[0] > 0
+        between_reports = reported_at[e + 1] - reported_at[e]
+        assert sum(shares) <= between_reports
+    assert sum(shares) >= 0.5 * between_reports
 
 
 def test_a_workload_that_cannot_be_packed_is_refused(
@@ -266,7 +307,9 @@ def test_a_pack_too_large_for_the_memory_trains_in_parts_with_the_same_results()
     whole_reported: list[set[int]] = []
     whole_curves, whole_results = _packed(config, members, reported=whole_reported)
     assert whole_reported == [{0, 1, 2, 3, 4}] * 2
-    assert results == whole_results
+    assert [(r.status, r.epochs_run, without_time(r.metrics)) for r in results] == [
+        (r.status, r.epochs_run, without_time(r.metrics)) for r in whole_results
+    ]
     for curve, whole in zip(curves, whole_curves, strict=True):
         assert _max_relative_difference(curve, whole) <= 1e-9
 

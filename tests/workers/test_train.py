@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import pytest
 import torch
 
+from tests.workers.helpers import without_time
+from workers.checkpoint import Checkpoint
 from workers.specs import TrialSpec
 from workers.train import epoch_generator, resolve_device, train_trial
 
@@ -29,9 +32,12 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> 
             device="cpu",
         )
 
-    first = _run(spec(7))
-    assert _run(spec(7)) == first
-    assert _run(spec(8)) != first
+    def untimed(reports: list[tuple[int, dict[str, float]]]) -> list[tuple[int, dict[str, float]]]:
+        return [(epoch, without_time(metrics)) for epoch, metrics in reports]
+
+    first = untimed(_run(spec(7)))
+    assert untimed(_run(spec(7))) == first
+    assert untimed(_run(spec(8))) != first
 
 
 @pytest.mark.usefixtures("float64")
@@ -97,6 +103,34 @@ def test_should_stop_ends_the_trial_before_the_next_epoch() -> None:
     assert reports == [1, 2, 3]
 
 
+@pytest.mark.parametrize("name", ["mlp-digits", "quadratic"])
+def test_every_epoch_reports_the_seconds_trained_so_far(name: str) -> None:
+    spec = TrialSpec(workload={"name": name, "epochs": 3}, optimizer="adam", seed=0, device="cpu")
+    saved: dict[int, Checkpoint] = {}
+    reports = []
+    result = train_trial(
+        spec,
+        report=lambda epoch, metrics: reports.append(metrics["time_seconds"]),
+        checkpoint=lambda ckpt: saved.__setitem__(ckpt.epoch, ckpt),
+    )
+    assert len(reports) == 3
+    assert 0 < reports[0] < reports[1] < reports[2]
+    assert result.metrics["time_seconds"] == reports[-1]
+    assert [saved[3].history[e]["time_seconds"] for e in (1, 2, 3)] == reports
+
+
+def test_time_in_reports_and_checkpoints_is_not_training_time() -> None:
+    spec = TrialSpec(workload={"name": "quadratic", "epochs": 3}, optimizer="sgd", seed=0)
+    began = time.perf_counter()
+    result = train_trial(
+        spec,
+        report=lambda epoch, metrics: time.sleep(0.25),
+        checkpoint=lambda ckpt: time.sleep(0.25),
+    )
+    waited = 6 * 0.25
+    assert 0 < result.metrics["time_seconds"] <= time.perf_counter() - began - waited
+
+
 def test_spec_validates_hyperparameters_and_its_workload_config_fills_defaults() -> None:
     spec = TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=0)
     # the workload's config is validated (defaults filled in) where its code runs: the worker
@@ -154,4 +188,6 @@ def test_trains_on_cuda_like_on_cpu(name: str) -> None:
     on_cpu = train_trial(spec("cpu"))
     assert on_cuda.device.startswith("cuda")
     assert on_cuda.status == on_cpu.status == "completed"
-    assert on_cuda.metrics == pytest.approx(on_cpu.metrics, rel=1e-2, abs=1e-3)
+    assert without_time(on_cuda.metrics) == pytest.approx(
+        without_time(on_cpu.metrics), rel=1e-2, abs=1e-3
+    )

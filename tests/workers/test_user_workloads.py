@@ -3,18 +3,27 @@ run their own loop with the trial's optimizer (family, hyperparameters, schedule
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.workers.helpers import without_time
 from workers.checkpoint import Checkpoint
 from workers.inspection import inspect_workload
 from workers.pack import train_pack
 from workers.specs import MemberSpec, PackSpec, TrialSpec
 from workers.train import train_trial
-from workers.workloads import WorkloadConfigError, parse_workload_config
+from workers.workloads import (
+    TrialContext,
+    WorkloadConfig,
+    WorkloadConfigError,
+    function_workload,
+    parse_workload_config,
+)
 
 USER_CODE = Path(__file__).parent / "user_code"
 
@@ -41,7 +50,7 @@ def test_a_model_workload_by_entrypoint_trains_alone_and_packed() -> None:
     curve: list[dict[str, float]] = []
     alone = train_trial(_trial(workload, optimizer="sgd"), report=lambda e, m: curve.append(m))
     assert alone.status == "completed"
-    assert set(curve[-1]) == {"train_loss", "val_loss", "val_rmse"}
+    assert set(curve[-1]) == {"train_loss", "val_loss", "val_rmse", "time_seconds"}
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
     spec = PackSpec(
         workload=workload,
@@ -50,7 +59,7 @@ def test_a_model_workload_by_entrypoint_trains_alone_and_packed() -> None:
         device="cpu",
     )
     (packed,) = train_pack(spec)
-    assert packed.metrics == pytest.approx(alone.metrics, rel=1e-4)
+    assert without_time(packed.metrics) == pytest.approx(without_time(alone.metrics), rel=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +154,9 @@ def test_a_retried_function_workload_resumes_from_its_checkpoint() -> None:
     saved: dict[int, Checkpoint] = {}
     train_trial(_trial(LOOP), checkpoint=lambda c: saved.__setitem__(c.epoch, c))
     assert saved[2].model_state is not None
-    assert saved[2].history == {e: whole[e] for e in (1, 2)}
+    assert {e: without_time(m) for e, m in saved[2].history.items()} == {
+        e: without_time(whole[e]) for e in (1, 2)
+    }
     resumed: dict[int, dict[str, float]] = {}
     result = train_trial(
         _trial(LOOP), resume=saved[2], report=lambda e, m: resumed.__setitem__(e, m)
@@ -153,7 +164,56 @@ def test_a_retried_function_workload_resumes_from_its_checkpoint() -> None:
     assert result.status == "completed"
     assert sorted(resumed) == [3, 4]  # epochs after the checkpoint's
     for epoch in (3, 4):
-        assert resumed[epoch] == pytest.approx(whole[epoch], rel=1e-6)
+        assert without_time(resumed[epoch]) == pytest.approx(without_time(whole[epoch]), rel=1e-6)
+
+
+def test_a_function_workload_reports_its_time_and_a_retry_goes_on_from_the_checkpoints() -> None:
+    curve: dict[int, dict[str, float]] = {}
+    saved: dict[int, Checkpoint] = {}
+    train_trial(
+        _trial(LOOP),
+        report=lambda e, m: curve.__setitem__(e, m),
+        checkpoint=lambda c: saved.__setitem__(c.epoch, c),
+    )
+    times = [curve[epoch]["time_seconds"] for epoch in (1, 2, 3, 4)]
+    assert 0 < times[0] < times[1] < times[2] < times[3]
+    earlier = 1_000.0  # what the attempts before this one trained, in seconds
+    ckpt = dataclasses.replace(saved[2], metrics={**saved[2].metrics, "time_seconds": earlier})
+    resumed: dict[int, dict[str, float]] = {}
+    train_trial(_trial(LOOP), resume=ckpt, report=lambda e, m: resumed.__setitem__(e, m))
+    assert earlier < resumed[3]["time_seconds"] < resumed[4]["time_seconds"] < earlier + 60
+
+
+class ClockConfig(WorkloadConfig):
+    """Whether the function reports a time_seconds of its own."""
+
+    own_time: bool = False
+
+
+@function_workload(config=ClockConfig)
+def slow_start(trial: TrialContext) -> None:
+    """Takes 0.3 s to set up, then epochs that do nothing."""
+    assert isinstance(trial.config, ClockConfig)
+    time.sleep(0.3)
+    for epoch in trial.epochs():
+        own = {"time_seconds": 10.0 * epoch} if trial.config.own_time else {}
+        if trial.report(epoch, train_loss=1.0, val_loss=1.0, **own):
+            return
+
+
+def test_a_function_workloads_time_is_its_epochs_and_a_time_it_reports_is_kept() -> None:
+    workload = {"entrypoint": f"{__name__}:slow_start", "epochs": 3}
+    began = time.perf_counter()
+    result = train_trial(
+        _trial(workload),
+        report=lambda e, m: time.sleep(0.2),
+        checkpoint=lambda c: time.sleep(0.2),
+    )
+    # Neither the 0.3 s before the first epoch nor the 1.2 s in reports and checkpoints.
+    waited = 0.3 + 6 * 0.2
+    assert 0 < result.metrics["time_seconds"] <= time.perf_counter() - began - waited
+    own = train_trial(_trial({**workload, "own_time": True}))
+    assert own.metrics["time_seconds"] == 30.0
 
 
 def test_clipping_applies_to_the_users_steps() -> None:
@@ -199,7 +259,7 @@ def _worst(a: list[list[dict[str, float]]], b: list[list[dict[str, float]]]) -> 
         abs(x[name] - y[name]) / max(abs(y[name]), 1e-12)
         for curve_a, curve_b in zip(a, b, strict=True)
         for x, y in zip(curve_a, curve_b, strict=True)
-        for name in y
+        for name in without_time(y)
     )
 
 
@@ -228,7 +288,7 @@ def test_float32_dataset_pack_equals_alone_and_dropout_masks_differ_per_member()
     assert first.metrics["train_loss"] != second.metrics["train_loss"]
     without = PackSpec(workload=workload, members=[same, same], data_seed=7, device="cpu")
     first, second = train_pack(without)
-    assert first.metrics == second.metrics
+    assert without_time(first.metrics) == without_time(second.metrics)
 
 
 def test_inspection_finds_what_packs_and_why_not() -> None:
@@ -243,7 +303,10 @@ def test_inspection_finds_what_packs_and_why_not() -> None:
     assert "a stacked step failed" in (stuck.probe.reason or "")
     assert ".item()" in (stuck.probe.reason or "")
     loop = inspect_workload({"entrypoint": "mylab.loops:fit", "epochs": 1}, ["adam"])
-    assert (loop.kind, loop.metrics) == ("function", ("train_loss", "val_loss", "lr"))
+    assert (loop.kind, loop.metrics) == (
+        "function",
+        ("train_loss", "val_loss", "lr", "time_seconds"),
+    )
     assert loop.probe is not None
     assert not loop.probe.packable
     broken = inspect_workload({"entrypoint": "mylab.nope:x", "epochs": 1}, ["adam"])

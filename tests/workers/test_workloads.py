@@ -68,7 +68,7 @@ def test_two_epochs_of_adam_report_finite_metrics(name: str) -> None:
     assert result.device == "cpu"
     assert [epoch for epoch, _ in reports] == [1, 2]
     for _, metrics in reports:
-        assert set(metrics) == {"train_loss", "val_loss"} | EXTRA_METRICS[name]
+        assert set(metrics) == {"train_loss", "val_loss", "time_seconds"} | EXTRA_METRICS[name]
         assert set(metrics) == set(reported_metrics(WORKLOADS[name]))
         assert all(math.isfinite(value) for value in metrics.values()), metrics
     assert result.metrics == reports[-1][1]

@@ -1,6 +1,12 @@
 """Workloads: what a trial trains (data, model, loss, metrics), built-in or from a plugin."""
 
-from workers.workloads.base import Built, Workload, WorkloadConfig, WorkloadConfigError
+from workers.workloads.base import (
+    TIME_METRIC,
+    Built,
+    Workload,
+    WorkloadConfig,
+    WorkloadConfigError,
+)
 from workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
 from workers.workloads.registry import (
     ENTRY_POINT_GROUP,
@@ -15,6 +21,7 @@ from workers.workloads.registry import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "TIME_METRIC",
     "WORKLOADS",
     "Built",
     "FunctionWorkload",

@@ -27,6 +27,13 @@ BatchSize = Annotated[int | Literal["full"], PlainValidator(_batch_size)]
 """Examples per optimizer step; "full": the whole training set (gradient descent)."""
 
 
+TIME_METRIC = "time_seconds"
+"""The metric every trial reports with every epoch: the wall-clock seconds it has trained
+(training and evaluation, not queueing or start-up) through that epoch, over all its
+attempts; a packed trial is charged each pack epoch's time divided by the members that trained
+in it."""
+
+
 class WorkloadConfig(BaseModel):
     """Settings every workload shares; a workload subclasses it to add its own fields."""
 
@@ -81,7 +88,7 @@ class Workload(Protocol[ConfigT]):
     packable: bool
     """Whether K trials of this workload can be trained as one batched (stacked) model."""
     metric_names: tuple[str, ...]
-    """The metrics ``Built.metrics`` reports, besides train_loss and val_loss."""
+    """The metrics ``Built.metrics`` reports, besides train_loss, val_loss and time_seconds."""
     config_model: type[ConfigT]
 
     def build(self, config: ConfigT, *, seed: int, device: torch.device) -> Built:

@@ -5,6 +5,9 @@ likes, asks the context for the trial's optimizer (the family, hyperparameters, 
 clipping of the trial, from the shared optimizer module), iterates ``trial.epochs()`` (which
 starts after the last checkpoint when an attempt is retried) and calls ``trial.report`` after
 each epoch, which says whether to stop (an early-stopping scheduler, a cancel, a NaN loss).
+Each report gets ``time_seconds``: the seconds since the attempt's first epoch began (since the
+function's start if it never iterates ``epochs()``) less the time reports took, on from the
+checkpoint's on a retry; a function that reports ``time_seconds`` itself keeps its own value.
 Such trials cannot be packed: their loop is the user's.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from workers.workloads.base import Built, WorkloadConfig
+from workers.workloads.base import TIME_METRIC, Built, WorkloadConfig
 
 Report = Callable[[int, dict[str, float]], bool]
 """report(epoch, metrics) -> whether to stop; it also writes the checkpoint when one is due."""
@@ -45,6 +49,10 @@ class TrialContext:
     diverged: bool = False
     last: dict[str, float] = field(default_factory=dict)
     epochs_run: int = 0
+    trained_seconds: float = 0.0
+    """Seconds trained through the last report (on a retry, the checkpoint's to begin with)."""
+    _clock_start: float = field(default_factory=time.perf_counter)
+    """When the time since the last report started to count: the first epoch, each report's end."""
     _optimizer: torch.optim.Optimizer | None = None
     _modules: list[nn.Module] = field(default_factory=list)
     _params: list[Tensor] = field(default_factory=list)
@@ -87,6 +95,8 @@ class TrialContext:
         for epoch in range(self.start_epoch + 1, self.config.epochs + 1):
             if self.stopped:
                 return
+            if epoch == self.start_epoch + 1:
+                self._clock_start = time.perf_counter()
             yield epoch
             if self.advance is not None:
                 self.advance()
@@ -94,12 +104,15 @@ class TrialContext:
     def report(self, epoch: int, **metrics: float) -> bool:
         """Record this epoch's metrics; whether the trial should stop (then return)."""
         values = {name: float(value) for name, value in metrics.items()}
+        elapsed = self.trained_seconds + time.perf_counter() - self._clock_start
+        self.trained_seconds = values.setdefault(TIME_METRIC, elapsed)
         self.last, self.epochs_run = values, epoch
         losses = [values[name] for name in ("train_loss", "val_loss") if name in values]
         if not all(math.isfinite(value) for value in losses):
             self.diverged = self.stopped = True
         if self.send is not None and self.send(epoch, values):
             self.stopped = True
+        self._clock_start = time.perf_counter()  # checkpoints and reports are not training
         return self.stopped
 
     def state(self) -> dict[str, Any]:

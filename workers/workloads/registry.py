@@ -12,7 +12,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from optimizers.schemas import short_repr
-from workers.workloads.base import Workload, WorkloadConfig, WorkloadConfigError, config_error
+from workers.workloads.base import (
+    TIME_METRIC,
+    Workload,
+    WorkloadConfig,
+    WorkloadConfigError,
+    config_error,
+)
 from workers.workloads.char_lm import CharLM
 from workers.workloads.cnn_bn_digits import CNNBNDigits
 from workers.workloads.cnn_digits import CNNDigits
@@ -71,8 +77,10 @@ def get_workload(name: str) -> Workload[Any]:
 
 
 def reported_metrics(workload: Workload[Any]) -> tuple[str, ...]:
-    """Every metric a trial of ``workload`` reports each epoch: the losses, then its own."""
-    return ("train_loss", "val_loss", *workload.metric_names)
+    """Every metric a trial of ``workload`` reports each epoch: the losses, its own, and the
+    time it has trained (time_seconds, which every loop measures)."""
+    own = tuple(name for name in workload.metric_names if name != TIME_METRIC)
+    return ("train_loss", "val_loss", *own, TIME_METRIC)
 
 
 def load_workloads() -> dict[str, Workload[Any]]:
