@@ -36,8 +36,8 @@ from service.errors import InputError
 from service.sweeps.models import Sweep
 from service.sweeps.repository import stored_spec
 from service.trials.models import Metric, Trial
+from workers.workloads import TIME_METRIC
 
-TIME_METRIC = "time_seconds"
 _DIRECTIONS: dict[str, Mode | None] = {">=": "max", "<=": "min", "=": None}
 _TARGET = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(>=|<=|=)\s*([^\s=<>]+)\s*$")
 
