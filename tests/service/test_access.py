@@ -218,6 +218,7 @@ SWEEP_READS = [
     "/sweeps/{sweep_id}/leaderboard",
     "/sweeps/{sweep_id}/report",
     "/sweeps/{sweep_id}/metrics",
+    "/sweeps/{sweep_id}/objectives",
     "/sweeps/{sweep_id}/curves",
     "/sweeps/{sweep_id}/lr-sensitivity",
     "/sweeps/{sweep_id}/best-so-far",
