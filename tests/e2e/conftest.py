@@ -106,6 +106,22 @@ class Server:
         return self.process.returncode
 
 
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `optisweep serve` on a fresh SQLite file, its debugging routes on, shared by the
+    end-to-end tests that need only a working server (not a fresh or a restarted one): one
+    start of a server and its Ray instead of one per module. Tests on it never assume ids."""
+    root = tmp_path_factory.mktemp("shared")
+    running = Server(
+        database_url=f"sqlite:///{root / 'shared.db'}",
+        log=root / "server.log",
+        env={"OPTISWEEP_DEBUG": "1"},
+    )
+    running.wait_ready()
+    yield running
+    assert running.stop() == 0
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[type[Server]]:
     """Start servers with ``start_server(database_url=...)``; all are stopped after the test."""

@@ -3,9 +3,9 @@ runs it: no CLI, the reference sweep, a progress bar, the leaderboard as a DataF
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -17,17 +17,8 @@ SCRIPT = REPO_ROOT / "examples" / "client.py"
 FAMILIES = ("sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam", "adamax")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server on a fresh SQLite file, as `make run` starts it."""
-    root = tmp_path_factory.mktemp("client")
-    running = Server(database_url=f"sqlite:///{root / 'client.db'}", log=root / "server.log")
-    running.wait_ready()
-    yield running
-    assert running.stop() == 0
-
-
-def test_the_notebook_script_runs_the_reference_sweep_to_a_dataframe(server: Server) -> None:
+def test_the_notebook_script_runs_the_reference_sweep_to_a_dataframe(shared_server: Server) -> None:
+    server = shared_server
     server.token  # noqa: B018  (writes the admin's token file the client reads, as a first start does)
     result = subprocess.run(
         [sys.executable, str(SCRIPT)],
@@ -42,13 +33,16 @@ def test_the_notebook_script_runs_the_reference_sweep_to_a_dataframe(server: Ser
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"sweep 1: 64 trials; live at {server.url}/sweeps/1" in out
+    found = re.search(rf"sweep (\d+): 64 trials; live at {re.escape(server.url)}/sweeps/(\d+)", out)
+    assert found is not None, out
+    sweep_id = int(found.group(1))
+    assert found.group(2) == str(sweep_id)
     assert "64/64" in out  # the progress bar's last state
-    assert "sweep 1 completed" in out
+    assert f"sweep {sweep_id} completed" in out
     assert "Leaderboard by val_accuracy (max):" in out
 
     board = httpx.get(
-        f"{server.url}/api/v1/sweeps/1/leaderboard", headers=server.headers, timeout=30
+        f"{server.url}/api/v1/sweeps/{sweep_id}/leaderboard", headers=server.headers, timeout=30
     ).json()
     rows = out.split("Leaderboard by val_accuracy (max):")[1].splitlines()[2 : 2 + len(FAMILIES)]
     printed = [row.split()[1] for row in rows]  # rank, optimizer, objective, trial, lr

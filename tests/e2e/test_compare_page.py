@@ -4,7 +4,6 @@ targets and families shown, and bad input shown as the API words it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,28 +16,25 @@ from tests.e2e.test_dashboard import ARTIFACTS, browser, page, series_of, sign_i
 __all__ = ["browser", "page"]  # the Chromium fixtures, shared with the dashboard's tests
 
 
-def _spec(workload: str, metric: str, mode: str, **extra: Any) -> dict[str, Any]:
+def _spec(workload: str, metric: str, mode: str, lrs: list[float], **extra: Any) -> dict[str, Any]:
     return {
         "name": f"compare-{workload}",
         "workload": {"name": workload, "epochs": 2, **extra},
-        "space": {"optimizers": ["sgd", "adam"], "lr": {"values": [1e-2, 1e-1]}},
+        "space": {"optimizers": ["sgd", "adam"], "lr": {"values": lrs}},
         "search": {"algorithm": "grid"},
         "objective": {"metric": metric, "mode": mode},
     }
 
 
 SPECS = [
-    _spec("mlp-digits", "val_accuracy", "max"),
-    _spec("cnn-digits", "val_accuracy", "max"),
-    _spec("rosenbrock", "val_loss", "min", steps_per_epoch=20),
+    _spec("mlp-digits", "val_accuracy", "max", [1e-2, 1e-1]),
+    _spec("cnn-digits", "val_accuracy", "max", [5e-2]),
+    _spec("rosenbrock", "val_loss", "min", [1e-2, 1e-1], steps_per_epoch=20),
 ]
 
 
-def test_three_workloads_compared_from_the_sweeps_page(
-    start_server: type[Server], tmp_path: Path, page: Page
-) -> None:
-    server = start_server(database_url=f"sqlite:///{tmp_path / 'compare.db'}")
-    server.wait_ready()
+def test_three_workloads_compared_from_the_sweeps_page(shared_server: Server, page: Page) -> None:
+    server = shared_server
     api = f"{server.url}/api/v1"
     ids = [
         httpx.post(f"{api}/sweeps", json=spec, timeout=120, headers=server.headers).json()["id"]

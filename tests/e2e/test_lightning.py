@@ -5,7 +5,6 @@ each trial's optimizer, stopped early by ASHA, ranked by family."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,10 @@ from tests.e2e.conftest import Server, run_cli
 EXAMPLE = REPO_ROOT / "examples" / "lightning"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server on a fresh SQLite file, its debugging routes on (to look at its modules)."""
-    root = tmp_path_factory.mktemp("lightning")
-    running = Server(
-        database_url=f"sqlite:///{root / 'lightning.db'}",
-        log=root / "server.log",
-        env={"OPTISWEEP_DEBUG": "1"},
-    )
-    running.wait_ready()
-    yield running
-    assert running.stop() == 0
+@pytest.fixture
+def server(shared_server: Server) -> Server:
+    """The shared server (its debugging routes on, to look at its modules)."""
+    return shared_server
 
 
 def _get(server: Server, path: str, **params: Any) -> Any:

@@ -29,7 +29,7 @@ def _digits(workload: str, epochs: int, lrs: list[float]) -> dict[str, Any]:
 
 SPECS = [
     _digits("mlp-digits", 3, [1e-3, 1e-2, 1e-1]),
-    _digits("cnn-digits", 2, [1e-2, 1e-1]),
+    _digits("cnn-digits", 2, [5e-2]),
     grid_spec(name="compare-rosenbrock"),
 ]
 
