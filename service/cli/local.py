@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy import inspect
-from sqlalchemy.exc import ArgumentError, OperationalError
 
 from service.cli.code import CodeDir, job_code
 from service.cli.common import (
@@ -31,13 +29,12 @@ from service.cli.common import (
     progress_bar,
 )
 from service.client import Leaderboard
-from service.config import Settings
-from service.db.migrate import upgrade
-from service.db.session import make_engine, make_sessionmaker
 
-if TYPE_CHECKING:  # the commands import these when they run: the CLI starts without torch
+if TYPE_CHECKING:  # the commands import these when they run: the CLI starts without torch,
+    # SQLAlchemy or Alembic (every `optisweep` call that talks to a server starts sooner)
     from sqlalchemy.orm import Session, sessionmaker
 
+    from service.config import Settings
     from service.controller.loop import Controller
     from service.sweeps.schemas import SweepCreate
 
@@ -52,6 +49,7 @@ def serve(
     """Run the API and the controller (SQLite and a local Ray unless configured otherwise)."""
     import ray
 
+    from service.config import Settings
     from service.controller.ray_runtime import init_ray, warm_workers
 
     settings = Settings()
@@ -95,8 +93,13 @@ def run(
     ``--code``) goes to the workers as this Ray job's working directory, unless the job was
     submitted with one (``ray job submit --working-dir``).
     """
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from service.config import Settings
     from service.controller.loop import Controller
     from service.controller.ray_runtime import init_ray
+    from service.db.migrate import upgrade
+    from service.db.session import make_engine, make_sessionmaker
 
     settings = Settings()
     if database_url:
@@ -233,6 +236,13 @@ def db_upgrade(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Apply every migration to the database."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from service.config import Settings
+    from service.db.migrate import upgrade
+    from service.db.session import make_engine
+
     url = database_url or Settings().database_url
     try:
         upgrade(url)
@@ -250,8 +260,12 @@ def db_token(
 ) -> None:
     """Make a token straight in the database, for who lost theirs (or let it expire): it needs
     the database's credentials, not a token. It goes to the token file, 0600."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     from service.accounts import repository as accounts
     from service.accounts.tokens import token_file, write_token_file
+    from service.config import Settings
+    from service.db.session import make_engine, make_sessionmaker
     from service.errors import NotFoundError
 
     url = database_url or Settings().database_url
