@@ -1,8 +1,23 @@
-"""Helpers for worker tests that compare the metrics of two runs of the same trials."""
+"""Helpers for worker tests: a trial to train, and the metrics two runs of it share."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from workers.specs import TrialSpec
 from workers.workloads import TIME_METRIC
+
+
+def user_trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:
+    """A CPU trial of ``workload`` with Adam at lr 0.05, seed 1, ``changes`` applied."""
+    fields: dict[str, Any] = {
+        "workload": workload,
+        "optimizer": "adam",
+        "hyperparameters": {"lr": 0.05},
+        "seed": 1,
+        "device": "cpu",
+    }
+    return TrialSpec(**{**fields, **changes})
 
 
 def without_time(metrics: dict[str, float]) -> dict[str, float]:

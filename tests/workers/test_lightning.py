@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from optimizers import create_optimizer
 from tests.conftest import REPO_ROOT
-from tests.workers.helpers import without_time
+from tests.workers.helpers import user_trial, without_time
 from workers.checkpoint import Checkpoint
 from workers.integrations.lightning import lightning_workload
 from workers.specs import TrialSpec
@@ -126,17 +126,6 @@ line_manual = lightning_workload(
 LINE = {"entrypoint": f"{__name__}:line", "epochs": 4}
 
 
-def _trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:
-    fields: dict[str, Any] = {
-        "workload": workload,
-        "optimizer": "adam",
-        "hyperparameters": {"lr": 0.05},
-        "seed": 1,
-        "device": "cpu",
-    }
-    return TrialSpec(**{**fields, **changes})
-
-
 def _run(spec: TrialSpec, **options: Any) -> dict[int, dict[str, float]]:
     """The metrics train_trial reported, by epoch."""
     curve: dict[int, dict[str, float]] = {}
@@ -146,7 +135,7 @@ def _run(spec: TrialSpec, **options: Any) -> dict[int, dict[str, float]]:
 
 def test_the_trials_optimizer_trains_the_module_its_own_is_never_called() -> None:
     schedule = {"kind": "step", "step_size": 1, "gamma": 0.5}
-    spec = _trial(LINE, optimizer="momentum", hyperparameters={"lr": 0.08}, schedule=schedule)
+    spec = user_trial(LINE, optimizer="momentum", hyperparameters={"lr": 0.08}, schedule=schedule)
     curve = _run(spec)
     seen = BUILT[-1].optimizer_seen
     built = create_optimizer("momentum", [torch.zeros(1, requires_grad=True)], lr=0.08)
@@ -170,7 +159,7 @@ def example_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("example_on_path")
 def test_every_epoch_of_the_example_is_reported_and_it_learns() -> None:
-    spec = _trial({"entrypoint": "model:workload", "epochs": 3}, hyperparameters={"lr": 0.01})
+    spec = user_trial({"entrypoint": "model:workload", "epochs": 3}, hyperparameters={"lr": 0.01})
     curve = _run(spec)
     assert sorted(curve) == [1, 2, 3]
     assert {frozenset(metrics) for metrics in curve.values()} == {
@@ -183,7 +172,7 @@ def test_every_epoch_of_the_example_is_reported_and_it_learns() -> None:
 def test_a_trial_told_to_stop_stops_the_trainer() -> None:
     told: list[int] = []
     result = train_trial(
-        _trial({**LINE, "entrypoint": f"{__name__}:line_own_data"}),
+        user_trial({**LINE, "entrypoint": f"{__name__}:line_own_data"}),
         report=lambda e, m: told.append(e),
         should_stop=lambda: len(told) >= 2,
     )
@@ -193,7 +182,7 @@ def test_a_trial_told_to_stop_stops_the_trainer() -> None:
 
 
 def test_a_diverging_trial_stops_as_diverged() -> None:
-    result = train_trial(_trial(LINE, optimizer="sgd", hyperparameters={"lr": 1e3}))
+    result = train_trial(user_trial(LINE, optimizer="sgd", hyperparameters={"lr": 1e3}))
     assert result.status == "diverged"
     assert result.epochs_run < 4
 
@@ -201,7 +190,7 @@ def test_a_diverging_trial_stops_as_diverged() -> None:
 def test_a_metric_the_module_never_logs_is_an_error_naming_it() -> None:
     logged = r"logged no 'lr' in epoch 1 \(it logged: train_loss, val_loss\)"
     with pytest.raises(ValueError, match=logged):
-        train_trial(_trial({**LINE, "unlogged": "lr"}))
+        train_trial(user_trial({**LINE, "unlogged": "lr"}))
 
 
 @pytest.mark.parametrize("workload", ["line", "line_manual"])
@@ -217,16 +206,16 @@ def test_clipping_bounds_every_step_of_the_trainer(workload: str) -> None:
 
     sgd = {"optimizer": "sgd", "hyperparameters": {"lr": 0.5}}
     three_epochs = {**LINE, "entrypoint": f"{__name__}:{workload}", "epochs": 3}
-    train_trial(_trial(three_epochs, clip_norm=1e-3, **sgd))
+    train_trial(user_trial(three_epochs, clip_norm=1e-3, **sgd))
     assert moved() <= 12 * 0.5 * 1e-3 * (1 + 1e-5)
-    train_trial(_trial(three_epochs, **sgd))
+    train_trial(user_trial(three_epochs, **sgd))
     assert moved() > 10 * 12 * 0.5 * 1e-3
 
 
 def test_a_retried_trial_resumes_as_the_first_attempt_would_have_gone_on() -> None:
     """Adam's state, the module's weights and each epoch's shuffle and dropout masks: the
     epochs after the checkpoint equal those of the uninterrupted run."""
-    spec = _trial({**LINE, "dropout": 0.2})
+    spec = user_trial({**LINE, "dropout": 0.2})
     saved: dict[int, Checkpoint] = {}
     whole = _run(spec, checkpoint=lambda c: saved.__setitem__(c.epoch, c))
     resumed = _run(spec, resume=saved[2])
@@ -238,7 +227,7 @@ def test_a_retried_trial_resumes_as_the_first_attempt_would_have_gone_on() -> No
 
 
 def test_a_retried_trial_resumes_its_per_epoch_lr_schedule() -> None:
-    spec = _trial(LINE, schedule={"kind": "step", "step_size": 1, "gamma": 0.5})
+    spec = user_trial(LINE, schedule={"kind": "step", "step_size": 1, "gamma": 0.5})
     saved: dict[int, Checkpoint] = {}
     whole = _run(spec, checkpoint=lambda c: saved.__setitem__(c.epoch, c))
     resumed = _run(spec, resume=saved[2])
@@ -257,6 +246,6 @@ def test_without_lightning_the_error_says_what_to_install() -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_trial_trains_on_the_gpu() -> None:
-    result = train_trial(_trial(LINE, device="cuda"))
+    result = train_trial(user_trial(LINE, device="cuda"))
     assert (result.status, result.device) == ("completed", "cuda")
     assert BUILT[-1].parameter_device == torch.device("cuda", 0)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.workers.helpers import without_time
+from tests.workers.helpers import user_trial, without_time
 from workers.checkpoint import Checkpoint
 from workers.inspection import inspect_workload
 from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec, TrialSpec
+from workers.specs import MemberSpec, PackSpec
 from workers.train import train_trial
 from workers.workloads import (
     TrialContext,
@@ -34,21 +34,10 @@ def _user_code(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(USER_CODE))
 
 
-def _trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:
-    fields: dict[str, Any] = {
-        "workload": workload,
-        "optimizer": "adam",
-        "hyperparameters": {"lr": 0.05},
-        "seed": 1,
-        "device": "cpu",
-    }
-    return TrialSpec(**{**fields, **changes})
-
-
 def test_a_model_workload_by_entrypoint_trains_alone_and_packed() -> None:
     workload = {"entrypoint": "mylab.models:workload", "epochs": 3, "width": 8}
     curve: list[dict[str, float]] = []
-    alone = train_trial(_trial(workload, optimizer="sgd"), report=lambda e, m: curve.append(m))
+    alone = train_trial(user_trial(workload, optimizer="sgd"), report=lambda e, m: curve.append(m))
     assert alone.status == "completed"
     assert set(curve[-1]) == {"train_loss", "val_loss", "val_rmse", "time_seconds"}
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
@@ -98,7 +87,7 @@ LOOP = {"entrypoint": "mylab.loops:fit", "epochs": 4, "batch_size": 32}
 def test_a_function_workload_runs_its_loop_with_the_trials_optimizer() -> None:
     curve: dict[int, dict[str, float]] = {}
     schedule = {"kind": "step", "step_size": 1, "gamma": 0.5}
-    spec = _trial(LOOP, optimizer="momentum", hyperparameters={"lr": 0.08}, schedule=schedule)
+    spec = user_trial(LOOP, optimizer="momentum", hyperparameters={"lr": 0.08}, schedule=schedule)
     result = train_trial(spec, report=lambda e, m: curve.__setitem__(e, m))
     assert (result.status, result.epochs_run) == ("completed", 4)
     assert sorted(curve) == [1, 2, 3, 4]
@@ -111,7 +100,7 @@ def test_a_function_workloads_per_step_warm_up_follows_its_steps_and_resumes() -
     """128 rows in batches of 32: 4 steps an epoch; 6 warm-up steps, then 0.9 per step. A
     retry from the checkpoint after epoch 1 (in the warm-up) goes on with the same lrs."""
     schedule = {"kind": "exponential", "gamma": 0.9, "warmup": 6, "per": "step"}
-    spec = _trial(LOOP, optimizer="sgd", hyperparameters={"lr": 0.07}, schedule=schedule)
+    spec = user_trial(LOOP, optimizer="sgd", hyperparameters={"lr": 0.07}, schedule=schedule)
     curve: dict[int, dict[str, float]] = {}
     saved: dict[int, Checkpoint] = {}
     train_trial(
@@ -125,41 +114,41 @@ def test_a_function_workloads_per_step_warm_up_follows_its_steps_and_resumes() -
     resumed: dict[int, dict[str, float]] = {}
     train_trial(spec, resume=saved[1], report=lambda e, m: resumed.__setitem__(e, m))
     assert [resumed[e]["lr"] for e in (2, 3, 4)] == pytest.approx(expected[1:], rel=1e-12)
-    unknown = _trial(LOOP, schedule={"kind": "cosine", "per": "step"})
+    unknown = user_trial(LOOP, schedule={"kind": "cosine", "per": "step"})
     with pytest.raises(ValueError, match="needs the run's length in steps"):
         train_trial(unknown)
 
 
 def test_a_function_workload_is_stopped_when_told_and_diverges_on_nan() -> None:
-    stopped = train_trial(_trial(LOOP), should_stop=lambda: True)
+    stopped = train_trial(user_trial(LOOP), should_stop=lambda: True)
     assert (stopped.status, stopped.epochs_run) == ("stopped", 0)
     told: list[int] = []
     result = train_trial(
-        _trial(LOOP), report=lambda e, m: told.append(e), should_stop=lambda: len(told) >= 2
+        user_trial(LOOP), report=lambda e, m: told.append(e), should_stop=lambda: len(told) >= 2
     )
     assert (result.status, result.epochs_run) == ("stopped", 2)
-    nan = train_trial(_trial({**LOOP, "nan_at_epoch": 2}))
+    nan = train_trial(user_trial({**LOOP, "nan_at_epoch": 2}))
     assert (nan.status, nan.epochs_run) == ("diverged", 2)
     assert math.isnan(nan.metrics["val_loss"])
 
 
 def test_an_exception_in_the_users_loop_fails_the_attempt() -> None:
     with pytest.raises(RuntimeError, match="the user's loop broke at epoch 2"):
-        train_trial(_trial({**LOOP, "fail_at_epoch": 2}))
+        train_trial(user_trial({**LOOP, "fail_at_epoch": 2}))
 
 
 def test_a_retried_function_workload_resumes_from_its_checkpoint() -> None:
     whole: dict[int, dict[str, float]] = {}
-    train_trial(_trial(LOOP), report=lambda e, m: whole.__setitem__(e, m))
+    train_trial(user_trial(LOOP), report=lambda e, m: whole.__setitem__(e, m))
     saved: dict[int, Checkpoint] = {}
-    train_trial(_trial(LOOP), checkpoint=lambda c: saved.__setitem__(c.epoch, c))
+    train_trial(user_trial(LOOP), checkpoint=lambda c: saved.__setitem__(c.epoch, c))
     assert saved[2].model_state is not None
     assert {e: without_time(m) for e, m in saved[2].history.items()} == {
         e: without_time(whole[e]) for e in (1, 2)
     }
     resumed: dict[int, dict[str, float]] = {}
     result = train_trial(
-        _trial(LOOP), resume=saved[2], report=lambda e, m: resumed.__setitem__(e, m)
+        user_trial(LOOP), resume=saved[2], report=lambda e, m: resumed.__setitem__(e, m)
     )
     assert result.status == "completed"
     assert sorted(resumed) == [3, 4]  # epochs after the checkpoint's
@@ -171,7 +160,7 @@ def test_a_function_workload_reports_its_time_and_a_retry_goes_on_from_the_check
     curve: dict[int, dict[str, float]] = {}
     saved: dict[int, Checkpoint] = {}
     train_trial(
-        _trial(LOOP),
+        user_trial(LOOP),
         report=lambda e, m: curve.__setitem__(e, m),
         checkpoint=lambda c: saved.__setitem__(c.epoch, c),
     )
@@ -180,7 +169,7 @@ def test_a_function_workload_reports_its_time_and_a_retry_goes_on_from_the_check
     earlier = 1_000.0  # what the attempts before this one trained, in seconds
     ckpt = dataclasses.replace(saved[2], metrics={**saved[2].metrics, "time_seconds": earlier})
     resumed: dict[int, dict[str, float]] = {}
-    train_trial(_trial(LOOP), resume=ckpt, report=lambda e, m: resumed.__setitem__(e, m))
+    train_trial(user_trial(LOOP), resume=ckpt, report=lambda e, m: resumed.__setitem__(e, m))
     assert earlier < resumed[3]["time_seconds"] < resumed[4]["time_seconds"] < earlier + 60
 
 
@@ -205,21 +194,21 @@ def test_a_function_workloads_time_is_its_epochs_and_a_time_it_reports_is_kept()
     workload = {"entrypoint": f"{__name__}:slow_start", "epochs": 3}
     began = time.perf_counter()
     result = train_trial(
-        _trial(workload),
+        user_trial(workload),
         report=lambda e, m: time.sleep(0.2),
         checkpoint=lambda c: time.sleep(0.2),
     )
     # Neither the 0.3 s before the first epoch nor the 1.2 s in reports and checkpoints.
     waited = 0.3 + 6 * 0.2
     assert 0 < result.metrics["time_seconds"] <= time.perf_counter() - began - waited
-    own = train_trial(_trial({**workload, "own_time": True}))
+    own = train_trial(user_trial({**workload, "own_time": True}))
     assert own.metrics["time_seconds"] == 30.0
 
 
 def test_clipping_applies_to_the_users_steps() -> None:
     # A tiny global norm: the steps shrink to almost nothing, so the fit stays poor.
-    clipped = train_trial(_trial(LOOP, optimizer="sgd", clip_norm=1e-4))
-    free = train_trial(_trial(LOOP, optimizer="sgd"))
+    clipped = train_trial(user_trial(LOOP, optimizer="sgd", clip_norm=1e-4))
+    free = train_trial(user_trial(LOOP, optimizer="sgd"))
     assert clipped.metrics["val_loss"] > 2 * free.metrics["val_loss"]
 
 
@@ -233,7 +222,7 @@ def _curves_alone_and_packed(
     alone = []
     for member in members:
         curve: list[dict[str, float]] = []
-        spec = _trial(
+        spec = user_trial(
             workload,
             optimizer=member.optimizer,
             hyperparameters=member.hyperparameters,
