@@ -35,6 +35,7 @@ from service.db.base import decode_float
 from service.errors import InputError
 from service.sweeps.models import Sweep
 from service.sweeps.repository import stored_spec
+from service.sweeps.search_spec import ObjectiveSpec
 from service.trials.models import Metric, Trial
 from workers.workloads import TIME_METRIC
 
@@ -174,11 +175,15 @@ def _load(session: Session, sweep: Sweep, targets: list[Target], fraction: float
 
 
 def _target_for(
-    sweep: Sweep, workload: str, objective: object, reported: set[str], targets: list[Target]
+    sweep: Sweep,
+    workload: str,
+    objective: ObjectiveSpec,
+    reported: set[str],
+    targets: list[Target],
 ) -> tuple[str, Mode, float | None]:
-    """The metric, direction and given target value (None: by fraction) a sweep is measured on."""
-    metric: str = getattr(objective, "metric")  # noqa: B009  (the primary objective)
-    mode: Mode = getattr(objective, "mode")  # noqa: B009
+    """The metric, direction and given target value (None: by fraction) a sweep is measured on
+    (on its primary objective unless a target names another metric it reports)."""
+    metric, mode = objective.metric, objective.mode
     if not targets:
         return metric, mode, None
     for target in targets:
