@@ -1,12 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every optisweep container: the API, the one-shot migration and the Ray nodes.
 
-# The dashboard's ECharts, from package-lock.json as `make install` gets it.
-FROM node:20-slim AS dashboard
-WORKDIR /dashboard
-COPY service/dashboard/package.json service/dashboard/package-lock.json ./
-RUN npm ci --no-audit --no-fund
-
 FROM python:3.11-slim
 
 # CPU wheels by default. A GPU image passes a CUDA index matching the host's driver:
@@ -25,13 +19,15 @@ WORKDIR /app
 # met, so `pip install .` keeps this build instead of pulling the multi-GB CUDA one from PyPI.
 RUN pip install "torch==2.13.0" --index-url "${TORCH_INDEX}"
 
-COPY pyproject.toml README.md ./
+# optisweep/ links service/, workers/, optimizers/ and migrations/ in (one import name); the
+# build fetches the dashboard's ECharts from the npm registry, as package-lock.json pins it.
+COPY pyproject.toml setup.py README.md ./
+COPY optisweep ./optisweep
 COPY optimizers ./optimizers
 COPY workers ./workers
 COPY service ./service
-COPY --from=dashboard /dashboard/node_modules/echarts ./service/dashboard/node_modules/echarts
 COPY migrations ./migrations
-RUN pip install . && rm -rf build ./*.egg-info
+RUN pip install ".[server,postgres,cmaes]" && rm -rf build ./*.egg-info
 
 USER optisweep
 EXPOSE 8000

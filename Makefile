@@ -6,14 +6,16 @@ STAMP  := $(VENV)/.installed-stamp
 # torch first, pinned: pip then takes the CPU wheel on disk and the project's looser range is
 # already satisfied, instead of downloading a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
-# The dashboard's front-end packages (ECharts), pinned by package-lock.json; npm writes this file
-# into node_modules on every install, so it is the stamp.
+# The dashboard's front-end packages (ECharts, and ESLint for `make lint`), pinned by
+# package-lock.json; npm writes this file into node_modules on every install, so it is the stamp.
+# npm ci runs first: the install then copies ECharts from node_modules into the dashboard's
+# vendor/ (setup.py) instead of fetching it from the npm registry.
 DASHBOARD := service/dashboard
 NODE_STAMP := $(DASHBOARD)/node_modules/.package-lock.json
 
 .PHONY: install run test test-fast lint typecheck docs pytest bench clean chromium gpu-check chaos
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py $(NODE_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
@@ -24,7 +26,7 @@ $(NODE_STAMP): $(DASHBOARD)/package-lock.json
 	npm ci --prefix $(DASHBOARD) --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(NODE_STAMP) $(STAMP)
 
 run: install
 	$(BIN)/optisweep serve

@@ -21,8 +21,8 @@ import httpx
 import psycopg
 
 from benchmarks.dashboard_queries import serve
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine
 
 CALLS = 300
 SPEC = {

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.sweep_throughput import reference_spec, trial_specs
-from workers.checkpoint import Checkpoint, save_checkpoint
-from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec
+from optisweep.workers.checkpoint import Checkpoint, save_checkpoint
+from optisweep.workers.pack import train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec
 
 
 def pack_spec(trials: int) -> PackSpec:

@@ -25,9 +25,9 @@ def _child(compiled: bool) -> None:
     import torch
 
     from benchmarks.sweep_throughput import reference_spec, trial_specs
-    from optimizers import PopulationOptimizer
-    from workers.pack import train_pack
-    from workers.specs import MemberSpec, PackSpec
+    from optisweep.optimizers import PopulationOptimizer
+    from optisweep.workers.pack import train_pack
+    from optisweep.workers.specs import MemberSpec, PackSpec
 
     torch.set_num_threads(1)
     original = PopulationOptimizer.__init__

@@ -30,7 +30,7 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.serving import served
-from service.db.session import make_engine
+from optisweep.service.db.session import make_engine
 
 SPEC: dict[str, Any] = {
     "name": "control-plane",

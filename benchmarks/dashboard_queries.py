@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from service.config import Settings
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine
-from service.main import create_app
+from optisweep.service.config import Settings
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine
+from optisweep.service.main import create_app
 
 FAMILIES = ["sgd", "momentum", "adagrad", "adadelta", "rmsprop", "adam", "adamax"]
 SPEC: dict[str, Any] = {
@@ -138,8 +138,8 @@ def serve(url: str) -> tuple[uvicorn.Server, str, dict[str, str]]:
     import socket
     import tempfile
 
-    from service.accounts import repository as accounts
-    from service.db.session import make_sessionmaker
+    from optisweep.service.accounts import repository as accounts
+    from optisweep.service.db.session import make_sessionmaker
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -34,8 +34,8 @@ import httpx
 import psycopg
 
 from benchmarks.dashboard_queries import FAMILIES, load, serve
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine
 
 PAGE_REQUESTS = [
     "/sweeps/{id}",

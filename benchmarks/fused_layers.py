@@ -1,12 +1,12 @@
 """Does each fused layer pay, one by one? K members' layers fused against the same under vmap.
 
-For each layer kind a pack fuses (``workers.fusion``): a stack of Linear layers, a convolution
-with BatchNorm and max pooling (HFTA's grouped convolution over the members' channels side by
-side), LayerNorm (after a Linear layer: every member's input differs), an Embedding, and
-causal self-attention (folded into one SDPA call over [K*B, heads, T, d] against vmap, which
-has no batching rule for SDPA's kernels): one training step (forward, a loss, backward) of K
-members, fused and vmapped, on the same stacked parameters, and K separate models one after
-another; milliseconds per step, medians.
+For each layer kind a pack fuses (``optisweep.workers.fusion``): a stack of Linear layers, a
+convolution with BatchNorm and max pooling (HFTA's grouped convolution over the members'
+channels side by side), LayerNorm (after a Linear layer: every member's input differs), an
+Embedding, and causal self-attention (folded into one SDPA call over [K*B, heads, T, d] against
+vmap, which has no batching rule for SDPA's kernels): one training step (forward, a loss,
+backward) of K members, fused and vmapped, on the same stacked parameters, and K separate
+models one after another; milliseconds per step, medians.
 
 Run: ``python -m benchmarks.fused_layers [--device cuda] [--members 8 32] [--repeats 15]``
 """
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.func import stack_module_state, vmap
 from torch.nn import functional as F
 
-from workers.fusion import StackedForward
+from optisweep.workers.fusion import StackedForward
 
 
 class Attention(nn.Module):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
 
 MLP_SHAPES = ((128, 64), (128,), (10, 128), (10,))
 

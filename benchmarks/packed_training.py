@@ -1,14 +1,14 @@
 """How many more trials per hour does packing train than one trial at a time, on one device?
 
 For the reference MLP, a CNN with BatchNorm, the user's CNN of ``examples/own-model`` (imported
-by its entrypoint, as a worker imports it: BatchNorm, Dropout, a Dataset with augmentation)
-and a small byte-level transformer on the standard library's source, K trials of mixed
-families and learning rates are trained as one pack (``train_pack``), fused (the default:
-``workers.fusion``) and under vmap (``OPTISWEEP_FUSE=0``), and a sample of the same trials one
-after another alone (``train_trial``, torch.optim's fused kernels on CUDA); all as trials per
-hour, in one run. The memory table sets the measured peak memory per pack member (the slope
-between two pack sizes, one epoch each, evaluation included) against the estimate a pack is
-split by (``member_memory_bytes``).
+by its entrypoint, as a worker imports it: BatchNorm, Dropout, a Dataset with augmentation) and
+a small byte-level transformer on the standard library's source, K trials of mixed families and
+learning rates are trained as one pack (``train_pack``), fused (the default:
+``optisweep.workers.fusion``) and under vmap (``OPTISWEEP_FUSE=0``), and a sample of the same
+trials one after another alone (``train_trial``, torch.optim's fused kernels on CUDA); all as
+trials per hour, in one run. The memory table sets the measured peak memory per pack member
+(the slope between two pack sizes, one epoch each, evaluation included) against the estimate a
+pack is split by (``member_memory_bytes``).
 
 Run: ``python -m benchmarks.packed_training [--device cuda] [--quick] [--only NAME ...]
 [--repeats N]``
@@ -31,12 +31,12 @@ from typing import Any
 
 import torch
 
-from optimizers import OPTIMIZERS
-from workers.fusion import FUSE_ENV
-from workers.memory import member_memory_bytes
-from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec, TrialSpec
-from workers.train import train_trial
+from optisweep.optimizers import OPTIMIZERS
+from optisweep.workers.fusion import FUSE_ENV
+from optisweep.workers.memory import member_memory_bytes
+from optisweep.workers.pack import train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec, TrialSpec
+from optisweep.workers.train import train_trial
 
 OWN_MODEL = Path(__file__).resolve().parent.parent / "examples" / "own-model"
 """The user's model of the README's walk-through; its entrypoint is ``model:workload``."""

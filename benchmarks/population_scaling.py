@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import torch
 
 from benchmarks.optimizer_step import timed
-from optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
-from optimizers.flat import FlatParameters
-from workers.workloads import parse_workload_config
+from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from optisweep.optimizers.flat import FlatParameters
+from optisweep.workers.workloads import parse_workload_config
 
 WORKLOADS = ("mlp-digits", "cnn-bn-digits")
 

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec
+from optisweep.workers.pack import train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec
 
 FAMILIES = ("adam", "sgd", "rmsprop", "adamax")
 

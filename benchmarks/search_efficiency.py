@@ -46,14 +46,14 @@ def run_optisweep(
     import ray
     from sqlalchemy import select
 
-    from service.controller.expand import expand, sweep_size
-    from service.controller.loop import Controller
-    from service.db.migrate import upgrade_engine
-    from service.db.session import make_engine, make_sessionmaker
-    from service.sweeps.repository import create_sweep, default_project_id
-    from service.sweeps.schemas import SweepCreate
-    from service.trials.models import Trial
-    from service.trials.repository import metric_curves
+    from optisweep.service.controller.expand import expand, sweep_size
+    from optisweep.service.controller.loop import Controller
+    from optisweep.service.db.migrate import upgrade_engine
+    from optisweep.service.db.session import make_engine, make_sessionmaker
+    from optisweep.service.sweeps.repository import create_sweep, default_project_id
+    from optisweep.service.sweeps.schemas import SweepCreate
+    from optisweep.service.trials.models import Trial
+    from optisweep.service.trials.repository import metric_curves
 
     data = reference_spec(trials)
     data["search"].update(algorithm=algorithm, seed=seed)
@@ -91,7 +91,7 @@ def run_optisweep(
 
 
 def _hyperparameters(family: str, lr: float, beta1: float, beta2: float) -> dict[str, Any]:
-    from optimizers import get_spec
+    from optisweep.optimizers import get_spec
 
     spec = get_spec(family)
     with_betas = spec.with_betas({"lr": lr}, beta1=beta1, beta2=beta2)
@@ -105,8 +105,8 @@ def run_ray_tune(*, trials: int, seed: int) -> list[list[float]]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from workers.specs import TrialSpec
-    from workers.train import train_trial
+    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.train import train_trial
 
     workload = reference_spec(trials)["workload"]
 
@@ -161,8 +161,8 @@ def run_optuna(*, trials: int, seed: int) -> list[list[float]]:
     """Optuna: TPE with its SuccessiveHalvingPruner, trials one after another in process."""
     import optuna
 
-    from workers.specs import TrialSpec
-    from workers.train import train_trial
+    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.train import train_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     workload = reference_spec(trials)["workload"]

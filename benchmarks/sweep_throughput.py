@@ -68,8 +68,8 @@ def reference_spec(trials: int) -> dict[str, Any]:
 
 def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The TrialSpecs optisweep would run for this sweep: same draws, same seeds."""
-    from service.controller.expand import expand, trial_seed
-    from service.sweeps.schemas import SweepCreate
+    from optisweep.service.controller.expand import expand, trial_seed
+    from optisweep.service.sweeps.schemas import SweepCreate
 
     sweep = SweepCreate.model_validate(spec)
     return [
@@ -137,8 +137,8 @@ def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """Ray Tune over the same configurations, one CPU per trial, actors reused."""
     from ray import tune
 
-    from workers.specs import TrialSpec
-    from workers.train import train_trial
+    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.train import train_trial
 
     def trainable(config: dict[str, Any]) -> None:
         train_trial(
@@ -156,8 +156,8 @@ def run_ray_tune_lean(specs: list[dict[str, Any]]) -> dict[str, Any]:
     def trainable(config: dict[str, Any]) -> None:
         import torch
 
-        from optimizers import create_optimizer
-        from workers.workloads import parse_workload_config
+        from optisweep.optimizers import create_optimizer
+        from optisweep.workers.workloads import parse_workload_config
 
         torch.set_num_threads(1)
         trial = config["trial"]
@@ -189,7 +189,7 @@ def run_floor(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """The trials as one hand-written stacked MLP with a vectorised Adam step (2 threads)."""
     import torch
 
-    from workers.workloads import parse_workload_config
+    from optisweep.workers.workloads import parse_workload_config
 
     torch.set_num_threads(2)
     workload, config = parse_workload_config(specs[0]["workload"])
@@ -249,8 +249,8 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """An Optuna study on SQLite storage with every configuration enqueued, two threads."""
     import optuna
 
-    from workers.specs import TrialSpec
-    from workers.train import train_trial
+    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.train import train_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as folder:
@@ -274,8 +274,8 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_loop(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """train_trial for each configuration, one after another, in this process."""
-    from workers.specs import TrialSpec
-    from workers.train import train_trial
+    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.train import train_trial
 
     start = time.perf_counter()
     best = max(

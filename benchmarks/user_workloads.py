@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec, TrialSpec
-from workers.train import train_trial
-from workers.workloads import Built
+from optisweep.workers.pack import train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec, TrialSpec
+from optisweep.workers.train import train_trial
+from optisweep.workers.workloads import Built
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own-model"
 FAMILIES = [("adam", 3e-3), ("momentum", 3e-2), ("rmsprop", 1e-3), ("sgd", 0.1)]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-import service.models  # noqa: F401  (registers every table on Base.metadata)
-from service.db.base import Base
-from service.db.session import make_engine
+import optisweep.service.models  # noqa: F401  (registers every table on Base.metadata)
+from optisweep.service.db.base import Base
+from optisweep.service.db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,7 +1,7 @@
 """The shared optimizer module: registry, schemas, single-model and population paths."""
 
-from optimizers.population import MemberConfig, MemberExport, PopulationOptimizer
-from optimizers.registry import (
+from optisweep.optimizers.population import MemberConfig, MemberExport, PopulationOptimizer
+from optisweep.optimizers.registry import (
     OPTIMIZERS,
     BetaTarget,
     HyperparameterError,
@@ -9,7 +9,7 @@ from optimizers.registry import (
     get_spec,
     validate_hyperparameters,
 )
-from optimizers.schedules import (
+from optisweep.optimizers.schedules import (
     ConstantSchedule,
     CosineSchedule,
     ExponentialSchedule,
@@ -21,7 +21,7 @@ from optimizers.schedules import (
     needs_run_length,
     resolve_schedule,
 )
-from optimizers.single import create_optimizer
+from optisweep.optimizers.single import create_optimizer
 
 __all__ = [
     "OPTIMIZERS",

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from optimizers.flat import FlatParameters
-from optimizers.registry import OptimizerSpec
-from optimizers.rules.base import Variant, flat_hyperparameters
-from optimizers.schemas import HParams
+from optisweep.optimizers.flat import FlatParameters
+from optisweep.optimizers.registry import OptimizerSpec
+from optisweep.optimizers.rules.base import Variant, flat_hyperparameters
+from optisweep.optimizers.schemas import HParams
 
 ApplyFn = Callable[
     [Variant, list[Tensor], list[Tensor], list[dict[str, Tensor]], list[dict[str, Tensor]]], None

@@ -12,14 +12,14 @@ import torch
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from optimizers.clipping import clip_coefficients, member_grad_norms
-from optimizers.flat import FlatParameters
-from optimizers.groups import ApplyFn, MemberGroup
-from optimizers.registry import OptimizerSpec, get_spec
-from optimizers.rules.base import Variant
-from optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
-from optimizers.schemas import HParams, PositiveFloat
-from optimizers.single import build_torch_optimizer
+from optisweep.optimizers.clipping import clip_coefficients, member_grad_norms
+from optisweep.optimizers.flat import FlatParameters
+from optisweep.optimizers.groups import ApplyFn, MemberGroup
+from optisweep.optimizers.registry import OptimizerSpec, get_spec
+from optisweep.optimizers.rules.base import Variant
+from optisweep.optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
+from optisweep.optimizers.schemas import HParams, PositiveFloat
+from optisweep.optimizers.single import build_torch_optimizer
 
 
 class MemberConfig(BaseModel):

@@ -9,16 +9,16 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from optimizers.rules.adadelta import AdadeltaRule
-from optimizers.rules.adagrad import AdagradRule
-from optimizers.rules.adam import AdamRule
-from optimizers.rules.adamax import AdamaxRule
-from optimizers.rules.base import UpdateRule
-from optimizers.rules.momentum import MomentumRule
-from optimizers.rules.nadam import NAdamRule
-from optimizers.rules.rmsprop import RMSpropRule
-from optimizers.rules.sgd import SGDRule
-from optimizers.schemas import (
+from optisweep.optimizers.rules.adadelta import AdadeltaRule
+from optisweep.optimizers.rules.adagrad import AdagradRule
+from optisweep.optimizers.rules.adam import AdamRule
+from optisweep.optimizers.rules.adamax import AdamaxRule
+from optisweep.optimizers.rules.base import UpdateRule
+from optisweep.optimizers.rules.momentum import MomentumRule
+from optisweep.optimizers.rules.nadam import NAdamRule
+from optisweep.optimizers.rules.rmsprop import RMSpropRule
+from optisweep.optimizers.rules.sgd import SGDRule
+from optisweep.optimizers.schemas import (
     AdadeltaParams,
     AdagradParams,
     AdamaxParams,

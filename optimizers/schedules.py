@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from optimizers.schemas import ClosedUnitFloat, PositiveFloat
+from optisweep.optimizers.schemas import ClosedUnitFloat, PositiveFloat
 
 Per = Literal["epoch", "step"]
 """What a schedule's counter counts: epochs, or optimizer steps."""

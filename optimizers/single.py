@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimizers.registry import OptimizerSpec, get_spec
-from optimizers.schemas import HParams
+from optisweep.optimizers.registry import OptimizerSpec, get_spec
+from optisweep.optimizers.schemas import HParams
 
 
 def _tensors(params: list[Any]) -> list[Tensor]:

@@ -11,8 +11,8 @@ leaderboards, reports, trials and metrics (as DataFrames with pandas).
 
 from importlib.metadata import PackageNotFoundError, version
 
-from service.client import *  # noqa: F403  (the client's public names are optisweep's)
-from service.client import __all__ as __all__
+from optisweep.service.client import *  # noqa: F403  (the client's public names are optisweep's)
+from optisweep.service.client import __all__ as __all__
 
 try:
     __version__ = version("optisweep")

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.config import Settings
-from service.controller.loop import Controller
+from optisweep.service.config import Settings
+from optisweep.service.controller.loop import Controller
 
 
 def get_session(request: Request) -> Iterator[Session]:

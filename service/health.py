@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.controller.ray_runtime import cluster_capacity
-from service.deps import ControllerDep, SessionDep, SettingsDep
+from optisweep.service.controller.ray_runtime import cluster_capacity
+from optisweep.service.deps import ControllerDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 

@@ -21,9 +21,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.accounts.models import IdempotencyRecord
-from service.db.base import utcnow
-from service.errors import ConflictError, InputError
+from optisweep.service.accounts.models import IdempotencyRecord
+from optisweep.service.db.base import utcnow
+from optisweep.service.errors import ConflictError, InputError
 
 KEY_HEADER = "Idempotency-Key"
 KEPT_FOR = timedelta(hours=24)

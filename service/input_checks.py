@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from service.errors import InputError
+from optisweep.service.errors import InputError
 
 ECHO_CHARS = 100
 """The most characters of an input an error repeats, as optimizers.schemas.ECHO_CHARS (not

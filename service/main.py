@@ -21,26 +21,26 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import compile_path
 
-from service import debug, health
-from service.accounts.auth import RateLimits, admin, authenticated, limit_address
-from service.accounts.bootstrap import first_start, session_key
-from service.accounts.guard import SignInRequiredError, guarded
-from service.accounts.projects import router as projects_router
-from service.accounts.router import router as accounts_router
-from service.accounts.router import session_router
-from service.code.router import router as code_router
-from service.code.store import CodeStore
-from service.comparisons.router import router as comparisons_router
-from service.config import Settings
-from service.controller.loop import Controller
-from service.controller.ray_runtime import init_ray
-from service.dashboard.pages import api as specs_router
-from service.dashboard.pages import docs_router, static_files
-from service.dashboard.pages import router as pages_router
-from service.dashboard.router import router as dashboard_router
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine, make_sessionmaker
-from service.errors import (
+from optisweep.service import debug, health
+from optisweep.service.accounts.auth import RateLimits, admin, authenticated, limit_address
+from optisweep.service.accounts.bootstrap import first_start, session_key
+from optisweep.service.accounts.guard import SignInRequiredError, guarded
+from optisweep.service.accounts.projects import router as projects_router
+from optisweep.service.accounts.router import router as accounts_router
+from optisweep.service.accounts.router import session_router
+from optisweep.service.code.router import router as code_router
+from optisweep.service.code.store import CodeStore
+from optisweep.service.comparisons.router import router as comparisons_router
+from optisweep.service.config import Settings
+from optisweep.service.controller.loop import Controller
+from optisweep.service.controller.ray_runtime import init_ray
+from optisweep.service.dashboard.pages import api as specs_router
+from optisweep.service.dashboard.pages import docs_router, static_files
+from optisweep.service.dashboard.pages import router as pages_router
+from optisweep.service.dashboard.router import router as dashboard_router
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine, make_sessionmaker
+from optisweep.service.errors import (
     ConflictError,
     ForbiddenError,
     InputError,
@@ -48,11 +48,11 @@ from service.errors import (
     RateLimitedError,
     UnauthorizedError,
 )
-from service.input_checks import echo, safe_text
-from service.routing import RATE_LIMITED, SIGNED_IN, TOO_LARGE, UNAUTHORIZED, BodyLimit
-from service.security import SecurityHeaders, allowed_hosts
-from service.sweeps.router import router as sweeps_router
-from service.trials.router import router as trials_router
+from optisweep.service.input_checks import echo, safe_text
+from optisweep.service.routing import RATE_LIMITED, SIGNED_IN, TOO_LARGE, UNAUTHORIZED, BodyLimit
+from optisweep.service.security import SecurityHeaders, allowed_hosts
+from optisweep.service.sweeps.router import router as sweeps_router
+from optisweep.service.trials.router import router as trials_router
 
 API_PREFIX = "/api/v1"
 SESSION_SECONDS = 12 * 3600

@@ -1,6 +1,6 @@
 """Every ORM model, imported in one place so Base.metadata knows all tables."""
 
-from service.accounts.models import (
+from optisweep.service.accounts.models import (
     ApiToken,
     AuditEvent,
     CodePackage,
@@ -10,8 +10,8 @@ from service.accounts.models import (
     Role,
     User,
 )
-from service.sweeps.models import Sweep, SweepStatus
-from service.trials.models import (
+from optisweep.service.sweeps.models import Sweep, SweepStatus
+from optisweep.service.trials.models import (
     FamilyImprovement,
     FamilyTally,
     Metric,

@@ -11,9 +11,9 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import QueryableAttribute
 
-from optimizers.schemas import short_repr
-from service.db.base import MAX_ID
-from service.errors import InputError
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service.db.base import MAX_ID
+from optisweep.service.errors import InputError
 
 
 class CursorError(InputError):

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.input_checks import check_text, parse_json
+from optisweep.service.input_checks import check_text, parse_json
 
 
 class BodyTooLarge(HTTPException):

@@ -7,8 +7,8 @@ from typing import Any
 import yaml
 from yaml.composer import ComposerError
 
-from service.errors import InputError
-from service.input_checks import check_json_value, safe_text
+from optisweep.service.errors import InputError
+from optisweep.service.input_checks import check_json_value, safe_text
 
 ALIASES_REFUSED = "YAML aliases (*name) are not supported"
 

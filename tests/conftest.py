@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from workers.workloads import ENTRY_POINT_GROUP
+from optisweep.workers.workloads import ENTRY_POINT_GROUP
 
 T = TypeVar("T")
 

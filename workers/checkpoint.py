@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from optimizers import MemberConfig, MemberExport
+from optisweep.optimizers import MemberConfig, MemberExport
 
 FORMAT_VERSION = 2
 """2 added ``history``; version 1 files still load (their history is their last epoch)."""

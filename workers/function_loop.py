@@ -10,12 +10,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from optimizers import create_optimizer, lr_lambda, needs_run_length, resolve_schedule
-from workers.checkpoint import Checkpoint, check_resumable
-from workers.pacing import CheckpointEvery, CheckpointPacer
-from workers.specs import TrialResult, TrialSpec
-from workers.workloads.base import TIME_METRIC, WorkloadConfig
-from workers.workloads.functional import FunctionWorkload, TrialContext
+from optisweep.optimizers import create_optimizer, lr_lambda, needs_run_length, resolve_schedule
+from optisweep.workers.checkpoint import Checkpoint, check_resumable
+from optisweep.workers.pacing import CheckpointEvery, CheckpointPacer
+from optisweep.workers.specs import TrialResult, TrialSpec
+from optisweep.workers.workloads.base import TIME_METRIC, WorkloadConfig
+from optisweep.workers.workloads.functional import FunctionWorkload, TrialContext
 
 
 def train_function(

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from workers.batches import data_size
-from workers.memory import measured_member_bytes
-from workers.specs import PackProbe, WorkloadReport
-from workers.workloads import (
+from optisweep.workers.batches import data_size
+from optisweep.workers.memory import measured_member_bytes
+from optisweep.workers.specs import PackProbe, WorkloadReport
+from optisweep.workers.workloads import (
     FunctionWorkload,
     WorkloadConfigError,
     parse_workload_config,

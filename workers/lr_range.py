@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimizers import MemberConfig
-from workers.batches import Inputs, epoch_batches
-from workers.fusion import StackedForward
-from workers.specs import RangeTestSpec
-from workers.stacking import stack_members, stacked_losses
-from workers.train import resolve_device
-from workers.workloads import parse_workload_config
+from optisweep.optimizers import MemberConfig
+from optisweep.workers.batches import Inputs, epoch_batches
+from optisweep.workers.fusion import StackedForward
+from optisweep.workers.specs import RangeTestSpec
+from optisweep.workers.stacking import stack_members, stacked_losses
+from optisweep.workers.train import resolve_device
+from optisweep.workers.workloads import parse_workload_config
 
 SMOOTHING = 0.98
 DIVERGED_FACTOR = 4.0

@@ -22,12 +22,12 @@ from cachetools import LRUCache, cached
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from optimizers import OPTIMIZERS, MemberConfig
-from workers.batches import chunks, data_size, epoch_batches
-from workers.fusion import StackedForward
-from workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
-from workers.train import EVAL_CHUNK
-from workers.workloads import Built, parse_workload_config
+from optisweep.optimizers import OPTIMIZERS, MemberConfig
+from optisweep.workers.batches import chunks, data_size, epoch_batches
+from optisweep.workers.fusion import StackedForward
+from optisweep.workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
+from optisweep.workers.train import EVAL_CHUNK
+from optisweep.workers.workloads import Built, parse_workload_config
 
 DEVICE_MEMORY_FRACTION = 0.6
 """The share of a GPU's free memory a pack may plan to use. The rest is headroom for what the
@@ -78,7 +78,7 @@ evaluation chunk is extrapolated from the two (an evaluation's memory is linear 
 @dataclasses.dataclass(frozen=True)
 class MemberCost:
     """What one more pack member costs in memory, and why its pack does not run fused (None
-    where it does: ``workers.fusion``)."""
+    where it does: ``optisweep.workers.fusion``)."""
 
     bytes: int
     not_fused: str | None

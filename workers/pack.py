@@ -29,22 +29,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimizers import (
+from optisweep.optimizers import (
     MemberConfig,
 )
-from workers.batches import epoch_batches
-from workers.checkpoint import Checkpoint, check_resumable
-from workers.fusion import StackedForward
-from workers.memory import (
+from optisweep.workers.batches import epoch_batches
+from optisweep.workers.checkpoint import Checkpoint, check_resumable
+from optisweep.workers.fusion import StackedForward
+from optisweep.workers.memory import (
     DEVICE_MEMORY_FRACTION,
     free_device_memory,
     member_memory_bytes,
     split_for_memory,
 )
-from workers.pacing import CheckpointEvery, CheckpointPacer
-from workers.pbt import Exploit, exploit_stack
-from workers.specs import PackSpec
-from workers.stacking import (
+from optisweep.workers.pacing import CheckpointEvery, CheckpointPacer
+from optisweep.workers.pbt import Exploit, exploit_stack
+from optisweep.workers.specs import PackSpec
+from optisweep.workers.stacking import (
     Stack,
     evaluate_stacked,
     export_members,
@@ -52,13 +52,13 @@ from workers.stacking import (
     sync_models,
     train_stacked_epoch,
 )
-from workers.train import (
+from optisweep.workers.train import (
     TrialResult,
     resolve_device,
     run_schedule,
     steps_per_epoch,
 )
-from workers.workloads import TIME_METRIC, Built, parse_workload_config
+from optisweep.workers.workloads import TIME_METRIC, Built, parse_workload_config
 
 COMPACT_FRACTION = 0.25
 """Compact the pack once at least this fraction of its members is frozen."""
@@ -106,11 +106,12 @@ def train_pack(
     metrics of the members still training and answers which of them should stop.
     ``resume`` maps members to checkpoints to continue from: a member joins the stack at the
     epoch after its checkpoint's. ``checkpoint(member, ckpt)`` is called for every training
-    member every ``checkpoint_every`` epochs (or as ``workers.pacing`` paces "auto") and after
-    the last one, before the report.
+    member every ``checkpoint_every`` epochs (or as ``optisweep.workers.pacing`` paces "auto")
+    and after the last one, before the report.
     With ``spec.pbt``, members exploit and explore within their family every ``pbt.interval``
-    epochs (``workers.pbt``), before that epoch's checkpoints; ``exploited(epoch, exploits)``
-    hears of it. A resumed member then takes its settings from its checkpoint.
+    epochs (``optisweep.workers.pbt``), before that epoch's checkpoints;
+    ``exploited(epoch, exploits)`` hears of it. A resumed member then takes its settings from
+    its checkpoint.
     A pack too large for the device's memory (``free_memory`` bytes, by default what CUDA has
     free, or on the CPU ``spec.memory_mb``) trains in consecutive parts that fit, each as a
     pack; what one member takes is measured here (``member_memory_bytes``, cached per process).

@@ -20,9 +20,9 @@ from typing import Any
 
 from torch import nn
 
-from optimizers import MemberConfig, MemberExport
-from workers.specs import PbtConfig
-from workers.stacking import Stack, export_members, stack_members
+from optisweep.optimizers import MemberConfig, MemberExport
+from optisweep.workers.specs import PbtConfig
+from optisweep.workers.stacking import Stack, export_members, stack_members
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from optimizers import (
+from optisweep.optimizers import (
     OPTIMIZERS,
     ConstantSchedule,
     MemberConfig,
     Schedule,
     validate_hyperparameters,
 )
-from optimizers.schemas import PositiveFloat
+from optisweep.optimizers.schemas import PositiveFloat
 
 if TYPE_CHECKING:
-    from workers.workloads.base import WorkloadConfig
+    from optisweep.workers.workloads.base import WorkloadConfig
 
 
 def parse_device(name: str) -> torch.device:
@@ -82,7 +82,7 @@ class TrialSpec(BaseModel):
     def workload_config(self) -> WorkloadConfig:
         """The workload config validated into the workload's own config model (defaults
         filled in); this loads the workload's code, so it runs on the worker."""
-        from workers.workloads import parse_workload_config
+        from optisweep.workers.workloads import parse_workload_config
 
         return parse_workload_config(self.workload)[1]
 
@@ -123,13 +123,13 @@ class PackSpec(BaseModel):
     data_seed: int = Field(ge=0, lt=2**63)
     device: str = "auto"
     pbt: PbtConfig | None = None
-    """Population-based training among the members (``workers.pbt``), or None."""
+    """Population-based training among the members (``optisweep.workers.pbt``), or None."""
     memory_mb: float | None = Field(default=None, gt=0)
     """On the CPU, the memory the pack may plan to use (the server's ``pack_memory_mb``): a
     larger pack trains in consecutive parts that fit. On a GPU its free memory decides."""
     member_bytes: int | None = Field(default=None, gt=0)
     """What one member costs in memory, as a worker measured when the sweep's workload was
-    inspected; None: the pack measures it (``workers.memory``) where it needs to know."""
+    inspected; None: the pack measures it (``optisweep.workers.memory``) where it needs to know."""
 
 
 class CheckpointPlan(BaseModel):
@@ -140,7 +140,7 @@ class CheckpointPlan(BaseModel):
     path: str
     """The trial's checkpoint file: resumed from when it exists, then overwritten."""
     every: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    """Epochs between checkpoints, or "auto" (``workers.pacing``)."""
+    """Epochs between checkpoints, or "auto" (``optisweep.workers.pacing``)."""
 
 
 class RangeTestSpec(BaseModel):
@@ -199,7 +199,7 @@ class PackProbe:
     reason: str | None = None
     """Why it does not pack (the workload says so, or a stacked step failed), or None."""
     not_fused: str | None = None
-    """Why its packs run under vmap rather than fused (``workers.fusion``), or None."""
+    """Why its packs run under vmap rather than fused (``optisweep.workers.fusion``), or None."""
 
 
 @dataclass(frozen=True)

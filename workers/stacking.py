@@ -1,8 +1,9 @@
 """K models as one: members' parameters stacked along a leading dimension, trained by one
-forward and backward pass (fused, or vmapped: ``workers.fusion``) and one PopulationOptimizer
-step, evaluated in one pass.
+forward and backward pass (fused, or vmapped: ``optisweep.workers.fusion``) and one
+PopulationOptimizer step, evaluated in one pass.
 
-Shared by packs (``workers.pack``), PBT (``workers.pbt``) and the lr range test.
+Shared by packs (``optisweep.workers.pack``), PBT (``optisweep.workers.pbt``) and the lr
+range test.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import stack_module_state, vmap
 
-from optimizers import MemberConfig, MemberExport, PopulationOptimizer
-from optimizers.flat import FlatParameters
-from workers.batches import Data, Inputs, chunks
-from workers.fusion import StackedForward
-from workers.train import EVAL_CHUNK
-from workers.workloads import Built
+from optisweep.optimizers import MemberConfig, MemberExport, PopulationOptimizer
+from optisweep.optimizers.flat import FlatParameters
+from optisweep.workers.batches import Data, Inputs, chunks
+from optisweep.workers.fusion import StackedForward
+from optisweep.workers.train import EVAL_CHUNK
+from optisweep.workers.workloads import Built
 
 
 @dataclass
@@ -132,8 +133,8 @@ def evaluate_stacked(
     """val_loss and the workload's metrics of these (row, member)s, all at once (and
     train_loss over the training set where the workload measures it so).
 
-    The same quantities as ``workers.train.evaluate``, summed in float64 over the same chunks,
-    from one stacked forward pass per chunk instead of one pass per member.
+    The same quantities as ``optisweep.workers.train.evaluate``, summed in float64 over the same
+    chunks, from one stacked forward pass per chunk instead of one pass per member.
     """
     shared = builds[stack.members[rows[0][0]]]
     forward.train(False)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import ray
 
-from workers.specs import (
+from optisweep.workers.specs import (
     CheckpointPlan,
     PackSpec,
     RangeTestSpec,
@@ -25,8 +25,8 @@ from workers.specs import (
 )
 
 if TYPE_CHECKING:
-    from workers.checkpoint import Checkpoint
-    from workers.pbt import Exploit
+    from optisweep.workers.checkpoint import Checkpoint
+    from optisweep.workers.pbt import Exploit
 
 
 class _RemoteMethod(Protocol):
@@ -60,8 +60,8 @@ def _resume(plan: CheckpointPlan | None, device: str) -> Checkpoint | None:
     """The checkpoint an earlier attempt left at the plan's path, if any."""
     from pathlib import Path
 
-    from workers.checkpoint import load_checkpoint
-    from workers.train import resolve_device
+    from optisweep.workers.checkpoint import load_checkpoint
+    from optisweep.workers.train import resolve_device
 
     if plan is None or not Path(plan.path).is_file():
         return None
@@ -78,8 +78,8 @@ def run_trial(
 ) -> TaskResult:
     """Train one trial here; its result. With a ``checkpoint`` plan the trial continues from
     the checkpoint an earlier attempt left and writes its own."""
-    from workers.checkpoint import save_checkpoint
-    from workers.train import train_trial
+    from optisweep.workers.checkpoint import save_checkpoint
+    from optisweep.workers.train import train_trial
 
     device = _device()
     spec = spec.model_copy(update={"device": device})
@@ -154,7 +154,7 @@ class _PackChannel:
 
     def save(self, k: int, ckpt: Checkpoint) -> None:
         """Write member ``k``'s checkpoint where its plan says."""
-        from workers.checkpoint import save_checkpoint
+        from optisweep.workers.checkpoint import save_checkpoint
 
         assert self.checkpoints is not None
         save_checkpoint(self.checkpoints[k].path, ckpt)
@@ -175,7 +175,7 @@ def run_pack(
     names. With ``checkpoints`` (one plan per member) each member continues from the
     checkpoint an earlier attempt left and the pack writes every member's checkpoint.
     """
-    from workers.pack import train_pack
+    from optisweep.workers.pack import train_pack
 
     device = _device()
     spec = spec.model_copy(update={"device": device})
@@ -213,7 +213,7 @@ def run_range_test(spec: RangeTestSpec) -> dict[str, dict[str, Any]]:
     """The learning-rate range test on this task's device: per family, its bounds and curve."""
     import dataclasses
 
-    from workers.lr_range import lr_range_test
+    from optisweep.workers.lr_range import lr_range_test
 
     results = lr_range_test(spec.model_copy(update={"device": _device()}))
     return {name: dataclasses.asdict(result) for name, result in results.items()}
@@ -222,6 +222,6 @@ def run_range_test(spec: RangeTestSpec) -> dict[str, dict[str, Any]]:
 def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> WorkloadReport:
     """The workload's metrics and whether it packs (one member's memory), or what is wrong
     with it; found here, under the sweep's runtime_env: the server never runs a workload."""
-    from workers.inspection import inspect_workload as inspect
+    from optisweep.workers.inspection import inspect_workload as inspect
 
     return inspect(workload, optimizers)

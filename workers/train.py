@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from optimizers import (
+from optisweep.optimizers import (
     Schedule,
     create_optimizer,
     lr_lambda,
     resolve_schedule,
 )
-from workers.batches import (
+from optisweep.workers.batches import (
     Data,
     Inputs,
     batch_rows,
@@ -26,12 +26,12 @@ from workers.batches import (
     epoch_generator,
     forward,
 )
-from workers.checkpoint import Checkpoint, check_resumable
-from workers.function_loop import train_function
-from workers.pacing import CheckpointEvery, CheckpointPacer
-from workers.specs import TrialResult, TrialSpec, parse_device
-from workers.workloads import TIME_METRIC, Built, parse_workload_config
-from workers.workloads.functional import FunctionWorkload
+from optisweep.workers.checkpoint import Checkpoint, check_resumable
+from optisweep.workers.function_loop import train_function
+from optisweep.workers.pacing import CheckpointEvery, CheckpointPacer
+from optisweep.workers.specs import TrialResult, TrialSpec, parse_device
+from optisweep.workers.workloads import TIME_METRIC, Built, parse_workload_config
+from optisweep.workers.workloads.functional import FunctionWorkload
 
 __all__ = [
     "epoch_generator",
@@ -169,8 +169,8 @@ def train_trial(
     took so far (not building the workload, checkpoints or reports).
     ``resume`` continues from a checkpoint (taken alone or in a pack) after its epoch, and its
     time from the checkpoint's;
-    ``checkpoint`` is handed one every ``checkpoint_every`` epochs (or as ``workers.pacing``
-    paces "auto") and after the last epoch,
+    ``checkpoint`` is handed one every ``checkpoint_every`` epochs (or as
+    ``optisweep.workers.pacing`` paces "auto") and after the last epoch,
     before that epoch is reported.
     """
     workload, config = parse_workload_config(spec.workload)

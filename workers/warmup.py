@@ -12,8 +12,8 @@ def warm_up() -> str:
     import ray
     import torch
 
-    import workers.pack  # noqa: F401 (the import is the point)
-    from workers.workloads.digits import digits_split
+    import optisweep.workers.pack  # noqa: F401 (the import is the point)
+    from optisweep.workers.workloads.digits import digits_split
 
     digits_split(torch.device("cpu"))
     # The first torch.optim optimizer a process builds imports torch._dynamo (about 1.5 s here);

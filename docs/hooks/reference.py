@@ -1,13 +1,13 @@
 """MkDocs hook: the reference pages, generated at build time so that they never drift.
 
 - ``reference/spec.md``: the sweep spec, from the pydantic models behind ``POST /sweeps``
-  (``service.sweeps.schemas.SweepCreate`` and every model it nests): each field's name, type,
-  default, constraints and description (its attribute docstring: the models document their
-  fields that way, without pydantic's ``use_attribute_docstrings``).
+  (``optisweep.service.sweeps.schemas.SweepCreate`` and every model it nests): each field's
+  name, type, default, constraints and description (its attribute docstring: the models
+  document their fields that way, without pydantic's ``use_attribute_docstrings``).
 - ``reference/api.md``: the REST API, from the app's OpenAPI schema
-  (``service.main.create_app().openapi()``, built without running its lifespan: no database,
-  no Ray, no controller): every path and method, its summary, parameters, request body and
-  responses, then the schemas they name.
+  (``optisweep.service.main.create_app().openapi()``, built without running its lifespan: no
+  database, no Ray, no controller): every path and method, its summary, parameters, request
+  body and responses, then the schemas they name.
 - ``benchmarks.md`` includes ``benchmarks/README.md`` where it says
   ``<!-- include: benchmarks/README.md -->``, its relative links rewritten for the page (a
   snippet could not rewrite them, and strict mode fails on a link it cannot resolve).
@@ -230,7 +230,7 @@ def _ordered_refs(root: dict[str, Any], defs: dict[str, Any], prefix: str) -> li
 
 
 def spec_reference() -> str:
-    from service.sweeps.schemas import SweepCreate
+    from optisweep.service.sweeps.schemas import SweepCreate
 
     schema = SweepCreate.model_json_schema(mode="validation")
     defs: dict[str, Any] = schema.pop("$defs", {})
@@ -288,8 +288,8 @@ def _app_models(app: Any) -> dict[str, type]:
 
 
 def api_reference() -> str:
-    from service.config import Settings
-    from service.main import create_app
+    from optisweep.service.config import Settings
+    from optisweep.service.main import create_app
 
     # A secret key given, so that building the app writes no key file; no controller; the
     # lifespan (database, Ray) only runs when a server starts the app, which nothing does here.

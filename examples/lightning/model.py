@@ -15,8 +15,8 @@ from sklearn.datasets import load_digits
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from workers.integrations.lightning import lightning_workload
-from workers.workloads import WorkloadConfig
+from optisweep.integrations.lightning import lightning_workload
+from optisweep.workloads import WorkloadConfig
 
 
 class DigitsClassifier(pl.LightningModule):

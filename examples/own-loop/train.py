@@ -15,7 +15,7 @@ from pydantic import Field
 from sklearn.datasets import load_digits
 from torch import nn
 
-from workers.workloads import TrialContext, WorkloadConfig, function_workload
+from optisweep.workloads import TrialContext, WorkloadConfig, function_workload
 
 
 class Config(WorkloadConfig):

@@ -19,7 +19,7 @@ from sklearn.datasets import load_digits
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from workers.workloads import Built, WorkloadConfig
+from optisweep.workloads import Built, WorkloadConfig
 
 
 class Config(WorkloadConfig):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
 
 
 class AdadeltaRule(UpdateRule):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
-from optimizers.schemas import AdamParams, HParams
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.schemas import AdamParams, HParams
 
 
 class AdamRule(UpdateRule):

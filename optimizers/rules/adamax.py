@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant, with_weight_decay
 
 
 class AdamaxRule(UpdateRule):

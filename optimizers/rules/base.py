@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from optimizers.schemas import HParams
+from optisweep.optimizers.schemas import HParams
 
 Variant = tuple[bool, ...]
 """Flags that pick a rule's code path (amsgrad, nesterov, weight decay on, ...)."""

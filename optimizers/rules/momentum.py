@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optimizers.rules.base import UpdateRule, Variant, with_weight_decay
-from optimizers.schemas import HParams, MomentumParams
+from optisweep.optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optisweep.optimizers.schemas import HParams, MomentumParams
 
 
 class MomentumRule(UpdateRule):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
-from optimizers.schemas import HParams, RMSpropParams
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.schemas import HParams, RMSpropParams
 
 
 class RMSpropRule(UpdateRule):

@@ -13,11 +13,11 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.accounts.models import ROLE_RANK, Membership, Project, Role
-from service.db.base import get_by_id
-from service.errors import ForbiddenError, NotFoundError
-from service.sweeps.models import Sweep
-from service.trials.models import Trial
+from optisweep.service.accounts.models import ROLE_RANK, Membership, Project, Role
+from optisweep.service.db.base import get_by_id
+from optisweep.service.errors import ForbiddenError, NotFoundError
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.trials.models import Trial
 
 
 @dataclass(frozen=True)

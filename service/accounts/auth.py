@@ -19,11 +19,11 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session
 
-from service.accounts import repository
-from service.accounts.access import Principal
-from service.accounts.models import ApiToken, User
-from service.deps import SessionDep
-from service.errors import ForbiddenError, RateLimitedError, UnauthorizedError
+from optisweep.service.accounts import repository
+from optisweep.service.accounts.access import Principal
+from optisweep.service.accounts.models import ApiToken, User
+from optisweep.service.deps import SessionDep
+from optisweep.service.errors import ForbiddenError, RateLimitedError, UnauthorizedError
 
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.accounts import repository
-from service.accounts.models import Project, Role
-from service.accounts.schemas import DEFAULT_TOKEN_DAYS
-from service.accounts.tokens import token_file, write_token_file
-from service.config import Settings
+from optisweep.service.accounts import repository
+from optisweep.service.accounts.models import Project, Role
+from optisweep.service.accounts.schemas import DEFAULT_TOKEN_DAYS
+from optisweep.service.accounts.tokens import token_file, write_token_file
+from optisweep.service.config import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from service.accounts.access import Principal, check_sweep, check_trial
-from service.accounts.auth import SAFE_METHODS, PrincipalDep, principal_of
-from service.accounts.models import ApiToken
-from service.deps import SessionDep
+from optisweep.service.accounts.access import Principal, check_sweep, check_trial
+from optisweep.service.accounts.auth import SAFE_METHODS, PrincipalDep, principal_of
+from optisweep.service.accounts.models import ApiToken
+from optisweep.service.deps import SessionDep
 
 
 class SignInRequiredError(Exception):

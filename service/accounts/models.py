@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db.base import Base, UTCDateTime, utcnow
+from optisweep.service.db.base import Base, UTCDateTime, utcnow
 
 
 class Role(enum.StrEnum):

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from service.accounts import repository
-from service.accounts.access import project_named, require_role, role_in
-from service.accounts.auth import AdminDep, PrincipalDep, audit
-from service.accounts.models import Role
-from service.accounts.schemas import (
+from optisweep.service.accounts import repository
+from optisweep.service.accounts.access import project_named, require_role, role_in
+from optisweep.service.accounts.auth import AdminDep, PrincipalDep, audit
+from optisweep.service.accounts.models import Role
+from optisweep.service.accounts.schemas import (
     AuditPage,
     AuditRead,
     MemberRead,
@@ -19,10 +19,10 @@ from service.accounts.schemas import (
     ProjectCreate,
     ProjectRead,
 )
-from service.deps import SessionDep
-from service.errors import ForbiddenError
-from service.pagination import decode_cursor, encode_cursor
-from service.routing import CONFLICT, StrictRoute
+from optisweep.service.deps import SessionDep
+from optisweep.service.errors import ForbiddenError
+from optisweep.service.pagination import decode_cursor, encode_cursor
+from optisweep.service.routing import CONFLICT, StrictRoute
 
 router = APIRouter(tags=["projects"], route_class=StrictRoute)
 

@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.accounts.models import ApiToken, AuditEvent, Membership, Project, Role, User
-from service.accounts.tokens import new_token, shown_prefix, token_hash
-from service.db.base import get_by_id, utcnow
-from service.errors import ConflictError, NotFoundError
+from optisweep.service.accounts.models import ApiToken, AuditEvent, Membership, Project, Role, User
+from optisweep.service.accounts.tokens import new_token, shown_prefix, token_hash
+from optisweep.service.db.base import get_by_id, utcnow
+from optisweep.service.errors import ConflictError, NotFoundError
 
 LAST_USED_EVERY = timedelta(minutes=1)
 """How stale a token's last_used_at may get before a request writes it again."""

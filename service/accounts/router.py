@@ -7,10 +7,10 @@ import secrets
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from service.accounts import repository
-from service.accounts.auth import AdminDep, PrincipalDep, audit, limit_address
-from service.accounts.models import ApiToken, User
-from service.accounts.schemas import (
+from optisweep.service.accounts import repository
+from optisweep.service.accounts.auth import AdminDep, PrincipalDep, audit, limit_address
+from optisweep.service.accounts.models import ApiToken, User
+from optisweep.service.accounts.schemas import (
     DEFAULT_TOKEN_DAYS,
     Me,
     ProjectRead,
@@ -23,10 +23,10 @@ from service.accounts.schemas import (
     UserCreated,
     UserRead,
 )
-from service.db.base import utcnow
-from service.deps import SessionDep
-from service.errors import NotFoundError, UnauthorizedError
-from service.routing import CONFLICT, StrictRoute
+from optisweep.service.db.base import utcnow
+from optisweep.service.deps import SessionDep
+from optisweep.service.errors import NotFoundError, UnauthorizedError
+from optisweep.service.routing import CONFLICT, StrictRoute
 
 router = APIRouter(tags=["accounts"], route_class=StrictRoute)
 session_router = APIRouter(tags=["accounts"], route_class=StrictRoute)

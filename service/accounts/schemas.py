@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from service.accounts.models import Role
-from service.sweeps.params import StrictModel
+from optisweep.service.accounts.models import Role
+from optisweep.service.sweeps.params import StrictModel
 
 AccountName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)

@@ -1,5 +1,5 @@
 """``python -m service.cli``: the optisweep command."""
 
-from service.cli import app
+from optisweep.service.cli import app
 
 app()

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.accounts.tokens import token_file, write_token_file
-from service.cli.common import (
+from optisweep.service.accounts.tokens import token_file, write_token_file
+from optisweep.service.cli.common import (
     DEFAULT_URL,
     TokenDays,
     UrlOption,
@@ -20,7 +20,7 @@ from service.cli.common import (
     token_app,
     user_app,
 )
-from service.client import Client, NotSignedInError, OptisweepError
+from optisweep.service.client import Client, NotSignedInError, OptisweepError
 
 
 @app.command()

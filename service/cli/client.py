@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, print_upload
-from service.cli.common import (
+from optisweep.service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, print_upload
+from optisweep.service.cli.common import (
     DEFAULT_URL,
     ProjectOption,
     SpecFile,
@@ -23,7 +23,7 @@ from service.cli.common import (
     leaderboard_table,
     load_spec,
 )
-from service.client import Sweep
+from optisweep.service.client import Sweep
 
 
 @app.command()

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from service.cli.common import console, fail
-from service.client import OptisweepError
-from service.client.code import ALWAYS_LEFT_OUT, MAX_CODE_MB, code_dir, zip_project
-from service.client.records import CodeUpload
+from optisweep.service.cli.common import console, fail
+from optisweep.service.client import OptisweepError
+from optisweep.service.client.code import ALWAYS_LEFT_OUT, MAX_CODE_MB, code_dir, zip_project
+from optisweep.service.client.records import CodeUpload
 
 if TYPE_CHECKING:
-    from service.sweeps.schemas import SweepCreate
+    from optisweep.service.sweeps.schemas import SweepCreate
 
 CodeDir = Annotated[
     Path | None,

@@ -12,12 +12,12 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
-from service.client import DEFAULT_URL as DEFAULT_URL
-from service.client import Client, Leaderboard, LeaderboardEntry, OptisweepError
-from service.client.api import read_spec_file
-from service.client.errors import field_errors
-from service.client.sweep import counts_text as counts_text
-from service.client.sweep import progress_bar as progress_bar
+from optisweep.service.client import DEFAULT_URL as DEFAULT_URL
+from optisweep.service.client import Client, Leaderboard, LeaderboardEntry, OptisweepError
+from optisweep.service.client.api import read_spec_file
+from optisweep.service.client.errors import field_errors
+from optisweep.service.client.sweep import counts_text as counts_text
+from optisweep.service.client.sweep import progress_bar as progress_bar
 
 app = typer.Typer(
     help="optisweep: hyperparameter sweeps over neural-network optimizers.",

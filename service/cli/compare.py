@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli.common import DEFAULT_URL, UrlOption, app, connect, console, fmt
-from service.client import Comparison
+from optisweep.service.cli.common import DEFAULT_URL, UrlOption, app, connect, console, fmt
+from optisweep.service.client import Comparison
 
 PROFILE_TAUS = (1.0, 1.5, 2.0, 4.0)
 """The taus the profile table shows (the dashboard draws them all)."""

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
-from service.cli.code import CodeDir, job_code
-from service.cli.common import (
+from optisweep.service.cli.code import CodeDir, job_code
+from optisweep.service.cli.common import (
     DatabaseUrl,
     SpecFile,
     TokenDays,
@@ -28,15 +28,15 @@ from service.cli.common import (
     load_spec,
     progress_bar,
 )
-from service.client import Leaderboard
+from optisweep.service.client import Leaderboard
 
 if TYPE_CHECKING:  # the commands import these when they run: the CLI starts without torch,
     # SQLAlchemy or Alembic (every `optisweep` call that talks to a server starts sooner)
     from sqlalchemy.orm import Session, sessionmaker
 
-    from service.config import Settings
-    from service.controller.loop import Controller
-    from service.sweeps.schemas import SweepCreate
+    from optisweep.service.config import Settings
+    from optisweep.service.controller.loop import Controller
+    from optisweep.service.sweeps.schemas import SweepCreate
 
 
 @app.command()
@@ -49,8 +49,8 @@ def serve(
     """Run the API and the controller (SQLite and a local Ray unless configured otherwise)."""
     import ray
 
-    from service.config import Settings
-    from service.controller.ray_runtime import init_ray, warm_workers
+    from optisweep.service.config import Settings
+    from optisweep.service.controller.ray_runtime import init_ray, warm_workers
 
     settings = Settings()
     host = host or settings.host
@@ -72,7 +72,7 @@ def serve(
         warm_workers()
         import uvicorn
 
-        from service.main import create_app
+        from optisweep.service.main import create_app
 
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
@@ -95,11 +95,11 @@ def run(
     """
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from service.config import Settings
-    from service.controller.loop import Controller
-    from service.controller.ray_runtime import init_ray
-    from service.db.migrate import upgrade
-    from service.db.session import make_engine, make_sessionmaker
+    from optisweep.service.config import Settings
+    from optisweep.service.controller.loop import Controller
+    from optisweep.service.controller.ray_runtime import init_ray
+    from optisweep.service.db.migrate import upgrade
+    from optisweep.service.db.session import make_engine, make_sessionmaker
 
     settings = Settings()
     if database_url:
@@ -131,9 +131,9 @@ def run(
 
 def _checked_spec(spec_file: Path, *, max_trials: int) -> SweepCreate:
     """The spec file as a sweep checked in full; a bad one is one line and exit code 2."""
-    from service.errors import SpecError
-    from service.sweeps.schemas import SweepCreate
-    from service.sweeps.service import checked_size
+    from optisweep.service.errors import SpecError
+    from optisweep.service.sweeps.schemas import SweepCreate
+    from optisweep.service.sweeps.service import checked_size
 
     data = load_spec(spec_file)
     try:
@@ -150,12 +150,12 @@ def _submitted(
     sessions: sessionmaker[Session], spec: SweepCreate, *, settings: Settings, claimed_by: str
 ) -> tuple[int, int]:
     """Queue the sweep for this process's controller; its id and trial count."""
-    from service.controller.inspection import WorkloadInspector
-    from service.controller.loop import Controller
-    from service.controller.packing import PackingPolicy
-    from service.controller.state import ControllerState
-    from service.errors import SpecError
-    from service.sweeps.service import submit_sweep
+    from optisweep.service.controller.inspection import WorkloadInspector
+    from optisweep.service.controller.loop import Controller
+    from optisweep.service.controller.packing import PackingPolicy
+    from optisweep.service.controller.state import ControllerState
+    from optisweep.service.errors import SpecError
+    from optisweep.service.sweeps.service import submit_sweep
 
     state = ControllerState(sessions=sessions, max_trials=settings.max_trials, checkpoint_dir=None)
     packing = PackingPolicy(pack_memory_mb=settings.pack_memory_mb)
@@ -184,7 +184,7 @@ def _drive(
     settings: Settings,
 ) -> None:
     """Run the controller until the sweep ends, with a progress bar; Ctrl-C exits with 130."""
-    from service.sweeps.repository import trial_counts
+    from optisweep.service.sweeps.repository import trial_counts
 
     with progress_bar(console) as progress:
         task = progress.add_task(f"sweep {sweep_id}", total=size, counts="")
@@ -216,8 +216,8 @@ def _drive(
 
 def _report(sessions: sessionmaker[Session], sweep_id: int, *, settings: Settings) -> None:
     """How the sweep ended and its leaderboard; exit code 1 if it failed."""
-    from service.sweeps.repository import get_sweep
-    from service.sweeps.views import leaderboard_read
+    from optisweep.service.sweeps.repository import get_sweep
+    from optisweep.service.sweeps.views import leaderboard_read
 
     with sessions() as session:
         sweep = get_sweep(session, sweep_id)
@@ -239,9 +239,9 @@ def db_upgrade(
     from sqlalchemy import inspect
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from service.config import Settings
-    from service.db.migrate import upgrade
-    from service.db.session import make_engine
+    from optisweep.service.config import Settings
+    from optisweep.service.db.migrate import upgrade
+    from optisweep.service.db.session import make_engine
 
     url = database_url or Settings().database_url
     try:
@@ -262,11 +262,11 @@ def db_token(
     the database's credentials, not a token. It goes to the token file, 0600."""
     from sqlalchemy.exc import ArgumentError, OperationalError
 
-    from service.accounts import repository as accounts
-    from service.accounts.tokens import token_file, write_token_file
-    from service.config import Settings
-    from service.db.session import make_engine, make_sessionmaker
-    from service.errors import NotFoundError
+    from optisweep.service.accounts import repository as accounts
+    from optisweep.service.accounts.tokens import token_file, write_token_file
+    from optisweep.service.config import Settings
+    from optisweep.service.db.session import make_engine, make_sessionmaker
+    from optisweep.service.errors import NotFoundError
 
     url = database_url or Settings().database_url
     engine = make_engine(url)

@@ -1,8 +1,8 @@
 """The optisweep REST API from Python (also ``import optisweep``): Client, Sweep, records."""
 
-from service.client.api import DEFAULT_URL, Client, default_token
-from service.client.comparisons import Comparison
-from service.client.errors import (
+from optisweep.service.client.api import DEFAULT_URL, Client, default_token
+from optisweep.service.client.comparisons import Comparison
+from optisweep.service.client.errors import (
     ConflictError,
     FieldError,
     ForbiddenError,
@@ -15,7 +15,7 @@ from service.client.errors import (
     ServerUnreachableError,
     TooLargeError,
 )
-from service.client.records import (
+from optisweep.service.client.records import (
     FamilyReport,
     Leaderboard,
     LeaderboardEntry,
@@ -27,7 +27,7 @@ from service.client.records import (
     SweepInfo,
     Trial,
 )
-from service.client.sweep import Sweep
+from optisweep.service.client.sweep import Sweep
 
 __all__ = [
     "DEFAULT_URL",

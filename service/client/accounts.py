@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from service.client.records import Record
+from optisweep.service.client.records import Record
 
 
 class UserInfo(Record):

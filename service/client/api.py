@@ -10,21 +10,29 @@ from typing import Any, Self
 
 import httpx
 
-from service.accounts.tokens import read_token_file, token_file
-from service.client.accounts import Me, Member, NewToken, NewUser, ProjectInfo, TokenInfo, UserInfo
-from service.client.code import MAX_CODE_MB, code_dir, with_package, zip_project
-from service.client.comparisons import Comparison
-from service.client.errors import (
+from optisweep.service.accounts.tokens import read_token_file, token_file
+from optisweep.service.client.accounts import (
+    Me,
+    Member,
+    NewToken,
+    NewUser,
+    ProjectInfo,
+    TokenInfo,
+    UserInfo,
+)
+from optisweep.service.client.code import MAX_CODE_MB, code_dir, with_package, zip_project
+from optisweep.service.client.comparisons import Comparison
+from optisweep.service.client.errors import (
     FieldError,
     InvalidInputError,
     ServerUnreachableError,
     error_for,
     field_errors,
 )
-from service.client.records import CodeUpload, Records, SweepInfo
-from service.client.sweep import Sweep
-from service.errors import InputError
-from service.yaml_spec import load_spec_text
+from optisweep.service.client.records import CodeUpload, Records, SweepInfo
+from optisweep.service.client.sweep import Sweep
+from optisweep.service.errors import InputError
+from optisweep.service.yaml_spec import load_spec_text
 
 API = "/api/v1"
 DEFAULT_URL = "http://127.0.0.1:8000"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pathspec
 
-from service.client.errors import FieldError, InvalidInputError
+from optisweep.service.client.errors import FieldError, InvalidInputError
 
 MAX_CODE_MB = 50.0
 ALWAYS_LEFT_OUT = (".git/", "__pycache__/", "*.pyc", ".venv/", ".mypy_cache/", ".ruff_cache/")

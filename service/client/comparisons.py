@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from service.client.records import Record, Records
+from optisweep.service.client.records import Record, Records
 
 if TYPE_CHECKING:
     import pandas

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from service.client.records import (
+from optisweep.service.client.records import (
     CodeUpload,
     Leaderboard,
     MetricPoint,
@@ -19,7 +19,7 @@ from service.client.records import (
 )
 
 if TYPE_CHECKING:
-    from service.client.api import Client
+    from optisweep.service.client.api import Client
 
 
 def counts_text(counts: dict[str, int]) -> str:

@@ -12,21 +12,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service import idempotency
-from service.accounts.access import (
+from optisweep.service import idempotency
+from optisweep.service.accounts.access import (
     Principal,
     default_project,
     project_named,
     require_role,
     visible_projects,
 )
-from service.accounts.auth import PrincipalDep, audit
-from service.accounts.models import CodePackage, Project, Role
-from service.code.store import CodeStore, PackageError
-from service.deps import SessionDep
-from service.errors import InputError
-from service.idempotency import Claim, IdempotencyKey, body_hash
-from service.routing import ErrorMessage
+from optisweep.service.accounts.auth import PrincipalDep, audit
+from optisweep.service.accounts.models import CodePackage, Project, Role
+from optisweep.service.code.store import CodeStore, PackageError
+from optisweep.service.deps import SessionDep
+from optisweep.service.errors import InputError
+from optisweep.service.idempotency import Claim, IdempotencyKey, body_hash
+from optisweep.service.routing import ErrorMessage
 
 ProjectQuery = Annotated[
     str | None,

@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from service.accounts.auth import PrincipalDep
-from service.comparisons.schemas import Comparison
-from service.comparisons.service import Target, compare
-from service.deps import SessionDep
-from service.errors import InputError
-from service.routing import NOT_FOUND, StrictRoute
-from service.sweeps.report import DEFAULT_TOLERANCE
+from optisweep.service.accounts.auth import PrincipalDep
+from optisweep.service.comparisons.schemas import Comparison
+from optisweep.service.comparisons.service import Target, compare
+from optisweep.service.deps import SessionDep
+from optisweep.service.errors import InputError
+from optisweep.service.routing import NOT_FOUND, StrictRoute
+from optisweep.service.sweeps.report import DEFAULT_TOLERANCE
 
 router = APIRouter(prefix="/comparisons", tags=["comparisons"], route_class=StrictRoute)
 MAX_SWEEPS = 20

@@ -12,9 +12,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optimizers.schemas import short_repr
-from service.accounts.access import Principal, check_sweep
-from service.comparisons.profiles import (
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service.accounts.access import Principal, check_sweep
+from optisweep.service.comparisons.profiles import (
     TAUS,
     Curve,
     Mode,
@@ -24,20 +24,20 @@ from service.comparisons.profiles import (
     ratios,
     tuning_trials,
 )
-from service.comparisons.schemas import (
+from optisweep.service.comparisons.schemas import (
     ComparedSweep,
     Comparison,
     FamilyResult,
     Measure,
     Profile,
 )
-from service.db.base import decode_float
-from service.errors import InputError
-from service.sweeps.models import Sweep
-from service.sweeps.repository import stored_spec
-from service.sweeps.search_spec import ObjectiveSpec
-from service.trials.models import Metric, Trial
-from workers.workloads import TIME_METRIC
+from optisweep.service.db.base import decode_float
+from optisweep.service.errors import InputError
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.sweeps.repository import stored_spec
+from optisweep.service.sweeps.search_spec import ObjectiveSpec
+from optisweep.service.trials.models import Metric, Trial
+from optisweep.workers.workloads import TIME_METRIC
 
 _DIRECTIONS: dict[str, Mode | None] = {">=": "max", "<=": "min", "=": None}
 _TARGET = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(>=|<=|=)\s*([^\s=<>]+)\s*$")

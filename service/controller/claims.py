@@ -15,25 +15,30 @@ from datetime import timedelta
 import ray
 from sqlalchemy.orm import Session
 
-from service.controller.expand import expand, resolve_lr, trial_rows
-from service.controller.faults import Faults
-from service.controller.range_tests import RangeTests
-from service.controller.searchers import Searcher, StoredTrial
-from service.controller.state import OUTCOMES, ControllerState, start_over
-from service.db.base import utcnow
-from service.errors import SpecError
-from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.repository import (
+from optisweep.service.controller.expand import expand, resolve_lr, trial_rows
+from optisweep.service.controller.faults import Faults
+from optisweep.service.controller.range_tests import RangeTests
+from optisweep.service.controller.searchers import Searcher, StoredTrial
+from optisweep.service.controller.state import OUTCOMES, ControllerState, start_over
+from optisweep.service.db.base import utcnow
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps.models import Sweep, SweepStatus
+from optisweep.service.sweeps.repository import (
     claim_sweeps,
     finish_sweep,
     start_sweep,
     stop_abandoned,
     stored_spec,
 )
-from service.sweeps.schemas import SweepCreate
-from service.sweeps.search_spec import ADAPTIVE
-from service.trials.queue import count_trials, insert_trials, interrupted_trials, sweep_trials
-from service.trials.repository import final_metrics, metric_curves
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.search_spec import ADAPTIVE
+from optisweep.service.trials.queue import (
+    count_trials,
+    insert_trials,
+    interrupted_trials,
+    sweep_trials,
+)
+from optisweep.service.trials.repository import final_metrics, metric_curves
 
 logger = logging.getLogger(__name__)
 

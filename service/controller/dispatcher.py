@@ -14,26 +14,26 @@ from typing import Any
 
 import ray
 
-from optimizers import (
+from optisweep.optimizers import (
     ConstantSchedule,
     CosineSchedule,
     ExponentialSchedule,
     Schedule,
     StepSchedule,
 )
-from service.controller.expand import trial_seed
-from service.controller.faults import Faults
-from service.controller.packing import PackingPolicy
-from service.controller.ray_runtime import cluster_capacity
-from service.controller.searchers import defaults_configurations
-from service.controller.state import ControllerState, InFlight
-from service.sweeps.schemas import SweepCreate
-from service.sweeps.search_spec import PbtSpec
-from service.trials.models import Trial, TrialStatus
-from service.trials.queue import insert_trials, pending_trials, status_counts
-from service.trials.repository import metric_curves
-from workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig, TrialSpec
-from workers.tasks import run_pack, run_trial
+from optisweep.service.controller.expand import trial_seed
+from optisweep.service.controller.faults import Faults
+from optisweep.service.controller.packing import PackingPolicy
+from optisweep.service.controller.ray_runtime import cluster_capacity
+from optisweep.service.controller.searchers import defaults_configurations
+from optisweep.service.controller.state import ControllerState, InFlight
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.search_spec import PbtSpec
+from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.queue import insert_trials, pending_trials, status_counts
+from optisweep.service.trials.repository import metric_curves
+from optisweep.workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig, TrialSpec
+from optisweep.workers.tasks import run_pack, run_trial
 
 PENDING_PER_TICK = 256
 """The most pending trials one tick reads (the cluster takes only so many at once)."""

@@ -6,20 +6,20 @@ from typing import Any
 
 import numpy as np
 
-from optimizers import HyperparameterError
-from service.controller.searchers import (
+from optisweep.optimizers import HyperparameterError
+from optisweep.service.controller.searchers import (
     GridError,
     Suggestion,
     defaults_configurations,
     make_searcher,
 )
-from service.errors import SpecError
-from service.sweeps.fits import check_schedule_fits
-from service.sweeps.schemas import Choice, FloatRange, IntRange, SweepCreate
-from service.sweeps.search_spec import ADAPTIVE, MULTI_OBJECTIVE, PbtSpec
-from service.trials.models import TrialStatus
-from workers.specs import WorkloadReport
-from workers.workloads import (
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps.fits import check_schedule_fits
+from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, SweepCreate
+from optisweep.service.sweeps.search_spec import ADAPTIVE, MULTI_OBJECTIVE, PbtSpec
+from optisweep.service.trials.models import TrialStatus
+from optisweep.workers.specs import WorkloadReport
+from optisweep.workers.workloads import (
     WorkloadConfigError,
     get_workload,
     parse_workload_config,

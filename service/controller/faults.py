@@ -14,13 +14,13 @@ from ray.exceptions import RayTaskError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from service.controller.state import ControllerState
-from service.db.base import utcnow
-from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.repository import finish_sweep
-from service.trials.models import Trial
-from service.trials.repository import cancel_pending
-from workers.specs import TrainingError
+from optisweep.service.controller.state import ControllerState
+from optisweep.service.db.base import utcnow
+from optisweep.service.sweeps.models import Sweep, SweepStatus
+from optisweep.service.sweeps.repository import finish_sweep
+from optisweep.service.trials.models import Trial
+from optisweep.service.trials.repository import cancel_pending
+from optisweep.workers.specs import TrainingError
 
 logger = logging.getLogger(__name__)
 

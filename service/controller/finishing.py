@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.controller.state import OPEN, ControllerState
-from service.db.base import utcnow
-from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.repository import finish_sweep
-from service.trials.models import TrialStatus
-from service.trials.queue import commonest_failure, status_counts
+from optisweep.service.controller.state import OPEN, ControllerState
+from optisweep.service.db.base import utcnow
+from optisweep.service.sweeps.models import Sweep, SweepStatus
+from optisweep.service.sweeps.repository import finish_sweep
+from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.queue import commonest_failure, status_counts
 
 
 def outcome(

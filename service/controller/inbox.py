@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from service.controller.outcomes import Outcome
-from service.controller.schedulers import Scheduler, scheduler_from_dump
-from service.db.base import utcnow
+from optisweep.service.controller.outcomes import Outcome
+from optisweep.service.controller.schedulers import Scheduler, scheduler_from_dump
+from optisweep.service.db.base import utcnow
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RuntimeEnvSetupError
 
-from service.code.store import PackageError
-from service.controller.faults import describe
-from service.controller.packing import PackingPolicy
-from service.controller.state import ControllerState
-from service.errors import SpecError
-from service.sweeps.schemas import SweepCreate
-from workers.specs import WorkloadReport
-from workers.tasks import inspect_workload
+from optisweep.service.code.store import PackageError
+from optisweep.service.controller.faults import describe
+from optisweep.service.controller.packing import PackingPolicy
+from optisweep.service.controller.state import ControllerState
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.workers.specs import WorkloadReport
+from optisweep.workers.tasks import inspect_workload
 
 
 class WorkloadInspector:

@@ -22,22 +22,22 @@ from typing import Any
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.code.store import CodeStore
-from service.controller.claims import Claims
-from service.controller.dispatcher import Dispatcher
-from service.controller.faults import Faults, describe
-from service.controller.finishing import Finisher
-from service.controller.inbox import Inbox
-from service.controller.inspection import WorkloadInspector
-from service.controller.packing import PackingPolicy
-from service.controller.range_tests import RangeTests
-from service.controller.ray_runtime import largest_node, warm_workers
-from service.controller.recorder import Recorder
-from service.controller.state import SERVICE_CONTROLLER, ControllerState
-from service.errors import SpecError
-from service.sweeps.models import Sweep
-from service.sweeps.repository import ACTIVE
-from service.sweeps.schemas import ResourcesSpec
+from optisweep.service.code.store import CodeStore
+from optisweep.service.controller.claims import Claims
+from optisweep.service.controller.dispatcher import Dispatcher
+from optisweep.service.controller.faults import Faults, describe
+from optisweep.service.controller.finishing import Finisher
+from optisweep.service.controller.inbox import Inbox
+from optisweep.service.controller.inspection import WorkloadInspector
+from optisweep.service.controller.packing import PackingPolicy
+from optisweep.service.controller.range_tests import RangeTests
+from optisweep.service.controller.ray_runtime import largest_node, warm_workers
+from optisweep.service.controller.recorder import Recorder
+from optisweep.service.controller.state import SERVICE_CONTROLLER, ControllerState
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.sweeps.repository import ACTIVE
+from optisweep.service.sweeps.schemas import ResourcesSpec
 
 logger = logging.getLogger(__name__)
 

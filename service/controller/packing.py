@@ -19,11 +19,11 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from service.sweeps.schemas import SweepCreate
-from service.sweeps.search_spec import ADAPTIVE, PbtSpec
-from workers.specs import PackProbe, WorkloadReport
-from workers.tasks import inspect_workload
-from workers.workloads import WORKLOADS
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.search_spec import ADAPTIVE, PbtSpec
+from optisweep.workers.specs import PackProbe, WorkloadReport
+from optisweep.workers.tasks import inspect_workload
+from optisweep.workers.workloads import WORKLOADS
 
 logger = logging.getLogger(__name__)
 

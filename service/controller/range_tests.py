@@ -8,17 +8,17 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from service.controller.expand import expand, resolve_lr, trial_rows
-from service.controller.faults import Faults, describe
-from service.controller.state import ControllerState
-from service.db.base import utcnow
-from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.repository import finish_sweep
-from service.sweeps.schemas import SweepCreate
-from service.sweeps.search_spec import ADAPTIVE
-from service.trials.queue import insert_trials
-from workers.specs import RangeTestSpec
-from workers.tasks import run_range_test
+from optisweep.service.controller.expand import expand, resolve_lr, trial_rows
+from optisweep.service.controller.faults import Faults, describe
+from optisweep.service.controller.state import ControllerState
+from optisweep.service.db.base import utcnow
+from optisweep.service.sweeps.models import Sweep, SweepStatus
+from optisweep.service.sweeps.repository import finish_sweep
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.search_spec import ADAPTIVE
+from optisweep.service.trials.queue import insert_trials
+from optisweep.workers.specs import RangeTestSpec
+from optisweep.workers.tasks import run_range_test
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from workers.warmup import warm_up
+from optisweep.workers.warmup import warm_up
 
 LOCAL = "local"
 

@@ -17,9 +17,9 @@ import ray
 from ray.exceptions import RayError
 from sqlalchemy.orm import Session
 
-from service.controller.faults import Faults, describe
-from service.controller.inbox import MAX_BATCH, EpochReport, Exploited, Started
-from service.controller.state import (
+from optisweep.service.controller.faults import Faults, describe
+from optisweep.service.controller.inbox import MAX_BATCH, EpochReport, Exploited, Started
+from optisweep.service.controller.state import (
     OUTCOMES,
     RESULT_STATUS,
     ControllerState,
@@ -27,12 +27,18 @@ from service.controller.state import (
     InFlight,
     start_over,
 )
-from service.db.base import utcnow
-from service.sweeps.search_spec import ObjectiveSpec
-from service.trials.models import FamilyImprovement, FamilyTally, Trial, TrialStatus, note_status
-from service.trials.queue import trials_by_id
-from service.trials.repository import best_metric, delete_metrics, record_many_metrics
-from workers.specs import TaskResult
+from optisweep.service.db.base import utcnow
+from optisweep.service.sweeps.search_spec import ObjectiveSpec
+from optisweep.service.trials.models import (
+    FamilyImprovement,
+    FamilyTally,
+    Trial,
+    TrialStatus,
+    note_status,
+)
+from optisweep.service.trials.queue import trials_by_id
+from optisweep.service.trials.repository import best_metric, delete_metrics, record_many_metrics
+from optisweep.workers.specs import TaskResult
 
 logger = logging.getLogger(__name__)
 

@@ -11,19 +11,19 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from service.controller.outcomes import Outcome
+from optisweep.service.controller.outcomes import Outcome
 
 if TYPE_CHECKING:  # imported where used: the inbox actor imports this module at its start
     import optuna
 
-    from service.sweeps.search_spec import SchedulerSpec
+    from optisweep.service.sweeps.search_spec import SchedulerSpec
 
 
 def make_pruner(spec: SchedulerSpec, *, max_epochs: int) -> optuna.pruners.BasePruner:
     """Optuna's pruner for a scheduler spec."""
     import optuna
 
-    from service.sweeps.search_spec import AshaSpec, HyperbandSpec, MedianSpec
+    from optisweep.service.sweeps.search_spec import AshaSpec, HyperbandSpec, MedianSpec
 
     match spec:
         case AshaSpec():
@@ -118,7 +118,7 @@ def scheduler_from_dump(data: dict[str, Any], *, mode: str, max_epochs: int) -> 
     """A scheduler from its spec as JSON (what crosses to the inbox actor)."""
     from pydantic import TypeAdapter
 
-    from service.sweeps.search_spec import SchedulerSpec
+    from optisweep.service.sweeps.search_spec import SchedulerSpec
 
     spec: SchedulerSpec = TypeAdapter(SchedulerSpec).validate_python(data)
     return Scheduler(spec, mode=mode, max_epochs=max_epochs)

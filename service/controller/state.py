@@ -11,11 +11,11 @@ from typing import Any
 import ray
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.code.store import CodeStore, runtime_env
-from service.controller.outcomes import Outcome
-from service.controller.searchers import Searcher, sweep_searcher
-from service.sweeps.schemas import SweepCreate
-from service.trials.models import Trial, TrialStatus, note_status
+from optisweep.service.code.store import CodeStore, runtime_env
+from optisweep.service.controller.outcomes import Outcome
+from optisweep.service.controller.searchers import Searcher, sweep_searcher
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.trials.models import Trial, TrialStatus, note_status
 
 SERVICE_CONTROLLER = "service"
 """The claim name of the controller inside the server."""

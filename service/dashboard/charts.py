@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.dashboard import queries
-from service.dashboard.downsample import lttb
-from service.dashboard.schemas import (
+from optisweep.service.dashboard import queries
+from optisweep.service.dashboard.downsample import lttb
+from optisweep.service.dashboard.schemas import (
     ChartJSON,
     Curve,
     Curves,
@@ -23,12 +23,12 @@ from service.dashboard.schemas import (
     PointsPerFamily,
     Series,
 )
-from service.deps import SessionDep
-from service.routing import NOT_FOUND, StrictRoute
-from service.sweeps.params import Choice, IntRange
-from service.sweeps.repository import get_sweep, stored_spec
-from service.sweeps.views import front_of
-from service.trials.repository import objective_points, ranked_trials
+from optisweep.service.deps import SessionDep
+from optisweep.service.routing import NOT_FOUND, StrictRoute
+from optisweep.service.sweeps.params import Choice, IntRange
+from optisweep.service.sweeps.repository import get_sweep, stored_spec
+from optisweep.service.sweeps.views import front_of
+from optisweep.service.trials.repository import objective_points, ranked_trials
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 

@@ -11,12 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import String, select, type_coerce
 
-from service.dashboard import queries
-from service.db.base import decode_float
-from service.deps import SessionDep
-from service.routing import NOT_FOUND, StrictRoute
-from service.sweeps.repository import get_sweep
-from service.trials.models import Trial
+from optisweep.service.dashboard import queries
+from optisweep.service.db.base import decode_float
+from optisweep.service.deps import SessionDep
+from optisweep.service.routing import NOT_FOUND, StrictRoute
+from optisweep.service.sweeps.repository import get_sweep
+from optisweep.service.trials.models import Trial
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 

@@ -12,15 +12,15 @@ from cachetools import LRUCache
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from optimizers.schemas import short_repr
-from service.dashboard import queries
-from service.dashboard.schemas import Importance
-from service.deps import SessionDep
-from service.errors import InputError
-from service.routing import NOT_FOUND, StrictRoute
-from service.sweeps.repository import get_sweep, stored_spec
-from service.trials.models import Trial
-from service.trials.repository import ranked_trials
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service.dashboard import queries
+from optisweep.service.dashboard.schemas import Importance
+from optisweep.service.deps import SessionDep
+from optisweep.service.errors import InputError
+from optisweep.service.routing import NOT_FOUND, StrictRoute
+from optisweep.service.sweeps.repository import get_sweep, stored_spec
+from optisweep.service.trials.models import Trial
+from optisweep.service.trials.repository import ranked_trials
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 

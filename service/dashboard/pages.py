@@ -2,9 +2,9 @@
 ECharts.
 
 Pages are static HTML and JavaScript that read the REST API (the same endpoints any external
-dashboard uses) and poll it while a sweep runs. ECharts comes from the npm package that
-``make install`` puts in ``service/dashboard/node_modules`` (``npm ci``, pinned by
-package-lock.json); nothing is fetched from a CDN.
+dashboard uses) and poll it while a sweep runs. ECharts is served from ``vendor/``, where
+every build of the package puts the version package-lock.json pins (``vendor.py``); nothing is
+fetched from a CDN.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.accounts.auth import authenticated
-from service.accounts.guard import page_session
-from service.routing import TOO_LARGE, StrictRoute
-from service.yaml_spec import load_spec_text
+from optisweep.service.accounts.auth import authenticated
+from optisweep.service.accounts.guard import page_session
+from optisweep.service.dashboard.vendor import ECHARTS_JS
+from optisweep.service.routing import TOO_LARGE, StrictRoute
+from optisweep.service.yaml_spec import load_spec_text
 
 STATIC = Path(__file__).parent / "static"
-ECHARTS_JS = Path(__file__).parent / "node_modules" / "echarts" / "dist" / "echarts.min.js"
 
 router = APIRouter(include_in_schema=False)
 pages = APIRouter(include_in_schema=False, dependencies=[Depends(page_session)])
@@ -80,11 +80,11 @@ def docs_router(app: FastAPI, prefix: str) -> APIRouter:
 
 @router.get("/static/vendor/echarts.min.js", response_model=None)
 def echarts_asset() -> FileResponse | PlainTextResponse:
-    """ECharts, from the installed npm package; a 503 that says how to install it if missing."""
+    """ECharts, as the build installed it; a 503 that says how to install it if missing."""
     if not ECHARTS_JS.is_file():
         return PlainTextResponse(
-            f"echarts is not installed ({ECHARTS_JS} is missing): run `make install`, "
-            "or `npm ci --prefix service/dashboard`",
+            f"echarts is not installed ({ECHARTS_JS} is missing): reinstall optisweep "
+            "(`pip install -e .` in a source tree), which puts it there",
             status_code=503,
         )
     return FileResponse(ECHARTS_JS, media_type="text/javascript")

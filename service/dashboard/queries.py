@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from optimizers import get_spec
-from service.dashboard.schemas import FamilyPoints
-from service.sweeps.models import Sweep
-from service.sweeps.repository import stored_spec
-from service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial
-from service.trials.repository import ranked_trials
+from optisweep.optimizers import get_spec
+from optisweep.service.dashboard.schemas import FamilyPoints
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.sweeps.repository import stored_spec
+from optisweep.service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial
+from optisweep.service.trials.repository import ranked_trials
 
 _NON_FINITE = {"nan": math.nan, "inf_pos": math.inf, "inf_neg": -math.inf}
 

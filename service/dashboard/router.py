@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.dashboard import charts, export, importance
+from optisweep.service.dashboard import charts, export, importance
 
 router = APIRouter()
 for part in (charts.router, importance.router, export.router):

@@ -8,8 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-import migrations
-from service.db.session import normalize_url
+from optisweep import migrations
+from optisweep.service.db.session import normalize_url
 
 
 def alembic_config(url: str) -> Config:
@@ -22,7 +22,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
-    from service.db.session import make_engine
+    from optisweep.service.db.session import make_engine
 
     engine = make_engine(url)
     try:

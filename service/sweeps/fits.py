@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 
-from service.errors import SpecError
-from service.sweeps.params import Choice, FloatRange, IntRange
-from service.sweeps.schedule_space import ScheduleSpace
-from service.sweeps.schemas import Setting, SweepCreate
-from workers.batches import batch_rows
-from workers.specs import WorkloadReport
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps.params import Choice, FloatRange, IntRange
+from optisweep.service.sweeps.schedule_space import ScheduleSpace
+from optisweep.service.sweeps.schemas import Setting, SweepCreate
+from optisweep.workers.batches import batch_rows
+from optisweep.workers.specs import WorkloadReport
 
 
 def _values(setting: Setting) -> list[object]:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, Enum, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db.base import Base, UTCDateTime, utcnow
+from optisweep.service.db.base import Base, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
-    from service.trials.models import Trial
+    from optisweep.service.trials.models import Trial
 
 
 class SweepStatus(enum.StrEnum):

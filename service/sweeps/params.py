@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from optimizers.schemas import short_repr
+from optisweep.optimizers.schemas import short_repr
 
 
 class StrictModel(BaseModel):

@@ -20,14 +20,14 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.sweeps.models import Sweep
-from service.sweeps.params import FloatRange, IntRange
-from service.sweeps.repository import stored_spec
-from service.sweeps.schedule_space import SCHEDULE_FIELDS
-from service.sweeps.schemas import Space
-from service.trials.models import Trial, TrialStatus
-from service.trials.queue import status_counts
-from service.trials.repository import RANKED
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.sweeps.params import FloatRange, IntRange
+from optisweep.service.sweeps.repository import stored_spec
+from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS
+from optisweep.service.sweeps.schemas import Space
+from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.queue import status_counts
+from optisweep.service.trials.repository import RANKED
 
 DEFAULT_TOLERANCE = 0.02
 """Within 2% of a family's best objective (relative) counts as "as good"."""

@@ -11,13 +11,13 @@ from cachetools import LRUCache
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.base import get_by_id, utcnow
-from service.errors import ConflictError, NotFoundError
-from service.sweeps.models import Sweep, SweepStatus
-from service.sweeps.schemas import SweepCreate
-from service.trials.models import Trial, TrialStatus
-from service.trials.queue import status_counts
-from service.trials.repository import cancel_pending, stop_trials
+from optisweep.service.db.base import get_by_id, utcnow
+from optisweep.service.errors import ConflictError, NotFoundError
+from optisweep.service.sweeps.models import Sweep, SweepStatus
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.queue import status_counts
+from optisweep.service.trials.repository import cancel_pending, stop_trials
 
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 """Statuses of a sweep that is not finished."""
@@ -200,7 +200,7 @@ def start_sweep(session: Session, sweep_id: int, *, num_trials: int | None = Non
 
 def default_project_id(session: Session) -> int:
     """The ``default`` project's id (sweeps run by ``optisweep run`` go there)."""
-    from service.accounts.models import Project
+    from optisweep.service.accounts.models import Project
 
     project_id = session.scalar(select(Project.id).where(Project.name == "default"))
     if project_id is None:

@@ -8,33 +8,39 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from optimizers import OPTIMIZERS
-from optimizers.schemas import short_repr
-from service import idempotency
-from service.accounts.access import (
+from optisweep.optimizers import OPTIMIZERS
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service import idempotency
+from optisweep.service.accounts.access import (
     Principal,
     default_project,
     project_named,
     require_role,
     visible_projects,
 )
-from service.accounts.auth import PrincipalDep, audit
-from service.accounts.models import Project, Role
-from service.code.router import ProjectQuery, package_in
-from service.deps import ControllerDep, SessionDep, SettingsDep
-from service.errors import InputError, SpecError
-from service.idempotency import Claim, IdempotencyKey, body_hash
-from service.pagination import decode_cursor, encode_cursor
-from service.routing import CONFLICT, FORBIDDEN, NOT_FOUND, TOO_LARGE, StrictRoute
-from service.sweeps import repository
-from service.sweeps.models import SweepStatus
-from service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, optimizer_report
-from service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
-from service.sweeps.service import submit_sweep
-from service.sweeps.views import best_of, leaderboard_read, sweep_read
-from service.trials.models import TrialStatus
-from service.trials.repository import TrialSort, list_sweep_metrics, list_trials
-from service.trials.schemas import Leaderboard, MetricPage, MetricPoint, TrialPage, trial_read
+from optisweep.service.accounts.auth import PrincipalDep, audit
+from optisweep.service.accounts.models import Project, Role
+from optisweep.service.code.router import ProjectQuery, package_in
+from optisweep.service.deps import ControllerDep, SessionDep, SettingsDep
+from optisweep.service.errors import InputError, SpecError
+from optisweep.service.idempotency import Claim, IdempotencyKey, body_hash
+from optisweep.service.pagination import decode_cursor, encode_cursor
+from optisweep.service.routing import CONFLICT, FORBIDDEN, NOT_FOUND, TOO_LARGE, StrictRoute
+from optisweep.service.sweeps import repository
+from optisweep.service.sweeps.models import SweepStatus
+from optisweep.service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, optimizer_report
+from optisweep.service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
+from optisweep.service.sweeps.service import submit_sweep
+from optisweep.service.sweeps.views import best_of, leaderboard_read, sweep_read
+from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.repository import TrialSort, list_sweep_metrics, list_trials
+from optisweep.service.trials.schemas import (
+    Leaderboard,
+    MetricPage,
+    MetricPoint,
+    TrialPage,
+    trial_read,
+)
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=StrictRoute)
 

@@ -15,8 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from optimizers.schemas import short_repr
-from service.sweeps.params import (
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service.sweeps.params import (
     Choice,
     FloatRange,
     IntRange,

@@ -14,10 +14,10 @@ from pydantic import (
     field_validator,
 )
 
-from optimizers import OPTIMIZERS, HyperparameterError, get_spec
-from optimizers.schemas import short_repr
-from service.sweeps.models import SweepStatus
-from service.sweeps.params import (
+from optisweep.optimizers import OPTIMIZERS, HyperparameterError, get_spec
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service.sweeps.models import SweepStatus
+from optisweep.service.sweeps.params import (
     Choice,
     FloatRange,
     IntRange,
@@ -29,9 +29,9 @@ from service.sweeps.params import (
     StrictModel,
     param_bounds,
 )
-from service.sweeps.schedule_space import FamilyOverride, ScheduleSpace
-from service.sweeps.search_spec import ObjectiveSpec, SearchSpec
-from service.sweeps.workload import CodeSpec, WorkloadSpec
+from optisweep.service.sweeps.schedule_space import FamilyOverride, ScheduleSpace
+from optisweep.service.sweeps.search_spec import ObjectiveSpec, SearchSpec
+from optisweep.service.sweeps.workload import CodeSpec, WorkloadSpec
 
 MAX_OVERRIDES = 64
 """The most hyperparameters one family overrides, and the most extra workload fields."""
@@ -246,7 +246,7 @@ class ResourcesSpec(StrictModel):
     checkpoint_every: Annotated[int, Field(ge=0, le=100_000)] | Literal["auto"] = "auto"
     """Checkpoint each trial every this many epochs (and after its last); a retried attempt
     continues from the latest checkpoint. 0: never (a retry starts from scratch). "auto": as
-    often as keeps checkpoints under 5% of the run's time (``workers.pacing``)."""
+    often as keeps checkpoints under 5% of the run's time (``optisweep.workers.pacing``)."""
 
     @field_validator("gpus_per_trial")
     @classmethod

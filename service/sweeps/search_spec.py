@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.sweeps.params import Name, StrictModel
+from optisweep.service.sweeps.params import Name, StrictModel
 
 Algorithm = Literal["grid", "random", "sobol", "tpe", "cmaes", "gp", "nsga2"]
 ADAPTIVE: frozenset[str] = frozenset({"sobol", "tpe", "cmaes", "gp", "nsga2"})

@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from service.code.store import CodeStore
-from service.controller.expand import expand, packing_note, sweep_size
-from service.errors import SpecError
-from service.sweeps import repository
-from service.sweeps.fits import check_batch_fits, needs_train_size
-from service.sweeps.models import Sweep
-from service.sweeps.schemas import ResourcesSpec, SweepCreate
-from workers.specs import WorkloadReport
+from optisweep.service.code.store import CodeStore
+from optisweep.service.controller.expand import expand, packing_note, sweep_size
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps import repository
+from optisweep.service.sweeps.fits import check_batch_fits, needs_train_size
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.sweeps.schemas import ResourcesSpec, SweepCreate
+from optisweep.workers.specs import WorkloadReport
 
 Inspect = Callable[[SweepCreate], WorkloadReport]
 """Asks a worker about a sweep's workload (``Controller.inspect``)."""

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service.sweeps.models import Sweep
-from service.sweeps.pareto import pareto_front
-from service.sweeps.repository import stored_spec
-from service.sweeps.schemas import SweepCreate, SweepRead
-from service.sweeps.statistics import ALPHA, SINGLE_SEEDS, TEST, confidence_interval, p_value
-from service.trials.models import TrialStatus
-from service.trials.repository import (
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.sweeps.pareto import pareto_front
+from optisweep.service.sweeps.repository import stored_spec
+from optisweep.service.sweeps.schemas import SweepCreate, SweepRead
+from optisweep.service.sweeps.statistics import (
+    ALPHA,
+    SINGLE_SEEDS,
+    TEST,
+    confidence_interval,
+    p_value,
+)
+from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.repository import (
     best_objectives,
     leaderboard,
     leaderboard_by_mean,
     objective_points,
 )
-from service.trials.schemas import (
+from optisweep.service.trials.schemas import (
     Leaderboard,
     LeaderboardEntry,
     ObjectiveRead,

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from optimizers.schemas import short_repr
-from service.sweeps.params import Name, StrictModel
+from optisweep.optimizers.schemas import short_repr
+from optisweep.service.sweeps.params import Name, StrictModel
 
 MAX_WORKLOAD_FIELDS = 64
 """The most extra fields a workload spec carries."""

@@ -19,10 +19,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
-from service.db.base import Base, FloatKind, UTCDateTime, decode_float, encode_float, utcnow
+from optisweep.service.db.base import (
+    Base,
+    FloatKind,
+    UTCDateTime,
+    decode_float,
+    encode_float,
+    utcnow,
+)
 
 if TYPE_CHECKING:
-    from service.sweeps.models import Sweep
+    from optisweep.service.sweeps.models import Sweep
 
 
 class TrialStatus(enum.StrEnum):

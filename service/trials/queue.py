@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialStatus
 
 OPEN_STATUSES = (TrialStatus.PENDING, TrialStatus.RUNNING)
 

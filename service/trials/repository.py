@@ -12,10 +12,10 @@ from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.db.base import FloatKind, UTCDateTime, encode_float, get_by_id
-from service.errors import NotFoundError
-from service.pagination import after_nullable, decode_cursor, encode_cursor
-from service.trials.models import Metric, Trial, TrialEvent, TrialStatus
+from optisweep.service.db.base import FloatKind, UTCDateTime, encode_float, get_by_id
+from optisweep.service.errors import NotFoundError
+from optisweep.service.pagination import after_nullable, decode_cursor, encode_cursor
+from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialStatus
 
 
 def stop_trials(

@@ -6,10 +6,10 @@ from itertools import groupby
 
 from fastapi import APIRouter
 
-from service.deps import SessionDep, SettingsDep
-from service.routing import NOT_FOUND, StrictRoute
-from service.trials.repository import get_trial, list_events, list_metrics
-from service.trials.schemas import (
+from optisweep.service.deps import SessionDep, SettingsDep
+from optisweep.service.routing import NOT_FOUND, StrictRoute
+from optisweep.service.trials.repository import get_trial, list_events, list_metrics
+from optisweep.service.trials.schemas import (
     MetricSeries,
     TrialEventRead,
     TrialMetrics,

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialStatus
 
 
 class ReadModel(BaseModel):
@@ -51,8 +51,8 @@ class TrialRead(ReadModel):
     """Epochs the trial recorded."""
     checkpoint_path: str | None
     """The trial's latest checkpoint, relative to the server's checkpoint folder
-    (OPTISWEEP_CHECKPOINT_DIR), where ``workers.checkpoint.load_checkpoint`` reads it; None
-    without one, or outside that folder (the API does not show the server's file system)."""
+    (OPTISWEEP_CHECKPOINT_DIR), where ``optisweep.workers.checkpoint.load_checkpoint`` reads it;
+    None without one, or outside that folder (the API does not show the server's file system)."""
     checkpoint_epoch: int | None
     hyperparameter_history: list[dict[str, Any]] | None = None
     """PBT: [{"epoch", "source_trial_id", "hyperparameters"}] for each exploit, oldest first."""

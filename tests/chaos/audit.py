@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from service.db.session import make_engine
-from service.sweeps.models import Sweep
-from service.trials.models import Metric, Trial, TrialEvent, TrialStatus
+from optisweep.service.db.session import make_engine
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialStatus
 
 ENDED = {"completed", "stopped", "diverged", "failed", "cancelled"}
 

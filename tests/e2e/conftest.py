@@ -14,7 +14,7 @@ from typing import IO
 import httpx
 import pytest
 
-from service.accounts.tokens import read_token_file, write_token_file
+from optisweep.service.accounts.tokens import read_token_file, write_token_file
 from tests.conftest import clean_environment
 from tests.service.conftest import admin_token, free_port
 

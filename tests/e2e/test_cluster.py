@@ -25,8 +25,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from service.db.session import make_engine
-from service.trials.models import Trial
+from optisweep.service.db.session import make_engine
+from optisweep.service.trials.models import Trial
 from tests.conftest import REPO_ROOT, clean_environment, wait_until
 from tests.e2e.conftest import Server
 from tests.service.conftest import free_port

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import yaml
 
+from optisweep.workers.workloads import TIME_METRIC
 from tests.conftest import REPO_ROOT, wait_until
 from tests.e2e.conftest import Server, run_cli
-from workers.workloads import TIME_METRIC
 
 EXAMPLES = REPO_ROOT / "examples"
 USER_CODE = REPO_ROOT / "tests" / "workers" / "user_code"

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from service.db.session import make_engine
-from service.sweeps.models import Sweep
+from optisweep.service.db.session import make_engine
+from optisweep.service.sweeps.models import Sweep
 from tests.conftest import REPO_ROOT, clean_environment, wait_until
 from tests.e2e.conftest import OPTISWEEP, Server, run_cli
 
@@ -204,7 +204,7 @@ def test_a_restarted_server_finishes_the_sweep_without_losing_or_repeating_trial
 
 
 def _trials_in(database_url: str, sweep_id: int) -> list[dict[str, Any]]:
-    from service.trials.models import Trial
+    from optisweep.service.trials.models import Trial
 
     engine = make_engine(database_url)
     with engine.connect() as connection:

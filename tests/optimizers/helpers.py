@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimizers import MemberConfig, PopulationOptimizer, create_optimizer
-from optimizers.flat import FlatParameters
+from optisweep.optimizers import MemberConfig, PopulationOptimizer, create_optimizer
+from optisweep.optimizers.flat import FlatParameters
 
 SHAPES: tuple[tuple[int, ...], ...] = ((6, 4), (4,), (3, 2, 2))
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from optimizers import OPTIMIZERS, create_optimizer
+from optisweep.optimizers import OPTIMIZERS, create_optimizer
 from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
 from tests.optimizers.test_parity import GRID, STEPS, TOLERANCE
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from optimizers import OPTIMIZERS, PopulationOptimizer
+from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer
 from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
 
 TOLERANCE = 1e-10

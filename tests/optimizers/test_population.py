@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from optimizers import OPTIMIZERS, CosineSchedule, PopulationOptimizer, create_optimizer
-from optimizers.schedules import ScheduleTable
+from optisweep.optimizers import OPTIMIZERS, CosineSchedule, PopulationOptimizer, create_optimizer
+from optisweep.optimizers.schedules import ScheduleTable
 from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
 from tests.optimizers.test_parity import GRID
 
@@ -227,7 +227,7 @@ def test_compiled_updates_match_eager_in_float32() -> None:
 
 
 def test_flat_parameters_are_blocks_of_one_buffer_and_backward_fills_the_other() -> None:
-    from optimizers.flat import FlatParameters
+    from optisweep.optimizers.flat import FlatParameters
 
     weight, bias = torch.randn(3, 4, 5), torch.randn(3, 4)
     flat = FlatParameters([weight, bias])

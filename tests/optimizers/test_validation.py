@@ -10,7 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optimizers import (
+from optisweep.optimizers import (
     OPTIMIZERS,
     HyperparameterError,
     MemberConfig,

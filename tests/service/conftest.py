@@ -25,12 +25,12 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.accounts import repository as accounts
-from service.accounts.tokens import read_token_file
-from service.config import Settings
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine, make_sessionmaker
-from service.main import create_app
+from optisweep.service.accounts import repository as accounts
+from optisweep.service.accounts.tokens import read_token_file
+from optisweep.service.config import Settings
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine, make_sessionmaker
+from optisweep.service.main import create_app
 from tests.conftest import wait_until
 
 POSTGRES_ADMIN_URL = os.environ.get(

@@ -14,8 +14,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from workers.workloads import Built, WorkloadConfig
-from workers.workloads.quadratic import Quadratic
+from optisweep.workloads import Built, WorkloadConfig
+from optisweep.workers.workloads.quadratic import Quadratic
 
 
 class FlakyConfig(WorkloadConfig):

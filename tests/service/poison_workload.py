@@ -12,7 +12,7 @@ import threading
 
 import torch
 
-from workers.workloads import Built, WorkloadConfig
+from optisweep.workloads import Built, WorkloadConfig
 
 
 class Poison:

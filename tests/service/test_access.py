@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.accounts import repository as accounts
-from service.db.base import utcnow
+from optisweep.service.accounts import repository as accounts
+from optisweep.service.db.base import utcnow
 from tests.service.conftest import LiveAPI
 from tests.service.sweep_specs import grid_spec
 

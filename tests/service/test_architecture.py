@@ -8,18 +8,19 @@ import sys
 from tests.conftest import REPO_ROOT
 
 TRAINING_CODE = (
-    "workers.train",
-    "workers.pack",
-    "workers.lr_range",
-    "workers.memory",
-    "workers.checkpoint",
+    "optisweep.workers.train",
+    "optisweep.workers.pack",
+    "optisweep.workers.lr_range",
+    "optisweep.workers.memory",
+    "optisweep.workers.checkpoint",
 )
 
 
 def test_the_server_imports_no_training_code() -> None:
     # A fresh interpreter: this test session has imported everything already.
     check = (
-        "import sys; from service.main import create_app; from service.cli import app; "
+        "import sys; from optisweep.service.main import create_app; "
+        "from optisweep.service.cli import app; "
         "create_app(); "
         f"loaded = [m for m in {TRAINING_CODE!r} if m in sys.modules]; "
         "print(loaded); sys.exit(1 if loaded else 0)"

@@ -9,12 +9,12 @@ import pytest
 from pydantic import BaseModel
 
 import optisweep
-from service.accounts import schemas as account_schemas
-from service.client import accounts as account_records
-from service.client import records
-from service.sweeps import report as report_schemas
-from service.sweeps import schemas as sweep_schemas
-from service.trials import schemas as trial_schemas
+from optisweep.service.accounts import schemas as account_schemas
+from optisweep.service.client import accounts as account_records
+from optisweep.service.client import records
+from optisweep.service.sweeps import report as report_schemas
+from optisweep.service.sweeps import schemas as sweep_schemas
+from optisweep.service.trials import schemas as trial_schemas
 from tests.service.conftest import LiveAPI, free_port
 from tests.service.sweep_specs import EPOCHS, grid_spec
 

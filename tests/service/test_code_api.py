@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.config import Settings
+from optisweep.service.config import Settings
 from tests.service.conftest import running_server
 
 

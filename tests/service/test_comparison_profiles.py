@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from service.comparisons.profiles import (
+from optisweep.service.comparisons.profiles import (
     TAU_MAX,
     TAUS,
     Curve,

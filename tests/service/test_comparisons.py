@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import optisweep
-from service.comparisons.profiles import TAU_MAX
+from optisweep.service.comparisons.profiles import TAU_MAX
 from tests.conftest import clean_environment
 from tests.e2e.conftest import OPTISWEEP
 from tests.service.conftest import LiveAPI

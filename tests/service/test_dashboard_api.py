@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from service.dashboard import pages
-from service.dashboard.downsample import lttb
+from optisweep.service.dashboard import pages
+from optisweep.service.dashboard.downsample import lttb
 from tests.service.conftest import LiveAPI
 
 SPEC: dict[str, Any] = {
@@ -231,7 +231,7 @@ def test_a_missing_echarts_install_says_how_to_fix_it(
     monkeypatch.setattr(pages, "ECHARTS_JS", tmp_path / "echarts.min.js")
     missing = pages.echarts_asset()
     assert missing.status_code == 503
-    assert b"make install" in missing.body
+    assert b"pip install -e ." in missing.body
 
 
 def test_lttb_keeps_the_ends_and_the_peaks() -> None:

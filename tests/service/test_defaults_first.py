@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from optimizers import OPTIMIZERS, get_spec
-from service.controller.loop import Controller
-from service.controller.searchers import (
+from optisweep.optimizers import OPTIMIZERS, get_spec
+from optisweep.service.controller.loop import Controller
+from optisweep.service.controller.searchers import (
     SEARCHERS,
     AdaptiveSearcher,
     DefaultsFirst,
@@ -24,10 +24,10 @@ from service.controller.searchers import (
     make_searcher,
     sweep_searcher,
 )
-from service.db.session import make_sessionmaker
-from service.sweeps.repository import create_sweep, default_project_id
-from service.sweeps.schemas import Space, SweepCreate
-from service.trials.models import Trial, TrialStatus
+from optisweep.service.db.session import make_sessionmaker
+from optisweep.service.sweeps.repository import create_sweep, default_project_id
+from optisweep.service.sweeps.schemas import Space, SweepCreate
+from optisweep.service.trials.models import Trial, TrialStatus
 from tests.service.conftest import LiveAPI
 
 FAMILIES = ["adam", "sgd", "momentum"]

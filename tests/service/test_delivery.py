@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.controller.faults import scrub_paths
-from service.controller.inbox import EpochReport, Inbox, Started
+from optisweep.service.controller.faults import scrub_paths
+from optisweep.service.controller.inbox import EpochReport, Inbox, Started
 
 
 def _report(inbox: Inbox, epoch: int) -> None:

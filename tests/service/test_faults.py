@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from service.config import Settings
-from service.controller.expand import trial_seed
+from optisweep.service.config import Settings
+from optisweep.service.controller.expand import trial_seed
 from tests.conftest import wait_until
 from tests.service.conftest import LiveAPI, running_server
 

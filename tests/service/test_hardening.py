@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from service.config import Settings
-from service.db.base import utcnow
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine
+from optisweep.service.config import Settings
+from optisweep.service.db.base import utcnow
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine
 from tests.service.conftest import LiveAPI, running_server
 from tests.service.sweep_specs import grid_spec
 

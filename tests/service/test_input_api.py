@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from service.sweeps.models import Sweep
-from service.trials.models import Trial
+from optisweep.service.sweeps.models import Sweep
+from optisweep.service.trials.models import Trial
 from tests.service.conftest import LiveAPI
 from tests.service.sweep_specs import grid_spec
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from service.controller.searchers import AdaptiveSearcher
-from service.sweeps.schemas import SweepCreate
-from service.sweeps.search_spec import ObjectiveSpec
+from optisweep.service.controller.searchers import AdaptiveSearcher
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.search_spec import ObjectiveSpec
 from tests.service.conftest import LiveAPI
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.sweeps.statistics import SINGLE_SEEDS, confidence_interval, p_value
+from optisweep.service.sweeps.statistics import SINGLE_SEEDS, confidence_interval, p_value
 from tests.service.conftest import LiveAPI
 
 
@@ -144,8 +144,8 @@ def test_the_same_spec_twice_gives_the_same_trials_and_metrics_bit_for_bit(
 def test_the_basin_slices_by_listed_settings_not_by_ranges() -> None:
     """Configurations share a basin when their batch size, clipping and schedule kind (listed
     values) match; a warm-up drawn from a range does not split them (one per slice otherwise)."""
-    from service.sweeps.report import _listed
-    from service.sweeps.schemas import Space
+    from optisweep.service.sweeps.report import _listed
+    from optisweep.service.sweeps.schemas import Space
 
     space = Space.model_validate(
         {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from optimizers import get_spec
+from optisweep.optimizers import get_spec
 from tests.service.conftest import LiveAPI
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from optimizers import validate_hyperparameters
-from service.controller.expand import expand, sweep_size
-from service.controller.searchers import GridError, grid_size, make_searcher
-from service.sweeps.schemas import SweepCreate
+from optisweep.optimizers import validate_hyperparameters
+from optisweep.service.controller.expand import expand, sweep_size
+from optisweep.service.controller.searchers import GridError, grid_size, make_searcher
+from optisweep.service.sweeps.schemas import SweepCreate
 from tests.conftest import REPO_ROOT, wait_until
 
 EXAMPLE: dict[str, Any] = {
@@ -134,7 +134,7 @@ def test_bad_specs_name_the_field(changes: dict[str, Any], field: str, text: str
 
 
 def test_pack_size_spreads_a_built_in_workloads_trials_over_slots_without_a_probe() -> None:
-    from service.controller.packing import PackingPolicy
+    from optisweep.service.controller.packing import PackingPolicy
 
     spec = SweepCreate.model_validate(
         {
@@ -158,8 +158,8 @@ def test_pack_size_spreads_a_built_in_workloads_trials_over_slots_without_a_prob
 
 @pytest.mark.usefixtures("ray_local")
 def test_a_users_workload_is_packed_once_a_worker_found_that_it_packs() -> None:
-    from service.controller.packing import PackingPolicy
-    from workers.memory import member_memory_bytes
+    from optisweep.service.controller.packing import PackingPolicy
+    from optisweep.workers.memory import member_memory_bytes
 
     spec = SweepCreate.model_validate(
         {
@@ -192,8 +192,8 @@ def test_every_example_is_a_valid_sweep(path: Path) -> None:
 
 
 def test_the_packing_note_says_what_packing_will_not_do() -> None:
-    from service.controller.expand import packing_note
-    from workers.specs import PackProbe, WorkloadReport
+    from optisweep.service.controller.expand import packing_note
+    from optisweep.workers.specs import PackProbe, WorkloadReport
 
     spec = SweepCreate.model_validate(
         {

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, func, select
 
-from service.controller.loop import Controller
-from service.controller.searchers import AdaptiveSearcher
-from service.db.session import make_sessionmaker
-from service.sweeps.repository import create_sweep, default_project_id
-from service.sweeps.schemas import SweepCreate
-from service.trials.models import Trial, TrialStatus
+from optisweep.service.controller.loop import Controller
+from optisweep.service.controller.searchers import AdaptiveSearcher
+from optisweep.service.db.session import make_sessionmaker
+from optisweep.service.sweeps.repository import create_sweep, default_project_id
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.trials.models import Trial, TrialStatus
 
 SPEC = {
     "name": "tpe-restart",

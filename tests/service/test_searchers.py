@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.controller.searchers import (
+from optisweep.service.controller.searchers import (
     AdaptiveSearcher,
     ConcurrencyLimiter,
     RandomSearcher,
@@ -13,7 +13,7 @@ from service.controller.searchers import (
     StoredTrial,
     combine,
 )
-from service.sweeps.schemas import Space
+from optisweep.service.sweeps.schemas import Space
 
 SPACE = Space.model_validate(
     {"optimizers": ["adam", "sgd"], "lr": {"low": 1e-4, "high": 1e-1, "log": True}}

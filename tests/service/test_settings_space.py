@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from optisweep.workers.specs import TrialSpec
+from optisweep.workers.train import run_schedule, train_trial
 from tests.service.conftest import LiveAPI
-from workers.specs import TrialSpec
-from workers.train import run_schedule, train_trial
 
 
 def _spec(name: str, search: dict[str, Any], **space: Any) -> dict[str, Any]:
@@ -212,9 +212,9 @@ def test_a_grid_over_schedules_trains_each_kind_once_with_its_parameters(
         (name, json.dumps(one, sort_keys=True)) for name in ("sgd", "adam") for one in expected
     )  # 4 per family, not 3 x 2: a kind's unread parameter does not repeat it
     # What the workers were asked to train: the optimizer module's schedules, over the run.
-    from service.controller.dispatcher import schedule_of
-    from service.sweeps.schemas import SweepCreate
-    from service.trials.models import Trial
+    from optisweep.service.controller.dispatcher import schedule_of
+    from optisweep.service.sweeps.schemas import SweepCreate
+    from optisweep.service.trials.models import Trial
 
     typed = SweepCreate.model_validate(spec)
     cosine = Trial(settings={"schedule": {"kind": "cosine", "min_factor": 0.5}})

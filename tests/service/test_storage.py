@@ -14,13 +14,13 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.base import Base, FloatKind, utcnow
-from service.db.migrate import upgrade_engine
-from service.db.session import make_engine
-from service.models import Metric, Sweep, SweepStatus, Trial, TrialStatus
-from service.sweeps.repository import default_project_id
-from service.trials.models import FamilyImprovement, FamilyTally
-from service.trials.repository import list_metrics, record_metrics
+from optisweep.service.db.base import Base, FloatKind, utcnow
+from optisweep.service.db.migrate import upgrade_engine
+from optisweep.service.db.session import make_engine
+from optisweep.service.models import Metric, Sweep, SweepStatus, Trial, TrialStatus
+from optisweep.service.sweeps.repository import default_project_id
+from optisweep.service.trials.models import FamilyImprovement, FamilyTally
+from optisweep.service.trials.repository import list_metrics, record_metrics
 from tests.service.conftest import fresh_postgres_database
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from service.trials.models import Metric, Trial
+from optisweep.service.trials.models import Metric, Trial
 from tests.conftest import wait_until
 from tests.service.conftest import LiveAPI
 from tests.service.sweep_specs import EPOCHS, grid_spec

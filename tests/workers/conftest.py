@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.workloads import ENTRY_POINT_GROUP
+from optisweep.workers.workloads import ENTRY_POINT_GROUP
 
 
 @pytest.fixture

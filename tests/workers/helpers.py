@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.specs import TrialSpec
-from workers.workloads import TIME_METRIC
+from optisweep.workers.specs import TrialSpec
+from optisweep.workers.workloads import TIME_METRIC
 
 
 def user_trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:

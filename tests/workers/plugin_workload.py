@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from workers.workloads import Built, WorkloadConfig
+from optisweep.workloads import Built, WorkloadConfig
 
 
 def _squared_error(output: Tensor, targets: Tensor) -> Tensor:

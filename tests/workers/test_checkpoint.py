@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from optisweep.workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from optisweep.workers.pack import train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec, TrialSpec
+from optisweep.workers.train import train_trial
 from tests.workers.test_pack import DATA_SEED, MIXED, _max_relative_difference
-from workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec, TrialSpec
-from workers.train import train_trial
 
 EPOCHS = 5
 WORKLOAD = {"name": "rosenbrock", "epochs": EPOCHS, "steps_per_epoch": 15}

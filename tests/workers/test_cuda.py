@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from optisweep.workers.memory import DEVICE_MEMORY_FRACTION, member_memory_bytes
 from tests.workers.test_fusion import MODELS as FUSION_MODELS
 from tests.workers.test_fusion import _run, _stack
 from tests.workers.test_pack import (
@@ -20,7 +21,6 @@ from tests.workers.test_pack import (
     _packed,
     parts_budget,
 )
-from workers.memory import DEVICE_MEMORY_FRACTION, member_memory_bytes
 
 pytestmark = [
     pytest.mark.cuda,
@@ -108,7 +108,7 @@ def test_the_headroom_covers_what_a_member_really_takes_on_cuda(workload: dict[s
 def test_the_fused_pass_on_cuda_equals_vmap(name: str, training: bool) -> None:
     from torch.utils._pytree import tree_map
 
-    from workers.fusion import StackedForward
+    from optisweep.workers.fusion import StackedForward
 
     make, inputs = FUSION_MODELS[name]
     base, params, buffers = _stack(make)

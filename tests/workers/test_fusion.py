@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.func import stack_module_state, vmap
 from torch.nn import functional as F
 
-from workers.fusion import FUSE_ENV, StackedForward, fuse_model
+from optisweep.workers.fusion import FUSE_ENV, StackedForward, fuse_model
 
 MEMBERS, ROWS = 3, 5
 """Three members, five rows: neither divides the other, so a mixed-up layout cannot hide."""

@@ -16,14 +16,14 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optimizers import create_optimizer
+from optisweep.optimizers import create_optimizer
+from optisweep.workers.checkpoint import Checkpoint
+from optisweep.workers.integrations.lightning import lightning_workload
+from optisweep.workers.specs import TrialSpec
+from optisweep.workers.train import train_trial
+from optisweep.workers.workloads import WorkloadConfig
 from tests.conftest import REPO_ROOT
 from tests.workers.helpers import user_trial, without_time
-from workers.checkpoint import Checkpoint
-from workers.integrations.lightning import lightning_workload
-from workers.specs import TrialSpec
-from workers.train import train_trial
-from workers.workloads import WorkloadConfig
 
 EXAMPLE = REPO_ROOT / "examples" / "lightning"
 
@@ -235,7 +235,10 @@ def test_a_retried_trial_resumes_its_per_epoch_lr_schedule() -> None:
 
 
 def test_without_lightning_the_error_says_what_to_install() -> None:
-    blocked = "import sys; sys.modules['lightning'] = None; import workers.integrations.lightning"
+    blocked = (
+        "import sys; sys.modules['lightning'] = None; "
+        "import optisweep.workers.integrations.lightning"
+    )
     result = subprocess.run(
         [sys.executable, "-c", blocked], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from optimizers import OPTIMIZERS
-from tests.workers.helpers import without_time
-from workers.memory import (
+from optisweep.optimizers import OPTIMIZERS
+from optisweep.workers.memory import (
     DEVICE_MEMORY_FRACTION,
     PeakMemory,
     member_memory_bytes,
     split_for_memory,
 )
-from workers.pack import member_seconds, train_pack
-from workers.specs import MemberSpec, PackSpec, TrialResult, TrialSpec
-from workers.train import train_trial
-from workers.workloads import TIME_METRIC, WORKLOADS
+from optisweep.workers.pack import member_seconds, train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec, TrialResult, TrialSpec
+from optisweep.workers.train import train_trial
+from optisweep.workers.workloads import TIME_METRIC, WORKLOADS
+from tests.workers.helpers import without_time
 
 DATA_SEED = 11
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import torch
 
-from optimizers import MemberConfig
-from workers.checkpoint import Checkpoint
-from workers.pack import train_pack
-from workers.pbt import Exploit, perturbed, plan_exploits
-from workers.specs import MemberSpec, PackSpec, PbtConfig
+from optisweep.optimizers import MemberConfig
+from optisweep.workers.checkpoint import Checkpoint
+from optisweep.workers.pack import train_pack
+from optisweep.workers.pbt import Exploit, perturbed, plan_exploits
+from optisweep.workers.specs import MemberSpec, PackSpec, PbtConfig
 
 WORKLOAD = {"name": "mlp-digits", "epochs": 5, "batch_size": 64}
 PBT = PbtConfig(interval=2, quantile=0.25, metric="val_accuracy", mode="max")

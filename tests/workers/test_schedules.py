@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from optimizers import CosineSchedule, StepSchedule
+from optisweep.optimizers import CosineSchedule, StepSchedule
+from optisweep.workers.train import run_schedule
 from tests.workers.test_checkpoint import _from, _pack_spec, _round_trip, _run_alone, _run_pack
 from tests.workers.test_checkpoint import _trial_spec as _checkpoint_trial_spec
 from tests.workers.test_pack import _alone, _max_relative_difference, _packed
-from workers.train import run_schedule
 
 EPOCHS = 3
 WORKLOAD = {"name": "mlp-digits", "epochs": EPOCHS, "batch_size": 256}

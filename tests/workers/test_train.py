@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
+from optisweep.workers.checkpoint import Checkpoint
+from optisweep.workers.specs import TrialSpec
+from optisweep.workers.train import epoch_generator, resolve_device, train_trial
 from tests.workers.helpers import without_time
-from workers.checkpoint import Checkpoint
-from workers.specs import TrialSpec
-from workers.train import epoch_generator, resolve_device, train_trial
 
 
 def _run(spec: TrialSpec) -> list[tuple[int, dict[str, float]]]:
@@ -44,10 +44,10 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> 
 def test_train_loss_is_the_epochs_batch_losses_averaged_over_examples() -> None:
     """With an lr too small to move the model, the batches' average is the training set's
     loss; the pack reports the same as the trial alone."""
-    from workers.pack import train_pack
-    from workers.specs import MemberSpec, PackSpec
-    from workers.train import evaluate
-    from workers.workloads import parse_workload_config
+    from optisweep.workers.pack import train_pack
+    from optisweep.workers.specs import MemberSpec, PackSpec
+    from optisweep.workers.train import evaluate
+    from optisweep.workers.workloads import parse_workload_config
 
     workload = {"name": "mlp-digits", "epochs": 1, "batch_size": 100}
     member = {"optimizer": "sgd", "hyperparameters": {"lr": 1e-300}, "seed": 4}

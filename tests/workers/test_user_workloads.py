@@ -11,19 +11,19 @@ from typing import Any
 
 import pytest
 
-from tests.workers.helpers import user_trial, without_time
-from workers.checkpoint import Checkpoint
-from workers.inspection import inspect_workload
-from workers.pack import train_pack
-from workers.specs import MemberSpec, PackSpec
-from workers.train import train_trial
-from workers.workloads import (
+from optisweep.workers.checkpoint import Checkpoint
+from optisweep.workers.inspection import inspect_workload
+from optisweep.workers.pack import train_pack
+from optisweep.workers.specs import MemberSpec, PackSpec
+from optisweep.workers.train import train_trial
+from optisweep.workers.workloads import (
     TrialContext,
     WorkloadConfig,
     WorkloadConfigError,
     function_workload,
     parse_workload_config,
 )
+from tests.workers.helpers import user_trial, without_time
 
 USER_CODE = Path(__file__).parent / "user_code"
 

@@ -9,9 +9,9 @@ from importlib.metadata import entry_points
 import pytest
 import torch
 
-from workers.specs import TrialSpec
-from workers.train import train_trial
-from workers.workloads import (
+from optisweep.workers.specs import TrialSpec
+from optisweep.workers.train import train_trial
+from optisweep.workers.workloads import (
     ENTRY_POINT_GROUP,
     WORKLOADS,
     Workload,
@@ -21,7 +21,7 @@ from workers.workloads import (
     parse_workload_config,
     reported_metrics,
 )
-from workers.workloads.digits import TRAIN_SIZE, VAL_SIZE
+from optisweep.workers.workloads.digits import TRAIN_SIZE, VAL_SIZE
 
 CPU = torch.device("cpu")
 
@@ -251,7 +251,7 @@ def test_digits_read_from_scikit_learns_file_equal_load_digits() -> None:
     import numpy as np
     from sklearn.datasets import load_digits
 
-    from workers.workloads.digits import load_digits_arrays
+    from optisweep.workers.workloads.digits import load_digits_arrays
 
     pixels, labels = load_digits_arrays()
     digits = load_digits()

@@ -1,7 +1,8 @@
 """K members' layers as one: the forward passes that replace a module's own in a fused model.
 
-Each function is bound to a module of a deep copy of the user's model (``workers.fusion.model``)
-and reads that module's parameters as ``functional_call`` swaps them in: stacked, ``[K, ...]``.
+Each function is bound to a module of a deep copy of the user's model
+(``optisweep.workers.fusion.model``) and reads that module's parameters as ``functional_call``
+swaps them in: stacked, ``[K, ...]``.
 Linear layers are one batched matrix product, convolutions one grouped convolution,
 BatchNorm and GroupNorm one normalisation over the K members' channels side by side, LayerNorm
 and Embedding one call with per-member parameters. A module these cannot take (an option they
@@ -20,7 +21,7 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from workers.fusion.layouts import (
+from optisweep.workers.fusion.layouts import (
     NotFusableError,
     PackShape,
     members_of,

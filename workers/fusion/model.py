@@ -1,7 +1,7 @@
 """A user's model fused for a pack without changing its code, checked against vmap before use.
 
-``fuse_model`` walks the model's modules: those ``workers.fusion.layers`` knows get a fused
-forward, a module with parameters of its own that it does not know runs under vmap inside the
+``fuse_model`` walks the model's modules: those ``optisweep.workers.fusion.layers`` knows get a
+fused forward, a module with parameters of its own that it does not know runs under vmap inside the
 fused pass, and everything without parameters (activations, pooling, reshapes, the model's
 own ``forward`` code) runs unchanged on the folded or channels tensors. Code that mixes
 examples (a reduction over the batch outside BatchNorm, a reshape across it) would give wrong
@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
-from workers.batches import Inputs, call_args, take
-from workers.fusion.layers import fused_forward, vmapped_forward
-from workers.fusion.layouts import NotFusableError, PackShape, member_major, tile
+from optisweep.workers.batches import Inputs, call_args, take
+from optisweep.workers.fusion.layers import fused_forward, vmapped_forward
+from optisweep.workers.fusion.layouts import NotFusableError, PackShape, member_major, tile
 
 # vmap runs fused attention member by member (no batching rule) and says so on every call; the
 # fused pass is what runs attention at speed, the vmap pass is the fallback that says it.

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from workers.workloads.base import ConfigT
-from workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
+from optisweep.workers.workloads.base import ConfigT
+from optisweep.workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
 
 try:
     import lightning.pytorch as pl

@@ -1,14 +1,14 @@
 """Workloads: what a trial trains (data, model, loss, metrics), built-in or from a plugin."""
 
-from workers.workloads.base import (
+from optisweep.workers.workloads.base import (
     TIME_METRIC,
     Built,
     Workload,
     WorkloadConfig,
     WorkloadConfigError,
 )
-from workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
-from workers.workloads.registry import (
+from optisweep.workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
+from optisweep.workers.workloads.registry import (
     ENTRY_POINT_GROUP,
     WORKLOADS,
     get_workload,

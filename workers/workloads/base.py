@@ -10,8 +10,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from torch import Tensor, nn
 
-from optimizers.schemas import field_path, short_repr
-from workers.batches import Data
+from optisweep.optimizers.schemas import field_path, short_repr
+from optisweep.workers.batches import Data
 
 
 def _batch_size(value: Any) -> int | str:

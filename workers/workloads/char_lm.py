@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from workers.workloads.base import Built, WorkloadConfig
+from optisweep.workers.workloads.base import Built, WorkloadConfig
 
 VOCAB = 256
 """Bytes are the tokens: no tokenizer to ship or train."""

@@ -6,8 +6,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from workers.workloads.base import Built, WorkloadConfig
-from workers.workloads.digits import accuracy, cross_entropy, digits_split
+from optisweep.workers.workloads.base import Built, WorkloadConfig
+from optisweep.workers.workloads.digits import accuracy, cross_entropy, digits_split
 
 
 class CNNBNConfig(WorkloadConfig):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from workers.workloads.base import TIME_METRIC, Built, WorkloadConfig
+from optisweep.workers.workloads.base import TIME_METRIC, Built, WorkloadConfig
 
 Report = Callable[[int, dict[str, float]], bool]
 """report(epoch, metrics) -> whether to stop; it also writes the checkpoint when one is due."""

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from workers.workloads.base import Built, WorkloadConfig
+from optisweep.workers.workloads.base import Built, WorkloadConfig
 
 
 class FunctionConfig(WorkloadConfig):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.workloads.base import Built, WorkloadConfig
-from workers.workloads.digits import accuracy, cross_entropy, digits_split
+from optisweep.workers.workloads.base import Built, WorkloadConfig
+from optisweep.workers.workloads.digits import accuracy, cross_entropy, digits_split
 
 
 class MLPDigits:

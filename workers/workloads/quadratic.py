@@ -8,8 +8,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from workers.workloads.base import Built
-from workers.workloads.functions import FunctionConfig, function_built
+from optisweep.workers.workloads.base import Built
+from optisweep.workers.workloads.functions import FunctionConfig, function_built
 
 
 class QuadraticConfig(FunctionConfig):

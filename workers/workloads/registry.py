@@ -11,21 +11,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from optimizers.schemas import short_repr
-from workers.workloads.base import (
+from optisweep.optimizers.schemas import short_repr
+from optisweep.workers.workloads.base import (
     TIME_METRIC,
     Workload,
     WorkloadConfig,
     WorkloadConfigError,
     config_error,
 )
-from workers.workloads.char_lm import CharLM
-from workers.workloads.cnn_bn_digits import CNNBNDigits
-from workers.workloads.cnn_digits import CNNDigits
-from workers.workloads.logreg_digits import LogRegDigits
-from workers.workloads.mlp_digits import MLPDigits
-from workers.workloads.quadratic import Quadratic
-from workers.workloads.rosenbrock import Rosenbrock
+from optisweep.workers.workloads.char_lm import CharLM
+from optisweep.workers.workloads.cnn_bn_digits import CNNBNDigits
+from optisweep.workers.workloads.cnn_digits import CNNDigits
+from optisweep.workers.workloads.logreg_digits import LogRegDigits
+from optisweep.workers.workloads.mlp_digits import MLPDigits
+from optisweep.workers.workloads.quadratic import Quadratic
+from optisweep.workers.workloads.rosenbrock import Rosenbrock
 
 ENTRY_POINT_GROUP = "optisweep.workloads"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from workers.workloads.base import Built
-from workers.workloads.functions import FunctionConfig, function_built
+from optisweep.workers.workloads.base import Built
+from optisweep.workers.workloads.functions import FunctionConfig, function_built
 
 _START = (-1.5, 2.0)
 _START_SPREAD = 0.1

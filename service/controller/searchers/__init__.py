@@ -4,12 +4,16 @@ families' defaults first)."""
 
 from collections.abc import Callable
 
-from service.controller.searchers.adaptive import AdaptiveSearcher
-from service.controller.searchers.base import Searcher, StoredTrial, Suggestion, combine
-from service.controller.searchers.grid import GridError, GridSearcher, grid_size
-from service.controller.searchers.random import RandomSearcher
-from service.controller.searchers.wrappers import ConcurrencyLimiter, DefaultsFirst, Repeater
-from service.sweeps.schemas import SweepCreate
+from optisweep.service.controller.searchers.adaptive import AdaptiveSearcher
+from optisweep.service.controller.searchers.base import Searcher, StoredTrial, Suggestion, combine
+from optisweep.service.controller.searchers.grid import GridError, GridSearcher, grid_size
+from optisweep.service.controller.searchers.random import RandomSearcher
+from optisweep.service.controller.searchers.wrappers import (
+    ConcurrencyLimiter,
+    DefaultsFirst,
+    Repeater,
+)
+from optisweep.service.sweeps.schemas import SweepCreate
 
 
 def _grid(sweep: SweepCreate, max_trials: int) -> Searcher:

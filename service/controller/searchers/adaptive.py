@@ -26,14 +26,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from service.controller.searchers.base import (
+from optisweep.service.controller.searchers.base import (
     Outcome,
     StoredTrial,
     Suggestion,
     setting_axes,
     to_suggestion,
 )
-from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
+from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 if TYPE_CHECKING:
     import optuna
@@ -133,7 +133,7 @@ class AdaptiveSearcher:
 
     def _axes(self, optimizer: str) -> dict[str, tuple[str, Param]]:
         """Stored name -> (name to_suggestion reads, parameter) for one family."""
-        from optimizers import get_spec
+        from optisweep.optimizers import get_spec
 
         spec = get_spec(optimizer)
         prefix = "" if self._shared else f"{optimizer}."

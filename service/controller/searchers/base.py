@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from optimizers import get_spec
-from service.controller.outcomes import Outcome
-from service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
-from service.sweeps.schemas import Space
+from optisweep.optimizers import get_spec
+from optisweep.service.controller.outcomes import Outcome
+from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
+from optisweep.service.sweeps.schemas import Space
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,15 @@ import itertools
 import json
 from typing import Any
 
-from optimizers import get_spec
-from service.controller.searchers.base import (
+from optisweep.optimizers import get_spec
+from optisweep.service.controller.searchers.base import (
     NonAdaptive,
     StoredTrial,
     Suggestion,
     setting_axes,
     to_suggestion,
 )
-from service.sweeps.schemas import Choice, Param, Space
+from optisweep.service.sweeps.schemas import Choice, Param, Space
 
 
 class GridError(ValueError):

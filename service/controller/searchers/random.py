@@ -6,14 +6,14 @@ import math
 import random
 from typing import Any
 
-from service.controller.searchers.base import (
+from optisweep.service.controller.searchers.base import (
     NonAdaptive,
     StoredTrial,
     Suggestion,
     setting_axes,
     to_suggestion,
 )
-from service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
+from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 
 
 def sample(param: Param | float | int | bool | str, rng: random.Random) -> Any:

@@ -8,8 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from optimizers import get_spec
-from service.controller.searchers.base import (
+from optisweep.optimizers import get_spec
+from optisweep.service.controller.searchers.base import (
     Outcome,
     Searcher,
     StoredTrial,

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.config import Settings
-from service.db.session import make_engine, make_sessionmaker
+from optisweep.service.config import Settings
+from optisweep.service.db.session import make_engine, make_sessionmaker
 from tests.service.conftest import fresh_postgres_database, running_server
 
 LIMIT = 1_048_576

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings
+from optisweep.service.config import Settings
 from tests.service.hostile.conftest import LIMIT, SPEC, Served, first_error, post_json
 
 

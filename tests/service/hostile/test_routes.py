@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialStatus
 from tests.service.hostile.conftest import SPEC, Served, first_error
 
 

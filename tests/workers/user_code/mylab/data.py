@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from workers.workloads import Built, WorkloadConfig
+from optisweep.workloads import Built, WorkloadConfig
 
 
 class DataConfig(WorkloadConfig):

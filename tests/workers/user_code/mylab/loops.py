@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from workers.workloads import TrialContext, WorkloadConfig, function_workload
+from optisweep.workloads import TrialContext, WorkloadConfig, function_workload
 
 
 class LoopConfig(WorkloadConfig):

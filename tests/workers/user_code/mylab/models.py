@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from workers.workloads import Built, WorkloadConfig
+from optisweep.workloads import Built, WorkloadConfig
 
 
 class RegressionConfig(WorkloadConfig):
