@@ -18,14 +18,15 @@ class BuildWithECharts(build_py):
         """Build the package, then add ECharts where the built package serves it from."""
         super().run()
         spec = importlib.util.spec_from_file_location("optisweep_vendor", VENDOR_PY)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load {VENDOR_PY}")
         vendor = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(vendor)
         if self.editable_mode:
             dest = vendor.VENDOR
         else:
             dest = Path(self.build_lib) / "optisweep" / "service" / "dashboard" / "vendor"
-        self.announce(vendor.install_echarts(dest), level=2)
+        print(f"dashboard: {vendor.install_echarts(dest)}")  # pip shows it with -v
 
 
 setup(cmdclass={"build_py": BuildWithECharts})

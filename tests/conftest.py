@@ -21,7 +21,12 @@ POISON_ENTRY_POINT = "tests.service.poison_workload:POISON"
 
 def write_plugins(root: Path) -> str:
     """A real distribution under ``root`` that registers the `flaky` and `poison` workload
-    plugins; the PYTHONPATH that makes them (and this repository) importable."""
+    plugins; the PYTHONPATH that makes them importable. It links this repository's tests/ in,
+    not the repository: its folders (workers/, service/) must not be importable by those names,
+    as they are not where users install optisweep."""
+    (root / "tests").parent.mkdir(parents=True, exist_ok=True)
+    if not (root / "tests").exists():
+        (root / "tests").symlink_to(REPO_ROOT / "tests")
     dist_info = root / "optisweep_flaky-0.1.dist-info"
     dist_info.mkdir(parents=True, exist_ok=True)
     (dist_info / "METADATA").write_text(
@@ -30,7 +35,7 @@ def write_plugins(root: Path) -> str:
     (dist_info / "entry_points.txt").write_text(
         f"[{ENTRY_POINT_GROUP}]\nflaky = {FLAKY_ENTRY_POINT}\npoison = {POISON_ENTRY_POINT}\n"
     )
-    return os.pathsep.join([str(root), str(REPO_ROOT)])
+    return str(root)
 
 
 @pytest.fixture(scope="session")

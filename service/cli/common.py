@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
 
 from optisweep.service.client import DEFAULT_URL as DEFAULT_URL
@@ -52,8 +53,11 @@ DatabaseUrl = Annotated[
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``message`` as a one-line error; the Exit to raise with ``code``."""
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    """Print ``message`` as a one-line error; the Exit to raise with ``code``. The message is
+    text: brackets in it (``optisweep[server]``, ``a[0]``) are printed, not read as markup."""
+    errors.print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True, markup=True
+    )
     return typer.Exit(code=code)
 
 

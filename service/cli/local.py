@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import time
@@ -39,6 +40,22 @@ if TYPE_CHECKING:  # the commands import these when they run: the CLI starts wit
     from optisweep.service.sweeps.schemas import SweepCreate
 
 
+SERVER_PACKAGES = ("fastapi", "sqlalchemy", "alembic", "ray", "torch", "optuna")
+"""What the commands that run here import: the ``server`` extra's packages."""
+
+
+def require_server(command: str) -> None:
+    """Exit with a one-line message (code 1) when the server's packages are not installed:
+    ``pip install optisweep`` is the client alone."""
+    missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise fail(
+            f"optisweep {command} runs the server, whose packages are not installed "
+            f"(missing: {', '.join(missing)}): pip install 'optisweep[server]'",
+            code=1,
+        )
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -47,6 +64,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Defaults to OPTISWEEP_PORT, else 8000.")] = None,
 ) -> None:
     """Run the API and the controller (SQLite and a local Ray unless configured otherwise)."""
+    require_server("serve")
     import ray
 
     from optisweep.service.config import Settings
@@ -93,6 +111,7 @@ def run(
     ``--code``) goes to the workers as this Ray job's working directory, unless the job was
     submitted with one (``ray job submit --working-dir``).
     """
+    require_server("run")
     from sqlalchemy.exc import ArgumentError, OperationalError
 
     from optisweep.service.config import Settings
@@ -236,6 +255,7 @@ def db_upgrade(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Apply every migration to the database."""
+    require_server("db upgrade")
     from sqlalchemy import inspect
     from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -260,6 +280,7 @@ def db_token(
 ) -> None:
     """Make a token straight in the database, for who lost theirs (or let it expire): it needs
     the database's credentials, not a token. It goes to the token file, 0600."""
+    require_server("db token")
     from sqlalchemy.exc import ArgumentError, OperationalError
 
     from optisweep.service.accounts import repository as accounts

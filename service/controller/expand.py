@@ -58,6 +58,19 @@ def check_workload(spec: SweepCreate, report: WorkloadReport | None = None) -> N
             )
 
 
+def check_algorithm_installed(spec: SweepCreate) -> None:
+    """CMA-ES is an extra: a sweep that asks for it where it is not installed is refused."""
+    if spec.search.algorithm != "cmaes":
+        return
+    try:
+        import cmaes  # noqa: F401  (Optuna's CmaEsSampler imports it when sampling)
+    except ImportError:
+        raise SpecError(
+            "cmaes needs the cmaes package on the server: pip install 'optisweep[cmaes]'",
+            field="search.algorithm",
+        ) from None
+
+
 def check_objectives(spec: SweepCreate) -> None:
     """Several objectives need an algorithm that searches them, and no pbt (it ranks its
     population by one value)."""
@@ -177,6 +190,7 @@ def expand(
     are checked in full here and expand to nothing; ``sweep_size`` counts their trials.
     """
     check_workload(spec, report)
+    check_algorithm_installed(spec)
     check_objectives(spec)
     check_scheduler(spec, report)
     check_schedule_fits(spec, report)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +31,32 @@ def init_ray(configured: str | None, *, runtime_env: dict[str, Any] | None = Non
     if ray.is_initialized():
         return False
     address = ray_address(configured)
-    ray.init(
-        # "local" always starts a fresh cluster; None would join whatever `ray start` left behind.
-        address=address or LOCAL,
-        namespace="optisweep",
-        log_to_driver=False,
-        include_dashboard=False if address is None else None,
-        configure_logging=False,
-        runtime_env=runtime_env,
-    )
+    with _empty_working_directory():
+        ray.init(
+            # "local" always starts a fresh cluster; None would join what `ray start` left.
+            address=address or LOCAL,
+            namespace="optisweep",
+            log_to_driver=False,
+            include_dashboard=False if address is None else None,
+            configure_logging=False,
+            runtime_env=runtime_env,
+        )
     _protect_auth_token()
     return True
+
+
+@contextmanager
+def _empty_working_directory() -> Iterator[None]:
+    """Run ``ray.init`` from an empty folder: Ray puts its driver's working directory first on
+    every worker's sys.path (ahead of a task's working_dir), so a server started in a folder
+    with code (this repository's workers/ and service/, the image's /app) would shadow users'
+    modules of those names."""
+    previous = os.getcwd()
+    os.chdir(tempfile.mkdtemp(prefix="optisweep-driver-"))
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 _warming: dict[str, list[Any]] = {}

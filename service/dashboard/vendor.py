@@ -3,7 +3,7 @@
 Every build puts it there (setup.py calls ``install_echarts``): an editable install into the
 source tree, a wheel into the wheel. It copies the files from ``node_modules`` when ``npm ci``
 made them (``make install``), and otherwise fetches the tarball package-lock.json pins from
-the npm registry (``npm_config_registry``, as npm reads it, or registry.npmjs.org) and checks
+the npm registry (``NPM_CONFIG_REGISTRY``, as npm reads it, or registry.npmjs.org) and checks
 it against the lock's sha512 before unpacking. ECharts' LICENSE, NOTICE and licenses/ travel
 with it. Standard library only: the build loads this file by path, before any dependency is
 installed.
@@ -52,7 +52,7 @@ def _copy_installed(source: Path, dest: Path) -> None:
 
 def fetch_tarball(version: str, integrity: str) -> bytes:
     """The echarts-``version`` tarball from the npm registry, checked against ``integrity``."""
-    registry = os.environ.get("npm_config_registry") or DEFAULT_REGISTRY
+    registry = os.environ.get("NPM_CONFIG_REGISTRY") or DEFAULT_REGISTRY
     url = f"{registry.rstrip('/')}/echarts/-/echarts-{version}.tgz"
     with urllib.request.urlopen(url, timeout=120) as response:
         data: bytes = response.read()

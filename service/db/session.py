@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -23,7 +24,13 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite connections get WAL, a busy timeout and foreign keys."""
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:  # the driver is an extra: say which
+            extra = " 'optisweep[postgres]'" if url.startswith("postgresql") else f" {exc.name}"
+            raise ArgumentError(
+                f"its driver is not installed ({exc}): pip install{extra}"
+            ) from None
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )

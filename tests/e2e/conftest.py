@@ -28,7 +28,16 @@ class Server:
     """`optisweep serve` in a subprocess on a free port, with its own local Ray, and its own
     token file (the first start's admin token, as the CLI reads it)."""
 
-    def __init__(self, *, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        log: Path,
+        env: dict[str, str] | None = None,
+        command: str = OPTISWEEP,
+        cwd: Path | None = None,
+    ) -> None:
+        self.command, self.cwd = command, cwd
         self.log = log
         self._log: IO[str] = log.open("a")
         self.database_url = database_url
@@ -62,8 +71,9 @@ class Server:
         self._log.flush()
         self._log_offset = self.log.stat().st_size  # this start's output begins here
         self.process = subprocess.Popen(
-            [OPTISWEEP, "serve", "--port", str(self.port)],
+            [self.command, "serve", "--port", str(self.port)],
             env=self._env,
+            cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -101,6 +101,55 @@ def test_the_model_example_runs_packed_from_its_own_directory(
     assert "model" not in modules  # the user's module was imported on workers only
 
 
+SHADOWS = {
+    "workers.py": "LOADER_WORKERS = 0  # a DataLoader helper\n",
+    "optimizers.py": "OPTIMIZERS = {'mine': None}  # most ML projects have one\n",
+    "service/__init__.py": "NAME = 'the user service'\n",
+    "migrations/__init__.py": "",
+    "migrations/env.py": "RAN = False\n",
+}
+"""A user's modules named as optisweep's folders are: optisweep imports none of them."""
+USES_SHADOWS = """
+import sys
+
+import migrations
+import optimizers
+import service
+import workers
+
+mine = (getattr(workers, "LOADER_WORKERS", None), getattr(optimizers, "OPTIMIZERS", None), getattr(service, "NAME", None), migrations.__file__)
+if mine[:3] != (0, {"mine": None}, "the user service"):
+    raise ImportError(f"not the user's own: {workers.__file__} {sys.path}")
+"""
+
+
+def test_a_project_with_modules_named_as_optisweeps_folders_is_tuned(
+    server: Server, tmp_path: Path
+) -> None:
+    # One project with both workloads: the model (packed) and the loop (a function workload),
+    # each importing the user's own workers, optimizers, service and migrations.
+    project = _copy("own-model", tmp_path, workload={"epochs": 2}, search={"num_trials": 3})
+    shutil.copy(EXAMPLES / "own-loop" / "train.py", project / "train.py")
+    for name, text in SHADOWS.items():
+        (project / name).parent.mkdir(exist_ok=True)
+        (project / name).write_text(text)
+    for module in ("model.py", "train.py"):
+        (project / module).write_text((project / module).read_text() + USES_SHADOWS)
+    loop = yaml.safe_load((EXAMPLES / "own-loop" / "sweep.yaml").read_text())
+    loop["workload"]["epochs"] = 2
+    loop["search"] = {"algorithm": "random", "num_trials": 2, "seed": 0}
+    (project / "loop.yaml").write_text(yaml.safe_dump(loop))
+
+    model_id = _submit(server, project)
+    loop_id = _submit(server, project, spec="loop.yaml")
+    model_trials = _get(server, f"/sweeps/{model_id}/trials", limit=100)["items"]
+    assert {t["status"] for t in model_trials} == {"completed"}
+    assert all(t["pack_id"] for t in model_trials)
+    loop_trials = _get(server, f"/sweeps/{loop_id}/trials", limit=100)["items"]
+    assert [t["status"] for t in loop_trials] == ["completed", "completed"]
+    assert "workers" not in _get(server, "/debug/modules")  # nor the server imported them
+
+
 def test_the_loop_example_reports_every_epoch_and_asha_stops_some(
     server: Server, tmp_path: Path
 ) -> None:

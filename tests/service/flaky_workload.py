@@ -14,8 +14,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from optisweep.workloads import Built, WorkloadConfig
 from optisweep.workers.workloads.quadratic import Quadratic
+from optisweep.workloads import Built, WorkloadConfig
 
 
 class FlakyConfig(WorkloadConfig):
