@@ -117,8 +117,9 @@ import optimizers
 import service
 import workers
 
-mine = (getattr(workers, "LOADER_WORKERS", None), getattr(optimizers, "OPTIMIZERS", None), getattr(service, "NAME", None), migrations.__file__)
-if mine[:3] != (0, {"mine": None}, "the user service"):
+mine = [getattr(workers, "LOADER_WORKERS", None), getattr(optimizers, "OPTIMIZERS", None)]
+mine += [getattr(service, "NAME", None), getattr(migrations, "__file__", "")]
+if mine[:3] != [0, {"mine": None}, "the user service"] or "migrations" not in mine[3]:
     raise ImportError(f"not the user's own: {workers.__file__} {sys.path}")
 """
 
