@@ -22,8 +22,8 @@ import torch
 
 from benchmarks.sweep_throughput import reference_spec, trial_specs
 from optisweep.workers.checkpoint import Checkpoint, save_checkpoint
-from optisweep.workers.pack import train_pack
 from optisweep.workers.specs import MemberSpec, PackSpec
+from optisweep.workers.train import train_pack
 
 
 def pack_spec(trials: int) -> PackSpec:

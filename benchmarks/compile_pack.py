@@ -26,8 +26,8 @@ def _child(compiled: bool) -> None:
 
     from benchmarks.sweep_throughput import reference_spec, trial_specs
     from optisweep.optimizers import PopulationOptimizer
-    from optisweep.workers.pack import train_pack
     from optisweep.workers.specs import MemberSpec, PackSpec
+    from optisweep.workers.train import train_pack
 
     torch.set_num_threads(1)
     original = PopulationOptimizer.__init__

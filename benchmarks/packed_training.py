@@ -34,9 +34,8 @@ import torch
 from optisweep.optimizers import OPTIMIZERS
 from optisweep.workers.fusion import FUSE_ENV
 from optisweep.workers.memory import member_memory_bytes
-from optisweep.workers.pack import train_pack
-from optisweep.workers.specs import MemberSpec, PackSpec, TrialSpec
-from optisweep.workers.train import train_trial
+from optisweep.workers.specs import MemberSpec, PackSpec
+from optisweep.workers.train import train_pack, train_trial
 
 OWN_MODEL = Path(__file__).resolve().parent.parent / "examples" / "own-model"
 """The user's model of the README's walk-through; its entrypoint is ``model:workload``."""
@@ -161,7 +160,7 @@ def alone_seconds(workload: dict[str, Any], trials: list[dict[str, Any]], device
     """Wall seconds per trial, training ``trials`` one after another."""
     start = time.perf_counter()
     for trial in trials:
-        train_trial(TrialSpec(workload=workload, data_seed=0, device=device, **trial))
+        train_trial(PackSpec.single(workload=workload, data_seed=0, device=device, **trial))
     _sync(torch.device(device))
     return (time.perf_counter() - start) / len(trials)
 

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from optisweep.workers.pack import train_pack
 from optisweep.workers.specs import MemberSpec, PackSpec
+from optisweep.workers.train import train_pack
 
 FAMILIES = ("adam", "sgd", "rmsprop", "adamax")
 

@@ -105,13 +105,13 @@ def run_ray_tune(*, trials: int, seed: int) -> list[list[float]]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.specs import PackSpec
     from optisweep.workers.train import train_trial
 
     workload = reference_spec(trials)["workload"]
 
     def trainable(config: dict[str, Any]) -> None:
-        spec = TrialSpec(
+        spec = PackSpec.single(
             workload=workload,
             optimizer=config["family"],
             hyperparameters=_hyperparameters(
@@ -161,7 +161,7 @@ def run_optuna(*, trials: int, seed: int) -> list[list[float]]:
     """Optuna: TPE with its SuccessiveHalvingPruner, trials one after another in process."""
     import optuna
 
-    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.specs import PackSpec
     from optisweep.workers.train import train_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -176,7 +176,7 @@ def run_optuna(*, trials: int, seed: int) -> list[list[float]]:
             trial.suggest_float(f"{family}.beta1", 0.8, 0.99),
             trial.suggest_float(f"{family}.beta2", 0.9, 0.9999),
         )
-        spec = TrialSpec(
+        spec = PackSpec.single(
             workload=workload,
             optimizer=family,
             hyperparameters=hyperparameters,

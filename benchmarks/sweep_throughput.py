@@ -67,7 +67,7 @@ def reference_spec(trials: int) -> dict[str, Any]:
 
 
 def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The TrialSpecs optisweep would run for this sweep: same draws, same seeds."""
+    """The single trials optisweep would run for this sweep: same draws, same seeds."""
     from optisweep.service.controller.expand import expand, trial_seed
     from optisweep.service.sweeps.schemas import SweepCreate
 
@@ -137,12 +137,12 @@ def run_ray_tune(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """Ray Tune over the same configurations, one CPU per trial, actors reused."""
     from ray import tune
 
-    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.specs import PackSpec
     from optisweep.workers.train import train_trial
 
     def trainable(config: dict[str, Any]) -> None:
         train_trial(
-            TrialSpec.model_validate(config["trial"]),
+            PackSpec.single(**config["trial"]),
             report=lambda epoch, metrics: tune.report(metrics),
         )
 
@@ -249,7 +249,7 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """An Optuna study on SQLite storage with every configuration enqueued, two threads."""
     import optuna
 
-    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.specs import PackSpec
     from optisweep.workers.train import train_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -259,7 +259,7 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
             study.enqueue_trial({"index": index})
 
         def objective(trial: optuna.Trial) -> float:
-            spec = TrialSpec.model_validate(specs[trial.suggest_int("index", 0, len(specs) - 1)])
+            spec = PackSpec.single(**specs[trial.suggest_int("index", 0, len(specs) - 1)])
             result = train_trial(
                 spec, report=lambda epoch, metrics: trial.report(metrics["val_accuracy"], epoch)
             )
@@ -274,13 +274,11 @@ def run_optuna(specs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_loop(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """train_trial for each configuration, one after another, in this process."""
-    from optisweep.workers.specs import TrialSpec
+    from optisweep.workers.specs import PackSpec
     from optisweep.workers.train import train_trial
 
     start = time.perf_counter()
-    best = max(
-        train_trial(TrialSpec.model_validate(spec)).metrics["val_accuracy"] for spec in specs
-    )
+    best = max(train_trial(PackSpec.single(**spec)).metrics["val_accuracy"] for spec in specs)
     return {"seconds": time.perf_counter() - start, "best": best}
 
 

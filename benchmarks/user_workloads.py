@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-from optisweep.workers.pack import train_pack
-from optisweep.workers.specs import MemberSpec, PackSpec, TrialSpec
-from optisweep.workers.train import train_trial
+from optisweep.workers.specs import MemberSpec, PackSpec
+from optisweep.workers.train import train_pack, train_trial
 from optisweep.workers.workloads import Built
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "own-model"
@@ -100,7 +99,7 @@ def main() -> None:
     def alone() -> None:
         for m in members:
             train_trial(
-                TrialSpec(
+                PackSpec.single(
                     workload=dataset,
                     optimizer=m.optimizer,
                     hyperparameters=m.hyperparameters,

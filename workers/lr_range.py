@@ -24,9 +24,9 @@ from torch import Tensor
 from optisweep.optimizers import MemberConfig
 from optisweep.workers.batches import Inputs, epoch_batches
 from optisweep.workers.fusion import StackedForward
+from optisweep.workers.runtime import resolve_device
 from optisweep.workers.specs import RangeTestSpec
 from optisweep.workers.stacking import stack_members, stacked_losses
-from optisweep.workers.train import resolve_device
 from optisweep.workers.workloads import parse_workload_config
 
 SMOOTHING = 0.98

@@ -24,9 +24,9 @@ from torch.utils._pytree import tree_leaves
 
 from optisweep.optimizers import OPTIMIZERS, MemberConfig
 from optisweep.workers.batches import chunks, data_size, epoch_batches
+from optisweep.workers.evaluation import EVAL_CHUNK
 from optisweep.workers.fusion import StackedForward
 from optisweep.workers.stacking import evaluate_stacked, stack_members, train_stacked_epoch
-from optisweep.workers.train import EVAL_CHUNK
 from optisweep.workers.workloads import Built, parse_workload_config
 
 DEVICE_MEMORY_FRACTION = 0.6

@@ -3,7 +3,7 @@
 Plain pydantic models, light to import (the optimizer module and nothing of the training code
 or of any workload): the server builds them, the worker trains from them. A spec's optimizer
 side is validated here, against the shared registry; its workload config is validated where
-the workload's code runs, on the worker (``TrialSpec.workload_config()``).
+the workload's code runs, on the worker (``PackSpec.workload_config()``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from optisweep.optimizers import (
-    OPTIMIZERS,
-    ConstantSchedule,
-    MemberConfig,
-    Schedule,
-    validate_hyperparameters,
-)
-from optisweep.optimizers.schemas import PositiveFloat
+from optisweep.optimizers import OPTIMIZERS, ConstantSchedule, MemberConfig, Schedule
 
 if TYPE_CHECKING:
     from optisweep.workers.workloads.base import WorkloadConfig
@@ -47,80 +40,34 @@ class PbtConfig(BaseModel):
     mode: Literal["min", "max"]
 
 
-class TrialSpec(BaseModel):
-    """One trial: a workload config, an optimizer family with its hyperparameters, a seed."""
+class MemberSpec(MemberConfig):
+    """One trial of a job: the optimizer side (family, hyperparameters, lr schedule, clipping)
+    and the seed of its model's initialisation."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    workload: dict[str, Any]
-    """The workload's config (``name``, ``epochs``, ``batch_size``, ...)."""
-    optimizer: str
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(ge=0, lt=2**63)
-    """Seeds the model's initialisation."""
-    data_seed: int | None = Field(default=None, ge=0, lt=2**63)
-    """Seeds the epochs' shuffles; trials of one sweep share it, so they see the same batches
-    in the same order (common random numbers). None: the trial's own ``seed``."""
-    schedule: Schedule = ConstantSchedule()
-    """A per-epoch lr multiplier."""
-    clip_norm: PositiveFloat | None = None
-    """Clip the gradients' global L2 norm to this (None: no clipping)."""
-    device: str = "auto"
-
-    @field_validator("device")
-    @classmethod
-    def _validate_device(cls, value: str) -> str:
-        if value != "auto":
-            parse_device(value)
-        return value
-
-    @model_validator(mode="after")
-    def _validate_hyperparameters(self) -> TrialSpec:
-        validate_hyperparameters(self.optimizer, self.hyperparameters)
-        return self
-
-    def workload_config(self) -> WorkloadConfig:
-        """The workload config validated into the workload's own config model (defaults
-        filled in); this loads the workload's code, so it runs on the worker."""
-        from optisweep.workers.workloads import parse_workload_config
-
-        return parse_workload_config(self.workload)[1]
 
     def member_config(self) -> MemberConfig:
-        """The optimizer side of this trial: family, hyperparameters, schedule, clipping."""
-        fields = {"optimizer", "hyperparameters", "schedule", "clip_norm"}
-        return MemberConfig.model_validate(self.model_dump(include=fields))
-
-
-class MemberSpec(BaseModel):
-    """One trial of a pack: its optimizer, hyperparameters, seed, schedule and clipping."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    optimizer: str
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    seed: int = Field(ge=0, lt=2**63)
-    schedule: Schedule = ConstantSchedule()
-    clip_norm: PositiveFloat | None = None
-
-    @model_validator(mode="after")
-    def _validate_hyperparameters(self) -> MemberSpec:
-        self.member_config()
-        return self
-
-    def member_config(self) -> MemberConfig:
-        """The PopulationOptimizer's view of this member (validates the hyperparameters)."""
+        """The PopulationOptimizer's (and a checkpoint's) view of this member: no seed."""
         return MemberConfig.model_validate(self.model_dump(exclude={"seed"}))
 
 
 class PackSpec(BaseModel):
-    """K trials of one workload config, trained together."""
+    """What a worker trains: K trials of one workload config (a single trial is a pack of one).
+
+    ``stacked`` packs train their members as one batched model (one PopulationOptimizer step
+    for all); otherwise each member trains alone with its torch.optim optimizer, one after
+    another. A function workload's members always run the user's loop, one after another.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     workload: dict[str, Any]
+    """The workload's config (``name`` or ``entrypoint``, ``epochs``, ``batch_size``, ...)."""
     members: list[MemberSpec] = Field(min_length=1)
     data_seed: int = Field(ge=0, lt=2**63)
+    """Seeds the epochs' shuffles; the members (and a sweep's trials) share it, so they see
+    the same batches in the same order (common random numbers)."""
+    stacked: bool = True
     device: str = "auto"
     pbt: PbtConfig | None = None
     """Population-based training among the members (``optisweep.workers.pbt``), or None."""
@@ -130,6 +77,50 @@ class PackSpec(BaseModel):
     member_bytes: int | None = Field(default=None, gt=0)
     """What one member costs in memory, as a worker measured when the sweep's workload was
     inspected; None: the pack measures it (``optisweep.workers.memory``) where it needs to know."""
+
+    @field_validator("device")
+    @classmethod
+    def _validate_device(cls, value: str) -> str:
+        if value != "auto":
+            parse_device(value)
+        return value
+
+    @classmethod
+    def single(
+        cls,
+        *,
+        workload: dict[str, Any],
+        optimizer: str,
+        hyperparameters: dict[str, Any] | None = None,
+        seed: int = 0,
+        data_seed: int | None = None,
+        schedule: Schedule | None = None,
+        clip_norm: float | None = None,
+        device: str = "auto",
+    ) -> PackSpec:
+        """One trial trained alone with its torch.optim optimizer (a pack of one, not stacked);
+        ``data_seed`` defaults to its ``seed``."""
+        member = MemberSpec(
+            optimizer=optimizer,
+            hyperparameters=hyperparameters or {},
+            seed=seed,
+            schedule=schedule or ConstantSchedule(),
+            clip_norm=clip_norm,
+        )
+        return cls(
+            workload=workload,
+            members=[member],
+            data_seed=seed if data_seed is None else data_seed,
+            stacked=False,
+            device=device,
+        )
+
+    def workload_config(self) -> WorkloadConfig:
+        """The workload config validated into the workload's own config model (defaults
+        filled in); this loads the workload's code, so it runs on the worker."""
+        from optisweep.workers.workloads import parse_workload_config
+
+        return parse_workload_config(self.workload)[1]
 
 
 class CheckpointPlan(BaseModel):

@@ -19,8 +19,8 @@ from torch.func import stack_module_state, vmap
 from optisweep.optimizers import MemberConfig, MemberExport, PopulationOptimizer
 from optisweep.optimizers.flat import FlatParameters
 from optisweep.workers.batches import Data, Inputs, chunks
+from optisweep.workers.evaluation import EVAL_CHUNK
 from optisweep.workers.fusion import StackedForward
-from optisweep.workers.train import EVAL_CHUNK
 from optisweep.workers.workloads import Built
 
 
@@ -133,8 +133,8 @@ def evaluate_stacked(
     """val_loss and the workload's metrics of these (row, member)s, all at once (and
     train_loss over the training set where the workload measures it so).
 
-    The same quantities as ``optisweep.workers.train.evaluate``, summed in float64 over the same
-    chunks, from one stacked forward pass per chunk instead of one pass per member.
+    The same quantities as ``optisweep.workers.evaluation.evaluate``, summed in float64 over
+    the same chunks, from one stacked forward pass per chunk instead of one pass per member.
     """
     shared = builds[stack.members[rows[0][0]]]
     forward.train(False)

@@ -20,7 +20,6 @@ from optisweep.workers.specs import (
     RangeTestSpec,
     TaskResult,
     TrainingError,
-    TrialSpec,
     WorkloadReport,
 )
 
@@ -37,16 +36,12 @@ class InboxHandle(Protocol):
     """What a worker needs of the controller's inbox actor."""
 
     started: _RemoteMethod
-    """``started(trial_id, attempt, node_id, device, resumed_epoch)``: the attempt began on this
-    node, continuing after ``resumed_epoch`` (0: from scratch)."""
+    """``started([(trial_id, attempt, resumed_epoch)], node_id, device, pack_id)
+    -> [trial ids to stop]``: a job's attempts began on this node, each continuing after its
+    ``resumed_epoch`` (0: from scratch); ``pack_id`` is None unless they train stacked."""
     report: _RemoteMethod
-    """``report(trial_id, attempt, epoch, metrics, checkpoint) -> bool``: store an epoch (and the
-    checkpoint path written for it, or None); True means stop."""
-    started_pack: _RemoteMethod
-    """``started_pack([(trial_id, attempt, resumed_epoch)], node_id, device, pack_id)
-    -> [trial ids to stop]``."""
-    report_pack: _RemoteMethod
-    """``report_pack(epoch, [(trial_id, attempt, metrics, checkpoint)]) -> [trial ids to stop]``."""
+    """``report(epoch, [(trial_id, attempt, metrics, checkpoint)]) -> [trial ids to stop]``:
+    store an epoch of each (and the checkpoint path written for it, or None)."""
     exploited: _RemoteMethod
     """``exploited(epoch, [(trial_id, attempt, source trial id, hyperparameters)])``: PBT."""
 
@@ -61,68 +56,16 @@ def _resume(plan: CheckpointPlan | None, device: str) -> Checkpoint | None:
     from pathlib import Path
 
     from optisweep.workers.checkpoint import load_checkpoint
-    from optisweep.workers.train import resolve_device
+    from optisweep.workers.runtime import resolve_device
 
     if plan is None or not Path(plan.path).is_file():
         return None
     return load_checkpoint(plan.path, device=resolve_device(device))
 
 
-def run_trial(
-    spec: TrialSpec,
-    *,
-    trial_id: int,
-    attempt: int,
-    inbox: InboxHandle,
-    checkpoint: CheckpointPlan | None = None,
-) -> TaskResult:
-    """Train one trial here; its result. With a ``checkpoint`` plan the trial continues from
-    the checkpoint an earlier attempt left and writes its own."""
-    from optisweep.workers.checkpoint import save_checkpoint
-    from optisweep.workers.train import train_trial
-
-    device = _device()
-    spec = spec.model_copy(update={"device": device})
-    resume = _resume(checkpoint, device)
-    node_id = ray.get_runtime_context().get_node_id()
-    ray.get(inbox.started.remote(trial_id, attempt, node_id, device, resume.epoch if resume else 0))
-    stop_requested = False
-    written: dict[int, str] = {}
-    """Epoch -> the checkpoint written for it, told to the controller with that epoch."""
-
-    def report(epoch: int, metrics: dict[str, float]) -> None:
-        nonlocal stop_requested
-        path = written.get(epoch)
-        stop_requested = bool(ray.get(inbox.report.remote(trial_id, attempt, epoch, metrics, path)))
-
-    def save(ckpt: Checkpoint) -> None:
-        assert checkpoint is not None
-        save_checkpoint(checkpoint.path, ckpt)
-        written[ckpt.epoch] = checkpoint.path
-
-    if checkpoint is not None and resume is not None:
-        # The controller may lack epochs up to the checkpoint's (a server killed with reports
-        # still in its inbox): report them all again; writing one twice changes nothing.
-        written[resume.epoch] = checkpoint.path
-        for epoch, metrics in sorted(resume.history.items()):
-            report(epoch, metrics)
-    try:
-        result = train_trial(
-            spec,
-            report=report,
-            should_stop=lambda: stop_requested,
-            resume=resume,
-            checkpoint=save if checkpoint is not None else None,
-            checkpoint_every=checkpoint.every if checkpoint is not None else 1,
-        )
-    except Exception as exc:  # the user's code may raise its own classes: send text
-        raise TrainingError.of(exc) from None
-    return TaskResult(node_id, [result])
-
-
 @dataclass
-class _PackChannel:
-    """A pack's line to the controller: its members' reports, PBT exploits and checkpoints,
+class _Channel:
+    """A job's line to the controller: its members' reports, PBT exploits and checkpoints,
     with members numbered as in the pack and trials as the controller knows them."""
 
     trials: list[tuple[int, int]]
@@ -137,7 +80,7 @@ class _PackChannel:
         reports = [
             (*self.trials[k], values, self.written.get((k, epoch))) for k, values in metrics.items()
         ]
-        stop = set(ray.get(self.inbox.report_pack.remote(epoch, reports)))
+        stop = set(ray.get(self.inbox.report.remote(epoch, reports)))
         return {k for k in metrics if self.trials[k][0] in stop}
 
     def exploited(self, epoch: int, exploits: list[Exploit]) -> None:
@@ -165,17 +108,18 @@ def run_pack(
     spec: PackSpec,
     *,
     trials: list[tuple[int, int]],
-    pack_id: str,
+    pack_id: str | None,
     inbox: InboxHandle,
     checkpoints: list[CheckpointPlan] | None = None,
 ) -> TaskResult:
-    """Train a pack whose members are these (trial id, attempt)s; one result per member.
+    """Train a job whose members are these (trial id, attempt)s; one result per member. The
+    only training entry point: a single trial is a pack of one.
 
     Reports every member's metrics each epoch in one call and stops the members the inbox
     names. With ``checkpoints`` (one plan per member) each member continues from the
-    checkpoint an earlier attempt left and the pack writes every member's checkpoint.
+    checkpoint an earlier attempt left and the job writes every member's checkpoint.
     """
-    from optisweep.workers.pack import train_pack
+    from optisweep.workers.train import train_pack
 
     device = _device()
     spec = spec.model_copy(update={"device": device})
@@ -186,8 +130,8 @@ def run_pack(
         (trial_id, attempt, resume[k].epoch if k in resume else 0)
         for k, (trial_id, attempt) in enumerate(trials)
     ]
-    stop_ids = set(ray.get(inbox.started_pack.remote(started, node_id, device, pack_id)))
-    channel = _PackChannel(trials, inbox, checkpoints)
+    stop_ids = set(ray.get(inbox.started.remote(started, node_id, device, pack_id)))
+    channel = _Channel(trials, inbox, checkpoints)
     # The controller may lack epochs up to a checkpoint's (a server killed with reports still
     # in its inbox): report them all again; writing one twice changes nothing.
     for k, saved in resume.items():

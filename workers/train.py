@@ -1,161 +1,267 @@
-"""The training loop for one trial: build its workload and optimizer, train, report each epoch."""
+"""Every job a worker trains is a pack (a single trial is a pack of one), and every pack goes
+through one epoch lifecycle: resume, train an epoch, evaluate, divergence, checkpoint pacing,
+report, stop.
+
+The back-ends (``optisweep.workers.backends``) supply only the training and the evaluation: the
+packed model (members stacked, one PopulationOptimizer step), one model with its torch.optim
+optimizer, or the user's own loop (a function workload, Lightning through it), which drives its
+epochs itself and ends each one here. A stacked pack too large for the device's memory trains
+in consecutive parts that fit; members that do not train stacked train one after another.
+
+A pack epoch's time (training and evaluation) is shared: each member that trained in it is
+charged an equal part in its ``time_seconds``, so the members' times add up to the pack's.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
 
-from optisweep.optimizers import (
-    Schedule,
-    create_optimizer,
-    lr_lambda,
-    resolve_schedule,
-)
-from optisweep.workers.batches import (
-    Data,
-    Inputs,
-    batch_rows,
-    chunks,
-    data_size,
-    epoch_batches,
-    epoch_generator,
-    forward,
-)
+from optisweep.optimizers import MemberConfig
 from optisweep.workers.checkpoint import Checkpoint, check_resumable
-from optisweep.workers.function_loop import train_function
+from optisweep.workers.memory import (
+    DEVICE_MEMORY_FRACTION,
+    free_device_memory,
+    member_memory_bytes,
+    split_for_memory,
+)
 from optisweep.workers.pacing import CheckpointEvery, CheckpointPacer
-from optisweep.workers.specs import TrialResult, TrialSpec, parse_device
-from optisweep.workers.workloads import TIME_METRIC, Built, parse_workload_config
+from optisweep.workers.runtime import resolve_device
+from optisweep.workers.specs import PackSpec, TrialResult
+from optisweep.workers.workloads import TIME_METRIC, parse_workload_config
 from optisweep.workers.workloads.functional import FunctionWorkload
 
-__all__ = [
-    "epoch_generator",
-    "evaluate",
-    "resolve_device",
-    "run_schedule",
-    "steps_per_epoch",
-    "train_trial",
-]
+if TYPE_CHECKING:
+    from optisweep.workers.backends import Backend, EpochBackend
+    from optisweep.workers.pbt import Exploit
 
-EVAL_CHUNK = 4_096
-"""Rows per forward pass when evaluating, so large datasets need not fit in one pass."""
+__all__ = ["PackReport", "PackRun", "diverged", "member_seconds", "train_pack", "train_trial"]
 
+COMPACT_FRACTION = 0.25
+"""Compact a stacked pack once at least this fraction of its members is frozen."""
+LOSSES = ("train_loss", "val_loss")
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device for ``name``: "auto" is cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = parse_device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device: {name!r} requested but CUDA is not available")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise ValueError(f"device: {name!r} requested but only {count} CUDA device(s) exist")
-    return device
+PackReport = Callable[[int, dict[int, dict[str, float]]], set[int] | None]
+"""report(epoch, {member index: metrics}) -> member indices that should stop (or None)."""
 
 
-def _mean_loss(built: Built, data: Data, device: torch.device) -> tuple[float, Tensor, Tensor]:
-    """Mean loss over all rows (in float64 across chunks), the outputs and the targets."""
-    total, count = 0.0, 0
-    outputs, targets = [], []
-    for inputs, chunk_targets in chunks(data, size=EVAL_CHUNK, device=device):
-        output = forward(built.model, inputs)
-        total += built.loss_fn(output, chunk_targets).item() * len(chunk_targets)
-        count += len(chunk_targets)
-        outputs.append(output)
-        targets.append(chunk_targets)
-    return total / count, torch.cat(outputs), torch.cat(targets)
-
-
-@torch.no_grad()
-def evaluate(built: Built, device: torch.device) -> dict[str, float]:
-    """val_loss over the whole validation set and the workload's validation metrics, and
-    train_loss over the whole training set where the workload measures it so ("full")."""
-    built.model.eval()
-    metrics = {}
-    if built.train_loss == "full":
-        metrics["train_loss"], _, _ = _mean_loss(built, built.train, device)
-    val_loss, val_output, val_targets = _mean_loss(built, built.val, device)
-    return {**metrics, "val_loss": val_loss, **built.metrics(val_output, val_targets)}
-
-
-def _train_epoch(
-    built: Built,
-    optimizer: torch.optim.Optimizer,
-    batches: Iterator[tuple[Inputs, Tensor]],
-    *,
-    device: torch.device,
-    clip_norm: float | None = None,
-    after_step: Callable[[], object] | None = None,
-) -> tuple[bool, float]:
-    """One pass over the shuffled training set: whether every batch loss was finite, and the
-    epoch's train_loss (the batches' losses averaged over examples, in float64).
-    ``after_step`` runs after every optimizer step (a per-step lr schedule's step)."""
-    built.model.train()
-    finite = torch.ones((), dtype=torch.bool, device=device)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    for inputs, targets in batches:
-        optimizer.zero_grad(set_to_none=True)
-        loss = built.loss_fn(forward(built.model, inputs), targets)
-        loss.backward()
-        if clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(built.model.parameters(), clip_norm)
-        optimizer.step()
-        if after_step is not None:
-            after_step()
-        finite &= torch.isfinite(loss.detach())
-        total += loss.detach().double() * len(targets)
-        count += len(targets)
-    return bool(finite.item()), float(total) / max(1, count)
-
-
-def steps_per_epoch(built: Built, batch_size: int | str) -> int:
-    """Optimizer steps in one epoch: one per batch, the last one possibly short."""
-    size = data_size(built.train)
-    return math.ceil(size / batch_rows(batch_size, size))
-
-
-def schedule_counts(schedule: Schedule, *, epochs: int, steps: int) -> int:
-    """How many times ``schedule`` advances in a run of ``epochs`` of ``steps`` steps each."""
-    return epochs * steps if schedule.per == "step" else epochs
-
-
-def run_schedule(schedule: Schedule, *, epochs: int, steps: int) -> Schedule:
-    """``schedule`` with what it leaves to the run's length (cosine's t_max, a step
-    schedule's step_size) set for a run of ``epochs`` epochs of ``steps`` optimizer steps."""
-    return resolve_schedule(schedule, schedule_counts(schedule, epochs=epochs, steps=steps))
-
-
-def _checkpoint(
-    spec: TrialSpec,
-    built: Built,
-    optimizer: torch.optim.Optimizer,
-    history: dict[int, dict[str, float]],
-    *,
-    epoch: int,
-    steps: int,
-) -> Checkpoint:
-    """The trial after ``epoch``: copies of its model and optimizer state, its metrics."""
-    return Checkpoint(
-        epoch=epoch,
-        metrics=history[epoch],
-        config=spec.member_config(),
-        model={k: v.detach().clone() for k, v in built.model.state_dict().items()},
-        optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        step=steps,
-        history=dict(history),
+def diverged(metrics: dict[str, float], *, batches_finite: bool = True) -> bool:
+    """The one definition of divergence: a batch's loss was not finite, or a reported loss
+    (train_loss, val_loss) is not."""
+    return not batches_finite or not all(
+        math.isfinite(metrics[name]) for name in LOSSES if name in metrics
     )
 
 
+def member_seconds(pack_seconds: float, members: int) -> float:
+    """A member's share of a pack epoch that took ``pack_seconds`` to train ``members``."""
+    return pack_seconds / members
+
+
+@dataclass
+class PackRun:
+    """What every part of a pack shares: its spec, workload, callbacks and results so far."""
+
+    spec: PackSpec
+    workload: Any
+    config: Any
+    device: torch.device
+    configs: list[MemberConfig]
+    """Each member's optimizer side (PBT changes them as it goes)."""
+    report: PackReport | None
+    resume: dict[int, Checkpoint]
+    checkpoint: Callable[[int, Checkpoint], None] | None
+    pacer: CheckpointPacer
+    exploited: Callable[[int, list[Exploit]], None] | None
+    compact_fraction: float = COMPACT_FRACTION
+    results: dict[int, TrialResult] = field(default_factory=dict)
+    histories: dict[int, dict[int, dict[str, float]]] = field(default_factory=dict)
+    """Each member's metrics of every epoch so far (they travel in its checkpoints)."""
+
+    def result(self, k: int, status: Any, epoch: int, metrics: dict[str, float]) -> None:
+        """Member ``k`` ended: how, after which epoch, with which metrics."""
+        self.results[k] = TrialResult(status, epoch, dict(metrics), str(self.device))
+
+
+class EpochLifecycle:
+    """One part of a pack through its epochs: where each member starts, and what ends each
+    epoch (time, history, divergence, checkpoints, the report, who stops)."""
+
+    def __init__(self, run: PackRun, members: list[int]) -> None:
+        self.run = run
+        self.epochs: int = run.config.epochs
+        self.start: dict[int, int] = {}
+        """The epoch each member resumes after (0: from scratch)."""
+        self.last: dict[int, dict[str, float]] = {}
+        """Each member's latest metrics."""
+        for k in members:
+            saved = run.resume.get(k)
+            self.start[k], self.last[k] = (saved.epoch, dict(saved.metrics)) if saved else (0, {})
+            if saved is not None:
+                if run.spec.pbt is not None:  # PBT changed its settings: the checkpoint has them
+                    run.configs[k] = saved.config
+                check_resumable(saved, run.configs[k])
+            if self.start[k] >= self.epochs:
+                run.result(k, "completed", self.start[k], self.last[k])
+
+    @property
+    def members(self) -> list[int]:
+        """The part's members that have not ended."""
+        return [k for k in self.start if k not in self.run.results]
+
+    def joining(self, epoch: int) -> list[int]:
+        """The members that train from ``epoch`` on: their checkpoint's epoch is the one before."""
+        return [k for k in self.members if self.start[k] == epoch - 1]
+
+    def drive(self, backend: EpochBackend) -> None:
+        """Run the part's epochs through a back-end that trains one epoch when asked."""
+        first = min((self.start[k] for k in self.members), default=self.epochs)
+        for epoch in range(first + 1, self.epochs + 1):
+            joining = self.joining(epoch)
+            if joining:
+                backend.join(joining)
+            training = [k for k in backend.training if k not in self.run.results]
+            if not training:
+                continue
+            began = time.perf_counter()
+            trained = backend.train_epoch(epoch, training)
+            evaluated = backend.evaluate(training)
+            metrics = {k: {"train_loss": trained[k].train_loss, **evaluated[k]} for k in training}
+            finite = {k: trained[k].finite for k in training}
+            seconds = time.perf_counter() - began
+            self.end_epoch(epoch, metrics, finite=finite, seconds=seconds, backend=backend)
+        self.complete()
+
+    def end_epoch(
+        self,
+        epoch: int,
+        metrics: dict[int, dict[str, float]],
+        *,
+        finite: dict[int, bool] | None = None,
+        seconds: float | None = None,
+        backend: Backend,
+    ) -> set[int]:
+        """Everything after an epoch's training and evaluation: its time (``seconds`` shared
+        among the members; None: the metrics carry their own), history, PBT's exploits,
+        checkpoints when due, the report and who stops (diverged, or told to before the last
+        epoch). The members that ended here."""
+        run = self.run
+        if seconds is not None:
+            share = member_seconds(seconds, len(metrics))
+            for k, values in metrics.items():
+                values[TIME_METRIC] = self.last[k].get(TIME_METRIC, 0.0) + share
+        finite = finite or dict.fromkeys(metrics, True)
+        for k, values in metrics.items():
+            run.histories.setdefault(k, {})[epoch] = values
+        if run.spec.pbt is not None and epoch < self.epochs:
+            backend.exploit(epoch, metrics, finite)
+        if run.checkpoint is not None and run.pacer.due(epoch):
+            with run.pacer.writing():
+                for k in metrics:
+                    run.checkpoint(k, backend.checkpoint(k, epoch, run.histories[k]))
+        to_stop = (run.report(epoch, metrics) if run.report is not None else None) or set()
+        ended = set()
+        for k, values in metrics.items():
+            self.last[k] = values
+            if diverged(values, batches_finite=finite[k]):
+                run.result(k, "diverged", epoch, values)
+            elif k in to_stop and epoch < self.epochs:  # after the last epoch: completed
+                run.result(k, "stopped", epoch, values)
+            else:
+                continue
+            ended.add(k)
+        if ended:
+            backend.leave(ended)
+        return ended
+
+    def complete(self) -> None:
+        """After the last epoch: the members still training completed."""
+        for k in self.members:
+            self.run.result(k, "completed", self.epochs, self.last[k])
+
+
+def train_pack(
+    spec: PackSpec,
+    *,
+    report: PackReport | None = None,
+    stop: set[int] | None = None,
+    compact_fraction: float = COMPACT_FRACTION,
+    resume: dict[int, Checkpoint] | None = None,
+    checkpoint: Callable[[int, Checkpoint], None] | None = None,
+    checkpoint_every: CheckpointEvery = 1,
+    exploited: Callable[[int, list[Exploit]], None] | None = None,
+    free_memory: int | None = None,
+) -> list[TrialResult]:
+    """Train every member epoch by epoch; each ends completed, diverged or stopped.
+
+    ``stop`` holds members to stop before the first epoch; ``report`` is told each epoch's
+    metrics of the members still training and answers which of them should stop.
+    ``resume`` maps members to checkpoints to continue from: a member joins at the epoch after
+    its checkpoint's. ``checkpoint(member, ckpt)`` is called for every training member every
+    ``checkpoint_every`` epochs (or as ``optisweep.workers.pacing`` paces "auto") and after the
+    last one, before the report. With ``spec.pbt``, members exploit and explore within their
+    family every ``pbt.interval`` epochs (``optisweep.workers.pbt``), before that epoch's
+    checkpoints; ``exploited(epoch, exploits)`` hears of it. A stacked pack too large for the
+    device's memory (``free_memory`` bytes, by default what CUDA has free, or on the CPU
+    ``spec.memory_mb``) trains in consecutive parts that fit.
+    """
+    from optisweep.workers.backends import backend_for
+
+    workload, config = parse_workload_config(spec.workload)
+    device = resolve_device(spec.device)
+    resume = dict(resume or {})
+    run = PackRun(
+        spec=spec,
+        workload=workload,
+        config=config,
+        device=device,
+        configs=[member.member_config() for member in spec.members],
+        report=report,
+        resume=resume,
+        checkpoint=checkpoint,
+        pacer=CheckpointPacer(checkpoint_every, last_epoch=config.epochs),
+        exploited=exploited,
+        compact_fraction=compact_fraction,
+        histories={k: dict(saved.history) for k, saved in resume.items()},
+    )
+    for k in stop or set():
+        saved = resume.get(k)
+        run.result(k, "stopped", saved.epoch if saved else 0, saved.metrics if saved else {})
+    train_part = backend_for(spec, workload)
+    for part in _parts(spec, workload, device, free_memory):
+        members = [k for k in part if k not in run.results]
+        if members:
+            train_part(run, EpochLifecycle(run, members))
+    return [run.results[k] for k in range(len(spec.members))]
+
+
+def _parts(
+    spec: PackSpec, workload: Any, device: torch.device, free_memory: int | None
+) -> list[list[int]]:
+    """The pack's members in the parts that train together: one each unless stacked; stacked,
+    consecutive parts that each fit the device's memory."""
+    members = len(spec.members)
+    if not spec.stacked or isinstance(workload, FunctionWorkload):
+        return [[k] for k in range(members)]
+    free = free_memory if free_memory is not None else free_device_memory(device)
+    fraction = DEVICE_MEMORY_FRACTION
+    if free is None and spec.memory_mb is not None:  # the CPU: the server's budget, all of it
+        free, fraction = int(spec.memory_mb * 2**20), 1.0
+    if free is None or members == 1:
+        return [list(range(members))]
+    member_bytes = spec.member_bytes or member_memory_bytes(
+        spec.workload, [m.optimizer for m in spec.members]
+    )
+    return split_for_memory(members, member_bytes=member_bytes, free_bytes=free, fraction=fraction)
+
+
 def train_trial(
-    spec: TrialSpec,
+    spec: PackSpec,
     *,
     report: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -163,87 +269,24 @@ def train_trial(
     checkpoint: Callable[[Checkpoint], None] | None = None,
     checkpoint_every: CheckpointEvery = 1,
 ) -> TrialResult:
-    """Train one trial epoch by epoch, reporting metrics after each; stop early on divergence.
+    """One trial (a pack of one member, e.g. ``PackSpec.single(...)``) through ``train_pack``,
+    with one trial's callbacks: to try a workload outside a sweep. ``should_stop`` is asked
+    before the first epoch and after each report."""
+    if len(spec.members) != 1:
+        raise ValueError(f"members: train_trial trains one, got {len(spec.members)}")
+    asked = should_stop or (lambda: False)
 
-    Each epoch's metrics hold ``time_seconds``: the seconds its epochs' training and evaluation
-    took so far (not building the workload, checkpoints or reports).
-    ``resume`` continues from a checkpoint (taken alone or in a pack) after its epoch, and its
-    time from the checkpoint's;
-    ``checkpoint`` is handed one every ``checkpoint_every`` epochs (or as
-    ``optisweep.workers.pacing`` paces "auto") and after the last epoch,
-    before that epoch is reported.
-    """
-    workload, config = parse_workload_config(spec.workload)
-    device = resolve_device(spec.device)
-    if isinstance(workload, FunctionWorkload):
-        return train_function(
-            spec,
-            workload,
-            config,
-            device=device,
-            report=report,
-            should_stop=should_stop,
-            resume=resume,
-            checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every,
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        built = workload.build(config, seed=spec.seed, device=device)
-    optimizer = create_optimizer(spec.optimizer, built.model.parameters(), **spec.hyperparameters)
-    steps = steps_per_epoch(built, config.batch_size)
-    schedule = run_schedule(spec.schedule, epochs=config.epochs, steps=steps)
-    spec = spec.model_copy(update={"schedule": schedule})
-    start = 0
-    metrics: dict[str, float] = {}
-    history: dict[int, dict[str, float]] = {}
-    if resume is not None:
-        check_resumable(resume, spec.member_config())
-        built.model.load_state_dict(resume.model)
-        # torch.optim aliases the tensors it loads: copy, so the checkpoint stays as it was.
-        optimizer.load_state_dict(copy.deepcopy(resume.optimizer_state))
-        start, metrics, history = resume.epoch, dict(resume.metrics), dict(resume.history)
-    # last_epoch=done-1: constructing the scheduler steps it to ``done`` counts.
-    per_step = schedule.per == "step"
-    done = start * steps if per_step else start
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lr_lambda(schedule, schedule_counts(schedule, epochs=config.epochs, steps=steps)),
-        last_epoch=done - 1,
-    )
-    data_seed = spec.seed if spec.data_seed is None else spec.data_seed
-
-    epochs_run = start
-    trained_seconds = metrics.get(TIME_METRIC, 0.0)
-    pacer = CheckpointPacer(checkpoint_every, last_epoch=config.epochs)
-    for epoch in range(start + 1, config.epochs + 1):
-        if should_stop is not None and should_stop():
-            return TrialResult("stopped", epochs_run, metrics, str(device))
-        epoch_start = time.perf_counter()
-        batches = epoch_batches(
-            built.train, seed=data_seed, epoch=epoch, batch_size=config.batch_size, device=device
-        )
-        batches_finite, train_loss = _train_epoch(
-            built,
-            optimizer,
-            batches,
-            device=device,
-            clip_norm=spec.clip_norm,
-            after_step=scheduler.step if per_step else None,
-        )
-        if not per_step:
-            scheduler.step()
-        evaluated = {"train_loss": train_loss, **evaluate(built, device)}
-        trained_seconds += time.perf_counter() - epoch_start
-        metrics = history[epoch] = {**evaluated, TIME_METRIC: trained_seconds}
-        epochs_run = epoch
-        if checkpoint is not None and pacer.due(epoch):
-            taken = epoch * steps
-            with pacer.writing():
-                checkpoint(_checkpoint(spec, built, optimizer, history, epoch=epoch, steps=taken))
+    def report_one(epoch: int, metrics: dict[int, dict[str, float]]) -> set[int]:
         if report is not None:
-            report(epoch, metrics)
-        losses_finite = math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])
-        if not (batches_finite and losses_finite):
-            return TrialResult("diverged", epochs_run, metrics, str(device))
-    return TrialResult("completed", epochs_run, metrics, str(device))
+            report(epoch, metrics[0])
+        return {0} if asked() else set()
+
+    (result,) = train_pack(
+        spec,
+        report=report_one,
+        stop={0} if asked() else None,
+        resume={0: resume} if resume is not None else None,
+        checkpoint=(lambda _, saved: checkpoint(saved)) if checkpoint is not None else None,
+        checkpoint_every=checkpoint_every,
+    )
+    return result

@@ -12,7 +12,7 @@ def warm_up() -> str:
     import ray
     import torch
 
-    import optisweep.workers.pack  # noqa: F401 (the import is the point)
+    import optisweep.workers.backends.stacked  # noqa: F401 (the import is the point)
     from optisweep.workers.workloads.digits import digits_split
 
     digits_split(torch.device("cpu"))

@@ -1,7 +1,8 @@
 """The dispatcher: pending trials to Ray tasks, within the cluster's CPUs and GPUs.
 
 Each tick it asks adaptive sweeps' searchers for trials up to their concurrency, then hands
-pending trials to Ray as packs (or one per task), as the workers' own typed specs.
+pending trials to Ray as jobs, each a ``PackSpec`` for the one training entry point
+(``run_pack``): stacked packs, or single trials as packs of one.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from optisweep.service.sweeps.search_spec import PbtSpec
 from optisweep.service.trials.models import Trial, TrialStatus
 from optisweep.service.trials.queue import insert_trials, pending_trials, status_counts
 from optisweep.service.trials.repository import metric_curves
-from optisweep.workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig, TrialSpec
-from optisweep.workers.tasks import run_pack, run_trial
+from optisweep.workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig
+from optisweep.workers.tasks import run_pack
 
 PENDING_PER_TICK = 256
 """The most pending trials one tick reads (the cluster takes only so many at once)."""
@@ -57,8 +58,7 @@ class Dispatcher:
         """How long the cluster's capacity is taken as known (nodes may join or leave)."""
         self._capacity = (0.0, 0.0)
         self._last_capacity = -math.inf
-        # Ray's type stubs only describe positional signatures; these take keywords.
-        self._run_trial: Any = ray.remote(max_retries=0)(run_trial)  # type: ignore[arg-type]
+        # Ray's type stubs only describe positional signatures; this takes keywords.
         self._run_pack: Any = ray.remote(max_retries=0)(run_pack)  # type: ignore[arg-type]
 
     def _room(self) -> tuple[float, float, float, float]:
@@ -174,36 +174,23 @@ class Dispatcher:
         gpus: float,
         pack: bool,
     ) -> None:
-        """One Ray task for these trials: a pack, or a single trial."""
+        """One Ray task for these trials: stacked as a pack, or a single trial alone."""
         attempts = tuple((trial.id, trial.attempt + 1) for trial in trials)
         if spec.search.pruner is not None:
             self._track(spec, sweep_id, trials)
         plans = self._checkpoint_plans(spec, sweep_id, trials)
         pack_id = uuid.uuid4().hex[:16] if pack else None
-        if pack_id is not None:
-            options = self.state.task_options(spec)
-            ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
-                pack_spec(
-                    spec,
-                    trials,
-                    memory_mb=self.packing.pack_memory_mb,
-                    member_bytes=self.packing.member_bytes(spec),
-                ),
-                trials=list(attempts),
-                pack_id=pack_id,
-                inbox=self.state.inbox,
-                checkpoints=plans,
-            )
-        else:
-            (trial,) = trials
-            options = self.state.task_options(spec)
-            ref = self._run_trial.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
-                trial_spec(spec, trial),
-                trial_id=trial.id,
-                attempt=attempts[0][1],
-                inbox=self.state.inbox,
-                checkpoint=plans[0] if plans else None,
-            )
+        job = pack_spec(
+            spec,
+            trials,
+            stacked=pack,
+            memory_mb=self.packing.pack_memory_mb,
+            member_bytes=self.packing.member_bytes(spec),
+        )
+        options = self.state.task_options(spec)
+        ref = self._run_pack.options(num_cpus=cpus, num_gpus=gpus, **options).remote(
+            job, trials=list(attempts), pack_id=pack_id, inbox=self.state.inbox, checkpoints=plans
+        )
         self.state.in_flight[ref] = InFlight(sweep_id, attempts, cpus, gpus, pack_id)
         for trial_id, attempt in attempts:
             self.state.by_trial[trial_id] = attempt
@@ -278,28 +265,17 @@ def schedule_of(spec: SweepCreate, trial: Trial) -> Schedule:
     return ConstantSchedule(**shared)
 
 
-def trial_spec(spec: SweepCreate, trial: Trial) -> TrialSpec:
-    """What a worker trains for one trial of this sweep."""
-    return TrialSpec(
-        workload=_workload(spec, trial),
-        optimizer=trial.optimizer,
-        hyperparameters=trial.hyperparameters,
-        seed=trial.seed,
-        data_seed=spec.search.seed,
-        schedule=schedule_of(spec, trial),
-        clip_norm=(trial.settings or {}).get("clip_norm"),
-    )
-
-
 def pack_spec(
     spec: SweepCreate,
     trials: list[Trial],
     *,
+    stacked: bool = True,
     memory_mb: float | None = None,
     member_bytes: int | None = None,
 ) -> PackSpec:
-    """What a worker trains for these trials of this sweep, as one pack (in parts that fit
-    ``memory_mb`` on a CPU, at ``member_bytes`` a member where a worker measured that)."""
+    """What a worker trains for these trials of this sweep: one job, ``stacked`` as one model
+    (in parts that fit ``memory_mb`` on a CPU, at ``member_bytes`` a member where a worker
+    measured that) or each trial alone."""
     scheduler = spec.search.scheduler
     pbt = None
     if isinstance(scheduler, PbtSpec):
@@ -321,6 +297,7 @@ def pack_spec(
             for t in trials
         ],
         data_seed=spec.search.seed,
+        stacked=stacked,
         pbt=pbt,
         memory_mb=memory_mb,
         member_bytes=member_bytes,

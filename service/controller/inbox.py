@@ -124,36 +124,23 @@ class Inbox:
         return value is not None and scheduler.report(trial_id, epoch, value)
 
     def started(
-        self, trial_id: int, attempt: int, node_id: str, device: str, resumed_epoch: int = 0
-    ) -> bool:
-        """Record that an attempt began; True if the trial should stop at once."""
-        self._add(Started(trial_id, attempt, node_id, device, resumed_epoch=resumed_epoch))
-        return trial_id in self._stop
-
-    def report(
         self,
-        trial_id: int,
-        attempt: int,
-        epoch: int,
-        metrics: dict[str, float],
-        checkpoint: str | None = None,
-    ) -> bool:
-        """Record an epoch's metrics; True if the trial should stop before its next epoch."""
-        self._add(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))
-        return self._should_stop(trial_id, epoch, metrics)
-
-    def started_pack(
-        self, trials: list[tuple[int, int, int]], node_id: str, device: str, pack_id: str
+        trials: list[tuple[int, int, int]],
+        node_id: str,
+        device: str,
+        pack_id: str | None = None,
     ) -> list[int]:
-        """Record that a pack's (trial id, attempt, resumed epoch)s began; the ids to stop."""
+        """Record that a job's (trial id, attempt, resumed epoch)s began (``pack_id``: they
+        train stacked); the ids of those to stop at once."""
         for trial_id, attempt, resumed in trials:
             self._add(Started(trial_id, attempt, node_id, device, pack_id, resumed))
         return [trial_id for trial_id, _, _ in trials if trial_id in self._stop]
 
-    def report_pack(
+    def report(
         self, epoch: int, reports: list[tuple[int, int, dict[str, float], str | None]]
     ) -> list[int]:
-        """Record one epoch of a pack's (trial id, attempt, metrics, checkpoint); ids to stop."""
+        """Record one epoch of a job's (trial id, attempt, metrics, checkpoint); ids to stop
+        before their next epoch."""
         stop = []
         for trial_id, attempt, metrics, checkpoint in reports:
             self._add(EpochReport(trial_id, attempt, epoch, dict(metrics), checkpoint))

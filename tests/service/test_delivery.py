@@ -9,12 +9,12 @@ from optisweep.service.controller.inbox import EpochReport, Inbox, Started
 
 
 def _report(inbox: Inbox, epoch: int) -> None:
-    inbox.report(1, 1, epoch, {"val_loss": 1.0 / epoch})
+    inbox.report(epoch, [(1, 1, {"val_loss": 1.0 / epoch}, None)])
 
 
 def test_events_stay_until_acknowledged_and_are_read_again_after_a_failed_write() -> None:
     inbox = Inbox()
-    inbox.started(1, 1, "node", "cpu")
+    inbox.started([(1, 1, 0)], "node", "cpu")
     for epoch in (1, 2):
         _report(inbox, epoch)
     last, events = inbox.pending()

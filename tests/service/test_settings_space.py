@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from optisweep.workers.specs import TrialSpec
-from optisweep.workers.train import run_schedule, train_trial
+from optisweep.workers.runtime import run_schedule
+from optisweep.workers.specs import PackSpec
+from optisweep.workers.train import train_trial
 from tests.service.conftest import LiveAPI
 
 
@@ -127,7 +128,7 @@ def test_a_batch_size_the_workload_refuses_is_a_422(live_api: LiveAPI) -> None:
 
 def test_a_full_batch_trial_takes_one_step_per_epoch() -> None:
     steps = []
-    spec = TrialSpec(
+    spec = PackSpec.single(
         workload={"name": "mlp-digits", "epochs": 3, "batch_size": "full"},
         optimizer="sgd",
         hyperparameters={"lr": 0.5},

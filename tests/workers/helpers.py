@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from optisweep.workers.specs import TrialSpec
+from optisweep.workers.specs import PackSpec
 from optisweep.workers.workloads import TIME_METRIC
 
 
-def user_trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:
+def user_trial(workload: dict[str, Any], **changes: Any) -> PackSpec:
     """A CPU trial of ``workload`` with Adam at lr 0.05, seed 1, ``changes`` applied."""
     fields: dict[str, Any] = {
         "workload": workload,
@@ -17,7 +17,7 @@ def user_trial(workload: dict[str, Any], **changes: Any) -> TrialSpec:
         "seed": 1,
         "device": "cpu",
     }
-    return TrialSpec(**{**fields, **changes})
+    return PackSpec.single(**{**fields, **changes})
 
 
 def without_time(metrics: dict[str, float]) -> dict[str, float]:

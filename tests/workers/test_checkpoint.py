@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from optisweep.workers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from optisweep.workers.pack import train_pack
-from optisweep.workers.specs import MemberSpec, PackSpec, TrialSpec
-from optisweep.workers.train import train_trial
+from optisweep.workers.specs import MemberSpec, PackSpec
+from optisweep.workers.train import train_pack, train_trial
 from tests.workers.test_pack import DATA_SEED, MIXED, _max_relative_difference
 
 EPOCHS = 5
@@ -33,8 +32,8 @@ def _pack_spec(members: list[dict[str, Any]], workload: dict[str, Any] = WORKLOA
     )
 
 
-def _trial_spec(member: dict[str, Any], workload: dict[str, Any] = WORKLOAD) -> TrialSpec:
-    return TrialSpec(workload=workload, data_seed=DATA_SEED, device="cpu", **member)
+def _trial_spec(member: dict[str, Any], workload: dict[str, Any] = WORKLOAD) -> PackSpec:
+    return PackSpec.single(workload=workload, data_seed=DATA_SEED, device="cpu", **member)
 
 
 def _run_pack(
@@ -57,7 +56,7 @@ def _run_pack(
 
 
 def _run_alone(
-    spec: TrialSpec, resume: Checkpoint | None = None
+    spec: PackSpec, resume: Checkpoint | None = None
 ) -> tuple[dict[int, dict[str, float]], dict[int, Checkpoint]]:
     curve: dict[int, dict[str, float]] = {}
     saved: dict[int, Checkpoint] = {}

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from optisweep.workers.fusion import FUSE_ENV
 from optisweep.workers.memory import DEVICE_MEMORY_FRACTION, member_memory_bytes
 from tests.workers.test_fusion import MODELS as FUSION_MODELS
 from tests.workers.test_fusion import _run, _stack
@@ -60,6 +61,21 @@ def test_float64_pack_on_cuda_matches_alone(name: str) -> None:
         alone_curve, alone_result = _alone(config, member, device="cuda")
         assert (result.status, result.epochs_run) == (alone_result.status, alone_result.epochs_run)
         assert _max_relative_difference(curve, alone_curve) <= 1e-9, member
+
+
+def test_a_float32_transformer_pack_under_vmap_trains_on_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vmap runs attention member by member; SDPA's memory-efficient kernel (what CUDA picks
+    for float32) fails its backward under vmap, so the vmapped pass uses the math kernel."""
+    monkeypatch.setenv(FUSE_ENV, "0")
+    config = {"name": "char-lm", "epochs": 1, "train_sequences": 128, "val_sequences": 32}
+    members = [MIXED[0], MIXED[5]]
+    curves, results = _packed(config, members, device="cuda")
+    for member, curve, result in zip(members, curves, results, strict=True):
+        assert result.status == "completed", member
+        alone_curve, _ = _alone(config, member, device="cuda")
+        assert _max_relative_difference(curve, alone_curve) <= 1e-3, member
 
 
 def test_a_pack_split_for_a_small_memory_budget_on_cuda_still_matches() -> None:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from optisweep.optimizers import create_optimizer
 from optisweep.workers.checkpoint import Checkpoint
 from optisweep.workers.integrations.lightning import lightning_workload
-from optisweep.workers.specs import TrialSpec
+from optisweep.workers.specs import PackSpec
 from optisweep.workers.train import train_trial
 from optisweep.workers.workloads import WorkloadConfig
 from tests.conftest import REPO_ROOT
@@ -126,7 +126,7 @@ line_manual = lightning_workload(
 LINE = {"entrypoint": f"{__name__}:line", "epochs": 4}
 
 
-def _run(spec: TrialSpec, **options: Any) -> dict[int, dict[str, float]]:
+def _run(spec: PackSpec, **options: Any) -> dict[int, dict[str, float]]:
     """The metrics train_trial reported, by epoch."""
     curve: dict[int, dict[str, float]] = {}
     train_trial(spec, report=lambda e, m: curve.__setitem__(e, m), **options)
@@ -222,7 +222,7 @@ def test_a_retried_trial_resumes_as_the_first_attempt_would_have_gone_on() -> No
     assert sorted(resumed) == [3, 4]
     for epoch in (3, 4):
         assert without_time(resumed[epoch]) == pytest.approx(without_time(whole[epoch]), rel=1e-6)
-    fresh = _run(spec.model_copy(update={"seed": 2}))
+    fresh = _run(user_trial({**LINE, "dropout": 0.2}, seed=2))
     assert fresh[4]["val_loss"] != pytest.approx(whole[4]["val_loss"], rel=1e-6)
 
 

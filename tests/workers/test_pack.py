@@ -15,9 +15,8 @@ from optisweep.workers.memory import (
     member_memory_bytes,
     split_for_memory,
 )
-from optisweep.workers.pack import member_seconds, train_pack
-from optisweep.workers.specs import MemberSpec, PackSpec, TrialResult, TrialSpec
-from optisweep.workers.train import train_trial
+from optisweep.workers.specs import MemberSpec, PackSpec, TrialResult
+from optisweep.workers.train import member_seconds, train_pack, train_trial
 from optisweep.workers.workloads import TIME_METRIC, WORKLOADS
 from tests.workers.helpers import without_time
 
@@ -77,7 +76,7 @@ def _alone(
     workload: dict[str, Any], member: dict[str, Any], *, device: str = "cpu"
 ) -> tuple[list[dict[str, float]], TrialResult]:
     curve: list[dict[str, float]] = []
-    spec = TrialSpec(workload=workload, data_seed=DATA_SEED, device=device, **member)
+    spec = PackSpec.single(workload=workload, data_seed=DATA_SEED, device=device, **member)
     result = train_trial(spec, report=lambda epoch, metrics: curve.append(metrics))
     return curve, result
 

@@ -10,9 +10,9 @@ import torch
 
 from optisweep.optimizers import MemberConfig
 from optisweep.workers.checkpoint import Checkpoint
-from optisweep.workers.pack import train_pack
 from optisweep.workers.pbt import Exploit, perturbed, plan_exploits
 from optisweep.workers.specs import MemberSpec, PackSpec, PbtConfig
+from optisweep.workers.train import train_pack
 
 WORKLOAD = {"name": "mlp-digits", "epochs": 5, "batch_size": 64}
 PBT = PbtConfig(interval=2, quantile=0.25, metric="val_accuracy", mode="max")

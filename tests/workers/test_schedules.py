@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from optisweep.optimizers import CosineSchedule, StepSchedule
-from optisweep.workers.train import run_schedule
+from optisweep.workers.runtime import run_schedule
 from tests.workers.test_checkpoint import _from, _pack_spec, _round_trip, _run_alone, _run_pack
 from tests.workers.test_checkpoint import _trial_spec as _checkpoint_trial_spec
 from tests.workers.test_pack import _alone, _max_relative_difference, _packed

@@ -9,13 +9,15 @@ import time
 import pytest
 import torch
 
+from optisweep.workers.batches import epoch_generator
 from optisweep.workers.checkpoint import Checkpoint
-from optisweep.workers.specs import TrialSpec
-from optisweep.workers.train import epoch_generator, resolve_device, train_trial
+from optisweep.workers.runtime import resolve_device
+from optisweep.workers.specs import PackSpec
+from optisweep.workers.train import train_trial
 from tests.workers.helpers import without_time
 
 
-def _run(spec: TrialSpec) -> list[tuple[int, dict[str, float]]]:
+def _run(spec: PackSpec) -> list[tuple[int, dict[str, float]]]:
     reports: list[tuple[int, dict[str, float]]] = []
     train_trial(spec, report=lambda epoch, metrics: reports.append((epoch, metrics)))
     return reports
@@ -23,8 +25,8 @@ def _run(spec: TrialSpec) -> list[tuple[int, dict[str, float]]]:
 
 @pytest.mark.parametrize("name", ["mlp-digits", "quadratic"])
 def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> None:
-    def spec(seed: int) -> TrialSpec:
-        return TrialSpec(
+    def spec(seed: int) -> PackSpec:
+        return PackSpec.single(
             workload={"name": name, "epochs": 2},
             optimizer="adam",
             hyperparameters={"lr": 1e-2},
@@ -44,14 +46,14 @@ def test_same_seed_gives_identical_metrics_and_other_seeds_differ(name: str) -> 
 def test_train_loss_is_the_epochs_batch_losses_averaged_over_examples() -> None:
     """With an lr too small to move the model, the batches' average is the training set's
     loss; the pack reports the same as the trial alone."""
-    from optisweep.workers.pack import train_pack
+    from optisweep.workers.evaluation import evaluate
     from optisweep.workers.specs import MemberSpec, PackSpec
-    from optisweep.workers.train import evaluate
+    from optisweep.workers.train import train_pack
     from optisweep.workers.workloads import parse_workload_config
 
     workload = {"name": "mlp-digits", "epochs": 1, "batch_size": 100}
     member = {"optimizer": "sgd", "hyperparameters": {"lr": 1e-300}, "seed": 4}
-    alone = train_trial(TrialSpec(workload=workload, data_seed=0, **member)).metrics
+    alone = train_trial(PackSpec.single(workload=workload, data_seed=0, **member)).metrics
     (packed,) = train_pack(PackSpec(workload=workload, members=[MemberSpec(**member)], data_seed=0))
     loaded, config = parse_workload_config(workload)
     torch.manual_seed(4)
@@ -73,7 +75,7 @@ def test_epoch_shuffles_depend_on_seed_and_epoch() -> None:
 
 @pytest.mark.parametrize("name", ["quadratic", "rosenbrock"])
 def test_huge_learning_rate_diverges_and_reports_the_epoch(name: str) -> None:
-    spec = TrialSpec(
+    spec = PackSpec.single(
         workload={"name": name, "epochs": 5},
         optimizer="sgd",
         hyperparameters={"lr": 1e6},
@@ -92,7 +94,7 @@ def test_huge_learning_rate_diverges_and_reports_the_epoch(name: str) -> None:
 
 def test_should_stop_ends_the_trial_before_the_next_epoch() -> None:
     reports: list[int] = []
-    spec = TrialSpec(workload={"name": "quadratic", "epochs": 10}, optimizer="sgd", seed=0)
+    spec = PackSpec.single(workload={"name": "quadratic", "epochs": 10}, optimizer="sgd", seed=0)
     result = train_trial(
         spec,
         report=lambda epoch, metrics: reports.append(epoch),
@@ -105,7 +107,9 @@ def test_should_stop_ends_the_trial_before_the_next_epoch() -> None:
 
 @pytest.mark.parametrize("name", ["mlp-digits", "quadratic"])
 def test_every_epoch_reports_the_seconds_trained_so_far(name: str) -> None:
-    spec = TrialSpec(workload={"name": name, "epochs": 3}, optimizer="adam", seed=0, device="cpu")
+    spec = PackSpec.single(
+        workload={"name": name, "epochs": 3}, optimizer="adam", seed=0, device="cpu"
+    )
     saved: dict[int, Checkpoint] = {}
     reports = []
     result = train_trial(
@@ -120,7 +124,7 @@ def test_every_epoch_reports_the_seconds_trained_so_far(name: str) -> None:
 
 
 def test_time_in_reports_and_checkpoints_is_not_training_time() -> None:
-    spec = TrialSpec(workload={"name": "quadratic", "epochs": 3}, optimizer="sgd", seed=0)
+    spec = PackSpec.single(workload={"name": "quadratic", "epochs": 3}, optimizer="sgd", seed=0)
     began = time.perf_counter()
     result = train_trial(
         spec,
@@ -132,7 +136,7 @@ def test_time_in_reports_and_checkpoints_is_not_training_time() -> None:
 
 
 def test_spec_validates_hyperparameters_and_its_workload_config_fills_defaults() -> None:
-    spec = TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=0)
+    spec = PackSpec.single(workload={"name": "mlp-digits"}, optimizer="adam", seed=0)
     # the workload's config is validated (defaults filled in) where its code runs: the worker
     assert spec.workload_config().model_dump() == {
         "name": "mlp-digits",
@@ -141,18 +145,18 @@ def test_spec_validates_hyperparameters_and_its_workload_config_fills_defaults()
     }
     assert spec.device == "auto"
     with pytest.raises(ValueError, match="momentum"):
-        TrialSpec(
+        PackSpec.single(
             workload={"name": "mlp-digits"},
             optimizer="sgd",
             hyperparameters={"momentum": 0.9},
             seed=0,
         )
     with pytest.raises(ValueError, match="unknown optimizer 'nope'"):
-        TrialSpec(workload={"name": "mlp-digits"}, optimizer="nope", seed=0)
+        PackSpec.single(workload={"name": "mlp-digits"}, optimizer="nope", seed=0)
     with pytest.raises(ValueError, match="seed"):
-        TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=-1)
+        PackSpec.single(workload={"name": "mlp-digits"}, optimizer="adam", seed=-1)
     with pytest.raises(ValueError, match="device"):
-        TrialSpec(workload={"name": "mlp-digits"}, optimizer="adam", seed=0, device="warp")
+        PackSpec.single(workload={"name": "mlp-digits"}, optimizer="adam", seed=0, device="warp")
 
 
 def test_resolve_device() -> None:
@@ -175,8 +179,8 @@ def test_resolve_device() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["mlp-digits", "rosenbrock"])
 def test_trains_on_cuda_like_on_cpu(name: str) -> None:
-    def spec(device: str) -> TrialSpec:
-        return TrialSpec(
+    def spec(device: str) -> PackSpec:
+        return PackSpec.single(
             workload={"name": name, "epochs": 3},
             optimizer="adam",
             hyperparameters={"lr": 1e-2},

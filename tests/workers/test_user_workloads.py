@@ -13,9 +13,8 @@ import pytest
 
 from optisweep.workers.checkpoint import Checkpoint
 from optisweep.workers.inspection import inspect_workload
-from optisweep.workers.pack import train_pack
 from optisweep.workers.specs import MemberSpec, PackSpec
-from optisweep.workers.train import train_trial
+from optisweep.workers.train import train_pack, train_trial
 from optisweep.workers.workloads import (
     TrialContext,
     WorkloadConfig,

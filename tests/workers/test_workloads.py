@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import pytest
 import torch
 
-from optisweep.workers.specs import TrialSpec
+from optisweep.workers.specs import PackSpec
 from optisweep.workers.train import train_trial
 from optisweep.workers.workloads import (
     ENTRY_POINT_GROUP,
@@ -54,7 +54,7 @@ def test_registry_entry_is_a_packable_workload_under_its_own_name(name: str) -> 
 @pytest.mark.parametrize("name", sorted(WORKLOADS))
 def test_two_epochs_of_adam_report_finite_metrics(name: str) -> None:
     reports: list[tuple[int, dict[str, float]]] = []
-    spec = TrialSpec(
+    spec = PackSpec.single(
         workload={"name": name, "epochs": 2},
         optimizer="adam",
         hyperparameters={"lr": 1e-2},
@@ -76,14 +76,16 @@ def test_two_epochs_of_adam_report_finite_metrics(name: str) -> None:
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_function_workloads_report_their_value_as_both_losses(name: str) -> None:
-    spec = TrialSpec(workload={"name": name, "epochs": 1}, optimizer="sgd", seed=3, device="cpu")
+    spec = PackSpec.single(
+        workload={"name": name, "epochs": 1}, optimizer="sgd", seed=3, device="cpu"
+    )
     metrics = train_trial(spec).metrics
     assert metrics["train_loss"] == metrics["val_loss"]
     assert metrics["distance_to_optimum"] > 0.0
 
 
 def test_mlp_digits_with_adam_learns_digits() -> None:
-    spec = TrialSpec(
+    spec = PackSpec.single(
         workload={"name": "mlp-digits", "epochs": 5},
         optimizer="adam",
         hyperparameters={"lr": 1e-2},
@@ -138,7 +140,7 @@ def test_quadratic_problem_is_independent_of_the_trial_seed() -> None:
 def test_unknown_workload_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match=r"unknown workload 'nope' \(valid: .*mlp-digits"):
         get_workload("nope")
-    spec = TrialSpec(workload={"name": "nope"}, optimizer="adam", seed=0)
+    spec = PackSpec.single(workload={"name": "nope"}, optimizer="adam", seed=0)
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
         spec.workload_config()  # on the worker, where workloads' code is loaded
     with pytest.raises(ValueError, match="unknown workload 'nope'"):
@@ -167,7 +169,7 @@ def test_bad_config_raises_value_error_naming_the_field(
     assert raised.value.field == field
     assert isinstance(raised.value, ValueError)
     with pytest.raises(ValueError, match=field):
-        TrialSpec(workload=data, optimizer="adam", seed=0).workload_config()
+        PackSpec.single(workload=data, optimizer="adam", seed=0).workload_config()
 
 
 def test_config_without_a_name_is_rejected() -> None:
@@ -190,7 +192,7 @@ def test_loader_adds_a_plugin_from_its_entry_point(
     workloads = load_workloads()
     assert set(workloads) == set(WORKLOADS) | {"tiny-regression"}
     assert workloads["tiny-regression"].name == "tiny-regression"
-    spec = TrialSpec(
+    spec = PackSpec.single(
         workload={"name": "tiny-regression", "epochs": 20, "batch_size": 8},
         optimizer="adam",
         hyperparameters={"lr": 0.1},
@@ -221,7 +223,7 @@ def test_char_lm_learns_next_bytes_of_held_out_python_source() -> None:
     assert b"def " in bytes(inputs.flatten().tolist())  # it is Python source
     train_text = {bytes(row.tolist()) for row in inputs}
     assert not any(bytes(row.tolist()) in train_text for row in val_inputs)  # held out
-    spec = TrialSpec(
+    spec = PackSpec.single(
         workload={"name": "char-lm", "epochs": 3, "train_sequences": 256, "val_sequences": 32},
         optimizer="adam",
         hyperparameters={"lr": 3e-3},

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 from torch.nn import functional as F
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
@@ -30,6 +30,7 @@ from optisweep.workers.fusion.layouts import (
     to_channels,
     to_folded,
 )
+from optisweep.workers.fusion.vmapping import vmap_members
 
 Forward = Callable[..., Any]
 _TENSOR = object()
@@ -215,9 +216,7 @@ def vmapped_forward(module: nn.Module, own: nn.Module, shape: PackShape) -> Forw
         buffers: dict[str, Tensor] = dict(module.named_buffers())
         members = tuple(folded(value) for value in args)
         dims = tuple(0 if isinstance(value, Tensor) else None for value in members)
-        tensors = iter(
-            vmap(member, in_dims=(0, 0, dims), randomness="different")(params, buffers, members)
-        )
+        tensors = iter(vmap_members(member, (0, 0, dims), params, buffers, members))
         spec, others = structure
         leaves = [next(tensors).flatten(0, 1) if v is _TENSOR else v for v in others]
         return tree_unflatten(leaves, spec)

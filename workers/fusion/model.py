@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 from torch.utils._pytree import tree_flatten, tree_map
 
 from optisweep.workers.batches import Inputs, call_args, take
 from optisweep.workers.fusion.layers import fused_forward, vmapped_forward
 from optisweep.workers.fusion.layouts import NotFusableError, PackShape, member_major, tile
+from optisweep.workers.fusion.vmapping import vmap_members
 
 # vmap runs fused attention member by member (no batching rule) and says so on every call; the
 # fused pass is what runs attention at speed, the vmap pass is the fallback that says it.
@@ -158,7 +159,7 @@ class StackedForward:
             args, kwargs = call_args(x)
             return functional_call(self.base, (p, b), args, kwargs)
 
-        return vmap(member, in_dims=(0, 0, None), randomness="different")(params, buffers, inputs)
+        return vmap_members(member, (0, 0, None), params, buffers, inputs)
 
     @torch.no_grad()
     def _agree(self, params: dict[str, Tensor], buffers: dict[str, Tensor], inputs: Inputs) -> bool:

@@ -14,7 +14,6 @@ Such trials cannot be packed: their loop is the user's.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,10 +42,11 @@ class TrialContext:
     restore_state: dict[str, Any] | None = None
     """What ``state()`` gave at that checkpoint: the tracked modules and the optimizer."""
     send: Report | None = None
+    """Ends an epoch in the worker's lifecycle (history, divergence, checkpoint, report);
+    whether the trial stops."""
     advance: Callable[[], None] | None = None
     """Called after each epoch: the lr schedule's step."""
     stopped: bool = False
-    diverged: bool = False
     last: dict[str, float] = field(default_factory=dict)
     epochs_run: int = 0
     trained_seconds: float = 0.0
@@ -107,10 +107,7 @@ class TrialContext:
         elapsed = self.trained_seconds + time.perf_counter() - self._clock_start
         self.trained_seconds = values.setdefault(TIME_METRIC, elapsed)
         self.last, self.epochs_run = values, epoch
-        losses = [values[name] for name in ("train_loss", "val_loss") if name in values]
-        if not all(math.isfinite(value) for value in losses):
-            self.diverged = self.stopped = True
-        if self.send is not None and self.send(epoch, values):
+        if self.send is not None and self.send(epoch, values):  # diverged, or told to stop
             self.stopped = True
         self._clock_start = time.perf_counter()  # checkpoints and reports are not training
         return self.stopped
