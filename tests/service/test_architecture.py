@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ from tests.conftest import REPO_ROOT
 
 TRAINING_CODE = (
     "optisweep.workers.train",
-    "optisweep.workers.pack",
+    "optisweep.workers.backends.stacked",
+    "optisweep.workers.backends.alone",
+    "optisweep.workers.backends.function",
     "optisweep.workers.lr_range",
     "optisweep.workers.memory",
     "optisweep.workers.checkpoint",
@@ -29,3 +32,37 @@ def test_the_server_imports_no_training_code() -> None:
         [sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+GENERIC_NAMES = {"service", "workers", "optimizers", "migrations"}
+"""The repository's folders: they install as optisweep.service, ..., never by these names."""
+
+
+def test_nothing_imports_the_folders_by_their_generic_names() -> None:
+    # A user's project has its own workers.py and optimizers.py: optisweep's code, its tests,
+    # examples and benchmarks import optisweep.* only (user code in tests does on purpose).
+    wrong = []
+    for folder in (
+        "service",
+        "workers",
+        "optimizers",
+        "migrations",
+        "optisweep",
+        "tests",
+        "examples",
+        "benchmarks",
+        "docs",
+    ):
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            if "node_modules" in path.parts or path.is_relative_to(REPO_ROOT / "optisweep"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and not node.level
+                    else []
+                )
+                wrong += [f"{path}: {n}" for n in names if n.split(".")[0] in GENERIC_NAMES]
+    assert wrong == []
