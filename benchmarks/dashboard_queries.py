@@ -45,7 +45,8 @@ SPEC: dict[str, Any] = {
 
 
 def load(url: str, trials: int, epochs: int) -> tuple[int, float]:
-    """Create the synthetic sweep with SQL alone; its id and the seconds it took."""
+    """Create the synthetic sweep with SQL alone; its id and the seconds it took. One function
+    on purpose: the rows of every table it fills are written in one COPY session, in order."""
     import json
 
     import psycopg

@@ -51,7 +51,8 @@ PAGE_REQUESTS = [
 
 
 def copy_to_optuna(url: str, sweep_id: int) -> int:
-    """Copy the sweep into an Optuna study (Optuna's schema ``optuna``); the study's id."""
+    """Copy the sweep into an Optuna study (Optuna's schema ``optuna``); the study's id. One
+    function on purpose: it maps our tables onto Optuna's, table by table, in one session."""
     import optuna
     from optuna.distributions import (
         CategoricalDistribution,

@@ -24,7 +24,7 @@ import re
 import sys
 import textwrap
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -330,64 +330,73 @@ def api_reference() -> str:
     for tag, tag_operations in operations.items():
         out += [f"## {tag}", ""]
         for method, path, operation in tag_operations:
-            out += [f"### `{method} {path}` {{#{_slug(f'{method} {path}')}}}", ""]
-            if operation.get("summary"):
-                out += [f"**{operation['summary']}**", ""]
-            if operation.get("description"):
-                out += [inspect.cleandoc(operation["description"]), ""]
-            if operation.get("security"):
-                out += ["Needs an API token (`Authorization: Bearer ...`) or a session.", ""]
-            parameters = operation.get("parameters", [])
-            if parameters:
-                out += [
-                    "| parameter | in | type | required | default | description |",
-                    "| --- | --- | --- | --- | --- | --- |",
-                ]
-                for parameter in parameters:
-                    schema = parameter.get("schema", {})
-                    default = _json(schema["default"]) if "default" in schema else ""
-                    kind = _type(schema, link)
-                    limits = ", ".join(_constraints(schema))
-                    out.append(
-                        f"| `{parameter['name']}` | {parameter['in']} "
-                        f"| {_cell(kind + (f' ({limits})' if limits else ''))} "
-                        f"| {'yes' if parameter.get('required') else 'no'} | {_cell(default)} "
-                        f"| {_cell(parameter.get('description', ''))} |"
-                    )
-                out.append("")
-            body = operation.get("requestBody")
-            if body:
-                for content_type, content in body.get("content", {}).items():
-                    kind = _type(content.get("schema", {}), link)
-                    required = "required" if body.get("required") else "optional"
-                    out += [f"Request body ({required}): `{content_type}`, {kind}.", ""]
-            out += ["| status | description | body |", "| --- | --- | --- |"]
-            for status, response in sorted(operation.get("responses", {}).items()):
-                kinds = [
-                    f"`{content_type}` {_type(content.get('schema', {}), link)}"
-                    if content.get("schema")
-                    else f"`{content_type}`"
-                    for content_type, content in response.get("content", {}).items()
-                ]
-                out.append(
-                    f"| {status} | {_cell(response.get('description', ''))} "
-                    f"| {_cell(', '.join(kinds))} |"
-                )
-            out.append("")
+            out += _operation(method, path, operation, link)
     out += ["## Schemas", ""]
     for name in _ordered_refs(spec["paths"], schemas, "#/components/schemas/"):
-        part = schemas[name]
-        cls = classes.get(name)
-        out += [f"### {name} {{#schema-{_slug(name)}}}", ""]
-        doc = _class_doc(cls, part)
-        if doc:
-            out += [doc, ""]
-        if "enum" in part:
-            out += ["One of: " + ", ".join(f"`{json.dumps(v)}`" for v in part["enum"]) + ".", ""]
-        if part.get("additionalProperties") is True:
-            out += ["Extra fields are allowed.", ""]
-        out += [*_fields_table(part, cls, link), ""]
+        out += _schema(name, schemas[name], classes.get(name), link)
     return "\n".join(out)
+
+
+def _operation(
+    method: str, path: str, operation: dict[str, Any], link: Callable[[str], str]
+) -> list[str]:
+    """One operation's section: summary, description, parameters, body, responses."""
+    out = [f"### `{method} {path}` {{#{_slug(f'{method} {path}')}}}", ""]
+    if operation.get("summary"):
+        out += [f"**{operation['summary']}**", ""]
+    if operation.get("description"):
+        out += [inspect.cleandoc(operation["description"]), ""]
+    if operation.get("security"):
+        out += ["Needs an API token (`Authorization: Bearer ...`) or a session.", ""]
+    parameters = operation.get("parameters", [])
+    if parameters:
+        out += [
+            "| parameter | in | type | required | default | description |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            default = _json(schema["default"]) if "default" in schema else ""
+            kind = _type(schema, link)
+            limits = ", ".join(_constraints(schema))
+            out.append(
+                f"| `{parameter['name']}` | {parameter['in']} "
+                f"| {_cell(kind + (f' ({limits})' if limits else ''))} "
+                f"| {'yes' if parameter.get('required') else 'no'} | {_cell(default)} "
+                f"| {_cell(parameter.get('description', ''))} |"
+            )
+        out.append("")
+    body = operation.get("requestBody")
+    if body:
+        for content_type, content in body.get("content", {}).items():
+            kind = _type(content.get("schema", {}), link)
+            required = "required" if body.get("required") else "optional"
+            out += [f"Request body ({required}): `{content_type}`, {kind}.", ""]
+    out += ["| status | description | body |", "| --- | --- | --- |"]
+    for status, response in sorted(operation.get("responses", {}).items()):
+        kinds = [
+            f"`{content_type}` {_type(content.get('schema', {}), link)}"
+            if content.get("schema")
+            else f"`{content_type}`"
+            for content_type, content in response.get("content", {}).items()
+        ]
+        out.append(
+            f"| {status} | {_cell(response.get('description', ''))} | {_cell(', '.join(kinds))} |"
+        )
+    return [*out, ""]
+
+
+def _schema(name: str, part: dict[str, Any], cls: Any, link: Callable[[str], str]) -> list[str]:
+    """One schema's section: its class's docstring, its enum or fields."""
+    out = [f"### {name} {{#schema-{_slug(name)}}}", ""]
+    doc = _class_doc(cls, part)
+    if doc:
+        out += [doc, ""]
+    if "enum" in part:
+        out += ["One of: " + ", ".join(f"`{json.dumps(v)}`" for v in part["enum"]) + ".", ""]
+    if part.get("additionalProperties") is True:
+        out += ["Extra fields are allowed.", ""]
+    return [*out, *_fields_table(part, cls, link), ""]
 
 
 # ---- includes ---------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    """Users, tokens, projects and memberships, and every existing sweep moved into the
+    default project: one logical change, kept in one function in the order Alembic applies it
+    (a migration is read top to bottom, not reused)."""
     op.create_table(
         'users',
         sa.Column('id', sa.Integer(), nullable=False),

@@ -216,6 +216,51 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
     )
 
 
+def _unfinished_family(
+    name: str, diverged_lrs: list[float], metric: str, defaults: dict[str, Any]
+) -> FamilyReport:
+    """A family none of whose configurations finished with a finite objective."""
+    report = FamilyReport(
+        optimizer=name,
+        best_trial=None,
+        best_objective=None,
+        best_lr=None,
+        best_hyperparameters=None,
+        best_settings=None,
+        basin_low=None,
+        basin_high=None,
+        basin_decades=None,
+        basin_configurations=0,
+        open_below=False,
+        open_above=False,
+        configurations=0,
+        diverged=len(diverged_lrs),
+        lowest_diverged_lr=min(diverged_lrs, default=None),
+        summary=f"{name}: no configuration finished with a finite {metric} "
+        f"({len(diverged_lrs)} diverged)",
+        **defaults,
+    )
+    report.summary += _defaults_text(report, metric)
+    return report
+
+
+def _basin(
+    configurations: list[_Configuration], best: _Configuration, near: Callable[[Any], bool]
+) -> tuple[list[_Configuration], int, int]:
+    """The best configuration's basin, a slice along lr: the configurations that share its
+    listed settings (batch size, clipping, schedule kind) sorted by lr, and the first and last
+    index of the unbroken run around it within the tolerance."""
+    alike = [c for c in configurations if c.group == best.group]
+    by_lr = sorted(alike, key=lambda c: (c.lr, c.number))
+    at = by_lr.index(best)
+    low = high = at
+    while low > 0 and near(by_lr[low - 1]):
+        low -= 1
+    while high < len(by_lr) - 1 and near(by_lr[high + 1]):
+        high += 1
+    return by_lr, low, high
+
+
 def _family(
     name: str,
     configurations: list[_Configuration],
@@ -226,35 +271,13 @@ def _family(
     *,
     default: _Configuration | None = None,
 ) -> FamilyReport:
-    lowest_diverged = min(diverged_lrs, default=None)
     defaults = {
         "default_trial": default.number if default else None,
         "default_objective": default.value if default else None,
         "default_lr": default.lr if default else None,
     }
     if not configurations:
-        report = FamilyReport(
-            optimizer=name,
-            best_trial=None,
-            best_objective=None,
-            best_lr=None,
-            best_hyperparameters=None,
-            best_settings=None,
-            basin_low=None,
-            basin_high=None,
-            basin_decades=None,
-            basin_configurations=0,
-            open_below=False,
-            open_above=False,
-            configurations=0,
-            diverged=len(diverged_lrs),
-            lowest_diverged_lr=lowest_diverged,
-            summary=f"{name}: no configuration finished with a finite {metric} "
-            f"({len(diverged_lrs)} diverged)",
-            **defaults,
-        )
-        report.summary += _defaults_text(report, metric)
-        return report
+        return _unfinished_family(name, diverged_lrs, metric, defaults)
     best = (max if maximize else min)(configurations, key=lambda c: c.value)
     margin = tolerance * max(abs(best.value), 1e-12)
 
@@ -262,16 +285,7 @@ def _family(
         gap = best.value - configuration.value if maximize else configuration.value - best.value
         return gap <= margin
 
-    # The basin is a slice along lr: with settings searched over listed values (batch size,
-    # clipping, schedule kind), of the configurations that share the best one's.
-    alike = [c for c in configurations if c.group == best.group]
-    by_lr = sorted(alike, key=lambda c: (c.lr, c.number))
-    at = by_lr.index(best)
-    low = high = at
-    while low > 0 and near(by_lr[low - 1]):
-        low -= 1
-    while high < len(by_lr) - 1 and near(by_lr[high + 1]):
-        high += 1
+    by_lr, low, high = _basin(configurations, best, near)
     basin_low, basin_high = by_lr[low].lr, by_lr[high].lr
     decades = math.log10(basin_high / basin_low) if basin_low > 0 else None
     report = FamilyReport(
@@ -289,7 +303,7 @@ def _family(
         open_above=high == len(by_lr) - 1,
         configurations=len(configurations),
         diverged=len(diverged_lrs),
-        lowest_diverged_lr=lowest_diverged,
+        lowest_diverged_lr=min(diverged_lrs, default=None),
         summary="",
         **defaults,
         **_gain(best.value, default.value if default else None, maximize=maximize),
