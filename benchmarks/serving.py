@@ -38,10 +38,23 @@ def _free_port() -> int:
         return port
 
 
+def serve_command(source: Path | None) -> tuple[list[str], Path | None]:
+    """The command that serves this checkout's optisweep (its console script), or that of
+    another checkout ``source`` (run from there, with it first on PYTHONPATH): before issue 29
+    it imported as ``service.cli``, since then as ``optisweep.service.cli``."""
+    if source is None:
+        return [str(Path(sys.executable).with_name("optisweep"))], None
+    linked = (source / "optisweep" / "service").exists()
+    module = "optisweep.service.cli" if linked else "service.cli"
+    return [sys.executable, "-m", module], source
+
+
 @contextmanager
-def served(database_url: str, folder: Path, **env: str) -> Iterator[Served]:
+def served(
+    database_url: str, folder: Path, *, source: Path | None = None, **env: str
+) -> Iterator[Served]:
     """`optisweep serve` on ``database_url`` (its token file in ``folder``, ``env`` added as
-    OPTISWEEP_* settings), once /readyz answers 200."""
+    OPTISWEEP_* settings), once /readyz answers 200; ``source``: another checkout's server."""
     port = _free_port()
     token_file = folder / "token"
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "OPTISWEEP_"))}
@@ -51,9 +64,13 @@ def served(database_url: str, folder: Path, **env: str) -> Iterator[Served]:
         OPTISWEEP_RATE_LIMIT="1000000/minute",
         **env,
     )
+    command, cwd = serve_command(source)
+    if cwd is not None:
+        environment["PYTHONPATH"] = str(cwd)
     started = time.perf_counter()
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("optisweep")), "serve", "--port", str(port)],
+        [*command, "serve", "--port", str(port)],
+        cwd=cwd,
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

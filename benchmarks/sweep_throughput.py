@@ -11,6 +11,9 @@ Each runner runs in its own process (its own Ray, its own threads):
   is in the database (SQLite; PostgreSQL too with --postgres URL); then the same sweep again on
   the same server ("again": Ray's workers already started, as in a service that has run before);
 - optisweep-unpacked: the same with `resources.pack: false` (one Ray task per trial);
+- baseline: the optisweep runner with the server of another checkout (``--baseline DIR``,
+  e.g. a `git worktree` of an earlier commit), run in turn with this one's: a change's
+  before and after in one run;
 - ray-tune: Tuner over the same configurations, reuse_actors=True, 1 CPU per trial, each
   trial through optisweep's own loop (train_trial);
 - ray-tune-lean: the same Tuner with the strongest fair trainable: a plain loop (shuffle,
@@ -23,6 +26,7 @@ Each runner runs in its own process (its own Ray, its own threads):
   batched evaluation per epoch: what the arithmetic alone costs, a lower bound.
 
     python -m benchmarks.sweep_throughput [--trials 64 512] [--runners ...] [--postgres URL]
+        [--repeats N] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "examples" / "digits-optimizers.yaml"
 RUNNERS = (
     "optisweep",
+    "baseline",
     "optisweep-unpacked",
     "ray-tune",
     "ray-tune-lean",
@@ -56,6 +61,10 @@ RUNNERS = (
     "loop",
     "floor",
 )
+
+
+SERVED = ("optisweep", "baseline", "optisweep-unpacked")
+"""The runners that serve and take a database."""
 
 
 def reference_spec(trials: int) -> dict[str, Any]:
@@ -85,14 +94,17 @@ def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def run_optisweep(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
-    """Serve, submit over HTTP, wait until the sweep is finished in the database."""
+def run_optisweep(
+    spec: dict[str, Any], database_url: str, source: Path | None = None
+) -> dict[str, Any]:
+    """Serve (this checkout, or ``source``), submit over HTTP, wait until the sweep is
+    finished in the database."""
     folder = Path(database_url.removeprefix("sqlite:///")).parent
     if not database_url.startswith("sqlite"):
         folder = Path(tempfile.mkdtemp(prefix="optisweep-bench-"))
     # One keep-alive client: a new connection per poll costs this 2-core machine's packs CPU.
     with (
-        served(database_url, folder) as server,
+        served(database_url, folder, source=source) as server,
         httpx.Client(base_url=server.api, headers=server.headers, timeout=60) as client,
     ):
         timings = []
@@ -282,13 +294,16 @@ def run_loop(specs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "best": best}
 
 
-def _one(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
+def _one(
+    runner: str, trials: int, database_url: str | None, baseline: Path | None = None
+) -> dict[str, Any]:
     spec = reference_spec(trials)
-    if runner.startswith("optisweep"):
+    if runner in SERVED:
         if runner == "optisweep-unpacked":
             spec["resources"]["pack"] = False
-        assert database_url is not None
-        return run_optisweep(spec, database_url)
+        if database_url is None:
+            raise ValueError(f"{runner} needs a database URL")
+        return run_optisweep(spec, database_url, baseline if runner == "baseline" else None)
     specs = trial_specs(spec)
     runners = {
         "ray-tune": run_ray_tune,
@@ -300,11 +315,15 @@ def _one(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
     return runners[runner](specs)
 
 
-def _in_subprocess(runner: str, trials: int, database_url: str | None) -> dict[str, Any]:
+def _in_subprocess(
+    runner: str, trials: int, database_url: str | None, baseline: Path | None = None
+) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.sweep_throughput", "--child", runner]
     command += ["--trials", str(trials)]
     if database_url:
         command += ["--database-url", database_url]
+    if baseline is not None:
+        command += ["--baseline", str(baseline)]
     output = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     if output.returncode != 0:
         return {"error": output.stderr.strip().splitlines()[-1] if output.stderr else "failed"}
@@ -321,17 +340,30 @@ def _postgres_database(admin_url: str) -> str:
     return f"{admin_url.rsplit('/', 1)[0]}/{name}"
 
 
-def _median_run(runner: str, trials: int, url: str | None, repeats: int) -> dict[str, Any]:
-    """The runner ``repeats`` times, each in its own process; the median of each timing."""
-    runs = [  # a new database each time: every run is a first start
-        _in_subprocess(runner, trials, url.replace(".db", f"-{i}.db") if url else None)
-        for i in range(repeats)
-    ]
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each timing over the runs that worked (the first run's error if none)."""
     good = [run for run in runs if "error" not in run]
     if not good:
         return runs[0]
     keys = [key for key in good[0] if key.endswith("seconds")]
-    return {**good[0], **{key: statistics.median(run[key] for run in good) for key in keys}}
+    return {
+        **good[0],
+        **{key: statistics.median(run[key] for run in good) for key in keys},
+        "runs": {key: [round(run[key], 2) for run in good] for key in keys},
+    }
+
+
+def _runs(
+    runners: list[str], trials: int, folder: str, repeats: int, baseline: Path | None
+) -> dict[str, dict[str, Any]]:
+    """Each runner ``repeats`` times, each run in its own process, the runners taking turns
+    (so a slow spell of the machine falls on all of them); medians."""
+    runs: dict[str, list[dict[str, Any]]] = {runner: [] for runner in runners}
+    for i in range(repeats):
+        for runner in runners:  # a new database each time: every run is a first start
+            url = f"sqlite:///{folder}/{runner}-{i}.db" if runner in SERVED else None
+            runs[runner].append(_in_subprocess(runner, trials, url, baseline))
+    return {runner: _median(results) for runner, results in runs.items()}
 
 
 def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
@@ -350,6 +382,8 @@ def _print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
             ratio = f"{warm / reference:.1f}" if reference else "-"
             print(f"{name + ', again':32} {warm:8.1f} {ratio:>12} {result['best']:18.4f}")
             print(f"{name + ', start to ready':32} {result['ready_seconds']:8.1f}")
+        if len(result.get("runs", {}).get("seconds", [])) > 1:
+            print(f"{'':32} runs: {result['runs']}")
 
 
 def _print_targets(rows: list[tuple[str, dict[str, Any]]]) -> None:
@@ -368,6 +402,14 @@ def _print_targets(rows: list[tuple[str, dict[str, Any]]]) -> None:
         print("; ".join(parts))
     total = ours["ready_seconds"] + ours["seconds"]
     print(f"optisweep serve started to the first sweep's end: {total:.1f} s")
+    before = found.get("baseline (sqlite)", {})
+    if "seconds" in before:
+        for label, key in (
+            ("fresh", "seconds"),
+            ("warm", "warm_seconds"),
+            ("ready", "ready_seconds"),
+        ):
+            print(f"baseline / this checkout, {label}: {before[key] / ours[key]:.2f}x")
 
 
 def main() -> None:
@@ -377,26 +419,23 @@ def main() -> None:
     parser.add_argument("--runners", nargs="+", default=list(RUNNERS), choices=RUNNERS)
     parser.add_argument("--repeats", type=int, default=1, help="runs per runner; medians")
     parser.add_argument("--postgres", help="admin URL; also run optisweep on PostgreSQL")
+    parser.add_argument("--baseline", type=Path, help="another checkout, for the baseline runner")
     parser.add_argument("--child", choices=RUNNERS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_one(args.child, args.trials[0], args.database_url)))
+        print(json.dumps(_one(args.child, args.trials[0], args.database_url, args.baseline)))
         return
+    runners = [r for r in args.runners if r != "baseline" or args.baseline is not None]
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, CPU only")
     for trials in args.trials:
         rows: list[tuple[str, dict[str, Any]]] = []
         with tempfile.TemporaryDirectory() as folder:
-            for runner in args.runners:
-                url = f"sqlite:///{folder}/{runner}.db" if runner.startswith("optisweep") else None
-                rows.append(
-                    (
-                        f"{runner} (sqlite)" if url else runner,
-                        _median_run(runner, trials, url, args.repeats),
-                    )
-                )
-                if url and args.postgres:
+            results = _runs(runners, trials, folder, args.repeats, args.baseline)
+            for runner in runners:
+                rows.append((f"{runner} (sqlite)" if runner in SERVED else runner, results[runner]))
+                if runner in SERVED and args.postgres:
                     pg = _postgres_database(args.postgres)
                     rows.append((f"{runner} (postgresql)", _in_subprocess(runner, trials, pg)))
         print(f"\n{trials} trials, mlp-digits, 20 epochs, batch 64")
