@@ -180,7 +180,8 @@ def kill_server(downtime: float) -> Callable[[Run], None]:
 
 
 def kill_worker(task: str) -> Callable[[Run], None]:
-    """The fault: SIGKILL one Ray worker while it runs ``task`` (run_pack or run_trial)."""
+    """The fault: SIGKILL one Ray worker while it runs ``task`` (run_pack: every job, a single
+    trial as a pack of one)."""
 
     def inject(run: Run) -> None:
         run.wait_mid_sweep()
@@ -259,7 +260,7 @@ CASES = [
     Case("kill-server-2s", kill_server(2.0)),
     Case("kill-server-5s", kill_server(5.0)),
     Case("kill-pack-worker", kill_worker("run_pack")),
-    Case("kill-trial-worker", kill_worker("run_trial"), pack=False),
+    Case("kill-trial-worker", kill_worker("run_pack"), pack=False),  # a pack of one
     Case("pg-terminate", terminate_connections, databases=("postgresql",)),
     Case("sigstop-server", freeze_server),
     Case("poison-sweep", poison_beside),
