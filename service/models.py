@@ -17,7 +17,7 @@ from optisweep.service.trials.models import (
     Metric,
     Trial,
     TrialEvent,
-    TrialStatus,
+    TrialState,
 )
 
 __all__ = [
@@ -35,6 +35,6 @@ __all__ = [
     "SweepStatus",
     "Trial",
     "TrialEvent",
-    "TrialStatus",
+    "TrialState",
     "User",
 ]

@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from optisweep.optimizers import OPTIMIZERS, ConstantSchedule, MemberConfig, Schedule
+from optisweep.workers.states import TrialState
 
 if TYPE_CHECKING:
     from optisweep.workers.workloads.base import WorkloadConfig
@@ -158,15 +159,12 @@ class RangeTestSpec(BaseModel):
         return self
 
 
-TrialEnd = Literal["completed", "diverged", "stopped"]
-"""How a trial's training ended on the worker (the service adds failed, cancelled, ...)."""
-
-
 @dataclass(frozen=True)
 class TrialResult:
     """How a trial ended, after how many epochs, with the last epoch's metrics."""
 
-    status: TrialEnd
+    status: TrialState
+    """COMPLETED, DIVERGED or STOPPED: how its training ended here."""
     epochs_run: int
     """The last epoch that finished, counted from 1."""
     metrics: dict[str, float] = field(default_factory=dict)

@@ -33,6 +33,7 @@ from optisweep.workers.memory import (
 from optisweep.workers.pacing import CheckpointEvery, CheckpointPacer
 from optisweep.workers.runtime import resolve_device
 from optisweep.workers.specs import PackSpec, TrialResult
+from optisweep.workers.states import TrialState
 from optisweep.workers.workloads import TIME_METRIC, parse_workload_config
 from optisweep.workers.workloads.functional import FunctionWorkload
 
@@ -83,7 +84,7 @@ class PackRun:
     histories: dict[int, dict[int, dict[str, float]]] = field(default_factory=dict)
     """Each member's metrics of every epoch so far (they travel in its checkpoints)."""
 
-    def result(self, k: int, status: Any, epoch: int, metrics: dict[str, float]) -> None:
+    def result(self, k: int, status: TrialState, epoch: int, metrics: dict[str, float]) -> None:
         """Member ``k`` ended: how, after which epoch, with which metrics."""
         self.results[k] = TrialResult(status, epoch, dict(metrics), str(self.device))
 
@@ -107,7 +108,7 @@ class EpochLifecycle:
                     run.configs[k] = saved.config
                 check_resumable(saved, run.configs[k])
             if self.start[k] >= self.epochs:
-                run.result(k, "completed", self.start[k], self.last[k])
+                run.result(k, TrialState.COMPLETED, self.start[k], self.last[k])
 
     @property
     def members(self) -> list[int]:
@@ -169,9 +170,9 @@ class EpochLifecycle:
         for k, values in metrics.items():
             self.last[k] = values
             if diverged(values, batches_finite=finite[k]):
-                run.result(k, "diverged", epoch, values)
+                run.result(k, TrialState.DIVERGED, epoch, values)
             elif k in to_stop and epoch < self.epochs:  # after the last epoch: completed
-                run.result(k, "stopped", epoch, values)
+                run.result(k, TrialState.STOPPED, epoch, values)
             else:
                 continue
             ended.add(k)
@@ -182,7 +183,7 @@ class EpochLifecycle:
     def complete(self) -> None:
         """After the last epoch: the members still training completed."""
         for k in self.members:
-            self.run.result(k, "completed", self.epochs, self.last[k])
+            self.run.result(k, TrialState.COMPLETED, self.epochs, self.last[k])
 
 
 def train_pack(
@@ -231,7 +232,9 @@ def train_pack(
     )
     for k in stop or set():
         saved = resume.get(k)
-        run.result(k, "stopped", saved.epoch if saved else 0, saved.metrics if saved else {})
+        run.result(
+            k, TrialState.STOPPED, saved.epoch if saved else 0, saved.metrics if saved else {}
+        )
     train_part = backend_for(spec, workload)
     for part in _parts(spec, workload, device, free_memory):
         members = [k for k in part if k not in run.results]

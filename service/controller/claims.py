@@ -19,7 +19,7 @@ from optisweep.service.controller.expand import expand, resolve_lr, trial_rows
 from optisweep.service.controller.faults import Faults
 from optisweep.service.controller.range_tests import RangeTests
 from optisweep.service.controller.searchers import Searcher, StoredTrial
-from optisweep.service.controller.state import OUTCOMES, ControllerState, start_over
+from optisweep.service.controller.state import ControllerState, start_over
 from optisweep.service.db.base import utcnow
 from optisweep.service.errors import SpecError
 from optisweep.service.sweeps.models import Sweep, SweepStatus
@@ -153,7 +153,7 @@ class Claims:
                 StoredTrial(
                     t.number,
                     t.search_params or {},
-                    OUTCOMES.get(t.status),
+                    t.status if t.status.is_told() else None,
                     t.objective,
                     tuple(finals.get(t.id, {}).get(name) for name in others),
                 )
@@ -177,9 +177,7 @@ class Claims:
                 mode=spec.objective.mode,
                 max_epochs=spec.workload.epochs,
                 finished=[
-                    (OUTCOMES[t.status], curves[t.id], t.objective)
-                    for t in finished
-                    if t.status in OUTCOMES
+                    (t.status, curves[t.id], t.objective) for t in finished if t.status.is_told()
                 ],
             )
         )

@@ -30,7 +30,7 @@ from optisweep.service.controller.searchers import defaults_configurations
 from optisweep.service.controller.state import ControllerState, InFlight
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import PbtSpec
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 from optisweep.service.trials.queue import insert_trials, pending_trials, status_counts
 from optisweep.service.trials.repository import metric_curves
 from optisweep.workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig
@@ -159,7 +159,7 @@ class Dispatcher:
                     "settings": suggestion.settings or None,
                     "defaults": suggestion.defaults,
                     "seed": trial_seed(spec.search.seed, number),
-                    "status": TrialStatus.PENDING,
+                    "status": TrialState.PENDING,
                 }
             )
         return rows

@@ -17,7 +17,7 @@ from optisweep.service.errors import SpecError
 from optisweep.service.sweeps.fits import check_schedule_fits
 from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, SweepCreate
 from optisweep.service.sweeps.search_spec import ADAPTIVE, MULTI_OBJECTIVE, PbtSpec
-from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.models import TrialState
 from optisweep.workers.specs import WorkloadReport
 from optisweep.workers.workloads import (
     WorkloadConfigError,
@@ -279,7 +279,7 @@ def trial_rows(
             "settings": suggestion.settings or None,
             "defaults": suggestion.defaults,
             "seed": trial_seed(spec.search.seed, number),
-            "status": TrialStatus.PENDING,
+            "status": TrialState.PENDING,
         }
         for number, suggestion in enumerate(suggestions, start=first)
     ]

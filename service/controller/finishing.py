@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from optisweep.service.controller.state import OPEN, ControllerState
+from optisweep.service.controller.state import ControllerState
 from optisweep.service.db.base import utcnow
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.repository import finish_sweep
-from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.models import TrialState
 from optisweep.service.trials.queue import commonest_failure, status_counts
+from optisweep.workers.states import OPEN
 
 
 def outcome(
-    session: Session, sweep_id: int, by_status: dict[TrialStatus, int]
+    session: Session, sweep_id: int, by_status: dict[TrialState, int]
 ) -> tuple[SweepStatus, str | None]:
     """How a sweep whose trials all ended ends: FAILED when most of its trials failed, else
     COMPLETED; with any failed trial, a summary: how many failed and the commonest error."""
-    failed, total = by_status.get(TrialStatus.FAILED, 0), sum(by_status.values())
+    failed, total = by_status.get(TrialState.FAILED, 0), sum(by_status.values())
     if not failed:
         return SweepStatus.COMPLETED, None
     commonest = commonest_failure(session, sweep_id=sweep_id)

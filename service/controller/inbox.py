@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from optisweep.service.controller.outcomes import Outcome
 from optisweep.service.controller.schedulers import Scheduler, scheduler_from_dump
 from optisweep.service.db.base import utcnow
+from optisweep.workers.states import TrialState
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class Inbox:
         metric: str,
         mode: str,
         max_epochs: int,
-        finished: list[tuple[Outcome, dict[int, float], float | None]],
+        finished: list[tuple[TrialState, dict[int, float], float | None]],
     ) -> None:
         """Stop a sweep's trials early with this scheduler, which learns from ``finished``
         (outcome, objective per epoch, final objective) of trials that ended already."""
@@ -107,7 +107,7 @@ class Inbox:
             self._sweep_of[trial_id] = sweep_id
             scheduler.add(trial_id, curve)
 
-    def finished(self, trial_id: int, outcome: Outcome, objective: float | None) -> None:
+    def finished(self, trial_id: int, outcome: TrialState, objective: float | None) -> None:
         """A tracked trial ended (completed trials set the median rule's bar)."""
         sweep_id = self._sweep_of.pop(trial_id, None)
         if sweep_id is not None and sweep_id in self._schedulers:

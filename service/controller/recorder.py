@@ -20,8 +20,6 @@ from sqlalchemy.orm import Session
 from optisweep.service.controller.faults import Faults, describe
 from optisweep.service.controller.inbox import MAX_BATCH, EpochReport, Exploited, Started
 from optisweep.service.controller.state import (
-    OUTCOMES,
-    RESULT_STATUS,
     ControllerState,
     Ended,
     InFlight,
@@ -33,7 +31,7 @@ from optisweep.service.trials.models import (
     FamilyImprovement,
     FamilyTally,
     Trial,
-    TrialStatus,
+    TrialState,
     note_status,
 )
 from optisweep.service.trials.queue import trials_by_id
@@ -81,8 +79,8 @@ def _exploited(trial: Trial, event: Exploited, source: Trial | None) -> None:
 
 def _started(trial: Trial, event: Started) -> None:
     """An attempt began: where, and after which epoch it continues."""
-    if trial.status == TrialStatus.PENDING:
-        trial.status = TrialStatus.RUNNING
+    if trial.status == TrialState.PENDING:
+        trial.status = TrialState.RUNNING
     trial.attempt = event.attempt
     trial.started_at = event.at
     trial.node_id = event.node_id
@@ -252,10 +250,10 @@ class Recorder:
                     self._attempt_failed(session, trial, flight, attempt, str(error), ended)
                     continue
                 result = task.results[index]
-                trial.status = RESULT_STATUS[result.status]
-                stopped = cancelled and result.status == "stopped"
+                trial.status = result.status
+                stopped = cancelled and result.status == TrialState.STOPPED
                 if stopped and not result.epochs_run:
-                    trial.status = TrialStatus.CANCELLED  # stopped before its first epoch
+                    trial.status = TrialState.CANCELLED  # stopped before its first epoch
                 trial.objective = result.metrics.get(objective.metric)
                 trial.device = result.device
                 trial.node_id = task.node_id
@@ -280,7 +278,7 @@ class Recorder:
             trial.error = f"attempt {attempt} failed: {message}"
             start_over([trial], trial.error)
             return
-        trial.status = TrialStatus.FAILED
+        trial.status = TrialState.FAILED
         trial.error = message
         trial.finished_at = utcnow()
         note_status(trial, message, at=trial.finished_at)
@@ -295,10 +293,9 @@ class Recorder:
     ) -> None:
         """Note, for after the commit, what the trial's searcher and scheduler are to hear
         (``also``: the final values of the sweep's further objectives)."""
-        outcome = OUTCOMES.get(trial.status)
-        if outcome is not None and trial.sweep_id in self.state.specs:
+        if trial.status.is_told() and trial.sweep_id in self.state.specs:
             ended.append(
-                Ended(trial.sweep_id, trial.id, trial.number, outcome, trial.objective, also)
+                Ended(trial.sweep_id, trial.id, trial.number, trial.status, trial.objective, also)
             )
 
     def _tell(self, end: Ended) -> None:

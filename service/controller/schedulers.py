@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from optisweep.service.controller.outcomes import Outcome
+from optisweep.workers.states import TrialState
 
 if TYPE_CHECKING:  # imported where used: the inbox actor imports this module at its start
     import optuna
@@ -71,18 +71,19 @@ class Scheduler:
             self._report(trial_id, epoch, value)
 
     def add_finished(
-        self, outcome: Outcome, curve: dict[int, float], objective: float | None
+        self, outcome: TrialState, curve: dict[int, float], objective: float | None
     ) -> None:
         """A trial that ended before this scheduler existed (a restarted controller)."""
-        from optuna.trial import TrialState, create_trial
+        from optuna.trial import TrialState as OptunaState
+        from optuna.trial import create_trial
 
         finite = {e: v for e, v in curve.items() if math.isfinite(v)}
-        if outcome == "completed" and objective is not None and math.isfinite(objective):
-            state, value = TrialState.COMPLETE, objective
-        elif outcome == "stopped":
-            state, value = TrialState.PRUNED, None
+        if outcome == TrialState.COMPLETED and objective is not None and math.isfinite(objective):
+            state, value = OptunaState.COMPLETE, objective
+        elif outcome == TrialState.STOPPED:
+            state, value = OptunaState.PRUNED, None
         else:
-            state, value = TrialState.FAIL, None
+            state, value = OptunaState.FAIL, None
         self._study.add_trial(create_trial(state=state, value=value, intermediate_values=finite))
 
     def _report(self, trial_id: int, epoch: int, value: float) -> None:
@@ -98,20 +99,20 @@ class Scheduler:
         self._report(trial_id, epoch, value)
         return fresh and self._trials[trial_id].should_prune()
 
-    def finish(self, trial_id: int, outcome: Outcome, objective: float | None) -> None:
+    def finish(self, trial_id: int, outcome: TrialState, objective: float | None) -> None:
         """A trial ended: completed trials set the bar for the median rule."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaState
 
         trial = self._trials.pop(trial_id, None)
         self._reported.pop(trial_id, None)
         if trial is None:
             return
-        if outcome == "completed" and objective is not None and math.isfinite(objective):
+        if outcome == TrialState.COMPLETED and objective is not None and math.isfinite(objective):
             self._study.tell(trial, objective)
-        elif outcome == "stopped":
-            self._study.tell(trial, state=TrialState.PRUNED)
+        elif outcome == TrialState.STOPPED:
+            self._study.tell(trial, state=OptunaState.PRUNED)
         else:
-            self._study.tell(trial, state=TrialState.FAIL)
+            self._study.tell(trial, state=OptunaState.FAIL)
 
 
 def scheduler_from_dump(data: dict[str, Any], *, mode: str, max_epochs: int) -> Scheduler:

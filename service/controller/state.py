@@ -1,5 +1,5 @@
 """What the controller's collaborators share: each sweep's state in memory, the tasks in
-flight, and the words for how trials end. The bottom of the controller package: it imports
+flight. The bottom of the controller package: it imports
 none of its siblings."""
 
 from __future__ import annotations
@@ -12,28 +12,12 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from optisweep.service.code.store import CodeStore, runtime_env
-from optisweep.service.controller.outcomes import Outcome
 from optisweep.service.controller.searchers import Searcher, sweep_searcher
 from optisweep.service.sweeps.schemas import SweepCreate
-from optisweep.service.trials.models import Trial, TrialStatus, note_status
+from optisweep.service.trials.models import Trial, TrialState, note_status
 
 SERVICE_CONTROLLER = "service"
 """The claim name of the controller inside the server."""
-
-RESULT_STATUS = {
-    "completed": TrialStatus.COMPLETED,
-    "diverged": TrialStatus.DIVERGED,
-    "stopped": TrialStatus.STOPPED,
-}
-"""A worker's result status -> the trial's status."""
-OPEN = (TrialStatus.PENDING, TrialStatus.RUNNING)
-OUTCOMES: dict[TrialStatus, Outcome] = {
-    TrialStatus.COMPLETED: "completed",
-    TrialStatus.STOPPED: "stopped",
-    TrialStatus.DIVERGED: "diverged",
-    TrialStatus.FAILED: "failed",
-}
-"""How an ended trial is told to searchers and schedulers (cancelled ones are not)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +44,8 @@ class Ended:
     sweep_id: int
     trial_id: int
     number: int
-    outcome: Outcome
+    outcome: TrialState
+    """One of the states searchers are told (``TrialState.is_told``)."""
     objective: float | None
     also: tuple[float | None, ...] = ()
     """The final values of the sweep's further objectives (``objective.also``)."""
@@ -134,6 +119,6 @@ def start_over(trials: list[Trial], why: str) -> None:
     (its checkpoint's, or 0) and the controller forgets what was recorded after that.
     """
     for trial in trials:
-        trial.status = TrialStatus.PENDING
+        trial.status = TrialState.PENDING
         trial.started_at = None
         note_status(trial, why)

@@ -8,7 +8,7 @@ from fastapi import Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.models import TrialState
 
 MaxPoints = Annotated[int, Query(ge=3, le=10_000, description="Points per curve at most.")]
 Limit = Annotated[int, Query(ge=1, le=10_000, description="Trials at most, best first.")]
@@ -36,7 +36,7 @@ class Curve(BaseModel):
     trial_id: int
     number: int
     optimizer: str
-    status: TrialStatus
+    status: TrialState
     best_in_family: bool
     steps: list[float]
     values: list[float | None]

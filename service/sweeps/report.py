@@ -25,7 +25,7 @@ from optisweep.service.sweeps.params import FloatRange, IntRange
 from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS
 from optisweep.service.sweeps.schemas import Space
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 from optisweep.service.trials.queue import status_counts
 from optisweep.service.trials.repository import RANKED
 
@@ -165,13 +165,13 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
             Trial.settings,
             Trial.defaults,
             Trial.objective_value,
-        ).where(Trial.sweep_id == sweep.id, Trial.status.in_([TrialStatus.DIVERGED, *RANKED]))
+        ).where(Trial.sweep_id == sweep.id, Trial.status.in_([TrialState.DIVERGED, *RANKED]))
     ).all()
     finite: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     diverged: dict[str, list[float]] = defaultdict(list)
     for trial in trials:
         lr = float(trial.hyperparameters.get("lr", math.nan))
-        if trial.status == TrialStatus.DIVERGED:
+        if trial.status == TrialState.DIVERGED:
             diverged[trial.optimizer].append(lr)
         elif math.isfinite(trial.objective_value or math.nan):
             finite[trial.optimizer][trial.number // repeats].append(trial)

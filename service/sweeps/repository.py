@@ -15,7 +15,7 @@ from optisweep.service.db.base import get_by_id, utcnow
 from optisweep.service.errors import ConflictError, NotFoundError
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.schemas import SweepCreate
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 from optisweep.service.trials.queue import status_counts
 from optisweep.service.trials.repository import cancel_pending, stop_trials
 
@@ -96,7 +96,7 @@ def list_sweeps(
     return list(session.scalars(statement))
 
 
-def trial_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialStatus, int]]:
+def trial_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialState, int]]:
     """How many trials of each sweep are in each status (statuses with none are absent)."""
     return status_counts(session, sweep_ids)
 
@@ -180,7 +180,7 @@ def stop_abandoned(
         Sweep.status.not_in(ACTIVE), _claimable(controller_id, now=now, lease=lease)
     )
     cancel_pending(session, Trial.sweep_id.in_(finished), at=now, why="sweep cancelled")
-    running = Trial.sweep_id.in_(finished) & (Trial.status == TrialStatus.RUNNING)
+    running = Trial.sweep_id.in_(finished) & (Trial.status == TrialState.RUNNING)
     stop_trials(session, running, at=now, error="sweep cancelled")
 
 

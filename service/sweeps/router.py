@@ -32,7 +32,7 @@ from optisweep.service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, 
 from optisweep.service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
 from optisweep.service.sweeps.service import submit_sweep
 from optisweep.service.sweeps.views import best_of, leaderboard_read, sweep_read
-from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.models import TrialState
 from optisweep.service.trials.repository import TrialSort, list_sweep_metrics, list_trials
 from optisweep.service.trials.schemas import (
     Leaderboard,
@@ -204,7 +204,7 @@ def get_trials(
     session: SessionDep,
     settings: SettingsDep,
     optimizer: str | None = None,
-    status: TrialStatus | None = None,
+    status: TrialState | None = None,
     sort: TrialSort = "number",
     order: Annotated[
         Literal["asc", "desc"] | None,

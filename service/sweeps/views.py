@@ -15,7 +15,7 @@ from optisweep.service.sweeps.statistics import (
     confidence_interval,
     p_value,
 )
-from optisweep.service.trials.models import TrialStatus
+from optisweep.service.trials.models import TrialState
 from optisweep.service.trials.repository import (
     best_objectives,
     leaderboard,
@@ -52,7 +52,7 @@ def best_of(session: Session, sweeps: list[Sweep]) -> dict[int, float]:
 
 
 def sweep_read(
-    sweep: Sweep, counts: dict[TrialStatus, int], best_objective: float | None = None
+    sweep: Sweep, counts: dict[TrialState, int], best_objective: float | None = None
 ) -> SweepRead:
     """A sweep with its trial counts, every status present, and its best objective so far."""
     return SweepRead(
@@ -60,7 +60,7 @@ def sweep_read(
         name=sweep.name,
         status=sweep.status,
         num_trials=sweep.num_trials,
-        trial_counts={status.value: counts.get(status, 0) for status in TrialStatus},
+        trial_counts={status.value: counts.get(status, 0) for status in TrialState},
         spec=sweep.spec,
         lr_range=sweep.lr_range,
         error=sweep.error,

@@ -27,23 +27,12 @@ from optisweep.service.db.base import (
     encode_float,
     utcnow,
 )
+from optisweep.workers.states import TrialState
 
 if TYPE_CHECKING:
     from optisweep.service.sweeps.models import Sweep
 
-
-class TrialStatus(enum.StrEnum):
-    """Where a trial is in its life; DIVERGED trials stopped on a NaN or inf loss, STOPPED
-    ones were stopped after training some (early stopping, a cancel), CANCELLED ones never
-    trained (their sweep was cancelled or failed first)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    STOPPED = "stopped"
-    FAILED = "failed"
-    DIVERGED = "diverged"
-    CANCELLED = "cancelled"
+__all__ = ["Trial", "TrialState", "note_status"]
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -85,7 +74,7 @@ class Trial(Base):
     """What an adaptive searcher drew for this trial (its own names and scales), kept so a
     restarted controller can rebuild the searcher; None for grid and random search."""
     seed: Mapped[int]
-    status: Mapped[TrialStatus] = mapped_column(_enum(TrialStatus), index=True)
+    status: Mapped[TrialState] = mapped_column(_enum(TrialState), index=True)
     attempt: Mapped[int] = mapped_column(default=0)
     pack_id: Mapped[str | None] = mapped_column(String(64))
     objective_value: Mapped[float | None] = mapped_column(Float(precision=53))
@@ -169,7 +158,7 @@ class TrialEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    status: Mapped[TrialStatus] = mapped_column(_enum(TrialStatus))
+    status: Mapped[TrialState] = mapped_column(_enum(TrialState))
     """The status the trial moved to."""
     attempt: Mapped[int]
     detail: Mapped[str | None] = mapped_column(Text)

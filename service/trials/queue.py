@@ -9,9 +9,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from optisweep.service.trials.models import Trial, TrialStatus
-
-OPEN_STATUSES = (TrialStatus.PENDING, TrialStatus.RUNNING)
+from optisweep.service.trials.models import Trial, TrialState
+from optisweep.workers.states import OPEN
 
 
 def insert_trials(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -26,7 +25,7 @@ def interrupted_trials(session: Session, *, sweep_id: int, in_flight: Iterable[i
         session.scalars(
             select(Trial).where(
                 Trial.sweep_id == sweep_id,
-                Trial.status == TrialStatus.RUNNING,
+                Trial.status == TrialState.RUNNING,
                 Trial.id.not_in(list(in_flight) or [-1]),
             )
         )
@@ -37,7 +36,7 @@ def sweep_trials(session: Session, *, sweep_id: int, ended: bool = False) -> lis
     """Every trial of a sweep (only those that ended, with ``ended``)."""
     statement = select(Trial).where(Trial.sweep_id == sweep_id)
     if ended:
-        statement = statement.where(Trial.status.not_in(OPEN_STATUSES))
+        statement = statement.where(Trial.status.not_in(OPEN))
     return list(session.scalars(statement))
 
 
@@ -61,7 +60,7 @@ def pending_trials(
             select(Trial)
             .where(
                 Trial.sweep_id.in_(list(sweep_ids)),
-                Trial.status == TrialStatus.PENDING,
+                Trial.status == TrialState.PENDING,
                 Trial.id.not_in(list(in_flight) or [-1]),
             )
             .order_by(Trial.sweep_id, Trial.number)
@@ -70,9 +69,9 @@ def pending_trials(
     )
 
 
-def status_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialStatus, int]]:
+def status_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialState, int]]:
     """How many trials of each sweep are in each status (statuses with none are absent)."""
-    counts: dict[int, dict[TrialStatus, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    counts: dict[int, dict[TrialState, int]] = {sweep_id: {} for sweep_id in sweep_ids}
     if not counts:
         return counts
     for sweep_id, status, count in session.execute(
@@ -88,7 +87,7 @@ def commonest_failure(session: Session, *, sweep_id: int) -> tuple[str | None, i
     """The error most of a sweep's failed trials share and how many share it, or None."""
     row = session.execute(
         select(Trial.error, func.count())
-        .where(Trial.sweep_id == sweep_id, Trial.status == TrialStatus.FAILED)
+        .where(Trial.sweep_id == sweep_id, Trial.status == TrialState.FAILED)
         .group_by(Trial.error)
         .order_by(func.count().desc(), Trial.error)
         .limit(1)

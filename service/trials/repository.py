@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from optisweep.service.db.base import FloatKind, UTCDateTime, encode_float, get_by_id
 from optisweep.service.errors import NotFoundError
 from optisweep.service.pagination import after_nullable, decode_cursor, encode_cursor
-from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialStatus
+from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialState
 
 
 def stop_trials(
@@ -24,7 +24,7 @@ def stop_trials(
     *,
     at: datetime,
     error: str,
-    status: TrialStatus = TrialStatus.STOPPED,
+    status: TrialState = TrialState.STOPPED,
 ) -> None:
     """Mark the trials ``where`` selects ``status`` (STOPPED: they had run; CANCELLED: they
     never started) with ``error``, noting it in their histories."""
@@ -53,10 +53,10 @@ def cancel_pending(session: Session, where: ColumnElement[bool], *, at: datetime
     """The PENDING trials among those ``where`` selects never start: CANCELLED, with ``why``."""
     stop_trials(
         session,
-        where & (Trial.status == TrialStatus.PENDING),
+        where & (Trial.status == TrialState.PENDING),
         at=at,
         error=why,
-        status=TrialStatus.CANCELLED,
+        status=TrialState.CANCELLED,
     )
 
 
@@ -156,7 +156,7 @@ def list_trials(
     *,
     sweep_id: int,
     optimizer: str | None = None,
-    status: TrialStatus | None = None,
+    status: TrialState | None = None,
     sort: TrialSort = "number",
     descending: bool = False,
     limit: int = 100,
@@ -189,7 +189,7 @@ def list_trials(
     return trials[:limit], encode_cursor(getattr(last, column.key), last.id)
 
 
-RANKED = (TrialStatus.COMPLETED, TrialStatus.STOPPED)
+RANKED = (TrialState.COMPLETED, TrialState.STOPPED)
 """Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
 
 

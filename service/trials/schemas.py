@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 
 
 class ReadModel(BaseModel):
@@ -35,7 +35,7 @@ class TrialRead(ReadModel):
     defaults: bool = False
     """A trial of the defaults-first stage: its family at its published defaults."""
     seed: int
-    status: TrialStatus
+    status: TrialState
     attempt: int
     pack_id: str | None
     """The pack the trial trained in (None: alone); a packed trial's ``time_seconds`` is its
@@ -89,7 +89,7 @@ class TrialEventRead(ReadModel):
     """One change of a trial's status."""
 
     at: datetime
-    status: TrialStatus
+    status: TrialState
     """The status the trial moved to."""
     attempt: int
     detail: str | None

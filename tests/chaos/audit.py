@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from optisweep.service.db.session import make_engine
 from optisweep.service.sweeps.models import Sweep
-from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialStatus
+from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialState
 
 ENDED = {"completed", "stopped", "diverged", "failed", "cancelled"}
 
@@ -72,7 +72,7 @@ def audit_sweep(database_url: str, sweep_id: int, *, epochs: int) -> Audit:
         stored[trial_id][step] = count
     expected = found = duplicated = 0
     for trial in trials:
-        ran = epochs if trial.status == TrialStatus.COMPLETED else trial.epochs_run
+        ran = epochs if trial.status == TrialState.COMPLETED else trial.epochs_run
         steps = stored[trial.id]
         expected += ran
         found += sum(1 for step in range(1, ran + 1) if steps.get(step) == names)

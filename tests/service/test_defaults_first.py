@@ -27,7 +27,7 @@ from optisweep.service.controller.searchers import (
 from optisweep.service.db.session import make_sessionmaker
 from optisweep.service.sweeps.repository import create_sweep, default_project_id
 from optisweep.service.sweeps.schemas import Space, SweepCreate
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 from tests.service.conftest import LiveAPI
 
 FAMILIES = ["adam", "sgd", "momentum"]
@@ -142,7 +142,7 @@ RESTART_SPEC = {
     "objective": {"metric": "val_loss", "mode": "min"},
     "resources": {"pack": False},
 }
-ENDED = (TrialStatus.COMPLETED, TrialStatus.DIVERGED, TrialStatus.STOPPED, TrialStatus.FAILED)
+ENDED = (TrialState.COMPLETED, TrialState.DIVERGED, TrialState.STOPPED, TrialState.FAILED)
 
 
 class _InterruptError(Exception):

@@ -10,7 +10,7 @@ from optisweep.service.controller.searchers import AdaptiveSearcher
 from optisweep.service.db.session import make_sessionmaker
 from optisweep.service.sweeps.repository import create_sweep, default_project_id
 from optisweep.service.sweeps.schemas import SweepCreate
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 
 SPEC = {
     "name": "tpe-restart",
@@ -24,7 +24,7 @@ SPEC = {
     "objective": {"metric": "val_loss", "mode": "min"},
     "resources": {"pack": False},
 }
-FINISHED = (TrialStatus.COMPLETED, TrialStatus.DIVERGED, TrialStatus.STOPPED, TrialStatus.FAILED)
+FINISHED = (TrialState.COMPLETED, TrialState.DIVERGED, TrialState.STOPPED, TrialState.FAILED)
 
 
 class _InterruptError(Exception):

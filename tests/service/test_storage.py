@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from optisweep.service.db.base import Base, FloatKind, utcnow
 from optisweep.service.db.migrate import upgrade_engine
 from optisweep.service.db.session import make_engine
-from optisweep.service.models import Metric, Sweep, SweepStatus, Trial, TrialStatus
+from optisweep.service.models import Metric, Sweep, SweepStatus, Trial, TrialState
 from optisweep.service.sweeps.repository import default_project_id
 from optisweep.service.trials.models import FamilyImprovement, FamilyTally
 from optisweep.service.trials.repository import list_metrics, record_metrics
@@ -46,7 +46,7 @@ def _trial(session: Session) -> Trial:
         optimizer="adam",
         hyperparameters={"lr": 0.01, "betas": [0.9, 0.999]},
         seed=1,
-        status=TrialStatus.RUNNING,
+        status=TrialState.RUNNING,
     )
     session.add(trial)
     session.flush()
@@ -97,7 +97,7 @@ def test_trial_numbers_are_unique_within_a_sweep(session: Session) -> None:
         optimizer="sgd",
         hyperparameters={},
         seed=2,
-        status=TrialStatus.PENDING,
+        status=TrialState.PENDING,
     )
     session.add(duplicate)
     with pytest.raises(IntegrityError):

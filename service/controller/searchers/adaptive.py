@@ -27,13 +27,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from optisweep.service.controller.searchers.base import (
-    Outcome,
     StoredTrial,
     Suggestion,
     setting_axes,
     to_suggestion,
 )
 from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
+from optisweep.workers.states import TrialState
 
 if TYPE_CHECKING:
     import optuna
@@ -198,19 +198,19 @@ class AdaptiveSearcher:
     def on_complete(
         self,
         number: int,
-        outcome: Outcome,
+        outcome: TrialState,
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:
         """How configuration ``number`` (in suggestion order) ended, with the final value of
         each objective."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaState
 
         state, values, infeasible = self._result(outcome, (objective, *also))
         trial = self._asked.pop(number, None)
         if trial is None:
             return  # told already
-        if state == TrialState.COMPLETE:
+        if state == OptunaState.COMPLETE:
             if self._constrained:
                 trial.set_constraint(CONSTRAINT, 1.0 if infeasible else 0.0)
             self._study.tell(number, values if self._objectives > 1 else values[0])
@@ -218,32 +218,32 @@ class AdaptiveSearcher:
             self._study.tell(number, state=state)
 
     def _result(
-        self, outcome: Outcome, objectives: tuple[float | None, ...]
+        self, outcome: TrialState, objectives: tuple[float | None, ...]
     ) -> tuple[Any, list[float], bool]:
         """(Optuna state, one value per objective, infeasible) for an outcome."""
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaState
 
         given = [*objectives, *[None] * (self._objectives - len(objectives))]
         finite = [value is not None and math.isfinite(value) for value in given]
-        if outcome == "diverged":
+        if outcome == TrialState.DIVERGED:
             values = [
                 v if ok and v is not None else self._worst(k)
                 for k, (v, ok) in enumerate(zip(given, finite, strict=True))
             ]
-            return TrialState.COMPLETE, values, True
-        if outcome == "failed" or not all(finite):
-            return TrialState.FAIL, [], False
-        return TrialState.COMPLETE, [float(v) for v in given if v is not None], False
+            return OptunaState.COMPLETE, values, True
+        if outcome == TrialState.FAILED or not all(finite):
+            return OptunaState.FAIL, [], False
+        return OptunaState.COMPLETE, [float(v) for v in given if v is not None], False
 
     def _worst(self, index: int) -> float:
         """A diverged trial's value of objective ``index`` when it is not finite: the worst
         seen so far."""
         from optuna.study import StudyDirection
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState as OptunaState
 
         values = [
             t.values[index]
-            for t in self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for t in self._study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
             if t.values is not None and math.isfinite(t.values[index])
         ]
         if not values:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from optisweep.optimizers import get_spec
-from optisweep.service.controller.outcomes import Outcome
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
 from optisweep.service.sweeps.schemas import Space
+from optisweep.workers.states import TrialState
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class StoredTrial:
 
     number: int
     search_params: dict[str, Any]
-    outcome: Outcome | None
+    outcome: TrialState | None
     """None while the trial is pending or running."""
     objective: float | None
     also: tuple[float | None, ...] = ()
@@ -67,7 +67,7 @@ class Searcher(Protocol):
     def on_complete(
         self,
         number: int,
-        outcome: Outcome,
+        outcome: TrialState,
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:
@@ -91,7 +91,7 @@ class NonAdaptive:
     def on_complete(
         self,
         number: int,
-        outcome: Outcome,
+        outcome: TrialState,
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:
@@ -99,8 +99,8 @@ class NonAdaptive:
 
 
 def combine(
-    results: Sequence[tuple[Outcome | None, float | None]],
-) -> tuple[Outcome | None, float | None]:
+    results: Sequence[tuple[TrialState | None, float | None]],
+) -> tuple[TrialState | None, float | None]:
     """How a configuration trained over several seeds ended, and its mean objective.
 
     None while a repeat is still open; diverged if any repeat diverged; failed if all failed;
@@ -111,11 +111,12 @@ def combine(
         return None, None
     values = [value for _, value in results if value is not None and math.isfinite(value)]
     mean = sum(values) / len(values) if values else None
-    if "diverged" in outcomes:
-        return "diverged", mean
-    if outcomes == {"failed"}:
-        return "failed", None
-    return ("stopped" if "stopped" in outcomes else "completed"), mean
+    if TrialState.DIVERGED in outcomes:
+        return TrialState.DIVERGED, mean
+    if outcomes == {TrialState.FAILED}:
+        return TrialState.FAILED, None
+    ended = TrialState.STOPPED if TrialState.STOPPED in outcomes else TrialState.COMPLETED
+    return ended, mean
 
 
 SETTINGS = ("batch_size", "clip_norm")

@@ -10,12 +10,12 @@ from dataclasses import replace
 
 from optisweep.optimizers import get_spec
 from optisweep.service.controller.searchers.base import (
-    Outcome,
     Searcher,
     StoredTrial,
     Suggestion,
     combine,
 )
+from optisweep.workers.states import TrialState
 
 
 class ConcurrencyLimiter:
@@ -46,7 +46,7 @@ class ConcurrencyLimiter:
     def on_complete(
         self,
         number: int,
-        outcome: Outcome,
+        outcome: TrialState,
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:
@@ -92,7 +92,7 @@ class Repeater:
     def on_complete(
         self,
         number: int,
-        outcome: Outcome,
+        outcome: TrialState,
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:
@@ -160,7 +160,7 @@ class DefaultsFirst:
     def on_complete(
         self,
         number: int,
-        outcome: Outcome,
+        outcome: TrialState,
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:

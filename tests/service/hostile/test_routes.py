@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from optisweep.service.trials.models import Trial, TrialStatus
+from optisweep.service.trials.models import Trial, TrialState
 from tests.service.hostile.conftest import SPEC, Served, first_error
 
 
@@ -143,7 +143,7 @@ def test_checkpoint_paths_are_shown_relative_to_the_checkpoint_folder(
                 optimizer="sgd",
                 hyperparameters={"lr": 0.01},
                 seed=number,
-                status=TrialStatus.COMPLETED,
+                status=TrialState.COMPLETED,
                 checkpoint_path=str(path),
                 checkpoint_epoch=2,
             )
