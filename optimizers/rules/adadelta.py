@@ -4,45 +4,41 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_
 
 
 class AdadeltaRule(UpdateRule):
     """delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * grad; param -= lr * delta."""
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """Average squared gradient and average squared update."""
         return ("square_avg", "acc_delta")
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
         step: Tensor,
         scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
-        """rho and its complement, eps, weight decay."""
+        """rho and its complement, eps."""
         rho = hyperparameters["rho"]
         return {
             "neg_lr": -lr,
             "rho": rho,
             "one_minus_rho": 1 - rho,
             "eps": hyperparameters["eps"],
-            "weight_decay": hyperparameters["weight_decay"],
         }
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One Adadelta step."""
-        (has_weight_decay,) = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
         rho, one_minus_rho, eps = coef["rho"], coef["one_minus_rho"], coef["eps"]
         square_avg = ema_(state["square_avg"], grad, rho, one_minus_rho)
         std = square_avg.add(eps).sqrt_()

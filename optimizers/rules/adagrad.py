@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant
 
 
 class AdagradRule(UpdateRule):
     """sum <- sum + grad**2; param <- param - clr * grad / (sqrt(sum) + eps)."""
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """The accumulated sum of squares."""
         return ("sum",)
 
@@ -21,7 +21,7 @@ class AdagradRule(UpdateRule):
         shape = (-1,) + (1,) * (like.dim() - 1)
         return torch.zeros_like(like).add_(start.view(shape))
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
@@ -32,22 +32,18 @@ class AdagradRule(UpdateRule):
         clr = lr / (1 + (step - 1) * hyperparameters["lr_decay"])
         return {
             "neg_clr": -clr,
-            "weight_decay": hyperparameters["weight_decay"],
             "eps": hyperparameters["eps"],
         }
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One Adagrad step."""
-        (has_weight_decay,) = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
         accumulated = state["sum"].addcmul_(grad, grad)
         std = accumulated.sqrt().add_(coef["eps"])
         param.addcmul_(grad / std, coef["neg_clr"])

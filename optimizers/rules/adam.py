@@ -1,11 +1,12 @@
-"""Adam and AdamW (decoupled weight decay), with bias correction and optional AMSGrad."""
+"""Adam and AdamW (the same rule, its weight decay decoupled), with bias correction and
+optional AMSGrad."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_
 from optisweep.optimizers.schemas import AdamParams, HParams
 
 
@@ -13,19 +14,19 @@ class AdamRule(UpdateRule):
     """m <- lerp(m, g, 1-b1); v <- b2 v + (1-b2) g^2; p -= lr/bc1 * m / (sqrt(v/bc2) + eps)."""
 
     def __init__(self, *, decoupled_weight_decay: bool) -> None:
-        self.decoupled_weight_decay = decoupled_weight_decay
+        self.weight_decay = "decoupled" if decoupled_weight_decay else "coupled"
 
-    def variant(self, hyperparameters: HParams) -> Variant:
-        """Weight decay on, AMSGrad on."""
+    def flags(self, hyperparameters: HParams) -> Variant:
+        """AMSGrad on."""
         assert isinstance(hyperparameters, AdamParams)
-        return (hyperparameters.weight_decay != 0, hyperparameters.amsgrad)
+        return (hyperparameters.amsgrad,)
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """First and second moments, plus their running maximum with AMSGrad."""
-        _, amsgrad = variant
+        (amsgrad,) = flags
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
@@ -43,27 +44,19 @@ class AdamRule(UpdateRule):
             "neg_step_size": -lr / bias_correction1,
             "bias_correction2_sqrt": bias_correction2.sqrt(),
             "eps": hyperparameters["eps"],
-            "weight_decay": hyperparameters["weight_decay"],
         }
-        if self.decoupled_weight_decay:
-            coef["decay_factor"] = 1 - lr * hyperparameters["weight_decay"]
         return coef
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One Adam (or AdamW) step."""
-        has_weight_decay, amsgrad = variant
-        if has_weight_decay:
-            if self.decoupled_weight_decay:
-                param.mul_(coef["decay_factor"])
-            else:
-                grad = with_weight_decay(param, grad, coef["weight_decay"])
+        (amsgrad,) = flags
         exp_avg = state["exp_avg"].lerp_(grad, coef["one_minus_beta1"])
         second = ema_(state["exp_avg_sq"], grad, coef["beta2"], coef["one_minus_beta2"])
         if amsgrad:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant
 
 
 class AdamaxRule(UpdateRule):
     """u <- max(b2 * u, |g| + eps); param -= lr / bc1 * m / u."""
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """First moment and infinity norm."""
         return ("exp_avg", "exp_inf")
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
@@ -29,21 +29,17 @@ class AdamaxRule(UpdateRule):
             "beta2": hyperparameters["beta2"],
             "eps": hyperparameters["eps"],
             "neg_clr": -lr / (1 - beta1**step),
-            "weight_decay": hyperparameters["weight_decay"],
         }
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One Adamax step."""
-        (has_weight_decay,) = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
         exp_avg = state["exp_avg"].lerp_(grad, coef["one_minus_beta1"])
         exp_inf = state["exp_inf"]
         torch.maximum(exp_inf.mul_(coef["beta2"]), grad.abs().add_(coef["eps"]), out=exp_inf)

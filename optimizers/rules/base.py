@@ -1,8 +1,14 @@
-"""The shape every population update rule has, and the small helpers they share."""
+"""The shape every population update rule has, and the pieces they share.
+
+A rule is composed as optax composes ``adamw``: weight decay is one shared piece applied before
+the rule's own update (``apply``), coupled (L2, folded into the gradient: torch.optim's
+``weight_decay`` everywhere but AdamW) or decoupled (the parameter shrunk by lr * wd first:
+AdamW); a rule supplies only its own coefficients, state and update.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -10,7 +16,8 @@ from torch import Tensor
 from optisweep.optimizers.schemas import HParams
 
 Variant = tuple[bool, ...]
-"""Flags that pick a rule's code path (amsgrad, nesterov, weight decay on, ...)."""
+"""Flags that pick a rule's code path: weight decay on, then the rule's own (amsgrad, ...)."""
+WeightDecay = Literal["coupled", "decoupled"]
 
 
 def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
@@ -27,9 +34,21 @@ def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
     return flat
 
 
-def with_weight_decay(param: Tensor, grad: Tensor, weight_decay: Tensor) -> Tensor:
-    """L2 weight decay folded into the gradient as torch.optim does: grad + weight_decay * param."""
-    return grad.addcmul(param, weight_decay)
+def decay_coefficients(kind: WeightDecay, weight_decay: Tensor, lr: Tensor) -> dict[str, Tensor]:
+    """Weight decay's per-member coefficient: wd itself (coupled), or 1 - lr * wd (decoupled)."""
+    if kind == "decoupled":
+        return {"decay_factor": 1 - lr * weight_decay}
+    return {"weight_decay": weight_decay}
+
+
+def decay_(kind: WeightDecay, param: Tensor, grad: Tensor, coef: dict[str, Tensor]) -> Tensor:
+    """Apply weight decay before a rule's update; the gradient the rule then uses. Coupled:
+    grad + weight_decay * param (a new tensor: the caller's grad is never modified);
+    decoupled: param shrunk in place by its decay factor, grad unchanged."""
+    if kind == "decoupled":
+        param.mul_(coef["decay_factor"])
+        return grad
+    return grad.addcmul(param, coef["weight_decay"])
 
 
 def ema_(average: Tensor, value: Tensor, decay: Tensor, one_minus_decay: Tensor) -> Tensor:
@@ -50,12 +69,24 @@ class UpdateRule:
     scalars: ClassVar[tuple[str, ...]] = ()
     """Per-member scalar state besides ``step`` (nadam's mu_product), with initial value 1."""
 
+    weight_decay: WeightDecay = "coupled"
+    """How this family's ``weight_decay`` applies (AdamW: decoupled)."""
+
     def variant(self, hyperparameters: HParams) -> Variant:
-        """Flags that choose the code path; members with equal flags update together."""
-        return (hyperparameters.weight_decay != 0,)
+        """Flags that choose the code path; members with equal flags update together: weight
+        decay on, then the rule's own ``flags``."""
+        return (hyperparameters.weight_decay != 0, *self.flags(hyperparameters))
+
+    def flags(self, hyperparameters: HParams) -> Variant:
+        """The rule's own code-path flags (amsgrad, nesterov, ...); none by default."""
+        return ()
 
     def slots(self, variant: Variant) -> tuple[str, ...]:
         """Names of the per-parameter state tensors, as torch.optim names them."""
+        return self.state_slots(variant[1:])
+
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
+        """The rule's state tensors for these flags; none by default."""
         return ()
 
     def init_slot(self, name: str, like: Tensor, hyperparameters: dict[str, Tensor]) -> Tensor:
@@ -69,7 +100,19 @@ class UpdateRule:
         step: Tensor,
         scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
-        """Per-member coefficients ([K] float64) for this step; ``step`` is already incremented."""
+        """Per-member coefficients ([K] float64) for this step (``step`` already incremented):
+        the rule's own and weight decay's."""
+        own = self.step_coefficients(hyperparameters, lr, step, scalars)
+        return {**own, **decay_coefficients(self.weight_decay, hyperparameters["weight_decay"], lr)}
+
+    def step_coefficients(
+        self,
+        hyperparameters: dict[str, Tensor],
+        lr: Tensor,
+        step: Tensor,
+        scalars: dict[str, Tensor],
+    ) -> dict[str, Tensor]:
+        """The rule's own per-member coefficients for this step."""
         raise NotImplementedError
 
     def apply(
@@ -80,7 +123,21 @@ class UpdateRule:
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
-        """Update ``param`` and ``state`` in place from ``grad`` (never modified)."""
+        """Update ``param`` and ``state`` in place from ``grad`` (never modified): weight decay
+        where the variant has it, then the rule's update."""
+        if variant[0]:
+            grad = decay_(self.weight_decay, param, grad, coef)
+        self.update(variant[1:], param, grad, state, coef)
+
+    def update(
+        self,
+        flags: Variant,
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Tensor],
+        coef: dict[str, Tensor],
+    ) -> None:
+        """The rule's own step, in place, from a gradient weight decay has been applied to."""
         raise NotImplementedError
 
     def apply_all(

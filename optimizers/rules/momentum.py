@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant
 from optisweep.optimizers.schemas import HParams, MomentumParams
 
 
@@ -14,16 +14,16 @@ class MomentumRule(UpdateRule):
 
     torch_has_step = False
 
-    def variant(self, hyperparameters: HParams) -> Variant:
-        """Weight decay on, Nesterov on."""
+    def flags(self, hyperparameters: HParams) -> Variant:
+        """Nesterov on."""
         assert isinstance(hyperparameters, MomentumParams)
-        return (hyperparameters.weight_decay != 0, hyperparameters.nesterov)
+        return (hyperparameters.nesterov,)
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """One momentum buffer."""
         return ("momentum_buffer",)
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
@@ -35,7 +35,6 @@ class MomentumRule(UpdateRule):
         momentum = hyperparameters["momentum"]
         return {
             "neg_lr": -lr,
-            "weight_decay": hyperparameters["weight_decay"],
             "momentum": momentum,
             "buffer_decay": torch.where(first, torch.zeros_like(momentum), momentum),
             "grad_scale": torch.where(
@@ -43,18 +42,16 @@ class MomentumRule(UpdateRule):
             ),
         }
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One momentum step."""
-        has_weight_decay, nesterov = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
+        (nesterov,) = flags
         buf = state["momentum_buffer"]
         buf.mul_(coef["buffer_decay"]).addcmul_(grad, coef["grad_scale"])
         direction = grad.addcmul(buf, coef["momentum"]) if nesterov else buf

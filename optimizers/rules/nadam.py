@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_
 
 
 class NAdamRule(UpdateRule):
@@ -12,11 +12,11 @@ class NAdamRule(UpdateRule):
 
     scalars = ("mu_product",)
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """First and second moments."""
         return ("exp_avg", "exp_avg_sq")
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
@@ -37,21 +37,17 @@ class NAdamRule(UpdateRule):
             "eps": hyperparameters["eps"],
             "grad_coef": -lr * (1.0 - mu) / (1.0 - mu_product),
             "avg_coef": (-lr * mu_next) / (1.0 - mu_product * mu_next),
-            "weight_decay": hyperparameters["weight_decay"],
         }
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One NAdam step."""
-        (has_weight_decay,) = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
         exp_avg = state["exp_avg"].lerp_(grad, coef["one_minus_beta1"])
         second = ema_(state["exp_avg_sq"], grad, coef["beta2"], coef["one_minus_beta2"])
         denom = second.div(coef["bias_correction2"]).sqrt().add_(coef["eps"])

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_
 from optisweep.optimizers.schemas import HParams, RMSpropParams
 
 
 class RMSpropRule(UpdateRule):
     """square_avg <- alpha * square_avg + (1 - alpha) * grad**2; param -= lr * grad / rms."""
 
-    def variant(self, hyperparameters: HParams) -> Variant:
-        """Weight decay on, centred, momentum on."""
+    def flags(self, hyperparameters: HParams) -> Variant:
+        """Centred, momentum on."""
         assert isinstance(hyperparameters, RMSpropParams)
-        return (
-            hyperparameters.weight_decay != 0,
-            hyperparameters.centered,
-            hyperparameters.momentum > 0,
-        )
+        return (hyperparameters.centered, hyperparameters.momentum > 0)
 
-    def slots(self, variant: Variant) -> tuple[str, ...]:
-        """square_avg, plus momentum_buffer and grad_avg where the variant needs them."""
-        _, centered, has_momentum = variant
+    def state_slots(self, flags: Variant) -> tuple[str, ...]:
+        """square_avg, plus momentum_buffer and grad_avg where the flags need them."""
+        centered, has_momentum = flags
         names = ["square_avg"]
         if has_momentum:
             names.append("momentum_buffer")
@@ -30,14 +26,14 @@ class RMSpropRule(UpdateRule):
             names.append("grad_avg")
         return tuple(names)
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
         step: Tensor,
         scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
-        """alpha and its complement, eps, momentum, weight decay."""
+        """alpha and its complement, eps, momentum."""
         alpha = hyperparameters["alpha"]
         return {
             "neg_lr": -lr,
@@ -45,21 +41,18 @@ class RMSpropRule(UpdateRule):
             "one_minus_alpha": 1 - alpha,
             "eps": hyperparameters["eps"],
             "momentum": hyperparameters["momentum"],
-            "weight_decay": hyperparameters["weight_decay"],
         }
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One RMSprop step."""
-        has_weight_decay, centered, has_momentum = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
+        centered, has_momentum = flags
         square_avg = ema_(state["square_avg"], grad, coef["alpha"], coef["one_minus_alpha"])
         if centered:
             grad_avg = state["grad_avg"].lerp_(grad, coef["one_minus_alpha"])

@@ -1,10 +1,10 @@
-"""Plain SGD: param <- param - lr * (grad + weight_decay * param)."""
+"""Plain SGD: param <- param - lr * grad (weight decay folded into grad by the base)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, with_weight_decay
+from optisweep.optimizers.rules.base import UpdateRule, Variant
 
 
 class SGDRule(UpdateRule):
@@ -12,26 +12,23 @@ class SGDRule(UpdateRule):
 
     torch_has_step = False
 
-    def coefficients(
+    def step_coefficients(
         self,
         hyperparameters: dict[str, Tensor],
         lr: Tensor,
         step: Tensor,
         scalars: dict[str, Tensor],
     ) -> dict[str, Tensor]:
-        """Negative learning rate and weight decay."""
-        return {"neg_lr": -lr, "weight_decay": hyperparameters["weight_decay"]}
+        """The negative learning rate."""
+        return {"neg_lr": -lr}
 
-    def apply(
+    def update(
         self,
-        variant: Variant,
+        flags: Variant,
         param: Tensor,
         grad: Tensor,
         state: dict[str, Tensor],
         coef: dict[str, Tensor],
     ) -> None:
         """One SGD step."""
-        (has_weight_decay,) = variant
-        if has_weight_decay:
-            grad = with_weight_decay(param, grad, coef["weight_decay"])
         param.addcmul_(grad, coef["neg_lr"])
