@@ -46,12 +46,11 @@ def run_optisweep(
     import ray
     from sqlalchemy import select
 
-    from optisweep.service.controller.expand import expand, sweep_size
     from optisweep.service.controller.loop import Controller
     from optisweep.service.db.migrate import upgrade_engine
     from optisweep.service.db.session import make_engine, make_sessionmaker
-    from optisweep.service.sweeps.repository import create_sweep, default_project_id
     from optisweep.service.sweeps.schemas import SweepCreate
+    from optisweep.service.sweeps.service import submit_sweep
     from optisweep.service.trials.models import Trial
     from optisweep.service.trials.repository import metric_curves
 
@@ -66,14 +65,7 @@ def run_optisweep(
         upgrade_engine(engine)
         sessions = make_sessionmaker(engine)
         with sessions.begin() as session:
-            size = sweep_size(spec, expand(spec, max_trials=100_000))
-            sweep_id = create_sweep(
-                session,
-                spec=spec,
-                num_trials=size,
-                claimed_by="bench",
-                project_id=default_project_id(session),
-            ).id
+            sweep_id = submit_sweep(session, spec, max_trials=100_000, claimed_by="bench").id
         controller = Controller(
             sessions, max_trials=100_000, controller_id="bench", sweep_id=sweep_id
         )

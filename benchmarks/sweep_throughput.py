@@ -77,7 +77,7 @@ def reference_spec(trials: int) -> dict[str, Any]:
 
 def trial_specs(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The single trials optisweep would run for this sweep: same draws, same seeds."""
-    from optisweep.service.controller.expand import expand, trial_seed
+    from optisweep.service.sweeps.expansion import expand, trial_seed
     from optisweep.service.sweeps.schemas import SweepCreate
 
     sweep = SweepCreate.model_validate(spec)

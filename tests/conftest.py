@@ -16,11 +16,10 @@ T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FLAKY_ENTRY_POINT = "tests.service.flaky_workload:FLAKY"
-POISON_ENTRY_POINT = "tests.service.poison_workload:POISON"
 
 
 def write_plugins(root: Path) -> str:
-    """A real distribution under ``root`` that registers the `flaky` and `poison` workload
+    """A real distribution under ``root`` that registers the `flaky` workload
     plugins; the PYTHONPATH that makes them importable. It links this repository's tests/ in,
     not the repository: its folders (workers/, service/) must not be importable by those names,
     as they are not where users install optisweep."""
@@ -33,7 +32,7 @@ def write_plugins(root: Path) -> str:
         "Metadata-Version: 2.1\nName: optisweep-flaky\nVersion: 0.1\n"
     )
     (dist_info / "entry_points.txt").write_text(
-        f"[{ENTRY_POINT_GROUP}]\nflaky = {FLAKY_ENTRY_POINT}\npoison = {POISON_ENTRY_POINT}\n"
+        f"[{ENTRY_POINT_GROUP}]\nflaky = {FLAKY_ENTRY_POINT}\n"
     )
     return str(root)
 
@@ -130,3 +129,38 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
+
+
+UNSTARTABLE = {
+    "name": "unstartable",
+    "workload": {"name": "quadratic", "epochs": 2},
+    "space": {"optimizers": ["sgd"], "lr": "auto"},
+    "search": {"algorithm": "random", "num_trials": 2},
+    "objective": {"metric": "val_loss", "mode": "min"},
+}
+
+
+def queue_unstartable_sweep(database_url: str) -> int:
+    """A PENDING sweep (a real row) that the controller cannot start: its stored ``lr: auto``
+    range test gives bounds upside down (as a result written by a faulty or older version
+    might), so resolving its search space raises when the controller takes it on. The API
+    still shows it; the controller must fail it, and it alone. Its id."""
+    from optisweep.service.db.session import make_engine, make_sessionmaker
+    from optisweep.service.sweeps.repository import create_sweep, default_project_id
+    from optisweep.service.sweeps.schemas import SweepCreate
+
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            sweep = create_sweep(
+                session,
+                spec=SweepCreate.model_validate(UNSTARTABLE),
+                num_trials=2,
+                project_id=default_project_id(session),
+            )
+            sweep.lr_range = {"sgd": {"low": 0.1, "high": 0.001, "lrs": [], "losses": []}}
+            session.flush()
+            sweep_id: int = sweep.id
+    finally:
+        engine.dispose()
+    return sweep_id

@@ -152,12 +152,13 @@ def _checked_spec(spec_file: Path, *, max_trials: int) -> SweepCreate:
     """The spec file as a sweep checked in full; a bad one is one line and exit code 2."""
     from optisweep.service.errors import SpecError
     from optisweep.service.sweeps.schemas import SweepCreate
-    from optisweep.service.sweeps.service import checked_size
+    from optisweep.service.sweeps.validation import check_sweep
 
     data = load_spec(spec_file)
     try:
         spec = SweepCreate.model_validate(data)
-        checked_size(spec, max_trials=max_trials)
+        # What needs no worker, before Ray starts; submit_sweep checks it in full after.
+        check_sweep(spec, max_trials=max_trials, require_worker=False, local_code=True)
     except ValidationError as exc:
         raise fail(format_errors([dict(e) for e in exc.errors()])) from None
     except SpecError as exc:
@@ -185,7 +186,7 @@ def _submitted(
                 session,
                 spec,
                 max_trials=settings.max_trials,
-                feasible=Controller.check_feasible,
+                largest_node=Controller.largest_node,
                 inspect=inspect,
                 claimed_by=claimed_by,
             )

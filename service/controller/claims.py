@@ -15,17 +15,15 @@ from datetime import timedelta
 import ray
 from sqlalchemy.orm import Session
 
-from optisweep.service.controller.expand import expand, resolve_lr, trial_rows
 from optisweep.service.controller.faults import Faults
 from optisweep.service.controller.range_tests import RangeTests
-from optisweep.service.controller.searchers import Searcher, StoredTrial
 from optisweep.service.controller.state import ControllerState, start_over
 from optisweep.service.db.base import utcnow
-from optisweep.service.errors import SpecError
+from optisweep.service.search import Searcher, StoredTrial
+from optisweep.service.sweeps.expansion import expand, resolve_lr, trial_rows
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.repository import (
     claim_sweeps,
-    finish_sweep,
     start_sweep,
     stop_abandoned,
     stored_spec,
@@ -111,12 +109,9 @@ class Claims:
         if sweep.status == SweepStatus.PENDING:
             num_trials = None
             if not count_trials(session, sweep_id=sweep.id) and not adaptive and not ranging:
-                try:
-                    suggestions = expand(spec, max_trials=self.state.max_trials)
-                except SpecError as exc:
-                    error = f"{exc.field}: {exc}"
-                    finish_sweep(session, sweep, SweepStatus.FAILED, at=utcnow(), error=error)
-                    return
+                # Submitting a sweep inserts its trials; one queued by an earlier version of
+                # optisweep, which expanded sweeps here instead, still has none.
+                suggestions = expand(spec, max_trials=self.state.max_trials)
                 insert_trials(session, trial_rows(sweep.id, spec, suggestions))
                 num_trials = len(suggestions)
             if not start_sweep(session, sweep.id, num_trials=num_trials):

@@ -22,15 +22,15 @@ from optisweep.optimizers import (
     Schedule,
     StepSchedule,
 )
-from optisweep.service.controller.expand import trial_seed
 from optisweep.service.controller.faults import Faults
 from optisweep.service.controller.packing import PackingPolicy
 from optisweep.service.controller.ray_runtime import cluster_capacity
-from optisweep.service.controller.searchers import defaults_configurations
 from optisweep.service.controller.state import ControllerState, InFlight
+from optisweep.service.search import defaults_configurations
+from optisweep.service.sweeps.expansion import trial_rows
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import PbtSpec
-from optisweep.service.trials.models import Trial, TrialState
+from optisweep.service.trials.models import Trial
 from optisweep.service.trials.queue import insert_trials, pending_trials, status_counts
 from optisweep.service.trials.repository import metric_curves
 from optisweep.workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig
@@ -144,25 +144,13 @@ class Dispatcher:
         spec = self.state.specs[sweep_id]
         assert spec.search.num_trials is not None  # required for adaptive search
         budget = (spec.search.num_trials + defaults_configurations(spec)) * spec.search.repeats
-        rows = []
-        for number in range(created, budget):
+        suggestions = []
+        for _ in range(created, budget):
             suggestion = self.state.searchers[sweep_id].suggest()
             if suggestion is None:
                 break
-            rows.append(
-                {
-                    "sweep_id": sweep_id,
-                    "number": number,
-                    "optimizer": suggestion.optimizer,
-                    "hyperparameters": suggestion.hyperparameters,
-                    "search_params": suggestion.search_params,
-                    "settings": suggestion.settings or None,
-                    "defaults": suggestion.defaults,
-                    "seed": trial_seed(spec.search.seed, number),
-                    "status": TrialState.PENDING,
-                }
-            )
-        return rows
+            suggestions.append(suggestion)
+        return trial_rows(sweep_id, spec, suggestions, first=created)
 
     def _submit(
         self,

@@ -34,10 +34,8 @@ from optisweep.service.controller.range_tests import RangeTests
 from optisweep.service.controller.ray_runtime import largest_node, warm_workers
 from optisweep.service.controller.recorder import Recorder
 from optisweep.service.controller.state import SERVICE_CONTROLLER, ControllerState
-from optisweep.service.errors import SpecError
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import ACTIVE
-from optisweep.service.sweeps.schemas import ResourcesSpec
 
 logger = logging.getLogger(__name__)
 
@@ -124,19 +122,10 @@ class Controller:
             self._thread.join(timeout)
 
     @staticmethod
-    def check_feasible(resources: ResourcesSpec) -> None:
-        """SpecError unless some node of the cluster can hold one trial of these resources."""
-        cpus, gpus = largest_node()
-        for field, wanted, offered in (
-            ("cpus_per_trial", resources.cpus_per_trial, cpus),
-            ("gpus_per_trial", resources.gpus_per_trial, gpus),
-        ):
-            if wanted > offered:
-                raise SpecError(
-                    f"{wanted:g} requested per trial, but no node of the Ray cluster has more "
-                    f"than {offered:g}",
-                    field=f"resources.{field}",
-                )
+    def largest_node() -> tuple[float, float]:
+        """The most CPUs and GPUs one alive node of the cluster offers (a sweep whose trials
+        fit none is refused when submitted)."""
+        return largest_node()
 
     def wake(self) -> None:
         """Look for new or cancelled sweeps now instead of at the next claim interval."""

@@ -8,10 +8,10 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from optisweep.service.controller.expand import expand, resolve_lr, trial_rows
 from optisweep.service.controller.faults import Faults, describe
 from optisweep.service.controller.state import ControllerState
 from optisweep.service.db.base import utcnow
+from optisweep.service.sweeps.expansion import expand, resolve_lr, trial_rows
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.repository import finish_sweep
 from optisweep.service.sweeps.schemas import SweepCreate

@@ -12,7 +12,7 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from optisweep.service.code.store import CodeStore, runtime_env
-from optisweep.service.controller.searchers import Searcher, sweep_searcher
+from optisweep.service.search import Searcher, sweep_searcher
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.trials.models import Trial, TrialState, note_status
 

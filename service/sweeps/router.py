@@ -85,7 +85,7 @@ def create_sweep(
             session,
             spec,
             max_trials=settings.max_trials,
-            feasible=controller.check_feasible if controller is not None else None,
+            largest_node=controller.largest_node if controller is not None else None,
             inspect=controller.inspect if controller is not None else None,
             code_store=request.app.state.code_store,
             project_id=found.id,

@@ -24,7 +24,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from tests.chaos.audit import Audit, audit_sweep
-from tests.conftest import CHECKPOINT_DIR_VARIABLE, write_plugins
+from tests.conftest import CHECKPOINT_DIR_VARIABLE, queue_unstartable_sweep, write_plugins
 from tests.e2e.conftest import Server
 
 EPOCHS = 12
@@ -47,15 +47,6 @@ def healthy_spec(
         "objective": {"metric": "val_loss", "mode": "min"},
         "resources": {"pack": pack, "max_pack_size": 2, "max_failures": 3},
     }
-
-
-POISON_SPEC = {
-    "name": "poison",
-    "workload": {"name": "poison", "epochs": 2},
-    "space": {"optimizers": ["sgd"], "lr": {"values": [0.1]}},
-    "search": {"algorithm": "grid"},
-    "objective": {"metric": "val_loss", "mode": "min"},
-}
 
 
 @dataclass
@@ -224,8 +215,9 @@ def freeze_server(run: Run) -> None:
 
 
 def poison_beside(run: Run) -> None:
-    """The fault: a sweep whose handling raises, submitted beside the healthy ones."""
-    run.others.append(run.submit(POISON_SPEC))
+    """The fault: a sweep whose handling raises (its stored range test cannot be used), queued
+    beside the healthy ones."""
+    run.others.append(queue_unstartable_sweep(run.database_url))
     run.faults += 1
 
 

@@ -66,3 +66,21 @@ def test_nothing_imports_the_folders_by_their_generic_names() -> None:
                 )
                 wrong += [f"{path}: {n}" for n in names if n.split(".")[0] in GENERIC_NAMES]
     assert wrong == []
+
+
+def test_the_sweeps_domain_imports_no_controller() -> None:
+    # polar's endpoint -> service -> repository: validation and expansion live in sweeps; the
+    # controller runs sweeps and may import sweeps, never the other way.
+    wrong = []
+    for path in sorted((REPO_ROOT / "service" / "sweeps").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("optisweep.service.controller"):
+                    wrong.append(f"{path.name}: {node.module}")
+            elif isinstance(node, ast.Import):
+                wrong += [
+                    f"{path.name}: {a.name}"
+                    for a in node.names
+                    if a.name.startswith("optisweep.service.controller")
+                ]
+    assert wrong == []

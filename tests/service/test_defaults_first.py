@@ -16,7 +16,8 @@ from sqlalchemy import Engine, func, select
 
 from optisweep.optimizers import OPTIMIZERS, get_spec
 from optisweep.service.controller.loop import Controller
-from optisweep.service.controller.searchers import (
+from optisweep.service.db.session import make_sessionmaker
+from optisweep.service.search import (
     SEARCHERS,
     AdaptiveSearcher,
     DefaultsFirst,
@@ -24,7 +25,6 @@ from optisweep.service.controller.searchers import (
     make_searcher,
     sweep_searcher,
 )
-from optisweep.service.db.session import make_sessionmaker
 from optisweep.service.sweeps.repository import create_sweep, default_project_id
 from optisweep.service.sweeps.schemas import Space, SweepCreate
 from optisweep.service.trials.models import Trial, TrialState

@@ -10,7 +10,7 @@ from sqlalchemy.exc import ArgumentError
 from optisweep.service.db.session import make_engine
 from optisweep.service.errors import SpecError
 from optisweep.service.sweeps.schemas import SweepCreate
-from optisweep.service.sweeps.service import checked_size
+from optisweep.service.sweeps.validation import check_sweep
 
 
 def test_a_postgresql_url_without_its_driver_names_the_extra(
@@ -35,8 +35,8 @@ def test_cmaes_without_its_package_is_refused_on_search_algorithm(
             "objective": {"metric": "val_loss", "mode": "min"},
         }
     )
-    assert checked_size(spec, max_trials=100) == 4
+    assert check_sweep(spec, max_trials=100).num_trials == 4
     monkeypatch.setitem(sys.modules, "cmaes", None)
     with pytest.raises(SpecError, match=r"optisweep\[cmaes\]") as refused:
-        checked_size(spec, max_trials=100)
+        check_sweep(spec, max_trials=100)
     assert refused.value.field == "search.algorithm"

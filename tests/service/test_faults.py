@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from optisweep.service.config import Settings
-from optisweep.service.controller.expand import trial_seed
-from tests.conftest import wait_until
+from optisweep.service.sweeps.expansion import trial_seed
+from tests.conftest import queue_unstartable_sweep, wait_until
 from tests.service.conftest import LiveAPI, running_server
 
 EPOCHS = 12
@@ -100,18 +100,14 @@ def test_reports_held_while_the_database_rejects_writes_are_all_recorded(
 
 @pytest.mark.usefixtures("flaky_plugin")
 def test_a_sweep_whose_handling_fails_fails_alone_while_others_complete(
-    live_api: LiveAPI,
+    live_api: LiveAPI, database_url: str
 ) -> None:
-    poison = live_api.submit(
-        {**_quadratic_spec("poison", lrs=[1e-4]), "workload": {"name": "poison", "epochs": 2}}
-    )
+    poison = queue_unstartable_sweep(database_url)
     healthy = live_api.submit(_quadratic_spec("healthy-beside-poison", lrs=[1e-4, 2e-4]))
-    poisoned = live_api.wait(poison["id"], timeout=120)
+    poisoned = live_api.wait(poison, timeout=120)
     assert poisoned["status"] == "failed"
     # retried (logged each time), then failed with the error, alone
-    assert poisoned["error"] == (
-        "could not start: RuntimeError: poisoned: this workload cannot say whether it packs"
-    )
+    assert poisoned["error"].startswith("could not start: ValidationError:")
     assert sum(poisoned["trial_counts"].values()) == 0
     assert live_api.wait(healthy["id"])["status"] == "completed"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from optisweep.service.controller.searchers import AdaptiveSearcher
+from optisweep.service.search import AdaptiveSearcher
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import ObjectiveSpec
 from tests.service.conftest import LiveAPI

@@ -12,9 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from optisweep.optimizers import validate_hyperparameters
-from optisweep.service.controller.expand import expand, sweep_size
-from optisweep.service.controller.searchers import GridError, grid_size, make_searcher
+from optisweep.service.search import GridError, grid_size, make_searcher
 from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.validation import check_sweep
 from tests.conftest import REPO_ROOT, wait_until
 
 EXAMPLE: dict[str, Any] = {
@@ -188,11 +188,12 @@ def test_a_users_workload_is_packed_once_a_worker_found_that_it_packs() -> None:
 def test_every_example_is_a_valid_sweep(path: Path) -> None:
     spec = SweepCreate.model_validate(yaml.safe_load(path.read_text()))
     assert spec.name == path.stem
-    assert sweep_size(spec, expand(spec, max_trials=10_000)) >= 1
+    checked = check_sweep(spec, max_trials=10_000, require_worker=False, local_code=True)
+    assert checked.num_trials >= 1
 
 
 def test_the_packing_note_says_what_packing_will_not_do() -> None:
-    from optisweep.service.controller.expand import packing_note
+    from optisweep.service.sweeps.validation import packing_note
     from optisweep.workers.specs import PackProbe, WorkloadReport
 
     spec = SweepCreate.model_validate(

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from optisweep.service.controller.loop import Controller
-from optisweep.service.controller.searchers import AdaptiveSearcher
 from optisweep.service.db.session import make_sessionmaker
+from optisweep.service.search import AdaptiveSearcher
 from optisweep.service.sweeps.repository import create_sweep, default_project_id
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.trials.models import Trial, TrialState

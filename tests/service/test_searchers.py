@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from optisweep.service.controller.searchers import (
+from optisweep.service.search import (
     AdaptiveSearcher,
     ConcurrencyLimiter,
     RandomSearcher,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from optisweep.service.trials.models import Trial, TrialState
 from tests.service.hostile.conftest import SPEC, Served, first_error
@@ -135,24 +136,16 @@ def test_checkpoint_paths_are_shown_relative_to_the_checkpoint_folder(
     served: Served, sweep_id: int
 ) -> None:
     inside = served.checkpoint_dir.resolve() / "sweep-1-x" / "trial-0.pt"
-    with served.sessions.begin() as session:
-        trials = [
-            Trial(
-                sweep_id=sweep_id,
-                number=number,
-                optimizer="sgd",
-                hyperparameters={"lr": 0.01},
-                seed=number,
-                status=TrialState.COMPLETED,
-                checkpoint_path=str(path),
-                checkpoint_epoch=2,
+    with served.sessions.begin() as session:  # the sweep's first two trials, as if they ran
+        trials = list(
+            session.scalars(
+                select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.number).limit(2)
             )
-            for number, path in enumerate([inside, Path("/elsewhere/trial-1.pt")])
-        ]
-        for trial in trials:
+        )
+        for trial, path in zip(trials, [inside, Path("/elsewhere/trial-1.pt")], strict=True):
+            trial.status = TrialState.COMPLETED
+            trial.checkpoint_path, trial.checkpoint_epoch = str(path), 2
             trial.objective = trial.best_objective = 0.5
-        session.add_all(trials)
-        session.flush()
         ids = [trial.id for trial in trials]
     shown = [served.client.get(f"/trials/{trial_id}").json() for trial_id in ids]
     assert [t["checkpoint_path"] for t in shown] == ["sweep-1-x/trial-0.pt", None]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from optisweep.optimizers import get_spec
-from optisweep.service.controller.searchers.base import (
+from optisweep.service.search.base import (
     Searcher,
     StoredTrial,
     Suggestion,

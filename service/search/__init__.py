@@ -4,11 +4,11 @@ families' defaults first)."""
 
 from collections.abc import Callable
 
-from optisweep.service.controller.searchers.adaptive import AdaptiveSearcher
-from optisweep.service.controller.searchers.base import Searcher, StoredTrial, Suggestion, combine
-from optisweep.service.controller.searchers.grid import GridError, GridSearcher, grid_size
-from optisweep.service.controller.searchers.random import RandomSearcher
-from optisweep.service.controller.searchers.wrappers import (
+from optisweep.service.search.adaptive import AdaptiveSearcher
+from optisweep.service.search.base import Searcher, StoredTrial, Suggestion, combine
+from optisweep.service.search.grid import GridError, GridSearcher, grid_size
+from optisweep.service.search.random import RandomSearcher
+from optisweep.service.search.wrappers import (
     ConcurrencyLimiter,
     DefaultsFirst,
     Repeater,

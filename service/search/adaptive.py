@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from optisweep.service.controller.searchers.base import (
+from optisweep.service.search.base import (
     StoredTrial,
     Suggestion,
     setting_axes,

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from optisweep.optimizers import get_spec
-from optisweep.service.controller.searchers.base import (
+from optisweep.service.search.base import (
     NonAdaptive,
     StoredTrial,
     Suggestion,

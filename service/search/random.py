@@ -6,7 +6,7 @@ import math
 import random
 from typing import Any
 
-from optisweep.service.controller.searchers.base import (
+from optisweep.service.search.base import (
     NonAdaptive,
     StoredTrial,
     Suggestion,

@@ -1,0 +1,85 @@
+"""One validation path: check_sweep checks a sweep in full and expands it once; submitting
+queues the sweep with its trials, so the controller only claims it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from optisweep.service.errors import SpecError
+from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.service.sweeps.service import submit_sweep
+from optisweep.service.sweeps.validation import check_sweep
+from optisweep.service.trials.models import Trial, TrialState
+
+
+def _spec(**search: Any) -> SweepCreate:
+    return SweepCreate.model_validate(
+        {
+            "name": "checked",
+            "workload": {"name": "quadratic", "epochs": 2},
+            "space": {"optimizers": ["sgd", "adam"], "lr": {"values": [0.1, 0.01, 0.001]}},
+            "search": {"algorithm": "grid", **search},
+            "objective": {"metric": "val_loss", "mode": "min"},
+        }
+    )
+
+
+def test_submitting_a_grid_queues_the_sweep_with_every_trial(session: Session) -> None:
+    spec = _spec(repeats=2)
+    checked = check_sweep(spec, max_trials=100)
+    assert checked.num_trials == len(checked.suggestions) == 2 * 3 * 2
+    sweep = submit_sweep(session, spec, max_trials=100)
+    rows = session.execute(
+        select(Trial.number, Trial.optimizer, Trial.status).where(Trial.sweep_id == sweep.id)
+    ).all()
+    assert sweep.num_trials == len(rows) == 12
+    assert sorted(number for number, _, _ in rows) == list(range(12))
+    assert {status for _, _, status in rows} == {TrialState.PENDING}
+    # the repeats of a configuration are consecutive
+    by_number = {number: optimizer for number, optimizer, _ in rows}
+    assert all(by_number[2 * i] == by_number[2 * i + 1] for i in range(6))
+
+
+def test_an_adaptive_sweep_is_queued_without_trials_its_searcher_asks_later(
+    session: Session,
+) -> None:
+    spec = SweepCreate.model_validate(
+        {
+            **_spec().model_dump(mode="json"),
+            "space": {"optimizers": ["adam"], "lr": {"low": 1e-4, "high": 1e-1, "log": True}},
+            "search": {"algorithm": "tpe", "num_trials": 5, "repeats": 2},
+        }
+    )
+    sweep = submit_sweep(session, spec, max_trials=100)
+    count = session.scalar(select(func.count()).where(Trial.sweep_id == sweep.id))
+    assert (sweep.num_trials, count) == (10, 0)
+
+
+@pytest.mark.parametrize(
+    ("search", "max_trials", "field"),
+    [
+        ({"repeats": 3}, 10, "search.repeats"),
+        ({}, 5, "space"),
+    ],
+)
+def test_a_sweep_over_the_budget_names_its_field(
+    search: dict[str, Any], max_trials: int, field: str
+) -> None:
+    with pytest.raises(SpecError) as refused:
+        check_sweep(_spec(**search), max_trials=max_trials)
+    assert refused.value.field == field
+
+
+def test_a_users_workload_needs_a_worker_unless_told_otherwise() -> None:
+    spec = SweepCreate.model_validate(
+        {**_spec().model_dump(mode="json"), "workload": {"entrypoint": "mine:net", "epochs": 1}}
+    )
+    with pytest.raises(SpecError) as refused:
+        check_sweep(spec, max_trials=100)
+    assert refused.value.field == "workload.entrypoint"
+    quick = check_sweep(spec, max_trials=100, require_worker=False)
+    assert (quick.report, quick.num_trials) == (None, 6)
