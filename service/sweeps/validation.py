@@ -19,10 +19,10 @@ from optisweep.optimizers import HyperparameterError
 from optisweep.service.code.store import CodeStore
 from optisweep.service.errors import SpecError
 from optisweep.service.search import GridError, Suggestion, defaults_configurations
-from optisweep.service.sweeps.expansion import expand, planned_trials
+from optisweep.service.sweeps.expansion import deferred, expand, planned_trials
 from optisweep.service.sweeps.fits import check_batch_fits, check_schedule_fits, needs_train_size
 from optisweep.service.sweeps.schemas import Choice, IntRange, ResourcesSpec, SweepCreate
-from optisweep.service.sweeps.search_spec import ADAPTIVE, MULTI_OBJECTIVE, PbtSpec
+from optisweep.service.sweeps.search_spec import MULTI_OBJECTIVE, PbtSpec
 from optisweep.workers.specs import WorkloadReport
 from optisweep.workers.workloads import (
     WorkloadConfigError,
@@ -118,7 +118,7 @@ def _expanded(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
     """The sweep's trials within the trial budget (SpecError naming the field if not)."""
     search = spec.search
     try:
-        if search.algorithm in ADAPTIVE and (search.num_trials or 0) > max_trials:
+        if deferred(spec) and (search.num_trials or 0) > max_trials:
             raise GridError(
                 f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
                 field="search.num_trials",

@@ -83,3 +83,16 @@ def test_a_users_workload_needs_a_worker_unless_told_otherwise() -> None:
     assert refused.value.field == "workload.entrypoint"
     quick = check_sweep(spec, max_trials=100, require_worker=False)
     assert (quick.report, quick.num_trials) == (None, 6)
+
+
+def test_lr_auto_over_the_budget_names_num_trials() -> None:
+    spec = SweepCreate.model_validate(
+        {
+            **_spec().model_dump(mode="json"),
+            "space": {"optimizers": ["adam"], "lr": "auto"},
+            "search": {"algorithm": "random", "num_trials": 50},
+        }
+    )
+    with pytest.raises(SpecError) as refused:
+        check_sweep(spec, max_trials=20)
+    assert refused.value.field == "search.num_trials"
