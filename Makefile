@@ -84,4 +84,4 @@ gpu-check:
 	$(GPU_PYTHON) -m benchmarks.gpu_check --out $(GPU_CHECK_OUT)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(DASHBOARD)/node_modules
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(DASHBOARD)/node_modules $(DASHBOARD)/vendor
