@@ -101,9 +101,10 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=50_000_000)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="fewer families and parameters")
+    parser.add_argument("--families", nargs="+", choices=sorted(OPTIMIZERS), help="only these")
     args = parser.parse_args()
     device = torch.device(args.device)
-    families = ["sgd", "adam"] if args.quick else sorted(OPTIMIZERS)
+    families = args.families or (["sgd", "adam"] if args.quick else sorted(OPTIMIZERS))
     total = 2_000_000 if args.quick else args.total
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()

@@ -16,6 +16,7 @@ from optisweep.optimizers.rules.adamax import AdamaxRule
 from optisweep.optimizers.rules.base import UpdateRule
 from optisweep.optimizers.rules.momentum import MomentumRule
 from optisweep.optimizers.rules.nadam import NAdamRule
+from optisweep.optimizers.rules.radam import RAdamRule
 from optisweep.optimizers.rules.rmsprop import RMSpropRule
 from optisweep.optimizers.rules.sgd import SGDRule
 from optisweep.optimizers.schemas import (
@@ -27,6 +28,7 @@ from optisweep.optimizers.schemas import (
     HParams,
     MomentumParams,
     NAdamParams,
+    RAdamParams,
     RMSpropParams,
     SGDParams,
     field_path,
@@ -224,6 +226,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=2,
         fused_on_cuda=False,
         description="Adam with Nesterov momentum.",
+    ),
+    "radam": OptimizerSpec(
+        name="radam",
+        params_model=RAdamParams,
+        torch_class=torch.optim.RAdam,
+        rule=RAdamRule(),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=2,
+        fused_on_cuda=False,
+        description="Adam rectified while its adaptive lr's variance is intractable (RAdam).",
     ),
 }
 

@@ -139,6 +139,18 @@ class AdamaxParams(HParams):
     eps: PositiveFloat = 1e-8
 
 
+class RAdamParams(HParams):
+    """Rectified Adam (Liu et al., 2020): Adam's adaptive step only once the variance of its
+    adaptive learning rate is tractable, plain momentum steps before."""
+
+    lr: PositiveFloat = 1e-3
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    decoupled_weight_decay: bool = False
+    """Weight decay as AdamW applies it (the parameter shrunk by lr * weight_decay) instead of
+    L2 folded into the gradient."""
+
+
 class NAdamParams(HParams):
     """Adam with Nesterov momentum (Dozat's momentum-decay schedule)."""
 

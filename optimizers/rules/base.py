@@ -34,11 +34,10 @@ def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
     return flat
 
 
-def decay_coefficients(kind: WeightDecay, weight_decay: Tensor, lr: Tensor) -> dict[str, Tensor]:
-    """Weight decay's per-member coefficient: wd itself (coupled), or 1 - lr * wd (decoupled)."""
-    if kind == "decoupled":
-        return {"decay_factor": 1 - lr * weight_decay}
-    return {"weight_decay": weight_decay}
+def decay_coefficients(weight_decay: Tensor, lr: Tensor) -> dict[str, Tensor]:
+    """Weight decay's per-member coefficients: wd itself (coupled) and 1 - lr * wd
+    (decoupled); the rule's kind picks one."""
+    return {"weight_decay": weight_decay, "decay_factor": 1 - lr * weight_decay}
 
 
 def decay_(kind: WeightDecay, param: Tensor, grad: Tensor, coef: dict[str, Tensor]) -> Tensor:
@@ -103,7 +102,8 @@ class UpdateRule:
         """Per-member coefficients ([K] float64) for this step (``step`` already incremented):
         the rule's own and weight decay's."""
         own = self.step_coefficients(hyperparameters, lr, step, scalars)
-        return {**own, **decay_coefficients(self.weight_decay, hyperparameters["weight_decay"], lr)}
+        weight_decay = hyperparameters["weight_decay"]
+        return {**own, **decay_coefficients(weight_decay, lr)}
 
     def step_coefficients(
         self,
@@ -114,6 +114,11 @@ class UpdateRule:
     ) -> dict[str, Tensor]:
         """The rule's own per-member coefficients for this step."""
         raise NotImplementedError
+
+    def decay_kind(self, flags: Variant) -> WeightDecay:
+        """How weight decay applies for these flags (a family whose hyperparameters choose it,
+        RAdam's ``decoupled_weight_decay``, says so in a flag)."""
+        return self.weight_decay
 
     def apply(
         self,
@@ -126,7 +131,7 @@ class UpdateRule:
         """Update ``param`` and ``state`` in place from ``grad`` (never modified): weight decay
         where the variant has it, then the rule's update."""
         if variant[0]:
-            grad = decay_(self.weight_decay, param, grad, coef)
+            grad = decay_(self.decay_kind(variant[1:]), param, grad, coef)
         self.update(variant[1:], param, grad, state, coef)
 
     def update(

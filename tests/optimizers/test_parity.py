@@ -50,6 +50,11 @@ GRID: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.01},
         {"lr": 0.01, "betas": (0.8, 0.99), "momentum_decay": 0.01, "weight_decay": 0.01},
     ],
+    "radam": [
+        {"lr": 0.01},
+        {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.01},
+        {"lr": 0.02, "betas": (0.9, 0.9), "weight_decay": 0.05, "decoupled_weight_decay": True},
+    ],
 }
 
 

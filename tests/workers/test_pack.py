@@ -59,6 +59,11 @@ MIXED: list[dict[str, Any]] = [
     },
     {"optimizer": "nadam", "hyperparameters": {"lr": 2e-3}, "seed": 9, "clip_norm": 2.0},
     {"optimizer": "adam", "hyperparameters": {"lr": 1e-3}, "seed": 10},
+    {
+        "optimizer": "radam",
+        "hyperparameters": {"lr": 3e-3, "weight_decay": 1e-3, "decoupled_weight_decay": True},
+        "seed": 11,
+    },
 ]
 
 
