@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer, get_spec
 
 MLP_SHAPES = ((128, 64), (128,), (10, 128), (10,))
 
@@ -50,14 +50,25 @@ def _mlp_tensors(k: int, device: torch.device) -> tuple[list[torch.Tensor], list
     return init, grads
 
 
+def reference_optimizer(name: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    """The strongest single-model optimizer of a family: torch.optim's (foreach), or for a
+    family torch lacks its reference package's (lion-pytorch, a dev dependency)."""
+    if name == "lion":
+        from lion_pytorch import Lion
+
+        return Lion(params, **get_spec(name).defaults())
+    return create_optimizer(name, params)
+
+
 def separate_step(name: str, k: int, device: torch.device, repeats: int) -> float:
-    """Seconds per step of k torch.optim (foreach) optimizers over k separate models."""
+    """Seconds per step of k reference optimizers (torch.optim's foreach, or the family's
+    reference package) over k separate models."""
     init, grads = _mlp_tensors(k, device)
     models = [[t[i].clone().requires_grad_() for t in init] for i in range(k)]
     for i, params in enumerate(models):
         for p, g in zip(params, grads, strict=True):
             p.grad = g[i].clone()
-    separate = [create_optimizer(name, params) for params in models]
+    separate = [reference_optimizer(name, params) for params in models]
 
     def step_separate() -> None:
         for optimizer in separate:

@@ -9,11 +9,13 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from optisweep.optimizers.rule_optimizer import rule_optimizer
 from optisweep.optimizers.rules.adadelta import AdadeltaRule
 from optisweep.optimizers.rules.adagrad import AdagradRule
 from optisweep.optimizers.rules.adam import AdamRule
 from optisweep.optimizers.rules.adamax import AdamaxRule
 from optisweep.optimizers.rules.base import UpdateRule
+from optisweep.optimizers.rules.lion import LionRule
 from optisweep.optimizers.rules.momentum import MomentumRule
 from optisweep.optimizers.rules.nadam import NAdamRule
 from optisweep.optimizers.rules.radam import RAdamRule
@@ -26,6 +28,7 @@ from optisweep.optimizers.schemas import (
     AdamParams,
     AdamWParams,
     HParams,
+    LionParams,
     MomentumParams,
     NAdamParams,
     RAdamParams,
@@ -237,6 +240,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=2,
         fused_on_cuda=False,
         description="Adam rectified while its adaptive lr's variance is intractable (RAdam).",
+    ),
+    "lion": OptimizerSpec(
+        name="lion",
+        params_model=LionParams,
+        torch_class=rule_optimizer("lion", LionParams, LionRule()),
+        rule=LionRule(),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=1,
+        fused_on_cuda=False,
+        description="The sign of interpolated momentum, decoupled weight decay (Lion).",
     ),
 }
 

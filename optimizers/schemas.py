@@ -151,6 +151,14 @@ class RAdamParams(HParams):
     L2 folded into the gradient."""
 
 
+class LionParams(HParams):
+    """Lion: the sign of an interpolation of momentum and gradient; weight decay decoupled (as
+    the lion-pytorch package applies it: the parameter shrunk by lr * weight_decay)."""
+
+    lr: PositiveFloat = 1e-4
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.99)
+
+
 class NAdamParams(HParams):
     """Adam with Nesterov momentum (Dozat's momentum-decay schedule)."""
 

@@ -15,6 +15,28 @@ from optisweep.optimizers.flat import FlatParameters
 SHAPES: tuple[tuple[int, ...], ...] = ((6, 4), (4,), (3, 2, 2))
 
 
+def _lion(params: list[Tensor], hyperparameters: dict[str, Any]) -> torch.optim.Optimizer:
+    from lion_pytorch import Lion
+
+    return Lion(params, **hyperparameters)  # type: ignore[no-any-return]
+
+
+REFERENCES: dict[str, Callable[[list[Tensor], dict[str, Any]], torch.optim.Optimizer]] = {
+    "lion": _lion,
+}
+"""The reference implementation of each family torch.optim lacks (a test dependency only);
+the parity tests compare those families' population rules against it, the others against
+torch.optim."""
+
+
+def reference_optimizer(config: MemberConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    """The optimizer a member is checked against: its reference package's, or torch.optim's."""
+    hyperparameters = config.validated().model_dump()
+    if config.optimizer in REFERENCES:
+        return REFERENCES[config.optimizer](params, hyperparameters)
+    return create_optimizer(config.optimizer, params, **config.hyperparameters)
+
+
 @dataclass
 class SideBySide:
     """A population over stacked params, and for each member its own params and torch optimizer."""
@@ -83,7 +105,7 @@ def side_by_side(
     stacked = flat_params.params if flat_params else [t.clone().requires_grad_() for t in init]
     alone = [[t[k].clone().requires_grad_() for t in init] for k in range(len(configs))]
     optimizers = [
-        create_optimizer(c.optimizer, params, **c.hyperparameters)
+        reference_optimizer(c, params)
         if torch_options is None
         else c.spec.torch_class(params, **c.validated().model_dump(), **torch_options)
         for c, params in zip(configs, alone, strict=True)

@@ -55,6 +55,10 @@ GRID: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.01},
         {"lr": 0.02, "betas": (0.9, 0.9), "weight_decay": 0.05, "decoupled_weight_decay": True},
     ],
+    "lion": [
+        {"lr": 1e-3},
+        {"lr": 3e-4, "betas": (0.95, 0.98), "weight_decay": 0.1},
+    ],
 }
 
 

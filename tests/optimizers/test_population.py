@@ -188,8 +188,8 @@ def test_bad_shapes_and_members_are_rejected() -> None:
         PopulationOptimizer([torch.zeros(2, 4)], [])
     with pytest.raises(ValueError, match="floating-point"):
         PopulationOptimizer([torch.zeros(2, 4, dtype=torch.int64)], [{"optimizer": "sgd"}] * 2)
-    with pytest.raises(ValueError, match=r"unknown optimizer 'lion'"):
-        PopulationOptimizer([torch.zeros(2, 4)], [{"optimizer": "lion"}] * 2)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'sophia'"):
+        PopulationOptimizer([torch.zeros(2, 4)], [{"optimizer": "sophia"}] * 2)
     pop = PopulationOptimizer([torch.zeros(2, 4)], [{"optimizer": "sgd"}] * 2)
     with pytest.raises(ValueError, match=r"member: expected an index in \[0, 2\), got 5"):
         pop.freeze(5)

@@ -64,6 +64,12 @@ MIXED: list[dict[str, Any]] = [
         "hyperparameters": {"lr": 3e-3, "weight_decay": 1e-3, "decoupled_weight_decay": True},
         "seed": 11,
     },
+    {
+        "optimizer": "lion",
+        "hyperparameters": {"lr": 3e-4, "weight_decay": 0.1},
+        "seed": 12,
+        "clip_norm": 1.0,
+    },
 ]
 
 
