@@ -3,8 +3,9 @@
 For K = 64, 256 and 1024 members of the reference MLP (mlp-digits) and of a CNN with
 BatchNorm (cnn-bn-digits), one family at a time: K models each stepped by its own optimizer
 from ``create_optimizer`` (torch.optim's fused kernel on CUDA where torch has one, foreach
-otherwise), against one eager PopulationOptimizer step over the stacked parameters, one
-tensor per parameter and (``flat``) all of them as one [K, N] buffer, as packs hold them.
+otherwise; for a family torch lacks, its reference package's: lion-pytorch), against one eager
+PopulationOptimizer step over the stacked parameters, one tensor per parameter and (``flat``)
+all of them as one [K, N] buffer, as packs hold them.
 
 Run: ``python -m benchmarks.population_scaling [--device cuda] [--quick]``
 """
@@ -16,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-from benchmarks.optimizer_step import timed
-from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer, create_optimizer
+from benchmarks.optimizer_step import reference_optimizer, timed
+from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer
 from optisweep.optimizers.flat import FlatParameters
 from optisweep.workers.workloads import parse_workload_config
 
@@ -43,14 +44,15 @@ def _tensors(
 def separate_ms(
     name: str, shapes: Sequence[tuple[int, ...]], k: int, device: torch.device, repeats: int
 ) -> float:
-    """Milliseconds per step of k optimizers from create_optimizer over k separate models."""
+    """Milliseconds per step of k reference optimizers (create_optimizer's, or for a family
+    torch lacks its reference package's) over k separate models."""
     init, grads = _tensors(shapes, k, device)
     optimizers = []
     for i in range(k):
         params = [t[i].clone().requires_grad_() for t in init]
         for p, g in zip(params, grads, strict=True):
             p.grad = g[i].clone()
-        optimizers.append(create_optimizer(name, params))
+        optimizers.append(reference_optimizer(name, params))
 
     def step() -> None:
         for optimizer in optimizers:

@@ -52,10 +52,10 @@ class MemberGroup:
         sources = [flat.data] if flat is not None else params
         initial = [
             {
-                slot: spec.rule.init_slot(slot, self._rows(source), self.hyperparameters)
-                for slot in spec.rule.slots(variant)
+                slot: spec.rule.init_slot(slot, rows, self.hyperparameters)
+                for slot in spec.rule.param_slots(variant, rows)
             }
-            for source in sources
+            for rows in map(self._rows, sources)
         ]
         self.flat_state: dict[str, Tensor] = initial[0] if flat is not None else {}
         self.state = initial

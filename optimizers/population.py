@@ -87,7 +87,8 @@ class PopulationOptimizer:
     freezing, and export as ordinary params plus a torch.optim state dict.
     With ``compile=True`` each update rule runs as one torch.compile'd kernel (eager on failure).
     Given ``flat`` (whose ``params`` are then the parameters), a step whose gradients are in
-    its buffer updates that one [K, N] tensor per group instead of each parameter tensor.
+    its buffer updates that one [K, N] tensor per group instead of each parameter tensor
+    (when every member's rule is elementwise: Adafactor's is not).
     """
 
     def __init__(
@@ -126,13 +127,22 @@ class PopulationOptimizer:
         self.device = self.params[0].device
         self.size = size
         hyperparameters = [m.validated() for m in self.members]
+        # One flat buffer steps only when every rule is elementwise; otherwise flat's
+        # parameters (and their gradient blocks) step one tensor at a time.
+        self._flat_steps = flat is not None and all(m.spec.rule.elementwise for m in self.members)
+        group_flat = flat if self._flat_steps else None
 
         by_key: dict[tuple[str, Variant], list[int]] = {}
         for k, (member, hp) in enumerate(zip(self.members, hyperparameters, strict=True)):
             by_key.setdefault((member.optimizer, member.spec.rule.variant(hp)), []).append(k)
         self._groups = [
             MemberGroup(
-                get_spec(name), variant, rows, [hyperparameters[k] for k in rows], self.params, flat
+                get_spec(name),
+                variant,
+                rows,
+                [hyperparameters[k] for k in rows],
+                self.params,
+                group_flat,
             )
             for (name, variant), rows in by_key.items()
         ]
@@ -195,7 +205,7 @@ class PopulationOptimizer:
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
         """One update of every unfrozen member, from ``grads`` or each parameter's ``.grad``."""
         flat = self._flat
-        if grads is None and flat is not None and flat.grads_in_place():
+        if grads is None and flat is not None and self._flat_steps and flat.grads_in_place():
             self._step([flat.data], [flat.grad], flat=True)
             return
         grad_list = list(grads) if grads is not None else [p.grad for p in self.params]

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from optisweep.optimizers.rule_optimizer import rule_optimizer
 from optisweep.optimizers.rules.adadelta import AdadeltaRule
+from optisweep.optimizers.rules.adafactor import AdafactorRule
 from optisweep.optimizers.rules.adagrad import AdagradRule
 from optisweep.optimizers.rules.adam import AdamRule
 from optisweep.optimizers.rules.adamax import AdamaxRule
@@ -23,6 +24,7 @@ from optisweep.optimizers.rules.rmsprop import RMSpropRule
 from optisweep.optimizers.rules.sgd import SGDRule
 from optisweep.optimizers.schemas import (
     AdadeltaParams,
+    AdafactorParams,
     AdagradParams,
     AdamaxParams,
     AdamParams,
@@ -251,6 +253,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=1,
         fused_on_cuda=False,
         description="The sign of interpolated momentum, decoupled weight decay (Lion).",
+    ),
+    "adafactor": OptimizerSpec(
+        name="adafactor",
+        params_model=AdafactorParams,
+        torch_class=torch.optim.Adafactor,
+        rule=AdafactorRule(),
+        beta1=None,
+        beta2=None,
+        state_tensors=1,
+        fused_on_cuda=False,
+        description="Factored second moment, relative step size, update clipping (Adafactor).",
     ),
 }
 

@@ -72,8 +72,9 @@ class RuleOptimizer(torch.optim.Optimizer):
             for name, value in numeric.items()
         }
         state = self.state[p]
+        slots = rule.param_slots(variant, p.unsqueeze(0))
         if not state:
-            for slot in rule.slots(variant):
+            for slot in slots:
                 state[slot] = rule.init_slot(slot, p.unsqueeze(0), hyperparameters)[0]
         step = float(state["step"]) + 1 if "step" in state else 1.0
         if rule.torch_has_step:
@@ -92,7 +93,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             state[name] = torch.tensor(float(value[0]), dtype=_scalar_dtype())
         shape = (-1,) + (1,) * p.dim()
         cast = {k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()}
-        views = {slot: state[slot].unsqueeze(0) for slot in rule.slots(variant)}
+        views = {slot: state[slot].unsqueeze(0) for slot in slots}
         rule.apply(variant, p.unsqueeze(0), grad.unsqueeze(0), views, cast)
 
 

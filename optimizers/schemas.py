@@ -159,6 +159,33 @@ class LionParams(HParams):
     betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.99)
 
 
+def _non_positive(value: float) -> float:
+    if not math.isfinite(value) or value > 0:
+        raise ValueError(f"must be finite and <= 0, got {value!r}")
+    return value
+
+
+def _at_least_one(value: float) -> float:
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f"must be finite and >= 1, got {value!r}")
+    return value
+
+
+class AdafactorParams(HParams):
+    """Adafactor as torch.optim implements it: a factored second moment for matrices, a
+    relative step size min(lr, 1/sqrt(t)) scaled by the parameter's RMS, update clipping at d;
+    weight decay decoupled (the parameter shrunk by lr * weight_decay)."""
+
+    lr: PositiveFloat = 1e-2
+    beta2_decay: Annotated[float, AfterValidator(_non_positive)] = -0.8
+    """1 - beta2 at step t is t ** beta2_decay."""
+    eps: tuple[NonNegativeFloat | None, NonNegativeFloat] = (None, 1e-3)
+    """eps1 (None: the parameter dtype's machine epsilon) steadies the second moment; eps2 is
+    the smallest parameter RMS a step scales by."""
+    d: Annotated[float, AfterValidator(_at_least_one)] = 1.0
+    """The update's RMS is clipped to d."""
+
+
 class NAdamParams(HParams):
     """Adam with Nesterov momentum (Dozat's momentum-decay schedule)."""
 

@@ -8,6 +8,7 @@ AdamW); a rule supplies only its own coefficients, state and update.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import torch
@@ -21,14 +22,16 @@ WeightDecay = Literal["coupled", "decoupled"]
 
 
 def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
-    """Numeric hyperparameters as a flat dict; tuple fields become name1, name2 (betas: beta1)."""
+    """Numeric hyperparameters as a flat dict; tuple fields become name1, name2 (betas: beta1,
+    beta2; eps: eps1, eps2), and None (a default the dtype decides) becomes NaN."""
     flat: dict[str, float] = {}
     for name, value in hyperparameters:
         if isinstance(value, bool):
             continue
         if isinstance(value, tuple):
+            stem = "beta" if name == "betas" else name
             for i, item in enumerate(value):
-                flat[f"{name.removesuffix('s')}{i + 1}"] = float(item)
+                flat[f"{stem}{i + 1}"] = math.nan if item is None else float(item)
         elif isinstance(value, int | float):
             flat[name] = float(value)
     return flat
@@ -70,6 +73,10 @@ class UpdateRule:
 
     weight_decay: WeightDecay = "coupled"
     """How this family's ``weight_decay`` applies (AdamW: decoupled)."""
+    elementwise: ClassVar[bool] = True
+    """Whether every state tensor is shaped like its parameter and the update is elementwise,
+    so a population may step all parameters as one flat buffer (Adafactor's factored moments
+    and per-tensor RMS are not)."""
 
     def variant(self, hyperparameters: HParams) -> Variant:
         """Flags that choose the code path; members with equal flags update together: weight
@@ -83,6 +90,11 @@ class UpdateRule:
     def slots(self, variant: Variant) -> tuple[str, ...]:
         """Names of the per-parameter state tensors, as torch.optim names them."""
         return self.state_slots(variant[1:])
+
+    def param_slots(self, variant: Variant, like: Tensor) -> tuple[str, ...]:
+        """The state tensors of the parameter ``like`` ([K, ...]); the variant's ``slots``
+        unless the rule's state depends on the parameter's shape."""
+        return self.slots(variant)
 
     def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """The rule's state tensors for these flags; none by default."""

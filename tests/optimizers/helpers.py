@@ -9,19 +9,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optisweep.optimizers import MemberConfig, PopulationOptimizer, create_optimizer
+from optisweep.optimizers import MemberConfig, PopulationOptimizer, create_optimizer, get_spec
 from optisweep.optimizers.flat import FlatParameters
 
 SHAPES: tuple[tuple[int, ...], ...] = ((6, 4), (4,), (3, 2, 2))
 
 
-def _lion(params: list[Tensor], hyperparameters: dict[str, Any]) -> torch.optim.Optimizer:
+def _lion() -> type[torch.optim.Optimizer]:
     from lion_pytorch import Lion
 
-    return Lion(params, **hyperparameters)  # type: ignore[no-any-return]
+    return Lion  # type: ignore[no-any-return]
 
 
-REFERENCES: dict[str, Callable[[list[Tensor], dict[str, Any]], torch.optim.Optimizer]] = {
+REFERENCES: dict[str, Callable[[], type[torch.optim.Optimizer]]] = {
     "lion": _lion,
 }
 """The reference implementation of each family torch.optim lacks (a test dependency only);
@@ -29,11 +29,18 @@ the parity tests compare those families' population rules against it, the others
 torch.optim."""
 
 
+def reference_class(name: str) -> type[torch.optim.Optimizer]:
+    """The class family ``name`` is checked against: its reference package's, or torch.optim's."""
+    if name in REFERENCES:
+        return REFERENCES[name]()
+    return get_spec(name).torch_class
+
+
 def reference_optimizer(config: MemberConfig, params: list[Tensor]) -> torch.optim.Optimizer:
     """The optimizer a member is checked against: its reference package's, or torch.optim's."""
     hyperparameters = config.validated().model_dump()
     if config.optimizer in REFERENCES:
-        return REFERENCES[config.optimizer](params, hyperparameters)
+        return REFERENCES[config.optimizer]()(params, **hyperparameters)
     return create_optimizer(config.optimizer, params, **config.hyperparameters)
 
 

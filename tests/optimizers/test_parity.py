@@ -55,6 +55,11 @@ GRID: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.01},
         {"lr": 0.02, "betas": (0.9, 0.9), "weight_decay": 0.05, "decoupled_weight_decay": True},
     ],
+    "adafactor": [
+        {"lr": 0.01},
+        {"lr": 0.05, "beta2_decay": -0.5, "eps": (1e-20, 1e-2), "d": 2.0},
+        {"lr": 0.02, "weight_decay": 0.1},
+    ],
     "lion": [
         {"lr": 1e-3},
         {"lr": 3e-4, "betas": (0.95, 0.98), "weight_decay": 0.1},

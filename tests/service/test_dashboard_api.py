@@ -67,7 +67,7 @@ def test_curves_are_downsampled_to_at_most_max_points(
         ("curves", {"max_points": "many"}, "max_points"),
         ("parallel", {"limit": 100_000}, "limit"),
         ("importance", {"max_trials": 1}, "max_trials"),
-        ("importance", {"optimizer": "lion"}, "optimizer"),
+        ("importance", {"optimizer": "sophia"}, "optimizer"),
     ],
 )
 def test_bad_dashboard_parameters_are_422(

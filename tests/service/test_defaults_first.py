@@ -28,6 +28,7 @@ from optisweep.service.search import (
 from optisweep.service.sweeps.repository import create_sweep, default_project_id
 from optisweep.service.sweeps.schemas import Space, SweepCreate
 from optisweep.service.trials.models import Trial, TrialState
+from tests.optimizers.helpers import reference_class
 from tests.service.conftest import LiveAPI
 
 FAMILIES = ["adam", "sgd", "momentum"]
@@ -52,9 +53,9 @@ def _sweep(algorithm: str, **search: Any) -> SweepCreate:
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_every_family_has_torch_optims_default_lr(name: str) -> None:
+def test_every_family_has_its_references_default_lr(name: str) -> None:
     spec = get_spec(name)
-    torch_default = inspect.signature(spec.torch_class).parameters["lr"].default
+    torch_default = inspect.signature(reference_class(name)).parameters["lr"].default
     assert spec.defaults()["lr"] == torch_default
 
 

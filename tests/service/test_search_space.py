@@ -110,7 +110,7 @@ def test_grid_needs_values_not_ranges() -> None:
 @pytest.mark.parametrize(
     ("changes", "field", "text"),
     [
-        ({"space__optimizers": ["adam", "lion"]}, "optimizers", "unknown optimizer 'lion'"),
+        ({"space__optimizers": ["adam", "sophia"]}, "optimizers", "unknown optimizer 'sophia'"),
         ({"space__lr": {"low": 0.0, "high": 0.1}}, "lr", "lr must be finite and > 0, got 0.0"),
         ({"space__lr": {"low": -1, "high": 0.1}}, "lr", "got -1.0"),
         ({"space__beta1": {"low": 0.5, "high": 1.2}}, "beta1", "must be in [0, 1), got 1.2"),

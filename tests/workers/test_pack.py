@@ -70,6 +70,7 @@ MIXED: list[dict[str, Any]] = [
         "seed": 12,
         "clip_norm": 1.0,
     },
+    {"optimizer": "adafactor", "hyperparameters": {"lr": 1e-2, "weight_decay": 1e-2}, "seed": 13},
 ]
 
 
