@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from optisweep.optimizers import OPTIMIZERS
+from optisweep.optimizers import OPTIMIZERS, get_spec
 from optisweep.workers.fusion import FUSE_ENV
 from optisweep.workers.memory import member_memory_bytes
 from optisweep.workers.specs import MemberSpec, PackSpec
@@ -50,7 +50,11 @@ BASE_LR = {
     "adamw": 1e-3,
     "adamax": 2e-3,
     "nadam": 1e-3,
+    "radam": 1e-3,
+    "lion": 1e-4,
+    "adafactor": 1e-2,
 }
+"""Each family's lr around which members are drawn (a family not listed: its default lr)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,10 @@ def cases(*, quick: bool, device: str = "cuda") -> list[Case]:
     ]
 
 
+def _base_lr(family: str) -> float:
+    return BASE_LR.get(family) or float(get_spec(family).defaults()["lr"])
+
+
 def members(count: int) -> list[dict[str, Any]]:
     """``count`` trials cycling through every family, lr log-uniform around a family default."""
     rng = random.Random(0)
@@ -112,7 +120,7 @@ def members(count: int) -> list[dict[str, Any]]:
         {
             "optimizer": families[i % len(families)],
             "hyperparameters": {
-                "lr": BASE_LR[families[i % len(families)]] * 10 ** rng.uniform(-1, 0.5)
+                "lr": _base_lr(families[i % len(families)]) * 10 ** rng.uniform(-1, 0.5)
             },
             "seed": i,
         }

@@ -1,6 +1,8 @@
 """The shared optimizer module: registry, schemas, single-model and population paths."""
 
-from optisweep.optimizers.population import MemberConfig, MemberExport, PopulationOptimizer
+from optisweep.optimizers.members import MemberConfig, MemberExport
+from optisweep.optimizers.param_groups import ParamGroup, ParamInfo, describe_params
+from optisweep.optimizers.population import PopulationOptimizer
 from optisweep.optimizers.registry import (
     OPTIMIZERS,
     BetaTarget,
@@ -33,11 +35,14 @@ __all__ = [
     "MemberConfig",
     "MemberExport",
     "OptimizerSpec",
+    "ParamGroup",
+    "ParamInfo",
     "PopulationOptimizer",
     "Schedule",
     "StepSchedule",
     "WarmupSchedule",
     "create_optimizer",
+    "describe_params",
     "get_spec",
     "lr_lambda",
     "lr_multiplier",

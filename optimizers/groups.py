@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from optisweep.optimizers.flat import FlatParameters
+from optisweep.optimizers.param_groups import Overrides
 from optisweep.optimizers.registry import OptimizerSpec
 from optisweep.optimizers.rules.base import Variant, flat_hyperparameters
 from optisweep.optimizers.schemas import HParams
@@ -29,6 +30,7 @@ class MemberGroup:
         hyperparameters: list[HParams],
         params: list[Tensor],
         flat: FlatParameters | None = None,
+        overrides: Sequence[Overrides | None] | None = None,
     ) -> None:
         device = params[0].device
         self.spec = spec
@@ -42,6 +44,19 @@ class MemberGroup:
             name: torch.tensor([f[name] for f in numeric], dtype=torch.float64, device=device)
             for name in numeric[0]
         }
+        # Parameter groups: each parameter's index into ``override_values`` (None: the
+        # members' own hyperparameters), one [k] weight decay and lr multiplier per distinct one.
+        distinct = list(dict.fromkeys(o for o in overrides or () if o is not None))
+        self.override_of = [
+            None if o is None else distinct.index(o) for o in overrides or [None] * len(params)
+        ]
+        self.override_values = [
+            {
+                "weight_decay": torch.tensor(o.weight_decay, dtype=torch.float64, device=device),
+                "lr_multiplier": torch.tensor(o.lr_multiplier, dtype=torch.float64, device=device),
+            }
+            for o in distinct
+        ]
         self.step = torch.zeros(len(members), dtype=torch.float64, device=device)
         self.scalars = {
             name: torch.ones(len(members), dtype=torch.float64, device=device)
@@ -105,24 +120,36 @@ class MemberGroup:
             scalars = {name: value[active] for name, value in self.scalars.items()}
             hyperparameters = {name: value[active] for name, value in self.hyperparameters.items()}
             lr = hyperparameters["lr"] * lr_multipliers[self.index[active]]
-        coefficients = rule.coefficients(hyperparameters, lr, step, scalars)
+        before = {name: value.clone() for name, value in scalars.items()}
+        coefficients: dict[int | None, dict[str, Tensor]] = {
+            None: rule.coefficients(hyperparameters, lr, step, scalars)
+        }
+        for index, values in enumerate(self.override_values):
+            selected = {k: v if active is None else v[active] for k, v in values.items()}
+            coefficients[index] = rule.coefficients(
+                {**hyperparameters, "weight_decay": selected["weight_decay"]},
+                lr * selected["lr_multiplier"],
+                step,
+                {name: value.clone() for name, value in before.items()},
+            )
         if active is not None:
             for name, value in scalars.items():
                 self.scalars[name].index_copy_(0, active, value)
 
-        cast: dict[tuple[torch.dtype, int], dict[str, Tensor]] = {}
+        cast: dict[tuple[int | None, torch.dtype, int], dict[str, Tensor]] = {}
         views: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
         writebacks: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
         fast = active is None and self.span is not None
         rows = self.index if active is None else self.index[active]
         states = [self.flat_state] if flat else self.state
-        for param, grad, state in zip(params, grads, states, strict=True):
+        override_of: list[int | None] = [None] if flat else self.override_of
+        for param, grad, state, o in zip(params, grads, states, override_of, strict=True):
             if grad is None:
                 continue
-            key = (param.dtype, param.dim())
+            key = (o, param.dtype, param.dim())
             if key not in cast:
                 shape = (-1,) + (1,) * (param.dim() - 1)
-                cast[key] = {k: v.to(param.dtype).view(shape) for k, v in coefficients.items()}
+                cast[key] = {k: v.to(param.dtype).view(shape) for k, v in coefficients[o].items()}
             if fast:
                 views.append((param[self.span], grad[self.span], state, cast[key]))
                 continue

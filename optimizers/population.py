@@ -5,66 +5,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from optisweep.optimizers.clipping import clip_coefficients, member_grad_norms
 from optisweep.optimizers.flat import FlatParameters
 from optisweep.optimizers.groups import ApplyFn, MemberGroup
-from optisweep.optimizers.registry import OptimizerSpec, get_spec
+from optisweep.optimizers.members import MemberConfig, MemberExport
+from optisweep.optimizers.param_groups import ParamInfo, assign, overrides_for, torch_order
+from optisweep.optimizers.registry import get_spec
 from optisweep.optimizers.rules.base import Variant
-from optisweep.optimizers.schedules import ConstantSchedule, Schedule, ScheduleTable
-from optisweep.optimizers.schemas import HParams, PositiveFloat
-from optisweep.optimizers.single import build_torch_optimizer
-
-
-class MemberConfig(BaseModel):
-    """One member of a population: its family, hyperparameters, lr schedule and clipping."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    optimizer: str
-    hyperparameters: dict[str, Any] = Field(
-        default_factory=dict, validation_alias=AliasChoices("hyperparameters", "hparams")
-    )
-    """The family's hyperparameters (``hparams`` is read too: checkpoints written before
-    the rename store that key)."""
-    schedule: Schedule = ConstantSchedule()
-    clip_norm: PositiveFloat | None = None
-    """Clip this member's gradients to this global L2 norm (None: no clipping)."""
-
-    @model_validator(mode="after")
-    def _valid_hyperparameters(self) -> MemberConfig:
-        get_spec(self.optimizer).validate(self.hyperparameters)
-        return self
-
-    @property
-    def spec(self) -> OptimizerSpec:
-        """The registry spec of this member's family."""
-        return get_spec(self.optimizer)
-
-    def validated(self) -> HParams:
-        """This member's hyperparameters, validated and with defaults filled in."""
-        return self.spec.validate(self.hyperparameters)
-
-
-@dataclass
-class MemberExport:
-    """One member as plain tensors plus a torch.optim state dict: checkpoint it or go on alone."""
-
-    config: MemberConfig
-    params: list[Tensor]
-    """The member's parameters, without the member dimension."""
-    optimizer_state: dict[str, Any]
-    """A state dict for ``create_optimizer(config.optimizer, params, **config.hyperparameters)``."""
-    step: int
-    schedule_step: int
-    lr_multiplier: float
-
+from optisweep.optimizers.schedules import ScheduleTable
 
 _RECOMPILE_LIMIT = 128
 
@@ -98,6 +51,7 @@ class PopulationOptimizer:
         *,
         compile: bool = False,
         flat: FlatParameters | None = None,
+        param_info: Sequence[ParamInfo] | None = None,
     ) -> None:
         self.params = list(params)
         if flat is not None and (
@@ -127,14 +81,20 @@ class PopulationOptimizer:
         self.device = self.params[0].device
         self.size = size
         hyperparameters = [m.validated() for m in self.members]
-        # One flat buffer steps only when every rule is elementwise; otherwise flat's
-        # parameters (and their gradient blocks) step one tensor at a time.
-        self._flat_steps = flat is not None and all(m.spec.rule.elementwise for m in self.members)
+        self._param_info = _checked_param_info(param_info, self.members, len(self.params))
+        # One flat buffer steps only when every rule is elementwise and every parameter has
+        # the same hyperparameters; otherwise flat's parameters (and their gradient blocks)
+        # step one tensor at a time.
+        self._flat_steps = (
+            flat is not None
+            and all(m.spec.rule.elementwise for m in self.members)
+            and not any(m.param_groups for m in self.members)
+        )
         group_flat = flat if self._flat_steps else None
 
         by_key: dict[tuple[str, Variant], list[int]] = {}
-        for k, (member, hp) in enumerate(zip(self.members, hyperparameters, strict=True)):
-            by_key.setdefault((member.optimizer, member.spec.rule.variant(hp)), []).append(k)
+        for k, member in enumerate(self.members):
+            by_key.setdefault((member.optimizer, member.variant()), []).append(k)
         self._groups = [
             MemberGroup(
                 get_spec(name),
@@ -143,6 +103,13 @@ class PopulationOptimizer:
                 [hyperparameters[k] for k in rows],
                 self.params,
                 group_flat,
+                overrides=None
+                if self._param_info is None
+                else overrides_for(
+                    [self.members[k].param_groups for k in rows],
+                    [hyperparameters[k].weight_decay for k in rows],
+                    self._param_info,
+                ),
             )
             for (name, variant), rows in by_key.items()
         ]
@@ -165,6 +132,8 @@ class PopulationOptimizer:
         )
         self._compile = compile
         self._compiled: dict[int, ApplyFn] = {}
+        self._eager: set[int] = set()
+        """Rules (by id) whose compiled step failed: they step eagerly from then on."""
 
     # -- training -------------------------------------------------------------------------
 
@@ -183,19 +152,20 @@ class PopulationOptimizer:
 
             def run(*args: Any) -> None:
                 # Compilation happens before the kernel touches its inputs, so falling back to
-                # eager after a failure (no C++ compiler, unsupported backend) updates once.
-                if self._compile:
+                # eager after a failure (no C++ compiler, a backend bug for one rule's graph)
+                # updates once. Only this rule falls back; the others stay compiled.
+                if key not in self._eager:
                     try:
                         compiled(*args)
                         return
                     except Exception as exc:
                         warnings.warn(
-                            f"torch.compile failed ({exc.__class__.__name__}: {exc}); "
-                            "using eager updates",
+                            f"torch.compile failed for {type(rule).__name__} "
+                            f"({exc.__class__.__name__}: {exc}); using eager updates for it",
                             RuntimeWarning,
                             stacklevel=3,
                         )
-                        self._compile = False
+                        self._eager.add(key)
                 rule.apply_all(*args)
 
             self._compiled[key] = run
@@ -304,10 +274,10 @@ class PopulationOptimizer:
         group, row = self._group_of[k]
         config = self.members[k]
         params = [p[k].detach().clone() for p in self.params]
-        optimizer = build_torch_optimizer(group.spec, params, config.validated())
-        base_lr = optimizer.param_groups[0]["lr"]
-        optimizer.param_groups[0]["initial_lr"] = base_lr
-        optimizer.param_groups[0]["lr"] = self.lr(k)
+        optimizer = config.torch_optimizer(params, self._param_info)
+        for torch_group in optimizer.param_groups:  # as an LR scheduler leaves them
+            torch_group["initial_lr"] = torch_group["lr"]
+            torch_group["lr"] = torch_group["lr"] * float(self._lr_multipliers[k])
         step = int(group.step[row])
         for p, state in zip(params, group.state, strict=True):
             entry: dict[str, Any] = {}
@@ -333,8 +303,7 @@ class PopulationOptimizer:
         """Overwrite member ``member`` with an export of the same family and code path."""
         (k,) = self._member_indices(member)
         group, row = self._group_of[k]
-        hyperparameters = export.config.validated()
-        if (export.config.optimizer, export.config.spec.rule.variant(hyperparameters)) != (
+        if (export.config.optimizer, export.config.variant()) != (
             group.spec.name,
             group.variant,
         ):
@@ -350,11 +319,13 @@ class PopulationOptimizer:
         row_hyperparameters = {
             name: value[row : row + 1] for name, value in group.hyperparameters.items()
         }
+        # torch.optim numbers parameters group by group: the member's own, then each rule's.
+        position = {i: n for n, i in enumerate(self._torch_order(k))}
         for i, (p, value, state) in enumerate(
             zip(self.params, export.params, group.state, strict=True)
         ):
             p[k].copy_(value)
-            entry = torch_state.get(i, {})
+            entry = torch_state.get(position[i], {})
             for slot, tensor in state.items():
                 if slot in entry:
                     tensor[row].copy_(entry[slot])
@@ -363,12 +334,19 @@ class PopulationOptimizer:
                         slot, tensor[row : row + 1], row_hyperparameters
                     )
                     tensor[row].copy_(fresh[0])
-        first = torch_state.get(0, {})
+        first = torch_state.get(position[0], {})
         for name, value in group.scalars.items():
             value[row] = float(first.get(name, 1.0))
         group.step[row] = float(export.step)
         self._schedule_steps[k] = export.schedule_step
         self._refresh()
+
+    def _torch_order(self, k: int) -> list[int]:
+        """Member ``k``'s parameter indices in the order its torch.optim state dict has them."""
+        rules = self.members[k].param_groups
+        if not rules or self._param_info is None:
+            return list(range(len(self.params)))
+        return torch_order(assign(rules, self._param_info), len(rules))
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -407,3 +385,20 @@ class PopulationOptimizer:
         for group in self._groups:
             group.set_frozen(self._frozen)
         self._refresh()
+
+
+def _checked_param_info(
+    param_info: Sequence[ParamInfo] | None, members: Sequence[MemberConfig], count: int
+) -> list[ParamInfo] | None:
+    """``param_info`` when it describes ``count`` parameters; ValueError when members have
+    parameter groups and nothing describes the parameters they select from."""
+    if param_info is None:
+        if any(m.param_groups for m in members):
+            raise ValueError(
+                "param_info: members have param_groups; describe the parameters "
+                "(optisweep.optimizers.describe_params(model)) so their rules can select them"
+            )
+        return None
+    if len(param_info) != count:
+        raise ValueError(f"param_info: expected {count} entries, got {len(param_info)}")
+    return list(param_info)

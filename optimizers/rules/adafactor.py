@@ -13,8 +13,9 @@ from optisweep.optimizers.rules.base import UpdateRule, Variant, decay_
 
 def _member_rms(tensor: Tensor) -> Tensor:
     """Each member's root mean square ([K, ...] -> [K, 1, ...], broadcasting against it)."""
-    rms = tensor.reshape(tensor.shape[0], -1).norm(dim=1) / tensor[0].numel() ** 0.5
-    return rms.view((-1,) + (1,) * (tensor.dim() - 1))
+    if tensor.dim() == 1:  # one number per member
+        return tensor.abs()
+    return tensor.square().mean(dim=tuple(range(1, tensor.dim())), keepdim=True).sqrt()
 
 
 class AdafactorRule(UpdateRule):
@@ -72,12 +73,12 @@ class AdafactorRule(UpdateRule):
             row_var, col_var = state["row_var"], state["col_var"]
             row_var.lerp_(grad.square().mean(dim=-1, keepdim=True), coef["one_minus_beta2"])
             col_var.lerp_(grad.square().mean(dim=-2, keepdim=True), coef["one_minus_beta2"])
-            estimate = row_var @ col_var
+            estimate = row_var * col_var  # the outer product (torch.optim: row_var @ col_var)
             estimate.div_(torch.maximum(row_var.mean(dim=-2, keepdim=True), eps1))
         else:
             variance = state["variance"]
             variance.lerp_(grad.square(), coef["one_minus_beta2"])
-            estimate = variance.clone()
-        update = torch.maximum(estimate, eps1 * eps1).rsqrt_().mul_(grad)
+            estimate = variance  # read only: the maximum below is a new tensor
+        update = torch.maximum(estimate, eps1 * eps1).rsqrt() * grad
         denom = torch.clamp(_member_rms(update) / coef["d"], min=1.0)
         param.sub_(update * (alpha / denom))

@@ -1,0 +1,194 @@
+"""Parameter groups: selectors against a real model, and a packed population with no-decay and
+lr-multiplier groups against torch.optim given the same param_groups by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import Tensor, nn
+
+from optisweep.optimizers import (
+    MemberConfig,
+    ParamGroup,
+    PopulationOptimizer,
+    describe_params,
+)
+from optisweep.optimizers.param_groups import assign, empty_groups, with_no_decay
+from tests.optimizers.helpers import reference_class
+
+STEPS = 60
+TOLERANCE = 1e-9
+
+
+class Tagger(nn.Module):
+    """Embedding, Linear, LayerNorm, Linear: every kind a selector knows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 6)
+        self.hidden = nn.Linear(6, 8)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 3, bias=False)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.head(self.norm(torch.relu(self.hidden(self.embed(tokens)))))
+
+
+GROUPS: list[dict[str, Any]] = [
+    {"select": [{"name": r"^head\."}], "lr_multiplier": 0.5, "weight_decay": 0.2},
+    *[g.model_dump() for g in with_no_decay([])],
+]
+"""The head at half the lr with its own decay, then the opt-in no-decay rule."""
+
+NAMES = {
+    "no_decay": ["embed.weight", "hidden.bias", "norm.weight", "norm.bias"],
+    "head": ["head.weight"],
+    "own": ["hidden.weight"],
+}
+
+MEMBERS: list[dict[str, Any]] = [
+    {"optimizer": "adamw", "hyperparameters": {"lr": 0.01, "weight_decay": 0.1}},
+    {"optimizer": "adam", "hyperparameters": {"lr": 0.02, "weight_decay": 0.01}},
+    {"optimizer": "momentum", "hyperparameters": {"lr": 0.05, "weight_decay": 0.05}},
+    {"optimizer": "lion", "hyperparameters": {"lr": 1e-3, "weight_decay": 0.3}},
+    {"optimizer": "radam", "hyperparameters": {"lr": 0.01, "decoupled_weight_decay": True}},
+    {"optimizer": "adafactor", "hyperparameters": {"lr": 0.02, "weight_decay": 0.1}},
+    {"optimizer": "rmsprop", "hyperparameters": {"lr": 0.01}},  # no groups: all its own
+]
+
+
+def _by_hand(config: MemberConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The reference optimizer with param_groups written out, not from optisweep's rules."""
+    named = dict(model.named_parameters())
+    hyperparameters = config.validated().model_dump()
+    if not config.param_groups:
+        return reference_class(config.optimizer)(model.parameters(), **hyperparameters)
+    lr = hyperparameters["lr"]
+    groups = [
+        {"params": [named[n] for n in NAMES["own"]]},
+        {"params": [named[n] for n in NAMES["head"]], "lr": lr * 0.5, "weight_decay": 0.2},
+        {"params": [named[n] for n in NAMES["no_decay"]], "weight_decay": 0.0},
+    ]
+    return reference_class(config.optimizer)(groups, **hyperparameters)
+
+
+def test_selectors_find_each_kind_of_parameter() -> None:
+    infos = describe_params(Tagger())
+    by_name = {info.name: info for info in infos}
+    assert by_name["norm.weight"].kinds == ("norm",)
+    assert by_name["embed.weight"].kinds == ("embedding",)
+    assert by_name["hidden.weight"].module == "Linear"
+    groups = [ParamGroup.model_validate(g) for g in GROUPS]
+    chosen = assign(groups, infos)
+    assert {info.name for info, g in zip(infos, chosen, strict=True) if g == 1} == set(
+        NAMES["no_decay"]
+    )
+    assert [info.name for info, g in zip(infos, chosen, strict=True) if g is None] == NAMES["own"]
+    typo = ParamGroup(select=[{"module": "Conv2d"}, {"name": "^decoder"}], weight_decay=0.0)
+    assert empty_groups([*groups, typo], infos) == [2]
+    matrices = ParamGroup(select=["matrix"], lr_multiplier=2.0)
+    assert assign([matrices], infos) == [0, 0, None, None, None, 0]
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ({"select": ["bias"]}, "sets weight_decay, lr_multiplier or both"),
+        ({"select": [], "weight_decay": 0.0}, "at least 1 item"),
+        ({"select": ["biases"], "weight_decay": 0.0}, "select.0"),
+        ({"select": [{"name": "("}], "weight_decay": 0.0}, "not a valid regular expression"),
+        ({"select": ["bias"], "lr_multiplier": 0.0}, "must be finite and > 0"),
+        ({"select": ["bias"], "weight_decay": 0.0, "momentum": 0.9}, "momentum"),
+    ],
+)
+def test_bad_groups_name_the_field(group: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(")):
+        ParamGroup.model_validate(group)
+
+
+def _members() -> list[MemberConfig]:
+    return [
+        MemberConfig.model_validate({**m, "param_groups": GROUPS if i < 6 else []})
+        for i, m in enumerate(MEMBERS)
+    ]
+
+
+@pytest.mark.usefixtures("float64")
+def test_packed_groups_match_torch_optim_given_the_same_param_groups() -> None:
+    torch.manual_seed(0)
+    members = _members()
+    models = [Tagger() for _ in members]
+    names = [name for name, _ in models[0].named_parameters()]
+    stacked = [
+        torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_()
+        for n in names
+    ]
+    initial = [p.detach().clone() for p in stacked]
+    population = PopulationOptimizer(stacked, members, param_info=describe_params(models[0]))
+    alone = [_by_hand(config, model) for config, model in zip(members, models, strict=True)]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(STEPS):
+        grads = [torch.randn(p.shape, generator=generator) for p in stacked]
+        for p, g in zip(stacked, grads, strict=True):
+            p.grad = g.clone()
+        population.step()
+        for k, (model, optimizer) in enumerate(zip(models, alone, strict=True)):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = g[k].clone()
+            optimizer.step()
+    info = describe_params(models[0])
+    for k, (model, optimizer) in enumerate(zip(models, alone, strict=True)):
+        export = population.export_member(k)
+        # the export's state dict, numbered as torch.optim numbers grouped parameters
+        loaded = members[k].torch_optimizer(export.params, info)
+        loaded.load_state_dict(export.optimizer_state)
+        pairs = zip(model.parameters(), export.params, names, strict=True)
+        for p, mine, name in pairs:
+            assert (p - mine).abs().max().item() <= TOLERANCE, (members[k].optimizer, name)
+            for slot, value in optimizer.state[p].items():
+                if isinstance(value, Tensor) and value.dim() > 0:
+                    difference = (loaded.state[mine][slot] - value).abs().max().item()
+                    assert difference <= TOLERANCE, (members[k].optimizer, name, slot)
+    moved = [(p - s).abs().max().item() for p, s in zip(stacked, initial, strict=True)]
+    assert max(moved) > 0.1
+
+
+@pytest.mark.usefixtures("float64")
+def test_groups_change_the_training_and_survive_export_and_load() -> None:
+    torch.manual_seed(0)
+    plain = MemberConfig(optimizer="adamw", hyperparameters={"lr": 0.05, "weight_decay": 0.5})
+    grouped = plain.model_copy(update={"param_groups": [ParamGroup.model_validate(GROUPS[1])]})
+    model = Tagger()
+    info = describe_params(model)
+    stacked = [torch.stack([p.detach()] * 2).requires_grad_() for p in model.parameters()]
+    population = PopulationOptimizer(stacked, [plain, grouped], param_info=info)
+    for _ in range(5):
+        for p in stacked:
+            p.grad = torch.ones_like(p)
+        population.step()
+    by_name = dict(zip([i.name for i in info], stacked, strict=True))
+    # no decay on the norm's weight for the grouped member only; the same hidden weights
+    assert not torch.equal(by_name["norm.weight"][0], by_name["norm.weight"][1])
+    assert torch.equal(by_name["hidden.weight"][0], by_name["hidden.weight"][1])
+    export = population.export_member(1)
+    optimizer = grouped.torch_optimizer(export.params, info)
+    optimizer.load_state_dict(export.optimizer_state)  # torch accepts the grouped state dict
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 4]
+    fresh = [torch.zeros_like(p).requires_grad_() for p in stacked]
+    again = PopulationOptimizer(fresh, [plain, grouped], param_info=info)
+    again.load_member(1, export)
+    for p, q in zip(stacked, fresh, strict=True):
+        assert torch.equal(p[1], q[1])
+    state = again.state_dict()["groups"]
+    assert any(bool(s["exp_avg"].any()) for g in state for s in g["state"])
+
+
+def test_groups_need_the_parameters_described() -> None:
+    member = MemberConfig.model_validate({**MEMBERS[0], "param_groups": GROUPS})
+    with pytest.raises(ValueError, match="param_info: members have param_groups"):
+        PopulationOptimizer([torch.zeros(1, 3, requires_grad=True)], [member])
+    with pytest.raises(ValueError, match="pass the model"):
+        member.torch_optimizer([torch.zeros(3, requires_grad=True)])
