@@ -9,11 +9,13 @@ updates of inputs) is found before its sweep runs, and its trials run one per ta
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from typing import Any
 
 import torch
 
+from optisweep.optimizers import describe_params
 from optisweep.workers.batches import data_size
 from optisweep.workers.memory import measured_member_bytes
 from optisweep.workers.specs import PackProbe, WorkloadReport
@@ -56,6 +58,7 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
             error=f"{loaded.name}: building the workload failed ({last_line(exc)})", field=where
         )
     size = data_size(built[0].train)
+    report = dataclasses.replace(report, params=tuple(describe_params(built[0].model)))
     if not loaded.packable:
         reason = f"workload {loaded.name!r} says it cannot be packed (packable = False)"
         return _with(report, PackProbe(packable=False, member_bytes=0, reason=reason), size)
@@ -70,11 +73,4 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
 def _with(
     report: WorkloadReport, probe: PackProbe, train_size: int | None = None
 ) -> WorkloadReport:
-    return WorkloadReport(
-        name=report.name,
-        kind=report.kind,
-        metrics=report.metrics,
-        probe=probe,
-        train_size=train_size,
-        batch_size=report.batch_size,
-    )
+    return dataclasses.replace(report, probe=probe, train_size=train_size)

@@ -52,12 +52,7 @@ def perturbed(config: MemberConfig, rng: random.Random, perturbation: float) -> 
             items = list(current)
             items[target.index] = beta
             hyperparameters[target.field] = items
-    return MemberConfig(
-        optimizer=config.optimizer,
-        hyperparameters=hyperparameters,
-        schedule=config.schedule,
-        clip_norm=config.clip_norm,
-    )
+    return type(config).model_validate({**config.model_dump(), "hyperparameters": hyperparameters})
 
 
 def plan_exploits(

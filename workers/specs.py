@@ -8,13 +8,21 @@ the workload's code runs, on the worker (``PackSpec.workload_config()``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from optisweep.optimizers import OPTIMIZERS, ConstantSchedule, MemberConfig, Schedule
+from optisweep.optimizers import (
+    OPTIMIZERS,
+    ConstantSchedule,
+    MemberConfig,
+    ParamGroup,
+    ParamInfo,
+    Schedule,
+)
 from optisweep.workers.states import TrialState
 
 if TYPE_CHECKING:
@@ -97,6 +105,7 @@ class PackSpec(BaseModel):
         data_seed: int | None = None,
         schedule: Schedule | None = None,
         clip_norm: float | None = None,
+        param_groups: Sequence[ParamGroup | dict[str, Any]] = (),
         device: str = "auto",
     ) -> PackSpec:
         """One trial trained alone with its torch.optim optimizer (a pack of one, not stacked);
@@ -107,6 +116,7 @@ class PackSpec(BaseModel):
             seed=seed,
             schedule=schedule or ConstantSchedule(),
             clip_norm=clip_norm,
+            param_groups=[ParamGroup.model_validate(g) for g in param_groups],
         )
         return cls(
             workload=workload,
@@ -209,6 +219,9 @@ class WorkloadReport:
     error: str | None = None
     field: str | None = None
     """The workload's field the error is about (``entrypoint``, ``name``, or its own field)."""
+    params: tuple[ParamInfo, ...] = ()
+    """A model workload's parameters as parameter-group rules see them (a function
+    workload's model is its own: empty)."""
 
 
 class TrainingError(RuntimeError):

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import stack_module_state, vmap
 
-from optisweep.optimizers import MemberConfig, MemberExport, PopulationOptimizer
+from optisweep.optimizers import MemberConfig, MemberExport, PopulationOptimizer, describe_params
 from optisweep.optimizers.flat import FlatParameters
 from optisweep.workers.batches import Data, Inputs, chunks
 from optisweep.workers.evaluation import EVAL_CHUNK
@@ -36,7 +36,7 @@ class Stack:
 
 
 def family_key(config: MemberConfig) -> tuple[str, Any]:
-    return config.optimizer, config.spec.rule.variant(config.validated())
+    return config.optimizer, config.variant()
 
 
 def stack_members(
@@ -57,7 +57,12 @@ def stack_members(
         flat = FlatParameters(list(params.values()))
         params = dict(zip(params, flat.params, strict=True))
     member_configs = [configs[k] for k in members]
-    optimizer = PopulationOptimizer(list(params.values()), member_configs, flat=flat)
+    optimizer = PopulationOptimizer(
+        list(params.values()),
+        member_configs,
+        flat=flat,
+        param_info=describe_params(models[members[0]]),
+    )
     for row, k in enumerate(members):
         if k in exports:
             optimizer.load_member(row, exports[k])

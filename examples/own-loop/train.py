@@ -47,7 +47,7 @@ def train(trial: TrialContext) -> None:
     x, y, val_x, val_y = digits(device)
     model = nn.Sequential(nn.Linear(64, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 10))
     model.to(device)
-    optimizer = trial.optimizer(model.parameters())
+    optimizer = trial.optimizer(model)  # the model itself: parameter groups select from it
     trial.track(model)  # its state travels in checkpoints, so a retried trial resumes
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     micro = max(1, config.batch_size // config.accumulate)

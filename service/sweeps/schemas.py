@@ -14,7 +14,9 @@ from pydantic import (
     field_validator,
 )
 
-from optisweep.optimizers import OPTIMIZERS, HyperparameterError, get_spec
+from optisweep.optimizers import OPTIMIZERS, HyperparameterError, ParamGroup, get_spec
+from optisweep.optimizers.members import MAX_PARAM_GROUPS
+from optisweep.optimizers.param_groups import with_no_decay
 from optisweep.optimizers.schemas import short_repr
 from optisweep.service.sweeps.models import SweepStatus
 from optisweep.service.sweeps.params import (
@@ -72,6 +74,19 @@ class Space(StrictModel):
     range (``log`` allowed); None: no clipping."""
     schedule: ScheduleSpace | None = None
     """Learning-rate decay per trial (kinds and parameters searched); None: a constant lr."""
+    param_groups: list[ParamGroup] = Field(default_factory=list, max_length=MAX_PARAM_GROUPS)
+    """Rules that give some of the model's parameters their own weight decay or lr multiplier
+    (``{select: [bias, norm, {module: Embedding}, {name: '^head\\.'}, {ndim: 1}],
+    weight_decay: 0.0, lr_multiplier: 0.1}``); the first rule that selects a parameter wins.
+    Every trial of the sweep has them."""
+    no_decay: bool = False
+    """Opt-in: biases, normalisation layers and embeddings get no weight decay (a rule of
+    ``param_groups`` that selects one of them first still wins)."""
+
+    def member_param_groups(self) -> list[ParamGroup]:
+        """The parameter groups every trial trains with: ``param_groups``, then the
+        ``no_decay`` rule when it is on."""
+        return with_no_decay(self.param_groups) if self.no_decay else list(self.param_groups)
 
     def family_overrides(self, optimizer: str) -> dict[str, Override]:
         """What ``optimizer``'s trials fix or search beyond lr and the betas: the shared

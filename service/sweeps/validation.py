@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from optisweep.optimizers import HyperparameterError
+from optisweep.optimizers.param_groups import empty_groups
 from optisweep.service.code.store import CodeStore
 from optisweep.service.errors import SpecError
 from optisweep.service.search import GridError, Suggestion, defaults_configurations
@@ -80,10 +81,11 @@ def check_sweep(
                 field="workload.entrypoint",
             )
         report = inspect(spec) if inspect is not None else None
-    elif inspect is not None and needs_train_size(spec):
+    elif inspect is not None and (needs_train_size(spec) or spec.space.param_groups):
         # Searched batch sizes and per-step warm-ups must fit the training set and the run,
         # whose sizes a worker finds out by building the workload (a plain
-        # workload.batch_size is capped by the loop instead).
+        # workload.batch_size is capped by the loop instead); parameter-group rules must
+        # select parameters of its model.
         report = inspect(spec)
     if report is not None:  # what only a worker could say: the workload, its data
         check_batch_fits(spec, report)
@@ -106,11 +108,26 @@ def _check_spec(spec: SweepCreate, report: WorkloadReport | None) -> None:
     _check_objectives(spec)
     _check_scheduler(spec, report)
     check_schedule_fits(spec, report)
+    _check_param_groups(spec, report)
     if spec.space.lr == "auto" and spec.search.algorithm == "grid":
         raise SpecError(
             "'auto' needs a sampling algorithm (random, sobol, tpe, cmaes, gp, nsga2); "
             "grid search needs {'values': [...]}",
             field="space.lr",
+        )
+
+
+def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> None:
+    """Each of the space's parameter-group rules selects at least one parameter of the
+    workload's model (as a worker described it; a function workload's model is its own)."""
+    if report is None or not report.params:
+        return
+    for index in empty_groups(spec.space.param_groups, report.params):
+        names = ", ".join(info.name for info in report.params[:12])
+        more = f" and {len(report.params) - 12} more" if len(report.params) > 12 else ""
+        raise SpecError(
+            f"selects no parameter of {report.name!r} (its parameters: {names}{more})",
+            field=f"space.param_groups.{index}.select",
         )
 
 

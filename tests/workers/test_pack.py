@@ -289,6 +289,32 @@ def test_every_built_in_workload_packs_and_matches_alone(name: str) -> None:
         assert _max_relative_difference(curve, alone_curve) <= 1e-9, (name, member)
 
 
+GROUPED: list[dict[str, Any]] = [
+    {"select": [{"module": "Embedding"}], "lr_multiplier": 0.5, "weight_decay": 0.0},
+    {"select": ["bias", "norm"], "weight_decay": 0.0},
+]
+"""The char-lm's embeddings at half the lr, no decay on them, biases and norms."""
+
+
+@pytest.mark.usefixtures("float64")
+def test_a_pack_with_parameter_groups_matches_each_member_alone() -> None:
+    config = {"name": "char-lm", "epochs": 2, **SMALL["char-lm"]}
+    members = [
+        {"optimizer": "adamw", "hyperparameters": {"lr": 3e-3, "weight_decay": 0.1}, "seed": 1},
+        {"optimizer": "lion", "hyperparameters": {"lr": 3e-4, "weight_decay": 0.5}, "seed": 2},
+        {"optimizer": "adafactor", "hyperparameters": {"lr": 1e-2}, "seed": 3},
+        {"optimizer": "adamw", "hyperparameters": {"lr": 3e-3, "weight_decay": 0.1}, "seed": 1},
+    ]
+    members = [{**m, "param_groups": GROUPED if k < 3 else []} for k, m in enumerate(members)]
+    curves, results = _packed(config, members)
+    for member, curve, result in zip(members, curves, results, strict=True):
+        alone_curve, alone_result = _alone(config, member)
+        assert (result.status, alone_result.status) == ("completed", "completed")
+        assert _max_relative_difference(curve, alone_curve) <= 1e-9, member
+    # the same trial with and without groups trains differently
+    assert curves[0][-1]["train_loss"] != curves[3][-1]["train_loss"]
+
+
 @pytest.mark.parametrize(
     ("members", "free_mb", "sizes"),
     [(64, 10_000, [64]), (64, 100, [6] * 10 + [4]), (10, 60, [3, 3, 3, 1]), (5, 1, [1] * 5)],

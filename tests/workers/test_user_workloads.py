@@ -95,6 +95,19 @@ def test_a_function_workload_runs_its_loop_with_the_trials_optimizer() -> None:
     assert curve[4]["val_loss"] < curve[1]["val_loss"]
 
 
+def test_a_function_workloads_optimizer_has_the_trials_parameter_groups() -> None:
+    curves: list[dict[int, dict[str, float]]] = [{}, {}]
+    for curve, groups in zip(
+        curves, ([], [{"select": ["bias"], "lr_multiplier": 0.1}]), strict=True
+    ):
+        spec = user_trial(LOOP, hyperparameters={"lr": 0.05}, param_groups=groups)
+        result = train_trial(spec, report=lambda e, m, c=curve: c.__setitem__(e, m))  # type: ignore[misc]
+        assert (result.status, result.epochs_run) == ("completed", 4)
+    # the weight's lr (the first group) is the trial's; the bias at a tenth trains slower
+    assert curves[0][4]["lr"] == curves[1][4]["lr"] == 0.05
+    assert curves[1][4]["val_loss"] > curves[0][4]["val_loss"]
+
+
 def test_a_function_workloads_per_step_warm_up_follows_its_steps_and_resumes() -> None:
     """128 rows in batches of 32: 4 steps an epoch; 6 warm-up steps, then 0.9 per step. A
     retry from the checkpoint after epoch 1 (in the warm-up) goes on with the same lrs."""
@@ -285,6 +298,8 @@ def test_inspection_finds_what_packs_and_why_not() -> None:
     assert model.probe is not None
     assert model.probe.packable
     assert model.probe.member_bytes > 0
+    assert model.params
+    assert all(info.name and info.module for info in model.params)
     stuck = inspect_workload({"entrypoint": "mylab.data:unpackable", "epochs": 1}, ["adam"])
     assert stuck.probe is not None
     assert not stuck.probe.packable
@@ -297,6 +312,7 @@ def test_inspection_finds_what_packs_and_why_not() -> None:
     )
     assert loop.probe is not None
     assert not loop.probe.packable
+    assert loop.params == ()  # a function workload's model is its own
     broken = inspect_workload({"entrypoint": "mylab.nope:x", "epochs": 1}, ["adam"])
     assert (broken.field, broken.probe) == ("entrypoint", None)
     assert "No module named 'mylab.nope'" in (broken.error or "")

@@ -1,4 +1,4 @@
-"""One member alone: its own model and its torch.optim optimizer (``create_optimizer``), with
+"""One member alone: its own model and its torch.optim optimizer (``model_optimizer``), with
 its lr schedule as a LambdaLR and its clipping before each step."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from optisweep.optimizers import create_optimizer, lr_lambda
+from optisweep.optimizers import lr_lambda
 from optisweep.workers.backends import Trained
 from optisweep.workers.batches import Inputs, epoch_batches, forward
 from optisweep.workers.checkpoint import Checkpoint
@@ -60,9 +60,7 @@ class Alone:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(member.seed)
             self.built = run.workload.build(config, seed=member.seed, device=device)
-        self.optimizer = create_optimizer(
-            member.optimizer, self.built.model.parameters(), **member.hyperparameters
-        )
+        self.optimizer = member.model_optimizer(self.built.model)
         self.steps = steps_per_epoch(self.built, config.batch_size)
         schedule = run_schedule(member.schedule, epochs=config.epochs, steps=self.steps)
         run.configs[k] = run.configs[k].model_copy(update={"schedule": schedule})

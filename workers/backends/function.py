@@ -10,7 +10,7 @@ import random
 import numpy as np
 import torch
 
-from optisweep.optimizers import create_optimizer, lr_lambda, needs_run_length, resolve_schedule
+from optisweep.optimizers import ParamInfo, lr_lambda, needs_run_length, resolve_schedule
 from optisweep.workers.checkpoint import Checkpoint
 from optisweep.workers.train import EpochLifecycle, PackRun
 from optisweep.workers.workloads.base import TIME_METRIC
@@ -38,11 +38,14 @@ class Function:
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
         self.context: TrialContext | None = None
 
-    def make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-        """The trial's optimizer over ``params``: clipping before each step, the lr schedule
-        (resumed where the checkpoint left it) after."""
+    def make_optimizer(
+        self, params: list[torch.Tensor], info: list[ParamInfo] | None
+    ) -> torch.optim.Optimizer:
+        """The trial's optimizer over ``params`` (described by ``info`` when the function
+        passed its model): clipping before each step, the lr schedule (resumed where the
+        checkpoint left it) after."""
         config = self.run.configs[self.k]
-        optimizer = create_optimizer(config.optimizer, params, **config.hyperparameters)
+        optimizer = config.torch_optimizer(params, info)
         if config.clip_norm is not None:
             clip = config.clip_norm
 

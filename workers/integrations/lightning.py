@@ -107,11 +107,12 @@ def make_trainer(trial: TrialContext, report: pl.Callback) -> pl.Trainer:
 
 
 def inject(lightning_module: pl.LightningModule, trial: TrialContext) -> None:
-    """Replace the module's configure_optimizers by the trial's optimizer over its parameters,
-    and its configure_callbacks by none (on this instance only)."""
+    """Replace the module's configure_optimizers by the trial's optimizer over its parameters
+    (its parameter groups selected from the module), and its configure_callbacks by none (on
+    this instance only)."""
 
     def configure_optimizers() -> torch.optim.Optimizer:
-        return closure_first(trial.optimizer(lightning_module.parameters()))
+        return closure_first(trial.optimizer(lightning_module))
 
     def configure_callbacks() -> list[pl.Callback]:
         return []

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from optisweep.optimizers.param_groups import ParamInfo, describe_params
 from optisweep.workers.workloads.base import TIME_METRIC, Built, WorkloadConfig
 
 Report = Callable[[int, dict[str, float]], bool]
@@ -36,7 +37,7 @@ class TrialContext:
     """The workload's config: ``epochs``, ``batch_size`` and the workload's own fields."""
     seed: int
     device: torch.device
-    make_optimizer: Callable[[list[Tensor]], torch.optim.Optimizer]
+    make_optimizer: Callable[[list[Tensor], list[ParamInfo] | None], torch.optim.Optimizer]
     start_epoch: int = 0
     """The last epoch an earlier attempt checkpointed (0: a fresh start)."""
     restore_state: dict[str, Any] | None = None
@@ -57,11 +58,14 @@ class TrialContext:
     _modules: list[nn.Module] = field(default_factory=list)
     _params: list[Tensor] = field(default_factory=list)
 
-    def optimizer(self, params: Iterable[Tensor]) -> torch.optim.Optimizer:
-        """The trial's optimizer over ``params`` (family, hyperparameters, lr schedule and
-        clipping as the trial says); on a retry it continues from the checkpoint's state."""
-        self._params = list(params)
-        self._optimizer = self.make_optimizer(self._params)
+    def optimizer(self, params: nn.Module | Iterable[Tensor]) -> torch.optim.Optimizer:
+        """The trial's optimizer over a model's parameters (family, hyperparameters, parameter
+        groups, lr schedule and clipping as the trial says); on a retry it continues from the
+        checkpoint's state. Pass the model itself when the sweep has parameter groups: their
+        rules select by parameter name and module."""
+        info = describe_params(params) if isinstance(params, nn.Module) else None
+        self._params = list(params.parameters() if isinstance(params, nn.Module) else params)
+        self._optimizer = self.make_optimizer(self._params, info)
         saved = self.restore_state
         if saved is not None:
             if saved.get("params") is not None:

@@ -27,7 +27,7 @@ def fit(trial: TrialContext) -> None:
     x = torch.randn(128, 1, generator=generator)
     y = 2 * x + 1
     model = nn.Linear(1, 1).to(trial.device)
-    optimizer = trial.optimizer(model.parameters())
+    optimizer = trial.optimizer(model)  # the model: parameter-group rules select from it
     trial.track(model)
     for epoch in trial.epochs():
         total = 0.0

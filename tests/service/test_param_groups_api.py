@@ -1,0 +1,74 @@
+"""Parameter groups through the API: a sweep with no-decay and lr-multiplier groups trains,
+and a rule that selects nothing, or a key a group does not have, is a 422 naming it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.service.conftest import LiveAPI
+
+CHAR_LM = {
+    "name": "char-lm",
+    "epochs": 1,
+    "train_sequences": 64,
+    "val_sequences": 16,
+    "d_model": 32,
+    "context": 32,
+}
+
+
+def _spec(**space: Any) -> dict[str, Any]:
+    return {
+        "name": "groups",
+        "workload": CHAR_LM,
+        "space": {"optimizers": ["adamw", "lion", "adafactor"], "lr": {"values": [1e-3]}, **space},
+        "search": {"algorithm": "grid"},
+        "objective": {"metric": "val_loss", "mode": "min"},
+    }
+
+
+def test_a_sweep_with_no_decay_and_an_lr_multiplier_group_trains(live_api: LiveAPI) -> None:
+    groups = [{"select": [{"module": "Embedding"}], "lr_multiplier": 0.5}]
+    sweep = live_api.wait(live_api.submit(_spec(param_groups=groups, no_decay=True))["id"])
+    assert sweep["status"] == "completed", sweep
+    assert sweep["spec"]["space"]["no_decay"] is True
+    assert sweep["spec"]["space"]["param_groups"][0]["lr_multiplier"] == 0.5
+    trials = live_api.trials(sweep["id"])
+    assert {t["optimizer"] for t in trials} == {"adamw", "lion", "adafactor"}
+    assert all(t["status"] == "completed" for t in trials)
+
+
+@pytest.mark.parametrize(
+    ("space", "loc", "message"),
+    [
+        (
+            {"param_groups": [{"select": [{"module": "Conv2d"}], "weight_decay": 0.0}]},
+            ["body", "space", "param_groups", "0", "select"],
+            "selects no parameter of 'char-lm'",
+        ),
+        (
+            {"param_groups": [{"select": ["bias"], "weight_decay": 0.0, "betas": [0.9, 0.9]}]},
+            ["body", "space", "param_groups", 0, "betas"],
+            "Extra inputs are not permitted",
+        ),
+        (
+            {"param_groups": [{"select": ["biases"], "weight_decay": 0.0}]},
+            ["body", "space", "param_groups", 0, "select", 0],
+            "'bias', 'norm', 'embedding', 'matrix' or 'vector'",
+        ),
+        (
+            {"param_groups": [{"select": ["bias"]}]},
+            ["body", "space", "param_groups", 0],
+            "sets weight_decay, lr_multiplier or both",
+        ),
+    ],
+)
+def test_a_bad_group_is_a_422_naming_it(
+    live_api: LiveAPI, space: dict[str, Any], loc: list[Any], message: str
+) -> None:
+    response = live_api.client.post("/sweeps", json=_spec(**space))
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(e["loc"][: len(loc)] == loc and message in e["msg"] for e in errors), errors
