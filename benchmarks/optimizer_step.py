@@ -50,13 +50,35 @@ def _mlp_tensors(k: int, device: torch.device) -> tuple[list[torch.Tensor], list
     return init, grads
 
 
+class MuonAndAdamW:
+    """One model's muon member as torch runs it: torch.optim.Muon on the 2-D parameters,
+    torch.optim.AdamW (foreach, or fused on CUDA) on the rest."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        hp = get_spec("muon").defaults()
+        adamw = {k.removeprefix("adamw_"): v for k, v in hp.items() if k.startswith("adamw_")}
+        muon = {k: v for k, v in hp.items() if not k.startswith("adamw_")}
+        self.optimizers = [
+            torch.optim.Muon([p for p in params if p.dim() == 2], **muon),
+            create_optimizer("adamw", [p for p in params if p.dim() != 2], **adamw),
+        ]
+
+    def step(self) -> None:
+        """Both optimizers' steps."""
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
 def reference_optimizer(name: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    """The strongest single-model optimizer of a family: torch.optim's (foreach), or for a
+    """The strongest single-model optimizer of a family: torch.optim's (foreach, fused on
+    CUDA where torch has it), for muon torch.optim.Muon beside torch.optim.AdamW, or for a
     family torch lacks its reference package's (lion-pytorch, a dev dependency)."""
     if name == "lion":
         from lion_pytorch import Lion
 
         return Lion(params, **get_spec(name).defaults())
+    if name == "muon":
+        return MuonAndAdamW(params)  # type: ignore[return-value]
     return create_optimizer(name, params)
 
 

@@ -15,7 +15,15 @@ from optisweep.optimizers.rules.base import Variant, flat_hyperparameters
 from optisweep.optimizers.schemas import HParams
 
 ApplyFn = Callable[
-    [Variant, list[Tensor], list[Tensor], list[dict[str, Tensor]], list[dict[str, Tensor]]], None
+    [
+        Variant,
+        list[Tensor],
+        list[Tensor],
+        list[dict[str, Tensor]],
+        list[dict[str, Tensor]],
+        tuple[str, ...],
+    ],
+    None,
 ]
 
 
@@ -31,8 +39,11 @@ class MemberGroup:
         params: list[Tensor],
         flat: FlatParameters | None = None,
         overrides: Sequence[Overrides | None] | None = None,
+        roles: tuple[str, ...] | None = None,
     ) -> None:
         device = params[0].device
+        self.roles = roles or ("",) * len(params)
+        """Each parameter's role in the rule (Muon's "muon" or "adamw"; "" for most rules)."""
         self.spec = spec
         self.variant = variant
         self.members = members
@@ -68,9 +79,9 @@ class MemberGroup:
         initial = [
             {
                 slot: spec.rule.init_slot(slot, rows, self.hyperparameters)
-                for slot in spec.rule.param_slots(variant, rows)
+                for slot in spec.rule.param_slots(variant, rows, role)
             }
-            for rows in map(self._rows, sources)
+            for rows, role in zip(map(self._rows, sources), self.roles, strict=False)
         ]
         self.flat_state: dict[str, Tensor] = initial[0] if flat is not None else {}
         self.state = initial
@@ -127,7 +138,7 @@ class MemberGroup:
         for index, values in enumerate(self.override_values):
             selected = {k: v if active is None else v[active] for k, v in values.items()}
             coefficients[index] = rule.coefficients(
-                {**hyperparameters, "weight_decay": selected["weight_decay"]},
+                rule.override_hyperparameters(hyperparameters, selected["weight_decay"]),
                 lr * selected["lr_multiplier"],
                 step,
                 {name: value.clone() for name, value in before.items()},
@@ -143,9 +154,13 @@ class MemberGroup:
         rows = self.index if active is None else self.index[active]
         states = [self.flat_state] if flat else self.state
         override_of: list[int | None] = [None] if flat else self.override_of
-        for param, grad, state, o in zip(params, grads, states, override_of, strict=True):
+        roles: list[str] = []
+        for param, grad, state, o, role in zip(
+            params, grads, states, override_of, self.roles, strict=False
+        ):
             if grad is None:
                 continue
+            roles.append(role)
             key = (o, param.dtype, param.dim())
             if key not in cast:
                 shape = (-1,) + (1,) * (param.dim() - 1)
@@ -165,6 +180,7 @@ class MemberGroup:
             [v[1] for v in views],
             [v[2] for v in views],
             [v[3] for v in views],
+            tuple(roles),
         )
         for param, param_rows, state, state_rows in writebacks:
             param.index_copy_(0, rows, param_rows)

@@ -75,15 +75,25 @@ class MemberConfig(BaseModel):
         """This member's optimizer for one model (torch.optim's, or its family's own), with
         its parameter groups as torch ``param_groups`` (``param_info`` describes ``params``)."""
         hyperparameters = self.validated()
+        params = list(params)
+        if param_info is not None and len(param_info) != len(params):
+            raise ValueError(f"param_info: expected {len(params)} entries, got {len(param_info)}")
+        roles = self.spec.rule.roles(param_info, [tuple(p.shape) for p in params])
         if not self.param_groups:
-            return build_torch_optimizer(self.spec, list(params), hyperparameters)
-        if param_info is None or len(param_info) != len(params):
+            if not any(roles):
+                return build_torch_optimizer(self.spec, params, hyperparameters)
+            return build_torch_optimizer(
+                self.spec, [{"params": params, "roles": list(roles)}], hyperparameters
+            )
+        if param_info is None:
             raise ValueError(
                 "param_groups: selecting parameters needs the model (its names and modules); "
                 "pass the model, not only its parameters"
             )
         assignment = assign(self.param_groups, param_info)
-        groups = torch_param_groups(params, self.param_groups, assignment, lr=hyperparameters.lr)
+        groups = torch_param_groups(
+            params, self.param_groups, assignment, lr=hyperparameters.lr, roles=roles
+        )
         return build_torch_optimizer(self.spec, groups, hyperparameters)
 
     def model_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -13,6 +13,7 @@ rules against a worker's description of the model without importing the user's c
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,16 +166,21 @@ def torch_param_groups(
     assignment: Sequence[int | None],
     *,
     lr: float,
+    roles: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """torch.optim ``param_groups`` for one model: the member's own parameters first, then one
-    group per rule with its overrides (rules that select nothing are left out)."""
+    group per rule with its overrides (rules that select nothing are left out); with
+    ``roles`` (a rule that treats parameters differently: Muon), each group lists its
+    parameters' roles."""
     order = torch_order(assignment, len(groups))
     result: list[dict[str, Any]] = []
     for index in [None, *range(len(groups))]:
-        chosen = [params[i] for i in order if assignment[i] == index]
+        chosen = [i for i in order if assignment[i] == index]
         if not chosen:
             continue
-        entry: dict[str, Any] = {"params": chosen}
+        entry: dict[str, Any] = {"params": [params[i] for i in chosen]}
+        if any(roles):
+            entry["roles"] = [roles[i] for i in chosen]
         if index is not None:
             group = groups[index]
             if group.weight_decay is not None:
@@ -197,19 +203,17 @@ def torch_order(assignment: Sequence[int | None], groups: int) -> list[int]:
 @dataclass(frozen=True)
 class Overrides:
     """What one parameter's group rules change for a set of members, one value per member
-    (the member's own weight decay, and multiplier 1, where no rule of its selects it)."""
+    (NaN weight decay: the member's own; multiplier 1, where no rule of its selects it)."""
 
     weight_decay: tuple[float, ...]
     lr_multiplier: tuple[float, ...]
 
 
 def overrides_for(
-    groups: Sequence[Sequence[ParamGroup]],
-    weight_decay: Sequence[float],
-    params: Sequence[ParamInfo],
+    groups: Sequence[Sequence[ParamGroup]], params: Sequence[ParamInfo]
 ) -> list[Overrides | None]:
-    """For members with these rules (``groups[m]``) and own weight decays, each parameter's
-    overrides; None where no member's rule selects it."""
+    """For members with these rules (``groups[m]``), each parameter's overrides; None where
+    no member's rule selects it."""
     assignments = [assign(rules, params) for rules in groups]
     result: list[Overrides | None] = []
     for i in range(len(params)):
@@ -223,8 +227,8 @@ def overrides_for(
         result.append(
             Overrides(
                 weight_decay=tuple(
-                    own if group is None or group.weight_decay is None else group.weight_decay
-                    for group, own in zip(chosen, weight_decay, strict=True)
+                    math.nan if group is None or group.weight_decay is None else group.weight_decay
+                    for group in chosen
                 ),
                 lr_multiplier=tuple(
                     1.0 if group is None or group.lr_multiplier is None else group.lr_multiplier

@@ -82,6 +82,8 @@ class PopulationOptimizer:
         self.size = size
         hyperparameters = [m.validated() for m in self.members]
         self._param_info = _checked_param_info(param_info, self.members, len(self.params))
+        self._shapes = [tuple(p.shape[1:]) for p in self.params]
+        """One member's parameter shapes."""
         # One flat buffer steps only when every rule is elementwise and every parameter has
         # the same hyperparameters; otherwise flat's parameters (and their gradient blocks)
         # step one tensor at a time.
@@ -105,11 +107,8 @@ class PopulationOptimizer:
                 group_flat,
                 overrides=None
                 if self._param_info is None
-                else overrides_for(
-                    [self.members[k].param_groups for k in rows],
-                    [hyperparameters[k].weight_decay for k in rows],
-                    self._param_info,
-                ),
+                else overrides_for([self.members[k].param_groups for k in rows], self._param_info),
+                roles=get_spec(name).rule.roles(self._param_info, self._shapes),
             )
             for (name, variant), rows in by_key.items()
         ]
@@ -279,11 +278,12 @@ class PopulationOptimizer:
             torch_group["initial_lr"] = torch_group["lr"]
             torch_group["lr"] = torch_group["lr"] * float(self._lr_multipliers[k])
         step = int(group.step[row])
-        for p, state in zip(params, group.state, strict=True):
+        rule = group.spec.rule
+        for p, state, role in zip(params, group.state, group.roles, strict=True):
             entry: dict[str, Any] = {}
-            if step > 0 or group.spec.rule.torch_has_step:
+            if step > 0 or rule.role_has_step(role):
                 entry = {slot: value[row].detach().clone() for slot, value in state.items()}
-            if group.spec.rule.torch_has_step:
+            if rule.role_has_step(role):
                 entry["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
             for name, value in group.scalars.items():
                 entry[name] = torch.tensor(float(value[row]), dtype=_scalar_dtype())

@@ -18,6 +18,7 @@ from optisweep.optimizers.rules.adamax import AdamaxRule
 from optisweep.optimizers.rules.base import UpdateRule
 from optisweep.optimizers.rules.lion import LionRule
 from optisweep.optimizers.rules.momentum import MomentumRule
+from optisweep.optimizers.rules.muon import MuonRule
 from optisweep.optimizers.rules.nadam import NAdamRule
 from optisweep.optimizers.rules.radam import RAdamRule
 from optisweep.optimizers.rules.rmsprop import RMSpropRule
@@ -32,6 +33,7 @@ from optisweep.optimizers.schemas import (
     HParams,
     LionParams,
     MomentumParams,
+    MuonParams,
     NAdamParams,
     RAdamParams,
     RMSpropParams,
@@ -264,6 +266,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=1,
         fused_on_cuda=False,
         description="Factored second moment, relative step size, update clipping (Adafactor).",
+    ),
+    "muon": OptimizerSpec(
+        name="muon",
+        params_model=MuonParams,
+        torch_class=rule_optimizer("muon", MuonParams, MuonRule()),
+        rule=MuonRule(),
+        beta1=BetaTarget("momentum"),
+        beta2=None,
+        state_tensors=2,
+        fused_on_cuda=False,
+        description="Orthogonalised momentum for hidden matrices, AdamW for the rest (Muon).",
     ),
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, flat_hyperparameters
+from optisweep.optimizers.rules.base import UpdateRule, Variant, flat_hyperparameters
 from optisweep.optimizers.schemas import HParams
 
 
@@ -52,32 +52,39 @@ class RuleOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             validated = self._hyperparameters(group)
             variant = rule.variant(validated)
-            numeric = flat_hyperparameters(validated)
-            for p in group["params"]:
+            # As in a population: hyperparameters hold the member's own lr, the step's lr
+            # (scheduled, times a parameter group's multiplier) comes apart.
+            numeric = {**flat_hyperparameters(validated), "lr": float(self.defaults["lr"])}
+            params = group["params"]
+            roles = group.get("roles") or rule.roles(None, [tuple(p.shape) for p in params])
+            for p, role in zip(params, roles, strict=True):
                 if p.grad is not None:
-                    self._step_one(p, p.grad, rule, variant, numeric)
+                    self._step_one(p, p.grad, variant, numeric, float(group["lr"]), role)
         return loss
 
     def _step_one(
         self,
         p: Tensor,
         grad: Tensor,
-        rule: UpdateRule,
-        variant: tuple[bool, ...],
+        variant: Variant,
         numeric: dict[str, float],
+        lr: float,
+        role: str,
     ) -> None:
-        """Step one parameter as a member of a population of one ([1, ...] views)."""
+        """Step one parameter (in ``role``) as a member of a population of one ([1, ...]
+        views)."""
+        rule = self.rule
         hyperparameters = {
             name: torch.tensor([value], dtype=torch.float64, device=p.device)
             for name, value in numeric.items()
         }
         state = self.state[p]
-        slots = rule.param_slots(variant, p.unsqueeze(0))
+        slots = rule.param_slots(variant, p.unsqueeze(0), role)
         if not state:
             for slot in slots:
                 state[slot] = rule.init_slot(slot, p.unsqueeze(0), hyperparameters)[0]
         step = float(state["step"]) + 1 if "step" in state else 1.0
-        if rule.torch_has_step:
+        if rule.role_has_step(role):
             state["step"] = torch.tensor(step, dtype=_scalar_dtype())
         scalars = {
             name: torch.tensor([float(state.get(name, 1.0))], dtype=torch.float64)
@@ -85,7 +92,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         }
         coefficients = rule.coefficients(
             hyperparameters,
-            hyperparameters["lr"],
+            torch.tensor([lr], dtype=torch.float64, device=p.device),
             torch.tensor([step], dtype=torch.float64, device=p.device),
             scalars,
         )
@@ -94,7 +101,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         shape = (-1,) + (1,) * p.dim()
         cast = {k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()}
         views = {slot: state[slot].unsqueeze(0) for slot in slots}
-        rule.apply(variant, p.unsqueeze(0), grad.unsqueeze(0), views, cast)
+        rule.apply_all(variant, [p.unsqueeze(0)], [grad.unsqueeze(0)], [views], [cast], (role,))
 
 
 def _scalar_dtype() -> torch.dtype:

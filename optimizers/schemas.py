@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 def _finite_positive(value: float) -> float:
@@ -184,6 +184,29 @@ class AdafactorParams(HParams):
     the smallest parameter RMS a step scales by."""
     d: Annotated[float, AfterValidator(_at_least_one)] = 1.0
     """The update's RMS is clipped to d."""
+
+
+class MuonParams(HParams):
+    """Muon (torch.optim.Muon's fields) for the hidden matrices, and the AdamW beside it for
+    every other parameter (``adamw_*``: the defaults of Muon's reference code, MuonWithAuxAdam)."""
+
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.1
+    momentum: UnitFloat = 0.95
+    nesterov: bool = True
+    ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
+    """The quintic Newton-Schulz iteration's a, b, c."""
+    eps: PositiveFloat = 1e-7
+    ns_steps: int = Field(default=5, ge=1, le=99)
+    adjust_lr_fn: Literal["original", "match_rms_adamw"] | None = None
+    """How a matrix's shape scales its lr: sqrt(max(1, rows/cols)) (None, "original"), or
+    0.2 sqrt(max(rows, cols)) to match AdamW's update RMS ("match_rms_adamw")."""
+    adamw_lr: PositiveFloat = 3e-4
+    """The lr of the parameters on AdamW (embeddings, the output layer, biases, norms);
+    schedules and group multipliers scale it as they scale ``lr``."""
+    adamw_betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.95)
+    adamw_eps: PositiveFloat = 1e-10
+    adamw_weight_decay: NonNegativeFloat = 0.0
 
 
 class NAdamParams(HParams):

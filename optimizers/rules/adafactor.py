@@ -25,7 +25,7 @@ class AdafactorRule(UpdateRule):
     weight_decay = "decoupled"
     elementwise = False
 
-    def param_slots(self, variant: Variant, like: Tensor) -> tuple[str, ...]:
+    def param_slots(self, variant: Variant, like: Tensor, role: str = "") -> tuple[str, ...]:
         """Row and column factors for a matrix (or more dimensions), a variance for a vector."""
         return ("row_var", "col_var") if like.dim() > 2 else ("variance",)
 

@@ -9,15 +9,18 @@ AdamW); a rule supplies only its own coefficients, state and update.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
 
+from optisweep.optimizers.param_groups import ParamInfo
 from optisweep.optimizers.schemas import HParams
 
-Variant = tuple[bool, ...]
-"""Flags that pick a rule's code path: weight decay on, then the rule's own (amsgrad, ...)."""
+Variant = tuple[bool | int | float | str, ...]
+"""Flags that pick a rule's code path: weight decay on, then the rule's own (amsgrad, ...;
+Muon's Newton-Schulz steps and coefficients, which its kernels take as Python numbers)."""
 WeightDecay = Literal["coupled", "decoupled"]
 
 
@@ -29,7 +32,7 @@ def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
         if isinstance(value, bool):
             continue
         if isinstance(value, tuple):
-            stem = "beta" if name == "betas" else name
+            stem = name[:-1] if name.endswith("betas") else name
             for i, item in enumerate(value):
                 flat[f"{stem}{i + 1}"] = math.nan if item is None else float(item)
         elif isinstance(value, int | float):
@@ -91,10 +94,33 @@ class UpdateRule:
         """Names of the per-parameter state tensors, as torch.optim names them."""
         return self.state_slots(variant[1:])
 
-    def param_slots(self, variant: Variant, like: Tensor) -> tuple[str, ...]:
-        """The state tensors of the parameter ``like`` ([K, ...]); the variant's ``slots``
-        unless the rule's state depends on the parameter's shape."""
+    def param_slots(self, variant: Variant, like: Tensor, role: str = "") -> tuple[str, ...]:
+        """The state tensors of the parameter ``like`` ([K, ...]) in ``role``; the variant's
+        ``slots`` unless the rule's state depends on the parameter's shape or role."""
         return self.slots(variant)
+
+    def roles(
+        self, params: Sequence[ParamInfo] | None, shapes: Sequence[tuple[int, ...]]
+    ) -> tuple[str, ...]:
+        """Each parameter's role in a rule that treats parameters differently (Muon: its
+        hidden matrices, and the rest on AdamW), from the model's description where there is
+        one, else from one member's parameter ``shapes``; "" for every parameter by default."""
+        return ("",) * len(shapes)
+
+    def role_has_step(self, role: str) -> bool:
+        """Whether torch's optimizer for parameters in ``role`` keeps a ``step`` entry."""
+        return self.torch_has_step
+
+    def override_hyperparameters(
+        self, hyperparameters: dict[str, Tensor], weight_decay: Tensor
+    ) -> dict[str, Tensor]:
+        """Hyperparameters with a parameter group's weight decay ([k]; NaN where a member's
+        rules leave the parameter its own) in place of the members' own."""
+        own = hyperparameters["weight_decay"]
+        return {
+            **hyperparameters,
+            "weight_decay": torch.where(weight_decay.isnan(), own, weight_decay),
+        }
 
     def state_slots(self, flags: Variant) -> tuple[str, ...]:
         """The rule's state tensors for these flags; none by default."""
@@ -164,7 +190,9 @@ class UpdateRule:
         grads: list[Tensor],
         states: list[dict[str, Tensor]],
         coefs: list[dict[str, Tensor]],
+        roles: tuple[str, ...] = (),
     ) -> None:
-        """``apply`` to every parameter of a group: the unit that torch.compile fuses."""
+        """``apply`` to every parameter of a group (``roles``: each one's, where the rule
+        has them): the unit that torch.compile fuses."""
         for param, grad, state, coef in zip(params, grads, states, coefs, strict=True):
             self.apply(variant, param, grad, state, coef)

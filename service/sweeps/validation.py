@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from optisweep.optimizers import HyperparameterError
 from optisweep.optimizers.param_groups import empty_groups
+from optisweep.optimizers.rules.muon import MUON, muon_roles
 from optisweep.service.code.store import CodeStore
 from optisweep.service.errors import SpecError
 from optisweep.service.search import GridError, Suggestion, defaults_configurations
@@ -81,7 +82,7 @@ def check_sweep(
                 field="workload.entrypoint",
             )
         report = inspect(spec) if inspect is not None else None
-    elif inspect is not None and (needs_train_size(spec) or spec.space.param_groups):
+    elif inspect is not None and (needs_train_size(spec) or _selects_parameters(spec)):
         # Searched batch sizes and per-step warm-ups must fit the training set and the run,
         # whose sizes a worker finds out by building the workload (a plain
         # workload.batch_size is capped by the loop instead); parameter-group rules must
@@ -117,11 +118,26 @@ def _check_spec(spec: SweepCreate, report: WorkloadReport | None) -> None:
         )
 
 
+def _selects_parameters(spec: SweepCreate) -> bool:
+    """Whether the sweep chooses among the model's parameters (groups, Muon's matrices), so
+    a worker must describe the model before it runs."""
+    return bool(spec.space.param_groups) or "muon" in spec.space.optimizers
+
+
 def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> None:
     """Each of the space's parameter-group rules selects at least one parameter of the
-    workload's model (as a worker described it; a function workload's model is its own)."""
+    workload's model (as a worker described it; a function workload's model is its own), and
+    Muon has hidden matrices to orthogonalise."""
     if report is None or not report.params:
         return
+    if "muon" in spec.space.optimizers and MUON not in muon_roles(report.params, ()):
+        matrices = [p.name for p in report.params if p.ndim == 2]
+        raise SpecError(
+            f"muon: {report.name!r} has no hidden matrix for Muon (its 2-D parameters: "
+            f"{', '.join(matrices) or 'none'}; embeddings and the output layer go to AdamW); "
+            "choose another family",
+            field="space.optimizers",
+        )
     for index in empty_groups(spec.space.param_groups, report.params):
         names = ", ".join(info.name for info in report.params[:12])
         more = f" and {len(report.params) - 12} more" if len(report.params) > 12 else ""

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from optisweep.optimizers import OPTIMIZERS, create_optimizer
-from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
+from tests.optimizers.helpers import MUON_TOLERANCE, max_param_diff, max_state_diff, side_by_side
 from tests.optimizers.test_parity import GRID, STEPS, TOLERANCE
 
 pytestmark = [
@@ -37,6 +37,7 @@ def test_mixed_population_on_cuda_matches_torch_optim_on_cuda(flat: bool) -> Non
         assert run.flat is not None
         assert run.flat.grads_in_place()
     assert max_param_diff(run) <= TOLERANCE
+    assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
 
 

@@ -17,7 +17,8 @@ from optisweep.optimizers import (
     describe_params,
 )
 from optisweep.optimizers.param_groups import assign, empty_groups, with_no_decay
-from tests.optimizers.helpers import reference_class
+from optisweep.optimizers.rules.muon import muon_roles
+from tests.optimizers.helpers import MUON_TOLERANCE, MuonWithAdamW, reference_class
 
 STEPS = 60
 TOLERANCE = 1e-9
@@ -56,8 +57,11 @@ MEMBERS: list[dict[str, Any]] = [
     {"optimizer": "lion", "hyperparameters": {"lr": 1e-3, "weight_decay": 0.3}},
     {"optimizer": "radam", "hyperparameters": {"lr": 0.01, "decoupled_weight_decay": True}},
     {"optimizer": "adafactor", "hyperparameters": {"lr": 0.02, "weight_decay": 0.1}},
+    {"optimizer": "muon", "hyperparameters": {"lr": 0.02, "adamw_weight_decay": 0.05}},
     {"optimizer": "rmsprop", "hyperparameters": {"lr": 0.01}},  # no groups: all its own
 ]
+GROUPED = len(MEMBERS) - 1
+"""Every member but the last has GROUPS."""
 
 
 def _by_hand(config: MemberConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -67,11 +71,17 @@ def _by_hand(config: MemberConfig, model: nn.Module) -> torch.optim.Optimizer:
     if not config.param_groups:
         return reference_class(config.optimizer)(model.parameters(), **hyperparameters)
     lr = hyperparameters["lr"]
-    groups = [
+    groups: list[dict[str, Any]] = [
         {"params": [named[n] for n in NAMES["own"]]},
         {"params": [named[n] for n in NAMES["head"]], "lr": lr * 0.5, "weight_decay": 0.2},
         {"params": [named[n] for n in NAMES["no_decay"]], "weight_decay": 0.0},
     ]
+    if config.optimizer == "muon":  # the hidden matrix on Muon; the rest, head too, on AdamW
+        adamw_lr = hyperparameters["adamw_lr"]
+        groups[0]["roles"] = ["muon"]
+        groups[1].update(roles=["adamw"], adamw_lr=adamw_lr * 0.5, adamw_weight_decay=0.2)
+        groups[2].update(roles=["adamw"] * 4, adamw_weight_decay=0.0)
+        return MuonWithAdamW(groups, **hyperparameters)
     return reference_class(config.optimizer)(groups, **hyperparameters)
 
 
@@ -111,7 +121,7 @@ def test_bad_groups_name_the_field(group: dict[str, Any], message: str) -> None:
 
 def _members() -> list[MemberConfig]:
     return [
-        MemberConfig.model_validate({**m, "param_groups": GROUPS if i < 6 else []})
+        MemberConfig.model_validate({**m, "param_groups": GROUPS if i < GROUPED else []})
         for i, m in enumerate(MEMBERS)
     ]
 
@@ -147,7 +157,9 @@ def test_packed_groups_match_torch_optim_given_the_same_param_groups() -> None:
         loaded.load_state_dict(export.optimizer_state)
         pairs = zip(model.parameters(), export.params, names, strict=True)
         for p, mine, name in pairs:
-            assert (p - mine).abs().max().item() <= TOLERANCE, (members[k].optimizer, name)
+            muon_matrix = members[k].optimizer == "muon" and name == "hidden.weight"
+            tolerance = MUON_TOLERANCE if muon_matrix else TOLERANCE
+            assert (p - mine).abs().max().item() <= tolerance, (members[k].optimizer, name)
             for slot, value in optimizer.state[p].items():
                 if isinstance(value, Tensor) and value.dim() > 0:
                     difference = (loaded.state[mine][slot] - value).abs().max().item()
@@ -184,6 +196,15 @@ def test_groups_change_the_training_and_survive_export_and_load() -> None:
         assert torch.equal(p[1], q[1])
     state = again.state_dict()["groups"]
     assert any(bool(s["exp_avg"].any()) for g in state for s in g["state"])
+
+
+def test_muon_takes_the_hidden_matrices_and_leaves_embeddings_and_the_head_to_adamw() -> None:
+    infos = describe_params(Tagger())
+    roles = dict(zip([i.name for i in infos], muon_roles(infos, ()), strict=True))
+    assert [name for name, role in roles.items() if role == "muon"] == ["hidden.weight"]
+    assert muon_roles(None, [(6, 4), (4,), (3, 2, 2)]) == ("muon", "adamw", "adamw")
+    logistic = describe_params(nn.Sequential(nn.Linear(64, 10)))
+    assert "muon" not in muon_roles(logistic, ())  # its one matrix is the output layer
 
 
 def test_groups_need_the_parameters_described() -> None:

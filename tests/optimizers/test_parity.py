@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from optisweep.optimizers import OPTIMIZERS, PopulationOptimizer
-from tests.optimizers.helpers import max_param_diff, max_state_diff, side_by_side
+from tests.optimizers.helpers import MUON_TOLERANCE, max_param_diff, max_state_diff, side_by_side
 
 TOLERANCE = 1e-10
 STEPS = 100
@@ -60,6 +60,18 @@ GRID: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.05, "beta2_decay": -0.5, "eps": (1e-20, 1e-2), "d": 2.0},
         {"lr": 0.02, "weight_decay": 0.1},
     ],
+    "muon": [
+        {"lr": 0.02},
+        {
+            "lr": 0.01,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 0.05,
+            "adamw_lr": 3e-3,
+            "adamw_weight_decay": 0.01,
+        },
+        {"lr": 0.02, "adjust_lr_fn": "match_rms_adamw", "ns_steps": 3, "adamw_betas": (0.8, 0.99)},
+    ],
     "lion": [
         {"lr": 1e-3},
         {"lr": 3e-4, "betas": (0.95, 0.98), "weight_decay": 0.1},
@@ -93,6 +105,7 @@ def test_mixed_population_matches_torch_optim(order: str, flat: bool) -> None:
         assert run.flat is not None
         assert run.flat.grads_in_place()
     assert max_param_diff(run) <= TOLERANCE
+    assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
     # the parameters really moved, so the comparison is not vacuous
     assert all(p.grad is not None for p in run.stacked)
@@ -110,6 +123,7 @@ def test_each_family_alone_matches_torch_optim(name: str) -> None:
     for _ in range(STEPS):
         run.step(run.grads())
     assert max_param_diff(run) <= TOLERANCE
+    assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
 
 
@@ -160,6 +174,7 @@ def test_schedules_match_torch_lr_schedulers() -> None:
         for k, optimizer in enumerate(run.optimizers):
             assert abs(run.population.lr(k) - optimizer.param_groups[0]["lr"]) <= 1e-12
     assert max_param_diff(run) <= TOLERANCE
+    assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
 
 
@@ -236,6 +251,7 @@ def test_clipping_matches_clip_grad_norm(flat: bool) -> None:
         run.step(grads, before_alone=clip)
     assert clipped_some
     assert max_param_diff(run) <= TOLERANCE
+    assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
 
 

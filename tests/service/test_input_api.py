@@ -19,7 +19,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "unknown optimizer",
         {"space": {"optimizers": ["adamz"], "lr": {"values": [0.1]}}},
         ("space", "optimizers"),
-        "valid: adadelta, adagrad, adam",
+        "valid: adadelta, adafactor, adagrad, adam",
     ),
     (
         "unknown workload",

@@ -23,7 +23,11 @@ def _spec(**space: Any) -> dict[str, Any]:
     return {
         "name": "groups",
         "workload": CHAR_LM,
-        "space": {"optimizers": ["adamw", "lion", "adafactor"], "lr": {"values": [1e-3]}, **space},
+        "space": {
+            "optimizers": ["adamw", "lion", "adafactor", "muon"],
+            "lr": {"values": [1e-3]},
+            **space,
+        },
         "search": {"algorithm": "grid"},
         "objective": {"metric": "val_loss", "mode": "min"},
     }
@@ -36,8 +40,19 @@ def test_a_sweep_with_no_decay_and_an_lr_multiplier_group_trains(live_api: LiveA
     assert sweep["spec"]["space"]["no_decay"] is True
     assert sweep["spec"]["space"]["param_groups"][0]["lr_multiplier"] == 0.5
     trials = live_api.trials(sweep["id"])
-    assert {t["optimizer"] for t in trials} == {"adamw", "lion", "adafactor"}
+    assert {t["optimizer"] for t in trials} == {"adamw", "lion", "adafactor", "muon"}
     assert all(t["status"] == "completed" for t in trials)
+
+
+def test_muon_on_a_model_without_hidden_matrices_is_a_422(live_api: LiveAPI) -> None:
+    spec = _spec()
+    spec["workload"] = {"name": "logreg-digits", "epochs": 1}
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "optimizers"]
+    assert "has no hidden matrix for Muon" in error["msg"]
+    assert "weight" in error["msg"]  # it names the model's matrices
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,8 @@ def test_float32_mlp_pack_on_cuda_matches_every_family_alone_on_cuda() -> None:
         assert result.status == "completed", member
         alone_curve, alone_result = _alone(config, member, device="cuda")
         assert alone_result.device.startswith("cuda")
-        assert _max_relative_difference(curve, alone_curve) <= 1e-4, member
+        tolerance = 1e-3 if member["optimizer"] == "muon" else 1e-4  # bfloat16 (test_pack)
+        assert _max_relative_difference(curve, alone_curve) <= tolerance, member
 
 
 @pytest.mark.usefixtures("float64")

@@ -71,6 +71,7 @@ MIXED: list[dict[str, Any]] = [
         "clip_norm": 1.0,
     },
     {"optimizer": "adafactor", "hyperparameters": {"lr": 1e-2, "weight_decay": 1e-2}, "seed": 13},
+    {"optimizer": "muon", "hyperparameters": {"lr": 2e-2, "adamw_lr": 3e-3}, "seed": 14},
 ]
 
 
@@ -163,7 +164,10 @@ def test_float32_mlp_digits_pack_matches_every_family_alone() -> None:
     for member, curve, result in zip(MIXED, curves, results, strict=True):
         assert result.status == "completed", member
         assert curve[-1]["val_accuracy"] > 0.1
-        assert _max_relative_difference(curve, _alone(config, member)[0]) <= 1e-4, member
+        # Muon orthogonalises in bfloat16: a batched product may round an element apart
+        # from the one-matrix product alone (tests/optimizers/helpers.py: MUON_TOLERANCE)
+        tolerance = 1e-3 if member["optimizer"] == "muon" else 1e-4
+        assert _max_relative_difference(curve, _alone(config, member)[0]) <= tolerance, member
 
 
 @pytest.mark.usefixtures("float64")
