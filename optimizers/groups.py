@@ -83,6 +83,8 @@ class MemberGroup:
             }
             for rows, role in zip(map(self._rows, sources), self.roles, strict=False)
         ]
+        self.flat = flat is not None
+        """Whether this group steps the flat buffer (its state one [k, N] tensor per slot)."""
         self.flat_state: dict[str, Tensor] = initial[0] if flat is not None else {}
         self.state = initial
         if flat is not None:

@@ -84,19 +84,12 @@ class PopulationOptimizer:
         self._param_info = _checked_param_info(param_info, self.members, len(self.params))
         self._shapes = [tuple(p.shape[1:]) for p in self.params]
         """One member's parameter shapes."""
-        # One flat buffer steps only when every rule is elementwise and every parameter has
-        # the same hyperparameters; otherwise flat's parameters (and their gradient blocks)
-        # step one tensor at a time.
-        self._flat_steps = (
-            flat is not None
-            and all(m.spec.rule.elementwise for m in self.members)
-            and not any(m.param_groups for m in self.members)
-        )
-        group_flat = flat if self._flat_steps else None
-
         by_key: dict[tuple[str, Variant], list[int]] = {}
         for k, member in enumerate(self.members):
             by_key.setdefault((member.optimizer, member.variant()), []).append(k)
+        # A group steps the one flat buffer when its rule is elementwise and all its members'
+        # parameters share their hyperparameters (no parameter groups); the others step
+        # flat's parameters (views of it) one tensor at a time, in the same step.
         self._groups = [
             MemberGroup(
                 get_spec(name),
@@ -104,7 +97,10 @@ class PopulationOptimizer:
                 rows,
                 [hyperparameters[k] for k in rows],
                 self.params,
-                group_flat,
+                flat
+                if get_spec(name).rule.elementwise
+                and not any(self.members[k].param_groups for k in rows)
+                else None,
                 overrides=None
                 if self._param_info is None
                 else overrides_for([self.members[k].param_groups for k in rows], self._param_info),
@@ -174,28 +170,39 @@ class PopulationOptimizer:
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
         """One update of every unfrozen member, from ``grads`` or each parameter's ``.grad``."""
         flat = self._flat
-        if grads is None and flat is not None and self._flat_steps and flat.grads_in_place():
-            self._step([flat.data], [flat.grad], flat=True)
-            return
-        grad_list = list(grads) if grads is not None else [p.grad for p in self.params]
-        if len(grad_list) != len(self.params):
-            raise ValueError(f"grads: expected {len(self.params)} tensors, got {len(grad_list)}")
-        self._step(self.params, grad_list, flat=False)
-
-    def _step(self, params: list[Tensor], grad_list: list[Tensor | None], *, flat: bool) -> None:
-        if self._clip_norms is not None:
-            present = [g for g in grad_list if g is not None]
-            if present:
-                coef = clip_coefficients(member_grad_norms(present), self._clip_norms)
-                grad_list = [
-                    None if g is None else g * coef.to(g.dtype).view((-1,) + (1,) * (g.dim() - 1))
-                    for g in grad_list
-                ]
-        for group in self._groups:
-            apply = self._apply_fn(group)
-            group.step_once(params, grad_list, self._lr_multipliers, apply, flat=flat)
+        if grads is None and flat is not None and flat.grads_in_place():
+            grad = self._clipped([flat.grad])[0]
+            assert grad is not None
+            views: list[Tensor | None] = list(flat.views(grad))
+            for group in self._groups:
+                apply = self._apply_fn(group)
+                if group.flat:
+                    group.step_once([flat.data], [grad], self._lr_multipliers, apply, flat=True)
+                else:
+                    group.step_once(self.params, views, self._lr_multipliers, apply)
+        else:
+            grad_list = list(grads) if grads is not None else [p.grad for p in self.params]
+            if len(grad_list) != len(self.params):
+                raise ValueError(
+                    f"grads: expected {len(self.params)} tensors, got {len(grad_list)}"
+                )
+            grad_list = self._clipped(grad_list)
+            for group in self._groups:
+                apply = self._apply_fn(group)
+                group.step_once(self.params, grad_list, self._lr_multipliers, apply)
         if self._per_step:
             self._step_schedules()
+
+    def _clipped(self, grad_list: list[Tensor | None]) -> list[Tensor | None]:
+        """The gradients clipped by each member's global norm (as given without clipping)."""
+        present = [g for g in grad_list if g is not None]
+        if self._clip_norms is None or not present:
+            return grad_list
+        coef = clip_coefficients(member_grad_norms(present), self._clip_norms)
+        return [
+            None if g is None else g * coef.to(g.dtype).view((-1,) + (1,) * (g.dim() - 1))
+            for g in grad_list
+        ]
 
     def zero_grad(self) -> None:
         """Clear the gradients before a backward pass: zero the flat buffer, or set to None."""

@@ -49,11 +49,13 @@ def test_population_on_cuda_matches_the_population_on_the_cpu() -> None:
         grads = on_cpu.grads()
         on_cuda.step([g.cuda() for g in grads])
         on_cpu.step(grads)
-    worst = max(
-        (a.cpu() - b).abs().max().item()
-        for a, b in zip(on_cuda.stacked, on_cpu.stacked, strict=True)
-    )
-    assert worst <= TOLERANCE
+    muon = torch.tensor([m.optimizer == "muon" for m in on_cpu.members])
+    for a, b in zip(on_cuda.stacked, on_cpu.stacked, strict=True):
+        difference = (a.cpu() - b).abs().flatten(1).amax(dim=1)
+        if b.dim() == 3:  # a matrix per member: Muon's orthogonalise in bfloat16 on each device
+            assert difference[muon].max().item() <= MUON_TOLERANCE
+            difference = difference[~muon]
+        assert difference.max().item() <= TOLERANCE
 
 
 @pytest.mark.parametrize("name", FUSED)
