@@ -8,6 +8,7 @@ a batched product (``baddbmm``), in bfloat16 as torch.optim.Muon computes it."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import torch
@@ -20,14 +21,24 @@ from optisweep.optimizers.schemas import HParams, MuonParams
 MUON, ADAMW = "muon", "adamw"
 
 
+_EMBEDDING_LIKE = re.compile(r"embed|position", re.IGNORECASE)
+"""Names (of the parameter or its module's class) of embeddings that are not nn.Embedding: a
+learned position table (``Positions``), a ``wpe``-style ``pos_embed`` parameter."""
+
+
+def _embedding(info: ParamInfo) -> bool:
+    return "embedding" in info.kinds or bool(_EMBEDDING_LIKE.search(f"{info.name} {info.module}"))
+
+
 def muon_roles(
     params: Sequence[ParamInfo] | None, shapes: Sequence[tuple[int, ...]]
 ) -> tuple[str, ...]:
-    """Which parameters Muon steps: the 2-D ones that are neither an embedding nor the output
+    """Which parameters Muon steps: the 2-D ones that are neither an embedding (an Embedding's
+    table, or a parameter or module named like one: ``embed``, ``position``) nor the output
     layer (the model's last matrix); without a description of the model, every 2-D one."""
     if params is None:
         return tuple(MUON if len(shape) == 2 else ADAMW for shape in shapes)
-    matrices = [i for i, p in enumerate(params) if p.ndim == 2 and "embedding" not in p.kinds]
+    matrices = [i for i, p in enumerate(params) if p.ndim == 2 and not _embedding(p)]
     hidden = set(matrices[:-1])
     return tuple(MUON if i in hidden else ADAMW for i in range(len(params)))
 

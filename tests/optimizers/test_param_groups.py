@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from optisweep.optimizers import (
     MemberConfig,
     ParamGroup,
+    ParamInfo,
     PopulationOptimizer,
     describe_params,
 )
@@ -203,6 +204,8 @@ def test_muon_takes_the_hidden_matrices_and_leaves_embeddings_and_the_head_to_ad
     roles = dict(zip([i.name for i in infos], muon_roles(infos, ()), strict=True))
     assert [name for name, role in roles.items() if role == "muon"] == ["hidden.weight"]
     assert muon_roles(None, [(6, 4), (4,), (3, 2, 2)]) == ("muon", "adamw", "adamw")
+    positions = ParamInfo(name="position.weight", module="Positions", kinds=(), ndim=2)
+    assert muon_roles([positions, *infos], ())[0] == "adamw"  # an embedding by its name
     logistic = describe_params(nn.Sequential(nn.Linear(64, 10)))
     assert "muon" not in muon_roles(logistic, ())  # its one matrix is the output layer
 
