@@ -72,13 +72,20 @@ class MuonAndAdamW:
 def reference_optimizer(name: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     """The strongest single-model optimizer of a family: torch.optim's (foreach, fused on
     CUDA where torch has it), for muon torch.optim.Muon beside torch.optim.AdamW, or for a
-    family torch lacks its reference package's (lion-pytorch, a dev dependency)."""
+    family torch lacks its reference package's (lion-pytorch, schedulefree: dev dependencies)."""
     if name == "lion":
         from lion_pytorch import Lion
 
         return Lion(params, **get_spec(name).defaults())
     if name == "muon":
         return MuonAndAdamW(params)  # type: ignore[return-value]
+    if name.startswith("schedulefree_"):
+        import schedulefree
+
+        kind = {"schedulefree_adamw": "AdamWScheduleFree", "schedulefree_sgd": "SGDScheduleFree"}
+        optimizer = getattr(schedulefree, kind[name])(params, **get_spec(name).defaults())
+        optimizer.train()
+        return optimizer
     return create_optimizer(name, params)
 
 

@@ -11,6 +11,7 @@ from optisweep.optimizers.registry import (
     get_spec,
     validate_hyperparameters,
 )
+from optisweep.optimizers.rule_optimizer import at_average
 from optisweep.optimizers.schedules import (
     ConstantSchedule,
     CosineSchedule,
@@ -41,6 +42,7 @@ __all__ = [
     "Schedule",
     "StepSchedule",
     "WarmupSchedule",
+    "at_average",
     "create_optimizer",
     "describe_params",
     "get_spec",

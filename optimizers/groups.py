@@ -70,7 +70,9 @@ class MemberGroup:
         ]
         self.step = torch.zeros(len(members), dtype=torch.float64, device=device)
         self.scalars = {
-            name: torch.ones(len(members), dtype=torch.float64, device=device)
+            name: torch.full(
+                (len(members),), spec.rule.initial_scalar(name), dtype=torch.float64, device=device
+            )
             for name in spec.rule.scalars
         }
         # Each slot per parameter tensor, or (flat) one [k, N] tensor whose blocks are the
@@ -94,6 +96,21 @@ class MemberGroup:
             ]
         self.active: Tensor | None = None
         """Local rows that still train, or None when all do (the fast path)."""
+
+    def swap(self, params: Sequence[Tensor], *, to_eval: bool) -> None:
+        """An averaged rule's members' parameters to x (``to_eval``) or back to y, each by
+        its own beta; other rules' are left as they are."""
+        rule = self.spec.rule
+        if not rule.averaged:
+            return
+        weight = rule.swap_weight(self.hyperparameters, to_eval=to_eval)
+        for param, state in zip(params, self.state, strict=True):
+            w = weight.to(param.dtype).view((-1,) + (1,) * (param.dim() - 1))
+            if self.span is not None:
+                param[self.span].lerp_(state["z"], w)
+            else:
+                rows = param.index_select(0, self.index).lerp_(state["z"], w)
+                param.index_copy_(0, self.index, rows)
 
     def _rows(self, tensor: Tensor) -> Tensor:
         return tensor[self.span] if self.span is not None else tensor.index_select(0, self.index)

@@ -126,6 +126,8 @@ class PopulationOptimizer:
             else None
         )
         self._compile = compile
+        self._eval = False
+        """Whether averaged members' parameters are x (``eval()``) rather than y."""
         self._compiled: dict[int, ApplyFn] = {}
         self._eager: set[int] = set()
         """Rules (by id) whose compiled step failed: they step eagerly from then on."""
@@ -169,6 +171,8 @@ class PopulationOptimizer:
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor | None] | None = None) -> None:
         """One update of every unfrozen member, from ``grads`` or each parameter's ``.grad``."""
+        if self._eval:
+            raise RuntimeError("step: the population is in eval mode; call train() first")
         flat = self._flat
         if grads is None and flat is not None and flat.grads_in_place():
             grad = self._clipped([flat.grad])[0]
@@ -259,6 +263,11 @@ class PopulationOptimizer:
             group.set_frozen(self._frozen)
 
     @property
+    def averaged(self) -> bool:
+        """Whether some member evaluates at other parameters than it trains (schedule-free)."""
+        return any(group.spec.rule.averaged for group in self._groups)
+
+    @property
     def frozen(self) -> Tensor:
         """[K] bool: which members are frozen."""
         return self._frozen.clone()
@@ -275,25 +284,37 @@ class PopulationOptimizer:
         return float(group.hyperparameters["lr"][row] * self._lr_multipliers[k])
 
     def export_member(self, member: int) -> MemberExport:
-        """Member ``member`` as ordinary parameters and a torch.optim state dict."""
+        """Member ``member`` as ordinary parameters and a torch.optim state dict; an averaged
+        rule's (schedule-free) parameters as evaluation sees them (x), its optimizer in eval
+        mode."""
         (k,) = self._member_indices(member)
         group, row = self._group_of[k]
         config = self.members[k]
+        rule = group.spec.rule
         params = [p[k].detach().clone() for p in self.params]
+        if rule.averaged and not self._eval:
+            weight = rule.swap_weight(self._row_hyperparameters(group, row), to_eval=True)
+            for p, state in zip(params, group.state, strict=True):
+                p.lerp_(state["z"][row], weight.to(p.dtype)[0])
         optimizer = config.torch_optimizer(params, self._param_info)
+        step = int(group.step[row])
         for torch_group in optimizer.param_groups:  # as an LR scheduler leaves them
             torch_group["initial_lr"] = torch_group["lr"]
             torch_group["lr"] = torch_group["lr"] * float(self._lr_multipliers[k])
-        step = int(group.step[row])
-        rule = group.spec.rule
+            if rule.averaged:
+                torch_group["train_mode"] = False
+            if rule.group_scalars:
+                torch_group["k"] = step
+                torch_group.update({n: float(v[row]) for n, v in group.scalars.items()})
         for p, state, role in zip(params, group.state, group.roles, strict=True):
             entry: dict[str, Any] = {}
             if step > 0 or rule.role_has_step(role):
                 entry = {slot: value[row].detach().clone() for slot, value in state.items()}
             if rule.role_has_step(role):
                 entry["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
-            for name, value in group.scalars.items():
-                entry[name] = torch.tensor(float(value[row]), dtype=_scalar_dtype())
+            if not rule.group_scalars:
+                for name, value in group.scalars.items():
+                    entry[name] = torch.tensor(float(value[row]), dtype=_scalar_dtype())
             if entry:
                 optimizer.state[p] = entry
         return MemberExport(
@@ -323,9 +344,8 @@ class PopulationOptimizer:
                 f"export: expected {len(self.params)} parameter tensors, got {len(export.params)}"
             )
         torch_state = export.optimizer_state["state"]
-        row_hyperparameters = {
-            name: value[row : row + 1] for name, value in group.hyperparameters.items()
-        }
+        first_group = export.optimizer_state["param_groups"][0]
+        row_hyperparameters = self._row_hyperparameters(group, row)
         # torch.optim numbers parameters group by group: the member's own, then each rule's.
         position = {i: n for n, i in enumerate(self._torch_order(k))}
         for i, (p, value, state) in enumerate(
@@ -337,16 +357,40 @@ class PopulationOptimizer:
                 if slot in entry:
                     tensor[row].copy_(entry[slot])
                 else:  # torch creates some state lazily on the first step
-                    fresh = group.spec.rule.init_slot(
-                        slot, tensor[row : row + 1], row_hyperparameters
-                    )
+                    fresh = group.spec.rule.init_slot(slot, p[k : k + 1], row_hyperparameters)
                     tensor[row].copy_(fresh[0])
-        first = torch_state.get(position[0], {})
+            exported_x = not first_group.get("train_mode", True)
+            if group.spec.rule.averaged and exported_x != self._eval:
+                # an averaged member's export holds x (y): to what this population holds now
+                weight = group.spec.rule.swap_weight(row_hyperparameters, to_eval=self._eval)
+                p[k].lerp_(state["z"][row], weight.to(p.dtype)[0])
+        saved = first_group if group.spec.rule.group_scalars else torch_state.get(position[0], {})
         for name, value in group.scalars.items():
-            value[row] = float(first.get(name, 1.0))
+            value[row] = float(saved.get(name, group.spec.rule.initial_scalar(name)))
         group.step[row] = float(export.step)
         self._schedule_steps[k] = export.schedule_step
         self._refresh()
+
+    @staticmethod
+    def _row_hyperparameters(group: MemberGroup, row: int) -> dict[str, Tensor]:
+        return {name: value[row : row + 1] for name, value in group.hyperparameters.items()}
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Parameters to what evaluation sees: schedule-free members' average x (the other
+        families' parameters are what they train); ``step`` refuses until ``train()``."""
+        if not self._eval:
+            for group in self._groups:
+                group.swap(self.params, to_eval=True)
+            self._eval = True
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Parameters back to what training steps (schedule-free members' y)."""
+        if self._eval:
+            for group in self._groups:
+                group.swap(self.params, to_eval=False)
+            self._eval = False
 
     def _torch_order(self, k: int) -> list[int]:
         """Member ``k``'s parameter indices in the order its torch.optim state dict has them."""

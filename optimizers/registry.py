@@ -22,6 +22,7 @@ from optisweep.optimizers.rules.muon import MuonRule
 from optisweep.optimizers.rules.nadam import NAdamRule
 from optisweep.optimizers.rules.radam import RAdamRule
 from optisweep.optimizers.rules.rmsprop import RMSpropRule
+from optisweep.optimizers.rules.schedulefree import ScheduleFreeRule
 from optisweep.optimizers.rules.sgd import SGDRule
 from optisweep.optimizers.schemas import (
     AdadeltaParams,
@@ -37,6 +38,8 @@ from optisweep.optimizers.schemas import (
     NAdamParams,
     RAdamParams,
     RMSpropParams,
+    ScheduleFreeAdamWParams,
+    ScheduleFreeSGDParams,
     SGDParams,
     field_path,
     short_repr,
@@ -277,6 +280,32 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=2,
         fused_on_cuda=False,
         description="Orthogonalised momentum for hidden matrices, AdamW for the rest (Muon).",
+    ),
+    "schedulefree_adamw": OptimizerSpec(
+        name="schedulefree_adamw",
+        params_model=ScheduleFreeAdamWParams,
+        torch_class=rule_optimizer(
+            "schedulefree_adamw", ScheduleFreeAdamWParams, ScheduleFreeRule(adaptive=True)
+        ),
+        rule=ScheduleFreeRule(adaptive=True),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=2,
+        fused_on_cuda=False,
+        description="AdamW without a schedule: evaluated at an average of its steps.",
+    ),
+    "schedulefree_sgd": OptimizerSpec(
+        name="schedulefree_sgd",
+        params_model=ScheduleFreeSGDParams,
+        torch_class=rule_optimizer(
+            "schedulefree_sgd", ScheduleFreeSGDParams, ScheduleFreeRule(adaptive=False)
+        ),
+        rule=ScheduleFreeRule(adaptive=False),
+        beta1=BetaTarget("momentum"),
+        beta2=None,
+        state_tensors=1,
+        fused_on_cuda=False,
+        description="SGD with momentum as averaging, without a schedule (schedule-free).",
     ),
 }
 

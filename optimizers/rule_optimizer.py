@@ -1,23 +1,28 @@
 """A torch.optim.Optimizer for one model from a population update rule: the single-model path
-of the families torch.optim does not have (Lion), so a trial alone, a user's own loop, a
-checkpoint and a pack member's export work for them as for torch's own families."""
+of the families torch.optim does not have (Lion, Muon beside AdamW, schedule-free), so a trial
+alone, a user's own loop, a checkpoint and a pack member's export work for them as for torch's
+own families."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, Variant, flat_hyperparameters
+from optisweep.optimizers.rules.base import UpdateRule, flat_hyperparameters
 from optisweep.optimizers.schemas import HParams
 
 
 class RuleOptimizer(torch.optim.Optimizer):
     """One model's parameters stepped by a family's population rule as a population of one:
     its hyperparameters live in the param groups (so lr schedulers work), its state under
-    torch.optim's slot names (so state dicts load into a pack and back)."""
+    the reference's names (so state dicts load into a pack and back): per parameter, and for
+    a rule whose reference keeps them there (schedule-free) the step count ``k`` and scalars
+    in the param group. An averaged rule's optimizer has ``train()`` and ``eval()``, as the
+    reference's has; it starts in train mode."""
 
     params_model: type[HParams]
     rule: UpdateRule
@@ -33,6 +38,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         defaults = self.params_model.model_validate(hyperparameters).model_dump()
         # torch.optim's kernel choices, kept as torch keeps them: one rule serves both here.
         defaults.update(foreach=foreach, fused=fused)
+        if self.rule.averaged:
+            defaults["train_mode"] = True
         super().__init__(params, defaults)
 
     def _hyperparameters(self, group: dict[str, Any]) -> HParams:
@@ -41,6 +48,18 @@ class RuleOptimizer(torch.optim.Optimizer):
             {k: group[k] for k in self.params_model.model_fields}
         )
 
+    def _tensors(self, group: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
+        """The group's hyperparameters as [1] tensors; ``lr`` the member's own (the step's lr,
+        scheduled and times a parameter group's multiplier, comes apart, as in a pack)."""
+        numeric = {
+            **flat_hyperparameters(self._hyperparameters(group)),
+            "lr": float(self.defaults["lr"]),
+        }
+        return {
+            name: torch.tensor([value], dtype=torch.float64, device=device)
+            for name, value in numeric.items()
+        }
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step of every parameter with a gradient."""
@@ -48,60 +67,110 @@ class RuleOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        rule = self.rule
         for group in self.param_groups:
-            validated = self._hyperparameters(group)
-            variant = rule.variant(validated)
-            # As in a population: hyperparameters hold the member's own lr, the step's lr
-            # (scheduled, times a parameter group's multiplier) comes apart.
-            numeric = {**flat_hyperparameters(validated), "lr": float(self.defaults["lr"])}
-            params = group["params"]
-            roles = group.get("roles") or rule.roles(None, [tuple(p.shape) for p in params])
-            for p, role in zip(params, roles, strict=True):
-                if p.grad is not None:
-                    self._step_one(p, p.grad, variant, numeric, float(group["lr"]), role)
+            if not group.get("train_mode", True):
+                raise RuntimeError("step: the optimizer is in eval mode; call train() first")
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._step_group(group, params)
         return loss
 
-    def _step_one(
-        self,
-        p: Tensor,
-        grad: Tensor,
-        variant: Variant,
-        numeric: dict[str, float],
-        lr: float,
-        role: str,
-    ) -> None:
-        """Step one parameter (in ``role``) as a member of a population of one ([1, ...]
-        views)."""
+    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        """One step of a group's parameters that have gradients, as a population of one."""
         rule = self.rule
-        hyperparameters = {
-            name: torch.tensor([value], dtype=torch.float64, device=p.device)
-            for name, value in numeric.items()
-        }
-        state = self.state[p]
-        slots = rule.param_slots(variant, p.unsqueeze(0), role)
-        if not state:
-            for slot in slots:
-                state[slot] = rule.init_slot(slot, p.unsqueeze(0), hyperparameters)[0]
-        step = float(state["step"]) + 1 if "step" in state else 1.0
-        if rule.role_has_step(role):
-            state["step"] = torch.tensor(step, dtype=_scalar_dtype())
+        device = params[0].device
+        variant = rule.variant(self._hyperparameters(group))
+        hyperparameters = self._tensors(group, device)
+        every = group["params"]
+        roles_of = dict(
+            zip(
+                map(id, every),
+                group.get("roles") or rule.roles(None, [tuple(p.shape) for p in every]),
+                strict=True,
+            )
+        )
+        first = self.state[params[0]]
+        if rule.group_scalars:
+            done, saved = float(group.get("k", 0)), group
+        else:  # every parameter that keeps a step has the same (Muon's matrices keep none)
+            steps = [float(self.state[p]["step"]) for p in params if "step" in self.state[p]]
+            done, saved = max(steps, default=0.0), first
+        step = done + 1
         scalars = {
-            name: torch.tensor([float(state.get(name, 1.0))], dtype=torch.float64)
+            name: torch.tensor(
+                [float(saved.get(name, rule.initial_scalar(name)))], dtype=torch.float64
+            )
             for name in rule.scalars
         }
         coefficients = rule.coefficients(
             hyperparameters,
-            torch.tensor([lr], dtype=torch.float64, device=p.device),
-            torch.tensor([step], dtype=torch.float64, device=p.device),
+            torch.tensor([float(group["lr"])], dtype=torch.float64, device=device),
+            torch.tensor([step], dtype=torch.float64, device=device),
             scalars,
         )
-        for name, value in scalars.items():
-            state[name] = torch.tensor(float(value[0]), dtype=_scalar_dtype())
-        shape = (-1,) + (1,) * p.dim()
-        cast = {k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()}
-        views = {slot: state[slot].unsqueeze(0) for slot in slots}
-        rule.apply_all(variant, [p.unsqueeze(0)], [grad.unsqueeze(0)], [views], [cast], (role,))
+        if rule.group_scalars:
+            group["k"] = int(step)
+            group.update({name: float(value[0]) for name, value in scalars.items()})
+        views, grads, states, casts, roles = [], [], [], [], []
+        for p in params:
+            role = roles_of[id(p)]
+            state = self.state[p]
+            slots = rule.param_slots(variant, p.unsqueeze(0), role)
+            if not all(slot in state for slot in slots):
+                for slot in slots:
+                    state[slot] = rule.init_slot(slot, p.unsqueeze(0), hyperparameters)[0]
+            if rule.role_has_step(role):
+                state["step"] = torch.tensor(step, dtype=_scalar_dtype())
+            if not rule.group_scalars:
+                for name, value in scalars.items():
+                    state[name] = torch.tensor(float(value[0]), dtype=_scalar_dtype())
+            shape = (-1,) + (1,) * p.dim()
+            views.append(p.unsqueeze(0))
+            grads.append(p.grad.unsqueeze(0))  # type: ignore[union-attr]
+            states.append({slot: state[slot].unsqueeze(0) for slot in slots})
+            casts.append({k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()})
+            roles.append(role)
+        rule.apply_all(variant, views, grads, states, casts, tuple(roles))
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Parameters to what evaluation sees (an averaged rule's x); no-op for the others."""
+        self._swap(to_eval=True)
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Parameters back to what training steps (an averaged rule's y)."""
+        self._swap(to_eval=False)
+
+    def _swap(self, *, to_eval: bool) -> None:
+        if not self.rule.averaged:
+            return
+        for group in self.param_groups:
+            if group["train_mode"] != to_eval:  # already there
+                continue
+            for p in group["params"]:
+                state = self.state[p]
+                if "z" in state:
+                    weight = self.rule.swap_weight(self._tensors(group, p.device), to_eval=to_eval)
+                    p.lerp_(state["z"], weight.to(p.dtype).squeeze(0))
+            group["train_mode"] = not to_eval
+
+
+@contextmanager
+def at_average(optimizer: object) -> Iterator[None]:
+    """Within the block, the parameters are what evaluation and checkpoints see (a
+    schedule-free optimizer's average x: ``eval()``), then back to what training steps
+    (``train()``); optimizers without the two methods are left alone."""
+    swaps = callable(getattr(optimizer, "eval", None)) and callable(
+        getattr(optimizer, "train", None)
+    )
+    if swaps:
+        optimizer.eval()  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if swaps:
+            optimizer.train()  # type: ignore[attr-defined]
 
 
 def _scalar_dtype() -> torch.dtype:

@@ -159,6 +159,12 @@ class LionParams(HParams):
     betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.99)
 
 
+def _open_unit_interval(value: float) -> float:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"must be in (0, 1), got {value!r}")
+    return value
+
+
 def _non_positive(value: float) -> float:
     if not math.isfinite(value) or value > 0:
         raise ValueError(f"must be finite and <= 0, got {value!r}")
@@ -207,6 +213,39 @@ class MuonParams(HParams):
     adamw_betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.95)
     adamw_eps: PositiveFloat = 1e-10
     adamw_weight_decay: NonNegativeFloat = 0.0
+
+
+class ScheduleFreeAdamWParams(HParams):
+    """Schedule-free AdamW (the schedulefree package's AdamWScheduleFree): no lr schedule (it
+    replaces one), evaluation at the average x; weight decay at y, after normalisation."""
+
+    lr: PositiveFloat = 0.0025
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000)
+    """A linear lr warm-up over this many steps (its own: a sweep's schedule is refused)."""
+    r: NonNegativeFloat = 0.0
+    """Step t weighs t**r in the average."""
+    weight_lr_power: NonNegativeFloat = 2.0
+    """Step t weighs lr_max**weight_lr_power in the average."""
+
+    @model_validator(mode="after")
+    def _positive_beta1(self) -> Self:
+        if self.betas[0] <= 0:
+            raise ValueError(
+                f"betas[0] must be > 0 (x is y's average by it), got {self.betas[0]!r}"
+            )
+        return self
+
+
+class ScheduleFreeSGDParams(HParams):
+    """Schedule-free SGD (the schedulefree package's SGDScheduleFree)."""
+
+    lr: PositiveFloat = 1.0
+    momentum: Annotated[float, AfterValidator(_open_unit_interval)] = 0.9
+    warmup_steps: int = Field(default=0, ge=0, le=10_000_000)
+    r: NonNegativeFloat = 0.0
+    weight_lr_power: NonNegativeFloat = 2.0
 
 
 class NAdamParams(HParams):

@@ -72,7 +72,15 @@ class UpdateRule:
     torch_has_step: ClassVar[bool] = True
     """Whether torch.optim keeps a ``step`` entry in this family's per-parameter state."""
     scalars: ClassVar[tuple[str, ...]] = ()
-    """Per-member scalar state besides ``step`` (nadam's mu_product), with initial value 1."""
+    """Per-member scalar state besides ``step`` (nadam's mu_product)."""
+    scalar_initials: ClassVar[dict[str, float]] = {}
+    """Each scalar's value before the first step (1 where not given)."""
+    group_scalars: ClassVar[bool] = False
+    """Whether the reference keeps the step count (``k``) and the scalars in its param groups
+    (schedule-free) rather than in each parameter's state (torch.optim)."""
+    averaged: ClassVar[bool] = False
+    """Whether evaluation sees other parameters than training does (schedule-free's x): the
+    rule then has ``swap_weight`` and the optimizers ``train()`` and ``eval()``."""
 
     weight_decay: WeightDecay = "coupled"
     """How this family's ``weight_decay`` applies (AdamW: decoupled)."""
@@ -80,6 +88,15 @@ class UpdateRule:
     """Whether every state tensor is shaped like its parameter and the update is elementwise,
     so a population may step all parameters as one flat buffer (Adafactor's factored moments
     and per-tensor RMS are not)."""
+
+    def initial_scalar(self, name: str) -> float:
+        """Scalar ``name``'s value before the first step."""
+        return self.scalar_initials.get(name, 1.0)
+
+    def swap_weight(self, hyperparameters: dict[str, Tensor], *, to_eval: bool) -> Tensor:
+        """An averaged rule's per-member lerp weight towards its ``z`` state that moves the
+        parameters to what evaluation sees (``to_eval``) or back to what training steps."""
+        raise NotImplementedError
 
     def variant(self, hyperparameters: HParams) -> Variant:
         """Flags that choose the code path; members with equal flags update together: weight

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from optisweep.optimizers import HyperparameterError
+from optisweep.optimizers import HyperparameterError, get_spec
 from optisweep.optimizers.param_groups import empty_groups
 from optisweep.optimizers.rules.muon import MUON, muon_roles
 from optisweep.service.code.store import CodeStore
@@ -110,11 +110,30 @@ def _check_spec(spec: SweepCreate, report: WorkloadReport | None) -> None:
     _check_scheduler(spec, report)
     check_schedule_fits(spec, report)
     _check_param_groups(spec, report)
+    _check_schedule_free(spec)
     if spec.space.lr == "auto" and spec.search.algorithm == "grid":
         raise SpecError(
             "'auto' needs a sampling algorithm (random, sobol, tpe, cmaes, gp, nsga2); "
             "grid search needs {'values': [...]}",
             field="space.lr",
+        )
+
+
+def _check_schedule_free(spec: SweepCreate) -> None:
+    """A schedule-free family trains without an lr schedule (its average replaces one; its
+    own ``warmup_steps`` warms up): its schedule, if any, must be a constant lr."""
+    for name in spec.space.optimizers:
+        if not get_spec(name).rule.averaged:
+            continue
+        schedule = spec.space.schedule_for(name)
+        if schedule is None or (schedule.kind == "constant" and not schedule.warmup_steps):
+            continue
+        own = "schedule" in spec.space.overrides.get(name, {})
+        raise SpecError(
+            f"{name} replaces an lr schedule (its average; warm it up with its own "
+            f"warmup_steps): give it a constant one, "
+            f"overrides: {{{name}: {{schedule: {{kind: constant, warmup_steps: 0}}}}}}",
+            field=f"space.overrides.{name}.schedule" if own else "space.schedule",
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,9 +85,31 @@ def _muon() -> type[torch.optim.Optimizer]:
     return MuonWithAdamW
 
 
+def _schedulefree(name: str) -> Callable[[], type[torch.optim.Optimizer]]:
+    def reference() -> type[torch.optim.Optimizer]:
+        import schedulefree
+
+        cls = getattr(schedulefree, name)
+
+        class InTrainMode(cls):  # type: ignore[misc, valid-type]
+            """The reference, put in train mode as its users must before the first step."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.train()
+
+        InTrainMode.__name__ = name
+        InTrainMode.__signature__ = inspect.signature(cls)  # type: ignore[attr-defined]
+        return InTrainMode
+
+    return reference
+
+
 REFERENCES: dict[str, Callable[[], type[torch.optim.Optimizer]]] = {
     "lion": _lion,
     "muon": _muon,
+    "schedulefree_adamw": _schedulefree("AdamWScheduleFree"),
+    "schedulefree_sgd": _schedulefree("SGDScheduleFree"),
 }
 """The reference implementation of each family torch.optim lacks (a test dependency only);
 the parity tests compare those families' population rules against it, the others against

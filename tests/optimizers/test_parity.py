@@ -72,6 +72,15 @@ GRID: dict[str, list[dict[str, Any]]] = {
         },
         {"lr": 0.02, "adjust_lr_fn": "match_rms_adamw", "ns_steps": 3, "adamw_betas": (0.8, 0.99)},
     ],
+    "schedulefree_adamw": [
+        {"lr": 0.01},
+        {"lr": 0.02, "betas": (0.95, 0.99), "weight_decay": 0.01, "warmup_steps": 10},
+        {"lr": 0.005, "r": 0.5, "weight_lr_power": 1.0, "eps": 1e-6},
+    ],
+    "schedulefree_sgd": [
+        {"lr": 0.05},
+        {"lr": 0.02, "momentum": 0.8, "weight_decay": 0.01, "warmup_steps": 5},
+    ],
     "lion": [
         {"lr": 1e-3},
         {"lr": 3e-4, "betas": (0.95, 0.98), "weight_decay": 0.1},
@@ -125,6 +134,37 @@ def test_each_family_alone_matches_torch_optim(name: str) -> None:
     assert max_param_diff(run) <= TOLERANCE
     assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
     assert max_state_diff(run) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("name", ["schedulefree_adamw", "schedulefree_sgd"])
+def test_schedule_free_evaluates_at_the_average_as_its_reference_does(name: str) -> None:
+    run = side_by_side([{"optimizer": name, "hyperparameters": h} for h in GRID[name]])
+    for _ in range(STEPS):
+        run.step(run.grads())
+    trained = [p.detach().clone() for p in run.stacked]
+    run.population.eval()
+    for optimizer in run.optimizers:
+        optimizer.eval()  # type: ignore[attr-defined]
+    assert max_param_diff(run) <= TOLERANCE  # x, as the reference has it
+    assert max((a - b).abs().max().item() for a, b in zip(trained, run.stacked, strict=True)) > 1e-3
+    with pytest.raises(RuntimeError, match="call train"):
+        run.population.step()
+    exported = run.population.export_member(0)  # exports are x, in eval or train mode
+    run.population.train()
+    for optimizer in run.optimizers:
+        optimizer.train()  # type: ignore[attr-defined]
+    assert (
+        max((a - b).abs().max().item() for a, b in zip(trained, run.stacked, strict=True)) < 1e-12
+    )
+    again = run.population.export_member(0)
+    assert all(
+        torch.allclose(a, b, rtol=0, atol=1e-12)
+        for a, b in zip(exported.params, again.params, strict=True)
+    )
+    for _ in range(10):
+        run.step(run.grads())
+    assert max_param_diff(run) <= TOLERANCE
 
 
 SCHEDULES: list[tuple[dict[str, Any], Any]] = [

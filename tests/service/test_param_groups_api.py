@@ -87,3 +87,35 @@ def test_a_bad_group_is_a_422_naming_it(
     assert response.status_code == 422, response.text
     errors = response.json()["detail"]
     assert any(e["loc"][: len(loc)] == loc and message in e["msg"] for e in errors), errors
+
+
+def _schedule_free(**space: Any) -> dict[str, Any]:
+    return {
+        "name": "schedule-free",
+        "workload": {"name": "mlp-digits", "epochs": 2},
+        "space": {
+            "optimizers": ["adamw", "schedulefree_adamw"],
+            "lr": {"values": [3e-3]},
+            "schedule": {"kind": "cosine"},
+            **space,
+        },
+        "search": {"algorithm": "grid"},
+        "objective": {"metric": "val_accuracy", "mode": "max"},
+    }
+
+
+def test_a_schedule_on_a_schedule_free_family_is_a_422(live_api: LiveAPI) -> None:
+    response = live_api.client.post("/sweeps", json=_schedule_free())
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "schedule"]
+    assert "schedulefree_adamw replaces an lr schedule" in error["msg"]
+
+
+def test_schedule_free_beside_a_cosine_adamw_trains(live_api: LiveAPI) -> None:
+    constant = {"schedulefree_adamw": {"schedule": {"kind": "constant"}}}
+    sweep = live_api.wait(live_api.submit(_schedule_free(overrides=constant))["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = {t["optimizer"]: t for t in live_api.trials(sweep["id"])}
+    assert trials["schedulefree_adamw"]["status"] == "completed"
+    assert trials["schedulefree_adamw"]["objective"] > 0.5  # val_accuracy, evaluated at x

@@ -72,6 +72,12 @@ MIXED: list[dict[str, Any]] = [
     },
     {"optimizer": "adafactor", "hyperparameters": {"lr": 1e-2, "weight_decay": 1e-2}, "seed": 13},
     {"optimizer": "muon", "hyperparameters": {"lr": 2e-2, "adamw_lr": 3e-3}, "seed": 14},
+    {
+        "optimizer": "schedulefree_adamw",
+        "hyperparameters": {"lr": 3e-3, "warmup_steps": 5, "weight_decay": 1e-3},
+        "seed": 15,
+    },
+    {"optimizer": "schedulefree_sgd", "hyperparameters": {"lr": 0.05}, "seed": 16},
 ]
 
 

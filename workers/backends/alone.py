@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from optisweep.optimizers import lr_lambda
+from optisweep.optimizers import at_average, lr_lambda
 from optisweep.workers.backends import Trained
 from optisweep.workers.batches import Inputs, epoch_batches, forward
 from optisweep.workers.checkpoint import Checkpoint
@@ -69,6 +69,9 @@ class Alone:
             self.built.model.load_state_dict(saved.model)
             # torch.optim aliases the tensors it loads: copy, so the checkpoint stays as it was.
             self.optimizer.load_state_dict(copy.deepcopy(saved.optimizer_state))
+            train = getattr(self.optimizer, "train", None)
+            if callable(train):  # a schedule-free checkpoint holds x: train from y
+                train()
         self.per_step = schedule.per == "step"
         counts = schedule_counts(schedule, epochs=config.epochs, steps=self.steps)
         done = start * self.steps if self.per_step else start
@@ -106,7 +109,8 @@ class Alone:
 
     def evaluate(self, members: list[int]) -> dict[int, dict[str, float]]:
         """The member's validation metrics."""
-        return {self.k: evaluate(self.built, self.run.device)}
+        with at_average(self.optimizer):
+            return {self.k: evaluate(self.built, self.run.device)}
 
     def exploit(
         self, epoch: int, metrics: dict[int, dict[str, float]], finite: dict[int, bool]
@@ -114,16 +118,18 @@ class Alone:
         """PBT needs a population: nothing to do alone."""
 
     def checkpoint(self, k: int, epoch: int, history: dict[int, dict[str, float]]) -> Checkpoint:
-        """Copies of the model and optimizer state after ``epoch``, with its metrics."""
-        return Checkpoint(
-            epoch=epoch,
-            metrics=history[epoch],
-            config=self.run.configs[k],
-            model={n: v.detach().clone() for n, v in self.built.model.state_dict().items()},
-            optimizer_state=copy.deepcopy(self.optimizer.state_dict()),
-            step=epoch * self.steps,
-            history=dict(history),
-        )
+        """Copies of the model and optimizer state after ``epoch``, with its metrics (the
+        parameters as evaluation saw them: a schedule-free member's x)."""
+        with at_average(self.optimizer):
+            return Checkpoint(
+                epoch=epoch,
+                metrics=history[epoch],
+                config=self.run.configs[k],
+                model={n: v.detach().clone() for n, v in self.built.model.state_dict().items()},
+                optimizer_state=copy.deepcopy(self.optimizer.state_dict()),
+                step=epoch * self.steps,
+                history=dict(history),
+            )
 
     def leave(self, members: set[int]) -> None:
         """The member ended."""

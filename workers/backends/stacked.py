@@ -20,6 +20,7 @@ import copy
 import torch
 from torch import nn
 
+from optisweep.optimizers import at_average
 from optisweep.workers.backends import Trained
 from optisweep.workers.batches import epoch_batches
 from optisweep.workers.checkpoint import Checkpoint
@@ -112,7 +113,14 @@ class Stacked:
         """Every member's validation metrics from one stacked pass per chunk."""
         stack = self.current
         rows = [(row, k) for row, k in enumerate(stack.members) if k in members]
-        return evaluate_stacked(stack, self.forward, self.builds, rows)
+        averaged = stack.optimizer.averaged
+        with at_average(stack.optimizer):
+            if averaged:  # the members' own models too, which some metrics read
+                sync_models(stack, self.models)
+            metrics = evaluate_stacked(stack, self.forward, self.builds, rows)
+        if averaged:
+            sync_models(stack, self.models)
+        return metrics
 
     def exploit(
         self, epoch: int, metrics: dict[int, dict[str, float]], finite: dict[int, bool]
@@ -137,12 +145,16 @@ class Stacked:
         """Member ``k`` after ``epoch``: its model, and its optimizer state exported."""
         stack = self.current
         row = stack.members.index(k)
+        export = stack.optimizer.export_member(row)
+        model = {n: v.detach().clone() for n, v in self.models[k].state_dict().items()}
+        # the parameters as the export has them: what evaluation saw (schedule-free's x)
+        model.update(zip(stack.params, export.params, strict=True))
         return Checkpoint(
             epoch=epoch,
             metrics=history[epoch],
             config=self.run.configs[k],
-            model={n: v.detach().clone() for n, v in self.models[k].state_dict().items()},
-            optimizer_state=stack.optimizer.export_member(row).optimizer_state,
+            model=model,
+            optimizer_state=export.optimizer_state,
             step=epoch * self.steps,
             history=dict(history),
         )
