@@ -98,7 +98,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         step = done + 1
         scalars = {
             name: torch.tensor(
-                [float(saved.get(name, rule.initial_scalar(name)))], dtype=torch.float64
+                [float(saved.get(name, rule.initial_scalar(name)))],
+                dtype=torch.float64,
+                device=device,
             )
             for name in rule.scalars
         }

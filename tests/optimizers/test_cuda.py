@@ -53,7 +53,10 @@ def test_population_on_cuda_matches_the_population_on_the_cpu() -> None:
     for a, b in zip(on_cuda.stacked, on_cpu.stacked, strict=True):
         difference = (a.cpu() - b).abs().flatten(1).amax(dim=1)
         if b.dim() == 3:  # a matrix per member: Muon's orthogonalise in bfloat16 on each device
-            assert difference[muon].max().item() <= MUON_TOLERANCE
+            # CUDA's bfloat16 products accumulate in another order than the CPU's: any element
+            # of any step may round apart (up to lr * ratio * 2^-8 per step: 1e-2 in 60), not
+            # only the rare one of the same device (MUON_TOLERANCE)
+            assert difference[muon].max().item() <= 10 * MUON_TOLERANCE
             difference = difference[~muon]
         assert difference.max().item() <= TOLERANCE
 
