@@ -15,10 +15,13 @@ import torch
 from torch import Tensor
 
 from optisweep.optimizers.param_groups import ParamInfo
-from optisweep.optimizers.rules.base import UpdateRule, Variant, ema_
+from optisweep.optimizers.rules.adam import AdamRule
+from optisweep.optimizers.rules.base import UpdateRule, Variant
 from optisweep.optimizers.schemas import HParams, MuonParams
 
 MUON, ADAMW = "muon", "adamw"
+_ADAMW = AdamRule(decoupled_weight_decay=True)
+"""The rule the parameters beside the hidden matrices step by (its coefficients are Muon's)."""
 
 
 _EMBEDDING_LIKE = re.compile(r"embed|position", re.IGNORECASE)
@@ -175,10 +178,7 @@ class MuonRule(UpdateRule):
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], coef: dict[str, Tensor]
     ) -> None:
         param.mul_(coef["adamw_decay"])
-        exp_avg = state["exp_avg"].lerp_(grad, coef["one_minus_beta1"])
-        second = ema_(state["exp_avg_sq"], grad, coef["beta2"], coef["one_minus_beta2"])
-        denom = (second.sqrt() / coef["bias_correction2_sqrt"]).add_(coef["eps"])
-        param.addcmul_(exp_avg / denom, coef["neg_step_size"])
+        _ADAMW.update((False,), param, grad, state, coef)  # AdamW's own step (no AMSGrad)
 
 
 def newton_schulz(
