@@ -226,6 +226,27 @@ def test_a_retried_trial_resumes_as_the_first_attempt_would_have_gone_on() -> No
     assert fresh[4]["val_loss"] != pytest.approx(whole[4]["val_loss"], rel=1e-6)
 
 
+def test_schedule_free_validates_at_its_average_and_resumes_from_it() -> None:
+    spec = user_trial(LINE, optimizer="schedulefree_sgd", hyperparameters={"lr": 0.05})
+    saved: dict[int, Checkpoint] = {}
+    whole = _run(spec, checkpoint=lambda c: saved.__setitem__(c.epoch, c))
+    module = BUILT[-1]
+    inputs, targets = next(iter(line_loaders()[1]))
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return float(nn.functional.mse_loss(module.net(inputs), targets))
+
+    at_x = val_loss()  # the module ends at the average the last validation saw
+    assert whole[4]["val_loss"] == pytest.approx(at_x, rel=1e-6)
+    assert module.optimizer_seen is not None
+    module.optimizer_seen.train()  # type: ignore[attr-defined]
+    assert val_loss() != pytest.approx(at_x, rel=1e-3)  # y, what it trained, is elsewhere
+    resumed = _run(spec, resume=saved[2])  # its checkpoint holds x: it trains on from y
+    for epoch in (3, 4):
+        assert without_time(resumed[epoch]) == pytest.approx(without_time(whole[epoch]), rel=1e-6)
+
+
 def test_a_retried_trial_resumes_its_per_epoch_lr_schedule() -> None:
     spec = user_trial(LINE, schedule={"kind": "step", "step_size": 1, "gamma": 0.5})
     saved: dict[int, Checkpoint] = {}

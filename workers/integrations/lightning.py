@@ -139,6 +139,15 @@ def closure_first(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return optimizer
 
 
+def _set_mode(trainer: pl.Trainer, *, train: bool) -> None:
+    """Call ``train()`` (or ``eval()``) on each of the trainer's optimizers that has it (the
+    schedule-free families'; the schedulefree package's too)."""
+    for optimizer in trainer.optimizers:
+        method = getattr(optimizer, "train" if train else "eval", None)
+        if callable(method):
+            method()
+
+
 def seed_epoch(seed: int, epoch: int) -> None:
     """Seed torch, numpy, random and dataloader workers for what follows ``epoch``."""
     pl.seed_everything((seed * 10_007 + epoch) % 2**32, workers=True, verbose=False)
@@ -162,9 +171,16 @@ class ReportEpochs(pl.Callback):
         seed_epoch(self.trial.seed, self.epoch)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """The epoch's number (counted on after a checkpoint); its lr schedule's step first."""
+        """The epoch's number (counted on after a checkpoint); its lr schedule's step first;
+        a schedule-free optimizer back to the parameters it trains (y)."""
         self.epoch = next(self.epochs)
         self.step_losses.clear()
+        _set_mode(trainer, train=True)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A schedule-free optimizer's parameters to its average (x): validation, the epoch's
+        checkpoint and, after the last epoch, the trained module are at x."""
+        _set_mode(trainer, train=False)
 
     def on_train_batch_end(
         self,
