@@ -11,7 +11,7 @@ from optisweep.optimizers.registry import (
     get_spec,
     validate_hyperparameters,
 )
-from optisweep.optimizers.rule_optimizer import at_average
+from optisweep.optimizers.rule_optimizer import at_average, set_mode
 from optisweep.optimizers.schedules import (
     ConstantSchedule,
     CosineSchedule,
@@ -50,5 +50,6 @@ __all__ = [
     "lr_multiplier",
     "needs_run_length",
     "resolve_schedule",
+    "set_mode",
     "validate_hyperparameters",
 ]

@@ -150,7 +150,10 @@ class MemberGroup:
             scalars = {name: value[active] for name, value in self.scalars.items()}
             hyperparameters = {name: value[active] for name, value in self.hyperparameters.items()}
             lr = hyperparameters["lr"] * lr_multipliers[self.index[active]]
-        before = {name: value.clone() for name, value in scalars.items()}
+        # the scalars before this step, for each parameter group's coefficients (none: no copy)
+        before = (
+            {name: value.clone() for name, value in scalars.items()} if self.override_values else {}
+        )
         coefficients: dict[int | None, dict[str, Tensor]] = {
             None: rule.coefficients(hyperparameters, lr, step, scalars)
         }

@@ -177,12 +177,13 @@ class PopulationOptimizer:
         if grads is None and flat is not None and flat.grads_in_place():
             grad = self._clipped([flat.grad])[0]
             assert grad is not None
-            views: list[Tensor | None] = list(flat.views(grad))
+            views: list[Tensor | None] = []  # per-tensor blocks, for groups that need them
             for group in self._groups:
                 apply = self._apply_fn(group)
                 if group.flat:
                     group.step_once([flat.data], [grad], self._lr_multipliers, apply, flat=True)
                 else:
+                    views = views or list(flat.views(grad))
                     group.step_once(self.params, views, self._lr_multipliers, apply)
         else:
             grad_list = list(grads) if grads is not None else [p.grad for p in self.params]

@@ -48,13 +48,11 @@ class RuleOptimizer(torch.optim.Optimizer):
             {k: group[k] for k in self.params_model.model_fields}
         )
 
-    def _tensors(self, group: dict[str, Any], device: torch.device) -> dict[str, Tensor]:
-        """The group's hyperparameters as [1] tensors; ``lr`` the member's own (the step's lr,
-        scheduled and times a parameter group's multiplier, comes apart, as in a pack)."""
-        numeric = {
-            **flat_hyperparameters(self._hyperparameters(group)),
-            "lr": float(self.defaults["lr"]),
-        }
+    def _tensors(self, validated: HParams, device: torch.device) -> dict[str, Tensor]:
+        """A group's validated hyperparameters as [1] tensors; ``lr`` the member's own (the
+        step's lr, scheduled and times a parameter group's multiplier, comes apart, as in a
+        pack)."""
+        numeric = {**flat_hyperparameters(validated), "lr": float(self.defaults["lr"])}
         return {
             name: torch.tensor([value], dtype=torch.float64, device=device)
             for name, value in numeric.items()
@@ -79,8 +77,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         """One step of a group's parameters that have gradients, as a population of one."""
         rule = self.rule
         device = params[0].device
-        variant = rule.variant(self._hyperparameters(group))
-        hyperparameters = self._tensors(group, device)
+        validated = self._hyperparameters(group)  # validated once a step
+        variant = rule.variant(validated)
+        hyperparameters = self._tensors(validated, device)
         every = group["params"]
         roles_of = dict(
             zip(
@@ -150,12 +149,21 @@ class RuleOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             if group["train_mode"] != to_eval:  # already there
                 continue
-            for p in group["params"]:
-                state = self.state[p]
-                if "z" in state:
-                    weight = self.rule.swap_weight(self._tensors(group, p.device), to_eval=to_eval)
-                    p.lerp_(state["z"], weight.to(p.dtype).squeeze(0))
+            moved = [p for p in group["params"] if "z" in self.state[p]]
+            if moved:
+                hyperparameters = self._tensors(self._hyperparameters(group), moved[0].device)
+                weight = self.rule.swap_weight(hyperparameters, to_eval=to_eval).squeeze(0)
+                for p in moved:
+                    p.lerp_(self.state[p]["z"], weight.to(p.dtype))
             group["train_mode"] = not to_eval
+
+
+def set_mode(optimizer: object, *, train: bool) -> None:
+    """``optimizer.train()`` (or ``eval()``) where it has the method (the schedule-free
+    families' optimizers, a population, the schedulefree package's); others are left alone."""
+    method = getattr(optimizer, "train" if train else "eval", None)
+    if callable(method):
+        method()
 
 
 @contextmanager
@@ -163,16 +171,11 @@ def at_average(optimizer: object) -> Iterator[None]:
     """Within the block, the parameters are what evaluation and checkpoints see (a
     schedule-free optimizer's average x: ``eval()``), then back to what training steps
     (``train()``); optimizers without the two methods are left alone."""
-    swaps = callable(getattr(optimizer, "eval", None)) and callable(
-        getattr(optimizer, "train", None)
-    )
-    if swaps:
-        optimizer.eval()  # type: ignore[attr-defined]
+    set_mode(optimizer, train=False)
     try:
         yield
     finally:
-        if swaps:
-            optimizer.train()  # type: ignore[attr-defined]
+        set_mode(optimizer, train=True)
 
 
 def _scalar_dtype() -> torch.dtype:

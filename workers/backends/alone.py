@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from optisweep.optimizers import at_average, lr_lambda
+from optisweep.optimizers import at_average, lr_lambda, set_mode
 from optisweep.workers.backends import Trained
 from optisweep.workers.batches import Inputs, epoch_batches, forward
 from optisweep.workers.checkpoint import Checkpoint
@@ -69,9 +69,7 @@ class Alone:
             self.built.model.load_state_dict(saved.model)
             # torch.optim aliases the tensors it loads: copy, so the checkpoint stays as it was.
             self.optimizer.load_state_dict(copy.deepcopy(saved.optimizer_state))
-            train = getattr(self.optimizer, "train", None)
-            if callable(train):  # a schedule-free checkpoint holds x: train from y
-                train()
+            set_mode(self.optimizer, train=True)  # a schedule-free checkpoint holds x: train at y
         self.per_step = schedule.per == "step"
         counts = schedule_counts(schedule, epochs=config.epochs, steps=self.steps)
         done = start * self.steps if self.per_step else start

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from optisweep.optimizers import set_mode
 from optisweep.workers.workloads.base import ConfigT
 from optisweep.workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
 
@@ -139,15 +140,6 @@ def closure_first(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return optimizer
 
 
-def _set_mode(trainer: pl.Trainer, *, train: bool) -> None:
-    """Call ``train()`` (or ``eval()``) on each of the trainer's optimizers that has it (the
-    schedule-free families'; the schedulefree package's too)."""
-    for optimizer in trainer.optimizers:
-        method = getattr(optimizer, "train" if train else "eval", None)
-        if callable(method):
-            method()
-
-
 def seed_epoch(seed: int, epoch: int) -> None:
     """Seed torch, numpy, random and dataloader workers for what follows ``epoch``."""
     pl.seed_everything((seed * 10_007 + epoch) % 2**32, workers=True, verbose=False)
@@ -175,12 +167,14 @@ class ReportEpochs(pl.Callback):
         a schedule-free optimizer back to the parameters it trains (y)."""
         self.epoch = next(self.epochs)
         self.step_losses.clear()
-        _set_mode(trainer, train=True)
+        for optimizer in trainer.optimizers:
+            set_mode(optimizer, train=True)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A schedule-free optimizer's parameters to its average (x): validation, the epoch's
         checkpoint and, after the last epoch, the trained module are at x."""
-        _set_mode(trainer, train=False)
+        for optimizer in trainer.optimizers:
+            set_mode(optimizer, train=False)
 
     def on_train_batch_end(
         self,
