@@ -72,13 +72,19 @@ class MuonAndAdamW:
 def reference_optimizer(name: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     """The strongest single-model optimizer of a family: torch.optim's (foreach, fused on
     CUDA where torch has it), for muon torch.optim.Muon beside torch.optim.AdamW, or for a
-    family torch lacks its reference package's (lion-pytorch, schedulefree: dev dependencies)."""
+    family torch lacks its reference package's (lion-pytorch, schedulefree, prodigyopt: dev
+    dependencies)."""
     if name == "lion":
         from lion_pytorch import Lion
 
         return Lion(params, **get_spec(name).defaults())
     if name == "muon":
         return MuonAndAdamW(params)  # type: ignore[return-value]
+    if name == "prodigy":
+        from prodigyopt import Prodigy
+
+        defaults = {**get_spec(name).defaults(), "growth_rate": float("inf")}
+        return Prodigy(params, **defaults)  # type: ignore[no-any-return]
     if name.startswith("schedulefree_"):
         import schedulefree
 

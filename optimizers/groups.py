@@ -22,6 +22,7 @@ ApplyFn = Callable[
         list[dict[str, Tensor]],
         list[dict[str, Tensor]],
         tuple[str, ...],
+        dict[str, Tensor],
     ],
     None,
 ]
@@ -69,12 +70,7 @@ class MemberGroup:
             for o in distinct
         ]
         self.step = torch.zeros(len(members), dtype=torch.float64, device=device)
-        self.scalars = {
-            name: torch.full(
-                (len(members),), spec.rule.initial_scalar(name), dtype=torch.float64, device=device
-            )
-            for name in spec.rule.scalars
-        }
+        self.scalars = spec.rule.initial_scalars(self.hyperparameters)
         # Each slot per parameter tensor, or (flat) one [k, N] tensor whose blocks are the
         # per-parameter state that exports, loads and state dicts read and write.
         sources = [flat.data] if flat is not None else params
@@ -165,10 +161,6 @@ class MemberGroup:
                 step,
                 {name: value.clone() for name, value in before.items()},
             )
-        if active is not None:
-            for name, value in scalars.items():
-                self.scalars[name].index_copy_(0, active, value)
-
         cast: dict[tuple[int | None, torch.dtype, int], dict[str, Tensor]] = {}
         views: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
         writebacks: list[tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]] = []
@@ -194,16 +186,19 @@ class MemberGroup:
             state_rows = state if active is None else {k: v[active] for k, v in state.items()}
             views.append((param_rows, grad.index_select(0, rows), state_rows, cast[key]))
             writebacks.append((param, param_rows, state, state_rows))
-        if not views:
-            return
-        apply(
-            self.variant,
-            [v[0] for v in views],
-            [v[1] for v in views],
-            [v[2] for v in views],
-            [v[3] for v in views],
-            tuple(roles),
-        )
+        if views:
+            apply(
+                self.variant,
+                [v[0] for v in views],
+                [v[1] for v in views],
+                [v[2] for v in views],
+                [v[3] for v in views],
+                tuple(roles),
+                scalars,
+            )
+        if active is not None:  # the scalars the coefficients (and a reducing rule) moved
+            for name, value in scalars.items():
+                self.scalars[name].index_copy_(0, active, value)
         for param, param_rows, state, state_rows in writebacks:
             param.index_copy_(0, rows, param_rows)
             if active is not None:

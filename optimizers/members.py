@@ -27,6 +27,15 @@ from optisweep.optimizers.single import build_torch_optimizer
 MAX_PARAM_GROUPS = 16
 
 
+def one_lr_error(optimizer: str, multiplier: float) -> str:
+    """Why a family whose step size is one estimate over every parameter (Prodigy) refuses a
+    group's own lr, as its reference does."""
+    return (
+        f"{optimizer} takes one lr for every parameter (its step size is one estimate over "
+        f"all of them); set only weight_decay, got {multiplier!r}"
+    )
+
+
 class MemberConfig(BaseModel):
     """One member of a population: its family, hyperparameters, parameter groups, lr schedule
     and clipping."""
@@ -48,7 +57,13 @@ class MemberConfig(BaseModel):
 
     @model_validator(mode="after")
     def _valid_hyperparameters(self) -> MemberConfig:
-        get_spec(self.optimizer).validate(self.hyperparameters)
+        spec = get_spec(self.optimizer)
+        spec.validate(self.hyperparameters)
+        if spec.rule.reduces:
+            for index, group in enumerate(self.param_groups):
+                if group.lr_multiplier not in (None, 1.0):
+                    message = one_lr_error(self.optimizer, group.lr_multiplier)
+                    raise ValueError(f"param_groups[{index}].lr_multiplier: {message}")
         return self
 
     @property

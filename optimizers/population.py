@@ -16,7 +16,7 @@ from optisweep.optimizers.groups import ApplyFn, MemberGroup
 from optisweep.optimizers.members import MemberConfig, MemberExport
 from optisweep.optimizers.param_groups import ParamInfo, assign, overrides_for, torch_order
 from optisweep.optimizers.registry import get_spec
-from optisweep.optimizers.rules.base import Variant
+from optisweep.optimizers.rules.base import Variant, shaped_like
 from optisweep.optimizers.schedules import ScheduleTable
 
 _RECOMPILE_LIMIT = 128
@@ -310,7 +310,13 @@ class PopulationOptimizer:
         for p, state, role in zip(params, group.state, group.roles, strict=True):
             entry: dict[str, Any] = {}
             if step > 0 or rule.role_has_step(role):
-                entry = {slot: value[row].detach().clone() for slot, value in state.items()}
+                entry = {
+                    slot: value[row]
+                    .detach()
+                    .clone()
+                    .reshape(-1 if slot in rule.flat_slots else value.shape[1:])
+                    for slot, value in state.items()
+                }
             if rule.role_has_step(role):
                 entry["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
             if not rule.group_scalars:
@@ -355,8 +361,8 @@ class PopulationOptimizer:
             p[k].copy_(value)
             entry = torch_state.get(position[i], {})
             for slot, tensor in state.items():
-                if slot in entry:
-                    tensor[row].copy_(entry[slot])
+                if slot in entry:  # a flattened slot (Prodigy's s, p0) as the parameter's shape
+                    tensor[row].copy_(shaped_like(entry[slot], tensor[row]))
                 else:  # torch creates some state lazily on the first step
                     fresh = group.spec.rule.init_slot(slot, p[k : k + 1], row_hyperparameters)
                     tensor[row].copy_(fresh[0])
@@ -366,8 +372,9 @@ class PopulationOptimizer:
                 weight = group.spec.rule.swap_weight(row_hyperparameters, to_eval=self._eval)
                 p[k].lerp_(state["z"][row], weight.to(p.dtype)[0])
         saved = first_group if group.spec.rule.group_scalars else torch_state.get(position[0], {})
+        initial = group.spec.rule.initial_scalars(row_hyperparameters)
         for name, value in group.scalars.items():
-            value[row] = float(saved.get(name, group.spec.rule.initial_scalar(name)))
+            value[row] = float(saved.get(name, initial[name]))
         group.step[row] = float(export.step)
         self._schedule_steps[k] = export.schedule_step
         self._refresh()

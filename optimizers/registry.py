@@ -20,6 +20,7 @@ from optisweep.optimizers.rules.lion import LionRule
 from optisweep.optimizers.rules.momentum import MomentumRule
 from optisweep.optimizers.rules.muon import MuonRule
 from optisweep.optimizers.rules.nadam import NAdamRule
+from optisweep.optimizers.rules.prodigy import ProdigyRule
 from optisweep.optimizers.rules.radam import RAdamRule
 from optisweep.optimizers.rules.rmsprop import RMSpropRule
 from optisweep.optimizers.rules.schedulefree import ScheduleFreeRule
@@ -36,6 +37,7 @@ from optisweep.optimizers.schemas import (
     MomentumParams,
     MuonParams,
     NAdamParams,
+    ProdigyParams,
     RAdamParams,
     RMSpropParams,
     ScheduleFreeAdamWParams,
@@ -306,6 +308,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=1,
         fused_on_cuda=False,
         description="SGD with momentum as averaging, without a schedule (schedule-free).",
+    ),
+    "prodigy": OptimizerSpec(
+        name="prodigy",
+        params_model=ProdigyParams,
+        torch_class=rule_optimizer("prodigy", ProdigyParams, ProdigyRule()),
+        rule=ProdigyRule(),
+        beta1=_BETAS_0,
+        beta2=_BETAS_1,
+        state_tensors=4,
+        fused_on_cuda=False,
+        description="Adam with its step size estimated as it trains, lr left at 1 (Prodigy).",
     ),
 }
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optisweep.optimizers.rules.base import UpdateRule, flat_hyperparameters
+from optisweep.optimizers.rules.base import UpdateRule, flat_hyperparameters, shaped_like
 from optisweep.optimizers.schemas import HParams
 
 
@@ -60,78 +60,109 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """One step of every parameter with a gradient."""
+        """One step of every parameter with a gradient: group by group, or (a rule that
+        reduces over all of a member's parameters: Prodigy) every group at once."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        batch = []
         for group in self.param_groups:
             if not group.get("train_mode", True):
                 raise RuntimeError("step: the optimizer is in eval mode; call train() first")
             params = [p for p in group["params"] if p.grad is not None]
             if params:
-                self._step_group(group, params)
+                batch.append((group, params))
+        if batch and self.rule.reduces:
+            self._step_groups(batch)
+        else:
+            for item in batch:
+                self._step_groups([item])
         return loss
 
-    def _step_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        """One step of a group's parameters that have gradients, as a population of one."""
+    def _step_groups(self, batch: list[tuple[dict[str, Any], list[Tensor]]]) -> None:
+        """One step of these groups' parameters that have gradients, as a population of one
+        whose scalars are the first group's (every group's, for a rule that reduces)."""
         rule = self.rule
-        device = params[0].device
-        validated = self._hyperparameters(group)  # validated once a step
-        variant = rule.variant(validated)
-        hyperparameters = self._tensors(validated, device)
-        every = group["params"]
-        roles_of = dict(
-            zip(
-                map(id, every),
-                group.get("roles") or rule.roles(None, [tuple(p.shape) for p in every]),
-                strict=True,
+        device = batch[0][1][0].device
+        validated = [self._hyperparameters(group) for group, _ in batch]  # once a step
+        hyperparameters = [self._tensors(v, device) for v in validated]
+        step, scalars = self._scalars(*batch[0], hyperparameters[0])
+        variants = [rule.variant(v) for v in validated]
+        views, grads, states, casts, roles = [], [], [], [], []
+        for (group, params), variant, tensors in zip(batch, variants, hyperparameters, strict=True):
+            coefficients = rule.coefficients(
+                tensors,
+                torch.tensor([float(group["lr"])], dtype=torch.float64, device=device),
+                torch.tensor([step], dtype=torch.float64, device=device),
+                scalars,
             )
-        )
-        first = self.state[params[0]]
+            role_of = self._roles(group)
+            for p in params:
+                slots = rule.param_slots(variant, p.unsqueeze(0), role_of[id(p)])
+                state = self.state[p]
+                if not all(slot in state for slot in slots):
+                    for slot in slots:
+                        value = rule.init_slot(slot, p.unsqueeze(0), tensors)[0]
+                        state[slot] = value.flatten() if slot in rule.flat_slots else value
+                shape = (-1,) + (1,) * p.dim()
+                views.append(p.unsqueeze(0))
+                grads.append(p.grad.unsqueeze(0))  # type: ignore[union-attr]
+                states.append({slot: shaped_like(state[slot], p).unsqueeze(0) for slot in slots})
+                casts.append(
+                    {k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()}
+                )
+                roles.append(role_of[id(p)])
+        # weight decay's path is on where any group decays (a factor of exactly 1 elsewhere)
+        variant = (any(v[0] for v in variants), *variants[0][1:])
+        rule.apply_all(variant, views, grads, states, casts, tuple(roles), scalars)
+        for group, params in batch:
+            self._save(group, params, step, scalars)
+
+    def _roles(self, group: dict[str, Any]) -> dict[int, str]:
+        """Each of a group's parameters' role in the rule, by id."""
+        every = group["params"]
+        roles = group.get("roles") or self.rule.roles(None, [tuple(p.shape) for p in every])
+        return dict(zip(map(id, every), roles, strict=True))
+
+    def _scalars(
+        self, group: dict[str, Any], params: list[Tensor], hyperparameters: dict[str, Tensor]
+    ) -> tuple[float, dict[str, Tensor]]:
+        """This step's number and the rule's scalars before it, from where the reference keeps
+        them: the param group, or the first parameter's state."""
+        rule = self.rule
         if rule.group_scalars:
             done, saved = float(group.get("k", 0)), group
         else:  # every parameter that keeps a step has the same (Muon's matrices keep none)
             steps = [float(self.state[p]["step"]) for p in params if "step" in self.state[p]]
-            done, saved = max(steps, default=0.0), first
-        step = done + 1
+            done, saved = max(steps, default=0.0), self.state[params[0]]
+        initial = rule.initial_scalars(hyperparameters)
         scalars = {
             name: torch.tensor(
-                [float(saved.get(name, rule.initial_scalar(name)))],
+                [float(saved.get(name, initial[name]))],
                 dtype=torch.float64,
-                device=device,
+                device=hyperparameters["lr"].device,
             )
             for name in rule.scalars
         }
-        coefficients = rule.coefficients(
-            hyperparameters,
-            torch.tensor([float(group["lr"])], dtype=torch.float64, device=device),
-            torch.tensor([step], dtype=torch.float64, device=device),
-            scalars,
-        )
+        return done + 1, scalars
+
+    def _save(
+        self, group: dict[str, Any], params: list[Tensor], step: float, scalars: dict[str, Tensor]
+    ) -> None:
+        """The step count and scalars after a step, where the reference keeps them."""
+        rule = self.rule
         if rule.group_scalars:
             group["k"] = int(step)
             group.update({name: float(value[0]) for name, value in scalars.items()})
-        views, grads, states, casts, roles = [], [], [], [], []
+        role_of = self._roles(group)
         for p in params:
-            role = roles_of[id(p)]
             state = self.state[p]
-            slots = rule.param_slots(variant, p.unsqueeze(0), role)
-            if not all(slot in state for slot in slots):
-                for slot in slots:
-                    state[slot] = rule.init_slot(slot, p.unsqueeze(0), hyperparameters)[0]
-            if rule.role_has_step(role):
+            if rule.role_has_step(role_of[id(p)]):
                 state["step"] = torch.tensor(step, dtype=_scalar_dtype())
             if not rule.group_scalars:
                 for name, value in scalars.items():
                     state[name] = torch.tensor(float(value[0]), dtype=_scalar_dtype())
-            shape = (-1,) + (1,) * p.dim()
-            views.append(p.unsqueeze(0))
-            grads.append(p.grad.unsqueeze(0))  # type: ignore[union-attr]
-            states.append({slot: state[slot].unsqueeze(0) for slot in slots})
-            casts.append({k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()})
-            roles.append(role)
-        rule.apply_all(variant, views, grads, states, casts, tuple(roles))
 
     @torch.no_grad()
     def eval(self) -> None:

@@ -248,6 +248,29 @@ class ScheduleFreeSGDParams(HParams):
     weight_lr_power: NonNegativeFloat = 2.0
 
 
+class ProdigyParams(HParams):
+    """Prodigy (the prodigyopt package's Prodigy): Adam whose step size d it estimates as it
+    trains, from every parameter's distance travelled; ``lr`` multiplies that estimate (1: as
+    estimated) and ``d_coef`` scales it, the way its authors tune it."""
+
+    lr: PositiveFloat = 1.0
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+    beta3: UnitFloat | None = None
+    """The decay of the estimate's running sums (None: sqrt(betas[1]))."""
+    eps: PositiveFloat = 1e-8
+    decouple: bool = True
+    """Weight decay as AdamW's (decoupled, by the estimated step) rather than L2."""
+    use_bias_correction: bool = False
+    safeguard_warmup: bool = False
+    """Leave lr out of the estimate's denominator (steadier under an lr warm-up)."""
+    d0: PositiveFloat = 1e-6
+    """The initial estimate of d."""
+    d_coef: PositiveFloat = 1.0
+    """Multiplies the estimate: the hyperparameter Prodigy's authors tune (0.5 to 2)."""
+    growth_rate: PositiveFloat | None = None
+    """The most d may grow in one step, as a factor (None: unbounded, the reference's inf)."""
+
+
 class NAdamParams(HParams):
     """Adam with Nesterov momentum (Dozat's momentum-decay schedule)."""
 

@@ -26,18 +26,27 @@ WeightDecay = Literal["coupled", "decoupled"]
 
 def flat_hyperparameters(hyperparameters: HParams) -> dict[str, float]:
     """Numeric hyperparameters as a flat dict; tuple fields become name1, name2 (betas: beta1,
-    beta2; eps: eps1, eps2), and None (a default the dtype decides) becomes NaN."""
+    beta2; eps: eps1, eps2), None (a default the rule decides) becomes NaN, and a flag 1 or 0
+    (members that step together share their flags, so a coefficient may read one)."""
     flat: dict[str, float] = {}
     for name, value in hyperparameters:
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, tuple):
+        if value is None:
+            flat[name] = math.nan
+        elif isinstance(value, tuple):
             stem = name[:-1] if name.endswith("betas") else name
             for i, item in enumerate(value):
                 flat[f"{stem}{i + 1}"] = math.nan if item is None else float(item)
         elif isinstance(value, int | float):
             flat[name] = float(value)
     return flat
+
+
+def shaped_like(value: Tensor, param: Tensor) -> Tensor:
+    """A state tensor shaped like its parameter: one the reference keeps flattened (Prodigy's s
+    and p0) viewed back, and its p0 of an all-zero parameter (a 0-d zero) broadcast."""
+    if value.shape == param.shape:
+        return value
+    return value.view(param.shape) if value.numel() == param.numel() else value.expand(param.shape)
 
 
 def decay_coefficients(weight_decay: Tensor, lr: Tensor) -> dict[str, Tensor]:
@@ -76,6 +85,13 @@ class UpdateRule:
     scalar_initials: ClassVar[dict[str, float]] = {}
     """Each scalar's value before the first step (1 where not given)."""
     group_scalars: ClassVar[bool] = False
+    reduces: ClassVar[bool] = False
+    """Whether a member's update reduces over all of its parameters (Prodigy's d, one estimate
+    from every parameter), so they step in one call and share one set of scalars (the reference
+    reads them from its first param group and writes them to every one)."""
+    flat_slots: ClassVar[tuple[str, ...]] = ()
+    """State tensors the reference keeps flattened to 1-D (Prodigy's s and p0); a population
+    keeps them shaped like the parameter, and an export flattens them."""
     """Whether the reference keeps the step count (``k``) and the scalars in its param groups
     (schedule-free) rather than in each parameter's state (torch.optim)."""
     averaged: ClassVar[bool] = False
@@ -89,9 +105,14 @@ class UpdateRule:
     so a population may step all parameters as one flat buffer (Adafactor's factored moments
     and per-tensor RMS are not)."""
 
-    def initial_scalar(self, name: str) -> float:
-        """Scalar ``name``'s value before the first step."""
-        return self.scalar_initials.get(name, 1.0)
+    def initial_scalars(self, hyperparameters: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each scalar's per-member value ([k] float64) before the first step: its
+        ``scalar_initials`` entry (1 where not given)."""
+        like = hyperparameters["lr"]
+        return {
+            name: torch.full_like(like, self.scalar_initials.get(name, 1.0))
+            for name in self.scalars
+        }
 
     def swap_weight(self, hyperparameters: dict[str, Tensor], *, to_eval: bool) -> Tensor:
         """An averaged rule's per-member lerp weight towards its ``z`` state that moves the
@@ -208,8 +229,10 @@ class UpdateRule:
         states: list[dict[str, Tensor]],
         coefs: list[dict[str, Tensor]],
         roles: tuple[str, ...] = (),
+        scalars: dict[str, Tensor] | None = None,
     ) -> None:
         """``apply`` to every parameter of a group (``roles``: each one's, where the rule
-        has them): the unit that torch.compile fuses."""
+        has them; ``scalars``: the members' [k] float64 scalars, which a rule that ``reduces``
+        updates in place): the unit that torch.compile fuses."""
         for param, grad, state, coef in zip(params, grads, states, coefs, strict=True):
             self.apply(variant, param, grad, state, coef)

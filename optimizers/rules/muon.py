@@ -147,6 +147,7 @@ class MuonRule(UpdateRule):
         states: list[dict[str, Tensor]],
         coefs: list[dict[str, Tensor]],
         roles: tuple[str, ...] = (),
+        scalars: dict[str, Tensor] | None = None,
     ) -> None:
         """Each parameter by its role."""
         roles = roles or self.roles(None, [tuple(p.shape[1:]) for p in params])

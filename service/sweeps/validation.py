@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from optisweep.optimizers import HyperparameterError, get_spec
+from optisweep.optimizers.members import one_lr_error
 from optisweep.optimizers.param_groups import empty_groups
 from optisweep.optimizers.rules.muon import MUON, muon_roles
 from optisweep.service.code.store import CodeStore
@@ -146,7 +147,17 @@ def _selects_parameters(spec: SweepCreate) -> bool:
 def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> None:
     """Each of the space's parameter-group rules selects at least one parameter of the
     workload's model (as a worker described it; a function workload's model is its own), and
-    Muon has hidden matrices to orthogonalise."""
+    Muon has hidden matrices to orthogonalise; a family with one step size for every
+    parameter (Prodigy) gets no group lr multiplier."""
+    for name in spec.space.optimizers:
+        if not get_spec(name).rule.reduces:
+            continue
+        for index, group in enumerate(spec.space.param_groups):
+            if group.lr_multiplier not in (None, 1.0):
+                raise SpecError(
+                    one_lr_error(name, group.lr_multiplier),
+                    field=f"space.param_groups.{index}.lr_multiplier",
+                )
     if report is None or not report.params:
         return
     if "muon" in spec.space.optimizers and MUON not in muon_roles(report.params, ()):

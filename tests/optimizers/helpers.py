@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,23 @@ def _schedulefree(name: str) -> Callable[[], type[torch.optim.Optimizer]]:
     return reference
 
 
+def _prodigy() -> type[torch.optim.Optimizer]:
+    from prodigyopt import Prodigy
+
+    class Unbounded(Prodigy):  # type: ignore[misc]
+        """The reference, taking optisweep's growth_rate None for its unbounded inf."""
+
+        def __init__(self, params: Any, growth_rate: float | None = None, **kw: Any) -> None:
+            super().__init__(
+                params, growth_rate=math.inf if growth_rate is None else growth_rate, **kw
+            )
+
+    Unbounded.__name__ = "Prodigy"
+    return Unbounded
+
+
 REFERENCES: dict[str, Callable[[], type[torch.optim.Optimizer]]] = {
+    "prodigy": _prodigy,
     "lion": _lion,
     "muon": _muon,
     "schedulefree_adamw": _schedulefree("AdamWScheduleFree"),
@@ -243,21 +260,33 @@ def max_param_diff(run: SideBySide, *, muon_matrices: bool = False) -> float:
 
 
 def max_state_diff(run: SideBySide) -> float:
-    """Largest absolute difference between exported member state and torch.optim's own state."""
+    """Largest difference between exported member state and the reference's own state, per
+    parameter and (where the reference keeps them there: schedule-free, Prodigy) in its param
+    groups; relative to the state's size where that is over 1 (Prodigy's s grows as d / d0)."""
     worst = 0.0
     for k, optimizer in enumerate(run.optimizers):
-        exported = run.population.export_member(k).optimizer_state["state"]
-        reference = optimizer.state_dict()["state"]
-        assert set(exported) == set(reference), f"member {k}: state params differ"
-        for index, ref_entry in reference.items():
-            entry = exported[index]
+        exported = run.population.export_member(k).optimizer_state
+        reference = optimizer.state_dict()
+        assert set(exported["state"]) == set(reference["state"]), f"member {k}: state params differ"
+        for index, ref_entry in reference["state"].items():
+            entry = exported["state"][index]
             assert set(entry) == set(ref_entry), (
                 f"member {k} param {index}: {set(entry)} vs {set(ref_entry)}"
             )
             for slot, value in ref_entry.items():
-                mine = entry[slot]
-                diff = torch.as_tensor(mine).to("cpu", torch.float64) - torch.as_tensor(value).to(
-                    "cpu", torch.float64
-                )
-                worst = max(worst, diff.abs().max().item())
+                worst = max(worst, _difference(entry[slot], value))
+        rule = run.members[k].spec.rule
+        if rule.group_scalars:
+            for mine, theirs in zip(
+                exported["param_groups"], reference["param_groups"], strict=True
+            ):
+                for name in (*rule.scalars, "k"):
+                    worst = max(worst, _difference(mine[name], theirs[name]))
     return worst
+
+
+def _difference(mine: Any, reference: Any) -> float:
+    mine = torch.as_tensor(mine).to("cpu", torch.float64)
+    reference = torch.as_tensor(reference).to("cpu", torch.float64)
+    scale = max(1.0, reference.abs().max().item())
+    return (mine - reference).abs().max().item() / scale

@@ -216,3 +216,76 @@ def test_groups_need_the_parameters_described() -> None:
         PopulationOptimizer([torch.zeros(1, 3, requires_grad=True)], [member])
     with pytest.raises(ValueError, match="pass the model"):
         member.torch_optimizer([torch.zeros(3, requires_grad=True)])
+
+
+PRODIGY_GROUPS: list[dict[str, Any]] = [
+    {"select": [{"name": r"^head\."}], "weight_decay": 0.2},
+    *[g.model_dump() for g in with_no_decay([])],
+]
+"""Prodigy's groups: its own decay for the head, and none for the no-decay kinds (one lr for
+every parameter: its d is one estimate over all of them)."""
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("decouple", [True, False])
+def test_prodigy_estimates_one_d_over_every_group_as_its_reference_does(decouple: bool) -> None:
+    """Packed and alone (optisweep's own single-model optimizer), Prodigy with a decay group and
+    a no-decay group equals prodigyopt given the same param_groups by hand: d and its sums,
+    the parameters and every state tensor."""
+    torch.manual_seed(0)
+    hyperparameters = {"lr": 1.0, "weight_decay": 0.1, "decouple": decouple, "d_coef": 2.0}
+    member = MemberConfig(
+        optimizer="prodigy",
+        hyperparameters=hyperparameters,
+        param_groups=[ParamGroup.model_validate(g) for g in PRODIGY_GROUPS],
+    )
+    models = [Tagger() for _ in range(2)]
+    info = describe_params(models[0])
+    stacked = [
+        torch.stack([p.detach() for p in params]).requires_grad_()
+        for params in zip(*(m.parameters() for m in models), strict=True)
+    ]
+    population = PopulationOptimizer(stacked, [member] * 2, param_info=info)
+    named = dict(models[0].named_parameters())
+    reference = reference_class("prodigy")(
+        [
+            {"params": [named[n] for n in NAMES["own"]]},
+            {"params": [named[n] for n in NAMES["head"]], "weight_decay": 0.2},
+            {"params": [named[n] for n in NAMES["no_decay"]], "weight_decay": 0.0},
+        ],
+        **member.validated().model_dump(),
+    )
+    ours = member.model_optimizer(models[1])
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(STEPS):
+        grads = [torch.randn(p.shape, generator=generator) for p in stacked]
+        for p, g in zip(stacked, grads, strict=True):
+            p.grad = g.clone()
+        population.step()
+        for k, (model, optimizer) in enumerate(zip(models, [reference, ours], strict=True)):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = g[k].clone()
+            optimizer.step()
+    assert reference.param_groups[0]["d"] > 10 * reference.param_groups[0]["d0"]  # it adapted
+    for k, model in enumerate(models):
+        export = population.export_member(k)
+        for mine, theirs in zip(export.params, model.parameters(), strict=True):
+            assert (mine - theirs).abs().max().item() <= TOLERANCE
+        alone = reference if k == 0 else ours
+        for mine, theirs in zip(
+            export.optimizer_state["param_groups"], alone.state_dict()["param_groups"], strict=True
+        ):
+            for name in ("d", "d_max", "d_numerator", "d_hat", "k"):
+                assert mine[name] == pytest.approx(theirs[name], rel=TOLERANCE), name
+        for index, entry in alone.state_dict()["state"].items():
+            for slot, value in entry.items():
+                mine = torch.as_tensor(export.optimizer_state["state"][index][slot])
+                scale = max(1.0, torch.as_tensor(value).abs().max().item())
+                assert (mine - value).abs().max().item() <= TOLERANCE * scale, (index, slot)
+
+
+def test_prodigy_refuses_a_group_lr_multiplier() -> None:
+    with pytest.raises(ValidationError, match=r"param_groups\[0\]\.lr_multiplier: prodigy"):
+        MemberConfig.model_validate(
+            {"optimizer": "prodigy", "param_groups": [{"select": ["bias"], "lr_multiplier": 0.5}]}
+        )

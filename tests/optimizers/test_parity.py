@@ -81,6 +81,18 @@ GRID: dict[str, list[dict[str, Any]]] = {
         {"lr": 0.05},
         {"lr": 0.02, "momentum": 0.8, "weight_decay": 0.01, "warmup_steps": 5},
     ],
+    "prodigy": [
+        {"lr": 1.0},
+        {"lr": 0.5, "d_coef": 2.0, "weight_decay": 0.01, "growth_rate": 1.05},
+        {"lr": 1.0, "betas": (0.0, 0.99), "weight_decay": 0.01, "decouple": False},
+        {
+            "lr": 1.0,
+            "beta3": 0.9,
+            "use_bias_correction": True,
+            "safeguard_warmup": True,
+            "d0": 1e-4,
+        },
+    ],
     "lion": [
         {"lr": 1e-3},
         {"lr": 3e-4, "betas": (0.95, 0.98), "weight_decay": 0.1},

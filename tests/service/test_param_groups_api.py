@@ -44,6 +44,24 @@ def test_a_sweep_with_no_decay_and_an_lr_multiplier_group_trains(live_api: LiveA
     assert all(t["status"] == "completed" for t in trials)
 
 
+def test_prodigy_trains_with_no_decay_and_refuses_a_group_lr_multiplier(live_api: LiveAPI) -> None:
+    spec = _spec(no_decay=True)
+    spec["space"].update(optimizers=["prodigy"], lr={"values": [1.0]})
+    spec["space"]["overrides"] = {"prodigy": {"d_coef": {"values": [0.5, 1.0]}}}
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = live_api.trials(sweep["id"])
+    assert sorted(t["hyperparameters"]["d_coef"] for t in trials) == [0.5, 1.0]
+    assert all(t["status"] == "completed" for t in trials)
+    spec["space"]["param_groups"] = [{"select": ["embedding"], "lr_multiplier": 0.1}]
+    response = live_api.client.post("/sweeps", json=spec)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "space", "param_groups", "0", "lr_multiplier"]
+    assert "prodigy takes one lr for every parameter" in error["msg"]
+    assert "0.1" in error["msg"]
+
+
 def test_muon_on_a_model_without_hidden_matrices_is_a_422(live_api: LiveAPI) -> None:
     spec = _spec()
     spec["workload"] = {"name": "logreg-digits", "epochs": 1}

@@ -7,7 +7,7 @@ const FAMILY_COLORS = {
   adadelta: "#bcbd22", rmsprop: "#9467bd", adam: "#d62728", adamw: "#ff7f0e",
   adamax: "#8c564b", nadam: "#e377c2", radam: "#aec7e8", lion: "#ffbb78",
   adafactor: "#98df8a", muon: "#ff9896", schedulefree_adamw: "#c5b0d5",
-  schedulefree_sgd: "#c49c94",
+  schedulefree_sgd: "#c49c94", prodigy: "#f7b6d2",
 };
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
 
