@@ -84,7 +84,7 @@ def reference_optimizer(name: str, params: list[torch.Tensor]) -> torch.optim.Op
         from prodigyopt import Prodigy
 
         defaults = {**get_spec(name).defaults(), "growth_rate": float("inf")}
-        return Prodigy(params, **defaults)  # type: ignore[no-any-return]
+        return Prodigy(params, **defaults)
     if name.startswith("schedulefree_"):
         import schedulefree
 

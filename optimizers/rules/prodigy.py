@@ -31,9 +31,9 @@ def _per_member(value: Tensor) -> Tensor:
     return value.reshape(-1).double()
 
 
-def _member_sum(tensor: Tensor) -> Tensor:
-    """Each member's sum over its parameter ([k, ...] -> [k] float64)."""
-    return tensor.reshape(tensor.shape[0], -1).sum(dim=1, dtype=torch.float64)
+def _rows(tensor: Tensor) -> Tensor:
+    """Each member's parameter as one row ([k, ...] -> [k, n])."""
+    return tensor.reshape(tensor.shape[0], -1)
 
 
 class ProdigyRule(UpdateRule):
@@ -127,12 +127,13 @@ class ProdigyRule(UpdateRule):
         for param, grad, state, coef in zip(params, grads, states, coefs, strict=True):
             if decays and not decouple:  # L2: into the gradient both passes use
                 grad = grad.addcmul(param, coef["weight_decay"])
-            numerator += _per_member(coef["numerator"]) * _member_sum(grad * (state["p0"] - param))
+            distance = torch.linalg.vecdot(_rows(grad), _rows(state["p0"] - param))
+            numerator += _per_member(coef["numerator"]) * distance.double()
             if first_moment:
                 state["exp_avg"].mul_(coef["beta1"]).addcmul_(grad, coef["first"])
             state["exp_avg_sq"].mul_(coef["beta2"]).addcmul_(grad * coef["second"], grad)
             s = state["s"].mul_(coef["beta3"]).addcmul_(grad, coef["s_step"])
-            denominator += _member_sum(s.abs())
+            denominator += torch.linalg.vector_norm(_rows(s), ord=1, dim=1).double()
             used.append(grad)
         estimate = self._estimate(scalars, first, numerator, denominator)
         moves = denominator > 0

@@ -80,7 +80,7 @@ MIXED: list[dict[str, Any]] = [
     {"optimizer": "schedulefree_sgd", "hyperparameters": {"lr": 0.05}, "seed": 16},
     {
         "optimizer": "prodigy",
-        "hyperparameters": {"weight_decay": 1e-2, "d_coef": 0.5},
+        "hyperparameters": {"lr": 1.0, "weight_decay": 1e-2, "d_coef": 0.5},
         "seed": 17,
         "schedule": {"kind": "cosine", "min_factor": 0.1},
     },
