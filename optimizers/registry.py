@@ -80,6 +80,9 @@ class OptimizerSpec:
     fused_on_cuda: bool
     """Whether torch.optim has a fused CUDA kernel for this family."""
     description: str
+    learning_rate_free: bool = False
+    """Whether its lr multiplies a step size it estimates itself (Prodigy: 1 is as estimated),
+    so a sweep's shared lr and lr range test leave it at its default lr."""
 
     @property
     def hyperparameters(self) -> tuple[str, ...]:
@@ -319,6 +322,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         state_tensors=4,
         fused_on_cuda=False,
         description="Adam with its step size estimated as it trains, lr left at 1 (Prodigy).",
+        learning_rate_free=True,
     ),
 }
 

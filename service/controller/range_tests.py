@@ -38,7 +38,7 @@ class RangeTests:
             **self.state.task_options(spec),
         )
         test = RangeTestSpec(
-            workload=spec.workload.config(), optimizers=spec.space.optimizers, seed=spec.search.seed
+            workload=spec.workload.config(), optimizers=spec.space.lr_tuned(), seed=spec.search.seed
         )
         self.state.range_tests[task.remote(test)] = sweep_id
         logger.info("sweep %s: learning-rate range test started", sweep_id)

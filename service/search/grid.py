@@ -36,14 +36,16 @@ def _values(param: Param | float | int | bool | str, field: str) -> list[Any]:
 def grid_axes(space: Space, optimizer: str) -> dict[str, list[Any]]:
     """The axes one family's grid spans: lr, the betas it has, and its overrides."""
     spec = get_spec(optimizer)
-    axes = {"lr": _values(space.searched_lr(), "space.lr")}
+    overrides = space.family_overrides(optimizer)
+    # a family's own lr (lr: auto's range, a learning-rate-free family's) replaces the shared
+    axes = {} if "lr" in overrides else {"lr": _values(space.searched_lr(), "space.lr")}
     for name, target, param in (
         ("beta1", spec.beta1, space.beta1),
         ("beta2", spec.beta2, space.beta2),
     ):
         if target is not None and param is not None:
             axes[name] = _values(param, f"space.{name}")
-    for name, override in space.family_overrides(optimizer).items():
+    for name, override in overrides.items():
         axes[f"{optimizer}.{name}"] = _values(override, f"space.overrides.{optimizer}.{name}")
     for name, setting in setting_axes(space, optimizer).items():
         axes[name] = _values(setting, f"space.{name}")

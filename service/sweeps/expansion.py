@@ -46,8 +46,11 @@ def resolve_lr(spec: SweepCreate, bounds: dict[str, dict[str, Any]]) -> SweepCre
     ranges = {
         name: FloatRange(low=b["low"], high=b["high"], log=True) for name, b in bounds.items()
     }
-    overrides: dict[str, dict[str, Any]] = {
-        name: {**spec.space.overrides.get(name, {}), "lr": ranges[name]}
+    overrides: dict[str, dict[str, Any]] = {  # learning-rate-free families were not tested
+        name: {
+            **spec.space.overrides.get(name, {}),
+            **({"lr": ranges[name]} if name in ranges else {}),
+        }
         for name in spec.space.optimizers
     }
     lr = FloatRange(

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from optisweep.optimizers import get_spec
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.params import FloatRange, IntRange
 from optisweep.service.sweeps.repository import stored_spec
@@ -79,6 +80,10 @@ class FamilyReport(BaseModel):
     defaults won; None without both."""
     tuning_gain_relative: float | None = None
     """``tuning_gain`` / |``default_objective``| (None when that is 0)."""
+    lr_tuning_gain: float | None = None
+    """For a learning-rate-free family (Prodigy): how much better the sweep's best family
+    with a tuned lr did than this family's best, in the objective's units (negative: leaving
+    lr to the estimate won); None without both."""
     summary: str
     """One sentence a person can act on."""
 
@@ -207,6 +212,7 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
             -(f.best_objective or 0.0) if maximize else (f.best_objective or 0.0),
         )
     )
+    _compare_lr_free(families, spec.objective.metric, maximize=maximize)
     return OptimizerReport(
         sweep_id=sweep.id,
         metric=spec.objective.metric,
@@ -214,6 +220,32 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         tolerance=tolerance,
         families=families,
     )
+
+
+def _compare_lr_free(families: list[FamilyReport], metric: str, *, maximize: bool) -> None:
+    """Each learning-rate-free family's report says what tuning lr gained over it: the best
+    family with a tuned lr against its best (``families`` best first)."""
+    tuned = next(
+        (
+            f
+            for f in families
+            if f.best_objective is not None and not get_spec(f.optimizer).learning_rate_free
+        ),
+        None,
+    )
+    for family in families:
+        if tuned is None or family.best_objective is None:
+            continue
+        if not get_spec(family.optimizer).learning_rate_free:
+            continue
+        gap = tuned.best_objective - family.best_objective  # type: ignore[operator]
+        gain = gap if maximize else -gap
+        share = f" ({gain / abs(family.best_objective):+.1%})" if family.best_objective else ""
+        family.lr_tuning_gain = gain
+        family.summary += (
+            f"; tuning lr gained {gain:+.3g} {metric}{share} over it "
+            f"(the best family with a tuned lr, {tuned.optimizer}: {tuned.best_objective:.4g})"
+        )
 
 
 def _unfinished_family(
@@ -308,9 +340,39 @@ def _family(
         **defaults,
         **_gain(best.value, default.value if default else None, maximize=maximize),
     )
-    report.summary = _sentence(report, tolerance, metric, highest_tried=by_lr[-1].lr)
+    if get_spec(name).learning_rate_free:
+        report.summary = _lr_free_sentence(report, metric)
+    else:
+        report.summary = _sentence(report, tolerance, metric, highest_tried=by_lr[-1].lr)
     report.summary += _defaults_text(report, metric)
     return report
+
+
+def _lr_free_sentence(report: FamilyReport, metric: str) -> str:
+    """A learning-rate-free family's sentence: its best and what it searched, no lr basin (it
+    has one lr, its default, that multiplies the step size it estimates)."""
+    assert report.best_objective is not None
+    searched = {
+        k: v
+        for k, v in (report.best_hyperparameters or {}).items()
+        if k != "lr" and k in _SEARCHED_LR_FREE
+    }
+    chosen = "".join(f", {k} {v}" for k, v in searched.items())
+    settings = "".join(
+        f", {setting_text(key, value)}" for key, value in (report.best_settings or {}).items()
+    )
+    text = (
+        f"{report.optimizer} (learning-rate free, lr {report.best_lr:.2g}): best {metric} "
+        f"{report.best_objective:.4g}{chosen}{settings} over {report.configurations} "
+        "configurations"
+    )
+    if report.lowest_diverged_lr is not None:
+        text += f"; {report.diverged} diverged"
+    return text
+
+
+_SEARCHED_LR_FREE = ("d_coef", "weight_decay", "growth_rate")
+"""The hyperparameters a learning-rate-free family's sentence names with its best."""
 
 
 def _gain(best: float, default: float | None, *, maximize: bool) -> dict[str, float | None]:

@@ -89,16 +89,25 @@ class Space(StrictModel):
         return with_no_decay(self.param_groups) if self.no_decay else list(self.param_groups)
 
     def family_overrides(self, optimizer: str) -> dict[str, Override]:
-        """What ``optimizer``'s trials fix or search beyond lr and the betas: the shared
-        ``hyperparameters`` it has, then its own ``overrides``, which win."""
-        fields = OPTIMIZERS[optimizer].hyperparameters
+        """What ``optimizer``'s trials fix or search beyond the shared lr and the betas: the
+        shared ``hyperparameters`` it has, then its own ``overrides``, which win; a
+        learning-rate-free family (Prodigy) its default lr in place of the shared one."""
+        spec = OPTIMIZERS[optimizer]
+        fields = spec.hyperparameters
         shared = {name: p for name, p in self.hyperparameters.items() if name in fields}
+        if spec.learning_rate_free:
+            shared["lr"] = spec.params_model.model_fields["lr"].default
         own = {
             name: value
             for name, value in self.overrides.get(optimizer, {}).items()
             if not isinstance(value, ScheduleSpace)
         }
         return {**shared, **own}
+
+    def lr_tuned(self) -> list[str]:
+        """The families whose lr the shared ``lr`` (or its range test) sets: all but the
+        learning-rate-free ones (Prodigy)."""
+        return [name for name in self.optimizers if not OPTIMIZERS[name].learning_rate_free]
 
     def schedule_for(self, optimizer: str) -> ScheduleSpace | None:
         """``optimizer``'s schedule space: ``schedule``, with the fields its overrides set."""

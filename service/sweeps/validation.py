@@ -112,6 +112,13 @@ def _check_spec(spec: SweepCreate, report: WorkloadReport | None) -> None:
     check_schedule_fits(spec, report)
     _check_param_groups(spec, report)
     _check_schedule_free(spec)
+    if spec.space.lr == "auto" and not spec.space.lr_tuned():
+        raise SpecError(
+            "'auto' range-tests the lr of families that take one; "
+            f"{', '.join(spec.space.optimizers)} estimate their own step size (lr 1): "
+            "give space.lr a value",
+            field="space.lr",
+        )
     if spec.space.lr == "auto" and spec.search.algorithm == "grid":
         raise SpecError(
             "'auto' needs a sampling algorithm (random, sobol, tpe, cmaes, gp, nsga2); "

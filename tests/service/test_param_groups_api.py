@@ -45,14 +45,27 @@ def test_a_sweep_with_no_decay_and_an_lr_multiplier_group_trains(live_api: LiveA
 
 
 def test_prodigy_trains_with_no_decay_and_refuses_a_group_lr_multiplier(live_api: LiveAPI) -> None:
+    """Prodigy beside AdamW: the shared lr is AdamW's, Prodigy keeps its lr 1 and searches
+    d_coef, and the report says what tuning lr gained over the learning-rate-free family."""
     spec = _spec(no_decay=True)
-    spec["space"].update(optimizers=["prodigy"], lr={"values": [1.0]})
+    spec["space"].update(optimizers=["adamw", "prodigy"], lr={"values": [1e-3, 3e-3]})
     spec["space"]["overrides"] = {"prodigy": {"d_coef": {"values": [0.5, 1.0]}}}
     sweep = live_api.wait(live_api.submit(spec)["id"])
     assert sweep["status"] == "completed", sweep
     trials = live_api.trials(sweep["id"])
-    assert sorted(t["hyperparameters"]["d_coef"] for t in trials) == [0.5, 1.0]
     assert all(t["status"] == "completed" for t in trials)
+    prodigy = [t["hyperparameters"] for t in trials if t["optimizer"] == "prodigy"]
+    assert sorted((h["lr"], h["d_coef"]) for h in prodigy) == [(1.0, 0.5), (1.0, 1.0)]
+    adamw = sorted(t["hyperparameters"]["lr"] for t in trials if t["optimizer"] == "adamw")
+    assert adamw == [1e-3, 3e-3]
+    report = live_api.client.get(f"/sweeps/{sweep['id']}/report").json()
+    families = {f["optimizer"]: f for f in report["families"]}
+    gain = families["prodigy"]["best_objective"] - families["adamw"]["best_objective"]
+    assert families["prodigy"]["lr_tuning_gain"] == pytest.approx(gain)  # val_loss: lower wins
+    assert families["adamw"]["lr_tuning_gain"] is None
+    summary = families["prodigy"]["summary"]
+    assert summary.startswith("prodigy (learning-rate free, lr 1): best val_loss")
+    assert f"tuning lr gained {gain:+.3g} val_loss" in summary
     spec["space"]["param_groups"] = [{"select": ["embedding"], "lr_multiplier": 0.1}]
     response = live_api.client.post("/sweeps", json=spec)
     assert response.status_code == 422, response.text
