@@ -27,7 +27,7 @@ from optisweep.optimizers.single import build_torch_optimizer
 MAX_PARAM_GROUPS = 16
 
 
-def one_lr_error(optimizer: str, multiplier: float) -> str:
+def one_lr_error(optimizer: str, multiplier: object) -> str:
     """Why a family whose step size is one estimate over every parameter (Prodigy) refuses a
     group's own lr, as its reference does."""
     return (

@@ -278,7 +278,7 @@ def pack_spec(
             MemberSpec(
                 optimizer=t.optimizer,
                 hyperparameters=t.hyperparameters,
-                param_groups=spec.space.member_param_groups(),
+                param_groups=spec.space.member_param_groups(t.settings),
                 seed=t.seed,
                 schedule=schedule_of(spec, t),
                 clip_norm=(t.settings or {}).get("clip_norm"),

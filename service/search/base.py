@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from optisweep.optimizers import get_spec
+from optisweep.service.sweeps.group_space import group_axes
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
 from optisweep.service.sweeps.schemas import Space
 from optisweep.workers.states import TrialState
@@ -125,8 +126,10 @@ SETTINGS = ("batch_size", "clip_norm")
 
 def setting_axes(space: Space, optimizer: str) -> dict[str, Any]:
     """The settings this space sets (fixed or searched) for ``optimizer``'s trials, by name;
-    its schedule's fields (with its overrides) as ``schedule.<field>``."""
+    its schedule's fields (with its overrides) as ``schedule.<field>``, searched group values
+    as ``param_groups.<i>.<field>``."""
     axes = {name: getattr(space, name) for name in SETTINGS if getattr(space, name) is not None}
+    axes.update(group_axes(space.param_groups))
     schedule = space.schedule_for(optimizer)
     if schedule is not None:
         for name in SCHEDULE_FIELDS:
@@ -153,7 +156,8 @@ def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Sugg
     """Map sampled lr/beta1/beta2/overrides onto the family's own fields and validate them;
     sampled settings (batch size, clip norm, schedule) go beside them."""
     schedule = _schedule(sampled)
-    settings = {name: sampled.pop(name) for name in SETTINGS if name in sampled}
+    names = [*SETTINGS, *group_axes(space.param_groups)]
+    settings = {name: sampled.pop(name) for name in names if name in sampled}
     if schedule is not None:
         settings["schedule"] = schedule
     spec = get_spec(optimizer)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers import get_spec
+from optisweep.service.sweeps.group_space import group_axes
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.params import FloatRange, IntRange
 from optisweep.service.sweeps.repository import stored_spec
@@ -121,6 +122,7 @@ def _listed(space: Space, optimizer: str) -> Callable[[dict[str, Any]], str]:
         return not isinstance(value, FloatRange | IntRange)
 
     top = {name for name in ("batch_size", "clip_norm") if listed(getattr(space, name))}
+    top |= {name for name, value in group_axes(space.param_groups).items() if listed(value)}
     schedule = space.schedule_for(optimizer)
     inner = (
         {n for n in SCHEDULE_FIELDS if listed(getattr(schedule, n))}
@@ -437,4 +439,7 @@ def setting_text(name: str, value: object) -> str:
             f"{k.replace('_', ' ')} {v}" for k, v in value.items() if k != "kind"
         )
         return f"{value['kind']} schedule" + (f" ({parameters})" if parameters else "")
+    if name.startswith("param_groups."):  # param_groups.0.weight_decay
+        _, index, field = name.split(".")
+        return f"group {index} {field.replace('_', ' ')} {value}"
     return f"{name.replace('_', ' ')} {'none' if value is None else value}"

@@ -16,8 +16,8 @@ from pydantic import (
 
 from optisweep.optimizers import OPTIMIZERS, HyperparameterError, ParamGroup, get_spec
 from optisweep.optimizers.members import MAX_PARAM_GROUPS
-from optisweep.optimizers.param_groups import with_no_decay
 from optisweep.optimizers.schemas import short_repr
+from optisweep.service.sweeps.group_space import GroupSpace, rules
 from optisweep.service.sweeps.models import SweepStatus
 from optisweep.service.sweeps.params import (
     Choice,
@@ -74,19 +74,19 @@ class Space(StrictModel):
     range (``log`` allowed); None: no clipping."""
     schedule: ScheduleSpace | None = None
     """Learning-rate decay per trial (kinds and parameters searched); None: a constant lr."""
-    param_groups: list[ParamGroup] = Field(default_factory=list, max_length=MAX_PARAM_GROUPS)
+    param_groups: list[GroupSpace] = Field(default_factory=list, max_length=MAX_PARAM_GROUPS)
     """Rules that give some of the model's parameters their own weight decay or lr multiplier
     (``{select: [bias, norm, {module: Embedding}, {name: '^head\\.'}, {ndim: 1}],
-    weight_decay: 0.0, lr_multiplier: 0.1}``); the first rule that selects a parameter wins.
-    Every trial of the sweep has them."""
+    weight_decay: 0.0, lr_multiplier: {values: [0.1, 1.0]}}``), each fixed or searched like a
+    hyperparameter; the first rule that selects a parameter wins. Every trial has them."""
     no_decay: bool = False
     """Opt-in: biases, normalisation layers and embeddings get no weight decay (a rule of
     ``param_groups`` that selects one of them first still wins)."""
 
-    def member_param_groups(self) -> list[ParamGroup]:
-        """The parameter groups every trial trains with: ``param_groups``, then the
-        ``no_decay`` rule when it is on."""
-        return with_no_decay(self.param_groups) if self.no_decay else list(self.param_groups)
+    def member_param_groups(self, settings: dict[str, Any] | None = None) -> list[ParamGroup]:
+        """The parameter groups a trial trains with (at its drawn ``settings``):
+        ``param_groups``, then the ``no_decay`` rule when it is on."""
+        return rules(self.param_groups, no_decay=self.no_decay, settings=settings)
 
     def family_overrides(self, optimizer: str) -> dict[str, Override]:
         """What ``optimizer``'s trials fix or search beyond the shared lr and the betas: the

@@ -24,6 +24,7 @@ from optisweep.service.errors import SpecError
 from optisweep.service.search import GridError, Suggestion, defaults_configurations
 from optisweep.service.sweeps.expansion import deferred, expand, planned_trials
 from optisweep.service.sweeps.fits import check_batch_fits, check_schedule_fits, needs_train_size
+from optisweep.service.sweeps.group_space import rules
 from optisweep.service.sweeps.schemas import Choice, IntRange, ResourcesSpec, SweepCreate
 from optisweep.service.sweeps.search_spec import MULTI_OBJECTIVE, PbtSpec
 from optisweep.workers.specs import WorkloadReport
@@ -162,7 +163,7 @@ def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> Non
         for index, group in enumerate(spec.space.param_groups):
             if group.lr_multiplier not in (None, 1.0):
                 raise SpecError(
-                    one_lr_error(name, group.lr_multiplier),
+                    one_lr_error(name, group.model_dump(mode="json")["lr_multiplier"]),
                     field=f"space.param_groups.{index}.lr_multiplier",
                 )
     if report is None or not report.params:
@@ -175,7 +176,7 @@ def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> Non
             "choose another family",
             field="space.optimizers",
         )
-    for index in empty_groups(spec.space.param_groups, report.params):
+    for index in empty_groups(rules(spec.space.param_groups, no_decay=False), report.params):
         names = ", ".join(info.name for info in report.params[:12])
         more = f" and {len(report.params) - 12} more" if len(report.params) > 12 else ""
         raise SpecError(

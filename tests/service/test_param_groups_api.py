@@ -75,6 +75,41 @@ def test_prodigy_trains_with_no_decay_and_refuses_a_group_lr_multiplier(live_api
     assert "0.1" in error["msg"]
 
 
+def test_group_values_are_searched_like_hyperparameters(live_api: LiveAPI) -> None:
+    """A grid over a group's weight decay trains each value, with the trial's value in its
+    settings and its training; a random search draws a group's lr multiplier in its range."""
+    groups = [{"select": ["norm", "embedding"], "weight_decay": {"values": [0.0, 2.0]}}]
+    spec = _spec(param_groups=groups)
+    spec["space"].update(optimizers=["adamw"], hyperparameters={"weight_decay": 0.0})
+    sweep = live_api.wait(live_api.submit(spec)["id"])
+    assert sweep["status"] == "completed", sweep
+    trials = live_api.trials(sweep["id"])
+    assert sorted(t["settings"]["param_groups.0.weight_decay"] for t in trials) == [0.0, 2.0]
+    losses = {t["settings"]["param_groups.0.weight_decay"]: t["objective"] for t in trials}
+    assert losses[0.0] != losses[2.0]  # the decay reached the norms and embeddings
+    report = live_api.client.get(f"/sweeps/{sweep['id']}/report").json()
+    (family,) = report["families"]
+    assert "group 0 weight decay" in family["summary"]
+
+    drawn = _spec(param_groups=[{"select": ["matrix"], "lr_multiplier": {"low": 0.2, "high": 0.5}}])
+    drawn["space"]["optimizers"] = ["adamw", "lion"]
+    drawn["search"] = {"algorithm": "random", "num_trials": 4, "seed": 3}
+    sweep = live_api.wait(live_api.submit(drawn)["id"])
+    assert sweep["status"] == "completed", sweep
+    values = [t["settings"]["param_groups.0.lr_multiplier"] for t in live_api.trials(sweep["id"])]
+    assert len(set(values)) == 4
+    assert all(0.2 <= v <= 0.5 for v in values)
+
+
+def test_a_searched_group_value_out_of_range_is_a_422(live_api: LiveAPI) -> None:
+    groups = [{"select": ["bias"], "weight_decay": {"low": -0.1, "high": 0.1}}]
+    response = live_api.client.post("/sweeps", json=_spec(param_groups=groups))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"][:4] == ["body", "space", "param_groups", 0]
+    assert "weight_decay: must be finite and >= 0, got -0.1" in error["msg"]
+
+
 def test_muon_on_a_model_without_hidden_matrices_is_a_422(live_api: LiveAPI) -> None:
     spec = _spec()
     spec["workload"] = {"name": "logreg-digits", "epochs": 1}
