@@ -310,13 +310,9 @@ class PopulationOptimizer:
         for p, state, role in zip(params, group.state, group.roles, strict=True):
             entry: dict[str, Any] = {}
             if step > 0 or rule.role_has_step(role):
-                entry = {
-                    slot: value[row]
-                    .detach()
-                    .clone()
-                    .reshape(-1 if slot in rule.flat_slots else value.shape[1:])
-                    for slot, value in state.items()
-                }
+                entry = {slot: value[row].detach().clone() for slot, value in state.items()}
+                for slot in set(rule.flat_slots) & set(entry):  # as the reference keeps them
+                    entry[slot] = entry[slot].flatten()
             if rule.role_has_step(role):
                 entry["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
             if not rule.group_scalars:

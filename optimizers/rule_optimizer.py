@@ -113,6 +113,11 @@ class RuleOptimizer(torch.optim.Optimizer):
                     {k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()}
                 )
                 roles.append(role_of[id(p)])
+        if any(v[1:] != variants[0][1:] for v in variants):
+            raise ValueError(
+                f"param_groups: {type(self).__name__} steps every group at once, so they "
+                "must share their flags (all but lr and weight_decay)"
+            )
         # weight decay's path is on where any group decays (a factor of exactly 1 elsewhere)
         variant = (any(v[0] for v in variants), *variants[0][1:])
         rule.apply_all(variant, views, grads, states, casts, tuple(roles), scalars)

@@ -250,6 +250,7 @@ class FamilyReport(Record):
     default_lr: float | None = None
     tuning_gain: float | None = None
     tuning_gain_relative: float | None = None
+    lr_tuning_gain: float | None = None
     summary: str
 
     def row(self) -> dict[str, Any]:

@@ -118,6 +118,7 @@ def _prodigy() -> type[torch.optim.Optimizer]:
             )
 
     Unbounded.__name__ = "Prodigy"
+    Unbounded.__signature__ = inspect.signature(Prodigy)  # type: ignore[attr-defined]
     return Unbounded
 
 

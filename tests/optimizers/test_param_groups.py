@@ -289,3 +289,16 @@ def test_prodigy_refuses_a_group_lr_multiplier() -> None:
         MemberConfig.model_validate(
             {"optimizer": "prodigy", "param_groups": [{"select": ["bias"], "lr_multiplier": 0.5}]}
         )
+
+
+def test_prodigy_alone_refuses_groups_with_different_flags() -> None:
+    """Its groups step at once (one estimate), so they must share the code path."""
+    model = Tagger()
+    params = list(model.parameters())
+    optimizer = MemberConfig(optimizer="prodigy").spec.torch_class(
+        [{"params": params[:2]}, {"params": params[2:], "decouple": False, "weight_decay": 0.1}]
+    )
+    for p in params:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match="must share their flags"):
+        optimizer.step()
