@@ -354,12 +354,12 @@ def _lr_free_sentence(report: FamilyReport, metric: str) -> str:
     """A learning-rate-free family's sentence: its best and what it searched, no lr basin (it
     has one lr, its default, that multiplies the step size it estimates)."""
     assert report.best_objective is not None
-    searched = {
-        k: v
-        for k, v in (report.best_hyperparameters or {}).items()
-        if k != "lr" and k in _SEARCHED_LR_FREE
-    }
-    chosen = "".join(f", {k} {v}" for k, v in searched.items())
+    hyperparameters = report.best_hyperparameters or {}
+    chosen = "".join(
+        f", {name} {value:.3g}"
+        for name in _SEARCHED_LR_FREE
+        if isinstance(value := hyperparameters.get(name), int | float)
+    )
     settings = "".join(
         f", {setting_text(key, value)}" for key, value in (report.best_settings or {}).items()
     )
