@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -320,3 +321,61 @@ def test_clipping_does_not_touch_the_callers_grads() -> None:
     # each row was clipped to norm 0.1 (within torch's 1e-6 guard)
     norms = torch.linalg.vector_norm(params[0].detach(), dim=1)
     assert torch.allclose(norms, torch.full((2,), 0.1), atol=1e-6)
+
+
+def _drawn(name: str, rng: random.Random) -> dict[str, Any]:
+    """Random hyperparameters for one of issue 30's families, over each field's useful range
+    (log-uniform lr and decay, betas near 1, every flag either way)."""
+    log = lambda low, high: 10 ** rng.uniform(math.log10(low), math.log10(high))  # noqa: E731
+    betas = (rng.uniform(0.7, 0.95), 1 - log(1e-3, 1e-1))
+    drawn: dict[str, dict[str, Any]] = {
+        "radam": {"lr": log(1e-3, 3e-2), "betas": betas, "weight_decay": log(1e-4, 1e-1),
+                  "decoupled_weight_decay": rng.random() < 0.5},
+        "lion": {"lr": log(1e-4, 3e-3), "betas": betas, "weight_decay": log(1e-3, 0.3)},
+        "adafactor": {"lr": log(1e-3, 5e-2), "beta2_decay": -rng.uniform(0.5, 1.0),
+                      "d": rng.uniform(0.5, 2.0), "weight_decay": log(1e-3, 1e-1)},
+        "muon": {"lr": log(3e-3, 5e-2), "momentum": rng.uniform(0.8, 0.98),
+                 "nesterov": rng.random() < 0.5, "weight_decay": log(1e-3, 0.1),
+                 "adamw_lr": log(1e-4, 1e-2), "adamw_betas": betas},
+        "schedulefree_adamw": {"lr": log(1e-3, 3e-2), "betas": betas,
+                               "weight_decay": log(1e-4, 1e-2),
+                               "warmup_steps": rng.randrange(0, 20), "r": rng.uniform(0, 1)},
+        "schedulefree_sgd": {"lr": log(1e-2, 0.2), "momentum": rng.uniform(0.7, 0.95),
+                             "warmup_steps": rng.randrange(0, 20)},
+        "prodigy": {"lr": rng.uniform(0.5, 1.5), "betas": betas, "d_coef": log(0.3, 3.0),
+                    "weight_decay": log(1e-4, 1e-1), "decouple": rng.random() < 0.5,
+                    "use_bias_correction": rng.random() < 0.5,
+                    "safeguard_warmup": rng.random() < 0.5},
+    }  # fmt: skip
+    return drawn[name]
+
+
+NEW_FAMILIES = (
+    "adafactor",
+    "lion",
+    "muon",
+    "prodigy",
+    "radam",
+    "schedulefree_adamw",
+    "schedulefree_sgd",
+)
+
+
+@pytest.mark.usefixtures("float64")
+def test_new_families_with_random_hyperparameters_match_their_references() -> None:
+    """Issue 30's bar: each new family, three members with random hyperparameters, packed with
+    the older families, equals its reference member by member after 60 float64 steps."""
+    rng = random.Random(30)
+    members = [
+        {"optimizer": name, "hyperparameters": _drawn(name, rng)}
+        for name in NEW_FAMILIES
+        for _ in range(3)
+    ]
+    members += [{"optimizer": name, "hyperparameters": GRID[name][-1]} for name in GRID]
+    rng.shuffle(members)
+    run = side_by_side(members)
+    for _ in range(60):
+        run.step(run.grads())
+    assert max_param_diff(run) <= 1e-9
+    assert max_param_diff(run, muon_matrices=True) <= MUON_TOLERANCE
+    assert max_state_diff(run) <= 1e-9
