@@ -115,8 +115,8 @@ def _check_spec(spec: SweepCreate, report: WorkloadReport | None) -> None:
     _check_schedule_free(spec)
     if spec.space.lr == "auto" and not spec.space.lr_tuned():
         raise SpecError(
-            "'auto' range-tests the lr of families that take one; "
-            f"{', '.join(spec.space.optimizers)} estimate their own step size (lr 1): "
+            "'auto' range-tests the lr of families that take one, and this sweep's "
+            f"({', '.join(spec.space.optimizers)}) estimate their own step size at lr 1: "
             "give space.lr a value",
             field="space.lr",
         )

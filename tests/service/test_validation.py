@@ -96,3 +96,34 @@ def test_lr_auto_over_the_budget_names_num_trials() -> None:
     with pytest.raises(SpecError) as refused:
         check_sweep(spec, max_trials=20)
     assert refused.value.field == "search.num_trials"
+
+
+def test_a_learning_rate_free_family_keeps_its_lr_and_lr_auto_needs_another() -> None:
+    """Prodigy's lr multiplies the step size it estimates: the shared lr values leave it at
+    its default 1 (one trial per d_coef, not one per shared lr); lr: auto range-tests only the
+    families that take an lr, and with none of them it is a 422 on space.lr."""
+    spec = _spec()
+    space = {
+        "optimizers": ["adam", "prodigy"],
+        "lr": {"values": [0.1, 0.01, 0.001]},
+        "overrides": {"prodigy": {"d_coef": {"values": [0.5, 2.0]}}},
+    }
+    spec = SweepCreate.model_validate({**spec.model_dump(mode="json"), "space": space})
+    suggestions = check_sweep(spec, max_trials=100).suggestions
+    prodigy = [s.hyperparameters for s in suggestions if s.optimizer == "prodigy"]
+    assert sorted((h["lr"], h["d_coef"]) for h in prodigy) == [(1.0, 0.5), (1.0, 2.0)]
+    assert sorted(s.hyperparameters["lr"] for s in suggestions if s.optimizer == "adam") == [
+        0.001,
+        0.01,
+        0.1,
+    ]
+    assert spec.space.lr_tuned() == ["adam"]
+    alone = {
+        **spec.model_dump(mode="json"),
+        "space": {"optimizers": ["prodigy"], "lr": "auto"},
+        "search": {"algorithm": "random", "num_trials": 4},
+    }
+    with pytest.raises(SpecError) as refused:
+        check_sweep(SweepCreate.model_validate(alone), max_trials=20)
+    assert refused.value.field == "space.lr"
+    assert "this sweep's (prodigy) estimate their own step size" in str(refused.value)
