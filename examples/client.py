@@ -26,7 +26,7 @@ print(f"sweep {sweep.id} {sweep.info.status}")
 
 # %%
 board = sweep.leaderboard()
-print(f"Leaderboard by {board.metric} ({board.mode}):")
+print(f"Leaderboard by {board.metric} ({board.mode}, each trial's {board.epoch} epoch):")
 print(board.to_pandas()[["rank", "optimizer", "objective", "trial", "lr"]].to_string(index=False))
 
 # %%
@@ -37,4 +37,6 @@ for family in sweep.report():
 curves = sweep.metrics(name=board.metric).to_pandas()
 trials = sweep.trials().to_pandas()[["id", "optimizer"]].rename(columns={"id": "trial_id"})
 per_epoch = curves.merge(trials, on="trial_id").groupby(["optimizer", "step"])["value"]
-print(per_epoch.max().unstack("step").round(3).to_string())
+best = per_epoch.max() if board.mode == "max" else per_epoch.min()  # each family's best trial
+print(f"{board.metric} per epoch, each family's best trial at it:")
+print(best.unstack("step").round(3).to_string())

@@ -153,8 +153,9 @@ def report(
     where it diverged, and one sentence to act on."""
     with connect(url) as client:
         found = client.sweep(sweep_id).report(tolerance=tolerance)
-    table = Table(title=f"Optimizer report: {found.metric} ({found.mode})")
-    for column in ("optimizer", "best", "at lr", "lr basin", "decades", "diverged at lr"):
+    table = Table(title=f"Optimizer report: {found.metric} ({found.mode}, {found.epoch} epoch)")
+    best = f"best ({found.epoch} epoch)"
+    for column in ("optimizer", best, "at lr", "lr basin", "decades", "diverged at lr"):
         table.add_column(column)
     for family in found:
         basin = (

@@ -111,10 +111,12 @@ def leaderboard_table(board: Leaderboard) -> Table | Group:
     """The best trial per optimizer family as a rich table; with several objectives, their
     Pareto front as a second table under it."""
     table = Table(
-        title=f"Leaderboard: {board.metric} ({board.mode})", caption=board.statistics or None
+        title=f"Leaderboard: {board.metric} ({board.mode}, {board.epoch} epoch)",
+        caption=board.statistics or None,
     )
     repeats = any(entry.repeats > 1 for entry in board)
-    value = f"{board.metric} mean ± std (n) [95% CI]" if repeats else board.metric
+    named = f"{board.metric} ({board.epoch} epoch)"
+    value = f"{named} mean ± std (n) [95% CI]" if repeats else named
     columns = ["#", "optimizer", value, *(["vs #1"] if repeats else []), "trial"]
     for column in (*columns, "hyperparameters", "ranked"):
         table.add_column(column, justify="right" if column in ("#", "trial", "ranked") else "left")

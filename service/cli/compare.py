@@ -56,7 +56,8 @@ def sweep_tables(found: Comparison) -> list[Table]:
             f"{sweep.metric} {direction} {fmt(sweep.target)}",
             caption=sweep.target_rule,
         )
-        for column in ("optimizer", "best", "reached", "epochs", "seconds", "x fastest", "tuning"):
+        best = f"best ({sweep.epoch} epoch)"
+        for column in ("optimizer", best, "reached", "epochs", "seconds", "x fastest", "tuning"):
             table.add_column(column, justify="left" if column == "optimizer" else "right")
         for row in (r for r in found.results if r.sweep_id == sweep.sweep_id):
             table.add_row(

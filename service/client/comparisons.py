@@ -18,6 +18,8 @@ class ComparedSweep(Record):
     workload: str
     metric: str
     mode: str
+    epoch: str = "last"
+    """Which epoch's value a trial's objective is on this sweep ("last" or "best")."""
     target: float | None = None
     target_rule: str
     timed: bool

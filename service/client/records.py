@@ -196,6 +196,7 @@ class Leaderboard(Records[LeaderboardEntry]):
         *,
         metric: str,
         mode: str,
+        epoch: str = "last",
         statistics: str = "",
         objectives: list[Objective] | None = None,
         pareto_front: Records[ParetoPoint] | None = None,
@@ -203,6 +204,9 @@ class Leaderboard(Records[LeaderboardEntry]):
         super().__init__(entries)
         self.metric = metric
         self.mode = mode
+        self.epoch = epoch
+        """Which epoch's value a trial's objective is: "last" or "best" (the sweep's
+        ``objective.summary``)."""
         self.statistics = statistics
         """How far the ranking can be trusted."""
         self.objectives = objectives or []
@@ -219,6 +223,7 @@ class Leaderboard(Records[LeaderboardEntry]):
             entries,
             metric=board["metric"],
             mode=board["mode"],
+            epoch=board.get("epoch", "last"),
             statistics=board["statistics"],
             objectives=[Objective.model_validate(o) for o in board.get("objectives") or []],
             pareto_front=None
@@ -263,19 +268,31 @@ class Report(Records[FamilyReport]):
     """The optimizer report: every family, best first."""
 
     def __init__(
-        self, families: list[FamilyReport], *, metric: str, mode: str, tolerance: float
+        self,
+        families: list[FamilyReport],
+        *,
+        metric: str,
+        mode: str,
+        tolerance: float,
+        epoch: str = "last",
     ) -> None:
         super().__init__(families)
         self.metric = metric
         self.mode = mode
         self.tolerance = tolerance
+        self.epoch = epoch
+        """Which epoch's value each family's best is: "last" or "best"."""
 
     @classmethod
     def from_api(cls, found: dict[str, Any]) -> Report:
         """The report from the API's JSON answer."""
         families = [FamilyReport.model_validate(family) for family in found["families"]]
         return cls(
-            families, metric=found["metric"], mode=found["mode"], tolerance=found["tolerance"]
+            families,
+            metric=found["metric"],
+            mode=found["mode"],
+            tolerance=found["tolerance"],
+            epoch=found.get("epoch", "last"),
         )
 
 

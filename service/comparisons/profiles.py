@@ -23,6 +23,18 @@ class Curve:
     optimizer: str
     values: dict[int, float] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
+    ranked: bool = True
+    """Whether it ranks on a leaderboard (completed or stopped: not diverged or failed)."""
+
+    def summary(self, epoch: Literal["last", "best"], mode: Mode) -> float | None:
+        """Its value by a summary rule, as a leaderboard ranks it: its last epoch's or its
+        best; None for a trial that does not rank or has no finite value."""
+        if not self.ranked or not self.values:
+            return None
+        last = self.values[max(self.values)]
+        if epoch == "best":
+            return self.best(mode)
+        return last if math.isfinite(last) else None
 
     def best(self, mode: Mode) -> float | None:
         """Its best finite value."""

@@ -25,6 +25,9 @@ class ComparedSweep(Read):
     workload: str
     metric: str
     mode: Literal["max", "min"]
+    epoch: Literal["last", "best"] = "last"
+    """Which epoch's value a trial's objective is on this sweep (its ``objective.summary``):
+    the families' ``best_objective`` is their best trial's by that rule."""
     target: float | None
     """The value a trial must reach (>= for max, <= for min) on ``metric``; None while no
     trial has reported a finite value of it."""
@@ -44,7 +47,8 @@ class FamilyResult(Read):
     trials: int
     """The family's trials in the sweep."""
     best_objective: float | None
-    """The best ``metric`` value any of its trials reached."""
+    """Its best trial's objective, by the sweep's summary rule (``epoch``), as the leaderboard
+    and the report rank it (completed and stopped trials)."""
     reached: int
     """How many of its trials reached the target."""
     epochs_to_target: int | None

@@ -37,6 +37,7 @@ from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.sweeps.search_spec import ObjectiveSpec
 from optisweep.service.trials.models import Metric, Trial
+from optisweep.service.trials.repository import RANKED
 from optisweep.workers.workloads import TIME_METRIC
 
 _DIRECTIONS: dict[str, Mode | None] = {">=": "max", "<=": "min", "=": None}
@@ -138,11 +139,14 @@ def _load(session: Session, sweep: Sweep, targets: list[Target], fraction: float
     workload = spec.workload.name or spec.workload.entrypoint or "?"
     metric, mode, given = _target_for(sweep, workload, spec.objective, reported, targets)
     trials = session.execute(
-        select(Trial.id, Trial.number, Trial.optimizer, Trial.pack_id).where(
+        select(Trial.id, Trial.number, Trial.optimizer, Trial.pack_id, Trial.status).where(
             Trial.sweep_id == sweep.id
         )
     ).all()
-    curves = {t.id: Curve(number=t.number, optimizer=t.optimizer) for t in trials}
+    curves = {
+        t.id: Curve(number=t.number, optimizer=t.optimizer, ranked=t.status in RANKED)
+        for t in trials
+    }
     points = session.execute(
         select(Metric.trial_id, Metric.name, Metric.step, Metric.value_finite, Metric.value_kind)
         .join(Trial, Metric.trial_id == Trial.id)
@@ -166,6 +170,7 @@ def _load(session: Session, sweep: Sweep, targets: list[Target], fraction: float
         workload=workload,
         metric=metric,
         mode=mode,
+        epoch=spec.objective.summary,
         target=target,
         target_rule=rule,
         timed=TIME_METRIC in reported,
@@ -238,7 +243,7 @@ def _family_results(part: _Loaded, measure: Measure, tolerance: float) -> list[F
         fastest[family] = (
             (float(epochs) if epochs is not None else None) if measure == "epochs" else seconds
         )
-        bests = [b for c in curves if (b := c.best(column.mode)) is not None]
+        bests = [b for c in curves if (b := c.summary(column.epoch, column.mode)) is not None]
         rows[family] = FamilyResult(
             sweep_id=column.sweep_id,
             optimizer=family,

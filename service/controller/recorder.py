@@ -35,7 +35,12 @@ from optisweep.service.trials.models import (
     note_status,
 )
 from optisweep.service.trials.queue import trials_by_id
-from optisweep.service.trials.repository import best_metric, delete_metrics, record_many_metrics
+from optisweep.service.trials.repository import (
+    RANKED,
+    best_metric,
+    delete_metrics,
+    record_many_metrics,
+)
 from optisweep.workers.specs import TaskResult
 
 logger = logging.getLogger(__name__)
@@ -45,6 +50,30 @@ def _is_better(value: float, than: float | None, *, objective: ObjectiveSpec) ->
     if than is None or math.isnan(than):
         return True
     return value > than if objective.mode == "max" else value < than
+
+
+def _better(value: float | None, other: float | None, mode: str) -> float | None:
+    """The better of two finite values in direction ``mode`` (either, where one is missing)."""
+    finite = [v for v in (value, other) if v is not None and math.isfinite(v)]
+    if not finite:
+        return value
+    return max(finite) if mode == "max" else min(finite)
+
+
+def _summarised(
+    session: Session, trial: Trial, objective: ObjectiveSpec, metrics: dict[str, float]
+) -> tuple[float | None, tuple[float | None, ...]]:
+    """A finished trial's objective and further objectives by its sweep's summary rule: the
+    last epoch's values, or (``summary: best``, for a trial that ranks) each metric's best
+    epoch, the last included."""
+    last = metrics.get(objective.metric)
+    also = tuple(metrics.get(other.metric) for other in objective.also)
+    if objective.summary == "last" or trial.status not in RANKED:
+        return last, also
+    return _better(last, trial.best_objective, objective.mode), tuple(
+        _better(value, best_metric(session, trial_id=trial.id, name=o.metric, mode=o.mode), o.mode)
+        for o, value in zip(objective.also, also, strict=True)
+    )
 
 
 def _tally(
@@ -254,13 +283,12 @@ class Recorder:
                 stopped = cancelled and result.status == TrialState.STOPPED
                 if stopped and not result.epochs_run:
                     trial.status = TrialState.CANCELLED  # stopped before its first epoch
-                trial.objective = result.metrics.get(objective.metric)
+                trial.objective, also = _summarised(session, trial, objective, result.metrics)
                 trial.device = result.device
                 trial.node_id = task.node_id
                 trial.error = "sweep cancelled" if stopped else None
                 trial.finished_at = now
                 note_status(trial, trial.error or f"after epoch {result.epochs_run}", at=now)
-                also = tuple(result.metrics.get(other.metric) for other in objective.also)
                 self._ended(session, trial, ended, also)
 
     def _attempt_failed(

@@ -15,13 +15,14 @@ from optisweep.service.dashboard import queries
 from optisweep.service.db.base import decode_float
 from optisweep.service.deps import SessionDep
 from optisweep.service.routing import NOT_FOUND, StrictRoute
-from optisweep.service.sweeps.repository import get_sweep
+from optisweep.service.sweeps.repository import get_sweep, stored_spec
 from optisweep.service.trials.models import Trial
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 
 CSV_COLUMNS = [
-    "id", "number", "optimizer", "status", "objective", "best_objective", "epochs_run",
+    "id", "number", "optimizer", "status", "objective", "objective_epoch", "best_objective",
+    "epochs_run",
     "attempt", "seed", "lr", "beta1", "beta2", "batch_size", "clip_norm", "schedule",
     "hyperparameters", "pack_id", "device",
     "started_at", "finished_at", "error",
@@ -39,7 +40,7 @@ CSV_BATCH = 5000
 )
 def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> StreamingResponse:
     """Every trial of the sweep as CSV (one row per trial, hyperparameters as JSON), streamed."""
-    get_sweep(session, sweep_id)
+    epoch = stored_spec(get_sweep(session, sweep_id)).objective.summary  # names "objective"
     sessions = request.app.state.sessions
     t = Trial.__table__.c
     columns = [
@@ -79,7 +80,8 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
                 writer.writerow(
                     [
                         trial_id, number, optimizer, status,
-                        decode_float(objective, objective_kind), decode_float(best, best_kind),
+                        decode_float(objective, objective_kind), epoch,
+                        decode_float(best, best_kind),
                         epochs_run, attempt, seed,
                         hyperparameters.get("lr"), beta1, beta2,
                         settings.get("batch_size"), settings.get("clip_norm"),

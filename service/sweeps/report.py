@@ -13,7 +13,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cachetools import LRUCache
 from pydantic import BaseModel
@@ -95,6 +95,8 @@ class OptimizerReport(BaseModel):
     sweep_id: int
     metric: str
     mode: str
+    epoch: Literal["last", "best"] = "last"
+    """Which epoch's value a trial's objective is here: the sweep's ``objective.summary``."""
     tolerance: float
     """Relative: within ``tolerance`` x |best| of a family's best objective."""
     families: list[FamilyReport]
@@ -219,6 +221,7 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         sweep_id=sweep.id,
         metric=spec.objective.metric,
         mode=spec.objective.mode,
+        epoch=spec.objective.summary,
         tolerance=tolerance,
         families=families,
     )

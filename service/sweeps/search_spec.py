@@ -140,6 +140,10 @@ class Objective(StrictModel):
     mode: Literal["max", "min"]
 
 
+Summary = Literal["last", "best"]
+"""A sweep's summary rule: a trial's objective is its last epoch's value, or its best."""
+
+
 class ObjectiveSpec(StrictModel):
     """The metric that ranks trials, and its direction; ``also`` holds further objectives.
 
@@ -151,6 +155,11 @@ class ObjectiveSpec(StrictModel):
     mode: Literal["max", "min"] = "max"
     also: list[Objective] = Field(default_factory=list, max_length=MAX_OBJECTIVES - 1)
     """The objectives after the primary, for a multi-objective search (a Pareto front)."""
+    summary: Summary = "last"
+    """Which epoch's value is a trial's objective, everywhere one is shown or compared
+    (leaderboard, report, comparisons, CLI, client, CSV, searchers, dashboard): its last
+    epoch (the default, Ray Tune's scope "last") or its best epoch (scope "all", W&B's
+    summary "best")."""
 
     @property
     def objectives(self) -> list[Objective]:

@@ -115,6 +115,7 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
         sweep_id=sweep.id,
         metric=spec.objective.metric,
         mode=spec.objective.mode,
+        epoch=spec.objective.summary,
         entries=entries,
         statistics=TEST if repeats > 1 else SINGLE_SEEDS,
         objectives=[ObjectiveRead(metric=o.metric, mode=o.mode) for o in spec.objective.objectives]

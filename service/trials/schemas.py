@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -188,6 +188,8 @@ class Leaderboard(ReadModel):
     sweep_id: int
     metric: str
     mode: str
+    epoch: Literal["last", "best"] = "last"
+    """Which epoch's value a trial's objective is here: the sweep's ``objective.summary``."""
     entries: list[LeaderboardEntry]
     statistics: str = ""
     """How far the ranking can be trusted: the test used, or that it is from single seeds."""

@@ -20,7 +20,10 @@ function openTrialOnClick(chart) {
 
 async function drawLeaderboard() {
   const board = await api(`/sweeps/${sweepId}/leaderboard`);
-  document.getElementById("board-metric").textContent = `${board.metric} (${board.mode})`;
+  // One rule names every objective shown: the sweep's summary (its last epoch or its best).
+  document.getElementById("board-metric").textContent = `${board.metric} (${board.mode}, ${board.epoch} epoch)`;
+  document.getElementById("board-objective").textContent = `${board.metric} (${board.epoch} epoch)`;
+  document.getElementById("trials-objective").textContent = `objective (${board.epoch} epoch)`;
   document.querySelector("#leaderboard tbody").replaceChildren(...board.entries.map((entry) => {
     let value = entry.repeats > 1
       ? `${fmt(entry.objective_mean)} ± ${fmt(entry.objective_std)} (${entry.repeats})` : fmt(entry.trial.objective);
