@@ -125,7 +125,8 @@ def trials(
             optimizer=optimizer, status=trial_status, sort=sort, limit=limit
         )
     table = Table(title=f"Trials of sweep {sweep_id}")
-    for column in ("trial", "optimizer", "status", "objective", "best", "hyperparameters", "id"):
+    columns = ("trial", "optimizer", "status", "objective", "best epoch", "epochs")
+    for column in (*columns, "hyperparameters", "id"):
         table.add_column(column)
     for trial in found:
         table.add_row(
@@ -134,6 +135,7 @@ def trials(
             trial.status,
             fmt(trial.objective),
             fmt(trial.best_objective),
+            str(trial.epochs_run),
             hyperparameters_text(trial.hyperparameters, trial.settings),
             str(trial.id),
         )

@@ -117,9 +117,10 @@ def leaderboard_table(board: Leaderboard) -> Table | Group:
     repeats = any(entry.repeats > 1 for entry in board)
     named = f"{board.metric} ({board.epoch} epoch)"
     value = f"{named} mean ± std (n) [95% CI]" if repeats else named
-    columns = ["#", "optimizer", value, *(["vs #1"] if repeats else []), "trial"]
+    columns = ["#", "optimizer", value, *(["vs #1"] if repeats else []), "trial", "epochs"]
     for column in (*columns, "hyperparameters", "ranked"):
-        table.add_column(column, justify="right" if column in ("#", "trial", "ranked") else "left")
+        right = column in ("#", "trial", "epochs", "ranked")
+        table.add_column(column, justify="right" if right else "left")
     for entry in board:
         trial = entry.trial
         shown = fmt(trial.objective)
@@ -131,12 +132,15 @@ def leaderboard_table(board: Leaderboard) -> Table | Group:
                 low, high = entry.objective_ci95
                 shown += f" [{fmt(low)}, {fmt(high)}]"
             versus = [_versus(entry)]
+        if entry.stopped_at is not None:  # ranks after every family with a full-length trial
+            shown += f" (stopped at epoch {entry.stopped_at})"
         table.add_row(
             str(entry.rank),
             entry.optimizer,
             shown,
             *versus,
             str(trial.number),
+            str(trial.epochs_run),
             hyperparameters_text(trial.hyperparameters, trial.settings),
             str(entry.ranked_trials),
         )

@@ -146,6 +146,7 @@ class LeaderboardEntry(Record):
     objective_ci95: tuple[float, float] | None = None
     p_value: float | None = None
     tied_with_leader: bool | None = None
+    stopped_at: int | None = None
 
     @property
     def objective(self) -> float | None:

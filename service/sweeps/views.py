@@ -96,6 +96,7 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
                     objective_ci95=confidence_interval(c.values) if c.repeats > 1 else None,
                     p_value=p,
                     tied_with_leader=True if rank == 1 else (None if p is None else p >= ALPHA),
+                    stopped_at=c.trial.epochs_run if c.stopped else None,
                 )
             )
     else:
@@ -105,6 +106,7 @@ def leaderboard_read(session: Session, sweep: Sweep, *, checkpoint_dir: str) -> 
                 optimizer=trial.optimizer,
                 ranked_trials=count,
                 trial=trial_read(trial, checkpoint_dir=checkpoint_dir),
+                stopped_at=trial.epochs_run if trial.status == TrialState.STOPPED else None,
             )
             for rank, (trial, count) in enumerate(
                 leaderboard(session, sweep_id=sweep.id, maximize=maximize), start=1

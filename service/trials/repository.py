@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -231,8 +232,10 @@ def best_objectives(
 def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tuple[Trial, int]]:
     """The best trial of each optimizer family with its family's ranked-trial count, best first.
 
-    One indexed lookup per family (trials on (sweep_id, optimizer, objective_value)), so it
-    stays fast on sweeps of 100,000 trials.
+    Fidelity first: a family is represented by its best trial that ran every epoch
+    (completed) where it has one, and families whose trials were all stopped early rank after
+    every family with a completed one. Two indexed lookups per family at most (trials on
+    (sweep_id, optimizer, objective_value)), so it stays fast on sweeps of 100,000 trials.
     """
     ranked = ranked_trials(sweep_id, maximize=maximize)
     counts = session.execute(
@@ -242,11 +245,14 @@ def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tupl
     ).all()
     best = []
     for family, count in counts:
-        trial = session.scalars(ranked.where(Trial.optimizer == family).limit(1)).first()
+        scoped = ranked.where(Trial.optimizer == family)
+        full = scoped.where(Trial.status == TrialState.COMPLETED)
+        trial = session.scalars(full.limit(1)).first() or session.scalars(scoped.limit(1)).first()
         if trial is not None:
             best.append((trial, int(count)))
     best.sort(
         key=lambda entry: (
+            entry[0].status != TrialState.COMPLETED,
             -(entry[0].objective_value or 0.0) if maximize else (entry[0].objective_value or 0.0),
             entry[0].id,
         )
@@ -268,6 +274,9 @@ class RankedConfiguration:
     family_count: int
     values: tuple[float, ...] = ()
     """The objective of each of those repeats, in trial-number order."""
+    stopped: bool = False
+    """Some repeat was stopped early (did not run every epoch): it ranks after the
+    configurations whose repeats all did."""
 
 
 def leaderboard_by_mean(
@@ -290,21 +299,28 @@ def leaderboard_by_mean(
     groups: dict[int, list[Trial]] = {}
     for trial in trials:
         groups.setdefault(trial.number // repeats, []).append(trial)
-    configurations = []
+    by_family: dict[str, list[RankedConfiguration]] = {}
     for members in groups.values():
-        values = [float(t.objective_value or 0.0) for t in members]
-        std = statistics.stdev(values) if len(values) > 1 else None
-        configurations.append((members[0], statistics.fmean(values), std, tuple(values)))
-    by_family: dict[str, list[tuple[Trial, float, float | None, tuple[float, ...]]]] = {}
-    for configuration in configurations:
-        by_family.setdefault(configuration[0].optimizer, []).append(configuration)
-    best = []
-    for family in by_family.values():
-        family.sort(key=lambda c: (-c[1] if maximize else c[1], c[0].number))
-        trial, mean, std, kept = family[0]
-        best.append(RankedConfiguration(trial, mean, std, len(kept), len(family), kept))
-    best.sort(key=lambda c: (-c.mean if maximize else c.mean, c.trial.number))
-    return best
+        values = tuple(float(t.objective_value or 0.0) for t in members)
+        configuration = RankedConfiguration(
+            trial=members[0],
+            mean=statistics.fmean(values),
+            std=statistics.stdev(values) if len(values) > 1 else None,
+            repeats=len(values),
+            family_count=0,
+            values=values,
+            stopped=any(t.status != TrialState.COMPLETED for t in members),
+        )
+        by_family.setdefault(members[0].optimizer, []).append(configuration)
+
+    def rank(c: RankedConfiguration) -> tuple[bool, float, int]:  # fidelity first
+        return c.stopped, -c.mean if maximize else c.mean, c.trial.number
+
+    best = [
+        dataclasses.replace(min(family, key=rank), family_count=len(family))
+        for family in by_family.values()
+    ]
+    return sorted(best, key=rank)
 
 
 def delete_metrics(session: Session, *, trial_ids: Iterable[int], after_step: int = 0) -> None:

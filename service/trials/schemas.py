@@ -161,6 +161,10 @@ class LeaderboardEntry(ReadModel):
     tied_with_leader: bool | None = None
     """With repeats: whether the test cannot tell this family from the leader
     (p >= 0.05); the leader itself is tied with itself."""
+    stopped_at: int | None = None
+    """Where every ranked trial of the family was stopped early (ASHA, Hyperband, a median
+    rule): the epoch its entry stopped at. Such families rank after every family with a trial
+    that ran every epoch; None when the entry ran every epoch."""
 
 
 class ObjectiveRead(ReadModel):

@@ -31,9 +31,12 @@ async function drawLeaderboard() {
     if (entry.p_value !== null && entry.p_value !== undefined) {
       value += entry.tied_with_leader ? ` · tied with #1 (p=${fmt(entry.p_value)})` : ` · behind #1 (p=${fmt(entry.p_value)})`;
     }
+    // A family whose trials were all stopped early ranks after the full-length ones, marked.
+    if (entry.stopped_at !== null && entry.stopped_at !== undefined) value += ` (stopped at epoch ${entry.stopped_at})`;
     return el("tr", { "data-optimizer": entry.optimizer },
       el("td", {}, entry.rank), el("td", {}, entry.optimizer), el("td", {}, value),
       el("td", {}, el("a", { href: `/trials/${entry.trial.id}` }, entry.trial.number)),
+      el("td", {}, entry.trial.epochs_run),
       el("td", {}, hparamText(entry.trial.hyperparameters, entry.trial.settings)), el("td", {}, entry.ranked_trials));
   }));
   document.getElementById("board-statistics").textContent = board.statistics ?? "";
