@@ -68,6 +68,7 @@ def _finish(sweep: Sweep) -> None:
         + (f" ({info.error})" if info.error else "")
     )
     console.print(leaderboard_table(sweep.leaderboard()))
+    console.print(f"Verdict: {sweep.report().verdict}", soft_wrap=True)
     if info.status == "failed":
         raise typer.Exit(1)
 
@@ -155,6 +156,7 @@ def report(
     where it diverged, and one sentence to act on."""
     with connect(url) as client:
         found = client.sweep(sweep_id).report(tolerance=tolerance)
+    console.print(f"Verdict: {found.verdict}", soft_wrap=True)
     table = Table(title=f"Optimizer report: {found.metric} ({found.mode}, {found.epoch} epoch)")
     best = f"best ({found.epoch} epoch)"
     for column in ("optimizer", best, "at lr", "lr basin", "decades", "diverged at lr"):

@@ -236,17 +236,20 @@ def _drive(
 
 def _report(sessions: sessionmaker[Session], sweep_id: int, *, settings: Settings) -> None:
     """How the sweep ended and its leaderboard; exit code 1 if it failed."""
+    from optisweep.service.sweeps.report import optimizer_report
     from optisweep.service.sweeps.repository import get_sweep
     from optisweep.service.sweeps.views import leaderboard_read
 
     with sessions() as session:
         sweep = get_sweep(session, sweep_id)
         board = leaderboard_read(session, sweep, checkpoint_dir=settings.checkpoint_dir)
+        found = optimizer_report(session, sweep)
     console.print(
         f"sweep {sweep_id} {sweep.status.value}" + (f" ({sweep.error})" if sweep.error else "")
     )
     answered = json.loads(board.model_dump_json())  # what the API would answer
     console.print(leaderboard_table(Leaderboard.from_api(answered)))
+    console.print(f"Verdict: {found.verdict}", soft_wrap=True)
     if sweep.status == "failed":
         raise typer.Exit(1)
 

@@ -266,7 +266,7 @@ class FamilyReport(Record):
 
 
 class Report(Records[FamilyReport]):
-    """The optimizer report: every family, best first."""
+    """The optimizer report: its ``verdict``, then every family in the leaderboard's order."""
 
     def __init__(
         self,
@@ -276,6 +276,7 @@ class Report(Records[FamilyReport]):
         mode: str,
         tolerance: float,
         epoch: str = "last",
+        verdict: str = "",
     ) -> None:
         super().__init__(families)
         self.metric = metric
@@ -283,6 +284,8 @@ class Report(Records[FamilyReport]):
         self.tolerance = tolerance
         self.epoch = epoch
         """Which epoch's value each family's best is: "last" or "best"."""
+        self.verdict = verdict
+        """Which family to pick, why and how sure, in one or two sentences."""
 
     @classmethod
     def from_api(cls, found: dict[str, Any]) -> Report:
@@ -294,6 +297,7 @@ class Report(Records[FamilyReport]):
             mode=found["mode"],
             tolerance=found["tolerance"],
             epoch=found.get("epoch", "last"),
+            verdict=found.get("verdict", ""),
         )
 
 

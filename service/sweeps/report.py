@@ -27,6 +27,8 @@ from optisweep.service.sweeps.params import FloatRange, IntRange
 from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS
 from optisweep.service.sweeps.schemas import Space
+from optisweep.service.sweeps.verdict import verdict
+from optisweep.service.sweeps.views import leaderboard_read
 from optisweep.service.trials.models import Trial, TrialState
 from optisweep.service.trials.queue import status_counts
 from optisweep.service.trials.repository import RANKED
@@ -90,7 +92,7 @@ class FamilyReport(BaseModel):
 
 
 class OptimizerReport(BaseModel):
-    """The report of one sweep: every family, best first."""
+    """The report of one sweep: its verdict, then every family in the leaderboard's order."""
 
     sweep_id: int
     metric: str
@@ -99,6 +101,9 @@ class OptimizerReport(BaseModel):
     """Which epoch's value a trial's objective is here: the sweep's ``objective.summary``."""
     tolerance: float
     """Relative: within ``tolerance`` x |best| of a family's best objective."""
+    verdict: str = ""
+    """Which family to pick, why and how sure, in one or two sentences (from the leaderboard,
+    its ties, the families' lr basins and divergence)."""
     families: list[FamilyReport]
 
 
@@ -217,12 +222,16 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         )
     )
     _compare_lr_free(families, spec.objective.metric, maximize=maximize)
+    board = leaderboard_read(session, sweep, checkpoint_dir=".")
+    rank = {entry.optimizer: entry.rank for entry in board.entries}
+    families.sort(key=lambda f: rank.get(f.optimizer, len(rank) + 1))  # the leaderboard's order
     return OptimizerReport(
         sweep_id=sweep.id,
         metric=spec.objective.metric,
         mode=spec.objective.mode,
         epoch=spec.objective.summary,
         tolerance=tolerance,
+        verdict=verdict(board, families, tolerance=tolerance),
         families=families,
     )
 

@@ -38,7 +38,7 @@ def test_the_lightning_example_tunes_a_plain_module(server: Server, tmp_path: Pa
     spec = yaml.safe_load((project / "sweep.yaml").read_text())
     result = run_cli("submit", "sweep.yaml", "--wait", "--url", server.url, cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Leaderboard: val_accuracy (max)" in result.stdout
+    assert "Leaderboard: val_accuracy (max, last epoch)" in result.stdout
     sweep_id = int(result.stdout.split("sweep ", 1)[1].split()[0])
     assert _get(server, f"/sweeps/{sweep_id}")["status"] == "completed"
 

@@ -58,7 +58,7 @@ def _copy(example: str, into: Path, **changes: Any) -> Path:
 def _submit(server: Server, project: Path, *args: str, spec: str = "sweep.yaml") -> int:
     result = run_cli("submit", spec, "--wait", "--url", server.url, *args, cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Leaderboard: val_accuracy (max)" in result.stdout
+    assert "Leaderboard: val_accuracy (max, last epoch)" in result.stdout
     return int(result.stdout.split("sweep ", 1)[1].split()[0])
 
 

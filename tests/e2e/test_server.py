@@ -71,7 +71,7 @@ def test_submit_wait_shows_progress_and_the_leaderboard(server: Server) -> None:
     assert "sweep 1 submitted: 16 trials" in result.stdout
     assert f"watch it live: {server.url}/sweeps/1" in result.stdout
     assert "16/16" in result.stdout  # the progress bar's last state
-    assert "Leaderboard: val_loss (min)" in result.stdout
+    assert "Leaderboard: val_loss (min, last epoch)" in result.stdout
 
     trials = _get(server, "/sweeps/1/trials", limit=100)["items"]
     assert len(trials) == 16
@@ -225,7 +225,7 @@ def test_run_drives_a_sweep_without_a_server(tmp_path: Path) -> None:
     result = run_cli("run", str(EXAMPLE), "--database-url", database_url)
     assert result.returncode == 0, result.stderr
     assert "sweep 1 completed" in result.stdout
-    assert "Leaderboard: val_loss (min)" in result.stdout
+    assert "Leaderboard: val_loss (min, last epoch)" in result.stdout
     engine = make_engine(database_url)
     with engine.connect() as connection:
         sweep = connection.execute(select(Sweep.status, Sweep.num_trials, Sweep.claimed_by)).one()

@@ -41,6 +41,7 @@ async function drawLeaderboard() {
   }));
   document.getElementById("board-statistics").textContent = board.statistics ?? "";
   const report = await api(`/sweeps/${sweepId}/report`);
+  document.getElementById("verdict").textContent = report.verdict;  // first: what to pick, and why
   document.getElementById("report-lines").replaceChildren(
     ...report.families.map((family) => el("li", { "data-optimizer": family.optimizer }, family.summary)));
 }
