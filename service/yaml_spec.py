@@ -53,3 +53,9 @@ def load_spec_text(text: str) -> dict[str, Any]:
         )
     check_json_value(data, loc=("body",))
     return data
+
+
+def dump_spec_text(spec: dict[str, Any]) -> str:
+    """A stored spec as YAML that ``load_spec_text`` (and ``optisweep submit``) reads back,
+    its fields in the order they were stored."""
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)

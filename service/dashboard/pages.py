@@ -30,6 +30,12 @@ pages = APIRouter(include_in_schema=False, dependencies=[Depends(page_session)])
 api = APIRouter(prefix="/specs", tags=["dashboard"], route_class=StrictRoute)
 
 
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The dashboard's icon (an SVG: browsers that ask for /favicon.ico take one)."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get("/login")
 def login_page() -> FileResponse:
     """Sign in with an API token (the first start prints a link that fills it in)."""

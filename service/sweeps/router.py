@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers import OPTIMIZERS
@@ -41,6 +41,7 @@ from optisweep.service.trials.schemas import (
     TrialPage,
     trial_read,
 )
+from optisweep.service.yaml_spec import dump_spec_text
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=StrictRoute)
 
@@ -171,6 +172,18 @@ def get_sweep(sweep_id: int, session: SessionDep) -> SweepRead:
     sweep = repository.get_sweep(session, sweep_id)
     counts = repository.trial_counts(session, [sweep_id])[sweep_id]
     return sweep_read(sweep, counts, best_of(session, [sweep]).get(sweep_id))
+
+
+@router.get(
+    "/{sweep_id}/spec.yaml",
+    response_class=PlainTextResponse,
+    responses={**NOT_FOUND, 200: {"content": {"text/yaml": {}}, "description": "Its spec."}},
+)
+def get_spec_yaml(sweep_id: int, session: SessionDep) -> PlainTextResponse:
+    """The sweep's spec as it was stored at submission, as YAML (``optisweep submit`` takes
+    it back)."""
+    sweep = repository.get_sweep(session, sweep_id)
+    return PlainTextResponse(dump_spec_text(sweep.spec), media_type="text/yaml")
 
 
 @router.post("/{sweep_id}/cancel", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN})

@@ -116,6 +116,20 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     expect(lines).to_have_count(len(report["families"]))
     for i, family in enumerate(report["families"]):
         expect(lines.nth(i)).to_have_text(family["summary"])
+    # First on the page, the verdict; every objective shown says which epoch it is; a finished
+    # sweep has no Cancel and a bar in its ending's colour; its settings are the spec as YAML.
+    expect(page.locator("#verdict")).to_have_text(report["verdict"])
+    assert report["verdict"].startswith("Pick ")
+    expect(page.locator("#board-objective")).to_have_text("val_loss (last epoch)")
+    expect(page.locator("#trials-objective")).to_have_text("objective (last epoch)")
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#progress")).to_have_class("completed")
+    page.locator("#settings summary").click()
+    expect(page.locator("#spec-yaml")).to_contain_text("name: dashboard-e2e")
+    assert "summary: last" in page.locator("#spec-yaml").text_content()
+    icon = httpx.get(f"{server.url}/favicon.ico", timeout=30)
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
 
     # Every chart is drawn with the sweep's data: every trial's curve (one series per family and
     # one per family's best; a point is [epoch, value, trial id, trial number]), one lr series
@@ -347,3 +361,31 @@ def test_pages_need_a_session_and_a_foreign_page_cannot_cancel(
     page.wait_for_url(f"{server.url}/login")
     page.goto(f"{server.url}/")
     page.wait_for_url(f"{server.url}/login?next=%2F")
+
+
+def test_a_sweep_without_a_finite_result_says_no_data(shared_server: Server, page: Page) -> None:
+    """Every trial diverges: the leaderboard and the lr chart say there is no data (not an
+    empty table under the single-seed note, not empty axes), and the verdict says why."""
+    server = shared_server
+    spec = {
+        **SPEC,
+        "name": "all-diverge",
+        "workload": {"name": "rosenbrock", "epochs": 1, "steps_per_epoch": 5},
+        "space": {"optimizers": ["sgd"], "lr": {"values": [1e6, 1e7]}},
+        "search": {"algorithm": "grid"},
+    }
+    sweep = httpx.post(
+        f"{server.url}/api/v1/sweeps", json=spec, timeout=30, headers=server.headers
+    ).json()
+    sign_in(page, server)
+    page.goto(f"{server.url}/sweeps/{sweep['id']}")
+    expect(page.locator("#status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#leaderboard tbody")).to_have_text(
+        "no trial finished with a finite objective", timeout=10_000
+    )
+    expect(page.locator("#board-statistics")).to_have_text("")
+    expect(page.locator("#verdict")).to_have_text(
+        "No family has a trial with a finite val_loss (last epoch) yet."
+    )
+    expect(page.locator("#chart-lr")).to_have_attribute("data-empty", "1")
+    expect(page.locator("#cancel")).to_be_hidden()

@@ -148,8 +148,13 @@ function draw(div, option) {
   // Series are replaced (a poll may bring fewer); other state, such as which legend entries
   // are switched off, survives the redraw. data-drawn="1" marks the first frame, for tests.
   const chart = chartOf(div);
-  chart.setOption(option, { replaceMerge: ["series"] });
+  // A chart with no point says so, rather than showing empty axes.
+  const empty = !(option.series ?? []).some((series) => (series.data ?? []).length);
+  const noData = { id: "no-data", type: "text", left: "center", top: "middle", invisible: !empty,
+    style: { text: "no data", fill: "#667085", fontSize: 14 } };
+  chart.setOption({ ...option, graphic: [noData] }, { replaceMerge: ["series"] });
   div.dataset.drawn = "1";
+  div.dataset.empty = empty ? "1" : "";
   return chart;
 }
 

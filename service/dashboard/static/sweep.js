@@ -39,7 +39,11 @@ async function drawLeaderboard() {
       el("td", {}, entry.trial.epochs_run),
       el("td", {}, hparamText(entry.trial.hyperparameters, entry.trial.settings)), el("td", {}, entry.ranked_trials));
   }));
-  document.getElementById("board-statistics").textContent = board.statistics ?? "";
+  if (!board.entries.length) {  // "no data", not an empty table under a note about seeds
+    document.querySelector("#leaderboard tbody").replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "muted" },
+      finished() ? "no trial finished with a finite objective" : "no trial has finished yet")));
+  }
+  document.getElementById("board-statistics").textContent = board.entries.length ? board.statistics ?? "" : "";
   const report = await api(`/sweeps/${sweepId}/report`);
   document.getElementById("verdict").textContent = report.verdict;  // first: what to pick, and why
   document.getElementById("report-lines").replaceChildren(
@@ -138,11 +142,12 @@ async function drawCurves() {
 async function drawLr() {
   const lr = await api(`/sweeps/${sweepId}/lr-sensitivity?max_points=500`);
   await echartsReady;
+  const named = `${lr.metric} (${sweep?.spec.objective.summary ?? "last"} epoch)`;  // the trial's objective
   const chart = draw(document.getElementById("chart-lr"), {
-    title: { text: `lr sensitivity: final ${lr.metric}` },
+    title: { text: `lr sensitivity: ${named}` },
     tooltip: { formatter: ({ seriesName, data }) => `${seriesName}: lr ${fmt(data[0])}<br>${lr.metric}: <b>${fmt(data[1])}</b>` },
     xAxis: valueAxis("lr", { type: "log" }),
-    yAxis: valueAxis(`final ${lr.metric}`, { nameGap: 48 }),
+    yAxis: valueAxis(named, { nameGap: 48 }),
     series: byFamily(lr.families, (f) => ({ type: "scatter", symbolSize: 6, data: points(f, f.trial_ids) })),
   });
   openTrialOnClick(chart);
@@ -297,11 +302,13 @@ async function refresh() {
   document.getElementById("status").textContent = sweep.status;
   const counts = sweep.trial_counts;
   const done = sweep.num_trials - counts.pending - counts.running;
-  document.getElementById("progress").style.width = `${sweep.num_trials ? (100 * done) / sweep.num_trials : 0}%`;
+  const progress = document.getElementById("progress");
+  progress.style.width = `${sweep.num_trials ? (100 * done) / sweep.num_trials : 0}%`;
+  progress.className = sweep.status;  // its colour says how it ended: failed, cancelled, completed
   document.getElementById("progress-text").textContent = `${done} / ${sweep.num_trials}`;
   document.getElementById("counts").textContent = Object.entries(counts).filter(([, n]) => n)
     .map(([name, n]) => `${name} ${n}`).join(" · ");
-  document.getElementById("cancel").disabled = finished();
+  document.getElementById("cancel").hidden = finished();  // nothing to cancel once it ended
   document.getElementById("sweep-error").textContent = sweep.error ?? "";
   document.getElementById("sweep-packing").textContent = sweep.packing ?? "";
   for (const id of ["filter-optimizer", "importance-family"]) {
@@ -326,6 +333,16 @@ async function refresh() {
 }
 
 document.getElementById("csv").href = `${API}/sweeps/${sweepId}/trials.csv`;
+document.getElementById("settings").addEventListener("toggle", async (event) => {
+  const shown = document.getElementById("spec-yaml");
+  if (!event.target.open || shown.textContent) return;
+  const response = await fetch(`${API}/sweeps/${sweepId}/spec.yaml`);
+  shown.textContent = response.ok ? await response.text() : `could not load the spec (${response.status})`;
+});
+document.getElementById("copy-spec").addEventListener("click", async (event) => {
+  await navigator.clipboard.writeText(document.getElementById("spec-yaml").textContent);
+  event.target.textContent = "Copied";
+});
 document.getElementById("cancel").addEventListener("click", async () => {
   await api(`/sweeps/${sweepId}/cancel`, { method: "POST" });
   refresh();
