@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -333,8 +334,12 @@ def get_spec(name: str) -> OptimizerSpec:
         return OPTIMIZERS[name]
     except (KeyError, TypeError):
         valid = ", ".join(sorted(OPTIMIZERS))
+        near = difflib.get_close_matches(name, OPTIMIZERS, 1) if isinstance(name, str) else []
+        hint = f"; did you mean {near[0]!r}?" if near else ""
         raise HyperparameterError(
-            f"unknown optimizer {short_repr(name)} (valid: {valid})", family=None, field="optimizer"
+            f"unknown optimizer {short_repr(name)}{hint} (valid: {valid})",
+            family=None,
+            field="optimizer",
         ) from None
 
 

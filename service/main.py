@@ -40,6 +40,7 @@ from optisweep.service.dashboard.pages import router as pages_router
 from optisweep.service.dashboard.router import router as dashboard_router
 from optisweep.service.db.migrate import upgrade_engine
 from optisweep.service.db.session import make_engine, make_sessionmaker
+from optisweep.service.error_text import explained
 from optisweep.service.errors import (
     ConflictError,
     ForbiddenError,
@@ -52,6 +53,7 @@ from optisweep.service.input_checks import echo, safe_text
 from optisweep.service.routing import RATE_LIMITED, SIGNED_IN, TOO_LARGE, UNAUTHORIZED, BodyLimit
 from optisweep.service.security import SecurityHeaders, allowed_hosts
 from optisweep.service.sweeps.router import router as sweeps_router
+from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.trials.router import router as trials_router
 
 API_PREFIX = "/api/v1"
@@ -162,9 +164,14 @@ def _invalid(errors: Sequence[Any]) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
+_SPEC_PATHS = ("/sweeps", "/specs/parse")
+"""Where a request body is a sweep spec, whose unknown keys get a "did you mean"."""
+
+
 def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _invalid(exc.errors())
+    spec = request.method == "POST" and request.url.path.endswith(_SPEC_PATHS)
+    return _invalid(explained([dict(e) for e in exc.errors()], SweepCreate if spec else None))
 
 
 def _bad_input(request: Request, exc: Exception) -> JSONResponse:

@@ -10,12 +10,14 @@ from rich.table import Table
 from optisweep.service.accounts.tokens import token_file, write_token_file
 from optisweep.service.cli.common import (
     DEFAULT_URL,
+    JsonOption,
     TokenDays,
     UrlOption,
     app,
     connect,
     console,
     fail,
+    print_json,
     project_app,
     token_app,
     user_app,
@@ -47,9 +49,12 @@ def login(
 
 
 @app.command()
-def whoami(url: UrlOption = DEFAULT_URL) -> None:
+def whoami(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Who the CLI is signed in as, and their projects."""
     with connect(url) as client:
+        if as_json:
+            print_json(client.request("GET", "/me"))
+            return
         me = client.me()
     admin = " (admin)" if me.user.is_admin else ""
     console.print(

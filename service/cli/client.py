@@ -11,6 +11,7 @@ from rich.table import Table
 from optisweep.service.cli.code import MAX_CODE_MB, CodeDir, MaxCodeMb, print_upload
 from optisweep.service.cli.common import (
     DEFAULT_URL,
+    JsonOption,
     ProjectOption,
     SpecFile,
     UrlOption,
@@ -22,6 +23,7 @@ from optisweep.service.cli.common import (
     hyperparameters_text,
     leaderboard_table,
     load_spec,
+    print_json,
 )
 from optisweep.service.client import Sweep
 
@@ -80,10 +82,21 @@ def status(
     ] = None,
     url: UrlOption = DEFAULT_URL,
     project: ProjectOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List sweeps (of your projects, or one), or show one sweep with its trial counts and
     leaderboard."""
     with connect(url) as client:
+        if as_json:
+            print_json(
+                list(client.pages("/sweeps", limit=50, project=project))
+                if sweep_id is None
+                else {
+                    "sweep": client.request("GET", f"/sweeps/{sweep_id}"),
+                    "leaderboard": client.request("GET", f"/sweeps/{sweep_id}/leaderboard"),
+                }
+            )
+            return
         if sweep_id is None:
             table = Table(title="Sweeps (newest first)")
             for column in ("id", "name", "status", "done", "trials", "created"):
@@ -119,9 +132,15 @@ def trials(
     sort: Annotated[str, typer.Option(help="number, objective or best_objective.")] = "objective",
     limit: Annotated[int, typer.Option(help="How many trials to show.", min=1)] = 50,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """A sweep's trials as a table, best objective first by default."""
     with connect(url) as client:
+        if as_json:
+            path = f"/sweeps/{sweep_id}/trials"
+            filters = {"optimizer": optimizer, "status": trial_status, "sort": sort}
+            print_json(list(client.pages(path, limit=limit, **filters)))
+            return
         found = client.sweep(sweep_id).trials(
             optimizer=optimizer, status=trial_status, sort=sort, limit=limit
         )
@@ -151,10 +170,15 @@ def report(
         typer.Option(min=0.0001, max=0.9999, help="Relative distance from a family's best."),
     ] = 0.02,
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """What the sweep says about each optimizer family: its best, its learning-rate basin,
     where it diverged, and one sentence to act on."""
     with connect(url) as client:
+        if as_json:
+            params = {"tolerance": tolerance}
+            print_json(client.request("GET", f"/sweeps/{sweep_id}/report", params=params))
+            return
         found = client.sweep(sweep_id).report(tolerance=tolerance)
     console.print(f"Verdict: {found.verdict}", soft_wrap=True)
     table = Table(title=f"Optimizer report: {found.metric} ({found.mode}, {found.epoch} epoch)")

@@ -3,8 +3,10 @@ print."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,21 +22,35 @@ from optisweep.service.client.errors import field_errors
 from optisweep.service.client.sweep import counts_text as counts_text
 from optisweep.service.client.sweep import progress_bar as progress_bar
 
+# Plain help (click's): typer's rich panels show every flag as "--wait <bool>".
 app = typer.Typer(
     help="optisweep: hyperparameter sweeps over neural-network optimizers.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
-token_app = typer.Typer(help="Your API tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="Your API tokens.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(token_app, name="token")
-project_app = typer.Typer(help="Projects and their members.", no_args_is_help=True)
+project_app = typer.Typer(
+    help="Projects and their members.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(project_app, name="project")
-user_app = typer.Typer(help="Users (admins).", no_args_is_help=True)
+user_app = typer.Typer(help="Users (admins).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(user_app, name="user")
 console = Console()
 errors = Console(stderr=True)
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the API's answer as JSON instead of tables.")
+]
+
+
+def print_json(answer: Any) -> None:
+    """The API's answer as indented JSON on stdout (what --json prints: one document)."""
+    print(json.dumps(answer, indent=2))
 
 
 UrlOption = Annotated[
@@ -173,3 +189,21 @@ def _versus(entry: LeaderboardEntry) -> str:
 def done_count(counts: dict[str, int]) -> int:
     """How many trials ended (any way), from counts per status."""
     return sum(count for name, count in counts.items() if name not in ("pending", "running"))
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        console.print(f"optisweep {package_version('optisweep')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """optisweep: hyperparameter sweeps over neural-network optimizers."""

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from optisweep.service.cli.common import DEFAULT_URL, UrlOption, app, connect, console, fmt
+from optisweep.service.cli.common import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    connect,
+    console,
+    fmt,
+    print_json,
+)
 from optisweep.service.client import Comparison
 
 PROFILE_TAUS = (1.0, 1.5, 2.0, 4.0)
@@ -32,6 +41,7 @@ def compare(
     ] = 0.02,
     measure: Annotated[str, typer.Option(help="auto, seconds or epochs.")] = "auto",
     url: UrlOption = DEFAULT_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Compare sweeps over different workloads: per family its best, epochs and seconds to a
     target, the trials tuning took, and its performance profile across the sweeps."""
@@ -39,6 +49,9 @@ def compare(
         found = client.compare(
             sweep_ids, target=target, fraction=fraction, tolerance=tolerance, measure=measure
         )
+    if as_json:
+        print_json(found.model_dump(mode="json"))
+        return
     for table in sweep_tables(found):
         console.print(table)
     console.print(profile_table(found))

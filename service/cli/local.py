@@ -150,6 +150,7 @@ def run(
 
 def _checked_spec(spec_file: Path, *, max_trials: int) -> SweepCreate:
     """The spec file as a sweep checked in full; a bad one is one line and exit code 2."""
+    from optisweep.service.error_text import explained
     from optisweep.service.errors import SpecError
     from optisweep.service.sweeps.schemas import SweepCreate
     from optisweep.service.sweeps.validation import check_sweep
@@ -160,7 +161,8 @@ def _checked_spec(spec_file: Path, *, max_trials: int) -> SweepCreate:
         # What needs no worker, before Ray starts; submit_sweep checks it in full after.
         check_sweep(spec, max_trials=max_trials, require_worker=False, local_code=True)
     except ValidationError as exc:
-        raise fail(format_errors([dict(e) for e in exc.errors()])) from None
+        errors = explained([dict(e) for e in exc.errors()], SweepCreate)
+        raise fail(format_errors(errors)) from None
     except SpecError as exc:
         raise fail(f"{exc.field}: {exc}") from None
     return spec

@@ -128,13 +128,20 @@ NOT_SIGNED_IN = (
 )
 
 
+TOKEN_REFUSED = (
+    "token refused: the server does not know this token, or it was revoked or has expired; "
+    "run `optisweep login` with a current one (an admin makes one with `optisweep user create`)"
+)
+
+
 def error_for(response: httpx.Response) -> OptisweepError:
     """The exception an error response stands for."""
     detail = _detail(response)
     if response.status_code == 422 and isinstance(detail, list):
         return InvalidInputError(field_errors(detail))
     if response.status_code == 401:
-        return NotSignedInError(NOT_SIGNED_IN, status_code=401)
+        sent = response.request.headers.get("Authorization", "").startswith("Bearer ")
+        return NotSignedInError(TOKEN_REFUSED if sent else NOT_SIGNED_IN, status_code=401)
     kind = _BY_STATUS.get(response.status_code)
     if kind is not None and isinstance(detail, str):
         return kind(detail, status_code=response.status_code)

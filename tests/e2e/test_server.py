@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import stat
@@ -72,6 +73,7 @@ def test_submit_wait_shows_progress_and_the_leaderboard(server: Server) -> None:
     assert f"watch it live: {server.url}/sweeps/1" in result.stdout
     assert "16/16" in result.stdout  # the progress bar's last state
     assert "Leaderboard: val_loss (min, last epoch)" in result.stdout
+    assert "Verdict: Pick " in result.stdout  # after the leaderboard: what to pick, and why
 
     trials = _get(server, "/sweeps/1/trials", limit=100)["items"]
     assert len(trials) == 16
@@ -102,6 +104,27 @@ def test_submit_wait_shows_progress_and_the_leaderboard(server: Server) -> None:
     again = run_cli("cancel", "1", "--url", server.url)
     assert again.returncode == 2
     assert "already completed" in again.stderr
+    # Every read command prints the API's answer with --json, one JSON document.
+    for command, path in (
+        (["report", "1"], "/sweeps/1/report"),
+        (["status", "1"], "/sweeps/1/leaderboard"),
+        (["trials", "1", "--limit", "100"], "/sweeps/1/trials"),
+        (["compare", "1"], "/comparisons"),
+        (["whoami"], "/me"),
+    ):
+        printed = run_cli(*command, "--json", "--url", server.url)
+        assert printed.returncode == 0, printed.stderr
+        answer = json.loads(printed.stdout)
+        if command[0] == "report":
+            assert answer == _get(server, path)
+        elif command[0] == "status":
+            assert answer["leaderboard"] == _get(server, path)
+        elif command[0] == "trials":
+            assert sorted(t["id"] for t in answer) == sorted(t["id"] for t in trials)
+        elif command[0] == "compare":
+            assert answer["sweeps"][0]["sweep_id"] == 1
+        else:
+            assert answer["user"]["name"] == "admin"
 
 
 @pytest.mark.parametrize(
@@ -354,6 +377,9 @@ def test_the_first_start_makes_an_admin_whose_token_the_cli_signs_in_with(
     refused = run_cli("status", "--url", server.url, env=as_bob)
     assert refused.returncode == 2
     assert "not signed in: run `optisweep login`" in refused.stderr
+    wrong = run_cli("status", "--url", server.url, env={**as_bob, "OPTISWEEP_TOKEN": "osw_wrong"})
+    assert wrong.returncode == 2
+    assert "token refused" in wrong.stderr  # a token was sent: not "not signed in"
     login = run_cli("login", "--token", bob, "--url", server.url, env=as_bob)
     assert login.returncode == 0, login.stderr
     assert "signed in as bob" in login.stdout

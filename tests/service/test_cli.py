@@ -82,3 +82,28 @@ def test_a_spec_file_with_aliases_or_nan_is_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_version_and_flags_read_as_flags() -> None:
+    version = _run("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("optisweep ")
+    helped = _run("submit", "--help", env={"COLUMNS": "120"})
+    assert helped.returncode == 0
+    wait = next(line for line in helped.stdout.splitlines() if "--wait" in line)
+    assert "<bool>" not in wait  # a flag, not an option taking a value
+
+
+def test_a_typo_in_a_spec_gets_did_you_mean_and_a_bad_value_is_echoed(tmp_path: Path) -> None:
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(
+        "name: typo\nworkload: {name: quadratic, epochs: -3}\n"
+        "space: {optimizers: [adam], lr: {values: [0.1]}}\nsearch: {algoritm: grid}\n"
+    )
+    result = _run("run", str(spec))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "search.algoritm: unknown field 'algoritm'; did you mean 'algorithm'?" in lines[0]
+    assert "workload.epochs: Input should be greater than or equal to 1, got -3" in lines[0]
+    assert "Traceback" not in result.stderr
