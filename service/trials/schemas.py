@@ -7,15 +7,47 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationInfo, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from optisweep.service.trials.models import Trial, TrialState
 
+NON_FINITE = {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}
+"""How a response writes a number that is not finite (a diverged trial's loss)."""
+
+
+def _non_finite_allowed(node: Any) -> None:
+    """Every ``{"type": "number"}`` under ``node`` (a model's JSON schema) widened, in place,
+    to a number or one of the strings a response writes for NaN and the infinities."""
+    if isinstance(node, dict):
+        if node.get("type") == "number":
+            rest = {key: value for key, value in node.items() if key != "type"}
+            node.clear()
+            node.update(anyOf=[{"type": "number"}, {**NON_FINITE}], **rest)
+            return
+        for value in node.values():
+            _non_finite_allowed(value)
+    elif isinstance(node, list):
+        for value in node:
+            _non_finite_allowed(value)
+
 
 class ReadModel(BaseModel):
-    """Base of every response: reads ORM objects, writes NaN and inf as "NaN" / "Infinity"."""
+    """Base of every response: reads ORM objects, writes NaN and inf as "NaN" / "Infinity",
+    and its JSON schema (the OpenAPI one) says so: its numbers may be those strings."""
 
     model_config = ConfigDict(from_attributes=True, ser_json_inf_nan="strings")
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The model's schema; as a response (serialisation), non-finite numbers allowed."""
+        schema = handler(core_schema)
+        if handler.mode == "serialization":
+            _non_finite_allowed(handler.resolve_ref_schema(schema))
+        return schema
 
 
 CHECKPOINT_ROOT = "checkpoint_root"

@@ -41,10 +41,10 @@ def test_the_list_form_is_the_primary_and_also_and_a_single_objective_stores_as_
         ("distance_to_optimum", "max"),
     ]
     stored = SweepCreate.model_validate(_spec(TWO)).model_dump(mode="json")["objective"]
-    assert stored == {**TWO[0], "also": TWO[1:]}
+    assert stored == {**TWO[0], "also": TWO[1:], "summary": "last"}  # the default, stated
     assert ObjectiveSpec.model_validate(stored) == several  # a stored sweep loads again
     single = SweepCreate.model_validate(_spec(TWO[0])).model_dump(mode="json")["objective"]
-    assert single == TWO[0]
+    assert single == {**TWO[0], "summary": "last"}
 
 
 @SQLITE
