@@ -67,14 +67,14 @@ def test_three_workloads_compared_from_the_sweeps_page(shared_server: Server, pa
         expect(rows.nth(i)).to_have_attribute("data-optimizer", profile["optimizer"])
         expect(rows.nth(i).locator("td").nth(1)).to_have_text(f"{profile['area']:.3f}")
     wait_for(page, "document.getElementById('chart-profile').dataset.drawn === '1'")
-    last = "s.data[s.data.length - 1][1]"
+    last = "s.data[s.data.length - 1]"
     drawn = page.evaluate(
         f"{series_of('chart-profile')}.map((s) => [s.name, s.data.length, {last}])"
     )
     assert [name for name, _, _ in drawn] == [p["optimizer"] for p in found["profiles"]]
-    for (_, points, final), profile in zip(drawn, found["profiles"], strict=True):
+    for (_, points, (_, _, share)), profile in zip(drawn, found["profiles"], strict=True):
         assert points == len(found["taus"])
-        assert final == profile["shares"][-1]
+        assert share == profile["shares"][-1]  # the true share, the tooltip's
 
     sections = page.locator("#per-sweep .sweep")
     expect(sections).to_have_count(3)
@@ -86,6 +86,18 @@ def test_three_workloads_compared_from_the_sweeps_page(shared_server: Server, pa
         families = [r["optimizer"] for r in found["results"] if r["sweep_id"] == sweep["sweep_id"]]
         expect(section.locator("tbody tr")).to_have_count(len(families))
     page.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"), full_page=True)
+
+    # A target no trial reaches: every family's profile is 0 everywhere, equal; each is drawn
+    # a little apart from the others (and dashed apart), so each line shows.
+    page.goto(f"{server.url}/compare?sweeps={ids[2]}&target=val_loss%3C%3D-1")
+    wait_for(page, "document.getElementById('chart-profile').dataset.drawn === '1'")
+    flat = page.evaluate(
+        f"{series_of('chart-profile')}.map((s) => [s.data[0][1], s.data[0][2], s.lineStyle.type])"
+    )
+    assert len(flat) >= 2
+    assert {share for _, share, _ in flat} == {0}
+    assert len({shown for shown, _, _ in flat}) == len(flat)
+    assert len({dash for _, _, dash in flat}) == min(len(flat), 3)
 
     page.goto(f"{server.url}/compare?sweeps={ids[0]},999999")
     expect(page.locator("#errors")).to_contain_text("sweep 999999 not found")

@@ -35,9 +35,15 @@ def test_a_fraction_target_lies_that_far_from_the_median_start_to_the_best() -> 
     target, rule = fraction_target(curves, "max", 0.5)
     assert target == pytest.approx(0.3 + 0.5 * (0.9 - 0.3))
     assert "50% of the way" in rule
-    losses = [_curve(0, [10.0, 2.0]), _curve(1, [8.0, 4.0])]
-    target, _ = fraction_target(losses, "min", 0.75)
-    assert target == pytest.approx(9.0 + 0.75 * (2.0 - 9.0))
+    # A loss on a log scale: from 9 to 2e-4 (4.65 decades), 75% of the way is 10^(log10 9 -
+    # 0.75 x 4.65), not 9 - 0.75 x 9 = 2.25, which a trial 10,000x worse than the best reaches.
+    losses = [_curve(0, [10.0, 2e-4]), _curve(1, [8.0, 4.0])]
+    target, rule = fraction_target(losses, "min", 0.75)
+    assert target == pytest.approx(math.exp(math.log(9.0) + 0.75 * math.log(2e-4 / 9.0)))
+    assert 1e-3 < target < 1e-2
+    assert "75% of the way on a log scale" in rule
+    signed = [_curve(0, [1.0, -3.0])]  # a negative objective: no log scale
+    assert fraction_target(signed, "min", 0.5)[0] == pytest.approx(-1.0)
 
 
 def test_the_first_epoch_at_the_target_and_its_seconds() -> None:

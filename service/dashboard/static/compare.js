@@ -46,19 +46,30 @@ function sweepSection(found, sweep) {
       el("tbody", {}, ...rows)));
 }
 
+const DASHES = ["solid", "dashed", "dotted"];
+
 async function drawProfiles(found) {
+  // Families with equal profiles would hide each other: each of them is drawn a little apart
+  // (its true share stays the point's third value, which the tooltip shows) and dashed apart.
+  const alike = {};
+  for (const profile of found.profiles) (alike[profile.shares.join()] ??= []).push(profile.optimizer);
   await echartsReady;
   draw(document.getElementById("chart-profile"), {
     title: { text: `Performance profile (${found.measure} to target)` },
     tooltip: { trigger: "axis", formatter: (rows) => [`tau ${fmt(rows[0].axisValue)}`,
-      ...rows.map((row) => `${row.marker}${row.seriesName}: <b>${Math.round(row.data[1] * 100)}%</b>`)].join("<br>") },
+      ...rows.map((row) => `${row.marker}${row.seriesName}: <b>${Math.round(row.data[2] * 100)}%</b>`)].join("<br>") },
     xAxis: valueAxis("tau (x the fastest family's time)", { min: 1, max: 4 }),
-    yAxis: valueAxis("share of sweeps", { min: 0, max: 1, nameGap: 40 }),
-    series: found.profiles.map((profile) => ({
-      name: profile.optimizer, type: "line", step: "end", showSymbol: false,
-      color: color(profile.optimizer),
-      data: found.taus.map((tau, i) => [tau, profile.shares[i]]),
-    })),
+    yAxis: valueAxis("share of sweeps", { min: -0.05, max: 1.05, nameGap: 40 }),
+    series: found.profiles.map((profile) => {
+      const same = alike[profile.shares.join()];
+      const k = same.indexOf(profile.optimizer);
+      const apart = (k - (same.length - 1) / 2) * 0.015;
+      return {
+        name: profile.optimizer, type: "line", step: "end", showSymbol: false,
+        color: color(profile.optimizer), lineStyle: { width: 2, type: DASHES[k % DASHES.length] },
+        data: found.taus.map((tau, i) => [tau, profile.shares[i] + apart, profile.shares[i]]),
+      };
+    }),
   });
 }
 
