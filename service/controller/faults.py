@@ -39,21 +39,50 @@ def scrub_paths(message: str, root: Path | None) -> str:
     return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
-TRACE_CHARS = 1_500
-"""The most of a failed attempt's traceback its trial keeps (the end: the failing frames)."""
+TRACE_CHARS = 20_000
+"""The most of a failed attempt's traceback its trial keeps: all of it but for a runaway
+one (a deep recursion), whose earliest whole lines go."""
+_PERMANENT = (
+    "ImportError",
+    "ModuleNotFoundError",
+    "SyntaxError",
+    "NameError",
+    "TypeError",
+    "AttributeError",
+)
+"""Errors the same code raises on every try."""
+_SHAPES = ("shape", "size mismatch", "must match the size", "dimension")
+"""What a RuntimeError says when a model's shapes do not fit (a Linear fed the wrong width)."""
+
+
+def cannot_pass_on_retry(error: str) -> bool:
+    """Whether a failed attempt's error (``describe``'s text) is one the same code fails with
+    again, whatever the try: an import, name, type or attribute error, or a shape mismatch."""
+    first = error.split("\n", 1)[0]
+    kind = first.split(":", 1)[0].strip()
+    if kind in _PERMANENT:
+        return True
+    return kind == "RuntimeError" and any(word in first for word in _SHAPES)
+
+
+def _whole_lines(trace: str) -> str:
+    """``trace``, or (longer than TRACE_CHARS) its last whole lines that fit, marked cut."""
+    if len(trace) <= TRACE_CHARS:
+        return trace
+    kept = trace[-TRACE_CHARS:]
+    return "[... earlier frames cut]\n" + kept[kept.find("\n") + 1 :]
 
 
 def describe(exc: BaseException, root: Path | None = None) -> str:
     """A trial's error for users: the exception raised in the worker, without Ray's wrapping
     (and without the server's paths)."""
     if isinstance(exc, RayTaskError) and isinstance(exc.cause, TrainingError):
-        trace = exc.cause.trace[-TRACE_CHARS:]
-        text = f"{exc.cause}\n\n{trace}".strip()
+        text = f"{exc.cause}\n\n{_whole_lines(exc.cause.trace)}".strip()
     elif isinstance(exc, RayTaskError) and exc.cause is not None:
         text = f"{type(exc.cause).__name__}: {exc.cause}".strip()
     else:
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
-    return scrub_paths(text, root)[:2000]
+    return scrub_paths(text, root)
 
 
 def database_unreachable(exc: BaseException) -> bool:

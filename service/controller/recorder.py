@@ -17,7 +17,7 @@ import ray
 from ray.exceptions import RayError
 from sqlalchemy.orm import Session
 
-from optisweep.service.controller.faults import Faults, describe
+from optisweep.service.controller.faults import Faults, cannot_pass_on_retry, describe
 from optisweep.service.controller.inbox import MAX_BATCH, EpochReport, Exploited, Started
 from optisweep.service.controller.state import (
     ControllerState,
@@ -301,7 +301,12 @@ class Recorder:
         ended: list[Ended],
     ) -> None:
         spec = self.state.specs[flight.sweep_id]
-        if flight.sweep_id in self.state.active and attempt <= spec.resources.max_failures:
+        # an error the code raises before its first epoch ends, on every try: not retried
+        certain = cannot_pass_on_retry(message) and not trial.epochs_run
+        if certain:
+            message = f"{message}\n\n(not retried: the same code fails this way on every try)"
+        retry = attempt <= spec.resources.max_failures and not certain
+        if flight.sweep_id in self.state.active and retry:
             logger.warning("trial %s attempt %s failed: %s", trial.id, attempt, message)
             trial.error = f"attempt {attempt} failed: {message}"
             start_over([trial], trial.error)

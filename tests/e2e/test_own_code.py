@@ -302,6 +302,36 @@ def test_a_users_function_that_raises_fails_alone_with_its_traceback(
     assert first == "RuntimeError: the user's loop broke at epoch 2"
     assert trace.startswith("Traceback (most recent call last)")
     assert 'loops.py", line' in trace  # the user's frame, its directories cut
+    assert "[... earlier frames cut]" not in trace  # stored whole, from its first line
+
+    # A model with a shape bug cannot train even alone: refused when submitted (not accepted
+    # to fail every trial thrice), naming the entrypoint, the error and the user's line.
+    broken = run_cli(
+        "submit", _write(tmp_path / "broken", _spec("mylab.data:misshapen")), "--url",
+        server.url, *code,
+    )  # fmt: skip
+    assert broken.returncode == 2
+    assert "workload.entrypoint: misshapen: one trial alone fails: RuntimeError: mat1 and mat2" in (
+        broken.stderr
+    )
+    assert "(data.py:" in broken.stderr
+    # A function workload's own loop with a type error in its first step: failed at its first
+    # attempt, not retried (the same code fails the same way on every try).
+    typo = run_cli(
+        "submit", _write(tmp_path / "typo", _spec("mylab.loops:fit", type_error=True)),
+        "--url", server.url, *code,
+    )  # fmt: skip
+    assert typo.returncode == 0, typo.stdout + typo.stderr
+    typo_id = int(typo.stdout.split("sweep ", 1)[1].split()[0])
+    wait_until(
+        lambda: _get(server, f"/sweeps/{typo_id}")["status"] == "failed",
+        timeout=120,
+        what="the sweep with a type error to end",
+    )
+    (trial,) = _get(server, f"/sweeps/{typo_id}/trials")["items"]
+    assert (trial["status"], trial["attempt"]) == ("failed", 1)
+    assert trial["error"].startswith("TypeError:")
+    assert "(not retried: the same code fails this way on every try)" in trial["error"]
     assert "mylab" not in {name.split(".")[0] for name in _get(server, "/debug/modules")}
 
 

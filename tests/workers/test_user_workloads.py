@@ -301,6 +301,7 @@ def test_inspection_finds_what_packs_and_why_not() -> None:
     assert model.params
     assert all(info.name and info.module for info in model.params)
     stuck = inspect_workload({"entrypoint": "mylab.data:unpackable", "epochs": 1}, ["adam"])
+    assert stuck.error is None  # it fails stacked only: its trials run one per task
     assert stuck.probe is not None
     assert not stuck.probe.packable
     assert "a stacked step failed" in (stuck.probe.reason or "")
@@ -318,6 +319,17 @@ def test_inspection_finds_what_packs_and_why_not() -> None:
     assert "No module named 'mylab.nope'" in (broken.error or "")
     bad = inspect_workload({"entrypoint": "mylab.data:pipelines", "form": "csv"}, ["adam"])
     assert bad.field == "form"
+
+
+def test_a_model_that_fails_alone_is_refused_naming_where_it_broke() -> None:
+    """A shape bug fails one trial alone: the report is an error on the entrypoint with the
+    last line and the user's frame, not a packing note (every trial would fail thrice)."""
+    broken = inspect_workload({"entrypoint": "mylab.data:misshapen", "epochs": 1}, ["adam"])
+    assert broken.field == "entrypoint"
+    assert broken.error is not None
+    assert broken.error.startswith("misshapen: one trial alone fails: RuntimeError: mat1 and mat2")
+    assert "(data.py:" in broken.error  # the user's line, not torch's
+    assert "in forward)" in broken.error
 
 
 def test_inspection_says_when_and_why_a_model_packs_under_vmap() -> None:

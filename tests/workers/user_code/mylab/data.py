@@ -112,5 +112,35 @@ class Unpackable:
         )
 
 
+class MisshapenModel(nn.Module):
+    """A shape bug: its second layer expects 8 features where the first gives 6."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(4, 6)
+        self.second = nn.Linear(8, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = torch.relu(self.first(x))
+        return self.second(hidden).squeeze(-1)
+
+
+class Misshapen(Unpackable):
+    """Builds a model that cannot run, alone or packed."""
+
+    name = "misshapen"
+
+    def build(self, config: WorkloadConfig, *, seed: int, device: torch.device) -> Built:
+        x, _, y = (t.to(device) for t in _points(64, 0))
+        return Built(
+            model=MisshapenModel().to(device),
+            train=(x, y),
+            val=(x, y),
+            loss_fn=_mse,
+            metrics=lambda o, t: {},
+        )
+
+
 pipelines = Pipelines()
 unpackable = Unpackable()
+misshapen = Misshapen()

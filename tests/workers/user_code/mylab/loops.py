@@ -16,6 +16,8 @@ class LoopConfig(WorkloadConfig):
 
     fail_at_epoch: int = Field(default=0, ge=0)
     nan_at_epoch: int = Field(default=0, ge=0)
+    type_error: bool = False
+    """Call a model with a keyword it does not take, in the first step (a bug no retry fixes)."""
 
 
 @function_workload(metrics=("lr",), config=LoopConfig)
@@ -34,7 +36,8 @@ def fit(trial: TrialContext) -> None:
         for start in range(0, 128, config.batch_size):
             batch = slice(start, start + config.batch_size)
             optimizer.zero_grad()
-            loss = nn.functional.mse_loss(model(x[batch]), y[batch])
+            inputs = {"input": x[batch], "scale": 2.0} if config.type_error else {"input": x[batch]}
+            loss = nn.functional.mse_loss(model(**inputs), y[batch])
             loss.backward()
             optimizer.step()
             total += loss.item()
