@@ -68,10 +68,10 @@ def explained(
         message = str(error.get("msg", ""))
         if error.get("type") == "extra_forbidden" and model is not None and loc:
             where = [part for part in loc if part not in ("body", "query")]
-            near = difflib.get_close_matches(str(where[-1]), sorted(fields_at(model, where)), 1)
-            message = f"unknown field {where[-1]!r}" + (
-                f"; did you mean {near[0]!r}?" if near else ""
-            )
+            fields = sorted(fields_at(model, where))
+            near = difflib.get_close_matches(str(where[-1]), fields, 1)
+            hint = f"; did you mean {near[0]!r}?" if near else f" (valid: {', '.join(fields)})"
+            message = f"unknown field {where[-1]!r}{hint}"
         elif "input" in error and _ECHO not in message and error.get("type") != "missing":
             message = f"{message}, got {echo(error['input'])!r}"
         out.append({**error, "loc": loc, "msg": message})

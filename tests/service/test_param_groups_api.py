@@ -132,7 +132,7 @@ def test_muon_on_a_model_without_hidden_matrices_is_a_422(live_api: LiveAPI) -> 
         (
             {"param_groups": [{"select": ["bias"], "weight_decay": 0.0, "betas": [0.9, 0.9]}]},
             ["body", "space", "param_groups", 0, "betas"],
-            "Extra inputs are not permitted",
+            "unknown field 'betas' (valid: lr_multiplier, select, weight_decay)",
         ),
         (
             {"param_groups": [{"select": ["biases"], "weight_decay": 0.0}]},
