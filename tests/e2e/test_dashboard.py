@@ -172,6 +172,15 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
         "warmup steps",
         "val_loss",
     ]
+    # The lr and beta axes span what was searched; adam's fixed beta2 (0.999) a hair around
+    # it, not padded out to 0.4..1.4.
+    spans = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-parallel'))"
+        ".getOption().parallelAxis.slice(1, 4).map(a => [a.min, a.max])"
+    )
+    assert spans[0] == [1e-4, 3e-3]
+    assert spans[1] == [0.8, 0.95]
+    assert spans[2][0] < 0.999 < spans[2][1] <= 1.0
     expect(page.locator("#trials tbody tr")).to_have_count(8)
     # Importance within one family: the bars are that family's own hyperparameters.
     within = httpx.get(

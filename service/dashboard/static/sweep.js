@@ -231,11 +231,12 @@ function drawParallel(parallel) {
     if (numeric.has(name)) return row[name];
     return String(row[name] === null ? "none" : row[name]);
   };
+  const space = sweep?.spec.space ?? {};
   const axes = [
     { name: "family", type: "category", data: families },
-    { name: "lr", type: "log" },
-    { name: "beta1", scale: true },
-    { name: "beta2", scale: true },
+    { name: "lr", type: "log", ...searchedRange(space.lr, parallel.rows.map((row) => row.lr)) },
+    { name: "beta1", ...searchedRange(space.beta1, parallel.rows.map((row) => row.beta1)) },
+    { name: "beta2", ...searchedRange(space.beta2, parallel.rows.map((row) => row.beta2)) },
     ...settings.map((name) => (numeric.has(name)
       ? { name: name.replaceAll("_", " "), scale: true }
       : { name: name.replaceAll("_", " "), type: "category",
@@ -257,6 +258,18 @@ function drawParallel(parallel) {
       data: parallel.rows.map((row) => [row.optimizer, row.lr, row.beta1, row.beta2,
         ...settings.map((name) => settingValue(row, name)), row.objective]) }],
   });
+}
+
+function searchedRange(param, values) {
+  // An axis spans what the sweep searched (a range's ends, the listed values), or, for a value
+  // it fixed or drew elsewhere, the values drawn, a hair apart when they are all one value
+  // (ECharts would pad a lone 0.9 out to 0.4..1.4).
+  const numbers = (param?.values ?? values).filter((v) => typeof v === "number");
+  if (param && typeof param.low === "number") return { min: param.low, max: param.high };
+  if (!numbers.length) return { scale: true };
+  const [low, high] = [Math.min(...numbers), Math.max(...numbers)];
+  const pad = low === high ? Math.max(Math.abs(low) * 0.001, 1e-9) : 0;
+  return { min: low - pad, max: high + pad };
 }
 
 async function drawImportance() {
