@@ -146,7 +146,7 @@ def trials(
         )
     table = Table(title=f"Trials of sweep {sweep_id}")
     columns = ("trial", "optimizer", "status", "objective", "best epoch", "epochs")
-    for column in (*columns, "hyperparameters", "id"):
+    for column in (*columns, "hyperparameters"):
         table.add_column(column)
     for trial in found:
         table.add_row(
@@ -157,7 +157,6 @@ def trials(
             fmt(trial.best_objective),
             str(trial.epochs_run),
             hyperparameters_text(trial.hyperparameters, trial.settings),
-            str(trial.id),
         )
     console.print(table)
 

@@ -205,7 +205,14 @@ class Dispatcher:
         every = spec.resources.checkpoint_every
         if root is None or every == 0:
             return None
-        return [CheckpointPlan(path=str(root / f"trial-{t.id}.pt"), every=every) for t in trials]
+        # named by the trial's number in its sweep, as users name it (a retry of a trial that
+        # saved under another name before goes on from that file)
+        return [
+            CheckpointPlan(
+                path=t.checkpoint_path or str(root / f"trial-{t.number}.pt"), every=every
+            )
+            for t in trials
+        ]
 
 
 def in_packs(trials: list[Trial], size: int) -> list[list[Trial]]:

@@ -60,9 +60,15 @@ def compare_page() -> FileResponse:
     return FileResponse(STATIC / "compare.html")
 
 
+@pages.get("/sweeps/{sweep_id}/trials/{number}")
+def trial_page(sweep_id: int, number: int) -> FileResponse:
+    """One trial, by its number in its sweep: hyperparameters, history, curves."""
+    return FileResponse(STATIC / "trial.html")
+
+
 @pages.get("/trials/{trial_id}")
-def trial_page(trial_id: int) -> FileResponse:
-    """One trial: hyperparameters, history, curves."""
+def trial_page_by_id(trial_id: int) -> FileResponse:
+    """One trial by its id (the page moves its address to the sweep's trial number)."""
     return FileResponse(STATIC / "trial.html")
 
 

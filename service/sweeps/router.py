@@ -33,12 +33,18 @@ from optisweep.service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
 from optisweep.service.sweeps.service import submit_sweep
 from optisweep.service.sweeps.views import best_of, leaderboard_read, sweep_read
 from optisweep.service.trials.models import TrialState
-from optisweep.service.trials.repository import TrialSort, list_sweep_metrics, list_trials
+from optisweep.service.trials.repository import (
+    TrialSort,
+    list_sweep_metrics,
+    list_trials,
+    trial_by_number,
+)
 from optisweep.service.trials.schemas import (
     Leaderboard,
     MetricPage,
     MetricPoint,
     TrialPage,
+    TrialRead,
     trial_read,
 )
 from optisweep.service.yaml_spec import dump_spec_text
@@ -251,6 +257,17 @@ def get_trials(
         items=[trial_read(trial, checkpoint_dir=settings.checkpoint_dir) for trial in trials],
         next_cursor=next_cursor,
     )
+
+
+@router.get("/{sweep_id}/trials/{number}", responses=NOT_FOUND)
+def get_trial_by_number(
+    sweep_id: int, number: int, session: SessionDep, settings: SettingsDep
+) -> TrialRead:
+    """Trial ``number`` of the sweep: the number the leaderboard, the report and the CLI show
+    (its ``id`` is the same trial's under /trials)."""
+    repository.get_sweep(session, sweep_id)  # a sweep the caller may not see is a 404
+    trial = trial_by_number(session, sweep_id, number)
+    return trial_read(trial, checkpoint_dir=settings.checkpoint_dir)
 
 
 MetricLimit = Annotated[int, Query(ge=1, le=10_000, description="Metric values per page.")]

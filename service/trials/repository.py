@@ -142,6 +142,17 @@ def get_trial(session: Session, trial_id: int) -> Trial:
     return trial
 
 
+def trial_by_number(session: Session, sweep_id: int, number: int) -> Trial:
+    """Trial ``number`` of a sweep (as users name trials: the sweep's own count from 0);
+    NotFoundError if it has none."""
+    trial = session.scalars(
+        select(Trial).where(Trial.sweep_id == sweep_id, Trial.number == number)
+    ).first()
+    if trial is None:
+        raise NotFoundError(f"sweep {sweep_id} has no trial {number}")
+    return trial
+
+
 TrialSort = Literal["number", "objective", "best_objective"]
 """What a trial listing is ordered by."""
 

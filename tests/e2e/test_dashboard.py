@@ -222,14 +222,20 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     )
     page.mouse.move(box["x"] + x, box["y"] + y)
     page.mouse.click(box["x"] + x, box["y"] + y)
-    page.wait_for_url(re.compile(r"/trials/\d+$"))
-    assert int(page.url.rsplit("/", 1)[1]) in {c["trial_id"] for c in curves}
+    # One trial number: the page's address is the trial's number in its sweep, whatever link
+    # led there (a chart's point carries the trial's id).
+    page.wait_for_url(re.compile(rf"/sweeps/{sweep['id']}/trials/\d+$"))
+    number = int(page.url.rsplit("/", 1)[1])
+    opened = httpx.get(
+        f"{api}/sweeps/{sweep['id']}/trials/{number}", timeout=30, headers=server.headers
+    ).json()
+    assert opened["id"] in {c["trial_id"] for c in curves}
     page.go_back()
 
     best = board["entries"][0]["trial"]
     page.locator("#leaderboard tbody tr").first.locator("a").click()
-    expect(page).to_have_url(f"{server.url}/trials/{best['id']}")
-    expect(page.locator("#title")).to_contain_text(f"Trial {best['number']}")
+    expect(page).to_have_url(f"{server.url}/sweeps/{sweep['id']}/trials/{best['number']}")
+    expect(page.locator("#title")).to_contain_text(f"Sweep {sweep['id']}, trial {best['number']}")
     expect(page.locator('[data-fact="status"]')).to_have_text(best["status"])
     # Its status history: created, then each start and end the API recorded.
     events = httpx.get(

@@ -148,6 +148,7 @@ def _get(path: str) -> Request:
         url = path.format(
             sweep_id=world.sweep_id,
             trial_id=world.trial_id,
+            number=0,  # the sweep's first trial, by its number
             package=world.package,
             project="matrix",
         )
@@ -225,6 +226,8 @@ SWEEP_READS = [
     "/sweeps/{sweep_id}/parallel",
     "/sweeps/{sweep_id}/importance",
     "/sweeps/{sweep_id}/trials.csv",
+    "/sweeps/{sweep_id}/trials/{number}",
+    "/sweeps/{sweep_id}/spec.yaml",
     "/trials/{trial_id}",
     "/trials/{trial_id}/events",
     "/trials/{trial_id}/metrics",

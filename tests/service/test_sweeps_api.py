@@ -252,3 +252,18 @@ def test_a_packed_trial_has_the_metrics_of_the_same_trial_run_alone(
             for a, b in zip(series["values"], curves[1][name]["values"], strict=True):
                 a, b = float(a), float(b)
                 assert (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= 1e-4 * abs(b)
+
+
+def test_a_trial_is_named_by_its_number_in_its_sweep(
+    live_api: LiveAPI, finished_grid: dict[str, Any]
+) -> None:
+    """GET /sweeps/{id}/trials/{number}: the trial the leaderboard, report and CLI call by
+    that number (the same as /trials/{its id}); a number the sweep lacks is a 404."""
+    sweep_id = finished_grid["id"]
+    for trial in live_api.trials(sweep_id):
+        by_number = live_api.client.get(f"/sweeps/{sweep_id}/trials/{trial['number']}")
+        assert by_number.status_code == 200
+        assert by_number.json() == live_api.client.get(f"/trials/{trial['id']}").json()
+    missing = live_api.client.get(f"/sweeps/{sweep_id}/trials/999")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"sweep {sweep_id} has no trial 999"

@@ -35,7 +35,7 @@ async function drawLeaderboard() {
     if (entry.stopped_at !== null && entry.stopped_at !== undefined) value += ` (stopped at epoch ${entry.stopped_at})`;
     return el("tr", { "data-optimizer": entry.optimizer },
       el("td", {}, entry.rank), el("td", {}, entry.optimizer), el("td", {}, value),
-      el("td", {}, el("a", { href: `/trials/${entry.trial.id}` }, entry.trial.number)),
+      el("td", {}, el("a", { href: `/sweeps/${sweepId}/trials/${entry.trial.number}` }, entry.trial.number)),
       el("td", {}, entry.trial.epochs_run),
       el("td", {}, hparamText(entry.trial.hyperparameters, entry.trial.settings)), el("td", {}, entry.ranked_trials));
   }));
@@ -298,7 +298,7 @@ async function drawTrials() {
   const page = await api(`/sweeps/${sweepId}/trials?${params}`);
   document.querySelector("#trials tbody").replaceChildren(...page.items.map((trial) =>
     el("tr", { "data-trial": trial.id },
-      el("td", {}, el("a", { href: `/trials/${trial.id}` }, trial.number)), el("td", {}, trial.optimizer),
+      el("td", {}, el("a", { href: `/sweeps/${sweepId}/trials/${trial.number}` }, trial.number)), el("td", {}, trial.optimizer),
       el("td", {}, trial.status), el("td", {}, fmt(trial.objective)), el("td", {}, fmt(trial.best_objective)),
       el("td", {}, trial.epochs_run), el("td", {}, hparamText(trial.hyperparameters, trial.settings)))));
 }

@@ -1,11 +1,19 @@
 "use strict";
-const trialId = Number(location.pathname.split("/").pop());
+// A trial is named by its number in its sweep (/sweeps/1/trials/6), as the leaderboard, the
+// report and the CLI name it; /trials/{id} (its id in the API) moves to that address.
+const parts = location.pathname.split("/");
+const byNumber = parts[1] === "sweeps";
+let trialId = byNumber ? null : Number(parts.pop());
 let finished = false;
 
 async function refresh() {
-  const trial = await api(`/trials/${trialId}`);
+  const trial = await api(byNumber ? `/sweeps/${parts[2]}/trials/${parts[4]}` : `/trials/${trialId}`);
+  trialId = trial.id;
+  const named = `/sweeps/${trial.sweep_id}/trials/${trial.number}`;
+  if (location.pathname !== named) history.replaceState(null, "", named);
   finished = !["pending", "running"].includes(trial.status);
-  document.getElementById("title").textContent = `Trial ${trial.number} (${trial.optimizer})`;
+  document.title = `optisweep: sweep ${trial.sweep_id}, trial ${trial.number}`;
+  document.getElementById("title").textContent = `Sweep ${trial.sweep_id}, trial ${trial.number} (${trial.optimizer})`;
   document.getElementById("crumb").textContent = `trial ${trial.number}`;
   const link = document.getElementById("sweep-link");
   link.href = `/sweeps/${trial.sweep_id}`;
