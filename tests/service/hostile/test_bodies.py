@@ -251,19 +251,19 @@ CAPS: list[tuple[str, dict[str, Any], tuple[str | int, ...], str]] = [
     (
         "choice values",
         {"space": {"optimizers": ["sgd"], "lr": {"values": [0.1] * 10_001}}},
-        ("space", "lr", "choice", "values"),
+        ("space", "lr", "values"),  # the path as written: no union tag
         "too_long",
     ),
     (
         "choice string",
         {"space": {"optimizers": ["sgd"], "lr": {"values": ["v" * 101]}}},
-        ("space", "lr", "choice", "values", 0),
+        ("space", "lr", "values", 0),
         "value_error",
     ),
     (
         "choice list",
         {"space": {"optimizers": ["sgd"], "lr": {"values": [[0.1] * 17]}}},
-        ("space", "lr", "choice", "values", 0),
+        ("space", "lr", "values", 0),
         "value_error",
     ),
     (
