@@ -78,10 +78,12 @@ def verdict(board: Leaderboard, families: Sequence[Basin], *, tolerance: float) 
             verb = "are" if len(others) > 1 else "is"
             close = f"it leads on {metric} ({_value(pick):.4g}); {names} {verb} {relation} it{test}"
         else:
-            close = (
-                f"it is {relation} the leader {leader.optimizer} on {metric} "
-                f"({_value(pick):.4g} against {_value(leader):.4g}){test}"
+            values = (
+                f"both {_value(pick):.4g}"
+                if _value(pick) == _value(leader)
+                else f"{_value(pick):.4g} against {_value(leader):.4g}"
             )
+            close = f"it is {relation} the leader {leader.optimizer} on {metric} ({values}){test}"
         text = (
             f"Pick {pick.optimizer}: {close}, and its good-lr range is the widest "
             f"({_width(picked):.1f} decades; {widths})"
