@@ -100,6 +100,7 @@ def _exploited(trial: Trial, event: Exploited, source: Trial | None) -> None:
     history = {
         "epoch": event.epoch,
         "source_trial_id": event.source_trial_id,
+        "source_trial": None if source is None else source.number,  # as users name it
         "hyperparameters": event.hyperparameters,
     }
     if history not in (trial.hyperparameter_history or []):  # redelivered: once

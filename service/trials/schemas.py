@@ -87,7 +87,8 @@ class TrialRead(ReadModel):
     None without one, or outside that folder (the API does not show the server's file system)."""
     checkpoint_epoch: int | None
     hyperparameter_history: list[dict[str, Any]] | None = None
-    """PBT: [{"epoch", "source_trial_id", "hyperparameters"}] for each exploit, oldest first."""
+    """PBT: [{"epoch", "source_trial_id", "source_trial" (its number in the sweep),
+    "hyperparameters"}] for each exploit, oldest first."""
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -372,6 +372,7 @@ def test_pbt_exploits_within_families_inside_one_pack(live_api: LiveAPI) -> None
         for entry in trial["hyperparameter_history"]:
             epochs.add(entry["epoch"])
             source = trials[entry["source_trial_id"]]
+            assert entry["source_trial"] == source["number"]  # named as users name trials
             assert source["optimizer"] == trial["optimizer"]  # within its family
             assert source["id"] != trial["id"]
         assert trial["hyperparameters"] == trial["hyperparameter_history"][-1]["hyperparameters"]

@@ -37,7 +37,8 @@ async function refresh() {
       el("td", {}, event.attempt), el("td", {}, event.detail ?? "–"))));
   if (trial.hyperparameter_history?.length) {
     document.getElementById("history").replaceChildren(el("ul", {}, ...trial.hyperparameter_history.map((h) =>
-      el("li", {}, `epoch ${h.epoch}: took trial `, el("a", { href: `/trials/${h.source_trial_id}` }, h.source_trial_id),
+      el("li", {}, `epoch ${h.epoch}: took trial `,
+        el("a", { href: `/trials/${h.source_trial_id}` }, h.source_trial ?? `id ${h.source_trial_id}`),
         ` → ${hparamText(h.hyperparameters)}`))));
   }
   const metrics = await api(`/trials/${trialId}/metrics`);
