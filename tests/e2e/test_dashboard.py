@@ -257,7 +257,9 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     page.screenshot(path=str(ARTIFACTS / "dashboard-trial.png"), full_page=True)
 
     page.goto(f"{server.url}/")
-    expect(page.locator(f'#sweeps tr[data-sweep="{sweep["id"]}"]')).to_contain_text("8 / 8")
+    listed = page.locator(f'#sweeps tr[data-sweep="{sweep["id"]}"]')
+    expect(listed).to_contain_text("8 / 8")
+    expect(listed.locator(".bar > div")).to_have_class("completed")  # coloured by its ending
 
 
 def test_a_two_objective_sweep_shows_its_pareto_front(shared_server: Server, page: Page) -> None:

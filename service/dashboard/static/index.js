@@ -13,7 +13,7 @@ async function refresh() {
       el("td", {}, sweep.id),
       el("td", {}, el("a", { href: `/sweeps/${sweep.id}` }, sweep.name)),
       el("td", {}, sweep.status),
-      el("td", {}, el("span", { class: "bar" }, el("div", { style: `width:${share}%` })), ` ${done} / ${sweep.num_trials}`),
+      el("td", {}, el("span", { class: "bar" }, el("div", { style: `width:${share}%`, class: sweep.status })), ` ${done} / ${sweep.num_trials}`),
       el("td", {}, fmt(sweep.best_objective)),
       el("td", {}, new Date(sweep.created_at).toLocaleString()));
   });
