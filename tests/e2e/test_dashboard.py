@@ -107,6 +107,7 @@ def test_the_sweep_page_shows_the_race_and_links_to_trials(
     expect(rows).to_have_count(len(board["entries"]), timeout=10_000)
     for i, entry in enumerate(board["entries"]):
         expect(rows.nth(i)).to_have_attribute("data-optimizer", entry["optimizer"])
+        expect(rows.nth(i).locator("td").nth(4)).to_have_text(str(entry["trial"]["epochs_run"]))
     expect(page.locator("#board-statistics")).to_have_text(board["statistics"])
     # The optimizer report: one sentence per family, as the API words it.
     report = httpx.get(

@@ -68,7 +68,7 @@ def test_a_finished_sweep_reads_as_typed_records_and_dataframes(
         ]
 
         board = sweep.leaderboard()
-        assert (board.metric, board.mode) == ("val_loss", "min")
+        assert (board.metric, board.mode, board.epoch) == ("val_loss", "min", "last")
         assert [entry.rank for entry in board] == list(range(1, len(board) + 1))
         assert board[0].objective == min(finite)
         frame = board.to_pandas()
@@ -83,6 +83,13 @@ def test_a_finished_sweep_reads_as_typed_records_and_dataframes(
         assert report.tolerance == 0.05
         assert {family.optimizer for family in report} == {"sgd", "momentum", "adam"}
         assert all(family.summary for family in report)
+        # the verdict first; the families in the leaderboard's order
+        assert report.verdict.startswith(f"Pick {board[0].optimizer}") or (
+            report.verdict.startswith("Pick ") and "within 5% of the leader" in report.verdict
+        )
+        assert [family.optimizer for family in report][: len(board)] == [
+            entry.optimizer for entry in board
+        ]
 
 
 def test_a_sweeps_metrics_are_every_value_each_trial_reported(
