@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers import OPTIMIZERS
@@ -182,14 +182,14 @@ def get_sweep(sweep_id: int, session: SessionDep) -> SweepRead:
 
 @router.get(
     "/{sweep_id}/spec.yaml",
-    response_class=PlainTextResponse,
+    response_class=Response,  # no media type of its own: the errors stay documented as JSON
     responses={**NOT_FOUND, 200: {"content": {"text/yaml": {}}, "description": "Its spec."}},
 )
-def get_spec_yaml(sweep_id: int, session: SessionDep) -> PlainTextResponse:
+def get_spec_yaml(sweep_id: int, session: SessionDep) -> Response:
     """The sweep's spec as it was stored at submission, as YAML (``optisweep submit`` takes
     it back)."""
     sweep = repository.get_sweep(session, sweep_id)
-    return PlainTextResponse(dump_spec_text(sweep.spec), media_type="text/yaml")
+    return Response(dump_spec_text(sweep.spec), media_type="text/yaml")
 
 
 @router.post("/{sweep_id}/cancel", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN})

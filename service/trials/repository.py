@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, sel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from optisweep.service.db.base import FloatKind, UTCDateTime, encode_float, get_by_id
+from optisweep.service.db.base import MAX_ID, FloatKind, UTCDateTime, encode_float, get_by_id
 from optisweep.service.errors import NotFoundError
 from optisweep.service.pagination import after_nullable, decode_cursor, encode_cursor
 from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialState
@@ -144,10 +144,14 @@ def get_trial(session: Session, trial_id: int) -> Trial:
 
 def trial_by_number(session: Session, sweep_id: int, number: int) -> Trial:
     """Trial ``number`` of a sweep (as users name trials: the sweep's own count from 0);
-    NotFoundError if it has none."""
-    trial = session.scalars(
-        select(Trial).where(Trial.sweep_id == sweep_id, Trial.number == number)
-    ).first()
+    NotFoundError if it has none (a number no column holds names none)."""
+    trial = (
+        session.scalars(
+            select(Trial).where(Trial.sweep_id == sweep_id, Trial.number == number)
+        ).first()
+        if 0 <= number <= MAX_ID
+        else None
+    )
     if trial is None:
         raise NotFoundError(f"sweep {sweep_id} has no trial {number}")
     return trial

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from optisweep.service.trials.models import Metric, Trial
@@ -267,3 +268,13 @@ def test_a_trial_is_named_by_its_number_in_its_sweep(
     missing = live_api.client.get(f"/sweeps/{sweep_id}/trials/999")
     assert missing.status_code == 404
     assert missing.json()["detail"] == f"sweep {sweep_id} has no trial 999"
+    # beyond what an INTEGER column holds (PostgreSQL's is 32-bit): a 404, not a 500
+    assert live_api.client.get(f"/sweeps/{sweep_id}/trials/386351505832").status_code == 404
+
+
+def test_a_sweeps_spec_reads_back_as_yaml(live_api: LiveAPI, finished_grid: dict[str, Any]) -> None:
+    """GET /sweeps/{id}/spec.yaml: the spec as stored, as YAML that loads to the same spec."""
+    answer = live_api.client.get(f"/sweeps/{finished_grid['id']}/spec.yaml")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/yaml")
+    assert yaml.safe_load(answer.text) == finished_grid["spec"]
