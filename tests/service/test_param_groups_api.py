@@ -9,6 +9,10 @@ import pytest
 
 from tests.service.conftest import LiveAPI
 
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""The searches below on SQLite only, to keep `make test` short (the first test here trains
+groups on both databases)."""
+
 CHAR_LM = {
     "name": "char-lm",
     "epochs": 1,
@@ -44,6 +48,7 @@ def test_a_sweep_with_no_decay_and_an_lr_multiplier_group_trains(live_api: LiveA
     assert all(t["status"] == "completed" for t in trials)
 
 
+@SQLITE
 def test_prodigy_trains_with_no_decay_and_refuses_a_group_lr_multiplier(live_api: LiveAPI) -> None:
     """Prodigy beside AdamW: the shared lr is AdamW's, Prodigy keeps its lr 1 and searches
     d_coef, and the report says what tuning lr gained over the learning-rate-free family."""
@@ -75,6 +80,7 @@ def test_prodigy_trains_with_no_decay_and_refuses_a_group_lr_multiplier(live_api
     assert "0.1" in error["msg"]
 
 
+@SQLITE
 def test_group_values_are_searched_like_hyperparameters(live_api: LiveAPI) -> None:
     """A grid over a group's weight decay trains each value, with the trial's value in its
     settings and its training; a random search draws a group's lr multiplier in its range."""
