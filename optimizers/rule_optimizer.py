@@ -89,15 +89,22 @@ class RuleOptimizer(torch.optim.Optimizer):
         hyperparameters = [self._tensors(v, device) for v in validated]
         step, scalars = self._scalars(*batch[0], hyperparameters[0])
         variants = [rule.variant(v) for v in validated]
+        if any(v[1:] != variants[0][1:] for v in variants):
+            raise ValueError(
+                f"param_groups: {type(self).__name__} steps every group at once, so they "
+                "must share their flags (all but lr and weight_decay)"
+            )
+        role_maps = [self._roles(group) for group, _ in batch]  # once a step, as validation
         views, grads, states, casts, roles = [], [], [], [], []
-        for (group, params), variant, tensors in zip(batch, variants, hyperparameters, strict=True):
+        for (group, params), variant, tensors, role_of in zip(
+            batch, variants, hyperparameters, role_maps, strict=True
+        ):
             coefficients = rule.coefficients(
                 tensors,
                 torch.tensor([float(group["lr"])], dtype=torch.float64, device=device),
                 torch.tensor([step], dtype=torch.float64, device=device),
                 scalars,
             )
-            role_of = self._roles(group)
             for p in params:
                 slots = rule.param_slots(variant, p.unsqueeze(0), role_of[id(p)])
                 state = self.state[p]
@@ -113,16 +120,11 @@ class RuleOptimizer(torch.optim.Optimizer):
                     {k: v.to(p.device, p.dtype).view(shape) for k, v in coefficients.items()}
                 )
                 roles.append(role_of[id(p)])
-        if any(v[1:] != variants[0][1:] for v in variants):
-            raise ValueError(
-                f"param_groups: {type(self).__name__} steps every group at once, so they "
-                "must share their flags (all but lr and weight_decay)"
-            )
         # weight decay's path is on where any group decays (a factor of exactly 1 elsewhere)
         variant = (any(v[0] for v in variants), *variants[0][1:])
         rule.apply_all(variant, views, grads, states, casts, tuple(roles), scalars)
-        for group, params in batch:
-            self._save(group, params, step, scalars)
+        for (group, params), role_of in zip(batch, role_maps, strict=True):
+            self._save(group, params, role_of, step, scalars)
 
     def _roles(self, group: dict[str, Any]) -> dict[int, str]:
         """Each of a group's parameters' role in the rule, by id."""
@@ -153,14 +155,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         return done + 1, scalars
 
     def _save(
-        self, group: dict[str, Any], params: list[Tensor], step: float, scalars: dict[str, Tensor]
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        role_of: dict[int, str],
+        step: float,
+        scalars: dict[str, Tensor],
     ) -> None:
         """The step count and scalars after a step, where the reference keeps them."""
         rule = self.rule
         if rule.group_scalars:
             group["k"] = int(step)
             group.update({name: float(value[0]) for name, value in scalars.items()})
-        role_of = self._roles(group)
         for p in params:
             state = self.state[p]
             if rule.role_has_step(role_of[id(p)]):
