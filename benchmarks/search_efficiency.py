@@ -13,6 +13,13 @@ SuccessiveHalvingPruner (sequential, in process). ASHA everywhere: grace period 
 reduction factor 3. Each run has the same budget of trials.
 
 Run: ``.venv/bin/python -m benchmarks.search_efficiency [--seeds 5] [--trials 64]``
+
+``--warm-start`` asks another question: does a sweep learn from an earlier one
+(``search.warm_start``)? Per seed, on one database: a random search of 32 trials, then a TPE
+search of 12 trials warm-started from it, and the same TPE search cold. Each search's best is
+its best trial's last-epoch validation accuracy (the sweeps' own objective); a TPE search
+"reaches" when its best is within 0.005 of the random search's, and the table says at which
+of its trials (in the order they were created) it first did.
 """
 
 from __future__ import annotations
@@ -80,6 +87,91 @@ def run_optisweep(
         engine.dispose()
     ray.shutdown()
     return [[curve[e] for e in sorted(curve)] for curve in (curves[i] for i in ids)]
+
+
+def run_warm_start(*, seed: int, earlier_trials: int, trials: int) -> dict[str, list[float]]:
+    """A random search, then TPE warm-started from it and TPE cold (one database, a local Ray,
+    the real controller); each one's trials' objectives, in trial-number order."""
+    import ray
+
+    from optisweep.service.controller.loop import Controller
+    from optisweep.service.db.migrate import upgrade_engine
+    from optisweep.service.db.session import make_engine, make_sessionmaker
+    from optisweep.service.sweeps.schemas import SweepCreate
+    from optisweep.service.sweeps.service import submit_sweep
+    from optisweep.service.trials.models import Trial
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    found: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make_engine(f"sqlite:///{folder}/bench.db")
+        upgrade_engine(engine)
+        sessions = make_sessionmaker(engine)
+        earlier: int | None = None
+        for name, algorithm, count, warm in (
+            ("random", "random", earlier_trials, False),
+            ("tpe warm", "tpe", trials, True),
+            ("tpe cold", "tpe", trials, False),
+        ):
+            data = reference_spec(count)
+            data["search"].update(algorithm=algorithm, seed=seed)
+            if warm:
+                data["search"]["warm_start"] = {"sweeps": [earlier]}
+            with sessions.begin() as session:
+                sweep = submit_sweep(
+                    session, SweepCreate.model_validate(data), max_trials=100_000, claimed_by="b"
+                )
+                sweep_id = sweep.id
+            Controller(
+                sessions, max_trials=100_000, controller_id="b", sweep_id=sweep_id
+            ).run_sweep(sweep_id)
+            with sessions() as session:
+                rows = session.query(Trial).filter(Trial.sweep_id == sweep_id)
+                found[name] = [t.objective or 0.0 for t in rows.order_by(Trial.number)]
+            earlier = earlier if earlier is not None else sweep_id
+        engine.dispose()
+    ray.shutdown()
+    return found
+
+
+def warm_start_table(seeds: int, *, earlier_trials: int, trials: int) -> None:
+    """The warm-start question over ``seeds`` seeds: one row per seed, then the tally."""
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, CPU only")
+    print(
+        f"random search of {earlier_trials} trials, then TPE of {trials} trials warm-started "
+        "from it and cold; reached: within 0.005 of the random search's best"
+    )
+    print(f"\n{'seed':>4} {'random':>8} {'tpe warm':>9} {'tpe cold':>9}  first trial reaching")
+    reached: dict[str, list[int | None]] = {"tpe warm": [], "tpe cold": []}
+    bests: dict[str, list[float]] = {"random": [], "tpe warm": [], "tpe cold": []}
+    for seed in range(seeds):
+        command = [sys.executable, "-m", "benchmarks.search_efficiency", "--warm-child"]
+        command += ["--seed", str(seed), "--trials", str(trials)]
+        command += ["--earlier-trials", str(earlier_trials)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+        found = json.loads(output.stdout.strip().splitlines()[-1])
+        for name in bests:
+            bests[name].append(max(found[name]))
+        target = max(found["random"]) - 0.005
+        for name in reached:
+            hits = [n for n, value in enumerate(found[name], start=1) if value >= target]
+            reached[name].append(hits[0] if hits else None)
+        print(
+            f"{seed:>4} {bests['random'][-1]:8.4f} {bests['tpe warm'][-1]:9.4f} "
+            f"{bests['tpe cold'][-1]:9.4f}  warm {reached['tpe warm'][-1] or '-'}, "
+            f"cold {reached['tpe cold'][-1] or '-'}"
+        )
+    print(
+        f"mean {statistics.mean(bests['random']):8.4f} {statistics.mean(bests['tpe warm']):9.4f} "
+        f"{statistics.mean(bests['tpe cold']):9.4f}"
+    )
+    for name, firsts in reached.items():
+        landed = [first for first in firsts if first is not None]
+        median = statistics.median(first or trials + 1 for first in firsts)
+        print(
+            f"{name}: reached on {len(landed)}/{seeds} seeds; median first trial reaching "
+            f"{median:g} (not reaching counts {trials + 1})"
+        )
 
 
 def _hyperparameters(family: str, lr: float, beta1: float, beta2: float) -> dict[str, Any]:
@@ -238,7 +330,22 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--warm-start", action="store_true", help="Warm-started TPE against cold (a table)."
+    )
+    parser.add_argument("--earlier-trials", type=int, default=32)
+    parser.add_argument("--warm-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.warm_child:
+        bests = run_warm_start(
+            seed=args.seed, earlier_trials=args.earlier_trials, trials=args.trials
+        )
+        print(json.dumps(bests))
+        return
+    if args.warm_start:
+        trials = 12 if args.trials == 64 else args.trials  # --trials: the TPE searches' size
+        warm_start_table(args.seeds, earlier_trials=args.earlier_trials, trials=trials)
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.trials, args.seed)))
         return

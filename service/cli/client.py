@@ -19,6 +19,7 @@ from optisweep.service.cli.common import (
     connect,
     console,
     counts_text,
+    fail,
     fmt,
     hyperparameters_text,
     leaderboard_table,
@@ -38,6 +39,15 @@ def submit(
     code: CodeDir = None,
     max_code_mb: MaxCodeMb = MAX_CODE_MB,
     project: ProjectOption = None,
+    warm_start: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--warm-start",
+            min=1,
+            help="An earlier sweep's id whose finished trials the searcher learns from first "
+            "(repeat for several; the spec's search.warm_start).",
+        ),
+    ] = None,
 ) -> None:
     """Submit a sweep to the server; with --wait, follow it and print the leaderboard.
 
@@ -47,7 +57,13 @@ def submit(
     load_spec(spec_file)  # a spec file that cannot be read fails before any connection
     # A user's workload is checked on a worker before the answer: allow for a cold start.
     with connect(url, timeout=600) as client:
-        sweep = client.submit(spec_file, code=code, project=project, max_code_mb=max_code_mb)
+        sweep = client.submit(
+            spec_file,
+            code=code,
+            project=project,
+            max_code_mb=max_code_mb,
+            warm_start=warm_start,
+        )
         if sweep.code is not None:
             print_upload(sweep.code)
         console.print(f"sweep {sweep.id} submitted: {sweep.info.num_trials} trials")
@@ -55,12 +71,7 @@ def submit(
         if not wait:
             console.print(f"follow it with: optisweep status {sweep.id}")
             return
-        try:
-            sweep.wait(progress=True, console=console)
-        except KeyboardInterrupt:
-            console.print(f"stopped watching; sweep {sweep.id} goes on (optisweep status)")
-            raise typer.Exit(130) from None
-        _finish(sweep)
+        _follow(sweep)
 
 
 def _finish(sweep: Sweep) -> None:
@@ -70,7 +81,10 @@ def _finish(sweep: Sweep) -> None:
         + (f" ({info.error})" if info.error else "")
     )
     console.print(leaderboard_table(sweep.leaderboard()))
-    console.print(f"Verdict: {sweep.report().verdict}", soft_wrap=True)
+    report = sweep.report()
+    console.print(f"Verdict: {report.verdict}", soft_wrap=True)
+    if report.warm_start is not None:
+        console.print(report.warm_start.summary, soft_wrap=True)
     if info.status == "failed":
         raise typer.Exit(1)
 
@@ -180,6 +194,8 @@ def report(
             return
         found = client.sweep(sweep_id).report(tolerance=tolerance)
     console.print(f"Verdict: {found.verdict}", soft_wrap=True)
+    if found.warm_start is not None:
+        console.print(found.warm_start.summary, soft_wrap=True)
     table = Table(title=f"Optimizer report: {found.metric} ({found.mode}, {found.epoch} epoch)")
     best = f"best ({found.epoch} epoch)"
     for column in ("optimizer", best, "at lr", "lr basin", "decades", "diverged at lr"):
@@ -201,6 +217,60 @@ def report(
     console.print(table)
     for family in found:
         console.print(f"- {family.summary}", soft_wrap=True)
+
+
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Show progress until done, then the leaderboard.")
+]
+
+
+@app.command()
+def extend(
+    sweep_id: Annotated[int, typer.Argument(help="The sweep to extend.")],
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, help="How many more configurations to train.")
+    ],
+    wait: WaitOption = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Give a running or finished sweep more trials: a random search draws on from its seed,
+    an adaptive one asks its searcher (which has seen every trial so far) for more."""
+    with connect(url) as client:
+        sweep = client.sweep(sweep_id)
+        info = sweep.extend(trials)
+        console.print(f"sweep {info.id} {info.status}: {info.num_trials} trials in all")
+        if wait:
+            _follow(sweep)
+
+
+@app.command()
+def rerun(
+    sweep_id: Annotated[int, typer.Argument(help="The finished sweep whose trials go again.")],
+    failed: Annotated[bool, typer.Option("--failed", help="Its failed trials.")] = False,
+    stopped: Annotated[bool, typer.Option("--stopped", help="Its early-stopped trials.")] = False,
+    wait: WaitOption = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Train a finished sweep's failed (--failed) and or early-stopped (--stopped) trials
+    again, each from its last checkpoint."""
+    if not (failed or stopped):
+        raise fail("rerun: say which trials: --failed, --stopped or both")
+    with connect(url) as client:
+        sweep = client.sweep(sweep_id)
+        count = sweep.rerun(failed=failed, stopped=stopped)
+        console.print(f"sweep {sweep_id}: {count} trials go again")
+        if wait and count:
+            _follow(sweep)
+
+
+def _follow(sweep: Sweep) -> None:
+    """Progress until the sweep ends, then its leaderboard and verdict."""
+    try:
+        sweep.wait(progress=True, console=console)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; sweep {sweep.id} goes on (optisweep status)")
+        raise typer.Exit(130) from None
+    _finish(sweep)
 
 
 @app.command()

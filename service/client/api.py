@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -123,11 +123,17 @@ class Client:
         code: str | os.PathLike[str] | None = None,
         project: str | None = None,
         max_code_mb: float = MAX_CODE_MB,
+        warm_start: Sequence[int] | None = None,
     ) -> Sweep:
         """Submit a sweep: a spec as a dict, or the path of a YAML or JSON file. A spec with
         ``code: {path: DIR}`` (relative to its file), or ``code=DIR``, ships that project to
-        the workers first (zipped as .gitignore leaves it, uploaded once by hash)."""
+        the workers first (zipped as .gitignore leaves it, uploaded once by hash).
+        ``warm_start``: earlier sweeps' ids its searcher learns from first (the spec's
+        ``search.warm_start``)."""
         body, base = _spec_body(spec)
+        if warm_start:
+            search = {**body.get("search", {}), "warm_start": {"sweeps": list(warm_start)}}
+            body = {**body, "search": search}
         directory = code_dir(body, base, Path(code) if code is not None else None)
         upload = None
         if directory is not None:

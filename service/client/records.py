@@ -110,6 +110,9 @@ class Trial(Record):
     hyperparameters: dict[str, Any]
     settings: dict[str, Any] | None = None
     defaults: bool = False
+    origin: str | None = None
+    """Where its configuration came from when an earlier sweep measured it first
+    (``search.warm_start``): ``sweep 5 trial 12``."""
     seed: int
     status: str
     attempt: int
@@ -265,6 +268,25 @@ class FamilyReport(Record):
         return base | _flat("best_", self.best_hyperparameters) | _flat("best_", self.best_settings)
 
 
+class WarmSource(Record):
+    """What a warm-started sweep learnt from one earlier sweep."""
+
+    sweep_id: int
+    finished: int
+    used: int
+    left_out: dict[str, int]
+    """Why the trials not used were left out: reason -> how many."""
+
+
+class WarmStart(Record):
+    """What a sweep learnt from earlier sweeps (``search.warm_start``)."""
+
+    sources: list[WarmSource]
+    retrained: list[int]
+    """Its trials that trained an earlier sweep's configuration again (grid, random)."""
+    summary: str
+
+
 class Report(Records[FamilyReport]):
     """The optimizer report: its ``verdict``, then every family in the leaderboard's order."""
 
@@ -277,8 +299,11 @@ class Report(Records[FamilyReport]):
         tolerance: float,
         epoch: str = "last",
         verdict: str = "",
+        warm_start: WarmStart | None = None,
     ) -> None:
         super().__init__(families)
+        self.warm_start = warm_start
+        """What the sweep learnt from earlier sweeps; None without a warm start."""
         self.metric = metric
         self.mode = mode
         self.tolerance = tolerance
@@ -298,6 +323,9 @@ class Report(Records[FamilyReport]):
             tolerance=found["tolerance"],
             epoch=found.get("epoch", "last"),
             verdict=found.get("verdict", ""),
+            warm_start=(
+                WarmStart.model_validate(found["warm_start"]) if found.get("warm_start") else None
+            ),
         )
 
 

@@ -112,6 +112,22 @@ class Sweep:
         )
         return self.info
 
+    def extend(self, trials: int) -> SweepInfo:
+        """Give it ``trials`` more configurations (a finished sweep runs again)."""
+        self.info = SweepInfo.model_validate(
+            self.client.request("POST", f"/sweeps/{self.id}/extend", json={"trials": trials})
+        )
+        return self.info
+
+    def rerun(self, *, failed: bool = True, stopped: bool = False) -> int:
+        """Train its failed (and or early-stopped) trials again from their checkpoints, once
+        it finished; how many go again."""
+        found = self.client.request(
+            "POST", f"/sweeps/{self.id}/rerun", json={"failed": failed, "stopped": stopped}
+        )
+        self.info = SweepInfo.model_validate(found["sweep"])
+        return int(found["rerun"])
+
     def leaderboard(self) -> Leaderboard:
         """The best trial of each optimizer family, best first."""
         return Leaderboard.from_api(self.client.request("GET", f"/sweeps/{self.id}/leaderboard"))

@@ -30,6 +30,7 @@ from optisweep.service.sweeps.repository import (
 )
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import ADAPTIVE
+from optisweep.service.sweeps.warm_start import earlier_trials
 from optisweep.service.trials.queue import (
     count_trials,
     insert_trials,
@@ -105,13 +106,14 @@ class Claims:
         self._restart_interrupted(session, sweep.id)
         adaptive = spec.search.algorithm in ADAPTIVE
         if adaptive and not ranging:
-            self.state.searchers[sweep.id] = self._restored_searcher(session, sweep.id, spec)
+            self.state.searchers[sweep.id] = self._restored_searcher(session, sweep, spec)
         if sweep.status == SweepStatus.PENDING:
             num_trials = None
             if not count_trials(session, sweep_id=sweep.id) and not adaptive and not ranging:
                 # Submitting a sweep inserts its trials; one queued by an earlier version of
                 # optisweep, which expanded sweeps here instead, still has none.
-                suggestions = expand(spec, max_trials=self.state.max_trials)
+                earlier = earlier_trials(session, spec, before=sweep.created_at)
+                suggestions = expand(spec, max_trials=self.state.max_trials, earlier=earlier)
                 insert_trials(session, trial_rows(sweep.id, spec, suggestions))
                 num_trials = len(suggestions)
             if not start_sweep(session, sweep.id, num_trials=num_trials):
@@ -138,9 +140,12 @@ class Claims:
         if orphans:
             logger.info("sweep %s: %d interrupted trials start again", sweep_id, len(orphans))
 
-    def _restored_searcher(self, session: Session, sweep_id: int, spec: SweepCreate) -> Searcher:
-        """The sweep's adaptive searcher, having seen every trial stored so far."""
-        searcher = self.state.searcher_for(spec)
+    def _restored_searcher(self, session: Session, sweep: Sweep, spec: SweepCreate) -> Searcher:
+        """The sweep's adaptive searcher, having seen the earlier sweeps it warm-starts from
+        and every trial of its own stored so far."""
+        sweep_id = sweep.id
+        earlier = earlier_trials(session, spec, before=sweep.created_at)
+        searcher = self.state.searcher_for(spec, earlier)
         others = [objective.metric for objective in spec.objective.also]
         finals = final_metrics(session, sweep_id=sweep_id, names=others) if others else {}
         searcher.restore(

@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 import ray
+from sqlalchemy import select
 
 from optisweep.optimizers import (
     ConstantSchedule,
@@ -26,8 +27,8 @@ from optisweep.service.controller.faults import Faults
 from optisweep.service.controller.packing import PackingPolicy
 from optisweep.service.controller.ray_runtime import cluster_capacity
 from optisweep.service.controller.state import ControllerState, InFlight
-from optisweep.service.search import defaults_configurations
 from optisweep.service.sweeps.expansion import trial_rows
+from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import PbtSpec
 from optisweep.service.trials.models import Trial
@@ -123,7 +124,8 @@ class Dispatcher:
 
     def _top_up(self) -> None:
         """Ask adaptive sweeps' searchers for trials, as many as they suggest (they hold back
-        once the sweep's concurrency is in flight), up to each sweep's trial budget."""
+        once the sweep's concurrency is in flight), up to each sweep's trial budget (its
+        ``num_trials``: the spec's, or more once extended)."""
         sweeps = [s for s in self.state.active if s in self.state.searchers]
         if not sweeps:
             return
@@ -132,18 +134,19 @@ class Dispatcher:
                 sweep_id: sum(by_status.values())
                 for sweep_id, by_status in status_counts(session, sweeps).items()
             }
+            query = select(Sweep.id, Sweep.num_trials).where(Sweep.id.in_(sweeps))
+            budgets: dict[int, int] = dict(session.execute(query).all())
             rows = []
             for sweep_id in sweeps:
                 with self.faults.isolated(sweep_id, "asking its searcher"):
-                    rows.extend(self._asked_rows(sweep_id, created[sweep_id]))
+                    budget = budgets.get(sweep_id, 0)
+                    rows.extend(self._asked_rows(sweep_id, created[sweep_id], budget))
             insert_trials(session, rows)
 
-    def _asked_rows(self, sweep_id: int, created: int) -> list[dict[str, Any]]:
+    def _asked_rows(self, sweep_id: int, created: int, budget: int) -> list[dict[str, Any]]:
         """New trials the sweep's searcher suggests now (rows for ``insert_trials``), numbered
-        after the ``created`` it has."""
+        after the ``created`` it has, up to ``budget`` trials in all."""
         spec = self.state.specs[sweep_id]
-        assert spec.search.num_trials is not None  # required for adaptive search
-        budget = (spec.search.num_trials + defaults_configurations(spec)) * spec.search.repeats
         suggestions = []
         for _ in range(created, budget):
             suggestion = self.state.searchers[sweep_id].suggest()
@@ -186,7 +189,7 @@ class Dispatcher:
     def _track(self, spec: SweepCreate, sweep_id: int, trials: list[Trial]) -> None:
         """Register trials with the sweep's scheduler before they train (retries with their
         curves so far), waiting for the inbox so no report can arrive first."""
-        again = [trial.id for trial in trials if trial.attempt > 0]
+        again = [trial.id for trial in trials if trial.attempt > 0 or trial.checkpoint_epoch]
         curves: dict[int, dict[int, float]] = {}
         if again:
             with self.state.sessions() as session:

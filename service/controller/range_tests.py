@@ -16,6 +16,7 @@ from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.repository import finish_sweep
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import ADAPTIVE
+from optisweep.service.sweeps.warm_start import earlier_trials
 from optisweep.service.trials.queue import insert_trials
 from optisweep.workers.specs import RangeTestSpec
 from optisweep.workers.tasks import run_range_test
@@ -73,10 +74,11 @@ class RangeTests:
             sweep.lr_range = result
             spec = resolve_lr(self.state.specs[sweep_id], result)
             self.state.specs[sweep_id] = spec
+            earlier = earlier_trials(session, spec, before=sweep.created_at)
             if spec.search.algorithm in ADAPTIVE:
-                self.state.searchers[sweep_id] = self.state.searcher_for(spec)
+                self.state.searchers[sweep_id] = self.state.searcher_for(spec, earlier)
             else:
-                suggestions = expand(spec, max_trials=self.state.max_trials)
+                suggestions = expand(spec, max_trials=self.state.max_trials, earlier=earlier)
                 insert_trials(session, trial_rows(sweep_id, spec, suggestions))
         bounds = {name: (r["low"], r["high"]) for name, r in result.items()}
         logger.info("sweep %s: lr bounds from the range test %s", sweep_id, bounds)

@@ -4,6 +4,7 @@ none of its siblings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import ray
 from sqlalchemy.orm import Session, sessionmaker
 
 from optisweep.service.code.store import CodeStore, runtime_env
-from optisweep.service.search import Searcher, sweep_searcher
+from optisweep.service.search import EarlierTrial, Searcher, sweep_searcher
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.trials.models import Trial, TrialState, note_status
 
@@ -87,12 +88,14 @@ class ControllerState:
         env = runtime_env(spec.code, self.code_store)
         return {} if env is None else {"runtime_env": env}
 
-    def searcher_for(self, spec: SweepCreate) -> Searcher:
+    def searcher_for(self, spec: SweepCreate, earlier: Sequence[EarlierTrial] = ()) -> Searcher:
         """A new searcher for an adaptive sweep, as the controller drives it: repeats, and
-        ``search.concurrency`` trials in flight (unset: a few per slot of the cluster)."""
+        ``search.concurrency`` trials in flight (unset: a few per slot of the cluster),
+        having learnt from ``earlier`` sweeps' trials (``search.warm_start``)."""
         return sweep_searcher(
             spec,
             max_trials=self.max_trials,
+            earlier=earlier,
             concurrency=lambda: (
                 spec.search.concurrency or ADAPTIVE_CONCURRENCY_PER_SLOT * self.slots
             ),

@@ -2,40 +2,79 @@
 name, and wrappers add what applies to any of them (repeats, a concurrency bound, the
 families' defaults first)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from optisweep.service.search.adaptive import AdaptiveSearcher
 from optisweep.service.search.base import Searcher, StoredTrial, Suggestion, combine
 from optisweep.service.search.grid import GridError, GridSearcher, grid_size
 from optisweep.service.search.random import RandomSearcher
+from optisweep.service.search.warm import EarlierTrial, ranked, sort_fitting
 from optisweep.service.search.wrappers import (
     ConcurrencyLimiter,
     DefaultsFirst,
+    EarlierFirst,
     Repeater,
 )
 from optisweep.service.sweeps.schemas import SweepCreate
 
+Earlier = Sequence[EarlierTrial]
+"""Finished trials of the sweeps a sweep warm-starts from (``search.warm_start``)."""
 
-def _grid(sweep: SweepCreate, max_trials: int) -> Searcher:
-    return GridSearcher(sweep.space, max_trials=max_trials)
-
-
-def _random(sweep: SweepCreate, max_trials: int) -> Searcher:
-    assert sweep.search.num_trials is not None  # SearchSpec requires it for all but grid
-    return RandomSearcher(sweep.space, num_trials=sweep.search.num_trials, seed=sweep.search.seed)
+WARM_SHARE = 4
+"""A random or adaptive search warm-started from earlier sweeps trains their best fitting
+configurations again first, at most one in this many of its trials."""
 
 
-def _adaptive(sweep: SweepCreate, max_trials: int) -> Searcher:
+def retrained(sweep: SweepCreate) -> int:
+    """How many of the earlier sweeps' best configurations a warm-started random or adaptive
+    search trains again first: a quarter of its ``num_trials``, at least one."""
+    return max(1, (sweep.search.num_trials or 0) // WARM_SHARE)
+
+
+def _grid(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> Searcher:
+    if extra:
+        raise GridError(
+            "a grid sweep trains each of its points once; give more values, or extend a random "
+            "or adaptive sweep",
+            field="search.algorithm",
+        )
+    maximize = sweep.objective.mode == "max"
+    return GridSearcher(sweep.space, max_trials=max_trials, earlier=earlier, maximize=maximize)
+
+
+def _random(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> Searcher:
+    num_trials = sweep.search.num_trials
+    assert num_trials is not None  # SearchSpec requires it for all but grid
+    fitting = sort_fitting(sweep.space, earlier, shared=False).fitting
+    best = ranked([trial for trial, _ in fitting], maximize=sweep.objective.mode == "max")
+    first = [
+        replace(
+            Suggestion(trial.optimizer, trial.hyperparameters, settings=trial.settings),
+            origin=trial.origin,
+        )
+        for trial in best[: retrained(sweep)]
+    ]
+    drawn = RandomSearcher(
+        sweep.space, num_trials=num_trials - len(first) + extra, seed=sweep.search.seed
+    )
+    return EarlierFirst(drawn, first=first) if first else drawn
+
+
+def _adaptive(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> Searcher:
+    # An adaptive searcher has no budget of its own: the controller asks it up to the sweep's.
     return AdaptiveSearcher(
         sweep.space,
         algorithm=sweep.search.algorithm,
         seed=sweep.search.seed,
         mode=sweep.objective.mode,
         also=[objective.mode for objective in sweep.objective.also],
+        earlier=earlier,
+        retrain=retrained(sweep) if earlier else 0,
     )
 
 
-SEARCHERS: dict[str, Callable[[SweepCreate, int], Searcher]] = {
+SEARCHERS: dict[str, Callable[[SweepCreate, int, Earlier, int], Searcher]] = {
     "grid": _grid,
     "random": _random,
     "sobol": _adaptive,
@@ -44,7 +83,8 @@ SEARCHERS: dict[str, Callable[[SweepCreate, int], Searcher]] = {
     "gp": _adaptive,
     "nsga2": _adaptive,
 }
-"""search.algorithm -> a factory of its searcher (sweep, the largest sweep accepted)."""
+"""search.algorithm -> a factory of its searcher (sweep, the largest sweep accepted, the
+earlier trials it warm-starts from, the configurations it was extended by)."""
 
 
 def defaults_configurations(sweep: SweepCreate) -> int:
@@ -53,30 +93,38 @@ def defaults_configurations(sweep: SweepCreate) -> int:
     return len(sweep.space.optimizers) if sweep.search.defaults_first else 0
 
 
-def make_searcher(sweep: SweepCreate, *, max_trials: int) -> Searcher:
+def make_searcher(
+    sweep: SweepCreate, *, max_trials: int, earlier: Earlier = (), extra: int = 0
+) -> Searcher:
     """The searcher a sweep's ``search.algorithm`` names (GridError when it has too many),
-    after each family's defaults with ``search.defaults_first``."""
+    after each family's defaults with ``search.defaults_first``, having learnt from
+    ``earlier`` (``search.warm_start``); ``extra`` configurations beyond ``num_trials``
+    (the sweep was extended: a random search draws on from its seed, a grid cannot)."""
     search = sweep.search
     if search.algorithm != "grid" and (search.num_trials or 0) > max_trials:
         raise GridError(
             f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
             field="search.num_trials",
         )
-    searcher = SEARCHERS[search.algorithm](sweep, max_trials)
+    searcher = SEARCHERS[search.algorithm](sweep, max_trials, earlier, extra)
     if search.defaults_first:
         return DefaultsFirst(searcher, optimizers=sweep.space.optimizers)
     return searcher
 
 
 def sweep_searcher(
-    sweep: SweepCreate, *, max_trials: int, concurrency: Callable[[], int]
+    sweep: SweepCreate,
+    *,
+    max_trials: int,
+    concurrency: Callable[[], int],
+    earlier: Earlier = (),
 ) -> Searcher:
     """The sweep's searcher as the controller drives it: at most ``concurrency()`` trials in
     flight (counted in configurations of ``search.repeats`` trials), each configuration
     repeated over ``search.repeats`` seeds."""
     repeats = sweep.search.repeats
     limited = ConcurrencyLimiter(
-        make_searcher(sweep, max_trials=max_trials),
+        make_searcher(sweep, max_trials=max_trials, earlier=earlier),
         limit=lambda: max(1, concurrency() // repeats),
     )
     return Repeater(limited, repeats=repeats) if repeats > 1 else limited
@@ -87,6 +135,8 @@ __all__ = [
     "AdaptiveSearcher",
     "ConcurrencyLimiter",
     "DefaultsFirst",
+    "EarlierFirst",
+    "EarlierTrial",
     "GridError",
     "GridSearcher",
     "RandomSearcher",

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING, Any
 from optisweep.service.search.base import (
     StoredTrial,
     Suggestion,
-    setting_axes,
-    to_suggestion,
+    searched_axes,
+    suggestion_from,
 )
+from optisweep.service.search.warm import EarlierTrial, ranked, sort_fitting
 from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 from optisweep.workers.states import TrialState
 
@@ -100,11 +101,10 @@ def _draw(trial: optuna.Trial, name: str, param: Param) -> Any:
     raise TypeError(f"not a searched parameter: {param!r}")
 
 
-def _value(param: Param, drawn: Any) -> Any:
-    """What a drawn value means: 1 - drawn for a log_one_minus range."""
-    if isinstance(param, FloatRange) and param.log_one_minus:
-        return 1 - drawn
-    return drawn
+def shares_axes(algorithm: str) -> bool:
+    """Whether the algorithm draws one lr and one pair of betas for every family (Sobol,
+    CMA-ES, GP and NSGA-II need a fixed-dimensional space); TPE draws each family's own."""
+    return algorithm != "tpe"
 
 
 class AdaptiveSearcher:
@@ -113,14 +113,24 @@ class AdaptiveSearcher:
     adaptive = True
 
     def __init__(
-        self, space: Space, *, algorithm: str, seed: int, mode: str, also: Sequence[str] = ()
+        self,
+        space: Space,
+        *,
+        algorithm: str,
+        seed: int,
+        mode: str,
+        also: Sequence[str] = (),
+        earlier: Sequence[EarlierTrial] = (),
+        retrain: int = 0,
     ) -> None:
-        """``mode`` is the objective's direction; ``also`` those of further objectives."""
+        """``mode`` is the objective's direction; ``also`` those of further objectives;
+        ``earlier`` finished trials of earlier sweeps, told to the sampler first where they fit
+        the space (``search.warm_start``), the best ``retrain`` of them suggested again first."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._space = space
-        self._shared = algorithm != "tpe"
+        self._shared = shares_axes(algorithm)
         self._constrained = algorithm in {"tpe", "gp", "nsga2"}
         """Whether the sampler models constraints (the others warn when given them)."""
         self._study = optuna.create_study(
@@ -130,32 +140,24 @@ class AdaptiveSearcher:
         self._objectives = 1 + len(also)
         self._asked: dict[int, optuna.Trial] = {}
         """Trials asked for and not yet told, by number."""
+        self.warm = sort_fitting(space, earlier, shared=self._shared)
+        """The earlier trials told to the sampler (``search.warm_start``), and those left out."""
+        for trial, params in self.warm.fitting:
+            self._study.add_trial(
+                self._frozen(params, trial.outcome, (trial.objective, *trial.also))
+            )
+        self._offset = len(self.warm.fitting)
+        """Study trial number - this sweep's configuration number."""
+        drawn = {trial.origin: params for trial, params in self.warm.fitting}
+        best = ranked([trial for trial, _ in self.warm.fitting], maximize=mode == "max")
+        self._first = [(drawn[trial.origin], trial.origin) for trial in best[:retrain]]
+        """The earlier configurations suggested again before the sampler's own: (drawn
+        values, origin)."""
+        self._next_first = 0
 
     def _axes(self, optimizer: str) -> dict[str, tuple[str, Param]]:
         """Stored name -> (name to_suggestion reads, parameter) for one family."""
-        from optisweep.optimizers import get_spec
-
-        spec = get_spec(optimizer)
-        prefix = "" if self._shared else f"{optimizer}."
-        overrides = self._space.family_overrides(optimizer)
-        axes: dict[str, tuple[str, Param]] = {}
-        if "lr" not in overrides:  # a family's own lr range (lr: auto) replaces the shared one
-            axes[f"{prefix}lr"] = ("lr", self._space.searched_lr())
-        for name, target in (("beta1", spec.beta1), ("beta2", spec.beta2)):
-            param = getattr(self._space, name)
-            if param is not None and (self._shared or target is not None):
-                axes[f"{prefix}{name}"] = (name, param)
-        for name, override in overrides.items():
-            if isinstance(override, FloatRange | IntRange | Choice):
-                axes[f"{optimizer}.{name}"] = (f"{optimizer}.{name}", override)
-        own = "schedule" in self._space.overrides.get(optimizer, {})
-        for name, setting in setting_axes(self._space, optimizer).items():
-            if isinstance(setting, FloatRange | IntRange | Choice):
-                # Shared by every family (a batch size is one), but a family's own schedule
-                # is its own dimension.
-                stored = f"{optimizer}.{name}" if own and name.startswith("schedule.") else name
-                axes[stored] = (name, setting)
-        return axes
+        return searched_axes(self._space, optimizer, shared=self._shared)
 
     def _distributions(self, params: dict[str, Any]) -> dict[str, BaseDistribution]:
         from optuna.distributions import CategoricalDistribution
@@ -169,28 +171,25 @@ class AdaptiveSearcher:
             for name in params
         }
 
-    def _suggestion(self, params: dict[str, Any]) -> Suggestion:
-        optimizer = params["optimizer"]
-        sampled: dict[str, Any] = {}
-        for name, (target, param) in self._axes(optimizer).items():
-            sampled[target] = _value(param, params[name])
-        for name, override in self._space.family_overrides(optimizer).items():
-            if not isinstance(override, FloatRange | IntRange | Choice):
-                sampled[f"{optimizer}.{name}"] = override
-        for name, setting in setting_axes(self._space, optimizer).items():
-            if not isinstance(setting, FloatRange | IntRange | Choice):
-                sampled[name] = setting
-        return to_suggestion(self._space, optimizer, sampled)
-
     def suggest(self) -> Suggestion | None:
-        """A new configuration, with the raw values drawn for it (stored with the trial)."""
+        """A new configuration, with the raw values drawn for it (stored with the trial): an
+        earlier sweep's best again first (``retrain``), then the sampler's."""
+        origin = None
+        if self._next_first < len(self._first):
+            again, origin = self._first[self._next_first]
+            self._next_first += 1
+            self._study.enqueue_trial(again, skip_if_exists=False)
         trial = self._study.ask()
         optimizer = trial.suggest_categorical("optimizer", self._space.optimizers)
         params: dict[str, Any] = {"optimizer": optimizer}
         for name, (_, param) in self._axes(str(optimizer)).items():
             params[name] = _draw(trial, name, param)
-        self._asked[trial.number] = trial
-        return replace(self._suggestion(params), search_params=params)
+        self._asked[trial.number - self._offset] = trial
+        return replace(
+            suggestion_from(self._space, params, shared=self._shared),
+            search_params=params,
+            origin=origin,
+        )
 
     def on_result(self, number: int, epoch: int, value: float) -> None:
         """Samplers learn from final results; early stopping has the epochs (schedulers)."""
@@ -213,9 +212,9 @@ class AdaptiveSearcher:
         if state == OptunaState.COMPLETE:
             if self._constrained:
                 trial.set_constraint(CONSTRAINT, 1.0 if infeasible else 0.0)
-            self._study.tell(number, values if self._objectives > 1 else values[0])
+            self._study.tell(trial, values if self._objectives > 1 else values[0])
         else:
-            self._study.tell(number, state=state)
+            self._study.tell(trial, state=state)
 
     def _result(
         self, outcome: TrialState, objectives: tuple[float | None, ...]
@@ -256,34 +255,44 @@ class AdaptiveSearcher:
         import optuna
         from optuna.trial import TrialState, create_trial
 
+        self._next_first = min(len(self._first), len(trials))  # suggested already
         for stored in sorted(trials, key=lambda t: t.number):
-            if stored.number != len(self._study.trials):
+            if stored.number != len(self._study.trials) - self._offset:
                 raise ValueError(f"trial numbers must run 0, 1, 2, ...; got {stored.number}")
-            params = stored.search_params
-            distributions = self._distributions(params)
             if stored.outcome is None:
                 frozen = create_trial(
-                    state=TrialState.RUNNING, params=params, distributions=distributions
+                    state=TrialState.RUNNING,
+                    params=stored.search_params,
+                    distributions=self._distributions(stored.search_params),
                 )
                 self._study.add_trial(frozen)
                 trial_id = self._study.get_trials(deepcopy=False)[-1]._trial_id
                 self._asked[stored.number] = optuna.Trial(self._study, trial_id)
                 continue
-            state, values, infeasible = self._result(
-                stored.outcome, (stored.objective, *stored.also)
+            self._study.add_trial(
+                self._frozen(stored.search_params, stored.outcome, (stored.objective, *stored.also))
             )
-            frozen = create_trial(
-                state=state,
-                values=values or None,
-                params=params,
-                distributions=distributions,
-                system_attrs=(
-                    {f"constraints:{CONSTRAINT}": 1.0 if infeasible else 0.0}
-                    if state == TrialState.COMPLETE and self._constrained
-                    else {}
-                ),
-            )
-            self._study.add_trial(frozen)
+
+    def _frozen(
+        self, params: dict[str, Any], outcome: TrialState, objectives: tuple[float | None, ...]
+    ) -> optuna.trial.FrozenTrial:
+        """A finished trial as the study stores it: its drawn values, state and objectives
+        (a diverged one infeasible)."""
+        from optuna.trial import TrialState as OptunaState
+        from optuna.trial import create_trial
+
+        state, values, infeasible = self._result(outcome, objectives)
+        return create_trial(
+            state=state,
+            values=values or None,
+            params=params,
+            distributions=self._distributions(params),
+            system_attrs=(
+                {f"constraints:{CONSTRAINT}": 1.0 if infeasible else 0.0}
+                if state == OptunaState.COMPLETE and self._constrained
+                else {}
+            ),
+        )
 
     @property
     def told(self) -> int:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from optisweep.optimizers import get_spec
 from optisweep.service.sweeps.group_space import group_axes
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS, SCHEDULE_PARAMETERS
-from optisweep.service.sweeps.schemas import Space
+from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 from optisweep.workers.states import TrialState
 
 
@@ -30,6 +30,9 @@ class Suggestion:
     defaults: bool = False
     """A trial of the defaults-first stage: the family at its published defaults, not a
     configuration the searcher chose."""
+    origin: str | None = None
+    """Where a configuration taken from an earlier sweep (``search.warm_start``) came from:
+    ``sweep 5 trial 12``; None for the searcher's own."""
 
 
 @dataclass(frozen=True)
@@ -170,3 +173,57 @@ def to_suggestion(space: Space, optimizer: str, sampled: dict[str, Any]) -> Sugg
             hyperparameters[name.split(".", 1)[1]] = value
     validated = spec.validate(hyperparameters)
     return Suggestion(optimizer, validated.model_dump(mode="json"), settings=settings)
+
+
+SEARCHED = (FloatRange, IntRange, Choice)
+"""The parameter kinds that are searched (any other space value is fixed)."""
+
+
+def searched_axes(space: Space, optimizer: str, *, shared: bool) -> dict[str, tuple[str, Param]]:
+    """The searched dimensions of one family's trials: stored name -> (the name
+    ``to_suggestion`` reads, its parameter). ``shared``: lr and the betas are one dimension
+    for every family (``lr``), else each family's own (``adam.lr``)."""
+    spec = get_spec(optimizer)
+    prefix = "" if shared else f"{optimizer}."
+    overrides = space.family_overrides(optimizer)
+    axes: dict[str, tuple[str, Param]] = {}
+    if "lr" not in overrides:  # a family's own lr range (lr: auto) replaces the shared one
+        axes[f"{prefix}lr"] = ("lr", space.searched_lr())
+    for name, target in (("beta1", spec.beta1), ("beta2", spec.beta2)):
+        param = getattr(space, name)
+        if param is not None and (shared or target is not None):
+            axes[f"{prefix}{name}"] = (name, param)
+    for name, override in overrides.items():
+        if isinstance(override, SEARCHED):
+            axes[f"{optimizer}.{name}"] = (f"{optimizer}.{name}", override)
+    own = "schedule" in space.overrides.get(optimizer, {})
+    for name, setting in setting_axes(space, optimizer).items():
+        if isinstance(setting, SEARCHED):
+            # Shared by every family (a batch size is one), but a family's own schedule is
+            # its own dimension.
+            stored = f"{optimizer}.{name}" if own and name.startswith("schedule.") else name
+            axes[stored] = (name, setting)
+    return axes
+
+
+def drawn_value(param: Param, drawn: Any) -> Any:
+    """What a drawn value means: 1 - drawn for a log_one_minus range."""
+    if isinstance(param, FloatRange) and param.log_one_minus:
+        return 1 - drawn
+    return drawn
+
+
+def suggestion_from(space: Space, params: dict[str, Any], *, shared: bool) -> Suggestion:
+    """The configuration that drawn ``params`` (``optimizer`` and each of its family's
+    ``searched_axes``) stand for, with the space's fixed values."""
+    optimizer = params["optimizer"]
+    sampled: dict[str, Any] = {}
+    for name, (target, param) in searched_axes(space, optimizer, shared=shared).items():
+        sampled[target] = drawn_value(param, params[name])
+    for name, override in space.family_overrides(optimizer).items():
+        if not isinstance(override, SEARCHED):
+            sampled[f"{optimizer}.{name}"] = override
+    for name, setting in setting_axes(space, optimizer).items():
+        if not isinstance(setting, SEARCHED):
+            sampled[name] = setting
+    return to_suggestion(space, optimizer, sampled)

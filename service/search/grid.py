@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from optisweep.optimizers import get_spec
@@ -12,8 +14,10 @@ from optisweep.service.search.base import (
     StoredTrial,
     Suggestion,
     setting_axes,
+    suggestion_from,
     to_suggestion,
 )
+from optisweep.service.search.warm import EarlierTrial, ranked, sort_fitting
 from optisweep.service.sweeps.schemas import Choice, Param, Space
 
 
@@ -70,9 +74,19 @@ def grid_size(space: Space) -> int:
 
 
 class GridSearcher(NonAdaptive):
-    """Walks the grid in a fixed order: family, then lr, betas and overrides."""
+    """Walks the grid in a fixed order: family, then lr, betas and overrides (the points earlier
+    sweeps measured first, with ``search.warm_start``)."""
 
-    def __init__(self, space: Space, *, max_trials: int) -> None:
+    def __init__(
+        self,
+        space: Space,
+        *,
+        max_trials: int,
+        earlier: Sequence[EarlierTrial] = (),
+        maximize: bool = True,
+    ) -> None:
+        """``earlier``: finished trials of earlier sweeps (``search.warm_start``); the grid
+        points they measured go first, the best first."""
         size = grid_size(space)
         if size > max_trials:
             raise GridError(
@@ -87,7 +101,16 @@ class GridSearcher(NonAdaptive):
         )
         # A schedule parameter its kind does not read would repeat a point: each once.
         unique = {_key(point): point for point in points}
-        self._pending: list[Suggestion] = list(unique.values())
+        self.warm = sort_fitting(space, earlier, shared=False)
+        """The earlier trials that are points of this grid, and those left out."""
+        drawn = {trial.origin: params for trial, params in self.warm.fitting}
+        first: dict[str, Suggestion] = {}
+        for trial in ranked([t for t, _ in self.warm.fitting], maximize=maximize):
+            key = _key(suggestion_from(space, drawn[trial.origin], shared=False))
+            if key in unique and key not in first:
+                first[key] = replace(unique[key], origin=trial.origin)
+        rest = [point for key, point in unique.items() if key not in first]
+        self._pending: list[Suggestion] = [*first.values(), *rest]
 
     def suggest(self) -> Suggestion | None:
         """The next grid point, or None once every point was suggested."""

@@ -176,3 +176,40 @@ class DefaultsFirst:
         self.searcher.restore(
             [replace(s, number=s.number - count) for s in stored if s.number >= count]
         )
+
+
+class EarlierFirst:
+    """Configurations ``0..len(first) - 1`` are earlier sweeps' best configurations that fit
+    the space (``search.warm_start``), trained again; the wrapped searcher's follow, numbered
+    after them."""
+
+    def __init__(self, searcher: Searcher, *, first: Sequence[Suggestion]) -> None:
+        self.searcher = searcher
+        self.adaptive = searcher.adaptive
+        self._first = list(first)
+        self._next = 0
+
+    def suggest(self) -> Suggestion | None:
+        """The next earlier configuration, then the wrapped searcher's."""
+        if self._next < len(self._first):
+            self._next += 1
+            return self._first[self._next - 1]
+        return self.searcher.suggest()
+
+    def on_result(self, number: int, epoch: int, value: float) -> None:
+        """Ignored: the searcher it wraps does not learn (random search)."""
+
+    def on_complete(
+        self,
+        number: int,
+        outcome: TrialState,
+        objective: float | None,
+        also: tuple[float | None, ...] = (),
+    ) -> None:
+        """Ignored: the searcher it wraps does not learn (random search)."""
+
+    def restore(self, stored: list[StoredTrial]) -> None:
+        """The earlier configurations already suggested are not suggested again."""
+        count = len(self._first)
+        self._next = min(count, len(stored))
+        self.searcher.restore([s for s in stored if s.number >= count])

@@ -6,11 +6,17 @@ is in)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from optisweep.service.search import Suggestion, defaults_configurations, make_searcher
+from optisweep.service.search import (
+    EarlierTrial,
+    Suggestion,
+    defaults_configurations,
+    make_searcher,
+)
 from optisweep.service.sweeps.schemas import FloatRange, SweepCreate
 from optisweep.service.sweeps.search_spec import ADAPTIVE
 from optisweep.workers.states import TrialState
@@ -22,13 +28,16 @@ def deferred(spec: SweepCreate) -> bool:
     return spec.search.algorithm in ADAPTIVE or spec.space.lr == "auto"
 
 
-def expand(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
+def expand(
+    spec: SweepCreate, *, max_trials: int, earlier: Sequence[EarlierTrial] = ()
+) -> list[Suggestion]:
     """Every trial configuration of a grid or random sweep, in trial-number order, each
     configuration's repeats consecutive (trial number // repeats is its index); none for a
-    deferred sweep. GridError or HyperparameterError where the space cannot be expanded."""
+    deferred sweep. ``earlier``: the trials of the sweeps it warm-starts from. GridError or
+    HyperparameterError where the space cannot be expanded."""
     if deferred(spec):
         return []
-    searcher = make_searcher(spec, max_trials=max_trials)
+    searcher = make_searcher(spec, max_trials=max_trials, earlier=earlier)
     suggestions = list(iter(searcher.suggest, None))
     return [suggestion for suggestion in suggestions for _ in range(spec.search.repeats)]
 
@@ -81,6 +90,7 @@ def trial_rows(
             "search_params": suggestion.search_params,
             "settings": suggestion.settings or None,
             "defaults": suggestion.defaults,
+            "origin": suggestion.origin,
             "seed": trial_seed(spec.search.seed, number),
             "status": TrialState.PENDING,
         }

@@ -29,6 +29,7 @@ from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS
 from optisweep.service.sweeps.schemas import Space
 from optisweep.service.sweeps.verdict import verdict
 from optisweep.service.sweeps.views import leaderboard_read
+from optisweep.service.sweeps.warm_start import WarmStartRead, warm_start_read
 from optisweep.service.trials.models import Trial, TrialState
 from optisweep.service.trials.queue import status_counts
 from optisweep.service.trials.repository import RANKED
@@ -105,6 +106,8 @@ class OptimizerReport(BaseModel):
     """Which family to pick, why and how sure, in one or two sentences (from the leaderboard,
     its ties, the families' lr basins and divergence)."""
     families: list[FamilyReport]
+    warm_start: WarmStartRead | None = None
+    """What the sweep learnt from earlier sweeps (``search.warm_start``); null without one."""
 
 
 @dataclass
@@ -233,6 +236,7 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         tolerance=tolerance,
         verdict=verdict(board, families, tolerance=tolerance),
         families=families,
+        warm_start=warm_start_read(session, sweep, spec),
     )
 
 

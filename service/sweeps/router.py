@@ -26,10 +26,17 @@ from optisweep.service.errors import InputError, SpecError
 from optisweep.service.idempotency import Claim, IdempotencyKey, body_hash
 from optisweep.service.pagination import decode_cursor, encode_cursor
 from optisweep.service.routing import CONFLICT, FORBIDDEN, NOT_FOUND, TOO_LARGE, StrictRoute
-from optisweep.service.sweeps import repository
+from optisweep.service.sweeps import reopen, repository
 from optisweep.service.sweeps.models import SweepStatus
 from optisweep.service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, optimizer_report
-from optisweep.service.sweeps.schemas import SweepCreate, SweepPage, SweepRead
+from optisweep.service.sweeps.schemas import (
+    ExtendRequest,
+    RerunRequest,
+    SweepCreate,
+    SweepPage,
+    SweepRead,
+    SweepRerun,
+)
 from optisweep.service.sweeps.service import submit_sweep
 from optisweep.service.sweeps.views import best_of, leaderboard_read, sweep_read
 from optisweep.service.trials.models import TrialState
@@ -215,6 +222,67 @@ def cancel_sweep(
     if controller is not None:
         controller.wake()
     return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
+
+
+@router.post("/{sweep_id}/extend", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN, **TOO_LARGE})
+def extend_sweep(
+    sweep_id: int,
+    body: ExtendRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    controller: ControllerDep,
+    principal: PrincipalDep,
+) -> SweepRead:
+    """Give a running or finished sweep more trials (a random search draws on from its seed,
+    an adaptive one is asked for more; a grid is a 422, a cancelled sweep a 409). Who may
+    cancel a sweep may extend it."""
+    sweep = reopen.extend_sweep(
+        session, sweep_id, trials=body.trials, max_trials=settings.max_trials
+    )
+    audit(
+        session,
+        request,
+        principal,
+        "sweep.extend",
+        f"sweep {sweep.id} ({sweep.name}) by {body.trials}, to {sweep.num_trials} trials",
+        project_id=sweep.project_id,
+    )
+    session.commit()
+    if controller is not None:
+        controller.wake()
+    return sweep_read(sweep, repository.trial_counts(session, [sweep_id]).get(sweep_id, {}))
+
+
+@router.post("/{sweep_id}/rerun", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN})
+def rerun_sweep(
+    sweep_id: int,
+    body: RerunRequest,
+    request: Request,
+    session: SessionDep,
+    controller: ControllerDep,
+    principal: PrincipalDep,
+) -> SweepRerun:
+    """Train a finished sweep's failed (``failed``) and or early-stopped (``stopped``) trials
+    again, each from its last checkpoint (409 while it runs). Who may cancel a sweep may
+    rerun its trials."""
+    which = [name for name in reopen.RERUNNABLE if getattr(body, name)]
+    if not which:
+        raise SpecError("nothing to rerun: set failed or stopped (or both) to true", field="failed")
+    sweep, count = reopen.rerun_trials(session, sweep_id, which=which)
+    audit(
+        session,
+        request,
+        principal,
+        "sweep.rerun",
+        f"sweep {sweep.id} ({sweep.name}): {count} {' and '.join(which)} trials",
+        project_id=sweep.project_id,
+    )
+    session.commit()
+    if controller is not None:
+        controller.wake()
+    counts = repository.trial_counts(session, [sweep_id]).get(sweep_id, {})
+    return SweepRerun(sweep=sweep_read(sweep, counts), rerun=count)
 
 
 @router.get("/{sweep_id}/trials", responses=NOT_FOUND)

@@ -351,3 +351,28 @@ class SweepPage(BaseModel):
 
     items: list[SweepRead]
     next_cursor: str | None
+
+
+class ExtendRequest(StrictModel):
+    """More trials for a sweep (``POST /sweeps/{id}/extend``)."""
+
+    trials: int = Field(ge=1, le=1_000_000)
+    """How many more configurations (as ``search.num_trials`` counts them: each is trained
+    ``search.repeats`` times)."""
+
+
+class RerunRequest(StrictModel):
+    """Which of a finished sweep's trials to train again (``POST /sweeps/{id}/rerun``)."""
+
+    failed: bool = True
+    """The trials that failed."""
+    stopped: bool = False
+    """The trials an early-stopping scheduler stopped."""
+
+
+class SweepRerun(BaseModel):
+    """A sweep whose trials go again, and how many."""
+
+    sweep: SweepRead
+    rerun: int
+    """How many trials are queued again, each to continue from its last checkpoint."""

@@ -92,6 +92,22 @@ SchedulerSpec = Annotated[
 """An early-stopping scheduler."""
 
 
+MAX_WARM_SWEEPS = 16
+"""The most earlier sweeps one sweep warm-starts from."""
+
+
+class WarmStartSpec(StrictModel):
+    """Earlier sweeps whose finished trials the searcher learns from before its first trial.
+    Their best configurations that fit the space are trained again first (a quarter of
+    ``num_trials``, at least one) under random and adaptive search; an adaptive searcher
+    (Optuna's) is also told every fitting trial; a grid puts the points they measured first,
+    the best first. Trials outside the space, or on another workload, are counted in the
+    report and not used."""
+
+    sweeps: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=MAX_WARM_SWEEPS)
+    """The earlier sweeps' ids, of the same project and objective."""
+
+
 class SearchSpec(StrictModel):
     """How trials are chosen, how many run at once, and which stop early."""
 
@@ -110,6 +126,8 @@ class SearchSpec(StrictModel):
     defaults (the optimizer registry's hyperparameters; the workload's batch size, no
     clipping, a constant lr), so the report shows how far tuning moved each family beyond
     them. These trials come beyond ``num_trials``."""
+    warm_start: WarmStartSpec | None = None
+    """Learn from earlier sweeps' finished trials first (``{sweeps: [ids]}``)."""
 
     @property
     def pruner(self) -> AshaSpec | HyperbandSpec | MedianSpec | None:

@@ -10,6 +10,7 @@ from optisweep.service.sweeps.expansion import trial_rows
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.validation import Capacity, Inspect, check_sweep
+from optisweep.service.sweeps.warm_start import check_warm_start, earlier_trials
 from optisweep.service.trials.queue import insert_trials
 
 
@@ -31,6 +32,8 @@ def submit_sweep(
     controller). The sweep goes to ``project_id`` (None: ``default``). Nothing is written for
     a rejected sweep.
     """
+    project_id = project_id if project_id is not None else repository.default_project_id(session)
+    check_warm_start(session, spec, project_id=project_id)
     checked = check_sweep(
         spec,
         max_trials=max_trials,
@@ -38,6 +41,7 @@ def submit_sweep(
         largest_node=largest_node,
         code_store=code_store,
         local_code=local_code,
+        earlier=earlier_trials(session, spec),
     )
     sweep = repository.create_sweep(
         session,
@@ -45,7 +49,7 @@ def submit_sweep(
         num_trials=checked.num_trials,
         claimed_by=claimed_by,
         packing=checked.packing,
-        project_id=project_id if project_id is not None else repository.default_project_id(session),
+        project_id=project_id,
         created_by=created_by,
     )
     insert_trials(session, trial_rows(sweep.id, spec, checked.suggestions))

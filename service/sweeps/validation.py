@@ -12,7 +12,7 @@ its run). Expansion (``expansion.expand``) runs here, once per sweep.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from optisweep.optimizers import HyperparameterError, get_spec
@@ -21,7 +21,12 @@ from optisweep.optimizers.param_groups import empty_groups
 from optisweep.optimizers.rules.muon import MUON, muon_roles
 from optisweep.service.code.store import CodeStore
 from optisweep.service.errors import SpecError
-from optisweep.service.search import GridError, Suggestion, defaults_configurations
+from optisweep.service.search import (
+    EarlierTrial,
+    GridError,
+    Suggestion,
+    defaults_configurations,
+)
 from optisweep.service.sweeps.expansion import deferred, expand, planned_trials
 from optisweep.service.sweeps.fits import check_batch_fits, check_schedule_fits, needs_train_size
 from optisweep.service.sweeps.group_space import rules
@@ -65,17 +70,19 @@ def check_sweep(
     code_store: CodeStore | None = None,
     local_code: bool = False,
     require_worker: bool = True,
+    earlier: Sequence[EarlierTrial] = (),
 ) -> CheckedSweep:
     """Check a sweep in full; SpecError naming the field of the first problem.
 
     ``inspect`` asks a worker about the workload where needed (a user's workload needs one
     unless ``require_worker`` is off: the CLI's ``run`` checks what it can before it starts
     Ray); ``largest_node`` says whether the cluster can hold one trial; ``code_store`` holds
-    uploaded code (a directory, ``code.path``, only where ``local_code``).
+    uploaded code (a directory, ``code.path``, only where ``local_code``); ``earlier`` the
+    finished trials of the sweeps it warm-starts from (``search.warm_start``).
     """
     _check_code(spec, code_store, local=local_code)
     _check_spec(spec, None)  # what needs no worker first: it is quick
-    suggestions = _expanded(spec, max_trials=max_trials)
+    suggestions = _expanded(spec, max_trials=max_trials, earlier=earlier)
     report = None
     if spec.workload.entrypoint is not None:
         if inspect is None and require_worker:
@@ -185,7 +192,9 @@ def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> Non
         )
 
 
-def _expanded(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
+def _expanded(
+    spec: SweepCreate, *, max_trials: int, earlier: Sequence[EarlierTrial]
+) -> list[Suggestion]:
     """The sweep's trials within the trial budget (SpecError naming the field if not)."""
     search = spec.search
     try:
@@ -194,7 +203,7 @@ def _expanded(spec: SweepCreate, *, max_trials: int) -> list[Suggestion]:
                 f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
                 field="search.num_trials",
             )
-        suggestions = expand(spec, max_trials=max_trials)
+        suggestions = expand(spec, max_trials=max_trials, earlier=earlier)
     except GridError as exc:
         raise SpecError(str(exc), field=exc.field) from None
     except HyperparameterError as exc:

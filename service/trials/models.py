@@ -68,6 +68,9 @@ class Trial(Base):
     defaults: Mapped[bool] = mapped_column(default=False, server_default=false())
     """A trial of the defaults-first stage (``search.defaults_first``): its family at its
     published defaults, run before the searcher's trials."""
+    origin: Mapped[str | None] = mapped_column(String(64))
+    """Where a configuration an earlier sweep measured came from (``search.warm_start``):
+    ``sweep 5 trial 12``; None for the searcher's own."""
     hyperparameter_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     """PBT: each time the trial took another's state, the epoch, that trial's id and the new
     hyperparameters (``hyperparameters`` holds the latest)."""

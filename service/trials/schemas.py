@@ -66,6 +66,9 @@ class TrialRead(ReadModel):
     """The training settings searched for this trial (``batch_size``, ``clip_norm``)."""
     defaults: bool = False
     """A trial of the defaults-first stage: its family at its published defaults."""
+    origin: str | None = None
+    """Where its configuration came from when an earlier sweep measured it first
+    (``search.warm_start``): ``sweep 5 trial 12``; null for the searcher's own."""
     seed: int
     status: TrialState
     attempt: int

@@ -179,7 +179,8 @@ def _upload(world: World, caller: str) -> httpx.Response:
 
 def _post(path: str, body: Any) -> Request:
     def request(world: World, caller: str) -> httpx.Response:
-        return world.http.post(path, json=body(caller), headers=world.headers[caller])
+        url = path.format(sweep_id=world.sweep_id)
+        return world.http.post(url, json=body(caller), headers=world.headers[caller])
 
     return request
 
@@ -240,6 +241,20 @@ MATRIX: list[tuple[str, str, Request, dict[str, int]]] = [
     ("GET", "/comparisons", _get("/comparisons?sweeps={sweep_id}"), _expect_in_project(200)),
     ("POST", "/sweeps", _submit, _expect_in_project(201, viewer=403)),
     ("POST", "/sweeps/{sweep_id}/cancel", _cancel, _expect_in_project(200, viewer=403, member=403)),
+    # who may cancel a sweep may extend it (the matrix's grid sweep cannot be: a 422 once
+    # allowed) and rerun its failed trials (it has none: nothing changes)
+    (
+        "POST",
+        "/sweeps/{sweep_id}/extend",
+        _post("/sweeps/{sweep_id}/extend", lambda caller: {"trials": 1}),
+        _expect_in_project(422, viewer=403, member=403),
+    ),
+    (
+        "POST",
+        "/sweeps/{sweep_id}/rerun",
+        _post("/sweeps/{sweep_id}/rerun", lambda caller: {"failed": True}),
+        _expect_in_project(200, viewer=403, member=403),
+    ),
     ("POST", "/code", _upload, _expect_in_project(200, viewer=403)),
     ("POST", "/specs/parse", _parse, _anyone(200)),
     ("GET", "/me", _get("/me"), _anyone(200)),

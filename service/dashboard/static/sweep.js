@@ -46,6 +46,7 @@ async function drawLeaderboard() {
   document.getElementById("board-statistics").textContent = board.entries.length ? board.statistics ?? "" : "";
   const report = await api(`/sweeps/${sweepId}/report`);
   document.getElementById("verdict").textContent = report.verdict;  // first: what to pick, and why
+  document.getElementById("warm-start").textContent = report.warm_start ? report.warm_start.summary : "";
   document.getElementById("report-lines").replaceChildren(
     ...report.families.map((family) => el("li", { "data-optimizer": family.optimizer }, family.summary)));
 }
@@ -288,6 +289,14 @@ async function drawImportance() {
   });
 }
 
+function originLink(origin) {
+  // A configuration an earlier sweep measured first (search.warm_start): a link to that trial.
+  const found = origin ? /^sweep (\d+) trial (\d+)$/.exec(origin) : null;
+  if (!found) return [];
+  return [" ", el("a", { class: "muted origin", href: `/sweeps/${found[1]}/trials/${found[2]}`,
+    title: "an earlier sweep measured this configuration first (warm start)" }, `from ${origin}`)];
+}
+
 async function drawTrials() {
   const optimizer = document.getElementById("filter-optimizer").value;
   const status = document.getElementById("filter-status").value;
@@ -298,7 +307,8 @@ async function drawTrials() {
   const page = await api(`/sweeps/${sweepId}/trials?${params}`);
   document.querySelector("#trials tbody").replaceChildren(...page.items.map((trial) =>
     el("tr", { "data-trial": trial.id },
-      el("td", {}, el("a", { href: `/sweeps/${sweepId}/trials/${trial.number}` }, trial.number)), el("td", {}, trial.optimizer),
+      el("td", {}, el("a", { href: `/sweeps/${sweepId}/trials/${trial.number}` }, trial.number), ...originLink(trial.origin)),
+      el("td", {}, trial.optimizer),
       el("td", {}, trial.status), el("td", {}, fmt(trial.objective)), el("td", {}, fmt(trial.best_objective)),
       el("td", {}, trial.epochs_run), el("td", {}, hparamText(trial.hyperparameters, trial.settings)))));
 }
