@@ -31,10 +31,13 @@ SEMANTIC_422 = [
     "GET /api/v1/sweeps/{sweep_id}/importance",
     "POST /api/v1/code",
     "GET /api/v1/audit",
+    "POST /api/v1/sweeps/{sweep_id}/extend",
+    "POST /api/v1/sweeps/{sweep_id}/rerun",
 ]
 """Operations that check more than their schema can say: a spec against the registries, a YAML
 text, an opaque cursor (sweeps, metrics, audit), an optimizer the sweep searches, a target the
-compared sweeps report, a zip archive's contents. A
+compared sweeps report, a zip archive's contents, a sweep that can be extended (not a grid,
+within the trial limit) or rerun (finished). A
 schema-valid request to one of them may rightly be a 422, which positive_data_acceptance
 otherwise counts as a failure."""
 

@@ -175,7 +175,7 @@ def test_cli_without_a_server_or_a_file_says_so(tmp_path: Path) -> None:
 
 RESTART_SPEC = {
     "name": "restart",
-    "workload": {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 600},
+    "workload": {"name": "rosenbrock", "epochs": 5, "steps_per_epoch": 300},
     "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-5, "high": 1e-4, "log": True}},
     "search": {"algorithm": "random", "num_trials": 12, "seed": 7},
     "objective": {"metric": "val_loss", "mode": "min"},

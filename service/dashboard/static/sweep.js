@@ -317,7 +317,9 @@ let importanceDrawn = false;
 let importanceAt = 0;
 let chartsFinal = false;
 async function refresh() {
-  const charts = drawCharts();  // fetch the charts' data while the sweep itself loads
+  // Fetch the charts' data while the sweep itself loads, once it is known: the first time the
+  // charts wait for it (their axes span what its spec searched).
+  const charts = sweep ? drawCharts() : null;
   sweep = await api(`/sweeps/${sweepId}`);
   document.title = `optisweep: ${sweep.name}`;
   document.getElementById("title").textContent = `${sweep.name} (sweep ${sweep.id})`;
@@ -340,7 +342,7 @@ async function refresh() {
       for (const name of sweep.spec.space.optimizers) select.append(el("option", {}, name));
     }
   }
-  await Promise.all([drawLeaderboard(), charts, drawTrials()]);
+  await Promise.all([drawLeaderboard(), charts ?? drawCharts(), drawTrials()]);
   if (finished() && !chartsFinal) {
     // The charts' data was fetched before the status said the sweep ended, so it may lack the
     // last epochs: draw them once more, now that nothing will change.
