@@ -31,6 +31,7 @@ from optisweep.workers.workloads import (
     Built,
     FunctionWorkload,
     WorkloadConfigError,
+    numeric_fields,
     parse_workload_config,
     reported_metrics,
 )
@@ -56,6 +57,7 @@ def inspect_workload(workload: dict[str, Any], optimizers: list[str]) -> Workloa
         kind="function" if function else "model",
         metrics=reported_metrics(loaded),
         batch_size=config.batch_size,
+        numeric_fields=numeric_fields(loaded.config_model),
     )
     if function:
         reason = "a function workload runs its own training loop"

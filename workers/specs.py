@@ -222,6 +222,8 @@ class WorkloadReport:
     params: tuple[ParamInfo, ...] = ()
     """A model workload's parameters as parameter-group rules see them (a function
     workload's model is its own: empty)."""
+    numeric_fields: tuple[str, ...] = ()
+    """Its config's fields that take a number: what a scale study may vary."""
 
 
 class TrainingError(RuntimeError):

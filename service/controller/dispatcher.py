@@ -220,10 +220,12 @@ class Dispatcher:
 
 def in_packs(trials: list[Trial], size: int) -> list[list[Trial]]:
     """Trials (in number order) as packs of at most ``size`` that share a batch size (a
-    pack's members share their batches), in the order of each pack's first trial."""
+    pack's members share their batches) and workload sizes (a scale study's: one model
+    shape), in the order of each pack's first trial."""
     groups: dict[Any, list[Trial]] = {}
     for trial in trials:
-        groups.setdefault(batch_size_of(trial), []).append(trial)
+        key = (batch_size_of(trial), tuple(sorted(_workload_sizes(trial).items())))
+        groups.setdefault(key, []).append(trial)
     packs = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
     return sorted(packs, key=lambda pack: pack[0].number)
 
@@ -233,12 +235,19 @@ def batch_size_of(trial: Trial) -> Any:
     return (trial.settings or {}).get("batch_size")
 
 
+def _workload_sizes(trial: Trial) -> dict[str, Any]:
+    """The workload fields a scale study set for this trial (``workload.<field>``)."""
+    settings = trial.settings or {}
+    return {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith("workload.")}
+
+
 def _workload(spec: SweepCreate, trial: Trial) -> dict[str, Any]:
-    """The workload config of this trial: the sweep's, with the trial's batch size."""
+    """The workload config of this trial: the sweep's, with the trial's batch size and the
+    sizes a scale study gave it."""
     config = spec.workload.config()
     if batch_size_of(trial) is not None:
         config["batch_size"] = batch_size_of(trial)
-    return config
+    return {**config, **_workload_sizes(trial)}
 
 
 def schedule_of(spec: SweepCreate, trial: Trial) -> Schedule:

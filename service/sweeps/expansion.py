@@ -7,6 +7,7 @@ is in)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,21 @@ def expand(
     if deferred(spec):
         return []
     searcher = make_searcher(spec, max_trials=max_trials, earlier=earlier)
-    suggestions = list(iter(searcher.suggest, None))
+    suggestions = at_sizes(spec, list(iter(searcher.suggest, None)))
     return [suggestion for suggestion in suggestions for _ in range(spec.search.repeats)]
+
+
+def at_sizes(spec: SweepCreate, suggestions: list[Suggestion]) -> list[Suggestion]:
+    """Each configuration at every size of a scale study (``scale``), sizes consecutive;
+    without one, the configurations as they are."""
+    if spec.scale is None:
+        return suggestions
+    key = spec.scale.setting
+    return [
+        replace(suggestion, settings={**suggestion.settings, key: size})
+        for suggestion in suggestions
+        for size in spec.scale.sizes()
+    ]
 
 
 def planned_trials(spec: SweepCreate, suggestions: list[Suggestion]) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from optisweep.service.db.base import utcnow
 from optisweep.service.errors import ConflictError, SpecError
 from optisweep.service.search import GridError, StoredTrial, defaults_configurations, make_searcher
-from optisweep.service.sweeps.expansion import resolve_lr, trial_rows
+from optisweep.service.sweeps.expansion import at_sizes, resolve_lr, trial_rows
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.repository import get_sweep, stored_spec
 from optisweep.service.sweeps.search_spec import ADAPTIVE
@@ -60,10 +60,12 @@ def extend_sweep(session: Session, sweep_id: int, *, trials: int, max_trials: in
     sweep = _locked(session, sweep_id)
     spec = stored_spec(sweep)
     repeats = spec.search.repeats
-    total = sweep.num_trials + trials * repeats
+    per_configuration = repeats * (len(spec.scale.values) if spec.scale is not None else 1)
+    total = sweep.num_trials + trials * per_configuration
     if total > max_trials:
         raise SpecError(
-            f"{sweep.num_trials} trials and {trials * repeats} more is {total}, more than the "
+            f"{sweep.num_trials} trials and {trials * per_configuration} more is {total}, more "
+            "than the "
             f"maximum of {max_trials}",
             field="trials",
         )
@@ -73,7 +75,7 @@ def extend_sweep(session: Session, sweep_id: int, *, trials: int, max_trials: in
                 raise ConflictError(f"sweep {sweep_id}'s lr range test is still running")
             spec = resolve_lr(spec, sweep.lr_range)
         assert spec.search.num_trials is not None or spec.search.algorithm == "grid"
-        configurations = sweep.num_trials // repeats
+        configurations = sweep.num_trials // per_configuration
         extra = configurations - defaults_configurations(spec) - (spec.search.num_trials or 0)
         try:
             searcher = make_searcher(
@@ -86,7 +88,7 @@ def extend_sweep(session: Session, sweep_id: int, *, trials: int, max_trials: in
             raise SpecError(f"sweep {sweep_id} searches by grid: {exc}", field="trials") from None
         searcher.restore([StoredTrial(n, {}, None, None) for n in range(configurations)])
         more = [suggestion for _ in range(trials) if (suggestion := searcher.suggest())]
-        repeated = [suggestion for suggestion in more for _ in range(repeats)]
+        repeated = [s for s in at_sizes(spec, more) for _ in range(repeats)]
         insert_trials(session, trial_rows(sweep.id, spec, repeated, first=sweep.num_trials))
     sweep.num_trials = total
     _reopen(sweep)

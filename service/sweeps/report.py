@@ -25,6 +25,8 @@ from optisweep.service.sweeps.group_space import group_axes
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.params import FloatRange, IntRange
 from optisweep.service.sweeps.repository import stored_spec
+from optisweep.service.sweeps.scale import ScaleStudyRead, SizeBest, scale_study
+from optisweep.service.sweeps.scale_spec import ScaleSpec
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS
 from optisweep.service.sweeps.schemas import Space
 from optisweep.service.sweeps.verdict import verdict
@@ -108,6 +110,8 @@ class OptimizerReport(BaseModel):
     families: list[FamilyReport]
     warm_start: WarmStartRead | None = None
     """What the sweep learnt from earlier sweeps (``search.warm_start``); null without one."""
+    scale_study: ScaleStudyRead | None = None
+    """A scale study's best lr per size and family, its rule and prediction (``scale``)."""
 
 
 @dataclass
@@ -123,16 +127,21 @@ class _Configuration:
     """The family at its published defaults (the defaults-first stage)."""
 
 
-def _listed(space: Space, optimizer: str) -> Callable[[dict[str, Any]], str]:
+def _listed(
+    space: Space, optimizer: str, sizes: str | None = None
+) -> Callable[[dict[str, Any]], str]:
     """A trial's settings as the key of its group: those the space fixes or lists as values
-    (a batch size of {values}, a schedule kind), not those drawn from a range (a warm-up of
-    0..500 steps would leave one configuration per slice)."""
+    (a batch size of {values}, a schedule kind, a scale study's size: setting ``sizes``), not
+    those drawn from a range (a warm-up of 0..500 steps would leave one configuration per
+    slice)."""
 
     def listed(value: object) -> bool:
         return not isinstance(value, FloatRange | IntRange)
 
     top = {name for name in ("batch_size", "clip_norm") if listed(getattr(space, name))}
     top |= {name for name, value in group_axes(space.param_groups).items() if listed(value)}
+    if sizes is not None:
+        top.add(sizes)
     schedule = space.schedule_for(optimizer)
     inner = (
         {n for n in SCHEDULE_FIELDS if listed(getattr(schedule, n))}
@@ -193,8 +202,10 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         elif math.isfinite(trial.objective_value or math.nan):
             finite[trial.optimizer][trial.number // repeats].append(trial)
     families = []
+    bests: dict[str, list[SizeBest]] = {}
+    setting = spec.scale.setting if spec.scale is not None else None
     for name in spec.space.optimizers:
-        group = _listed(spec.space, name)
+        group = _listed(spec.space, name, setting)
         configurations = [
             _Configuration(
                 number=members[0].number,
@@ -218,6 +229,9 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
                 default=next((c for c in configurations if c.defaults), None),
             )
         )
+        if spec.scale is not None and not get_spec(name).learning_rate_free:
+            searched = [c for c in configurations if not c.defaults]
+            bests[name] = _size_bests(name, spec.scale, searched, maximize, tolerance)
     families.sort(
         key=lambda f: (
             f.best_objective is None,
@@ -237,7 +251,26 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
         verdict=verdict(board, families, tolerance=tolerance),
         families=families,
         warm_start=warm_start_read(session, sweep, spec),
+        scale_study=scale_study(spec, bests),
     )
+
+
+def _size_bests(
+    name: str,
+    scale: ScaleSpec,
+    configurations: list[_Configuration],
+    maximize: bool,
+    tolerance: float,
+) -> list[SizeBest]:
+    """A family's best lr and basin at each size of a scale study it has a result at."""
+    found = []
+    for size in scale.sizes():
+        at = [c for c in configurations if c.settings.get(scale.setting) == size]
+        if at:
+            report = _family(name, at, [], maximize, tolerance, "")
+            assert report.best_lr is not None
+            found.append(SizeBest(size, report.best_lr, report.basin_low, report.basin_high))
+    return found
 
 
 def _compare_lr_free(families: list[FamilyReport], metric: str, *, maximize: bool) -> None:

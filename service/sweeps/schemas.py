@@ -31,6 +31,7 @@ from optisweep.service.sweeps.params import (
     StrictModel,
     param_bounds,
 )
+from optisweep.service.sweeps.scale_spec import ScaleSpec
 from optisweep.service.sweeps.schedule_space import FamilyOverride, ScheduleSpace
 from optisweep.service.sweeps.search_spec import ObjectiveSpec, SearchSpec
 from optisweep.service.sweeps.workload import CodeSpec, WorkloadSpec
@@ -309,6 +310,9 @@ class SweepCreate(StrictModel):
     search: SearchSpec = SearchSpec(algorithm="random", num_trials=16)
     objective: ObjectiveSpec = ObjectiveSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    scale: ScaleSpec | None = None
+    """A scale study: every configuration trained at each size of a workload field, and the
+    best lr's rule across sizes in the report (grid and random search)."""
 
 
 class LrRange(BaseModel):

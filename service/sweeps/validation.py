@@ -30,6 +30,7 @@ from optisweep.service.search import (
 from optisweep.service.sweeps.expansion import deferred, expand, planned_trials
 from optisweep.service.sweeps.fits import check_batch_fits, check_schedule_fits, needs_train_size
 from optisweep.service.sweeps.group_space import rules
+from optisweep.service.sweeps.scale import check_scale
 from optisweep.service.sweeps.schemas import Choice, IntRange, ResourcesSpec, SweepCreate
 from optisweep.service.sweeps.search_spec import MULTI_OBJECTIVE, PbtSpec
 from optisweep.workers.specs import WorkloadReport
@@ -120,6 +121,7 @@ def _check_spec(spec: SweepCreate, report: WorkloadReport | None) -> None:
     check_schedule_fits(spec, report)
     _check_param_groups(spec, report)
     _check_schedule_free(spec)
+    check_scale(spec, report)
     if spec.space.lr == "auto" and not spec.space.lr_tuned():
         raise SpecError(
             "'auto' range-tests the lr of families that take one, and this sweep's "

@@ -6,6 +6,7 @@ from optisweep.workers.workloads.base import (
     Workload,
     WorkloadConfig,
     WorkloadConfigError,
+    numeric_fields,
 )
 from optisweep.workers.workloads.functional import FunctionWorkload, TrialContext, function_workload
 from optisweep.workers.workloads.registry import (
@@ -33,6 +34,7 @@ __all__ = [
     "get_workload",
     "load_entrypoint",
     "load_workloads",
+    "numeric_fields",
     "parse_workload_config",
     "reported_metrics",
     "workload_names",

@@ -45,6 +45,24 @@ class WorkloadConfig(BaseModel):
     """Examples per optimizer step; "full": the whole training set (gradient descent)."""
 
 
+SHARED_FIELDS = frozenset({"name", "epochs"})
+"""Config fields every workload has that are not a size of its model or data."""
+
+
+def numeric_fields(config_model: type[WorkloadConfig]) -> tuple[str, ...]:
+    """The config's fields that take a number (int or float), by name: what a scale study
+    (``scale.field``) may vary; ``batch_size`` among them."""
+    found = []
+    for name, info in config_model.model_fields.items():
+        if name in SHARED_FIELDS:
+            continue
+        annotation = info.annotation
+        args = set(getattr(annotation, "__args__", ())) or {annotation}
+        if args & {int, float} and bool not in args:
+            found.append(name)
+    return tuple(found)
+
+
 class WorkloadConfigError(ValueError):
     """A workload config that is not valid; the message names the workload, field and value."""
 
