@@ -196,6 +196,8 @@ def report(
     console.print(f"Verdict: {found.verdict}", soft_wrap=True)
     if found.warm_start is not None:
         console.print(found.warm_start.summary, soft_wrap=True)
+    if found.scale_study is not None:
+        console.print(f"Scale study: {found.scale_study.summary}", soft_wrap=True)
     table = Table(title=f"Optimizer report: {found.metric} ({found.mode}, {found.epoch} epoch)")
     best = f"best ({found.epoch} epoch)"
     for column in ("optimizer", best, "at lr", "lr basin", "decades", "diverged at lr"):

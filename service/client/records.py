@@ -287,6 +287,45 @@ class WarmStart(Record):
     summary: str
 
 
+class ScalePoint(Record):
+    """A family's best lr at one size of a scale study, with its basin."""
+
+    size: float
+    best_lr: float
+    basin_low: float | None = None
+    basin_high: float | None = None
+    centre_lr: float
+    """lr* at this size, what the rule is fitted to: the basin's geometric centre."""
+
+
+class ScaleFamily(Record):
+    """A family's rule across sizes: log lr* = intercept + slope log size, and its
+    prediction."""
+
+    optimizer: str
+    points: list[ScalePoint]
+    slope: float | None = None
+    intercept: float | None = None
+    slope_low: float | None = None
+    slope_high: float | None = None
+    predicted_lr: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    range_low: float | None = None
+    range_high: float | None = None
+    summary: str
+
+
+class ScaleStudy(Record):
+    """A scale study (``scale``): per family its best lr at each size and its rule."""
+
+    field: str
+    sizes: list[float]
+    predict: float | None = None
+    families: list[ScaleFamily]
+    summary: str
+
+
 class Report(Records[FamilyReport]):
     """The optimizer report: its ``verdict``, then every family in the leaderboard's order."""
 
@@ -300,9 +339,12 @@ class Report(Records[FamilyReport]):
         epoch: str = "last",
         verdict: str = "",
         warm_start: WarmStart | None = None,
+        scale_study: ScaleStudy | None = None,
     ) -> None:
         super().__init__(families)
         self.warm_start = warm_start
+        self.scale_study = scale_study
+        """A scale study's rule per family and its prediction; None without one."""
         """What the sweep learnt from earlier sweeps; None without a warm start."""
         self.metric = metric
         self.mode = mode
@@ -325,6 +367,11 @@ class Report(Records[FamilyReport]):
             verdict=found.get("verdict", ""),
             warm_start=(
                 WarmStart.model_validate(found["warm_start"]) if found.get("warm_start") else None
+            ),
+            scale_study=(
+                ScaleStudy.model_validate(found["scale_study"])
+                if found.get("scale_study")
+                else None
             ),
         )
 

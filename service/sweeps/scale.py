@@ -2,10 +2,13 @@
 at each size (with its basin), a fitted rule log lr* = a + b log size with a 90% interval, and
 the lr it predicts at the size the user names.
 
-The fit is scipy's least squares on the logs (``scipy.stats.linregress``); the interval is the
-prediction interval of a new size's best lr (Student's t, n - 2 degrees of freedom), and the
-range the predicted lr should be good over is the measured basins' mean width in log space,
-around the prediction.
+lr* at a size is the centre of its good-lr basin (the geometric mean of the basin's ends: the
+lrs within the report's tolerance of the best), not the single best lr: across a flat basin the
+best is whichever configuration's seed was luckiest, while the centre moves only when the basin
+does. The fit is scipy's least squares on the logs (``scipy.stats.linregress``); the interval is
+the prediction interval of a new size's lr* (Student's t, n - 2 degrees of freedom), and the
+range the predicted lr should be good over is the measured basins' mean extent around their
+centres, in log space, around the prediction.
 """
 
 from __future__ import annotations
@@ -81,14 +84,23 @@ class SizeBest:
     basin_low: float | None
     basin_high: float | None
 
+    @property
+    def centre(self) -> float:
+        """lr* at this size: the basin's geometric centre (the best lr without a basin)."""
+        if self.basin_low is None or self.basin_high is None:
+            return self.lr
+        return math.sqrt(self.basin_low * self.basin_high)
+
 
 class ScalePoint(BaseModel):
-    """A family's best lr at one size, with its basin."""
+    """A family's best lr at one size, with its basin and the basin's centre (lr*)."""
 
     size: float
     best_lr: float
     basin_low: float | None
     basin_high: float | None
+    centre_lr: float
+    """lr* at this size, what the rule is fitted to: the basin's geometric centre."""
 
 
 class ScaleFamily(BaseModel):
@@ -97,7 +109,8 @@ class ScaleFamily(BaseModel):
     optimizer: str
     points: list[ScalePoint]
     slope: float | None
-    """b: how the best lr scales with the size (lr* ~ size^b); None with fewer than 2 sizes."""
+    """b: how lr* (the basin's centre) scales with the size (lr* ~ size^b); None with fewer
+    than 2 sizes."""
     intercept: float | None
     slope_low: float | None
     slope_high: float | None
@@ -129,7 +142,13 @@ def _fit(name: str, points: Sequence[SizeBest], predict: float | None, field: st
     from scipy import stats
 
     read = [
-        ScalePoint(size=p.size, best_lr=p.lr, basin_low=p.basin_low, basin_high=p.basin_high)
+        ScalePoint(
+            size=p.size,
+            best_lr=p.lr,
+            basin_low=p.basin_low,
+            basin_high=p.basin_high,
+            centre_lr=p.centre,
+        )
         for p in points
     ]
     empty = dict.fromkeys(
@@ -149,29 +168,33 @@ def _fit(name: str, points: Sequence[SizeBest], predict: float | None, field: st
         text = f"{name}: a best lr at {len(points)} size(s), too few to fit a rule"
         return ScaleFamily(optimizer=name, points=read, summary=text, **empty)
     xs = [math.log(p.size) for p in points]
-    ys = [math.log(p.lr) for p in points]
+    ys = [math.log(p.centre) for p in points]
     fit = stats.linregress(xs, ys)
     found: dict[str, float | None] = dict(empty, slope=fit.slope, intercept=fit.intercept)
     n = len(points)
     t = stats.t.ppf(0.5 + INTERVAL / 2, n - 2) if n > 2 else math.nan
-    if n > 2:
-        found["slope_low"] = fit.slope - t * fit.stderr
-        found["slope_high"] = fit.slope + t * fit.stderr
+    mean = statistics.fmean(xs)
+    spread = sum((x - mean) ** 2 for x in xs)
+    residual = (
+        math.sqrt(
+            sum((y - fit.intercept - fit.slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+            / (n - 2)
+        )
+        if n > 2
+        else math.nan
+    )
+    if n > 2:  # the slope's standard error, as linregress's (which is nan for a flat line)
+        half = t * residual / math.sqrt(spread)
+        found["slope_low"], found["slope_high"] = fit.slope - half, fit.slope + half
     if predict is not None:
         x0 = math.log(predict)
         y0 = fit.intercept + fit.slope * x0
         found["predicted_lr"] = math.exp(y0)
         if n > 2:
-            residual = math.sqrt(
-                sum((y - fit.intercept - fit.slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
-                / (n - 2)
-            )
-            mean = statistics.fmean(xs)
-            spread = sum((x - mean) ** 2 for x in xs)
             half = t * residual * math.sqrt(1 + 1 / n + (x0 - mean) ** 2 / spread)
             found["interval_low"], found["interval_high"] = math.exp(y0 - half), math.exp(y0 + half)
         widths = [
-            (math.log(p.basin_low / p.lr), math.log(p.basin_high / p.lr))
+            (math.log(p.basin_low / p.centre), math.log(p.basin_high / p.centre))
             for p in points
             if p.basin_low is not None and p.basin_high is not None
         ]
@@ -189,7 +212,7 @@ def _sentence(
     """What the rule says, in one sentence a person can act on."""
     slope = found["slope"]
     assert slope is not None
-    text = f"{name}: the best lr goes as {field}^{slope:.2f}"
+    text = f"{name}: the good-lr basin's centre goes as {field}^{slope:.2f}"
     if found["slope_low"] is not None:
         text += f" (90% interval {found['slope_low']:.2f} to {found['slope_high']:.2f})"
     if predict is not None and found["predicted_lr"] is not None:

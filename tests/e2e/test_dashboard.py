@@ -303,6 +303,71 @@ def test_a_two_objective_sweep_shows_its_pareto_front(shared_server: Server, pag
     assert page.locator("#pareto-card").is_visible()
 
 
+def test_a_warm_started_scale_study_shows_where_its_trials_came_from_and_its_rule(
+    shared_server: Server, page: Page
+) -> None:
+    """A scale study over the quadratic's dimension, warm-started from an earlier sweep: the
+    page says what it learnt and from where (a trial's origin links to the earlier trial), and
+    draws each family's best lr per size with the fitted rule and the prediction."""
+    server = shared_server
+    api = f"{server.url}/api/v1"
+    base = {
+        "workload": {"name": "quadratic", "epochs": 2, "steps_per_epoch": 5, "dim": 4},
+        "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-3, "high": 1e-1, "log": True}},
+        "search": {"algorithm": "random", "num_trials": 6, "seed": 4},
+        "objective": {"metric": "val_loss", "mode": "min"},
+    }
+    earlier = httpx.post(
+        f"{api}/sweeps", json={**base, "name": "earlier"}, timeout=30, headers=server.headers
+    )
+    assert earlier.status_code == 201, earlier.text
+    source = earlier.json()["id"]
+    wait_until(
+        lambda: (
+            httpx.get(f"{api}/sweeps/{source}", headers=server.headers).json()["status"]
+            == "completed"
+        ),
+        timeout=120,
+        what="the earlier sweep",
+    )
+    spec = {
+        **base,
+        "name": "scale-e2e",
+        "search": {**base["search"], "num_trials": 4, "warm_start": {"sweeps": [source]}},
+        "scale": {"field": "dim", "values": [2, 4, 8], "predict": 16},
+    }
+    created = httpx.post(f"{api}/sweeps", json=spec, timeout=30, headers=server.headers)
+    assert created.status_code == 201, created.text
+    sweep = created.json()
+    sign_in(page, server)
+    page.goto(f"{server.url}/sweeps/{sweep['id']}")
+    expect(page.locator("#status")).to_have_text("completed", timeout=120_000)
+    # A quarter of 4 configurations: the earlier best trained again first, at each of 3 sizes.
+    expect(page.locator("#warm-start")).to_contain_text(f"sweep {source}'s 6 finished trials")
+    trials = httpx.get(f"{api}/sweeps/{sweep['id']}/trials", headers=server.headers).json()
+    origins = [t["origin"] for t in trials["items"]]
+    assert origins[:3] == [origins[0]] * 3
+    assert origins[0].startswith(f"sweep {source} trial ")
+    assert origins[3:] == [None] * 9
+    earlier_number = origins[0].rsplit(" ", 1)[1]
+    links = page.locator("#trials a.origin")
+    expect(links).to_have_count(3)
+    assert links.first.get_attribute("href") == f"/sweeps/{source}/trials/{earlier_number}"
+    expect(page.locator("#scale-card")).to_be_visible()
+    page.wait_for_selector("#chart-scale[data-drawn] canvas")
+    report = httpx.get(f"{api}/sweeps/{sweep['id']}/report", headers=server.headers).json()
+    expect(page.locator("#scale-summary")).to_have_text(report["scale_study"]["summary"])
+    bests = page.evaluate(
+        f"{series_of('chart-scale')}.filter(s => s.type === 'scatter' && s.symbolSize === 9)"
+        ".map(s => [s.name, s.data])"
+    )
+    expected = [
+        [family["optimizer"], [[p["size"], p["best_lr"]] for p in family["points"]]]
+        for family in report["scale_study"]["families"]
+    ]
+    assert bests == expected
+
+
 def test_an_invalid_spec_shows_the_error_next_to_its_field(
     shared_server: Server, page: Page
 ) -> None:

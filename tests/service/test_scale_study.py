@@ -38,6 +38,7 @@ def test_every_configuration_is_trained_at_each_size() -> None:
 def test_the_rule_is_fitted_on_the_logs_and_predicts_with_an_interval() -> None:
     spec = SweepCreate.model_validate(_spec())
     exact = [SizeBest(w, 0.1 * w**-0.5, 0.05 * w**-0.5, 0.2 * w**-0.5) for w in (8, 16, 32)]
+    centre = math.sqrt(0.05 * 0.2) * 64**-0.5  # lr*: the basin's geometric centre
     noisy = [
         SizeBest(8, 3e-2, 1e-2, 1e-1),
         SizeBest(16, 3e-2, 1e-2, 1e-1),
@@ -47,12 +48,12 @@ def test_the_rule_is_fitted_on_the_logs_and_predicts_with_an_interval() -> None:
     assert study is not None
     adam, sgd = study.families
     assert adam.slope == pytest.approx(-0.5)
-    assert adam.predicted_lr == pytest.approx(0.1 * 64**-0.5)
+    assert adam.predicted_lr == pytest.approx(centre)
     assert adam.interval_low == pytest.approx(adam.predicted_lr)  # a perfect line: no spread
     assert adam.range_low == pytest.approx(0.05 * 64**-0.5)
     assert adam.range_high == pytest.approx(0.2 * 64**-0.5)
-    assert "adam: the best lr goes as hidden^-0.50" in adam.summary
-    assert f"at hidden 64 use lr {0.1 * 64**-0.5:.3g}" in adam.summary
+    assert "adam: the good-lr basin's centre goes as hidden^-0.50" in adam.summary
+    assert f"at hidden 64 use lr {centre:.3g}" in adam.summary
     assert sgd.slope is not None
     assert sgd.slope < 0
     assert sgd.interval_low is not None

@@ -47,6 +47,7 @@ async function drawLeaderboard() {
   const report = await api(`/sweeps/${sweepId}/report`);
   document.getElementById("verdict").textContent = report.verdict;  // first: what to pick, and why
   document.getElementById("warm-start").textContent = report.warm_start ? report.warm_start.summary : "";
+  if (report.scale_study) await drawScale(report.scale_study);
   document.getElementById("report-lines").replaceChildren(
     ...report.families.map((family) => el("li", { "data-optimizer": family.optimizer }, family.summary)));
 }
@@ -152,6 +153,48 @@ async function drawLr() {
     series: byFamily(lr.families, (f) => ({ type: "scatter", symbolSize: 6, data: points(f, f.trial_ids) })),
   });
   openTrialOnClick(chart);
+}
+
+async function drawScale(study) {
+  // A scale study: each family's best lr at each size (its basin as a bar), the fitted rule
+  // log lr* = a + b log size as a line, and the lr it predicts at the size asked (a diamond).
+  document.getElementById("scale-card").hidden = false;
+  document.getElementById("scale-summary").textContent = study.summary;
+  await echartsReady;
+  const sizes = [...study.sizes, ...(study.predict ? [study.predict] : [])];
+  const [first, last] = [Math.min(...sizes), Math.max(...sizes)];
+  const series = study.families.flatMap((family) => {
+    const tint = color(family.optimizer);
+    const found = [
+      { type: "scatter", name: family.optimizer, color: tint, symbolSize: 9,
+        data: family.points.map((p) => [p.size, p.best_lr]) },
+      { type: "custom", name: family.optimizer, color: tint, data: family.points
+        .filter((p) => p.basin_low !== null).map((p) => [p.size, p.basin_low, p.basin_high]),
+      renderItem: (params, api) => {
+        const [x, low] = api.coord([api.value(0), api.value(1)]);
+        const [, high] = api.coord([api.value(0), api.value(2)]);
+        return { type: "line", shape: { x1: x, y1: low, x2: x, y2: high },
+          style: { stroke: tint, lineWidth: 2, opacity: 0.5 } };
+      } },
+    ];
+    if (family.slope !== null) {
+      const rule = (size) => Math.exp(family.intercept + family.slope * Math.log(size));
+      found.push({ type: "line", name: family.optimizer, color: tint, showSymbol: false,
+        lineStyle: { type: "dashed" }, data: [[first, rule(first)], [last, rule(last)]] });
+    }
+    if (family.predicted_lr !== null) {
+      found.push({ type: "scatter", name: family.optimizer, color: tint, symbol: "diamond", symbolSize: 14,
+        data: [[study.predict, family.predicted_lr]] });
+    }
+    return found;
+  });
+  draw(document.getElementById("chart-scale"), {
+    title: { text: `Best lr across ${study.field} (scale study)` },
+    tooltip: { formatter: ({ seriesName, data }) => `${seriesName}: ${study.field} ${fmt(data[0])}<br>lr <b>${fmt(data[1])}</b>` },
+    xAxis: valueAxis(study.field, { type: "log" }),
+    yAxis: valueAxis("best lr", { type: "log", nameGap: 48 }),
+    series,
+  });
 }
 
 async function drawBest() {
