@@ -13,7 +13,9 @@ from optisweep.service.accounts import schemas as account_schemas
 from optisweep.service.client import accounts as account_records
 from optisweep.service.client import records
 from optisweep.service.sweeps import report as report_schemas
+from optisweep.service.sweeps import scale as scale_schemas
 from optisweep.service.sweeps import schemas as sweep_schemas
+from optisweep.service.sweeps import warm_start as warm_schemas
 from optisweep.service.trials import schemas as trial_schemas
 from tests.service.conftest import LiveAPI, free_port
 from tests.service.sweep_specs import EPOCHS, grid_spec
@@ -27,6 +29,11 @@ MIRRORS: list[tuple[type[BaseModel], type[BaseModel]]] = [
     (records.ParetoPoint, trial_schemas.ParetoPoint),
     (records.MetricPoint, trial_schemas.MetricPoint),
     (records.FamilyReport, report_schemas.FamilyReport),
+    (records.WarmSource, warm_schemas.WarmSource),
+    (records.WarmStart, warm_schemas.WarmStartRead),
+    (records.ScalePoint, scale_schemas.ScalePoint),
+    (records.ScaleFamily, scale_schemas.ScaleFamily),
+    (records.ScaleStudy, scale_schemas.ScaleStudyRead),
     (account_records.UserInfo, account_schemas.UserRead),
     (account_records.TokenInfo, account_schemas.TokenRead),
     (account_records.NewToken, account_schemas.TokenCreated),
