@@ -24,7 +24,7 @@ CSV_COLUMNS = [
     "id", "number", "optimizer", "status", "objective", "objective_epoch", "best_objective",
     "epochs_run",
     "attempt", "seed", "lr", "beta1", "beta2", "batch_size", "clip_norm", "schedule",
-    "hyperparameters", "pack_id", "device",
+    "hyperparameters", "settings", "origin", "pack_id", "device",
     "started_at", "finished_at", "error",
 ]  # fmt: skip
 
@@ -39,15 +39,16 @@ CSV_BATCH = 5000
     responses={**NOT_FOUND, 200: {"content": {"text/csv": {}}, "description": "The trials."}},
 )
 def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> StreamingResponse:
-    """Every trial of the sweep as CSV (one row per trial, hyperparameters as JSON), streamed."""
+    """Every trial of the sweep as CSV (one row per trial, hyperparameters and settings as
+    JSON, a warm start's origin), streamed."""
     epoch = stored_spec(get_sweep(session, sweep_id)).objective.summary  # names "objective"
     sessions = request.app.state.sessions
     t = Trial.__table__.c
     columns = [
         t.id, t.number, t.optimizer, type_coerce(t.status, String), t.objective_value,
         t.objective_kind, t.best_objective_value, t.best_objective_kind, t.epochs_run,
-        t.attempt, t.seed, t.hyperparameters, t.settings, t.pack_id, t.device, t.started_at,
-        t.finished_at, t.error,
+        t.attempt, t.seed, t.hyperparameters, t.settings, t.origin, t.pack_id, t.device,
+        t.started_at, t.finished_at, t.error,
     ]  # fmt: skip
 
     def rows() -> Iterator[str]:
@@ -72,8 +73,8 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
             for row in batch:
                 (
                     trial_id, number, optimizer, status, objective, objective_kind, best,
-                    best_kind, epochs_run, attempt, seed, hyperparameters, settings, pack_id,
-                    device, started_at, finished_at, error,
+                    best_kind, epochs_run, attempt, seed, hyperparameters, settings, origin,
+                    pack_id, device, started_at, finished_at, error,
                 ) = row  # fmt: skip
                 settings = settings or {}
                 beta1, beta2 = queries.betas(optimizer, hyperparameters)
@@ -88,6 +89,7 @@ def trials_csv(sweep_id: int, session: SessionDep, request: Request) -> Streamin
                         json.dumps(settings["schedule"], sort_keys=True)
                         if "schedule" in settings else "",
                         json.dumps(hyperparameters, sort_keys=True),
+                        json.dumps(settings, sort_keys=True) if settings else "", origin or "",
                         pack_id, device, started_at, finished_at, error,
                     ]
                 )  # fmt: skip

@@ -4,6 +4,9 @@ prediction; bad studies are a 422 naming the field."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from typing import Any
 
@@ -106,6 +109,9 @@ def test_a_scale_study_through_the_api(live_api: LiveAPI) -> None:
             packs.setdefault(trial["pack_id"], set()).add(trial["settings"]["workload.hidden"])
     assert packs
     assert all(len(widths) == 1 for widths in packs.values())  # a pack trains one model shape
+    exported = live_api.client.get(f"/sweeps/{sweep['id']}/trials.csv").text
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [json.loads(r["settings"])["workload.hidden"] for r in rows[:3]] == [8, 16, 32]
     study = live_api.client.get(f"/sweeps/{sweep['id']}/report").json()["scale_study"]
     assert (study["field"], study["sizes"], study["predict"]) == ("hidden", [8, 16, 32], 64)
     for family in study["families"]:
