@@ -85,6 +85,8 @@ def _finish(sweep: Sweep) -> None:
     console.print(f"Verdict: {report.verdict}", soft_wrap=True)
     if report.warm_start is not None:
         console.print(report.warm_start.summary, soft_wrap=True)
+    if report.scale_study is not None:
+        console.print(f"Scale study: {report.scale_study.summary}", soft_wrap=True)
     if info.status == "failed":
         raise typer.Exit(1)
 
