@@ -107,3 +107,14 @@ def test_a_typo_in_a_spec_gets_did_you_mean_and_a_bad_value_is_echoed(tmp_path: 
     assert "search.algoritm: unknown field 'algoritm'; did you mean 'algorithm'?" in lines[0]
     assert "workload.epochs: Input should be greater than or equal to 1, got -3" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_extend_and_rerun_refuse_what_they_cannot_do_in_one_line() -> None:
+    """Before any connection: no trials to add, or no trials named to rerun (exit 2)."""
+    nothing = _run("rerun", "5", "--url", "http://127.0.0.1:9")
+    assert nothing.returncode == 2
+    assert nothing.stderr.strip() == "error: rerun: say which trials: --failed, --stopped or both"
+    none_more = _run("extend", "5", "--trials", "0", "--url", "http://127.0.0.1:9")
+    assert none_more.returncode == 2
+    assert "--trials" in none_more.stderr
+    assert "Traceback" not in nothing.stderr + none_more.stderr
