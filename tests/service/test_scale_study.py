@@ -16,6 +16,7 @@ from optisweep.service.errors import SpecError
 from optisweep.service.sweeps.expansion import expand
 from optisweep.service.sweeps.scale import SizeBest, check_scale, scale_study
 from optisweep.service.sweeps.schemas import SweepCreate
+from optisweep.workers.specs import WorkloadReport
 from tests.service.conftest import LiveAPI
 
 
@@ -90,6 +91,21 @@ def test_a_study_that_cannot_run_names_its_field(
         check_scale(SweepCreate.model_validate(_spec(**changes)), None)
     assert raised.value.field == field
     assert message in str(raised.value)
+
+
+def test_a_users_workload_is_checked_against_the_fields_its_worker_reported() -> None:
+    spec = SweepCreate.model_validate(
+        _spec(
+            workload={"entrypoint": "model:workload", "epochs": 2},
+            scale={"field": "channels", "values": [4, 8, 16]},
+        )
+    )
+    check_scale(spec, None)  # nothing known of it before a worker looked
+    check_scale(spec, WorkloadReport(name="digits16-cnn", numeric_fields=("channels",)))
+    with pytest.raises(SpecError) as raised:
+        check_scale(spec, WorkloadReport(name="digits16-cnn", numeric_fields=("dropout",)))
+    assert raised.value.field == "scale.field"
+    assert "'channels' is not a numeric field of digits16-cnn's config" in str(raised.value)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

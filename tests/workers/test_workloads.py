@@ -260,3 +260,10 @@ def test_digits_read_from_scikit_learns_file_equal_load_digits() -> None:
     assert pixels.shape == (1_797, 64)
     assert np.array_equal(pixels, digits.data)
     assert np.array_equal(labels, digits.target)
+
+
+def test_numeric_fields_are_what_a_scale_study_may_vary() -> None:
+    from optisweep.workers.workloads import get_workload, numeric_fields
+
+    assert numeric_fields(get_workload("mlp-digits").config_model) == ("batch_size", "hidden")
+    assert "d_model" in numeric_fields(get_workload("char-lm").config_model)
