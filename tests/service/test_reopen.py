@@ -34,7 +34,16 @@ def _steps_once(live_api: LiveAPI, trial: dict[str, Any], epochs: int) -> None:
     assert all(s["steps"] == list(range(1, epochs + 1)) for s in series), series
 
 
-@pytest.mark.parametrize("algorithm", ["random", "tpe"])
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""SQLite only, to keep `make test` short, where the database adds nothing (the random
+extension runs on PostgreSQL too: its row lock)."""
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "database_url"),
+    [("random", "sqlite"), ("random", "postgresql"), ("tpe", "sqlite")],
+    indirect=["database_url"],
+)
 def test_a_finished_sweep_extended_runs_its_new_trials_and_keeps_the_old(
     live_api: LiveAPI, algorithm: str
 ) -> None:
@@ -68,6 +77,7 @@ def test_a_finished_sweep_extended_runs_its_new_trials_and_keeps_the_old(
         ]
 
 
+@SQLITE
 def test_requests_that_cannot_be_done_say_why(live_api: LiveAPI) -> None:
     client = live_api.client
     assert client.post("/sweeps/999999999/extend", json={"trials": 1}).status_code == 404

@@ -9,6 +9,8 @@ import math
 import statistics
 from typing import Any
 
+import pytest
+
 from optisweep.optimizers import get_spec
 from optisweep.service.search import AdaptiveSearcher, StoredTrial, make_searcher
 from optisweep.service.search.warm import EarlierTrial, fit, sort_fitting
@@ -211,6 +213,7 @@ def test_a_sweep_warm_starts_from_an_earlier_one_through_the_api(live_api: LiveA
     assert report["warm_start"]["retrained"] == [0]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_bad_warm_starts_are_a_404_or_a_422_naming_the_source(live_api: LiveAPI) -> None:
     client = live_api.client
     client.post("/projects", json={"name": "warm-elsewhere"})
