@@ -254,7 +254,7 @@ def extend_sweep(
     return sweep_read(sweep, repository.trial_counts(session, [sweep_id]).get(sweep_id, {}))
 
 
-@router.post("/{sweep_id}/rerun", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN})
+@router.post("/{sweep_id}/rerun", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN, **TOO_LARGE})
 def rerun_sweep(
     sweep_id: int,
     body: RerunRequest,

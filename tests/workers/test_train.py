@@ -142,6 +142,7 @@ def test_spec_validates_hyperparameters_and_its_workload_config_fills_defaults()
         "name": "mlp-digits",
         "epochs": 10,
         "batch_size": 64,
+        "hidden": 128,
     }
     assert spec.device == "auto"
     with pytest.raises(ValueError, match="momentum"):

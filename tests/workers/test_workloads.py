@@ -157,7 +157,8 @@ def test_unknown_workload_lists_the_valid_names() -> None:
         ("logreg-digits", {"batch_size": 65_537}, "batch_size"),
         ("rosenbrock", {"batch_size": 8}, "batch_size"),
         ("quadratic", {"condition_number": 0.5}, "condition_number"),
-        ("mlp-digits", {"hidden": 64}, "hidden"),
+        ("mlp-digits", {"width": 64}, "width"),  # an unknown field
+        ("mlp-digits", {"hidden": 0}, "hidden"),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_field(
