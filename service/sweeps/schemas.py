@@ -10,6 +10,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
 )
@@ -360,7 +362,7 @@ class SweepPage(BaseModel):
 class ExtendRequest(StrictModel):
     """More trials for a sweep (``POST /sweeps/{id}/extend``)."""
 
-    trials: int = Field(ge=1, le=1_000_000)
+    trials: StrictInt = Field(ge=1, le=1_000_000)
     """How many more configurations (as ``search.num_trials`` counts them: each is trained
     ``search.repeats`` times)."""
 
@@ -368,9 +370,9 @@ class ExtendRequest(StrictModel):
 class RerunRequest(StrictModel):
     """Which of a finished sweep's trials to train again (``POST /sweeps/{id}/rerun``)."""
 
-    failed: bool = True
+    failed: StrictBool = True
     """The trials that failed."""
-    stopped: bool = False
+    stopped: StrictBool = False
     """The trials an early-stopping scheduler stopped."""
 
 

@@ -71,15 +71,22 @@ def test_extend_and_rerun_survive_a_killed_server(
     second = start_server(database_url=database_url, env=env)
     second.wait_ready()
     final = _ended(second, sweep_id)
-    # the rerun trials completed from their checkpoints; the new ones failed as the first did
+    # The rerun trials completed from their checkpoints. A new trial fails as the first ones
+    # did, unless the kill interrupted its first attempt (not a failure: it runs again, and
+    # the flaky workload fails only its first build).
     assert (final["status"], final["num_trials"]) == ("completed", 5)
-    assert final["error"].startswith("2 of 5 trials failed: RuntimeError: planned failure")
     trials = _get(second, f"/sweeps/{sweep_id}/trials", limit=100)["items"]
     assert sorted(t["number"] for t in trials) == list(range(5))  # asked of TPE once each
+    failed = 0
     for trial in trials:
         old = trial["number"] < 3
-        assert trial["status"] == ("completed" if old else "failed"), trial
-        steps = [1, 2, 3, 4] if old else [1, 2]  # a failed trial's epochs before its failure
+        assert trial["status"] in (("completed",) if old else ("completed", "failed")), trial
+        failed += trial["status"] == "failed"
+        steps = [1, 2] if trial["status"] == "failed" else [1, 2, 3, 4]  # epochs before it failed
         series = _get(second, f"/trials/{trial['id']}/metrics")["series"]
         assert series
         assert all(s["steps"] == steps for s in series), series
+    if failed:
+        assert final["error"].startswith(f"{failed} of 5 trials failed: RuntimeError: planned")
+    else:
+        assert final["error"] is None
