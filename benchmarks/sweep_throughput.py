@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -108,12 +110,16 @@ def run_optisweep(
         httpx.Client(base_url=server.api, headers=server.headers, timeout=60) as client,
     ):
         timings = []
+        phases: dict[str, float] = {}
         for _ in range(2):  # a fresh server's first sweep, then the same sweep again
             start = time.perf_counter()
+            posted = datetime.now(UTC)
             sweep_id = client.post("/sweeps", json=spec).json()["id"]
             while client.get(f"/sweeps/{sweep_id}").json()["status"] in ("pending", "running"):
                 time.sleep(0.1)
             timings.append(time.perf_counter() - start)
+            if not phases:
+                phases = first_sweep_phases(client, sweep_id, posted)
         board = client.get(f"/sweeps/{sweep_id}/leaderboard").json()
     best = max(entry["trial"]["objective"] for entry in board["entries"])
     return {
@@ -121,7 +127,39 @@ def run_optisweep(
         "warm_seconds": timings[1],
         "ready_seconds": server.ready_seconds,
         "best": best,
+        "phases": phases,
     }
+
+
+PHASES = ("created", "first started", "first finished", "last started", "last finished", "ended")
+"""The first sweep's trace, seconds after its POST (the server's clock, this machine's):
+the sweep's row, its first trial dispatched and finished (the first pack's build and
+training), its last trial dispatched and finished, the sweep marked finished."""
+
+
+def first_sweep_phases(client: httpx.Client, sweep_id: int, posted: datetime) -> dict[str, float]:
+    """Where a sweep's seconds went, from the timestamps its rows keep (``PHASES``)."""
+    sweep = client.get(f"/sweeps/{sweep_id}").json()
+    trials = client.get(f"/sweeps/{sweep_id}/trials", params={"limit": 1000}).json()["items"]
+
+    def after(stamp: str | None) -> float:
+        if stamp is None:
+            return math.nan
+        moment = datetime.fromisoformat(stamp)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return (moment - posted).total_seconds()
+
+    started = sorted(after(t["started_at"]) for t in trials)
+    finished = sorted(after(t["finished_at"]) for t in trials)
+    values = (
+        after(sweep["created_at"]),
+        started[0],
+        finished[0],
+        started[-1],
+        finished[-1],
+        after(sweep.get("finished_at")),
+    )
+    return dict(zip(PHASES, values, strict=True))
 
 
 def _tune(trainable: Any, specs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -341,7 +379,8 @@ def _postgres_database(admin_url: str) -> str:
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median of each timing over the runs that worked (the first run's error if none)."""
+    """The median of each timing over the runs that worked (the first run's error if none),
+    each run's timings and first-sweep trace kept."""
     good = [run for run in runs if "error" not in run]
     if not good:
         return runs[0]
@@ -350,7 +389,32 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
         **good[0],
         **{key: statistics.median(run[key] for run in good) for key in keys},
         "runs": {key: [round(run[key], 2) for run in good] for key in keys},
+        "traces": [run["phases"] for run in good if run.get("phases")],
     }
+
+
+def _distribution(values: list[float]) -> str:
+    """min, median, p90 (nearest rank) and max, and p90 / median."""
+    ordered = sorted(values)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+    median = statistics.median(ordered)
+    return (
+        f"min {ordered[0]:.1f}, median {median:.1f}, p90 {p90:.1f}, max {ordered[-1]:.1f} "
+        f"(p90 / median {p90 / median:.2f})"
+    )
+
+
+def _print_traces(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Each served runner's fresh-server runs: the distribution and every run's trace."""
+    for name, result in rows:
+        runs = result.get("runs", {}).get("seconds", [])
+        if len(runs) < 2:
+            continue
+        print(f"\n{name}, fresh server over {len(runs)} runs: {_distribution(runs)}")
+        print(f"{'run':>4} {'total':>6} " + " ".join(f"{phase:>14}" for phase in PHASES))
+        for index, (total, trace) in enumerate(zip(runs, result["traces"], strict=False)):
+            cells = " ".join(f"{trace[phase]:14.2f}" for phase in PHASES)
+            print(f"{index:>4} {total:6.2f} {cells}")
 
 
 def _runs(
@@ -443,6 +507,7 @@ def main() -> None:
             print(f"(medians of {args.repeats} runs each, one process per run)")
         _print_table(rows)
         _print_targets(rows)
+        _print_traces(rows)
 
 
 if __name__ == "__main__":
