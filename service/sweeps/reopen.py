@@ -64,9 +64,8 @@ def extend_sweep(session: Session, sweep_id: int, *, trials: int, max_trials: in
     total = sweep.num_trials + trials * per_configuration
     if total > max_trials:
         raise SpecError(
-            f"{sweep.num_trials} trials and {trials * per_configuration} more is {total}, more "
-            "than the "
-            f"maximum of {max_trials}",
+            f"{sweep.num_trials} trials and {trials * per_configuration} more is {total}, "
+            f"more than the maximum of {max_trials}",
             field="trials",
         )
     if spec.search.algorithm not in ADAPTIVE:
