@@ -411,6 +411,8 @@ def _print_traces(rows: list[tuple[str, dict[str, Any]]]) -> None:
         if len(runs) < 2:
             continue
         print(f"\n{name}, fresh server over {len(runs)} runs: {_distribution(runs)}")
+        if not result.get("traces"):
+            continue  # not served: no rows to trace
         print(f"{'run':>4} {'total':>6} " + " ".join(f"{phase:>14}" for phase in PHASES))
         for index, (total, trace) in enumerate(zip(runs, result["traces"], strict=False)):
             cells = " ".join(f"{trace[phase]:14.2f}" for phase in PHASES)
