@@ -109,6 +109,7 @@ def run_optisweep(
         served(database_url, folder, source=source) as server,
         httpx.Client(base_url=server.api, headers=server.headers, timeout=60) as client,
     ):
+        time.sleep(float(os.environ.get(SETTLE, "0")))  # --settle: let start-up work finish
         timings = []
         phases: dict[str, float] = {}
         for _ in range(2):  # a fresh server's first sweep, then the same sweep again
@@ -130,6 +131,10 @@ def run_optisweep(
         "phases": phases,
     }
 
+
+SETTLE = "OPTISWEEP_BENCH_SETTLE_SECONDS"
+"""``--settle S``: the served runners wait S seconds after ``/readyz`` before the first sweep
+(a diagnostic: does work still running after start-up slow the first sweep?)."""
 
 PHASES = ("created", "first started", "first finished", "last started", "last finished", "ended")
 """The first sweep's trace, seconds after its POST (the server's clock, this machine's):
@@ -486,6 +491,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per runner; medians")
     parser.add_argument("--postgres", help="admin URL; also run optisweep on PostgreSQL")
     parser.add_argument("--baseline", type=Path, help="another checkout, for the baseline runner")
+    parser.add_argument(
+        "--settle", type=float, default=0.0, help="seconds to wait after /readyz (diagnostic)"
+    )
     parser.add_argument("--child", choices=RUNNERS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -493,6 +501,7 @@ def main() -> None:
         print(json.dumps(_one(args.child, args.trials[0], args.database_url, args.baseline)))
         return
     runners = [r for r in args.runners if r != "baseline" or args.baseline is not None]
+    os.environ[SETTLE] = str(args.settle)  # the children read it
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, CPU only")
     for trials in args.trials:
