@@ -109,7 +109,7 @@ def run_optisweep(
         served(database_url, folder, source=source) as server,
         httpx.Client(base_url=server.api, headers=server.headers, timeout=60) as client,
     ):
-        time.sleep(float(os.environ.get(SETTLE, "0")))  # --settle: let start-up work finish
+        warm_after = _settle(client, os.environ.get(SETTLE, "0"))
         timings = []
         phases: dict[str, float] = {}
         for _ in range(2):  # a fresh server's first sweep, then the same sweep again
@@ -129,12 +129,26 @@ def run_optisweep(
         "ready_seconds": server.ready_seconds,
         "best": best,
         "phases": phases,
+        "warm_after_ready_seconds": warm_after,
     }
 
 
-SETTLE = "OPTISWEEP_BENCH_SETTLE_SECONDS"
-"""``--settle S``: the served runners wait S seconds after ``/readyz`` before the first sweep
-(a diagnostic: does work still running after start-up slow the first sweep?)."""
+def _settle(client: httpx.Client, settle: str) -> float:
+    """``--settle``: wait that many seconds, or with ``warm`` until ``/readyz`` says the
+    workers' warm-up finished; the seconds waited."""
+    start = time.perf_counter()
+    if settle != "warm":
+        time.sleep(float(settle))
+        return time.perf_counter() - start
+    while client.get("/readyz").json().get("workers", "warm") != "warm":
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+SETTLE = "OPTISWEEP_BENCH_SETTLE"
+"""``--settle S`` (seconds, or ``warm``): the served runners wait that long after ``/readyz``
+before the first sweep, or until it says the workers are warm (a diagnostic: does start-up
+work still running slow the first sweep?)."""
 
 PHASES = ("created", "first started", "first finished", "last started", "last finished", "ended")
 """The first sweep's trace, seconds after its POST (the server's clock, this machine's):
@@ -492,7 +506,7 @@ def main() -> None:
     parser.add_argument("--postgres", help="admin URL; also run optisweep on PostgreSQL")
     parser.add_argument("--baseline", type=Path, help="another checkout, for the baseline runner")
     parser.add_argument(
-        "--settle", type=float, default=0.0, help="seconds to wait after /readyz (diagnostic)"
+        "--settle", default="0", help="seconds to wait after /readyz, or 'warm' (diagnostic)"
     )
     parser.add_argument("--child", choices=RUNNERS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -501,7 +515,7 @@ def main() -> None:
         print(json.dumps(_one(args.child, args.trials[0], args.database_url, args.baseline)))
         return
     runners = [r for r in args.runners if r != "baseline" or args.baseline is not None]
-    os.environ[SETTLE] = str(args.settle)  # the children read it
+    os.environ[SETTLE] = args.settle  # the children read it
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, CPU only")
     for trials in args.trials:

@@ -43,6 +43,10 @@ class Readiness(BaseModel):
     file can be written in it)."""
     cpus: float | None = None
     gpus: float | None = None
+    workers: str = "warm"
+    """"warm" once the workers' warm-up (the training stack's imports) finished, else "warming
+    up": the server is ready, and the first trials wait for the warm-up or share the CPUs with
+    it."""
 
 
 @router.get("/healthz")
@@ -96,6 +100,8 @@ def readyz(
             readiness.cpus, readiness.gpus = _ray_probe.submit(cluster_capacity).result(
                 timeout=RAY_TIMEOUT_SECONDS
             )
+            warm = _ray_probe.submit(controller.workers_warm).result(timeout=RAY_TIMEOUT_SECONDS)
+            readiness.workers = "warm" if warm else "warming up"
         except FutureTimeout:
             readiness.ray, ready = f"no answer within {RAY_TIMEOUT_SECONDS:g} s", False
         except Exception as exc:

@@ -96,6 +96,14 @@ class Controller:
         self.last_error: str | None = None
         """Why the last tick failed, while ticks fail."""
 
+    def workers_warm(self) -> bool:
+        """Whether the workers' warm-up (the training stack's imports, one worker per CPU) has
+        finished; trials submitted before then wait for it, or share the CPUs with it."""
+        if not self._warming:
+            return True
+        done, _ = ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
+        return len(done) == len(self._warming)
+
     @property
     def controller_id(self) -> str:
         """The name this controller claims sweeps under."""
