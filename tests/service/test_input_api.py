@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.trials.models import Trial
+from tests.conftest import wait_until
 from tests.service.conftest import LiveAPI
 from tests.service.sweep_specs import grid_spec
 
@@ -221,6 +222,12 @@ def test_health_readiness_and_docs(live_api: LiveAPI) -> None:
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok"
     assert ready.json()["cpus"] == 2.0
+    assert ready.json()["workers"] in ("warm", "warming up")  # ready either way
+    wait_until(  # the controller's warm-up tasks finish: the workers have torch imported
+        lambda: live_api.client.get("/readyz").json()["workers"] == "warm",
+        timeout=120,
+        what="the workers' warm-up",
+    )
     docs = live_api.client.get(f"{live_api.url}/docs")  # a page: it needs a signed-in session
     assert (docs.status_code, docs.headers["location"]) == (303, "/login?next=%2Fdocs")
     openapi = live_api.client.get("/openapi.json").json()
