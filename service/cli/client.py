@@ -44,6 +44,7 @@ def submit(
         typer.Option(
             "--warm-start",
             min=1,
+            metavar="ID",
             help="An earlier sweep's id whose finished trials the searcher learns from first "
             "(repeat for several; the spec's search.warm_start).",
         ),
