@@ -222,8 +222,11 @@ def _sentence(
                 f" (90% prediction interval {found['interval_low']:.3g} to "
                 f"{found['interval_high']:.3g})"
             )
-        if found["range_low"] is not None:
-            text += f", good from about {found['range_low']:.3g} to {found['range_high']:.3g}"
+        low, high = found["range_low"], found["range_high"]
+        if low is not None and high is not None and math.isclose(low, high, rel_tol=1e-9):
+            text += "; its basin was one lr of the grid at each size (a finer grid shows its width)"
+        elif low is not None:
+            text += f", good from about {low:.3g} to {high:.3g}"
     return text + "."
 
 

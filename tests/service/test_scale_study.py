@@ -144,3 +144,14 @@ def test_a_scale_study_through_the_api(live_api: LiveAPI) -> None:
             assert point["best_lr"] == best["hyperparameters"]["lr"]
         assert family["predicted_lr"] > 0
         assert f"at hidden 64 use lr {family['predicted_lr']:.3g}" in family["summary"]
+
+
+def test_a_basin_of_one_grid_lr_says_so_rather_than_a_range_of_one_value() -> None:
+    spec = SweepCreate.model_validate(_spec())
+    single = [SizeBest(w, 0.1, 0.1, 0.1) for w in (8, 16, 32)]
+    study = scale_study(spec, {"sgd": single})
+    assert study is not None
+    (sgd,) = study.families
+    assert sgd.predicted_lr == pytest.approx(0.1)
+    assert "its basin was one lr of the grid at each size" in sgd.summary
+    assert "good from about" not in sgd.summary
