@@ -3,7 +3,6 @@ name, and wrappers add what applies to any of them (repeats, a concurrency bound
 families' defaults first)."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from optisweep.service.search.adaptive import AdaptiveSearcher
 from optisweep.service.search.base import Searcher, StoredTrial, Suggestion, combine
@@ -13,8 +12,8 @@ from optisweep.service.search.warm import EarlierTrial, ranked, sort_fitting
 from optisweep.service.search.wrappers import (
     ConcurrencyLimiter,
     DefaultsFirst,
-    EarlierFirst,
     Repeater,
+    SuggestedFirst,
 )
 from optisweep.service.sweeps.schemas import SweepCreate
 
@@ -24,12 +23,6 @@ Earlier = Sequence[EarlierTrial]
 WARM_SHARE = 4
 """A random or adaptive search warm-started from earlier sweeps trains their best fitting
 configurations again first, at most one in this many of its trials."""
-
-
-def retrained(sweep: SweepCreate) -> int:
-    """How many of the earlier sweeps' best configurations a warm-started random or adaptive
-    search trains again first: a quarter of its ``num_trials``, at least one."""
-    return max(1, (sweep.search.num_trials or 0) // WARM_SHARE)
 
 
 def _grid(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> Searcher:
@@ -46,19 +39,7 @@ def _grid(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> 
 def _random(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> Searcher:
     num_trials = sweep.search.num_trials
     assert num_trials is not None  # SearchSpec requires it for all but grid
-    fitting = sort_fitting(sweep.space, earlier, shared=False).fitting
-    best = ranked([trial for trial, _ in fitting], maximize=sweep.objective.mode == "max")
-    first = [
-        replace(
-            Suggestion(trial.optimizer, trial.hyperparameters, settings=trial.settings),
-            origin=trial.origin,
-        )
-        for trial in best[: retrained(sweep)]
-    ]
-    drawn = RandomSearcher(
-        sweep.space, num_trials=num_trials - len(first) + extra, seed=sweep.search.seed
-    )
-    return EarlierFirst(drawn, first=first) if first else drawn
+    return RandomSearcher(sweep.space, num_trials=num_trials + extra, seed=sweep.search.seed)
 
 
 def _adaptive(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int) -> Searcher:
@@ -70,8 +51,22 @@ def _adaptive(sweep: SweepCreate, max_trials: int, earlier: Earlier, extra: int)
         mode=sweep.objective.mode,
         also=[objective.mode for objective in sweep.objective.also],
         earlier=earlier,
-        retrain=retrained(sweep) if earlier else 0,
     )
+
+
+def _retrained(sweep: SweepCreate, earlier: Earlier) -> list[Suggestion]:
+    """The earlier sweeps' best configurations that fit the space, trained again first by a
+    warm-started random or adaptive search: a quarter of ``num_trials``, at least one; none
+    for a grid (it orders its own points) or without a warm start."""
+    if sweep.search.algorithm == "grid" or not earlier:
+        return []
+    count = max(1, (sweep.search.num_trials or 0) // WARM_SHARE)
+    fitting = sort_fitting(sweep.space, earlier, shared=False).fitting
+    best = ranked([trial for trial, _ in fitting], maximize=sweep.objective.mode == "max")
+    return [
+        Suggestion(t.optimizer, t.hyperparameters, settings=t.settings, origin=t.origin)
+        for t in best[:count]
+    ]
 
 
 SEARCHERS: dict[str, Callable[[SweepCreate, int, Earlier, int], Searcher]] = {
@@ -84,7 +79,8 @@ SEARCHERS: dict[str, Callable[[SweepCreate, int, Earlier, int], Searcher]] = {
     "nsga2": _adaptive,
 }
 """search.algorithm -> a factory of its searcher (sweep, the largest sweep accepted, the
-earlier trials it warm-starts from, the configurations it was extended by)."""
+earlier trials it warm-starts from, how many configurations it draws beyond ``num_trials``:
+more once extended, fewer where earlier sweeps' bests take their place)."""
 
 
 def defaults_configurations(sweep: SweepCreate) -> int:
@@ -106,7 +102,10 @@ def make_searcher(
             f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
             field="search.num_trials",
         )
-    searcher = SEARCHERS[search.algorithm](sweep, max_trials, earlier, extra)
+    retrained = _retrained(sweep, earlier)
+    searcher = SEARCHERS[search.algorithm](sweep, max_trials, earlier, extra - len(retrained))
+    if retrained:
+        searcher = SuggestedFirst(searcher, first=retrained)
     if search.defaults_first:
         return DefaultsFirst(searcher, optimizers=sweep.space.optimizers)
     return searcher
@@ -135,7 +134,6 @@ __all__ = [
     "AdaptiveSearcher",
     "ConcurrencyLimiter",
     "DefaultsFirst",
-    "EarlierFirst",
     "EarlierTrial",
     "GridError",
     "GridSearcher",
@@ -143,6 +141,7 @@ __all__ = [
     "Repeater",
     "Searcher",
     "StoredTrial",
+    "SuggestedFirst",
     "Suggestion",
     "combine",
     "defaults_configurations",

@@ -32,7 +32,7 @@ from optisweep.service.search.base import (
     searched_axes,
     suggestion_from,
 )
-from optisweep.service.search.warm import EarlierTrial, ranked, sort_fitting
+from optisweep.service.search.warm import EarlierTrial, sort_fitting
 from optisweep.service.sweeps.schemas import Choice, FloatRange, IntRange, Param, Space
 from optisweep.workers.states import TrialState
 
@@ -121,11 +121,10 @@ class AdaptiveSearcher:
         mode: str,
         also: Sequence[str] = (),
         earlier: Sequence[EarlierTrial] = (),
-        retrain: int = 0,
     ) -> None:
         """``mode`` is the objective's direction; ``also`` those of further objectives;
         ``earlier`` finished trials of earlier sweeps, told to the sampler first where they fit
-        the space (``search.warm_start``), the best ``retrain`` of them suggested again first."""
+        the space (``search.warm_start``)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -148,12 +147,6 @@ class AdaptiveSearcher:
             )
         self._offset = len(self.warm.fitting)
         """Study trial number - this sweep's configuration number."""
-        drawn = {trial.origin: params for trial, params in self.warm.fitting}
-        best = ranked([trial for trial, _ in self.warm.fitting], maximize=mode == "max")
-        self._first = [(drawn[trial.origin], trial.origin) for trial in best[:retrain]]
-        """The earlier configurations suggested again before the sampler's own: (drawn
-        values, origin)."""
-        self._next_first = 0
 
     def _axes(self, optimizer: str) -> dict[str, tuple[str, Param]]:
         """Stored name -> (name to_suggestion reads, parameter) for one family."""
@@ -172,13 +165,7 @@ class AdaptiveSearcher:
         }
 
     def suggest(self) -> Suggestion | None:
-        """A new configuration, with the raw values drawn for it (stored with the trial): an
-        earlier sweep's best again first (``retrain``), then the sampler's."""
-        origin = None
-        if self._next_first < len(self._first):
-            again, origin = self._first[self._next_first]
-            self._next_first += 1
-            self._study.enqueue_trial(again, skip_if_exists=False)
+        """A new configuration, with the raw values drawn for it (stored with the trial)."""
         trial = self._study.ask()
         optimizer = trial.suggest_categorical("optimizer", self._space.optimizers)
         params: dict[str, Any] = {"optimizer": optimizer}
@@ -186,9 +173,7 @@ class AdaptiveSearcher:
             params[name] = _draw(trial, name, param)
         self._asked[trial.number - self._offset] = trial
         return replace(
-            suggestion_from(self._space, params, shared=self._shared),
-            search_params=params,
-            origin=origin,
+            suggestion_from(self._space, params, shared=self._shared), search_params=params
         )
 
     def on_result(self, number: int, epoch: int, value: float) -> None:
@@ -255,7 +240,6 @@ class AdaptiveSearcher:
         import optuna
         from optuna.trial import TrialState, create_trial
 
-        self._next_first = min(len(self._first), len(trials))  # suggested already
         for stored in sorted(trials, key=lambda t: t.number):
             if stored.number != len(self._study.trials) - self._offset:
                 raise ValueError(f"trial numbers must run 0, 1, 2, ...; got {stored.number}")

@@ -1,6 +1,6 @@
 """Behaviour that applies to any searcher, as wrappers around one (after Ray Tune's Repeater
-and ConcurrencyLimiter): repeats over seeds, a bound on configurations in flight, and each
-family at its published defaults first."""
+and ConcurrencyLimiter): repeats over seeds, a bound on configurations in flight, and given
+configurations first (each family at its published defaults, earlier sweeps' bests)."""
 
 from __future__ import annotations
 
@@ -132,56 +132,10 @@ def _configuration(index: int, repeats: list[StoredTrial]) -> StoredTrial:
     return StoredTrial(index, repeats[0].search_params, outcome, mean, also)
 
 
-class DefaultsFirst:
-    """Configurations ``0..len(optimizers) - 1`` are the families at their published defaults
-    (the registry's hyperparameters, no searched settings); the wrapped searcher's follow,
-    numbered after them, and it hears only of its own (defaults may lie outside its space)."""
-
-    def __init__(self, searcher: Searcher, *, optimizers: Sequence[str]) -> None:
-        self.searcher = searcher
-        self.adaptive = searcher.adaptive
-        self._defaults = [
-            Suggestion(name, get_spec(name).defaults(), defaults=True) for name in optimizers
-        ]
-        self._next = 0
-
-    def suggest(self) -> Suggestion | None:
-        """The next family's defaults, then the wrapped searcher's configurations."""
-        if self._next < len(self._defaults):
-            self._next += 1
-            return self._defaults[self._next - 1]
-        return self.searcher.suggest()
-
-    def on_result(self, number: int, epoch: int, value: float) -> None:
-        """Passed on, renumbered, for the searcher's configurations."""
-        if number >= len(self._defaults):
-            self.searcher.on_result(number - len(self._defaults), epoch, value)
-
-    def on_complete(
-        self,
-        number: int,
-        outcome: TrialState,
-        objective: float | None,
-        also: tuple[float | None, ...] = (),
-    ) -> None:
-        """Passed on, renumbered, for the searcher's configurations."""
-        if number >= len(self._defaults):
-            self.searcher.on_complete(number - len(self._defaults), outcome, objective, also)
-
-    def restore(self, stored: list[StoredTrial]) -> None:
-        """The defaults already suggested are not suggested again; the rest, renumbered, go
-        to the searcher."""
-        count = len(self._defaults)
-        self._next = min(count, sum(1 for s in stored if s.number < count))
-        self.searcher.restore(
-            [replace(s, number=s.number - count) for s in stored if s.number >= count]
-        )
-
-
-class EarlierFirst:
-    """Configurations ``0..len(first) - 1`` are earlier sweeps' best configurations that fit
-    the space (``search.warm_start``), trained again; the wrapped searcher's follow, numbered
-    after them."""
+class SuggestedFirst:
+    """Configurations ``0..len(first) - 1`` are given ones (the families' published defaults,
+    earlier sweeps' best configurations); the wrapped searcher's follow, numbered after them,
+    and it hears only of its own (the given ones may lie outside its space)."""
 
     def __init__(self, searcher: Searcher, *, first: Sequence[Suggestion]) -> None:
         self.searcher = searcher
@@ -190,14 +144,16 @@ class EarlierFirst:
         self._next = 0
 
     def suggest(self) -> Suggestion | None:
-        """The next earlier configuration, then the wrapped searcher's."""
+        """The next given configuration, then the wrapped searcher's."""
         if self._next < len(self._first):
             self._next += 1
             return self._first[self._next - 1]
         return self.searcher.suggest()
 
     def on_result(self, number: int, epoch: int, value: float) -> None:
-        """Ignored: the searcher it wraps does not learn (random search)."""
+        """Passed on, renumbered, for the searcher's configurations."""
+        if number >= len(self._first):
+            self.searcher.on_result(number - len(self._first), epoch, value)
 
     def on_complete(
         self,
@@ -206,10 +162,26 @@ class EarlierFirst:
         objective: float | None,
         also: tuple[float | None, ...] = (),
     ) -> None:
-        """Ignored: the searcher it wraps does not learn (random search)."""
+        """Passed on, renumbered, for the searcher's configurations."""
+        if number >= len(self._first):
+            self.searcher.on_complete(number - len(self._first), outcome, objective, also)
 
     def restore(self, stored: list[StoredTrial]) -> None:
-        """The earlier configurations already suggested are not suggested again."""
+        """The given configurations already suggested are not suggested again; the rest,
+        renumbered, go to the searcher."""
         count = len(self._first)
-        self._next = min(count, len(stored))
-        self.searcher.restore([s for s in stored if s.number >= count])
+        self._next = min(count, sum(1 for s in stored if s.number < count))
+        self.searcher.restore(
+            [replace(s, number=s.number - count) for s in stored if s.number >= count]
+        )
+
+
+class DefaultsFirst(SuggestedFirst):
+    """Each family at its published defaults (the registry's hyperparameters, no searched
+    settings) before the wrapped searcher's configurations (``search.defaults_first``)."""
+
+    def __init__(self, searcher: Searcher, *, optimizers: Sequence[str]) -> None:
+        defaults = [
+            Suggestion(name, get_spec(name).defaults(), defaults=True) for name in optimizers
+        ]
+        super().__init__(searcher, first=defaults)
