@@ -27,7 +27,7 @@ from optisweep.service.idempotency import Claim, IdempotencyKey, body_hash
 from optisweep.service.pagination import decode_cursor, encode_cursor
 from optisweep.service.routing import CONFLICT, FORBIDDEN, NOT_FOUND, TOO_LARGE, StrictRoute
 from optisweep.service.sweeps import reopen, repository
-from optisweep.service.sweeps.models import SweepStatus
+from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.report import DEFAULT_TOLERANCE, OptimizerReport, optimizer_report
 from optisweep.service.sweeps.schemas import (
     ExtendRequest,
@@ -210,18 +210,26 @@ def cancel_sweep(
     """Cancel a pending or running sweep (409 if it already finished); running trials stop.
     Members cancel the sweeps they submitted, owners any of their project's."""
     sweep = repository.cancel_sweep(session, sweep_id)
-    audit(
-        session,
-        request,
-        principal,
-        "sweep.cancel",
-        f"sweep {sweep.id} ({sweep.name})",
-        project_id=sweep.project_id,
-    )
+    return _changed(session, request, principal, controller, sweep, "sweep.cancel")
+
+
+def _changed(
+    session: Session,
+    request: Request,
+    principal: Principal,
+    controller: ControllerDep,
+    sweep: Sweep,
+    action: str,
+    detail: str = "",
+) -> SweepRead:
+    """A change to a sweep made: audited (``detail`` after the sweep's id and name),
+    committed, the controller woken; the sweep now."""
+    text = f"sweep {sweep.id} ({sweep.name}){detail}"
+    audit(session, request, principal, action, text, project_id=sweep.project_id)
     session.commit()
     if controller is not None:
         controller.wake()
-    return sweep_read(sweep, repository.trial_counts(session, [sweep_id])[sweep_id])
+    return sweep_read(sweep, repository.trial_counts(session, [sweep.id]).get(sweep.id, {}))
 
 
 @router.post("/{sweep_id}/extend", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN, **TOO_LARGE})
@@ -240,18 +248,8 @@ def extend_sweep(
     sweep = reopen.extend_sweep(
         session, sweep_id, trials=body.trials, max_trials=settings.max_trials
     )
-    audit(
-        session,
-        request,
-        principal,
-        "sweep.extend",
-        f"sweep {sweep.id} ({sweep.name}) by {body.trials}, to {sweep.num_trials} trials",
-        project_id=sweep.project_id,
-    )
-    session.commit()
-    if controller is not None:
-        controller.wake()
-    return sweep_read(sweep, repository.trial_counts(session, [sweep_id]).get(sweep_id, {}))
+    detail = f" by {body.trials}, to {sweep.num_trials} trials"
+    return _changed(session, request, principal, controller, sweep, "sweep.extend", detail)
 
 
 @router.post("/{sweep_id}/rerun", responses={**NOT_FOUND, **CONFLICT, **FORBIDDEN, **TOO_LARGE})
@@ -270,19 +268,9 @@ def rerun_sweep(
     if not which:
         raise SpecError("nothing to rerun: set failed or stopped (or both) to true", field="failed")
     sweep, count = reopen.rerun_trials(session, sweep_id, which=which)
-    audit(
-        session,
-        request,
-        principal,
-        "sweep.rerun",
-        f"sweep {sweep.id} ({sweep.name}): {count} {' and '.join(which)} trials",
-        project_id=sweep.project_id,
-    )
-    session.commit()
-    if controller is not None:
-        controller.wake()
-    counts = repository.trial_counts(session, [sweep_id]).get(sweep_id, {})
-    return SweepRerun(sweep=sweep_read(sweep, counts), rerun=count)
+    detail = f": {count} {' and '.join(which)} trials"
+    read = _changed(session, request, principal, controller, sweep, "sweep.rerun", detail)
+    return SweepRerun(sweep=read, rerun=count)
 
 
 @router.get("/{sweep_id}/trials", responses=NOT_FOUND)
