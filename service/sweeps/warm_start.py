@@ -4,8 +4,10 @@ report says of them. Which trials fit is ``optisweep.service.search.warm``'s one
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
+from cachetools import LRUCache
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -133,11 +135,35 @@ class WarmStartRead(BaseModel):
     summary: str
 
 
+_SOURCES: LRUCache[tuple[int, datetime], list[WarmSource]] = LRUCache(maxsize=1024)
+_SOURCES_LOCK = threading.Lock()
+
+
 def warm_start_read(session: Session, sweep: Sweep, spec: SweepCreate) -> WarmStartRead | None:
     """What the sweep's searcher learnt from earlier sweeps, for its report; None without a
     warm start."""
     if spec.search.warm_start is None:
         return None
+    key = (sweep.id, sweep.created_at)
+    with _SOURCES_LOCK:
+        sources = _SOURCES.get(key)
+    if sources is None:  # read and sorted once per sweep: trials that ended before it
+        sources = _sources(session, sweep, spec)
+        with _SOURCES_LOCK:
+            _SOURCES[key] = sources
+    retrained = list(
+        session.scalars(
+            select(Trial.number)
+            .where(Trial.sweep_id == sweep.id, Trial.origin.is_not(None))
+            .order_by(Trial.number)
+        )
+    )
+    return WarmStartRead(sources=sources, retrained=retrained, summary=_summary(sources, retrained))
+
+
+def _sources(session: Session, sweep: Sweep, spec: SweepCreate) -> list[WarmSource]:
+    """Per earlier sweep: its finished trials read, how many fit, why the others did not."""
+    assert spec.search.warm_start is not None
     earlier = earlier_trials(session, spec, before=sweep.created_at)
     sorted_ = sort_fitting(spec.space, earlier, shared=shares_axes(spec.search.algorithm))
     sources = []
@@ -149,14 +175,7 @@ def warm_start_read(session: Session, sweep: Sweep, spec: SweepCreate) -> WarmSt
         sources.append(
             WarmSource(sweep_id=sweep_id, finished=finished, used=used, left_out=left_out)
         )
-    retrained = list(
-        session.scalars(
-            select(Trial.number)
-            .where(Trial.sweep_id == sweep.id, Trial.origin.is_not(None))
-            .order_by(Trial.number)
-        )
-    )
-    return WarmStartRead(sources=sources, retrained=retrained, summary=_summary(sources, retrained))
+    return sources
 
 
 def _summary(sources: list[WarmSource], retrained: list[int]) -> str:
