@@ -51,14 +51,24 @@ def load(url: str, trials: int, epochs: int) -> tuple[int, float]:
 
     import psycopg
 
+    from sqlalchemy.orm import Session
+
+    from optisweep.service.sweeps.repository import default_project_id
+
     start = time.perf_counter()
+    engine = make_engine(url)
+    with Session(engine) as session:  # sweeps belong to a project (issue 29): the default one
+        project = default_project_id(session)
+        session.commit()
+    engine.dispose()
     spec = {**SPEC, "workload": {**SPEC["workload"], "epochs": epochs}}
     spec["search"] = {**SPEC["search"], "num_trials": trials}
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as db:
         row = db.execute(
             "INSERT INTO sweeps (name, spec, status, num_trials, created_at, updated_at,"
-            " finished_at) VALUES (%s, %s, 'completed', %s, now(), now(), now()) RETURNING id",
-            (spec["name"], json.dumps(spec), trials),
+            " finished_at, project_id) VALUES (%s, %s, 'completed', %s, now(), now(), now(), %s)"
+            " RETURNING id",
+            (spec["name"], json.dumps(spec), trials, project),
         ).fetchone()
         assert row is not None
         sweep_id = int(row[0])

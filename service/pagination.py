@@ -8,9 +8,6 @@ import json
 import math
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, or_
-from sqlalchemy.orm import QueryableAttribute
-
 from optisweep.optimizers.schemas import short_repr
 from optisweep.service.db.base import MAX_ID
 from optisweep.service.errors import InputError
@@ -61,18 +58,3 @@ def _key_element(element: Any, kind: KeyKind, cursor: str) -> Any:
         ):
             return float(element)
     raise CursorError(f"cursor: not a cursor this API issued: {short_repr(cursor)}")
-
-
-def after_nullable(
-    column: ColumnElement[Any] | QueryableAttribute[Any],
-    tiebreak: ColumnElement[int] | QueryableAttribute[int],
-    *,
-    value: float | None,
-    last_id: int,
-    descending: bool,
-) -> ColumnElement[bool]:
-    """Rows after (value, last_id) in the order: non-NULL values (asc or desc), then NULLs; id."""
-    if value is None:
-        return and_(column.is_(None), tiebreak > last_id)
-    beyond = column < value if descending else column > value
-    return or_(column.is_(None), beyond, and_(column == value, tiebreak > last_id))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from cachetools import LRUCache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -38,6 +40,7 @@ from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.sweeps.search_spec import ObjectiveSpec
 from optisweep.service.trials.models import Metric, Trial
 from optisweep.service.trials.repository import RANKED
+from optisweep.service.trials.tallies import sweep_versions
 from optisweep.workers.workloads import TIME_METRIC
 
 _DIRECTIONS: dict[str, Mode | None] = {">=": "max", "<=": "min", "=": None}
@@ -96,12 +99,37 @@ def compare(
     tolerance: float,
     measure: Literal["auto", "seconds", "epochs"],
 ) -> Comparison:
-    """The comparison of these sweeps; NotFoundError for a sweep the principal may not read,
-    InputError naming the parameter for a target or measure the sweeps cannot answer."""
-    loaded = [
-        _load(session, check_sweep(session, principal, sid, action="read"), targets, fraction)
-        for sid in sweep_ids
-    ]
+    """The comparison of these sweeps (cached until one changes); NotFoundError for a sweep
+    the principal may not read, InputError naming the parameter for a target or measure the
+    sweeps cannot answer."""
+    sweeps = [check_sweep(session, principal, sid, action="read") for sid in sweep_ids]
+    versions = sweep_versions(session, sweep_ids)
+    key = (
+        tuple((s.id, s.created_at, versions[s.id]) for s in sweeps),
+        tuple(targets),
+        fraction,
+        tolerance,
+        measure,
+    )
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is None:
+        loaded = [_load(session, sweep, targets, fraction) for sweep in sweeps]
+        cached = _compare(loaded, measure, tolerance)
+        with _CACHE_LOCK:
+            _CACHE[key] = cached
+    return cached
+
+
+_CACHE: LRUCache[tuple[Any, ...], Comparison] = LRUCache(64)
+"""Comparisons by their sweeps' versions (``tallies.sweep_versions``) and parameters: read
+again only once one of the sweeps has changed."""
+_CACHE_LOCK = threading.Lock()
+
+
+def _compare(
+    loaded: list[_Loaded], measure: Literal["auto", "seconds", "epochs"], tolerance: float
+) -> Comparison:
     chosen = _measure(measure, loaded)
     results: list[FamilyResult] = []
     times: dict[str, dict[int, float | None]] = defaultdict(dict)

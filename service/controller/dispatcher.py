@@ -32,8 +32,9 @@ from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.search_spec import PbtSpec
 from optisweep.service.trials.models import Trial
-from optisweep.service.trials.queue import insert_trials, pending_trials, status_counts
+from optisweep.service.trials.queue import insert_trials, pending_trials
 from optisweep.service.trials.repository import metric_curves
+from optisweep.service.trials.tallies import status_counts
 from optisweep.workers.specs import CheckpointPlan, MemberSpec, PackSpec, PbtConfig
 from optisweep.workers.tasks import run_pack
 

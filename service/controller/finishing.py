@@ -9,7 +9,8 @@ from optisweep.service.db.base import utcnow
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.repository import finish_sweep
 from optisweep.service.trials.models import TrialState
-from optisweep.service.trials.queue import commonest_failure, status_counts
+from optisweep.service.trials.queue import commonest_failure
+from optisweep.service.trials.tallies import status_counts
 from optisweep.workers.states import OPEN
 
 

@@ -36,6 +36,7 @@ from optisweep.service.controller.recorder import Recorder
 from optisweep.service.controller.state import SERVICE_CONTROLLER, ControllerState
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import ACTIVE
+from optisweep.service.trials import tallies
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,8 @@ class Controller:
             self._last_claim = now
             self.claims.claim()
         self.recorder.record(self._wait())
+        with self.state.sessions.begin() as session:
+            tallies.fold(session)  # the trials' status changes so far, counted
         self.range_tests.collect()
         self.dispatcher.dispatch()
         self.finisher.finish()

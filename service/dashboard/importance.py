@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from cachetools import LRUCache
 from fastapi import APIRouter, Query
-from sqlalchemy import func, select
 
 from optisweep.optimizers.schemas import short_repr
 from optisweep.service.dashboard import queries
@@ -20,7 +19,8 @@ from optisweep.service.errors import InputError
 from optisweep.service.routing import NOT_FOUND, StrictRoute
 from optisweep.service.sweeps.repository import get_sweep, stored_spec
 from optisweep.service.trials.models import Trial
-from optisweep.service.trials.repository import ranked_trials
+from optisweep.service.trials.repository import every_kth, ranked_trials
+from optisweep.service.trials.tallies import ranked_counts
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 
@@ -60,11 +60,10 @@ def importance(
             loc=("query", "optimizer"),
         )
     finished = ranked_trials(sweep_id, maximize=maximize)
+    ranked = ranked_counts(session, sweep_id)  # from the tallies: a few rows at any size
     if optimizer is not None:
         finished = finished.where(Trial.optimizer == optimizer)
-    count = (
-        session.scalar(select(func.count()).select_from(finished.order_by(None).subquery())) or 0
-    )
+    count = ranked.get(optimizer, 0) if optimizer is not None else sum(ranked.values())
     if method == "fanova":
         max_trials = min(max_trials, 500)
     key = (sweep_id, sweep.created_at, count, max_trials, method, optimizer)
@@ -73,8 +72,7 @@ def importance(
     if cached is not None:
         return cached
     stride = max(1, math.ceil(count / max_trials))  # every stride-th trial, thinned in SQL
-    if stride > 1:
-        finished = finished.where(Trial.number % stride == 0)
+    finished = every_kth(session, finished, sweep_id=sweep_id, stride=stride)
     trials = list(session.scalars(finished))
     result = Importance(
         metric=metric, method=method, optimizer=optimizer, trials=len(trials), importances={}

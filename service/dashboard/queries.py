@@ -16,7 +16,7 @@ from optisweep.service.dashboard.schemas import FamilyPoints
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial
-from optisweep.service.trials.repository import ranked_trials
+from optisweep.service.trials.repository import every_kth, ranked_trials
 
 _NON_FINITE = {"nan": math.nan, "inf_pos": math.inf, "inf_neg": -math.inf}
 
@@ -128,9 +128,9 @@ def lr_rows(
     lr = Trial.hyperparameters["lr"].as_float()
     families = max(1, len(stored_spec(sweep).space.optimizers))
     stride = max(1, math.ceil(sweep.num_trials / (families * max_points)))
-    ranked = ranked_trials(sweep.id, maximize=maximize)
-    if stride > 1:
-        ranked = ranked.where(Trial.number % stride == 0)
+    ranked = every_kth(
+        session, ranked_trials(sweep.id, maximize=maximize), sweep_id=sweep.id, stride=stride
+    )
     return session.execute(
         ranked.with_only_columns(
             Trial.optimizer, lr, Trial.objective_value, Trial.id, Trial.settings

@@ -40,8 +40,8 @@ from optisweep.service.sweeps.verdict import verdict
 from optisweep.service.sweeps.views import leaderboard_read
 from optisweep.service.sweeps.warm_start import WarmStartRead, warm_start_read
 from optisweep.service.trials.models import Trial, TrialState
-from optisweep.service.trials.queue import status_counts
 from optisweep.service.trials.repository import RANKED
+from optisweep.service.trials.tallies import sweep_versions
 
 DEFAULT_TOLERANCE = 0.02
 """Within 2% of a family's best objective (relative) counts as "as good"."""
@@ -115,9 +115,10 @@ def optimizer_report(
     session: Session, sweep: Sweep, *, tolerance: float = DEFAULT_TOLERANCE
 ) -> OptimizerReport:
     """The optimizer report of ``sweep`` from its trials so far (cached until a trial's
-    status changes: the sweep page asks for it on every refresh)."""
-    counts = status_counts(session, [sweep.id]).get(sweep.id, {})
-    key = (sweep.id, sweep.created_at, tuple(sorted(counts.items())), tolerance)
+    status changes or a trial reports an epoch: the sweep page asks for it on every
+    refresh)."""
+    version = sweep_versions(session, [sweep.id])[sweep.id]
+    key = (sweep.id, sweep.created_at, version, tolerance)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
     if cached is None:

@@ -16,8 +16,8 @@ from optisweep.service.errors import ConflictError, NotFoundError
 from optisweep.service.sweeps.models import Sweep, SweepStatus
 from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.trials.models import Trial, TrialState
-from optisweep.service.trials.queue import status_counts
 from optisweep.service.trials.repository import cancel_pending, stop_trials
+from optisweep.service.trials.tallies import status_counts
 
 ACTIVE = (SweepStatus.PENDING, SweepStatus.RUNNING)
 """Statuses of a sweep that is not finished."""

@@ -8,14 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Enum,
     Float,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
@@ -32,7 +35,10 @@ from optisweep.workers.states import TrialState
 if TYPE_CHECKING:
     from optisweep.service.sweeps.models import Sweep
 
-__all__ = ["Trial", "TrialState", "note_status"]
+__all__ = ["RANKED", "Trial", "TrialState", "note_status"]
+
+RANKED = (TrialState.COMPLETED, TrialState.STOPPED)
+"""Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -53,6 +59,13 @@ class Trial(Base):
             "sweep_id",
             "optimizer",
             "objective_value",
+        ),
+        Index(  # the dispatcher's next trials: read in order, however many have ended
+            "ix_trials_pending",
+            "sweep_id",
+            "number",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
         ),
     )
 
@@ -133,6 +146,37 @@ class FamilyTally(Base):
     epochs_spent: Mapped[int] = mapped_column(default=0)
     best_value: Mapped[float | None] = mapped_column(Float(precision=53))
     best_trial_id: Mapped[int | None]
+
+
+class StatusTally(Base):
+    """How many of a sweep's trials of one family are in a status, with a finite objective or
+    not (``finite``: a completed or stopped one ranks), as of the controller's last fold of
+    the ``status_deltas`` (``tallies`` adds the deltas since)."""
+
+    __tablename__ = "status_tallies"
+
+    sweep_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    optimizer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[TrialState] = mapped_column(_enum(TrialState), primary_key=True)
+    finite: Mapped[bool] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatusDelta(Base):
+    """A change in how many of a sweep's trials are in a status (by family, finite objective
+    or not): written by the database's own triggers on ``trials`` (every insert, change of
+    status or objective kind, and delete, whoever makes it), folded into ``status_tallies``
+    by the controller. No foreign key: a sweep deleted with its trials leaves the deltas of
+    their deletion."""
+
+    __tablename__ = "status_deltas"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sweep_id: Mapped[int]
+    optimizer: Mapped[str] = mapped_column(String(32))
+    status: Mapped[TrialState] = mapped_column(_enum(TrialState))
+    finite: Mapped[bool]
+    delta: Mapped[int] = mapped_column(BigInteger)
 
 
 class FamilyImprovement(Base):

@@ -69,20 +69,6 @@ def pending_trials(
     )
 
 
-def status_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialState, int]]:
-    """How many trials of each sweep are in each status (statuses with none are absent)."""
-    counts: dict[int, dict[TrialState, int]] = {sweep_id: {} for sweep_id in sweep_ids}
-    if not counts:
-        return counts
-    for sweep_id, status, count in session.execute(
-        select(Trial.sweep_id, Trial.status, func.count())
-        .where(Trial.sweep_id.in_(list(counts)))
-        .group_by(Trial.sweep_id, Trial.status)
-    ):
-        counts[sweep_id][status] = count
-    return counts
-
-
 def commonest_failure(session: Session, *, sweep_id: int) -> tuple[str | None, int] | None:
     """The error most of a sweep's failed trials share and how many share it, or None."""
     row = session.execute(

@@ -7,16 +7,29 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from optisweep.service.db.base import MAX_ID, FloatKind, UTCDateTime, encode_float, get_by_id
 from optisweep.service.errors import NotFoundError
-from optisweep.service.pagination import after_nullable, decode_cursor, encode_cursor
-from optisweep.service.trials.models import Metric, Trial, TrialEvent, TrialState
+from optisweep.service.pagination import decode_cursor, encode_cursor
+from optisweep.service.trials.models import RANKED, Metric, Trial, TrialEvent, TrialState
+from optisweep.service.trials.tallies import ranked_counts
 
 
 def stop_trials(
@@ -181,6 +194,8 @@ def list_trials(
     """A page of a sweep's trials and the cursor of the next page (None on the last page).
 
     Trials without a finite value of the sort key (pending, failed, NaN) come last, by id.
+    Each part is read in its index's order (valued trials on (sweep_id, value), then the
+    others by id) and stops at the page's end, so a page costs the same at any sweep size.
     """
     column = _SORT_COLUMNS[sort]
     statement = select(Trial).where(Trial.sweep_id == sweep_id)
@@ -188,25 +203,29 @@ def list_trials(
         statement = statement.where(Trial.optimizer == optimizer)
     if status is not None:
         statement = statement.where(Trial.status == status)
+    value, last_id = None, None
     if cursor is not None:
         value, last_id = decode_cursor(
             cursor, kinds=("int" if sort == "number" else "number_or_null", "id")
         )
-        statement = statement.where(
-            after_nullable(column, Trial.id, value=value, last_id=last_id, descending=descending)
-        )
-    statement = statement.order_by(
-        column.is_(None), column.desc() if descending else column.asc(), Trial.id
-    ).limit(limit + 1)
-    trials = list(session.scalars(statement))
+    trials: list[Trial] = []
+    if cursor is None or value is not None:
+        valued = statement.where(column.is_not(None))
+        if value is not None:
+            beyond = column < value if descending else column > value
+            valued = valued.where(or_(beyond, and_(column == value, Trial.id > last_id)))
+        order = column.desc() if descending else column.asc()
+        trials = list(session.scalars(valued.order_by(order, Trial.id).limit(limit + 1)))
+    if len(trials) <= limit and sort != "number":  # a trial's number is never NULL
+        unvalued = statement.where(column.is_(None))
+        if cursor is not None and value is None:
+            unvalued = unvalued.where(Trial.id > last_id)
+        rest = unvalued.order_by(Trial.id).limit(limit + 1 - len(trials))
+        trials += list(session.scalars(rest))
     if len(trials) <= limit:
         return trials, None
     last = trials[limit - 1]
     return trials[:limit], encode_cursor(getattr(last, column.key), last.id)
-
-
-RANKED = (TrialState.COMPLETED, TrialState.STOPPED)
-"""Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
 
 
 def ranked_trials(sweep_id: int, *, maximize: bool) -> Select[Trial]:
@@ -218,29 +237,39 @@ def ranked_trials(sweep_id: int, *, maximize: bool) -> Select[Trial]:
             Trial.sweep_id == sweep_id,
             Trial.status.in_(RANKED),
             Trial.objective_kind == FloatKind.FINITE,
+            value.is_not(None),  # implied; it lets an index scan skip the unfinished trials
         )
         .order_by(value.desc() if maximize else value.asc(), Trial.id)
     )
+
+
+def every_kth(
+    session: Session, statement: Select[Any], *, sweep_id: int, stride: int
+) -> Select[Any]:
+    """``statement`` kept to the sweep's trials whose number is a multiple of ``stride``: the
+    numbers listed, so each is an index lookup instead of a scan of every trial."""
+    if stride <= 1:
+        return statement
+    last = session.scalar(select(func.max(Trial.number)).where(Trial.sweep_id == sweep_id))
+    return statement.where(Trial.number.in_(range(0, (last or 0) + 1, stride)))
 
 
 def best_objectives(
     session: Session, *, sweep_ids: Iterable[int], maximize: bool
 ) -> dict[int, float]:
     """Each sweep's best final objective among its ranked trials (sweeps without one absent);
-    one grouped query for all these sweeps, which share the direction ``maximize``."""
-    ids = list(sweep_ids)
-    if not ids:
+    one query for all these sweeps, which share the direction ``maximize``: each sweep's
+    first ranked trial, read from its objective index, not a scan of its trials."""
+    bests = [
+        ranked_trials(sweep_id, maximize=maximize)
+        .with_only_columns(Trial.sweep_id, Trial.objective_value)
+        .limit(1)
+        .subquery()
+        for sweep_id in sweep_ids
+    ]
+    if not bests:
         return {}
-    best = func.max(Trial.objective_value) if maximize else func.min(Trial.objective_value)
-    rows = session.execute(
-        select(Trial.sweep_id, best)
-        .where(
-            Trial.sweep_id.in_(ids),
-            Trial.status.in_(RANKED),
-            Trial.objective_kind == FloatKind.FINITE,
-        )
-        .group_by(Trial.sweep_id)
-    )
+    rows = session.execute(union_all(*(select(best) for best in bests)))
     return {sweep_id: float(value) for sweep_id, value in rows if value is not None}
 
 
@@ -250,16 +279,12 @@ def leaderboard(session: Session, *, sweep_id: int, maximize: bool) -> list[tupl
     Fidelity first: a family is represented by its best trial that ran every epoch
     (completed) where it has one, and families whose trials were all stopped early rank after
     every family with a completed one. Two indexed lookups per family at most (trials on
-    (sweep_id, optimizer, objective_value)), so it stays fast on sweeps of 100,000 trials.
+    (sweep_id, optimizer, objective_value)) and the counts from the status tallies, so it
+    stays fast on sweeps of a million trials.
     """
     ranked = ranked_trials(sweep_id, maximize=maximize)
-    counts = session.execute(
-        ranked.with_only_columns(Trial.optimizer, func.count())
-        .group_by(Trial.optimizer)
-        .order_by(None)
-    ).all()
     best = []
-    for family, count in counts:
+    for family, count in sorted(ranked_counts(session, sweep_id).items()):
         scoped = ranked.where(Trial.optimizer == family)
         full = scoped.where(Trial.status == TrialState.COMPLETED)
         trial = session.scalars(full.limit(1)).first() or session.scalars(scoped.limit(1)).first()

@@ -21,6 +21,7 @@ from optisweep.service.models import Metric, Sweep, SweepStatus, Trial, TrialSta
 from optisweep.service.sweeps.repository import default_project_id
 from optisweep.service.trials.models import FamilyImprovement, FamilyTally
 from optisweep.service.trials.repository import list_metrics, record_metrics
+from optisweep.service.trials.tallies import status_counts
 from tests.service.conftest import fresh_postgres_database
 
 
@@ -175,6 +176,8 @@ def test_upgrading_a_database_with_recorded_sweeps_tallies_their_families(
             ("sgd", 2, 0.4),
         ]
         assert [m.value for m in list_metrics(session, trial_id=1)] == [0.5]
+        # revision 0010 counted the sweep's trials into its status tallies
+        assert status_counts(session, [1]) == {1: {TrialState.COMPLETED: 4}}
         session.add(Metric(trial_id=1, name="acc", step=1, value_kind=FloatKind.FINITE))
         with pytest.raises(IntegrityError):  # metrics are still unique per trial, name, step
             session.flush()

@@ -1,0 +1,116 @@
+"""How many of each sweep's trials are in each status, read in a few rows at any sweep size.
+
+The database counts: its triggers on ``trials`` (migration 0010) write a ``StatusDelta`` for
+every trial inserted, every status change and every delete, whoever makes it. The controller
+folds the deltas into ``StatusTally`` rows every tick (``fold``); a count is the tallies plus
+the deltas not folded yet, so it is exact at every moment, in every transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Subquery, func, select, text, union_all
+from sqlalchemy.orm import Session
+
+from optisweep.service.trials.models import (
+    RANKED,
+    FamilyTally,
+    StatusDelta,
+    StatusTally,
+    TrialState,
+)
+
+_FOLD = {
+    # One statement: the deltas it deletes are the ones it adds (a concurrent fold waits for
+    # their row locks, then finds them gone).
+    "postgresql": """
+        WITH folded AS (
+            DELETE FROM status_deltas RETURNING sweep_id, optimizer, status, finite, delta
+        )
+        INSERT INTO status_tallies (sweep_id, optimizer, status, finite, count)
+        SELECT sweep_id, optimizer, status, finite, sum(delta) FROM folded GROUP BY 1, 2, 3, 4
+        ORDER BY 1, 2, 3, 4
+        ON CONFLICT (sweep_id, optimizer, status, finite)
+        DO UPDATE SET count = status_tallies.count + excluded.count
+    """,
+    # SQLite has one writer: nothing changes the deltas between the two statements.
+    "sqlite": """
+        INSERT INTO status_tallies (sweep_id, optimizer, status, finite, count)
+        SELECT sweep_id, optimizer, status, finite, sum(delta) FROM status_deltas WHERE true
+        GROUP BY 1, 2, 3, 4
+        ON CONFLICT (sweep_id, optimizer, status, finite) DO UPDATE
+        SET count = count + excluded.count;
+        DELETE FROM status_deltas
+    """,
+}
+
+
+def _tallied(sweep_ids: list[int]) -> Subquery:
+    """Every tally and unfolded delta of these sweeps as (sweep_id, optimizer, status, finite,
+    n) rows, to be summed."""
+    columns = ("sweep_id", "optimizer", "status", "finite")
+    return union_all(
+        select(*(getattr(StatusTally, c) for c in columns), StatusTally.count.label("n")).where(
+            StatusTally.sweep_id.in_(sweep_ids)
+        ),
+        select(*(getattr(StatusDelta, c) for c in columns), StatusDelta.delta.label("n")).where(
+            StatusDelta.sweep_id.in_(sweep_ids)
+        ),
+    ).subquery()
+
+
+def status_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[TrialState, int]]:
+    """How many trials of each sweep are in each status (statuses with none are absent)."""
+    counts: dict[int, dict[TrialState, int]] = {sweep_id: {} for sweep_id in sweep_ids}
+    if not counts:
+        return counts
+    rows = _tallied(list(counts))
+    for sweep_id, status, count in session.execute(
+        select(rows.c.sweep_id, rows.c.status, func.sum(rows.c.n)).group_by(
+            rows.c.sweep_id, rows.c.status
+        )
+    ):
+        if count:
+            counts[sweep_id][TrialState(status)] = int(count)
+    return counts
+
+
+def ranked_counts(session: Session, sweep_id: int) -> dict[str, int]:
+    """How many of the sweep's trials of each family rank on its leaderboard (completed or
+    stopped, with a finite objective: ``repository.ranked_trials``); families with none are
+    absent."""
+    rows = _tallied([sweep_id])
+    found = session.execute(
+        select(rows.c.optimizer, func.sum(rows.c.n))
+        .where(rows.c.status.in_([s.value for s in RANKED]), rows.c.finite.is_(True))
+        .group_by(rows.c.optimizer)
+    )
+    return {optimizer: int(count) for optimizer, count in found if count}
+
+
+def fold(session: Session) -> None:
+    """Add the deltas the triggers wrote to the tallies and delete them (the caller commits)."""
+    name = session.get_bind().dialect.name
+    for statement in _FOLD[name].split(";"):
+        session.execute(text(statement))
+
+
+def sweep_versions(session: Session, sweep_ids: Iterable[int]) -> dict[int, tuple[Any, ...]]:
+    """Per sweep, what changes whenever anything a report or comparison reads of it changes:
+    its status counts and the epochs its trials have reported (a few rows at any size); the
+    key of those reads' caches."""
+    ids = list(sweep_ids)
+    counts = status_counts(session, ids)
+    spent: dict[int, int] = dict(
+        session.execute(
+            select(FamilyTally.sweep_id, func.sum(FamilyTally.epochs_spent))
+            .where(FamilyTally.sweep_id.in_(ids))
+            .group_by(FamilyTally.sweep_id)
+        ).all()
+    )
+    return {
+        sweep_id: (tuple(sorted(counts[sweep_id].items())), int(spent.get(sweep_id) or 0))
+        for sweep_id in ids
+    }
