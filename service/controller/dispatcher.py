@@ -154,7 +154,7 @@ class Dispatcher:
             if suggestion is None:
                 break
             suggestions.append(suggestion)
-        return trial_rows(sweep_id, spec, suggestions, first=created)
+        return list(trial_rows(sweep_id, spec, suggestions, first=created))
 
     def _submit(
         self,

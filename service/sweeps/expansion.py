@@ -6,7 +6,7 @@ is in)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import replace
 from typing import Any
 
@@ -36,11 +36,21 @@ def expand(
     configuration's repeats consecutive (trial number // repeats is its index); none for a
     deferred sweep. ``earlier``: the trials of the sweeps it warm-starts from. GridError or
     HyperparameterError where the space cannot be expanded."""
+    return list(expanded(spec, max_trials=max_trials, earlier=earlier))
+
+
+def expanded(
+    spec: SweepCreate, *, max_trials: int, earlier: Sequence[EarlierTrial] = ()
+) -> Iterator[Suggestion]:
+    """``expand``, one configuration at a time (a sweep of a million trials is counted and
+    written in chunks, never held); the same configurations every time, from the seed."""
     if deferred(spec):
-        return []
+        return
     searcher = make_searcher(spec, max_trials=max_trials, earlier=earlier)
-    suggestions = at_sizes(spec, list(iter(searcher.suggest, None)))
-    return [suggestion for suggestion in suggestions for _ in range(spec.search.repeats)]
+    for suggestion in iter(searcher.suggest, None):
+        for sized in at_sizes(spec, [suggestion]):
+            for _ in range(spec.search.repeats):
+                yield sized
 
 
 def at_sizes(spec: SweepCreate, suggestions: list[Suggestion]) -> list[Suggestion]:
@@ -56,7 +66,7 @@ def at_sizes(spec: SweepCreate, suggestions: list[Suggestion]) -> list[Suggestio
     ]
 
 
-def planned_trials(spec: SweepCreate, suggestions: list[Suggestion]) -> int:
+def planned_trials(spec: SweepCreate, suggestions: Sized) -> int:
     """How many trials a sweep runs: its expansion, or for a deferred sweep num_trials (and
     the defaults-first stage) times the repeats."""
     if deferred(spec) and spec.search.num_trials is not None:
@@ -92,10 +102,11 @@ def trial_seed(sweep_seed: int, number: int) -> int:
 
 
 def trial_rows(
-    sweep_id: int, spec: SweepCreate, suggestions: list[Suggestion], *, first: int = 0
-) -> list[dict[str, Any]]:
-    """New PENDING trials (column values) for ``suggestions``, numbered from ``first``."""
-    return [
+    sweep_id: int, spec: SweepCreate, suggestions: Iterable[Suggestion], *, first: int = 0
+) -> Iterator[dict[str, Any]]:
+    """New PENDING trials (column values) for ``suggestions``, numbered from ``first``, as
+    they are drawn."""
+    return (
         {
             "sweep_id": sweep_id,
             "number": number,
@@ -109,4 +120,4 @@ def trial_rows(
             "status": TrialState.PENDING,
         }
         for number, suggestion in enumerate(suggestions, start=first)
-    ]
+    )

@@ -12,7 +12,7 @@ its run). Expansion (``expansion.expand``) runs here, once per sweep.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from optisweep.optimizers import HyperparameterError, get_spec
@@ -27,7 +27,7 @@ from optisweep.service.search import (
     Suggestion,
     defaults_configurations,
 )
-from optisweep.service.sweeps.expansion import deferred, expand, planned_trials
+from optisweep.service.sweeps.expansion import deferred, expanded, planned_trials
 from optisweep.service.sweeps.fits import check_batch_fits, check_schedule_fits, needs_train_size
 from optisweep.service.sweeps.group_space import rules
 from optisweep.service.sweeps.scale import check_scale
@@ -52,7 +52,7 @@ class CheckedSweep:
     """A sweep that passed every check: what it trains, how many trials, what packing says."""
 
     spec: SweepCreate
-    suggestions: list[Suggestion]
+    suggestions: Expansion
     """Its trial configurations in trial-number order (none where they come as it runs:
     adaptive search, ``lr: auto``)."""
     num_trials: int
@@ -194,9 +194,25 @@ def _check_param_groups(spec: SweepCreate, report: WorkloadReport | None) -> Non
         )
 
 
-def _expanded(
-    spec: SweepCreate, *, max_trials: int, earlier: Sequence[EarlierTrial]
-) -> list[Suggestion]:
+@dataclass(frozen=True)
+class Expansion:
+    """A grid or random sweep's trial configurations, drawn and checked once when it is
+    submitted and drawn again, the same from its seed, as its trials are written: a million
+    configurations are counted, not held."""
+
+    spec: SweepCreate
+    max_trials: int
+    earlier: Sequence[EarlierTrial]
+    count: int
+
+    def __iter__(self) -> Iterator[Suggestion]:
+        return expanded(self.spec, max_trials=self.max_trials, earlier=self.earlier)
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _expanded(spec: SweepCreate, *, max_trials: int, earlier: Sequence[EarlierTrial]) -> Expansion:
     """The sweep's trials within the trial budget (SpecError naming the field if not)."""
     search = spec.search
     try:
@@ -205,7 +221,7 @@ def _expanded(
                 f"num_trials is {search.num_trials}, more than the maximum of {max_trials}",
                 field="search.num_trials",
             )
-        suggestions = expand(spec, max_trials=max_trials, earlier=earlier)
+        count = sum(1 for _ in expanded(spec, max_trials=max_trials, earlier=earlier))
     except GridError as exc:
         raise SpecError(str(exc), field=exc.field) from None
     except HyperparameterError as exc:
@@ -213,8 +229,8 @@ def _expanded(
         raise SpecError(str(exc), field=field) from None
     configurations = (
         (search.num_trials or 0) + defaults_configurations(spec)
-        if not suggestions
-        else len(suggestions) // search.repeats
+        if not count
+        else count // search.repeats
     )
     if configurations * search.repeats > max_trials:
         raise SpecError(
@@ -222,7 +238,7 @@ def _expanded(
             f"maximum of {max_trials} trials",
             field="search.repeats",
         )
-    return suggestions
+    return Expansion(spec, max_trials, earlier, count)
 
 
 def _check_feasible(resources: ResourcesSpec, largest: tuple[float, float]) -> None:

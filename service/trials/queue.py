@@ -4,6 +4,7 @@ ended; repositories flush, callers commit."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -12,11 +13,16 @@ from sqlalchemy.orm import Session
 from optisweep.service.trials.models import Trial, TrialState
 from optisweep.workers.states import OPEN
 
+INSERT_CHUNK = 10_000
+"""Trials written per statement: a large sweep's rows are drawn and written a chunk at a time."""
 
-def insert_trials(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert new trials (rows of column values) in one statement."""
-    if rows:
-        session.execute(insert(Trial), rows)
+
+def insert_trials(session: Session, rows: Iterable[dict[str, Any]]) -> None:
+    """Insert new trials (rows of column values, drawn as they are written), a statement per
+    ``INSERT_CHUNK`` rows."""
+    rows = iter(rows)
+    while chunk := list(islice(rows, INSERT_CHUNK)):
+        session.execute(insert(Trial), chunk)
 
 
 def interrupted_trials(session: Session, *, sweep_id: int, in_flight: Iterable[int]) -> list[Trial]:

@@ -14,6 +14,7 @@ from optisweep.service.sweeps.schemas import SweepCreate
 from optisweep.service.sweeps.service import submit_sweep
 from optisweep.service.sweeps.validation import check_sweep
 from optisweep.service.trials.models import Trial, TrialState
+from optisweep.service.trials.queue import INSERT_CHUNK
 
 
 def _spec(**search: Any) -> SweepCreate:
@@ -26,6 +27,34 @@ def _spec(**search: Any) -> SweepCreate:
             "objective": {"metric": "val_loss", "mode": "min"},
         }
     )
+
+
+def test_a_random_sweep_is_drawn_the_same_again_and_written_in_chunks(
+    session: Session,
+) -> None:
+    trials = INSERT_CHUNK + 7  # more than one statement's worth
+    spec = SweepCreate.model_validate(
+        {
+            **_spec().model_dump(mode="json"),
+            "space": {"optimizers": ["sgd", "adam"], "lr": {"low": 1e-4, "high": 0.1, "log": True}},
+            "search": {"algorithm": "random", "num_trials": trials, "seed": 3},
+        }
+    )
+    checked = check_sweep(spec, max_trials=trials)
+    first, again = iter(checked.suggestions), iter(checked.suggestions)
+    drawn = [next(first) for _ in range(3)]
+    assert drawn == [next(again) for _ in range(3)]  # counted once, drawn again the same
+    assert len(checked.suggestions) == checked.num_trials == trials
+    sweep = submit_sweep(session, spec, max_trials=trials)
+    rows = session.execute(
+        select(Trial.number, Trial.hyperparameters)
+        .where(Trial.sweep_id == sweep.id)
+        .order_by(Trial.number)
+    ).all()
+    assert [number for number, _ in rows] == list(range(trials))
+    assert [hyperparameters for _, hyperparameters in rows[:3]] == [
+        s.hyperparameters for s in drawn
+    ]
 
 
 def test_submitting_a_grid_queues_the_sweep_with_every_trial(session: Session) -> None:
