@@ -110,8 +110,7 @@ def run_optisweep(
         httpx.Client(base_url=server.api, headers=server.headers, timeout=60) as client,
     ):
         warm_after = _settle(client, os.environ.get(SETTLE, "0"))
-        timings = []
-        phases: dict[str, float] = {}
+        timings, traces = [], []
         for _ in range(2):  # a fresh server's first sweep, then the same sweep again
             start = time.perf_counter()
             posted = datetime.now(UTC)
@@ -119,8 +118,7 @@ def run_optisweep(
             while client.get(f"/sweeps/{sweep_id}").json()["status"] in ("pending", "running"):
                 time.sleep(0.1)
             timings.append(time.perf_counter() - start)
-            if not phases:
-                phases = first_sweep_phases(client, sweep_id, posted)
+            traces.append(first_sweep_phases(client, sweep_id, posted))
         board = client.get(f"/sweeps/{sweep_id}/leaderboard").json()
     best = max(entry["trial"]["objective"] for entry in board["entries"])
     return {
@@ -128,7 +126,8 @@ def run_optisweep(
         "warm_seconds": timings[1],
         "ready_seconds": server.ready_seconds,
         "best": best,
-        "phases": phases,
+        "phases": traces[0],
+        "again_phases": traces[1],
         "warm_after_ready_seconds": warm_after,
     }
 
@@ -409,6 +408,7 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
         **{key: statistics.median(run[key] for run in good) for key in keys},
         "runs": {key: [round(run[key], 2) for run in good] for key in keys},
         "traces": [run["phases"] for run in good if run.get("phases")],
+        "again_traces": [run["again_phases"] for run in good if run.get("again_phases")],
     }
 
 
@@ -432,10 +432,16 @@ def _print_traces(rows: list[tuple[str, dict[str, Any]]]) -> None:
         print(f"\n{name}, fresh server over {len(runs)} runs: {_distribution(runs)}")
         if not result.get("traces"):
             continue  # not served: no rows to trace
-        print(f"{'run':>4} {'total':>6} " + " ".join(f"{phase:>14}" for phase in PHASES))
-        for index, (total, trace) in enumerate(zip(runs, result["traces"], strict=False)):
-            cells = " ".join(f"{trace[phase]:14.2f}" for phase in PHASES)
-            print(f"{index:>4} {total:6.2f} {cells}")
+        again = result.get("runs", {}).get("warm_seconds", [])
+        for label, totals, traces in (
+            ("first sweep", runs, result["traces"]),
+            ("the same sweep again", again, result.get("again_traces", [])),
+        ):
+            print(f"{label} (s after its POST):")
+            print(f"{'run':>4} {'total':>6} " + " ".join(f"{phase:>14}" for phase in PHASES))
+            for index, (total, trace) in enumerate(zip(totals, traces, strict=False)):
+                cells = " ".join(f"{trace[phase]:14.2f}" for phase in PHASES)
+                print(f"{index:>4} {total:6.2f} {cells}")
 
 
 def _runs(

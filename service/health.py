@@ -45,8 +45,8 @@ class Readiness(BaseModel):
     gpus: float | None = None
     workers: str = "warm"
     """"warm" once the workers' warm-up (the training stack's imports) finished, else "warming
-    up": the server is ready, and the first trials wait for the warm-up or share the CPUs with
-    it."""
+    up": the server is not ready yet (trials would share the CPUs with the warm-up), unless
+    the warm-up has taken more than a minute (a busy cluster), when it is."""
 
 
 @router.get("/healthz")
@@ -74,8 +74,8 @@ def checkpoints_writable(folder: str) -> str:
 def readyz(
     session: SessionDep, controller: ControllerDep, settings: SettingsDep, response: Response
 ) -> Readiness:
-    """The database answers a query, the Ray cluster reports its resources, the controller's
-    ticks succeed and checkpoints can be written."""
+    """The database answers a query, the Ray cluster reports its resources, its workers have
+    warmed up, the controller's ticks succeed and checkpoints can be written."""
     readiness = Readiness(status="ready", database="ok", ray="ok")
     readiness.checkpoints = checkpoints_writable(settings.checkpoint_dir)
     ready = readiness.checkpoints in ("ok", "off")
@@ -102,6 +102,9 @@ def readyz(
             )
             warm = _ray_probe.submit(controller.workers_warm).result(timeout=RAY_TIMEOUT_SECONDS)
             readiness.workers = "warm" if warm else "warming up"
+            # Ready to train at full speed: a sweep sent during the warm-up would share the
+            # CPUs with it (unless it takes longer than a warm-up should: a busy cluster).
+            ready = ready and (warm or controller.warm_up_overdue())
         except FutureTimeout:
             readiness.ray, ready = f"no answer within {RAY_TIMEOUT_SECONDS:g} s", False
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""status tallies kept by triggers; a partial index of pending trials
+"""status tallies kept by triggers; partial indexes of pending and ranked trials
 
 How many of a sweep's trials are in each status (and of each family, ranked: completed or
 stopped with a finite objective) was a GROUP BY over all of them on every read (the sweep
@@ -7,7 +7,9 @@ Now the database's own triggers write a delta for every trial inserted, every ch
 status or objective kind, and every delete (``status_deltas``, whoever makes the change: the controller, the API, a person with
 psql), the controller folds them into ``status_tallies``, and a count reads both: a few rows at
 any size. The dispatcher's next pending trials come from a partial index of the pending ones,
-in number order, instead of sorting every pending trial of the sweep on each tick.
+in number order, instead of sorting every pending trial of the sweep on each tick; a sweep's
+best objective from a partial index of its ranked trials, whatever the planner's statistics
+say of the rest.
 
 Existing sweeps' tallies are counted from their trials here.
 
@@ -147,6 +149,15 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending'"),
         sqlite_where=sa.text("status = 'pending'"),
     )
+    ranked = "status IN ('completed', 'stopped') AND objective_kind = 'finite'"
+    op.create_index(
+        'ix_trials_ranked',
+        'trials',
+        ['sweep_id', 'objective_value'],
+        unique=False,
+        postgresql_where=sa.text(ranked),
+        sqlite_where=sa.text(ranked),
+    )
     op.execute(
         f"INSERT INTO status_tallies ({KEY}, count) SELECT sweep_id, optimizer, status, "
         "coalesce(objective_kind = 'finite', false), count(*) FROM trials GROUP BY 1, 2, 3, 4"
@@ -160,6 +171,7 @@ def downgrade() -> None:
     postgres = op.get_bind().dialect.name == 'postgresql'
     for statement in DROP_POSTGRES if postgres else DROP_SQLITE:
         op.execute(statement)
+    op.drop_index('ix_trials_ranked', table_name='trials')
     op.drop_index('ix_trials_pending', table_name='trials')
     op.drop_table('status_deltas')
     op.drop_table('status_tallies')

@@ -45,6 +45,12 @@ BACKOFF_SECONDS = (0.5, 30.0)
 to the second with every further failure."""
 
 
+VACUUM_SECONDS = 10.0
+"""How often the controller reclaims the status deltas it folded (``tallies.vacuum``)."""
+WARM_UP_READY_SECONDS = 60.0
+"""``/readyz`` waits this long at most for the workers' warm-up."""
+
+
 class Controller:
     """Runs sweeps on Ray: claim, record, dispatch, finish; one thread, one tick at a time."""
 
@@ -88,10 +94,12 @@ class Controller:
         self._poll_seconds = poll_seconds
         self._claim_seconds = claim_seconds
         self._last_claim = -math.inf
+        self._last_vacuum = time.monotonic()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._warming: list[Any] = []
+        self._warming_since = time.monotonic()
         self.failed_ticks = 0
         """Ticks that failed in a row (0 while the loop runs well)."""
         self.last_error: str | None = None
@@ -104,6 +112,11 @@ class Controller:
             return True
         done, _ = ray.wait(self._warming, num_returns=len(self._warming), timeout=0)
         return len(done) == len(self._warming)
+
+    def warm_up_overdue(self) -> bool:
+        """Whether the warm-up has run longer than ``WARM_UP_READY_SECONDS`` (a busy cluster
+        may hold its tasks back): readiness stops waiting for it then."""
+        return time.monotonic() - self._warming_since > WARM_UP_READY_SECONDS
 
     @property
     def controller_id(self) -> str:
@@ -120,6 +133,7 @@ class Controller:
         # One worker per CPU importing the training stack now (unless `optisweep serve` already
         # started them, before its own imports), so the first sweep does not wait for torch.
         self._warming = warm_workers()
+        self._warming_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="optisweep-controller", daemon=True)
         self._thread.start()
 
@@ -192,6 +206,10 @@ class Controller:
         self.recorder.record(self._wait())
         with self.state.sessions.begin() as session:
             tallies.fold(session)  # the trials' status changes so far, counted
+            engine = session.get_bind()
+        if now - self._last_vacuum >= VACUUM_SECONDS:
+            self._last_vacuum = now
+            tallies.vacuum(engine.engine)
         self.range_tests.collect()
         self.dispatcher.dispatch()
         self.finisher.finish()

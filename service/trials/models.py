@@ -39,6 +39,8 @@ __all__ = ["RANKED", "Trial", "TrialState", "note_status"]
 
 RANKED = (TrialState.COMPLETED, TrialState.STOPPED)
 """Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
+RANKED_WHERE = "status IN ('completed', 'stopped') AND objective_kind = 'finite'"
+"""The ranked trials with a finite objective, as SQL (a partial index's predicate)."""
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
@@ -59,6 +61,13 @@ class Trial(Base):
             "sweep_id",
             "optimizer",
             "objective_value",
+        ),
+        Index(  # the sweep's best objective: read in order, however many are unfinished
+            "ix_trials_ranked",
+            "sweep_id",
+            "objective_value",
+            postgresql_where=text(RANKED_WHERE),
+            sqlite_where=text(RANKED_WHERE),
         ),
         Index(  # the dispatcher's next trials: read in order, however many have ended
             "ix_trials_pending",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Subquery, func, select, text, union_all
+from sqlalchemy import Engine, Subquery, func, select, text, union_all
 from sqlalchemy.orm import Session
 
 from optisweep.service.trials.models import (
@@ -114,3 +114,13 @@ def sweep_versions(session: Session, sweep_ids: Iterable[int]) -> dict[int, tupl
         sweep_id: (tuple(sorted(counts[sweep_id].items())), int(spent.get(sweep_id) or 0))
         for sweep_id in ids
     }
+
+
+def vacuum(engine: Engine) -> None:
+    """Reclaim the deltas the folds deleted (PostgreSQL; SQLite reuses the pages itself): the
+    table's rows are deleted as fast as they are written, and a server with autovacuum off
+    would otherwise leave every fold and count reading more dead rows than the last."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM status_deltas"))

@@ -4,7 +4,7 @@ trials, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from optisweep.service.models import StatusDelta, Sweep, SweepStatus, Trial, TrialState
@@ -103,3 +103,20 @@ def test_pending_trials_come_in_number_order_past_ended_ones(session: Session) -
     first = session.scalar(select(Trial.id).where(Trial.sweep_id == sweep_id, Trial.number == 26))
     found = pending_trials(session, sweep_ids=[sweep_id], in_flight=[first], limit=5)
     assert [t.number for t in found] == [25, 27, 28, 29, 30]
+
+
+def test_the_folded_deltas_are_reclaimed(migrated_engine: Engine) -> None:
+    with Session(migrated_engine) as session:
+        sweep_id = _sweep(session, 3)
+        session.commit()
+        tallies.fold(session)
+        session.commit()
+    tallies.vacuum(migrated_engine)  # outside a transaction, as PostgreSQL's VACUUM must run
+    with Session(migrated_engine) as session:
+        assert tallies.status_counts(session, [sweep_id]) == {sweep_id: {TrialState.PENDING: 3}}
+        assert session.scalar(select(func.count()).select_from(StatusDelta)) == 0
+        session.execute(delete(Sweep).where(Sweep.id == sweep_id))  # its trials go with it
+        session.commit()
+        assert tallies.status_counts(session, [sweep_id]) == {sweep_id: {}}
+        tallies.fold(session)
+        session.commit()
