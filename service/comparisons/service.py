@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from cachetools import LRUCache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,6 +39,7 @@ from optisweep.service.sweeps.search_spec import ObjectiveSpec
 from optisweep.service.trials.models import Metric, Trial
 from optisweep.service.trials.repository import RANKED
 from optisweep.service.trials.tallies import sweep_versions
+from optisweep.service.versioned_cache import VersionedCache
 from optisweep.workers.workloads import TIME_METRIC
 
 _DIRECTIONS: dict[str, Mode | None] = {">=": "max", "<=": "min", "=": None}
@@ -99,32 +98,29 @@ def compare(
     tolerance: float,
     measure: Literal["auto", "seconds", "epochs"],
 ) -> Comparison:
-    """The comparison of these sweeps (cached until one changes); NotFoundError for a sweep
-    the principal may not read, InputError naming the parameter for a target or measure the
-    sweeps cannot answer."""
+    """The comparison of these sweeps (cached until one changes, as ``VersionedCache``
+    spaces a slow one); NotFoundError for a sweep the principal may not read, InputError
+    naming the parameter for a target or measure the sweeps cannot answer."""
     sweeps = [check_sweep(session, principal, sid, action="read") for sid in sweep_ids]
     versions = sweep_versions(session, sweep_ids)
     key = (
-        tuple((s.id, s.created_at, versions[s.id]) for s in sweeps),
+        tuple((s.id, s.created_at) for s in sweeps),
         tuple(targets),
         fraction,
         tolerance,
         measure,
     )
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-    if cached is None:
+
+    def computed() -> Comparison:
         loaded = [_load(session, sweep, targets, fraction) for sweep in sweeps]
-        cached = _compare(loaded, measure, tolerance)
-        with _CACHE_LOCK:
-            _CACHE[key] = cached
-    return cached
+        return _compare(loaded, measure, tolerance)
+
+    return _CACHE.get(key, tuple(versions[s.id] for s in sweeps), computed)
 
 
-_CACHE: LRUCache[tuple[Any, ...], Comparison] = LRUCache(64)
-"""Comparisons by their sweeps' versions (``tallies.sweep_versions``) and parameters: read
-again only once one of the sweeps has changed."""
-_CACHE_LOCK = threading.Lock()
+_CACHE: VersionedCache[Comparison] = VersionedCache(64)
+"""Comparisons by their sweeps and parameters, at the sweeps' versions
+(``tallies.sweep_versions``)."""
 
 
 def _compare(

@@ -244,7 +244,10 @@ class Recorder:
         for event in started:
             by_epoch[event.resumed_epoch].append(event.trial_id)
         for epoch, trial_ids in by_epoch.items():
-            delete_metrics(session, trial_ids=trial_ids, after_step=epoch)
+            # only trials that recorded epochs after it have metrics to forget (a first
+            # attempt has none: its start costs no search of the metrics table)
+            recorded = [t for t in trial_ids if (trials[t].epochs_run or 0) > epoch]
+            delete_metrics(session, trial_ids=recorded, after_step=epoch)
             for trial_id in trial_ids:
                 trial = trials[trial_id]
                 trial.epochs_run = min(trial.epochs_run or 0, epoch)

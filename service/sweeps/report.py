@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cachetools import LRUCache
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,6 +40,7 @@ from optisweep.service.sweeps.warm_start import WarmStartRead, warm_start_read
 from optisweep.service.trials.models import Trial, TrialState
 from optisweep.service.trials.repository import RANKED
 from optisweep.service.trials.tallies import sweep_versions
+from optisweep.service.versioned_cache import VersionedCache
 
 DEFAULT_TOLERANCE = 0.02
 """Within 2% of a family's best objective (relative) counts as "as good"."""
@@ -115,21 +114,17 @@ def optimizer_report(
     session: Session, sweep: Sweep, *, tolerance: float = DEFAULT_TOLERANCE
 ) -> OptimizerReport:
     """The optimizer report of ``sweep`` from its trials so far (cached until a trial's
-    status changes or a trial reports an epoch: the sweep page asks for it on every
-    refresh)."""
+    status changes or a trial reports an epoch, as ``VersionedCache`` spaces a slow one: the
+    sweep page asks for it on every refresh)."""
     version = sweep_versions(session, [sweep.id])[sweep.id]
-    key = (sweep.id, sweep.created_at, version, tolerance)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-    if cached is None:
-        cached = _report(session, sweep, tolerance=tolerance)
-        with _CACHE_LOCK:
-            _CACHE[key] = cached
-    return cached
+    return _CACHE.get(
+        (sweep.id, sweep.created_at, tolerance),
+        version,
+        lambda: _report(session, sweep, tolerance=tolerance),
+    )
 
 
-_CACHE: LRUCache[tuple[Any, ...], OptimizerReport] = LRUCache(256)
-_CACHE_LOCK = threading.Lock()
+_CACHE: VersionedCache[OptimizerReport] = VersionedCache(256)
 
 
 def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerReport:

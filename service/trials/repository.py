@@ -260,9 +260,12 @@ def best_objectives(
     """Each sweep's best final objective among its ranked trials (sweeps without one absent);
     one query for all these sweeps, which share the direction ``maximize``: each sweep's
     first ranked trial, read from its objective index, not a scan of its trials."""
+    value = Trial.objective_value
     bests = [
         ranked_trials(sweep_id, maximize=maximize)
-        .with_only_columns(Trial.sweep_id, Trial.objective_value)
+        .with_only_columns(Trial.sweep_id, value)
+        .order_by(None)  # the value alone (no tie-break): the index's own order, read once
+        .order_by(value.desc() if maximize else value.asc())
         .limit(1)
         .subquery()
         for sweep_id in sweep_ids
