@@ -116,11 +116,31 @@ def sweep_versions(session: Session, sweep_ids: Iterable[int]) -> dict[int, tupl
     }
 
 
+ANALYZED_TABLES = ("trials", "metrics")
+"""The tables whose statistics the controller renews when PostgreSQL's autovacuum is off."""
+
+
 def vacuum(engine: Engine) -> None:
-    """Reclaim the deltas the folds deleted (PostgreSQL; SQLite reuses the pages itself): the
-    table's rows are deleted as fast as they are written, and a server with autovacuum off
-    would otherwise leave every fold and count reading more dead rows than the last."""
+    """PostgreSQL housekeeping that autovacuum would do (SQLite needs none): reclaim the
+    deltas the folds deleted (the table's rows are deleted as fast as they are written, and
+    a server with autovacuum off would leave every fold and count reading more dead rows than
+    the last); and with autovacuum off, renew the statistics of ``ANALYZED_TABLES`` by
+    autovacuum's own rule (more rows changed since the last ANALYZE than 50 + 10% of the
+    table), or the planner takes a table of a million finished trials for the pending ones it
+    saw when the sweep was submitted."""
     if engine.dialect.name != "postgresql":
         return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM status_deltas"))
+        if connection.execute(text("SHOW autovacuum")).scalar() == "on":
+            return
+        stale = connection.execute(
+            text(
+                "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+                " WHERE s.relname = ANY(:tables)"
+                " AND s.n_mod_since_analyze > 50 + 0.1 * greatest(s.n_live_tup, c.reltuples)"
+            ),
+            {"tables": list(ANALYZED_TABLES)},
+        ).scalars()
+        for table in list(stale):
+            connection.execute(text(f"ANALYZE {table}"))
