@@ -6,11 +6,19 @@ torch itself, so the workers' imports overlap the server's own start-up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-def warm_up() -> str:
-    """Import the training stack in a fresh worker, so the first trials skip that cost."""
+
+def warm_up(modules: Sequence[str] = ()) -> str:
+    """Import the training stack in a fresh worker, and ``modules`` (named by the caller: what
+    its tasks will load besides), so the first trials skip that cost."""
+    import importlib
+
     import ray
     import torch
+
+    for name in modules:
+        importlib.import_module(name)
 
     import optisweep.workers.backends.stacked  # noqa: F401 (the import is the point)
     from optisweep.workers.workloads.digits import digits_split

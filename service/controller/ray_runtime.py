@@ -59,6 +59,11 @@ def _empty_working_directory() -> Iterator[None]:
         os.chdir(previous)
 
 
+INBOX_MODULE = "optisweep.service.controller.inbox"
+TASKS_MODULE = "optisweep.workers.tasks"
+"""Where the inbox actor's class and the pack task live, by name: importing them here would
+import torch before the warm-up starts (this module starts the server)."""
+
 _warming: dict[str, list[Any]] = {}
 """The warm-up tasks submitted in this Ray session (by its job id), so they start once."""
 
@@ -69,8 +74,12 @@ def warm_workers() -> list[Any]:
     job = ray.get_runtime_context().get_job_id()
     if job not in _warming:
         cpus, _ = cluster_capacity()
-        warm = ray.remote(num_cpus=1, max_retries=0)(warm_up)
-        _warming[job] = [warm.remote() for _ in range(int(cpus))]
+        warm: Any = ray.remote(num_cpus=1, max_retries=0)(warm_up)  # stubs: no default args
+        # what a pack's task loads on a fresh worker besides the training stack: the inbox
+        # actor's class (Ray imports it to unpickle the handle every pack gets, 0.35 s of a
+        # first pack here) and the task's own module
+        modules = [INBOX_MODULE, TASKS_MODULE]
+        _warming[job] = [warm.remote(modules) for _ in range(int(cpus))]
     return _warming[job]
 
 

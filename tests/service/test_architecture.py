@@ -84,3 +84,13 @@ def test_the_sweeps_domain_imports_no_controller() -> None:
                     if a.name.startswith("optisweep.service.controller")
                 ]
     assert wrong == []
+
+
+def test_the_warm_up_names_the_modules_a_pack_loads() -> None:
+    from optisweep.service.controller.inbox import Inbox
+    from optisweep.service.controller.ray_runtime import INBOX_MODULE, TASKS_MODULE
+    from optisweep.workers.tasks import run_pack
+
+    # named, not imported, where the server starts (they would import torch before the
+    # warm-up); a rename must rename them here too
+    assert (Inbox.__module__, run_pack.__module__) == (INBOX_MODULE, TASKS_MODULE)
