@@ -50,7 +50,6 @@ def load(url: str, trials: int, epochs: int) -> tuple[int, float]:
     import json
 
     import psycopg
-
     from sqlalchemy.orm import Session
 
     from optisweep.service.sweeps.repository import default_project_id
