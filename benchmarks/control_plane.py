@@ -16,7 +16,9 @@ Ray Tune's published bookkeeping release test runs 10,000 one-second trials on 1
 about 715 s against a 625 s ideal: (715 - 625) / 10,000 = 9 ms of overhead per trial.
 
 Run: ``.venv/bin/python -m benchmarks.control_plane [--sizes 10000,100000,1000000]
-[--postgres URL]``
+[--postgres URL] [--keep]``; ``--keep`` leaves each size's database in place (its URL printed),
+and ``--reads-of URL`` times only the reads, on a kept database, with a fresh server (this
+checkout's, or another's with ``--source``): the same sweeps read by two versions of the code.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.serving import served
+from benchmarks.serving import serve_command, served
 
 SPEC: dict[str, Any] = {
     "name": "control-plane",
@@ -185,9 +189,53 @@ def run(database_url: str, trials: int, folder: Path, *, repeats: int) -> Run:
     return measured
 
 
+def reads_again(database_url: str, folder: Path, *, repeats: int, source: Path | None) -> Run:
+    """The reads alone, on a kept database: a token made in it (``optisweep db token``), a
+    fresh server (``source``: another checkout's), its largest sweep and its 200-trial one."""
+    environment = {**os.environ, "OPTISWEEP_TOKEN_FILE": str(folder / "token")}
+    command, cwd = serve_command(source)
+    subprocess.run(
+        [*command, "db", "token", "--database-url", database_url],
+        env={**environment, "PYTHONPATH": str(cwd)} if cwd else environment,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+    with served(database_url, folder, source=source) as server:
+        listed = httpx.get(
+            f"{server.api}/sweeps?limit=100", headers=server.headers, timeout=60
+        ).json()
+        sweeps = sorted(listed["items"], key=lambda s: sum(s["trial_counts"].values()))
+        large, small = sweeps[-1], sweeps[0]
+        measured = Run(sum(large["trial_counts"].values()), status=large["status"])
+        reading = threading.Event()
+        reading.set()
+
+        def sample() -> None:  # the server's RSS while it answers
+            while reading.is_set():
+                measured.samples.append((0.0, measured.trials, rss_mb(server.pid)))
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            measured.latencies = time_reads(
+                server.api, server.headers, reads(large["id"], small["id"]), repeats
+            )
+        finally:
+            reading.clear()
+            sampler.join()
+    print(
+        f"{measured.trials:,} trials: server RSS {measured.samples[0][2]:.0f} MB before the "
+        f"reads, peak {max(m for _, _, m in measured.samples):.0f} MB during them"
+    )
+    return measured
+
+
 @contextmanager
-def database(postgres: str | None, folder: Path) -> Iterator[str]:
-    """A fresh SQLite file, or a fresh database on the PostgreSQL server ``postgres``."""
+def database(postgres: str | None, folder: Path, *, keep: bool = False) -> Iterator[str]:
+    """A fresh SQLite file, or a fresh database on the PostgreSQL server ``postgres``
+    (dropped afterwards unless ``keep``)."""
     if postgres is None:
         yield f"sqlite:///{folder / f'control-{uuid.uuid4().hex[:8]}.db'}"
         return
@@ -196,11 +244,15 @@ def database(postgres: str | None, folder: Path) -> Iterator[str]:
     name = f"optisweep_control_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{postgres.rsplit('/', 1)[0]}/{name}"
     try:
-        yield f"{postgres.rsplit('/', 1)[0]}/{name}"
+        yield url
     finally:
-        with psycopg.connect(postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"kept: {url}", flush=True)
+        else:
+            with psycopg.connect(postgres, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def print_tables(runs: list[Run]) -> None:
@@ -220,12 +272,7 @@ def print_tables(runs: list[Run]) -> None:
             f"| {r.rss(0.1):.0f}, {r.rss(0.5):.0f}, {r.samples[-1][2]:.0f} "
             f"({max(m for _, _, m in r.samples):.0f}) |"
         )
-    header = " | ".join(f"{r.trials:,}: first, p50, p95 ms" for r in runs)
-    print(f"\n| read | {header} |")
-    print("| --- |" + " ---: |" * len(runs))
-    for name in runs[0].latencies:
-        cells = " | ".join("{:.0f}, {:.0f}, **{:.0f}**".format(*r.latencies[name]) for r in runs)
-        print(f"| {name} | {cells} |")
+    print_reads(runs)
     per_trial = runs[-1].wall / runs[-1].trials * 1e3
     print(
         f"\nat {runs[-1].trials:,} trials: {per_trial:.2f} ms per trial ({os.cpu_count()} CPUs, "
@@ -234,21 +281,38 @@ def print_tables(runs: list[Run]) -> None:
     )
 
 
+def print_reads(runs: list[Run]) -> None:
+    """The reads' latencies at each size."""
+    header = " | ".join(f"{r.trials:,}: first, p50, p95 ms" for r in runs)
+    print(f"\n| read | {header} |")
+    print("| --- |" + " ---: |" * len(runs))
+    for name in runs[0].latencies:
+        cells = " | ".join("{:.0f}, {:.0f}, **{:.0f}**".format(*r.latencies[name]) for r in runs)
+        print(f"| {name} | {cells} |")
+
+
 def main() -> None:
     """Each size on a fresh database and server, on SQLite or on PostgreSQL with --postgres."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000", help="trial counts, comma-separated")
     parser.add_argument("--postgres", default=None, help="a server URL, e.g. postgresql://...")
     parser.add_argument("--reads", type=int, default=20, help="timed calls of each read")
+    parser.add_argument("--keep", action="store_true", help="keep each size's PostgreSQL database")
+    parser.add_argument("--reads-of", default=None, help="only time the reads of this database")
+    parser.add_argument("--source", type=Path, default=None, help="with --reads-of: a checkout")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     runs = []
     with tempfile.TemporaryDirectory() as name:
+        if args.reads_of is not None:
+            read = reads_again(args.reads_of, Path(name), repeats=args.reads, source=args.source)
+            print_reads([read])
+            return
         for size in sizes:
             folder = Path(name) / str(size)
             folder.mkdir()
-            with database(args.postgres, folder) as url:
+            with database(args.postgres, folder, keep=args.keep) as url:
                 runs.append(run(url, size, folder, repeats=args.reads))
     print_tables(runs)
 

@@ -7,18 +7,18 @@ family beyond its published defaults."""
 from __future__ import annotations
 
 import json
-import math
-import statistics
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers import get_spec
+from optisweep.service.db.base import FloatKind
+from optisweep.service.sweeps.basin import Configurations, best_and_basin, configurations
 from optisweep.service.sweeps.family_report import (
     FamilyReport,
     basin_sentence,
@@ -33,7 +33,7 @@ from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.sweeps.scale import ScaleStudyRead, SizeBest, scale_study
 from optisweep.service.sweeps.scale_spec import ScaleSpec
 from optisweep.service.sweeps.schedule_space import SCHEDULE_FIELDS
-from optisweep.service.sweeps.schemas import Space
+from optisweep.service.sweeps.schemas import Space, SweepCreate
 from optisweep.service.sweeps.verdict import verdict
 from optisweep.service.sweeps.views import leaderboard_read
 from optisweep.service.sweeps.warm_start import WarmStartRead, warm_start_read
@@ -66,29 +66,16 @@ class OptimizerReport(BaseModel):
     """A scale study's best lr per size and family, its rule and prediction (``scale``)."""
 
 
-@dataclass
-class _Configuration:
-    number: int
-    lr: float
-    value: float
-    hyperparameters: dict[str, object]
-    settings: dict[str, object]
-    group: str = ""
-    """Its settings that the sweep lists (not ranges): the basin is a slice of one group."""
-    defaults: bool = False
-    """The family at its published defaults (the defaults-first stage)."""
-
-
-def _listed(
+def _listed_names(
     space: Space, optimizer: str, sizes: str | None = None
-) -> Callable[[dict[str, Any]], str]:
-    """A trial's settings as the key of its group: those the space fixes or lists as values
-    (a batch size of {values}, a schedule kind, a scale study's size: setting ``sizes``), not
-    those drawn from a range (a warm-up of 0..500 steps would leave one configuration per
-    slice)."""
+) -> tuple[set[str], set[str]]:
+    """The settings that split a family's basin: those the space fixes or lists as values (a
+    batch size of {values}, a schedule kind, a scale study's size: setting ``sizes``), not those
+    drawn from a range (a warm-up of 0..500 steps would leave one configuration per slice); at
+    the top of a trial's settings, and inside its schedule."""
 
-    def listed(value: object) -> bool:
-        return not isinstance(value, FloatRange | IntRange)
+    def listed(value: object) -> bool:  # None: the sweep does not search it
+        return value is not None and not isinstance(value, FloatRange | IntRange)
 
     top = {name for name in ("batch_size", "clip_norm") if listed(getattr(space, name))}
     top |= {name for name, value in group_axes(space.param_groups).items() if listed(value)}
@@ -100,6 +87,14 @@ def _listed(
         if schedule is not None
         else set()
     )
+    return top, inner
+
+
+def _listed(
+    space: Space, optimizer: str, sizes: str | None = None
+) -> Callable[[dict[str, Any]], str]:
+    """A trial's settings as the key of its group (``_listed_names``)."""
+    top, inner = _listed_names(space, optimizer, sizes)
 
     def key(settings: dict[str, Any]) -> str:
         kept: dict[str, Any] = {k: v for k, v in settings.items() if k in top}
@@ -127,60 +122,47 @@ def optimizer_report(
 _CACHE: VersionedCache[OptimizerReport] = VersionedCache(256)
 
 
+@dataclass(frozen=True)
+class _Default:
+    """A family's configuration at its published defaults (``search.defaults_first``)."""
+
+    number: int
+    lr: float
+    value: float
+
+    @classmethod
+    def first(cls, found: Configurations) -> _Default | None:
+        """The first of ``found`` flagged as the defaults, or None."""
+        flagged = np.flatnonzero(found.defaults)
+        if not flagged.size:
+            return None
+        at = int(flagged[0])
+        return cls(int(found.numbers[at]), float(found.lrs[at]), float(found.values[at]))
+
+
 def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerReport:
     spec = stored_spec(sweep)
     maximize = spec.objective.mode == "max"
-    repeats = spec.search.repeats
-    trials = session.execute(  # the columns it reads, of the trials that count
-        select(
-            Trial.optimizer,
-            Trial.number,
-            Trial.status,
-            Trial.hyperparameters,
-            Trial.settings,
-            Trial.defaults,
-            Trial.objective_value,
-        ).where(Trial.sweep_id == sweep.id, Trial.status.in_([TrialState.DIVERGED, *RANKED]))
-    ).all()
-    finite: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    diverged: dict[str, list[float]] = defaultdict(list)
-    for trial in trials:
-        lr = float(trial.hyperparameters.get("lr", math.nan))
-        if trial.status == TrialState.DIVERGED:
-            diverged[trial.optimizer].append(lr)
-        elif math.isfinite(trial.objective_value or math.nan):
-            finite[trial.optimizer][trial.number // repeats].append(trial)
+    diverged = _diverged(session, sweep.id)
     families = []
     bests: dict[str, list[SizeBest]] = {}
-    setting = spec.scale.setting if spec.scale is not None else None
     for name in spec.space.optimizers:
-        group = _listed(spec.space, name, setting)
-        configurations = [
-            _Configuration(
-                number=members[0].number,
-                lr=float(members[0].hyperparameters.get("lr", math.nan)),
-                value=statistics.fmean(float(t.objective_value or 0.0) for t in members),
-                hyperparameters=dict(members[0].hyperparameters),
-                settings=dict(members[0].settings or {}),
-                group=group(members[0].settings or {}),
-                defaults=members[0].defaults,
-            )
-            for members in finite[name].values()
-        ]
+        found = _configurations(session, sweep.id, spec, name)
+        searched = found.take(~found.defaults)
         families.append(
             _family(
                 name,
-                [c for c in configurations if not c.defaults],
-                diverged[name],
+                searched,
+                diverged.get(name, (0, None)),
                 maximize,
                 tolerance,
                 spec.objective.metric,
-                default=next((c for c in configurations if c.defaults), None),
+                default=_Default.first(found),
+                details=lambda number: _details(session, sweep.id, number),
             )
         )
         if spec.scale is not None and not get_spec(name).learning_rate_free:
-            searched = [c for c in configurations if not c.defaults]
-            bests[name] = _size_bests(name, spec.scale, searched, maximize, tolerance)
+            bests[name] = _size_bests(spec.scale, searched, maximize, tolerance)
     families.sort(
         key=lambda f: (
             f.best_objective is None,
@@ -204,21 +186,82 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
     )
 
 
+_LR = Trial.hyperparameters["lr"].as_float()
+_CHUNK = 50_000
+"""Rows turned into Python objects at a time: a million-trial sweep's report reads its few
+columns into arrays without holding a million rows (a server-side cursor was 2x slower)."""
+
+
+def _diverged(session: Session, sweep_id: int) -> dict[str, tuple[int, float | None]]:
+    """Per family: how many of its trials diverged, and the lowest lr one diverged at."""
+    rows = session.execute(
+        select(Trial.optimizer, func.count(), func.min(_LR))
+        .where(Trial.sweep_id == sweep_id, Trial.status == TrialState.DIVERGED)
+        .group_by(Trial.optimizer)
+    )
+    return {name: (count, lowest) for name, count, lowest in rows}
+
+
+def _configurations(
+    session: Session, sweep_id: int, spec: SweepCreate, name: str
+) -> Configurations:
+    """A family's configurations with a finite objective, read as columns (the settings only
+    where the sweep lists some: they group the basins)."""
+    setting = spec.scale.setting if spec.scale is not None else None
+    top, inner = _listed_names(spec.space, name, setting)
+    columns: list[Any] = [Trial.number, _LR, Trial.objective_value, Trial.defaults]
+    if top or inner:
+        columns.append(Trial.settings)
+    query = select(*columns).where(
+        Trial.sweep_id == sweep_id,
+        Trial.optimizer == name,
+        Trial.status.in_(RANKED),
+        Trial.objective_kind == FloatKind.FINITE,
+    )
+    parts: list[list[Any]] = [[] for _ in columns]
+    for chunk in session.execute(query).partitions(_CHUNK):  # rows made a chunk at a time
+        for part, column in zip(parts, zip(*chunk, strict=True), strict=True):
+            part.extend(column)
+    numbers, lrs, values, defaults = (
+        np.array(parts[0], dtype=np.int64),
+        np.array(parts[1], dtype=np.float64),  # a missing lr (None) is NaN
+        np.array(parts[2], dtype=np.float64),
+        np.array(parts[3], dtype=np.bool_),
+    )
+    groups, sizes = np.zeros(len(numbers), dtype=np.int64), None  # one group: nothing listed
+    if top or inner:
+        settings = [s or {} for s in parts[4]]
+        key, ids = _listed(spec.space, name, setting), dict[str, int]()
+        groups = np.array([ids.setdefault(key(s), len(ids)) for s in settings], dtype=np.int64)
+        sizes = [s.get(setting) for s in settings] if setting is not None else None
+    return configurations(
+        numbers, lrs, values, groups, defaults, repeats=spec.search.repeats, sizes=sizes
+    )
+
+
+def _details(
+    session: Session, sweep_id: int, number: int
+) -> tuple[dict[str, object], dict[str, object]]:
+    """A trial's hyperparameters and settings, by its number."""
+    hyperparameters, settings = session.execute(
+        select(Trial.hyperparameters, Trial.settings).where(
+            Trial.sweep_id == sweep_id, Trial.number == number
+        )
+    ).one()
+    return dict(hyperparameters), dict(settings or {})
+
+
 def _size_bests(
-    name: str,
-    scale: ScaleSpec,
-    configurations: list[_Configuration],
-    maximize: bool,
-    tolerance: float,
+    scale: ScaleSpec, searched: Configurations, maximize: bool, tolerance: float
 ) -> list[SizeBest]:
     """A family's best lr and basin at each size of a scale study it has a result at."""
+    assert searched.sizes is not None
     found = []
     for size in scale.sizes():
-        at = [c for c in configurations if c.settings.get(scale.setting) == size]
-        if at:
-            report = _family(name, at, [], maximize, tolerance, "")
-            assert report.best_lr is not None
-            found.append(SizeBest(size, report.best_lr, report.basin_low, report.basin_high))
+        at = searched.take(np.array([s == size for s in searched.sizes], dtype=np.bool_))
+        if len(at):
+            basin = best_and_basin(at, maximize=maximize, tolerance=tolerance)
+            found.append(SizeBest(size, float(at.lrs[basin.best]), basin.low, basin.high))
     return found
 
 
@@ -249,7 +292,7 @@ def _compare_lr_free(families: list[FamilyReport], metric: str, *, maximize: boo
 
 
 def _unfinished_family(
-    name: str, diverged_lrs: list[float], metric: str, defaults: dict[str, Any]
+    name: str, diverged: int, lowest_diverged: float | None, metric: str, defaults: dict[str, Any]
 ) -> FamilyReport:
     """A family none of whose configurations finished with a finite objective."""
     report = FamilyReport(
@@ -266,83 +309,61 @@ def _unfinished_family(
         open_below=False,
         open_above=False,
         configurations=0,
-        diverged=len(diverged_lrs),
-        lowest_diverged_lr=min(diverged_lrs, default=None),
-        summary=f"{name}: no configuration finished with a finite {metric} "
-        f"({len(diverged_lrs)} diverged)",
+        diverged=diverged,
+        lowest_diverged_lr=lowest_diverged,
+        summary=f"{name}: no configuration finished with a finite {metric} ({diverged} diverged)",
         **defaults,
     )
     report.summary += defaults_text(report, metric)
     return report
 
 
-def _basin(
-    configurations: list[_Configuration], best: _Configuration, near: Callable[[Any], bool]
-) -> tuple[list[_Configuration], int, int]:
-    """The best configuration's basin, a slice along lr: the configurations that share its
-    listed settings (batch size, clipping, schedule kind) sorted by lr, and the first and last
-    index of the unbroken run around it within the tolerance."""
-    alike = [c for c in configurations if c.group == best.group]
-    by_lr = sorted(alike, key=lambda c: (c.lr, c.number))
-    at = by_lr.index(best)
-    low = high = at
-    while low > 0 and near(by_lr[low - 1]):
-        low -= 1
-    while high < len(by_lr) - 1 and near(by_lr[high + 1]):
-        high += 1
-    return by_lr, low, high
-
-
 def _family(
     name: str,
-    configurations: list[_Configuration],
-    diverged_lrs: list[float],
+    searched: Configurations,
+    diverged: tuple[int, float | None],
     maximize: bool,
     tolerance: float,
     metric: str,
     *,
-    default: _Configuration | None = None,
+    default: _Default | None,
+    details: Callable[[int], tuple[dict[str, object], dict[str, object]]],
 ) -> FamilyReport:
+    count, lowest_diverged = diverged
     defaults = {
         "default_trial": default.number if default else None,
         "default_objective": default.value if default else None,
         "default_lr": default.lr if default else None,
     }
-    if not configurations:
-        return _unfinished_family(name, diverged_lrs, metric, defaults)
-    best = (max if maximize else min)(configurations, key=lambda c: c.value)
-    margin = tolerance * max(abs(best.value), 1e-12)
-
-    def near(configuration: _Configuration) -> bool:
-        gap = best.value - configuration.value if maximize else configuration.value - best.value
-        return gap <= margin
-
-    by_lr, low, high = _basin(configurations, best, near)
-    basin_low, basin_high = by_lr[low].lr, by_lr[high].lr
-    decades = math.log10(basin_high / basin_low) if basin_low > 0 else None
+    if not len(searched):
+        return _unfinished_family(name, count, lowest_diverged, metric, defaults)
+    basin = best_and_basin(searched, maximize=maximize, tolerance=tolerance)
+    best_value = float(searched.values[basin.best])
+    hyperparameters, settings = details(int(searched.numbers[basin.best]))
     report = FamilyReport(
         optimizer=name,
-        best_trial=best.number,
-        best_objective=best.value,
-        best_lr=best.lr,
-        best_hyperparameters=best.hyperparameters,
-        best_settings=best.settings or None,
-        basin_low=basin_low,
-        basin_high=basin_high,
-        basin_decades=decades,
-        basin_configurations=high - low + 1,
-        open_below=low == 0,
-        open_above=high == len(by_lr) - 1,
-        configurations=len(configurations),
-        diverged=len(diverged_lrs),
-        lowest_diverged_lr=min(diverged_lrs, default=None),
+        best_trial=int(searched.numbers[basin.best]),
+        best_objective=best_value,
+        best_lr=float(searched.lrs[basin.best]),
+        best_hyperparameters=hyperparameters,
+        best_settings=settings or None,
+        basin_low=basin.low,
+        basin_high=basin.high,
+        basin_decades=basin.decades,
+        basin_configurations=basin.count,
+        open_below=basin.open_below,
+        open_above=basin.open_above,
+        configurations=len(searched),
+        diverged=count,
+        lowest_diverged_lr=lowest_diverged,
         summary="",
         **defaults,
-        **tuning_gains(best.value, default.value if default else None, maximize=maximize),
+        **tuning_gains(best_value, default.value if default else None, maximize=maximize),
     )
     if get_spec(name).learning_rate_free:
         report.summary = lr_free_sentence(report, metric)
     else:
-        report.summary = basin_sentence(report, tolerance, metric, highest_tried=by_lr[-1].lr)
+        highest = basin.highest_tried
+        report.summary = basin_sentence(report, tolerance, metric, highest_tried=highest)
     report.summary += defaults_text(report, metric)
     return report
