@@ -28,6 +28,7 @@ from optisweep.service.routing import NOT_FOUND, StrictRoute
 from optisweep.service.sweeps.params import Choice, IntRange
 from optisweep.service.sweeps.repository import get_sweep, stored_spec
 from optisweep.service.sweeps.views import front_of
+from optisweep.service.trials.queue import count_trials
 from optisweep.service.trials.repository import objective_points, ranked_trials
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
@@ -67,7 +68,7 @@ def curves(
                 values=[v if math.isfinite(v) else None for v in values],
             )
         )
-    total = queries.count_trials(session, sweep_id)
+    total = count_trials(session, sweep_id=sweep_id)
     return ChartJSON(Curves(metric=metric, total_trials=total, curves=result))
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers import get_spec
@@ -113,11 +113,6 @@ def curve_points(
         finite = kind == "finite" and value is not None
         points[trial_id].append((step, float(value) if finite else _NON_FINITE.get(kind, math.nan)))
     return points
-
-
-def count_trials(session: Session, sweep_id: int) -> int:
-    """How many trials the sweep has."""
-    return session.scalar(select(func.count()).where(Trial.sweep_id == sweep_id)) or 0
 
 
 def lr_rows(

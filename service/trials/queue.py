@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from optisweep.service.trials.models import Trial, TrialState
+from optisweep.service.trials.tallies import status_counts
 from optisweep.workers.states import OPEN
 
 INSERT_CHUNK = 10_000
@@ -55,8 +56,8 @@ def sweep_trials(session: Session, *, sweep_id: int, ended: bool = False) -> lis
 
 
 def count_trials(session: Session, *, sweep_id: int) -> int:
-    """How many trials a sweep has."""
-    return int(session.scalar(select(func.count()).where(Trial.sweep_id == sweep_id)) or 0)
+    """How many trials a sweep has (from its status tallies: a few rows, however many)."""
+    return sum(status_counts(session, [sweep_id])[sweep_id].values())
 
 
 def trials_by_id(session: Session, trial_ids: Iterable[int]) -> dict[int, Trial]:
