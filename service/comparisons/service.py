@@ -7,9 +7,10 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers.schemas import short_repr
@@ -31,7 +32,6 @@ from optisweep.service.comparisons.schemas import (
     Measure,
     Profile,
 )
-from optisweep.service.db.base import decode_float
 from optisweep.service.errors import InputError
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
@@ -162,25 +162,34 @@ def _load(session: Session, sweep: Sweep, targets: list[Target], fraction: float
     )  # fmt: skip
     workload = spec.workload.name or spec.workload.entrypoint or "?"
     metric, mode, given = _target_for(sweep, workload, spec.objective, reported, targets)
-    trials = session.execute(
-        select(Trial.id, Trial.number, Trial.optimizer, Trial.pack_id, Trial.status).where(
-            Trial.sweep_id == sweep.id
-        )
+    # Plain Core rows, the status as its text and no metric's kind: a million trials' curves
+    # are millions of rows, and converting each one's enums was a fifth of the time.
+    connection = session.connection()
+    ranked = {state.value for state in RANKED}
+    trials = connection.execute(
+        select(
+            Trial.id,
+            Trial.number,
+            Trial.optimizer,
+            Trial.pack_id,
+            type_coerce(Trial.status, String),
+        ).where(Trial.sweep_id == sweep.id)
     ).all()
     curves = {
-        t.id: Curve(number=t.number, optimizer=t.optimizer, ranked=t.status in RANKED)
-        for t in trials
+        trial_id: Curve(number=number, optimizer=optimizer, ranked=status in ranked)
+        for trial_id, number, optimizer, _, status in trials
     }
-    points = session.execute(
-        select(Metric.trial_id, Metric.name, Metric.step, Metric.value_finite, Metric.value_kind)
-        .join(Trial, Metric.trial_id == Trial.id)
-        .where(Trial.sweep_id == sweep.id, Metric.name.in_([metric, TIME_METRIC]))
+    metrics = Metric.__table__.c
+    points = connection.execute(
+        select(metrics.trial_id, metrics.name, metrics.step, metrics.value_finite)
+        .join(Trial, metrics.trial_id == Trial.id)
+        .where(Trial.sweep_id == sweep.id, metrics.name.in_([metric, TIME_METRIC]))
     )
-    for trial_id, name, step, finite, kind in points:
-        value = decode_float(finite, kind)
-        assert value is not None
+    for trial_id, name, step, finite in chain.from_iterable(points.partitions(50_000)):
+        # NaN for every value that is not finite: a comparison never tells NaN from inf (no
+        # such value reaches a target, is a best, or a last epoch's summary).
         into = curves[trial_id].values if name == metric else curves[trial_id].seconds
-        into[step] = value
+        into[step] = math.nan if finite is None else finite
     if given is None:
         target, rule = fraction_target(list(curves.values()), mode, fraction)
     else:
@@ -198,7 +207,7 @@ def _load(session: Session, sweep: Sweep, targets: list[Target], fraction: float
         target=target,
         target_rule=rule,
         timed=TIME_METRIC in reported,
-        packed=any(t.pack_id is not None for t in trials),
+        packed=any(pack_id is not None for _, _, _, pack_id, _ in trials),
     )
     return _Loaded(column, dict(families))
 
