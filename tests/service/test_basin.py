@@ -4,6 +4,7 @@ a time along the lr-sorted slice of the best's group."""
 
 from __future__ import annotations
 
+import random
 import statistics
 from dataclasses import dataclass
 
@@ -80,7 +81,7 @@ def test_the_columns_find_the_same_best_and_basin_as_the_lists(
     repeats: int,
     maximize: bool,
     tolerance: float,
-    shuffle: object,
+    shuffle: random.Random,
 ) -> None:
     # Repeats of a configuration share its lr and group; values are small integers, so ties
     # are common and every mean is exact.
@@ -89,7 +90,7 @@ def test_the_columns_find_the_same_best_and_basin_as_the_lists(
         for n in range(len(drawn))
     ]
     order = list(range(len(trials)))
-    shuffle.shuffle(order)  # type: ignore[attr-defined]  # rows come back in any order
+    shuffle.shuffle(order)  # rows come back in any order
     rows = [trials[i] for i in order]
     found = configurations(
         np.array([t.number for t in rows], dtype=np.int64),
