@@ -36,8 +36,7 @@ from optisweep.service.errors import InputError
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.sweeps.search_spec import ObjectiveSpec
-from optisweep.service.trials.models import Metric, Trial
-from optisweep.service.trials.repository import RANKED
+from optisweep.service.trials.models import RANKED, Metric, Trial
 from optisweep.service.trials.tallies import sweep_versions
 from optisweep.service.versioned_cache import VersionedCache
 from optisweep.workers.workloads import TIME_METRIC

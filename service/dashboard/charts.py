@@ -29,7 +29,8 @@ from optisweep.service.sweeps.params import Choice, IntRange
 from optisweep.service.sweeps.repository import get_sweep, stored_spec
 from optisweep.service.sweeps.views import front_of
 from optisweep.service.trials.queue import count_trials
-from optisweep.service.trials.repository import objective_points, ranked_trials
+from optisweep.service.trials.ranking import ranked_trials
+from optisweep.service.trials.repository import objective_points
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)
 

@@ -19,7 +19,7 @@ from optisweep.service.errors import InputError
 from optisweep.service.routing import NOT_FOUND, StrictRoute
 from optisweep.service.sweeps.repository import get_sweep, stored_spec
 from optisweep.service.trials.models import Trial
-from optisweep.service.trials.repository import every_kth, ranked_trials
+from optisweep.service.trials.ranking import every_kth, ranked_trials
 from optisweep.service.trials.tallies import ranked_counts
 
 router = APIRouter(prefix="/sweeps", tags=["dashboard"], route_class=StrictRoute)

@@ -16,7 +16,7 @@ from optisweep.service.dashboard.schemas import FamilyPoints
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
 from optisweep.service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial
-from optisweep.service.trials.repository import every_kth, ranked_trials
+from optisweep.service.trials.ranking import every_kth, ranked_trials
 
 _NON_FINITE = {"nan": math.nan, "inf_pos": math.inf, "inf_neg": -math.inf}
 

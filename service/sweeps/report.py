@@ -37,8 +37,7 @@ from optisweep.service.sweeps.schemas import Space, SweepCreate
 from optisweep.service.sweeps.verdict import verdict
 from optisweep.service.sweeps.views import leaderboard_read
 from optisweep.service.sweeps.warm_start import WarmStartRead, warm_start_read
-from optisweep.service.trials.models import Trial, TrialState
-from optisweep.service.trials.repository import RANKED
+from optisweep.service.trials.models import RANKED, Trial, TrialState
 from optisweep.service.trials.tallies import sweep_versions
 from optisweep.service.versioned_cache import VersionedCache
 

@@ -16,12 +16,8 @@ from optisweep.service.sweeps.statistics import (
     p_value,
 )
 from optisweep.service.trials.models import TrialState
-from optisweep.service.trials.repository import (
-    best_objectives,
-    leaderboard,
-    leaderboard_by_mean,
-    objective_points,
-)
+from optisweep.service.trials.ranking import best_objectives, leaderboard, leaderboard_by_mean
+from optisweep.service.trials.repository import objective_points
 from optisweep.service.trials.schemas import (
     Leaderboard,
     LeaderboardEntry,

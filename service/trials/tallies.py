@@ -79,7 +79,7 @@ def status_counts(session: Session, sweep_ids: Iterable[int]) -> dict[int, dict[
 
 def ranked_counts(session: Session, sweep_id: int) -> dict[str, int]:
     """How many of the sweep's trials of each family rank on its leaderboard (completed or
-    stopped, with a finite objective: ``repository.ranked_trials``); families with none are
+    stopped, with a finite objective: ``ranking.ranked_trials``); families with none are
     absent."""
     rows = _tallied([sweep_id])
     found = session.execute(
