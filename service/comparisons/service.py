@@ -32,6 +32,7 @@ from optisweep.service.comparisons.schemas import (
     Measure,
     Profile,
 )
+from optisweep.service.db.base import ROWS_AT_A_TIME
 from optisweep.service.errors import InputError
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
@@ -184,7 +185,7 @@ def _load(session: Session, sweep: Sweep, targets: list[Target], fraction: float
         .join(Trial, metrics.trial_id == Trial.id)
         .where(Trial.sweep_id == sweep.id, metrics.name.in_([metric, TIME_METRIC]))
     )
-    for trial_id, name, step, finite in chain.from_iterable(points.partitions(50_000)):
+    for trial_id, name, step, finite in chain.from_iterable(points.partitions(ROWS_AT_A_TIME)):
         # NaN for every value that is not finite: a comparison never tells NaN from inf (no
         # such value reaches a target, is a best, or a last epoch's summary).
         into = curves[trial_id].values if name == metric else curves[trial_id].seconds

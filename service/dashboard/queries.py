@@ -15,7 +15,13 @@ from optisweep.optimizers import get_spec
 from optisweep.service.dashboard.schemas import FamilyPoints
 from optisweep.service.sweeps.models import Sweep
 from optisweep.service.sweeps.repository import stored_spec
-from optisweep.service.trials.models import FamilyImprovement, FamilyTally, Metric, Trial
+from optisweep.service.trials.models import (
+    TRIAL_LR,
+    FamilyImprovement,
+    FamilyTally,
+    Metric,
+    Trial,
+)
 from optisweep.service.trials.ranking import every_kth, ranked_trials
 
 _NON_FINITE = {"nan": math.nan, "inf_pos": math.inf, "inf_neg": -math.inf}
@@ -120,7 +126,7 @@ def lr_rows(
 ) -> Iterable[Sequence[Any]]:
     """(family, lr, objective, trial id, settings) of finished trials by family and lr; a
     large sweep is thinned in SQL (every stride-th trial) before JSON is read out of each row."""
-    lr = Trial.hyperparameters["lr"].as_float()
+    lr = TRIAL_LR
     families = max(1, len(stored_spec(sweep).space.optimizers))
     stride = max(1, math.ceil(sweep.num_trials / (families * max_points)))
     ranked = every_kth(

@@ -47,6 +47,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 MAX_ID = 2**31 - 1
 """The largest id an INTEGER primary key holds on every backend (PostgreSQL's is 32-bit)."""
+ROWS_AT_A_TIME = 50_000
+"""Rows a read over a whole sweep (its report, a comparison) turns into Python objects at a
+time (``Result.partitions``): a million trials' rows are never all held, and the database's
+client-side cursor stays 2x faster than a server-side one."""
 
 
 RowT = TypeVar("RowT", bound=Base)

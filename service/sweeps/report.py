@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optisweep.optimizers import get_spec
-from optisweep.service.db.base import FloatKind
+from optisweep.service.db.base import ROWS_AT_A_TIME
 from optisweep.service.sweeps.basin import Configurations, best_and_basin, configurations
 from optisweep.service.sweeps.family_report import (
     FamilyReport,
@@ -37,7 +37,8 @@ from optisweep.service.sweeps.schemas import Space, SweepCreate
 from optisweep.service.sweeps.verdict import verdict
 from optisweep.service.sweeps.views import leaderboard_read
 from optisweep.service.sweeps.warm_start import WarmStartRead, warm_start_read
-from optisweep.service.trials.models import RANKED, Trial, TrialState
+from optisweep.service.trials.models import TRIAL_LR, Trial, TrialState
+from optisweep.service.trials.ranking import ranked_trials
 from optisweep.service.trials.tallies import sweep_versions
 from optisweep.service.versioned_cache import VersionedCache
 
@@ -185,16 +186,10 @@ def _report(session: Session, sweep: Sweep, *, tolerance: float) -> OptimizerRep
     )
 
 
-_LR = Trial.hyperparameters["lr"].as_float()
-_CHUNK = 50_000
-"""Rows turned into Python objects at a time: a million-trial sweep's report reads its few
-columns into arrays without holding a million rows (a server-side cursor was 2x slower)."""
-
-
 def _diverged(session: Session, sweep_id: int) -> dict[str, tuple[int, float | None]]:
     """Per family: how many of its trials diverged, and the lowest lr one diverged at."""
     rows = session.execute(
-        select(Trial.optimizer, func.count(), func.min(_LR))
+        select(Trial.optimizer, func.count(), func.min(TRIAL_LR))
         .where(Trial.sweep_id == sweep_id, Trial.status == TrialState.DIVERGED)
         .group_by(Trial.optimizer)
     )
@@ -208,17 +203,18 @@ def _configurations(
     where the sweep lists some: they group the basins)."""
     setting = spec.scale.setting if spec.scale is not None else None
     top, inner = _listed_names(spec.space, name, setting)
-    columns: list[Any] = [Trial.number, _LR, Trial.objective_value, Trial.defaults]
+    columns: list[Any] = [Trial.number, TRIAL_LR, Trial.objective_value, Trial.defaults]
     if top or inner:
         columns.append(Trial.settings)
-    query = select(*columns).where(
-        Trial.sweep_id == sweep_id,
-        Trial.optimizer == name,
-        Trial.status.in_(RANKED),
-        Trial.objective_kind == FloatKind.FINITE,
+    maximize = spec.objective.mode == "max"
+    query = (
+        ranked_trials(sweep_id, maximize=maximize)
+        .with_only_columns(*columns)
+        .where(Trial.optimizer == name)
+        .order_by(None)  # any order: the columns are sorted by number below
     )
     parts: list[list[Any]] = [[] for _ in columns]
-    for chunk in session.execute(query).partitions(_CHUNK):  # rows made a chunk at a time
+    for chunk in session.execute(query).partitions(ROWS_AT_A_TIME):
         for part, column in zip(parts, zip(*chunk, strict=True), strict=True):
             part.extend(column)
     numbers, lrs, values, defaults = (

@@ -35,7 +35,7 @@ from optisweep.workers.states import TrialState
 if TYPE_CHECKING:
     from optisweep.service.sweeps.models import Sweep
 
-__all__ = ["RANKED", "Trial", "TrialState", "note_status"]
+__all__ = ["RANKED", "TRIAL_LR", "Trial", "TrialState", "note_status"]
 
 RANKED = (TrialState.COMPLETED, TrialState.STOPPED)
 """Trials that compete on the leaderboard: never DIVERGED or FAILED ones."""
@@ -204,6 +204,11 @@ class FamilyImprovement(Base):
     value: Mapped[float] = mapped_column(Float(precision=53))
     trial_id: Mapped[int]
     epoch: Mapped[int]
+
+
+TRIAL_LR = Trial.hyperparameters["lr"].as_float()
+"""A trial's lr, read in SQL through its hyperparameters' JSON path (NULL where it has none):
+the columns a large sweep's charts and report read instead of every trial's JSON."""
 
 
 class TrialEvent(Base):
